@@ -1,0 +1,47 @@
+# robot_rl: `make test`, `make demo`, `make bench`. Each target sets up the virtual environment it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.robot_rl-installed
+# Keep ROS 2 traffic on this machine; tests pick their own ROS_DOMAIN_ID per run.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 100 )))
+export MUJOCO_GL ?= osmesa
+export PYTHONDONTWRITEBYTECODE := 1
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint demo bench colcon clean help
+
+help:
+	@echo "make test   - set up .venv, lint, run the test suite (fast + learning + ROS tests)"
+	@echo "make demo   - set up .venv and run the end-to-end workflow"
+	@echo "make bench  - set up .venv (+ bench-only peers) and run the benchmarks in bench/"
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/robot-rl demo
+
+bench: venv
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
+	$(PY) -m pytest -q -m bench bench/ $(PYTEST_ARGS)
+
+colcon: venv
+	rm -rf build install log
+	$(VENV)/bin/colcon build --base-paths . --packages-select robot_rl
+
+clean:
+	rm -rf build install log .pytest_cache

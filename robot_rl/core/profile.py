@@ -1,0 +1,181 @@
+"""Robot profile: the one source of truth for joint order, command interface, limits, rates and topics.
+
+Read from ``hardware/<robot>.yaml`` by the envs, the exporter, the ROS nodes and the safety filter. Limits may be
+left out in YAML; ``RobotProfile.with_mjcf_defaults`` fills them from the MJCF (joint ``range``, actuator
+``ctrlrange``/``forcerange``) so YAML and model cannot silently drift (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from robot_rl.core.assets import find_asset
+from robot_rl.core.config import ConfigError, load_config
+
+NONFINITE = {"allow_nonfinite": True}
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    """One measured joint, as it appears in ``/joint_states``."""
+
+    name: str
+    """Joint name, identical in the MJCF, ``/joint_states`` and the command layout."""
+    position_min: float = field(default=-math.inf, metadata=NONFINITE)
+    """Lower position limit [rad or m]; -inf for a continuous joint."""
+    position_max: float = field(default=math.inf, metadata=NONFINITE)
+    """Upper position limit [rad or m]; +inf for a continuous joint."""
+    velocity_max: float = 10.0
+    """Velocity limit [rad/s or m/s] used by the out-of-range state check (state beyond 2x is impossible)."""
+    effort_max: float = field(default=math.inf, metadata=NONFINITE)
+    """Effort limit [N m or N] of the joint's actuator; inf for an unactuated joint."""
+    position_unit: Literal["rad", "m"] = "rad"
+
+    def __post_init__(self):
+        if self.position_min >= self.position_max:
+            raise ValueError(f"joint {self.name!r}: position_min {self.position_min} >= position_max {self.position_max}")
+        if self.velocity_max <= 0:
+            raise ValueError(f"joint {self.name!r}: velocity_max must be > 0, got {self.velocity_max}")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """ROS topic names (ros2_control forward-command convention for commands)."""
+
+    joint_states: str = "/joint_states"
+    commands: str = "/forward_effort_controller/commands"
+    goal: str = "/goal"
+    diagnostics: str = "/diagnostics"
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Safety filter settings (see docs/safety.md for the behaviour and time bounds)."""
+
+    sensor_timeout_s: float = 0.06
+    """Joint states older than this (steady clock) trigger the safe command; default 3 control periods."""
+    command_timeout_s: float = 0.1
+    """Robot side (sim_robot, like a ros2_control controller): no command for this long -> safe command."""
+    max_command_rate: float = field(default=math.inf, metadata=NONFINITE)
+    """Largest allowed change of each command per second (command units / s); inf disables rate limiting."""
+    position_margin: float = 0.1
+    """State beyond position limits by more than this [rad or m] counts as impossible."""
+    velocity_factor: float = 2.0
+    """State faster than velocity_factor x velocity_max counts as impossible."""
+    recover_after: int = 5
+    """Consecutive valid sensor messages needed before normal operation resumes after a fault."""
+    safe_command: Literal["zero", "hold", "damping"] = "zero"
+    """Fallback: zero effort, hold last position, or damping (-gain x velocity)."""
+    damping_gain: float = 0.0
+    """Gain of the damping fallback [N m s/rad]."""
+
+    def __post_init__(self):
+        for name in ("sensor_timeout_s", "command_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.recover_after < 1:
+            raise ValueError(f"recover_after must be >= 1, got {self.recover_after}")
+
+
+@dataclass(frozen=True)
+class RobotProfile:
+    """A robot: joints, command interface, limits, rates and topics."""
+
+    name: str
+    mjcf: str
+    """MJCF path, relative to the share root (see ``robot_rl.core.assets``)."""
+    command_interface: Literal["effort", "position", "velocity"]
+    controller: str
+    """ros2_control controller name; commands go to ``/<controller>/commands``."""
+    control_period_s: float
+    """Policy / controller period [s]."""
+    sensor_period_s: float
+    """Joint-state publication period of the robot [s]."""
+    joints: tuple[JointSpec, ...]
+    """Measured joints, in the order the observation builder reads them (mapped by name, never by index)."""
+    command_joints: tuple[str, ...]
+    """Actuated joints in command order (``Float64MultiArray`` layout)."""
+    command_min: tuple[float, ...] = ()
+    """Lower command limit per command joint (command units); empty -> from the MJCF actuator ctrlrange."""
+    command_max: tuple[float, ...] = ()
+    """Upper command limit per command joint; empty -> from the MJCF."""
+    topics: Topics = Topics()
+    safety: SafetyLimits = SafetyLimits()
+
+    def __post_init__(self):
+        if self.control_period_s <= 0 or self.sensor_period_s <= 0:
+            raise ValueError("control_period_s and sensor_period_s must be > 0")
+        names = [j.name for j in self.joints]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate joint names in {names}")
+        missing = [c for c in self.command_joints if c not in names]
+        if missing:
+            raise ValueError(f"command_joints {missing} are not among joints {names}")
+        for lim in ("command_min", "command_max"):
+            val = getattr(self, lim)
+            if val and len(val) != len(self.command_joints):
+                raise ValueError(f"{lim} has {len(val)} entries, command_joints has {len(self.command_joints)}")
+        if self.command_min and self.command_max:
+            bad = [n for n, lo, hi in zip(self.command_joints, self.command_min, self.command_max) if lo >= hi]
+            if bad:
+                raise ValueError(f"command_min >= command_max for {bad}")
+        if self.controller != self.topics.commands.strip("/").split("/")[0]:
+            raise ValueError(
+                f"topics.commands {self.topics.commands!r} does not follow /<controller>/commands "
+                f"for controller {self.controller!r}"
+            )
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+    def joint(self, name: str) -> JointSpec:
+        for j in self.joints:
+            if j.name == name:
+                return j
+        raise KeyError(f"robot {self.name!r} has no joint {name!r}; joints: {list(self.joint_names)}")
+
+    def mjcf_path(self) -> Path:
+        return find_asset(self.mjcf)
+
+    def with_mjcf_defaults(self) -> RobotProfile:
+        """Fill command limits left empty from the MJCF actuators (ctrlrange)."""
+        if self.command_min and self.command_max:
+            return self
+        import mujoco
+
+        model = mujoco.MjModel.from_xml_path(str(self.mjcf_path()))
+        lo, hi = [], []
+        for name in self.command_joints:
+            act = actuator_for_joint(model, name)
+            rng = model.actuator_ctrlrange[act]
+            lo.append(float(rng[0]))
+            hi.append(float(rng[1]))
+        return dataclasses.replace(self, command_min=self.command_min or tuple(lo), command_max=self.command_max or tuple(hi))
+
+
+def actuator_for_joint(model, joint_name: str) -> int:
+    """Index of the actuator driving ``joint_name`` in a MuJoCo model (KeyError naming the joint if none)."""
+    import mujoco
+
+    jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, joint_name)
+    if jid < 0:
+        raise KeyError(f"MJCF has no joint {joint_name!r}")
+    for a in range(model.nu):
+        if model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and model.actuator_trnid[a, 0] == jid:
+            return a
+    raise KeyError(f"MJCF has no actuator on joint {joint_name!r}")
+
+
+def load_profile(name_or_path: str) -> RobotProfile:
+    """Load ``hardware/<name>.yaml`` (or a path to a profile YAML), with limits filled from the MJCF."""
+    rel = name_or_path if name_or_path.endswith((".yaml", ".yml")) else f"hardware/{name_or_path}.yaml"
+    try:
+        path = find_asset(rel)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc), source=rel) from None
+    return load_config(RobotProfile, path).with_mjcf_defaults()
