@@ -7,7 +7,6 @@ STAMP := $(VENV)/.robot_rl-installed
 # Keep ROS 2 traffic on this machine; tests pick their own ROS_DOMAIN_ID per run.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 100 )))
-export MUJOCO_GL ?= osmesa
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 

@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 
@@ -19,3 +18,23 @@ def ros_env(monkeypatch):
     monkeypatch.setenv("ROS_DOMAIN_ID", domain)
     env = dict(os.environ)
     return env
+
+
+def _load_setup_nodes():
+    """Expose setup.py's NODES dict as module ``setup_nodes_probe`` without running setup()."""
+    import ast
+    import sys
+    import types
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    nodes = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NODES" for t in node.targets):
+            nodes = ast.literal_eval(node.value)
+    mod = types.ModuleType("setup_nodes_probe")
+    mod.NODES = nodes
+    sys.modules["setup_nodes_probe"] = mod
+
+
+_load_setup_nodes()

@@ -37,7 +37,9 @@ class JointSpec:
 
     def __post_init__(self):
         if self.position_min >= self.position_max:
-            raise ValueError(f"joint {self.name!r}: position_min {self.position_min} >= position_max {self.position_max}")
+            raise ValueError(
+                f"joint {self.name!r}: position_min {self.position_min} >= position_max {self.position_max}"
+            )
         if self.velocity_max <= 0:
             raise ValueError(f"joint {self.name!r}: velocity_max must be > 0, got {self.velocity_max}")
 
@@ -155,7 +157,9 @@ class RobotProfile:
             rng = model.actuator_ctrlrange[act]
             lo.append(float(rng[0]))
             hi.append(float(rng[1]))
-        return dataclasses.replace(self, command_min=self.command_min or tuple(lo), command_max=self.command_max or tuple(hi))
+        return dataclasses.replace(
+            self, command_min=self.command_min or tuple(lo), command_max=self.command_max or tuple(hi)
+        )
 
 
 def actuator_for_joint(model, joint_name: str) -> int:

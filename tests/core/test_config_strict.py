@@ -1,0 +1,140 @@
+"""Strict YAML config loading: every class of bad input gives a ConfigError naming file and key path."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from robot_rl.core.config import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    config_hash,
+    dump_yaml,
+    from_dict,
+    load_config,
+    parse_yaml,
+)
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 3e-4
+    """Learning rate."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes."""
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    steps: int = 10
+    use_gpu: bool = False
+    mode: Literal["a", "b"] = "a"
+    limit: float = field(default=math.inf, metadata={"allow_nonfinite": True})
+    inner: Inner = Inner()
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_valid_config_roundtrips(tmp_path):
+    p = write(tmp_path, "name: x\nsteps: 5\ninner:\n  lr: 0.001\n  hidden: [64, 64]\nlimit: .inf\n")
+    cfg = load_config(Outer, p)
+    assert cfg == Outer(name="x", steps=5, inner=Inner(lr=0.001, hidden=(64, 64)), limit=math.inf)
+    again = load_config(Outer, write(tmp_path, dump_yaml(cfg), "again.yaml"))
+    assert again == cfg
+    assert config_hash(again) == config_hash(cfg)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name: x\nstepz: 3\n", "stepz"),  # unknown key
+        ("name: x\ninner:\n  lrr: 1\n", "inner.lrr"),  # unknown nested key
+        ("name: x\nname: y\n", "duplicate key 'name'"),  # duplicate key
+        ("name: x\nsteps: ten\n", "steps: expected int"),  # wrong type
+        ("name: x\nsteps: true\n", "steps: expected int"),  # bool is not int
+        ("name: 3.10\n", "name: expected str"),  # 3.10 would silently become 3.1
+        ("name: x\nuse_gpu: no\n", "ambiguous YAML 1.1 boolean"),  # yes/no booleans refused
+        ("name: x\ninner:\n  lr: .nan\n", "inner.lr: expected a finite float"),  # non-finite
+        ("name: x\ninner:\n  lr: -.inf\n", "inner.lr: expected a finite float"),
+        ("name: x\nmode: c\n", "mode: expected one of"),
+        ("name: x\ninner:\n  hidden: [64, big]\n", "inner.hidden[1]: expected int"),
+        ("steps: 3\n", "name: required key is missing"),
+        ("name: x\nsteps: -1\n", "steps must be >= 0"),  # __post_init__ validation
+        ("name: !!python/object/apply:os.system ['echo pwned']\n", "could not determine a constructor"),
+        ("name: x\n  bad indent: [\n", "line"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_bad_yaml_names_file_and_key(tmp_path, text, fragment):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, p)
+    msg = str(info.value)
+    assert str(p) in msg
+    assert fragment in msg
+
+
+def test_python_tag_does_not_execute(tmp_path):
+    marker = tmp_path / "pwned"
+    p = write(tmp_path, f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError):
+        load_config(Outer, p)
+    assert not marker.exists()
+
+
+def test_huge_file_refused(tmp_path):
+    p = write(tmp_path, "name: x\n" + "#" * (MAX_CONFIG_BYTES + 10) + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(Outer, p)
+
+
+def test_missing_file_is_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(Outer, tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    p = write(tmp_path, "name: x\n")
+    cfg = load_config(Outer, p, overrides=["inner.lr=0.01", "steps=7", "inner.hidden=[32]"])
+    assert cfg.inner.lr == 0.01 and cfg.steps == 7 and cfg.inner.hidden == (32,)
+    with pytest.raises(ConfigError, match="inner.lr: expected float"):
+        load_config(Outer, p, overrides=["inner.lr=fast"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(Outer, p, overrides=["inner.lr"])
+    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+        load_config(Outer, p, overrides=["nope=1"])
+
+
+def test_fuzzed_yaml_never_raises_anything_but_config_error():
+    """Random byte soups and structure mutations: only ConfigError, never another exception type."""
+    import random
+
+    rng = random.Random(0)
+    base = "name: x\nsteps: 5\ninner:\n  lr: 0.001\n  hidden: [64, 64]\n"
+    alphabet = list(":-[]{}!&*#|>'\"%@`\n\t ,.?0123456789abcxyz") + ["!!python/name:os.system", "<<: *a", "&a"]
+    for _ in range(400):
+        chars = list(base)
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randrange(len(chars) + 1)
+            if rng.random() < 0.5 and chars:
+                del chars[min(pos, len(chars) - 1)]
+            else:
+                chars.insert(pos, rng.choice(alphabet))
+        text = "".join(chars)
+        try:
+            from_dict(Outer, parse_yaml(text, source="fuzz"), source="fuzz")
+        except ConfigError:
+            pass
