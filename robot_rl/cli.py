@@ -20,7 +20,7 @@ ORDER = ("train", "evaluate", "export", "collect", "replay", "launch", "deploy",
 
 
 def _discover() -> dict[str, tuple[str, str]]:
-    """name -> (module, one-line help), read without importing (help comes from the module's HELP constant)."""
+    """Name -> (module, one-line help), read without importing (help comes from the module's HELP constant)."""
     found = {}
     for info in pkgutil.iter_modules(_commands_pkg.__path__):
         if info.name.startswith("_"):
