@@ -1,0 +1,1 @@
+"""Rendering: offscreen MuJoCo videos of evaluations, deployments and replays (numpy + mujoco, no torch)."""
