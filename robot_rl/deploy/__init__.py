@@ -1,0 +1,1 @@
+"""Deployment helpers that import no rclpy: launch-file parsing and running, node cores (pure math), latency stats."""

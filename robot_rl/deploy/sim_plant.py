@@ -1,0 +1,165 @@
+"""The physics behind the ``sim_robot`` node, without ROS: a MuJoCo model acting like a ros2_control robot.
+
+It behaves like a forward command controller on real hardware: a command (robot units, ``command_joints`` order)
+is applied ``latency_s`` after it arrives and held until the next one; if no command arrives for
+``command_timeout_s`` (steady clock) the safe command (zero effort / hold position / zero velocity) is applied
+until commands resume (RELIABILITY.md scenario 8). Measurements carry optional Gaussian noise. Time is whatever the
+caller passes as ``now_s`` (the node passes ``time.monotonic()``), so tests can drive it deterministically.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+class SimPlant:
+    """MuJoCo model + data stepped in real time by the caller.
+
+    Args:
+        profile: ``RobotProfile`` (joint names, command joints, command interface, command limits).
+        model, data: ``mujoco.MjModel`` / ``mujoco.MjData`` (already randomized if wanted).
+        latency_s: delay between a command's arrival and its application [s].
+        position_noise_std, velocity_noise_std: std of Gaussian measurement noise [rad or m, rad/s or m/s].
+        command_timeout_s: no command for this long -> safe command [s].
+        rng: ``np.random.Generator`` for the noise.
+        reward_fn: optional ``reward_fn(model, data) -> float`` evaluated once per physics step.
+
+    """
+
+    def __init__(self, profile, model, data, *, latency_s: float = 0.0, position_noise_std: float = 0.0,
+                 velocity_noise_std: float = 0.0, command_timeout_s: float = 0.1,
+                 rng: np.random.Generator | None = None,
+                 reward_fn: Callable[[object, object], float] | None = None):
+        import mujoco
+
+        self._mj = mujoco
+        self.profile, self.model, self.data = profile, model, data
+        self.latency_s = float(latency_s)
+        self.position_noise_std = float(position_noise_std)
+        self.velocity_noise_std = float(velocity_noise_std)
+        self.command_timeout_s = float(command_timeout_s)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.reward_fn = reward_fn
+        self.joint_names = profile.joint_names
+        self._qadr, self._dadr = [], []
+        for name in self.joint_names:
+            jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            if jid < 0:
+                raise KeyError(f"profile joint {name!r} is not in the MJCF {profile.mjcf}")
+            self._qadr.append(int(model.jnt_qposadr[jid]))
+            self._dadr.append(int(model.jnt_dofadr[jid]))
+        from robot_rl.core.profile import actuator_for_joint
+
+        self._act = np.array([actuator_for_joint(model, n) for n in profile.command_joints], dtype=np.intp)
+        self._cmd_qpos = np.array([self._qadr[self.joint_names.index(n)] for n in profile.command_joints],
+                                  dtype=np.intp)
+        self.command_min = np.asarray(profile.command_min, dtype=np.float64)
+        self.command_max = np.asarray(profile.command_max, dtype=np.float64)
+        self._pending: deque[tuple[float, np.ndarray]] = deque()
+        self._applied = self.safe_command()
+        self._last_command_s: float | None = None
+        self.timed_out = True
+        """True while the safe command is applied because commands stopped (or never started)."""
+        self.timeouts = 0
+        """Number of transitions into the timed-out state after commands had started."""
+        self.rejected = 0
+        """Commands refused (wrong length or non-finite)."""
+        self.reward = 0.0
+        self.episode_return = 0.0
+        self.steps = 0
+        self.physics_warnings = 0
+        self._t0: float | None = None
+
+    # ------------------------------------------------------------------ state
+    def set_initial_state(self, positions: Sequence[float] | None = None,
+                          velocities: Sequence[float] | None = None) -> None:
+        """Set joint positions / velocities (profile joint order) and recompute derived quantities."""
+        if positions is not None:
+            if len(positions) != len(self.joint_names):
+                raise ValueError(f"initial positions need {len(self.joint_names)} values for joints "
+                                 f"{list(self.joint_names)}, got {len(positions)}")
+            self.data.qpos[self._qadr] = positions
+        if velocities is not None:
+            if len(velocities) != len(self.joint_names):
+                raise ValueError(f"initial velocities need {len(self.joint_names)} values for joints "
+                                 f"{list(self.joint_names)}, got {len(velocities)}")
+            self.data.qvel[self._dadr] = velocities
+        self._mj.mj_forward(self.model, self.data)
+
+    def safe_command(self) -> np.ndarray:
+        """Command a ros2_control robot falls back to: zero effort / velocity, or hold the current position."""
+        if self.profile.command_interface == "position":
+            return self.data.qpos[self._cmd_qpos].astype(np.float64)
+        return np.zeros(len(self.profile.command_joints))
+
+    @property
+    def applied_command(self) -> np.ndarray:
+        """Command currently driving the actuators (command units), a copy."""
+        return self._applied.copy()
+
+    # ------------------------------------------------------------------ inputs
+    def on_command(self, values: Sequence[float], now_s: float) -> bool:
+        """A ``Float64MultiArray`` command arrived at ``now_s``; returns False (and counts) if refused."""
+        cmd = np.asarray(values, dtype=np.float64)
+        if cmd.shape != (len(self.profile.command_joints),) or not np.all(np.isfinite(cmd)):
+            self.rejected += 1
+            return False
+        # Actuators saturate like hardware does; the safety filter upstream should already have clamped.
+        cmd = np.clip(cmd, self.command_min, self.command_max)
+        self._pending.append((now_s + self.latency_s, cmd))
+        self._last_command_s = now_s
+        return True
+
+    # ------------------------------------------------------------------ time
+    def advance(self, now_s: float, max_steps: int = 100) -> int:
+        """Step physics until sim time catches up with ``now_s``; returns the number of steps taken.
+
+        At most ``max_steps`` steps per call: if the host falls further behind, sim time slips instead of
+        burning the CPU (the node reports the slip).
+        """
+        if self._t0 is None:
+            self._t0 = now_s - self.data.time
+        dt = self.model.opt.timestep
+        steps = 0
+        while self._t0 + self.data.time + 0.5 * dt <= now_s and steps < max_steps:
+            t_step = self._t0 + self.data.time
+            self._update_command(t_step)
+            self.data.ctrl[self._act] = self._applied
+            warn_before = int(self.data.warning.number.sum())
+            self._mj.mj_step(self.model, self.data)
+            self.physics_warnings += int(self.data.warning.number.sum()) - warn_before
+            if self.reward_fn is not None:
+                self.reward = float(self.reward_fn(self.model, self.data))
+                self.episode_return += self.reward
+            steps += 1
+        self.steps += steps
+        if steps == max_steps:
+            self._t0 = now_s - self.data.time  # slip: do not try to catch up what is lost
+        return steps
+
+    def _update_command(self, t: float) -> None:
+        while self._pending and self._pending[0][0] <= t:
+            self._applied = self._pending.popleft()[1]
+        stale = self._last_command_s is None or (t - self._last_command_s) > self.command_timeout_s + self.latency_s
+        if stale:
+            if not self.timed_out and self._last_command_s is not None:
+                self.timeouts += 1
+            if not self.timed_out or self.profile.command_interface != "position":
+                self._applied = self.safe_command()
+            self._pending.clear()
+        self.timed_out = stale
+
+    # ------------------------------------------------------------------ outputs
+    def measure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measured (positions, velocities, efforts), each shape ``(n_joints,)`` in profile joint order."""
+        q = self.data.qpos[self._qadr].astype(np.float64)
+        v = self.data.qvel[self._dadr].astype(np.float64)
+        if self.position_noise_std > 0:
+            q = q + self.rng.normal(0.0, self.position_noise_std, q.shape)
+        if self.velocity_noise_std > 0:
+            v = v + self.rng.normal(0.0, self.velocity_noise_std, v.shape)
+        effort = self.data.qfrc_actuator[self._dadr].astype(np.float64)
+        return q, v, effort

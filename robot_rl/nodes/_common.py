@@ -1,0 +1,177 @@
+"""Shared plumbing of the rclpy node shells: parameters with descriptions and validation, steady timers, main().
+
+Exit codes of every node: 0 clean stop (SIGINT / SIGTERM), 1 fault while running (unhandled exception in a
+callback: the node's ``fail_safe()`` publishes a final safe command first), 2 refused to start (bad parameter,
+bad model, missing file: the message names what was wrong).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+EXIT_OK, EXIT_FAULT, EXIT_REFUSED = 0, 1, 2
+
+
+class StartupError(Exception):
+    """The node cannot start (bad parameter, bad model, missing file); the message says what and where."""
+
+
+class ParamReader:
+    """Declare ROS parameters with descriptions and read them with type checks and validation.
+
+    Every parameter is declared with ``dynamic_typing`` so a launch file writing ``1`` for a float parameter is
+    accepted; the type is checked here and a wrong one becomes a ``StartupError`` naming the parameter.
+    """
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.values: dict[str, Any] = {}
+
+    def _declare(self, name: str, default: Any, description: str) -> Any:
+        desc = ParameterDescriptor(description=description, dynamic_typing=True)
+        value = self.node.declare_parameter(name, default, desc).value
+        return value
+
+    def float(self, name: str, default: float, description: str, *, min_value: float | None = None,
+              max_value: float | None = None, strict_min: bool = False) -> float:
+        raw = self._declare(name, float(default), description)
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise StartupError(f"parameter {name!r}: expected a number, got {raw!r}")
+        value = float(raw)
+        if not math.isfinite(value):
+            raise StartupError(f"parameter {name!r}: must be finite, got {value}")
+        if min_value is not None and (value < min_value or (strict_min and value == min_value)):
+            raise StartupError(f"parameter {name!r}: must be {'>' if strict_min else '>='} {min_value}, got {value}")
+        if max_value is not None and value > max_value:
+            raise StartupError(f"parameter {name!r}: must be <= {max_value}, got {value}")
+        self.values[name] = value
+        return value
+
+    def int(self, name: str, default: int, description: str, *, min_value: int | None = None) -> int:
+        raw = self._declare(name, int(default), description)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise StartupError(f"parameter {name!r}: expected an integer, got {raw!r}")
+        if min_value is not None and raw < min_value:
+            raise StartupError(f"parameter {name!r}: must be >= {min_value}, got {raw}")
+        self.values[name] = raw
+        return raw
+
+    def bool(self, name: str, default: bool, description: str) -> bool:
+        raw = self._declare(name, bool(default), description)
+        if not isinstance(raw, bool):
+            raise StartupError(f"parameter {name!r}: expected true or false, got {raw!r}")
+        self.values[name] = raw
+        return raw
+
+    def str(self, name: str, default: str, description: str, *, choices: Sequence[str] | None = None) -> str:
+        raw = self._declare(name, str(default), description)
+        if not isinstance(raw, str):
+            raise StartupError(f"parameter {name!r}: expected a string, got {raw!r}")
+        if choices is not None and raw not in choices:
+            raise StartupError(f"parameter {name!r}: must be one of {list(choices)}, got {raw!r}")
+        self.values[name] = raw
+        return raw
+
+    def floats(self, name: str, default: Sequence[float], description: str, *, length: int | None = None
+               ) -> list[float]:
+        raw = self._declare(name, [float(v) for v in default], description)
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            raw = [raw]
+        if not isinstance(raw, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                     for v in raw):
+            raise StartupError(f"parameter {name!r}: expected a list of numbers, got {raw!r}")
+        values = [float(v) for v in raw]
+        if not all(math.isfinite(v) for v in values):
+            raise StartupError(f"parameter {name!r}: values must be finite, got {values}")
+        if length is not None and len(values) != length:
+            raise StartupError(f"parameter {name!r}: expected {length} values, got {len(values)}")
+        self.values[name] = values
+        return values
+
+
+def steady_clock() -> Clock:
+    """A steady clock for timers: watchdogs keep firing when the ROS (sim) clock freezes."""
+    return Clock(clock_type=ClockType.STEADY_TIME)
+
+
+def stamp_to_s(stamp) -> float:
+    """``builtin_interfaces/Time`` -> seconds (float)."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None = None) -> int:
+    """Init rclpy, build the node, spin until shutdown; map outcomes to exit codes (see module docstring).
+
+    ``factory`` builds the node (raising ``StartupError`` to refuse). The node may define ``fail_safe()`` (called
+    after an unhandled exception: publish the final safe command) and ``on_shutdown()`` (clean stop: flush, log
+    statistics).
+    """
+    args = list(sys.argv if argv is None else argv)
+    # Own signal handling: the context stays valid after SIGINT / SIGTERM so on_shutdown can still publish a
+    # final command and close files; spin_once with a short timeout lets the flag be seen promptly.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop: list[int] = []
+
+    def _on_signal(signum, _frame):
+        stop.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+    node = None
+    try:
+        try:
+            node = factory()
+        except StartupError as exc:
+            print(f"[{name}] refusing to start: {exc}", file=sys.stderr, flush=True)
+            return EXIT_REFUSED
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while not stop and rclpy.ok() and not getattr(node, "fatal_error", None):
+                executor.spin_once(timeout_sec=0.05)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except Exception:  # noqa: BLE001 - any callback failure: safe command, then exit non-zero
+            print(f"[{name}] unhandled exception, publishing the safe command and exiting:\n"
+                  f"{traceback.format_exc()}", file=sys.stderr, flush=True)
+            _call(node, "fail_safe", name)
+            _call(node, "on_shutdown", name)
+            return EXIT_FAULT
+        failure = getattr(node, "fatal_error", None)
+        if failure:
+            print(f"[{name}] stopping after fault: {failure}", file=sys.stderr, flush=True)
+            _call(node, "fail_safe", name)
+            _call(node, "on_shutdown", name)
+            return EXIT_FAULT
+        _call(node, "on_shutdown", name)
+        return EXIT_OK
+    finally:
+        if node is not None:
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - context may already be shut down
+                pass
+        if rclpy.ok():
+            rclpy.try_shutdown()
+
+
+def _call(node: Node, method: str, name: str) -> None:
+    fn = getattr(node, method, None)
+    if fn is None:
+        return
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - a failing hook must not hide the original outcome
+        print(f"[{name}] {method} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)

@@ -1,0 +1,170 @@
+"""sim_robot: a MuJoCo model standing in for a ros2_control robot (physics in ``robot_rl.deploy.sim_plant``).
+
+Publishes ``/joint_states`` (sensor_msgs/JointState, profile joint names) every ``sensor_period_s`` of steady time,
+accepts ``/<controller>/commands`` (std_msgs/Float64MultiArray, ``command_joints`` order) like a forward command
+controller, applies its own command timeout (no command for ``command_timeout_s`` -> safe command), and can apply a
+held-out randomization sample (``randomization`` + ``seed``, through the env of ``env_id``), command latency and
+sensor noise. Also publishes ``~/applied_command`` (what drives the actuators), ``~/reward``
+(Float64MultiArray ``[reward, return, timed_out, timeouts]``) and, with ``publish_clock``, ``/clock``.
+
+Run: ``python -m robot_rl.nodes.sim_robot --ros-args -p robot:=cartpole -p initial_positions:=[0.0,0.05]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from robot_rl.nodes._common import ParamReader, StartupError, run_node, steady_clock
+
+NAME = "sim_robot"
+
+
+def _load(robot: str, env_id: str, randomization: str, seed: int):
+    """(profile, model, data, reward_fn) with the randomization sample of ``seed`` applied when asked."""
+    from robot_rl.core.config import ConfigError
+    from robot_rl.core.profile import load_profile
+
+    try:
+        profile = load_profile(robot)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise StartupError(f"parameter 'robot': cannot load robot profile {robot!r}: {exc}") from None
+    if not env_id:
+        if randomization:
+            raise StartupError("parameter 'randomization' needs parameter 'env_id' (the env applies the sample)")
+        import mujoco
+
+        model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+        return profile, model, mujoco.MjData(model), None
+    try:
+        from robot_rl.envs import make
+
+        env = make(env_id, randomization=randomization or None, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - any env construction failure is a refused start
+        raise StartupError(f"parameter 'env_id'/'randomization': cannot build env {env_id!r} with randomization "
+                           f"{randomization!r}: {exc}") from None
+    base = env.unwrapped
+    if base.profile is None or base.profile.name != profile.name:
+        raise StartupError(f"parameter 'env_id': env {env_id!r} uses robot "
+                           f"{getattr(base.profile, 'name', None)!r}, parameter 'robot' is {profile.name!r}")
+    return profile, base.model, base.data, _reward_fn(base)
+
+
+def _reward_fn(base):
+    """The task's reward on the current physics state, or None if the env has no ``reward_now``/``_evaluate``."""
+    fn = getattr(base, "reward_now", None)
+    if callable(fn):
+        return lambda _m, _d: float(fn())
+    evaluate = getattr(base, "_evaluate", None)
+    if callable(evaluate):
+        zero = np.zeros(base.model.nu)
+        return lambda _m, _d: float(evaluate(zero)[0])
+    return None
+
+
+class SimRobotNode(Node):
+    def __init__(self):
+        super().__init__(NAME)
+        p = ParamReader(self)
+        robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
+        env_id = p.str("env_id", "", "env whose randomization / reward to use, e.g. robot_rl/CartpoleBalance-v0; "
+                       "empty: raw MJCF, no reward")
+        randomization = p.str("randomization", "", "randomization profile of the held-out 'reality' sample "
+                              "(sim/randomization/<name>.yaml); empty: nominal model")
+        seed = p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0)
+        profile, model, data, reward_fn = _load(robot, env_id, randomization, seed)
+        self.profile = profile
+        self.sensor_period_s = p.float("sensor_period_s", profile.sensor_period_s,
+                                       "joint-state publication period [s] (steady clock)", min_value=0.0,
+                                       strict_min=True)
+        timeout = p.float("command_timeout_s", profile.safety.command_timeout_s,
+                          "no command for this long -> safe command [s]", min_value=0.0, strict_min=True)
+        latency = p.float("latency_s", 0.0, "delay from command arrival to actuation [s]", min_value=0.0)
+        pos_noise = p.float("position_noise_std", 0.0, "joint position measurement noise std [rad or m]",
+                            min_value=0.0)
+        vel_noise = p.float("velocity_noise_std", 0.0, "joint velocity measurement noise std [rad/s or m/s]",
+                            min_value=0.0)
+        n = len(profile.joint_names)
+        init_q = p.floats("initial_positions", [], f"initial joint positions {list(profile.joint_names)} "
+                          "[rad or m]; empty: the env's / model's initial state")
+        init_v = p.floats("initial_velocities", [], "initial joint velocities [rad/s or m/s]; empty: unchanged")
+        for pname, vals in (("initial_positions", init_q), ("initial_velocities", init_v)):
+            if vals and len(vals) != n:
+                raise StartupError(f"parameter {pname!r}: expected {n} values for joints "
+                                   f"{list(profile.joint_names)}, got {len(vals)}")
+        self.publish_clock = p.bool("publish_clock", False, "publish /clock with the simulation time")
+        from robot_rl.deploy.sim_plant import SimPlant
+
+        self.plant = SimPlant(profile, model, data, latency_s=latency, position_noise_std=pos_noise,
+                              velocity_noise_std=vel_noise, command_timeout_s=timeout,
+                              rng=np.random.default_rng(seed), reward_fn=reward_fn)
+        self.plant.set_initial_state(init_q or None, init_v or None)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_js = self.create_publisher(JointState, profile.topics.joint_states, qos)
+        self.pub_applied = self.create_publisher(Float64MultiArray, "~/applied_command", qos)
+        self.pub_reward = self.create_publisher(Float64MultiArray, "~/reward", qos)
+        self.pub_clock = self.create_publisher(ClockMsg, "/clock", qos) if self.publish_clock else None
+        self.create_subscription(Float64MultiArray, profile.topics.commands, self._on_command, qos)
+        self._msg = JointState(name=list(profile.joint_names))
+        self._was_timed_out = True
+        self.slips = 0
+        self.create_timer(self.sensor_period_s, self._tick, clock=steady_clock())
+        self.get_logger().info(
+            f"robot {profile.name}: joint_states on {profile.topics.joint_states} every {self.sensor_period_s} s, "
+            f"commands on {profile.topics.commands}, command timeout {timeout} s, latency {latency} s, "
+            f"randomization {randomization or 'off'} (seed {seed})")
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        if not self.plant.on_command(msg.data, time.monotonic()):
+            self.get_logger().warning(f"refused command {list(msg.data)} (expected "
+                                      f"{len(self.profile.command_joints)} finite values)",
+                                      throttle_duration_sec=1.0)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        steps = self.plant.advance(now)
+        if steps >= 100:
+            self.slips += 1
+        plant = self.plant
+        if plant.timed_out != self._was_timed_out:
+            if plant.timed_out and plant.timeouts:
+                self.get_logger().warning(f"no command for {plant.command_timeout_s} s: applying the safe command")
+            elif not plant.timed_out:
+                self.get_logger().info("commands arriving: forwarding them")
+            self._was_timed_out = plant.timed_out
+        q, v, effort = plant.measure()
+        msg = self._msg
+        if self.publish_clock:
+            sim_ns = int(round(plant.data.time * 1e9))
+            msg.header.stamp = Time(sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
+            self.pub_clock.publish(ClockMsg(clock=msg.header.stamp))
+        else:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        msg.position, msg.velocity, msg.effort = q.tolist(), v.tolist(), effort.tolist()
+        self.pub_js.publish(msg)
+        self.pub_applied.publish(Float64MultiArray(data=plant.applied_command.tolist()))
+        self.pub_reward.publish(Float64MultiArray(
+            data=[plant.reward, plant.episode_return, float(plant.timed_out), float(plant.timeouts)]))
+
+    def on_shutdown(self) -> None:
+        p = self.plant
+        self.get_logger().info(
+            f"sim time {p.data.time:.3f} s, {p.steps} physics steps, return {p.episode_return:.3f}, "
+            f"command timeouts {p.timeouts}, refused commands {p.rejected}, physics warnings "
+            f"{p.physics_warnings}, real-time slips {self.slips}")
+
+
+def main(argv=None) -> int:
+    return run_node(NAME, SimRobotNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
