@@ -1,1 +1,89 @@
-"""robot_rl.envs."""
+"""robot_rl.envs: MuJoCo tasks with the Gymnasium API, dm_control adapter, domain randomization, vector env.
+
+``make(env_id, *, randomization=None, seed=None, **kw)`` builds a task; importing this package registers every id
+with Gymnasium (namespace ``robot_rl``), so ``gymnasium.make("robot_rl/CartpoleSwingup-v0")`` works too (with
+Gymnasium's own wrappers). ``make`` returns the env itself: the time limit is inside the env (``truncated`` at
+``max_episode_steps``), so no copying wrappers sit on the hot path. See docs/tasks.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+
+# id -> (module:class, fixed kwargs). Tasks are imported lazily so `import robot_rl.envs` stays cheap.
+TASKS: dict[str, tuple[str, dict]] = {
+    "robot_rl/CartpoleSwingup-v0": ("robot_rl.envs.cartpole:CartpoleEnv", {"swingup": True}),
+    "robot_rl/CartpoleBalance-v0": ("robot_rl.envs.cartpole:CartpoleEnv", {"swingup": False}),
+    "robot_rl/PendulumSwingup-v0": ("robot_rl.envs.pendulum:PendulumEnv", {}),
+    "robot_rl/Reacher2-v0": ("robot_rl.envs.reacher:ReacherEnv", {}),
+    "robot_rl/ArmReach-v0": ("robot_rl.envs.arm:ArmReachEnv", {}),
+}
+DMC_PREFIX = "robot_rl/dmc-"
+
+
+def _load(entry: str):
+    mod, _, cls = entry.partition(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def parse_dmc_id(env_id: str) -> tuple[str, str]:
+    """``robot_rl/dmc-<domain>-<task>-v0`` -> (domain, task). Task names may contain '-' (dm uses '_')."""
+    body = env_id[len(DMC_PREFIX):]
+    if not env_id.startswith(DMC_PREFIX) or not body.endswith("-v0") or body.count("-") < 2:
+        raise ValueError(f"dm_control id {env_id!r} must look like 'robot_rl/dmc-<domain>-<task>-v0'")
+    domain, _, task = body[: -len("-v0")].partition("-")
+    return domain, task.replace("-", "_")
+
+
+def make(env_id: str, *, randomization=None, seed: int | None = None, **kwargs) -> gym.Env:
+    """Build task ``env_id`` (see ``TASKS`` and ``robot_rl/dmc-<domain>-<task>-v0``).
+
+    Args:
+        env_id: registered id, e.g. ``"robot_rl/CartpoleSwingup-v0"`` (the ``robot_rl/`` prefix may be omitted).
+        randomization: None (off), a profile name in ``sim/randomization/``, a YAML path or a
+            ``RandomizationConfig``.
+        seed: seeds the env (reset once with this seed), so the first ``reset()`` without a seed is reproducible.
+        **kwargs: task options (e.g. ``max_episode_steps``, ``render_mode``).
+
+    """
+    if not env_id.startswith("robot_rl/"):
+        env_id = "robot_rl/" + env_id
+    if env_id.startswith(DMC_PREFIX):
+        from robot_rl.envs.dmc import DmControlEnv
+
+        domain, task = parse_dmc_id(env_id)
+        env = DmControlEnv(domain, task, randomization=randomization, seed=seed, **kwargs)
+    else:
+        if env_id not in TASKS:
+            raise KeyError(f"unknown env id {env_id!r}; known: {sorted(TASKS)} and {DMC_PREFIX}<domain>-<task>-v0")
+        entry, fixed = TASKS[env_id]
+        env = _load(entry)(**fixed, randomization=randomization, seed=seed, **kwargs)
+    env.spec = gym.envs.registration.EnvSpec(env_id, entry_point=_entry_point, kwargs={"env_id": env_id},
+                                             max_episode_steps=None)
+    return env
+
+
+def _entry_point(env_id: str, **kwargs) -> gym.Env:
+    return make(env_id, **kwargs)
+
+
+def observation_builder(env_id: str):
+    """The ``ObservationBuilder`` of a task (for the ROS policy node and log import), built from the task itself."""
+    env = make(env_id)
+    try:
+        return env.unwrapped.observation_builder
+    finally:
+        env.close()
+
+
+def _register() -> None:
+    for env_id in TASKS:
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=_entry_point, kwargs={"env_id": env_id}, disable_env_checker=True)
+
+
+_register()
+
+__all__ = ["make", "observation_builder", "TASKS", "parse_dmc_id"]

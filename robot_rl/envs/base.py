@@ -1,0 +1,228 @@
+"""Shared machinery of the MuJoCo tasks: action scaling, frame skip, physics-error checks, randomization, time limit.
+
+A task subclasses ``MujocoTaskEnv`` and supplies the model, its observation layout and three small methods:
+``_initial_state(rng)`` (sets ``data.qpos``/``data.qvel``, returns the goal or None), ``_evaluate(action)`` (reward,
+terminated, success) and optionally ``_extra_info``. State is read by joint name through the robot profile.
+
+Per-step cost is kept low (see bench/bench_envs.py): index arrays are precomputed, ``mj_step`` runs ``frame_skip``
+steps in one call, and divergence is detected from MuJoCo's warning counters (mjWARN_BADQPOS/QVEL/QACC/CTRL) plus a
+finiteness check of the state, every step. MuJoCo resets a diverged state silently; we end the episode instead
+(``terminated=True``, ``info["physics_error"]=True``) and never hide it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
+from robot_rl.envs.obs import ObservationBuilder
+
+_DIVERGENCE_WARNINGS = np.asarray(
+    [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                      mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)],
+    dtype=np.intp,
+)
+
+
+def joint_addresses(model, names) -> tuple[np.ndarray, np.ndarray]:
+    """Return the qpos and dof addresses of 1-dof joints ``names`` (KeyError naming a missing joint)."""
+    qadr, dadr = [], []
+    for name in names:
+        jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+        if jid < 0:
+            raise KeyError(f"MJCF has no joint {name!r}")
+        qadr.append(model.jnt_qposadr[jid])
+        dadr.append(model.jnt_dofadr[jid])
+    return np.asarray(qadr, dtype=np.intp), np.asarray(dadr, dtype=np.intp)
+
+
+class MujocoTaskEnv(gym.Env):
+    """Base class of the robot_rl MuJoCo tasks (Gymnasium API, actions in [-1, 1]).
+
+    Args:
+        profile: robot profile name (``hardware/<name>.yaml``) or a ``RobotProfile``.
+        frame_skip: physics steps per control step; ``control_dt = frame_skip * model.opt.timestep`` must equal the
+            profile's ``control_period_s``.
+        max_episode_steps: control steps until ``truncated=True``.
+        randomization: None (off), a profile name (``sim/randomization/<name>.yaml``), a path or a
+            ``RandomizationConfig``.
+        seed: seeds ``np_random`` (the only source of randomness of the env and its randomization).
+        render_mode: None or ``"rgb_array"``.
+
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(self, profile: str | RobotProfile, *, frame_skip: int, max_episode_steps: int,
+                 randomization=None, seed: int | None = None, render_mode: str | None = None):
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.model = mujoco.MjModel.from_xml_path(str(self.profile.mjcf_path()))
+        self.data = mujoco.MjData(self.model)
+        self.frame_skip = int(frame_skip)
+        self.control_dt = self.frame_skip * float(self.model.opt.timestep)
+        if not math.isclose(self.control_dt, self.profile.control_period_s, rel_tol=1e-9):
+            raise ValueError(f"{type(self).__name__}: frame_skip {frame_skip} x timestep {self.model.opt.timestep} = "
+                             f"{self.control_dt} s differs from profile control_period_s "
+                             f"{self.profile.control_period_s} s")
+        self.max_episode_steps = int(max_episode_steps)
+        self.render_mode = render_mode
+        self.metadata = dict(self.metadata, render_fps=round(1.0 / self.control_dt))
+        # Measured joints (profile order) and actuated joints (command order).
+        self._qadr, self._dadr = joint_addresses(self.model, self.profile.joint_names)
+        self._act = np.asarray([actuator_for_joint(self.model, n) for n in self.profile.command_joints], dtype=np.intp)
+        if len(self._act) != self.model.nu or not np.array_equal(self._act, np.arange(self.model.nu)):
+            raise ValueError(f"{type(self).__name__}: command_joints {self.profile.command_joints} must drive the "
+                             f"model's actuators 0..{self.model.nu - 1} in order")
+        lo, hi = self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
+        self._ctrl_mid, self._ctrl_half = (hi + lo) / 2.0, (hi - lo) / 2.0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.model.nu,), dtype=np.float32)
+        self.observation_builder = self._make_observation_builder()
+        self.obs_names = self.observation_builder.names
+        self.observation_space = self._make_observation_space()
+        self._warnings = self.data.warning.number  # live view of MuJoCo's warning counters
+        self._goal: np.ndarray | None = None
+        self._t = 0
+        self._renderer = None
+        from robot_rl.envs.randomization import Randomizer  # local: randomization imports this module's helpers
+
+        self.randomizer = Randomizer.from_spec(randomization, self.model, self.data, self.profile)
+        self.randomization_enabled = self.randomizer is not None
+        self._rand_info: dict = {}
+        if seed is not None:
+            self.reset(seed=seed)
+
+    # ------------------------------------------------------------------ task hooks
+    def _make_observation_builder(self) -> ObservationBuilder:
+        raise NotImplementedError
+
+    def _initial_state(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Set ``data.qpos`` / ``data.qvel`` (the data was reset to qpos0); return the goal or None."""
+        raise NotImplementedError
+
+    def _evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
+        """(reward, terminated, is_success or None) after a step; ``action`` is the applied normalized action."""
+        raise NotImplementedError
+
+    def _make_observation_space(self) -> gym.Space:
+        n = self.observation_builder.n_obs
+        return gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+
+    def _package_obs(self, obs: np.ndarray):
+        return obs
+
+    # ------------------------------------------------------------------ state
+    @property
+    def randomization_scale(self) -> float:
+        """Curriculum factor in [0, 1] multiplying every randomization range (1 = the ranges as configured)."""
+        return self.randomizer.scale if self.randomizer is not None else 0.0
+
+    @randomization_scale.setter
+    def randomization_scale(self, value: float) -> None:
+        if self.randomizer is not None:
+            self.randomizer.scale = value
+
+    def get_state(self) -> np.ndarray:
+        """Physics state ``[qpos, qvel]``, shape ``(nq + nv,)`` (a copy)."""
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Set ``[qpos, qvel]`` and recompute derived quantities (mj_forward)."""
+        state = np.asarray(state, dtype=np.float64)
+        nq, nv = self.model.nq, self.model.nv
+        if state.shape != (nq + nv,):
+            raise ValueError(f"state must have shape ({nq + nv},) = [qpos, qvel], got {state.shape}")
+        self.data.qpos[:] = state[:nq]
+        self.data.qvel[:] = state[nq:]
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def goal(self) -> np.ndarray | None:
+        return None if self._goal is None else self._goal.copy()
+
+    def measured_joints(self) -> tuple[np.ndarray, np.ndarray]:
+        """True joint positions and velocities in profile order (no sensor noise)."""
+        return self.data.qpos[self._qadr], self.data.qvel[self._dadr]
+
+    def _observe(self) -> np.ndarray:
+        q, qd = self.data.qpos[self._qadr], self.data.qvel[self._dadr]
+        if self.randomization_enabled:
+            q, qd = self.randomizer.sense(q, qd, self.np_random)
+        return self.observation_builder.build(q, qd, self._goal)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng = self.np_random
+        m, d = self.model, self.data
+        if self.randomizer is not None:
+            self.randomizer.restore_nominal()
+        mujoco.mj_resetData(m, d)
+        if self.randomization_enabled:
+            self._rand_info = self.randomizer.on_reset(rng)
+            mujoco.mj_resetData(m, d)
+        else:
+            self._rand_info = {}
+        self._goal = self._initial_state(rng)
+        if self.randomization_enabled:
+            self.randomizer.perturb_initial_state(rng)
+        mujoco.mj_forward(m, d)
+        self._t = 0
+        self._last_warn = int(self._warnings[_DIVERGENCE_WARNINGS].sum())
+        info = {"randomization": self._rand_info, "physics_error": False}
+        success = self._success_at_reset()
+        if success is not None:
+            info["is_success"] = success
+        return self._package_obs(self._observe()), info
+
+    def _success_at_reset(self) -> bool | None:
+        return None
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != self._ctrl_mid.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}")
+        m, d = self.model, self.data
+        bad_action = not math.isfinite(a.sum())
+        if bad_action:
+            a = np.zeros_like(a)
+        a = np.clip(a, -1.0, 1.0)
+        if self.randomization_enabled:
+            a = self.randomizer.process_action(a, self._t, self.np_random)
+            info_rand = self._rand_info = self.randomizer.before_step(self._t, self.np_random, self._rand_info)
+        else:
+            info_rand = self._rand_info
+        d.ctrl[:] = self._ctrl_mid + self._ctrl_half * a
+        mujoco.mj_step(m, d, self.frame_skip)
+        self._t += 1
+        warn = int(self._warnings[_DIVERGENCE_WARNINGS].sum())
+        error = bad_action or warn != self._last_warn or not math.isfinite(d.qpos.sum() + d.qvel.sum())
+        self._last_warn = warn
+        obs = self._observe()
+        if error:
+            reward, terminated, success = 0.0, True, False
+            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        else:
+            reward, terminated, success = self._evaluate(a)
+        info = {"randomization": info_rand, "physics_error": error}
+        if success is not None:
+            info["is_success"] = success
+        if bad_action:
+            info["error"] = "non-finite action"
+        return self._package_obs(obs), reward, terminated, self._t >= self.max_episode_steps, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, 240, 320)
+        self._renderer.update_scene(self.data, camera=0 if self.model.ncam else -1)
+        return self._renderer.render()
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,78 @@
+"""Cart-pole on a rail (sim/cartpole/cartpole.xml, hardware/cartpole.yaml).
+
+Observation (float32): ``[cart_position m, cos(pole_angle), sin(pole_angle), cart_velocity m/s,
+pole_angular_velocity rad/s]``, pole angle 0 = upright. Action: cart force, [-1, 1] -> [-10, 10] N.
+Control period 0.02 s (timestep 0.01 s x frame_skip 2), 500 steps (10 s).
+
+Reward (dm_control suite ``cartpole._get_reward``, smooth): ``upright * centered * small_control * small_velocity``
+with ``upright = (cos + 1) / 2``, ``centered = (1 + tol(x, margin 2)) / 2``,
+``small_control = (4 + tol(u, margin 1, quadratic)) / 5``, ``small_velocity = (1 + tol(omega, margin 5)) / 2``.
+Each factor is in [0, 1], so the return is at most 500.
+
+``CartpoleSwingup-v0`` starts hanging down (angle pi + 0.01 N(0,1)); ``CartpoleBalance-v0`` starts near upright
+(angle U(-0.034, 0.034), cart U(-0.1, 0.1)) like dm_control, and -- unlike dm_control -- terminates when the pole
+falls past ``fall_angle`` (0.8 rad), which makes on-policy learning faster; pass ``fall_angle=None`` to run the
+full 500 steps like the suite.
+"""
+
+from __future__ import annotations
+
+import math
+
+from robot_rl.envs.base import MujocoTaskEnv
+from robot_rl.envs.obs import ObservationBuilder
+from robot_rl.envs.rewards import gaussian_tolerance, quadratic_tolerance
+
+OBS_TERMS = (
+    ("cart_position", "pos", "slider"),
+    ("pole_angle_cos", "cos", "hinge"),
+    ("pole_angle_sin", "sin", "hinge"),
+    ("cart_velocity", "vel", "slider"),
+    ("pole_angular_velocity", "vel", "hinge"),
+)
+OBS_UNITS = ("m", "1", "1", "m/s", "rad/s")
+
+
+class CartpoleEnv(MujocoTaskEnv):
+    """Cart-pole swing-up or balance (see module docstring).
+
+    Args:
+        swingup: start hanging (True) or near upright (False).
+        fall_angle: Balance only: terminate when |angle| exceeds this [rad]; None never terminates.
+        **kw: ``MujocoTaskEnv`` arguments (randomization, seed, render_mode, max_episode_steps).
+
+    """
+
+    def __init__(self, swingup: bool = True, *, fall_angle: float | None = 0.8, max_episode_steps: int = 500, **kw):
+        self.swingup = bool(swingup)
+        self.fall_angle = None if swingup else fall_angle
+        super().__init__("cartpole", frame_skip=2, max_episode_steps=max_episode_steps, **kw)
+        self._x, self._th = self._qadr[0], self._qadr[1]
+        self._xd, self._thd = self._dadr[0], self._dadr[1]
+
+    def _make_observation_builder(self) -> ObservationBuilder:
+        return ObservationBuilder(self.profile.joint_names, OBS_TERMS, units=OBS_UNITS)
+
+    def _initial_state(self, rng):
+        d = self.data
+        if self.swingup:
+            d.qpos[self._qadr] = [0.01 * rng.standard_normal(), math.pi + 0.01 * rng.standard_normal()]
+        else:
+            d.qpos[self._qadr] = [rng.uniform(-0.1, 0.1), rng.uniform(-0.034, 0.034)]
+        d.qvel[self._dadr] = 0.01 * rng.standard_normal(2)
+        return None
+
+    def _evaluate(self, action):
+        qpos, qvel = self.data.qpos, self.data.qvel
+        angle = qpos[self._th]
+        c = math.cos(angle)
+        upright = (c + 1.0) / 2.0
+        centered = (1.0 + gaussian_tolerance(qpos[self._x], 2.0)) / 2.0
+        small_control = (4.0 + quadratic_tolerance(action[0], 1.0)) / 5.0
+        small_velocity = (1.0 + gaussian_tolerance(qvel[self._thd], 5.0)) / 2.0
+        reward = upright * centered * small_control * small_velocity
+        terminated = False
+        if self.fall_angle is not None:
+            wrapped = math.atan2(math.sin(angle), c)
+            terminated = abs(wrapped) > self.fall_angle
+        return float(reward), terminated, None

@@ -1,0 +1,184 @@
+"""One observation contract for sim, robot and logs: measured joints (+ goal) -> flat float32 observation.
+
+``ObservationBuilder`` needs only numpy (and mujoco for forward-kinematics terms), so the ROS policy node and the
+rosbag importer build exactly the observation the env built in training. Inputs are the *measured* joint positions
+and velocities in the robot profile's joint order (``profile.joint_names``) and, for goal-conditioned tasks, the goal.
+
+A layout is a sequence of terms ``(name, kind, ref)``:
+
+========================  ===========================================================  ==========
+kind                      value                                                        ref
+========================  ===========================================================  ==========
+``pos``                   joint position [rad or m]                                    joint name
+``cos`` / ``sin``         cos / sin of a joint angle [-]                               joint name
+``vel``                   joint velocity [rad/s or m/s]                                joint name
+``goal``                  component ``i`` of the goal vector [task units]              ``i`` (int)
+``site``                  world coordinate of a site by forward kinematics [m]         ``"site:x|y|z"``
+``site_minus_goal``       site coordinate minus goal component (same axis index) [m]   ``"site:x|y|z"``
+========================  ===========================================================  ==========
+
+Implementation: every needed quantity goes into one float64 source vector, and a precomputed index array gathers the
+observation from it (one allocation per call, no Python loop over terms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+KINDS = ("pos", "cos", "sin", "vel", "goal", "site", "site_minus_goal")
+_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+class ObservationBuilder:
+    """Build the flat float32 observation from measured joint state (+ goal).
+
+    Args:
+        joint_names: measured joints in input order (the robot profile's ``joint_names``), length ``n_joints``.
+        terms: observation layout, ``(name, kind, ref)`` per entry (see module docstring).
+        goal_dim: length of the goal vector (0 for tasks without a goal).
+        model: ``mujoco.MjModel`` for ``site`` terms (a private copy is kept; kinematics only, so mass
+            randomization does not matter). Every joint in ``joint_names`` must be a 1-dof hinge/slide joint.
+        units: optional unit string per term (for sidecars and docs).
+
+    """
+
+    def __init__(self, joint_names: Sequence[str], terms: Sequence[tuple[str, str, object]], *, goal_dim: int = 0,
+                 model=None, units: Sequence[str] | None = None):
+        self.joint_names = tuple(joint_names)
+        self.terms = tuple((str(n), str(k), r) for n, k, r in terms)
+        self.goal_dim = int(goal_dim)
+        self.names = tuple(t[0] for t in self.terms)
+        self.units = tuple(units) if units is not None else tuple("" for _ in self.terms)
+        if len(self.units) != len(self.terms):
+            raise ValueError(f"units has {len(self.units)} entries, terms has {len(self.terms)}")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"duplicate observation names in {self.names}")
+        n = len(self.joint_names)
+        jidx = {name: i for i, name in enumerate(self.joint_names)}
+        sites: list[str] = []
+        for name, kind, ref in self.terms:
+            if kind not in KINDS:
+                raise ValueError(f"observation term {name!r}: unknown kind {kind!r}; allowed: {KINDS}")
+            if kind in ("site", "site_minus_goal"):
+                site, _, axis = str(ref).partition(":")
+                if axis not in _AXES:
+                    raise ValueError(f"observation term {name!r}: ref {ref!r} must be 'site:x|y|z'")
+                if site not in sites:
+                    sites.append(site)
+        self._sites = tuple(sites)
+        g = self.goal_dim
+        s = len(sites)
+        # Source vector layout: [q, cos q, sin q, qd, goal, site xyz (3 s), site xyz - goal padded (3 s)].
+        base = {"pos": 0, "cos": n, "sin": 2 * n, "vel": 3 * n}
+        off_goal, off_site = 4 * n, 4 * n + g
+        off_diff = off_site + 3 * s
+        index = []
+        for name, kind, ref in self.terms:
+            if kind in base:
+                if ref not in jidx:
+                    raise KeyError(f"observation term {name!r}: joint {ref!r} not in {list(self.joint_names)}")
+                index.append(base[kind] + jidx[ref])
+            elif kind == "goal":
+                if not isinstance(ref, int) or not 0 <= ref < g:
+                    raise ValueError(f"observation term {name!r}: goal index {ref!r} outside goal_dim {g}")
+                index.append(off_goal + ref)
+            else:
+                site, _, axis = str(ref).partition(":")
+                a = _AXES[axis]
+                if kind == "site_minus_goal" and a >= g:
+                    raise ValueError(f"observation term {name!r}: axis {axis} needs goal_dim > {a}, got {g}")
+                index.append((off_site if kind == "site" else off_diff) + 3 * sites.index(site) + a)
+        self._index = np.asarray(index, dtype=np.intp)
+        self._src = np.zeros(off_diff + 3 * s)
+        self._n = n
+        self._fk = None
+        if sites:
+            self._fk = _Kinematics(model, self.joint_names, sites)
+
+    @property
+    def n_obs(self) -> int:
+        return len(self._index)
+
+    def build(self, positions: np.ndarray, velocities: np.ndarray, goal: np.ndarray | None = None) -> np.ndarray:
+        """Observation from measured state.
+
+        Args:
+            positions: joint positions, shape ``(n_joints,)`` in ``joint_names`` order [rad or m].
+            velocities: joint velocities, shape ``(n_joints,)`` [rad/s or m/s].
+            goal: goal vector, shape ``(goal_dim,)``, or None when ``goal_dim`` is 0.
+
+        Returns:
+            float32 array of shape ``(n_obs,)`` (a fresh array each call).
+
+        """
+        n, src = self._n, self._src
+        q = np.asarray(positions, dtype=np.float64)
+        if q.shape != (n,) or np.shape(velocities) != (n,):
+            raise ValueError(f"expected positions and velocities of shape ({n},) for joints {list(self.joint_names)}, "
+                             f"got {q.shape} and {np.shape(velocities)}")
+        src[0:n] = q
+        np.cos(q, out=src[n:2 * n])
+        np.sin(q, out=src[2 * n:3 * n])
+        src[3 * n:4 * n] = velocities
+        g = self.goal_dim
+        if g:
+            if goal is None or np.shape(goal) != (g,):
+                raise ValueError(f"expected a goal of shape ({g},), got {None if goal is None else np.shape(goal)}")
+            src[4 * n:4 * n + g] = goal
+        if self._fk is not None:
+            xyz = self._fk.sites(q)  # (s, 3)
+            off = 4 * n + g
+            s3 = xyz.size
+            src[off:off + s3] = xyz.ravel()
+            diff = xyz.copy()
+            if g:
+                k = min(g, 3)
+                diff[:, :k] -= np.asarray(goal, dtype=np.float64)[:k]
+            src[off + s3:off + 2 * s3] = diff.ravel()
+        return src[self._index].astype(np.float32)
+
+    def site_position(self, positions: np.ndarray, site: str) -> np.ndarray:
+        """World position [m] of ``site`` for joint positions ``positions`` (forward kinematics), shape (3,)."""
+        if self._fk is None or site not in self._sites:
+            raise KeyError(f"site {site!r} is not part of this observation layout (sites: {list(self._sites)})")
+        return self._fk.sites(np.asarray(positions, dtype=np.float64))[self._sites.index(site)].copy()
+
+    def describe(self) -> list[dict]:
+        """Layout as data: ``[{"name", "kind", "ref", "unit"}]`` (for policy sidecars and docs)."""
+        return [{"name": n, "kind": k, "ref": r, "unit": u} for (n, k, r), u in zip(self.terms, self.units)]
+
+
+class _Kinematics:
+    """Forward kinematics on a private copy of the model (positions only, mj_kinematics)."""
+
+    def __init__(self, model, joint_names, sites):
+        import mujoco
+
+        if model is None:
+            raise ValueError("site observation terms need the MuJoCo model")
+        self._mj = mujoco
+        self.model = model.__copy__() if hasattr(model, "__copy__") else model
+        self.data = mujoco.MjData(self.model)
+        adr = []
+        for name in joint_names:
+            jid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            if jid < 0:
+                raise KeyError(f"joint {name!r} not in the MuJoCo model")
+            if self.model.jnt_type[jid] not in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+                raise ValueError(f"joint {name!r} is not a hinge or slide joint")
+            adr.append(self.model.jnt_qposadr[jid])
+        self._qadr = np.asarray(adr, dtype=np.intp)
+        ids = []
+        for s in sites:
+            sid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, s)
+            if sid < 0:
+                raise KeyError(f"site {s!r} not in the MuJoCo model")
+            ids.append(sid)
+        self._sid = np.asarray(ids, dtype=np.intp)
+
+    def sites(self, q: np.ndarray) -> np.ndarray:
+        self.data.qpos[self._qadr] = q
+        self._mj.mj_kinematics(self.model, self.data)
+        return self.data.site_xpos[self._sid]

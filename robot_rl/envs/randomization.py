@@ -1,0 +1,282 @@
+"""Apply a ``RandomizationConfig`` to a MuJoCo model/data, relative to remembered nominal values.
+
+``Randomizer`` is built once per env. ``restore_nominal()`` writes back every parameter it may touch (exactly the
+arrays copied at construction) and re-derives the model constants (``mj_setConst`` on a scratch data, so the
+simulation state is untouched); ``on_reset(rng)`` samples the per-episode values and returns them as a flat dict
+(``"<term>/<element>": value``). All randomness comes from the ``rng`` passed in (the env's ``np_random``), so a seed
+reproduces every sample. ``scale`` (the curriculum factor in [0, 1]) shrinks every range toward "no
+randomization": a scale range ``[lo, hi]`` becomes ``[1 + f (lo - 1), 1 + f (hi - 1)]``, offsets, noise levels, push
+magnitudes and latencies are multiplied by ``f``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mujoco
+import numpy as np
+
+from robot_rl.envs.randomization_config import RandomizationConfig, load_randomization
+
+# term -> (name object type, model array, columns, lower clip)
+_MODEL_TERMS = {
+    "body_mass": (mujoco.mjtObj.mjOBJ_BODY, "body_mass", None, 1e-9),
+    "body_inertia": (mujoco.mjtObj.mjOBJ_BODY, "body_inertia", None, 1e-12),
+    "friction": (mujoco.mjtObj.mjOBJ_GEOM, "geom_friction", 0, 0.0),
+    "joint_damping": (mujoco.mjtObj.mjOBJ_JOINT, "dof_damping", None, 0.0),
+    "armature": (mujoco.mjtObj.mjOBJ_JOINT, "dof_armature", None, 0.0),
+    "frictionloss": (mujoco.mjtObj.mjOBJ_JOINT, "dof_frictionloss", None, 0.0),
+    "actuator_gain": (mujoco.mjtObj.mjOBJ_ACTUATOR, "actuator_gainprm", 0, None),
+}
+_NOMINAL_ARRAYS = ("body_mass", "body_inertia", "body_ipos", "geom_friction", "dof_damping", "dof_armature",
+                   "dof_frictionloss", "actuator_gainprm", "actuator_biasprm")
+
+
+def _names(model, objtype, count: int) -> list[str]:
+    return [mujoco.mj_id2name(model, objtype, i) or f"{objtype.name[6:].lower()}{i}" for i in range(count)]
+
+
+def match(model, term: str, objtype, pattern: str) -> tuple[np.ndarray, list[str]]:
+    """Indices and names of elements of ``objtype`` matching ``pattern`` ("all" or a fullmatch regex).
+
+    Bodies exclude the world body. Raises ``ValueError`` naming the term and the available names if none match.
+    """
+    count = {mujoco.mjtObj.mjOBJ_BODY: model.nbody, mujoco.mjtObj.mjOBJ_GEOM: model.ngeom,
+             mujoco.mjtObj.mjOBJ_JOINT: model.njnt, mujoco.mjtObj.mjOBJ_ACTUATOR: model.nu}[objtype]
+    names = _names(model, objtype, count)
+    start = 1 if objtype == mujoco.mjtObj.mjOBJ_BODY else 0
+    if pattern == "all":
+        idx = list(range(start, count))
+    else:
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{term}.targets: invalid regex {pattern!r}: {exc}") from None
+        idx = [i for i in range(start, count) if rx.fullmatch(names[i])]
+    if not idx and count > start:
+        raise ValueError(f"{term}.targets: {pattern!r} matches none of {names[start:]}")
+    return np.asarray(idx, dtype=np.intp), [names[i] for i in idx]
+
+
+class Randomizer:
+    """Samples and applies one randomization profile to one env's model/data (see module docstring)."""
+
+    def __init__(self, config: RandomizationConfig, model, data, profile=None):
+        self.config = config
+        self.model, self.data = model, data
+        self._scratch = mujoco.MjData(model)
+        self.scale = 1.0
+        self._nominal = {k: getattr(model, k).copy() for k in _NOMINAL_ARRAYS}
+        self._dirty = False
+        # Resolve targets once: term -> (element indices into the model array, element names).
+        self._targets: dict[str, tuple[np.ndarray, list[str]]] = {}
+        for term, (objtype, _, _, _) in _MODEL_TERMS.items():
+            cfg = getattr(config, term)
+            if cfg is None:
+                continue
+            idx, names = match(model, term, objtype, cfg.targets)
+            if objtype == mujoco.mjtObj.mjOBJ_JOINT:  # joints -> their dofs
+                dofs, dnames = [], []
+                for j, n in zip(idx, names):
+                    ndof = {0: 6, 1: 3}.get(int(model.jnt_type[j]), 1)
+                    for k in range(ndof):
+                        dofs.append(model.jnt_dofadr[j] + k)
+                        dnames.append(n if ndof == 1 else f"{n}[{k}]")
+                idx, names = np.asarray(dofs, dtype=np.intp), dnames
+            self._targets[term] = (idx, names)
+        if config.com_offset is not None:
+            self._targets["com_offset"] = match(model, "com_offset", mujoco.mjtObj.mjOBJ_BODY,
+                                                config.com_offset.targets)
+        if config.push is not None:
+            self._targets["push"] = match(model, "push", mujoco.mjtObj.mjOBJ_BODY, config.push.targets)
+        # Sensor channels: profile joints (positions, velocities) or, without a profile, the flat observation.
+        self.joint_names = tuple(profile.joint_names) if profile is not None else None
+        self._interval_terms = [t for t in (*_MODEL_TERMS, "com_offset")
+                                if getattr(config, t) is not None and config.__getattribute__(t).mode == "interval"]
+        sc = model.jnt_type
+        self._init_qadr = np.asarray([model.jnt_qposadr[j] for j in range(model.njnt)
+                                      if sc[j] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)],
+                                     dtype=np.intp)
+        self._lat_buf = np.zeros((1, model.nu))
+        self._latency = 0
+        self._bias_q = self._bias_qd = 0.0
+        self._next_push = self._push_end = -1
+
+    @classmethod
+    def from_spec(cls, spec, model, data, profile=None) -> Randomizer | None:
+        cfg = load_randomization(spec)
+        return None if cfg is None else cls(cfg, model, data, profile)
+
+    # ------------------------------------------------------------------ model parameters
+    def restore_nominal(self) -> None:
+        """Write back every nominal array; re-derive constants if anything had changed."""
+        m = self.model
+        for k, v in self._nominal.items():
+            np.copyto(getattr(m, k), v)
+        if self._dirty:
+            mujoco.mj_setConst(m, self._scratch)
+            self._dirty = False
+
+    def _uniform(self, rng, lo_hi, size, center: float) -> np.ndarray:
+        f = self.scale
+        lo, hi = center + f * (lo_hi[0] - center), center + f * (lo_hi[1] - center)
+        return rng.uniform(lo, hi, size=size)
+
+    def _apply_model_term(self, term: str, rng, info: dict) -> None:
+        cfg = getattr(self.config, term)
+        _, array, col, clip = _MODEL_TERMS[term]
+        idx, names = self._targets[term]
+        s = self._uniform(rng, cfg.scale, len(idx), 1.0)
+        o = self._uniform(rng, cfg.offset, len(idx), 0.0)
+        arr, nom = getattr(self.model, array), self._nominal[array]
+        if col is None and arr.ndim == 2:  # inertia: all three moments
+            new = nom[idx] * s[:, None] + o[:, None]
+        elif col is None:
+            new = nom[idx] * s + o
+        else:
+            new = nom[idx, col] * s + o
+        if clip is not None:
+            new = np.maximum(new, clip)
+        if col is None:
+            arr[idx] = new
+        else:
+            arr[idx, col] = new
+        if term == "body_mass":  # same density change for the inertia
+            self.model.body_inertia[idx] = self._nominal["body_inertia"][idx] * s[:, None]
+        if term == "actuator_gain":  # servo bias gains (position/velocity actuators) scale with the motor
+            self.model.actuator_biasprm[idx, 1:3] = self._nominal["actuator_biasprm"][idx, 1:3] * s[:, None]
+        for n, sv, ov in zip(names, s, o):
+            if cfg.scale != (1.0, 1.0):
+                info[f"{term}_scale/{n}"] = float(sv)
+            if cfg.offset != (0.0, 0.0):
+                info[f"{term}_offset/{n}"] = float(ov)
+
+    def _apply_com(self, rng, info: dict) -> None:
+        idx, names = self._targets["com_offset"]
+        r = self.config.com_offset.max_offset_m * self.scale
+        off = rng.uniform(-r, r, size=(len(idx), 3))
+        self.model.body_ipos[idx] = self._nominal["body_ipos"][idx] + off
+        for n, v in zip(names, off):
+            for axis, x in zip("xyz", v):
+                info[f"com_offset/{n}/{axis}"] = float(x)
+
+    def _apply_term(self, term: str, rng, info: dict) -> None:
+        if term == "com_offset":
+            self._apply_com(rng, info)
+        else:
+            self._apply_model_term(term, rng, info)
+        self._dirty = True
+
+    def on_reset(self, rng: np.random.Generator) -> dict:
+        """Sample this episode's values, apply them to the model; return them as a flat dict."""
+        cfg, info = self.config, {}
+        order = ("body_mass", "body_inertia", "com_offset", "friction", "joint_damping", "armature", "frictionloss",
+                 "actuator_gain")
+        for term in order:
+            if getattr(cfg, term) is not None:
+                self._apply_term(term, rng, info)
+        if self._dirty:
+            mujoco.mj_setConst(self.model, self._scratch)
+        nu = self.model.nu
+        if cfg.action_latency is not None:
+            lo, hi = (round(self.scale * s) for s in cfg.action_latency.steps)
+            self._latency = int(rng.integers(lo, hi + 1))
+            info["action_latency_steps"] = self._latency
+        else:
+            self._latency = 0
+        self._lat_buf = np.zeros((self._latency + 1, nu))
+        if cfg.observation_noise is not None:
+            on, f = cfg.observation_noise, self.scale
+            n = len(self.joint_names) if self.joint_names is not None else None
+            if n is not None:
+                self._bias_q = f * on.position_bias_std * rng.standard_normal(n)
+                self._bias_qd = f * on.velocity_bias_std * rng.standard_normal(n)
+                for j, name in enumerate(self.joint_names):
+                    info[f"obs_bias/{name}/position"] = float(self._bias_q[j])
+                    info[f"obs_bias/{name}/velocity"] = float(self._bias_qd[j])
+            else:
+                self._bias_q = None  # sized on the first flat observation (see sense_flat)
+        if cfg.push is not None:
+            self._next_push = int(rng.integers(cfg.push.interval_steps[0], cfg.push.interval_steps[1] + 1))
+            self._push_end = -1
+        return info
+
+    def perturb_initial_state(self, rng: np.random.Generator) -> None:
+        """Add the configured initial-state spread to ``data.qpos``/``data.qvel`` (after the task's own reset)."""
+        init = self.config.initial_state
+        if init is None:
+            return
+        f = self.scale
+        self.data.qpos[self._init_qadr] += rng.uniform(-f * init.qpos, f * init.qpos, size=len(self._init_qadr))
+        self.data.qvel[:] += rng.uniform(-f * init.qvel, f * init.qvel, size=self.model.nv)
+
+    # ------------------------------------------------------------------ per step
+    def process_action(self, action: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
+        """Action noise then latency; ``action`` normalized, shape (nu,). Returns the action to apply now."""
+        an = self.config.action_noise
+        if an is not None and an.std > 0:
+            action = np.clip(action + self.scale * an.std * rng.standard_normal(action.shape), -1.0, 1.0)
+        if self._latency == 0:
+            return action
+        buf = self._lat_buf
+        buf[t % len(buf)] = action
+        # Slot (t - latency) mod L holds the action from `latency` steps ago (zeros before the episode start).
+        return buf[(t - self._latency) % len(buf)].copy() if t >= self._latency else np.zeros_like(action)
+
+    def before_step(self, t: int, rng: np.random.Generator, info: dict) -> dict:
+        """Interval resampling and pushes before control step ``t``; returns the (possibly new) info dict."""
+        if self._interval_terms and t > 0:
+            changed = False
+            for term in self._interval_terms:
+                if t % getattr(self.config, term).interval_steps == 0:
+                    if not changed:
+                        info = dict(info)
+                        changed = True
+                    self._apply_term(term, rng, info)
+            if changed:
+                mujoco.mj_setConst(self.model, self._scratch)
+        push = self.config.push
+        if push is not None:
+            if t == self._push_end:
+                self.data.xfrc_applied[:] = 0.0
+            if t == self._next_push:
+                idx, names = self._targets["push"]
+                k = int(rng.integers(len(idx)))
+                force = _random_vector(rng, self.scale * push.max_force_n)
+                torque = _random_vector(rng, self.scale * push.max_torque_nm)
+                self.data.xfrc_applied[:] = 0.0
+                self.data.xfrc_applied[idx[k]] = np.concatenate([force, torque])
+                self._push_end = t + push.duration_steps
+                self._next_push = t + int(rng.integers(push.interval_steps[0], push.interval_steps[1] + 1))
+                info = dict(info)
+                info["push/body"] = names[k]
+                info["push/force_n"] = float(np.linalg.norm(force))
+                info["push/torque_nm"] = float(np.linalg.norm(torque))
+                info["push/step"] = t
+        return info
+
+    def sense(self, q: np.ndarray, qd: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Measured joint positions/velocities with bias and white noise (new arrays)."""
+        on = self.config.observation_noise
+        if on is None:
+            return q, qd
+        f = self.scale
+        q = q + self._bias_q + f * on.position_std * rng.standard_normal(q.shape)
+        qd = qd + self._bias_qd + f * on.velocity_std * rng.standard_normal(qd.shape)
+        return q, qd
+
+    def sense_flat(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Flat-observation noise (dm_control tasks): ``position_std`` white + ``position_bias_std`` bias."""
+        on = self.config.observation_noise
+        if on is None:
+            return obs
+        if self._bias_q is None or np.shape(self._bias_q) != obs.shape:
+            self._bias_q = self.scale * on.position_bias_std * rng.standard_normal(obs.shape)
+        noise = self._bias_q + self.scale * on.position_std * rng.standard_normal(obs.shape)
+        return (obs + noise).astype(obs.dtype)
+
+
+def _random_vector(rng: np.random.Generator, max_norm: float) -> np.ndarray:
+    """Uniform direction, magnitude ~ U(0, max_norm)."""
+    v = rng.standard_normal(3)
+    return v / (np.linalg.norm(v) + 1e-12) * rng.uniform(0.0, max_norm)

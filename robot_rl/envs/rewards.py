@@ -1,0 +1,51 @@
+"""Reward shaping helpers (pure functions).
+
+``tolerance`` follows ``dm_control.utils.rewards.tolerance`` (Tassa et al. 2018, DeepMind Control Suite) for the
+``gaussian`` and ``quadratic`` sigmoids, so rewards match the suite's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_GAUSS_SCALE_01 = math.sqrt(-2.0 * math.log(0.1))  # gaussian with value 0.1 at the margin
+
+
+def tolerance(x, *, bounds=(0.0, 0.0), margin: float = 0.0, sigmoid: str = "gaussian",
+              value_at_margin: float = 0.1):
+    """1 inside ``bounds``, decaying outside with distance/margin via ``sigmoid`` (value ``value_at_margin`` at 1).
+
+    Works on floats and numpy arrays. ``margin == 0`` gives an indicator of the bounds.
+    """
+    lo, hi = bounds
+    x = np.asarray(x, dtype=np.float64)
+    inside = (lo <= x) & (x <= hi)
+    if margin == 0:
+        out = inside.astype(np.float64)
+    else:
+        d = np.where(x < lo, lo - x, x - hi) / margin
+        if sigmoid == "gaussian":
+            scale = _GAUSS_SCALE_01 if value_at_margin == 0.1 else math.sqrt(-2.0 * math.log(value_at_margin))
+            val = np.exp(-0.5 * (d * scale) ** 2)
+        elif sigmoid == "quadratic":
+            scale = math.sqrt(1.0 - value_at_margin)
+            sd = d * scale
+            val = np.where(np.abs(sd) < 1.0, 1.0 - sd * sd, 0.0)
+        else:
+            raise ValueError(f"unknown sigmoid {sigmoid!r}; use 'gaussian' or 'quadratic'")
+        out = np.where(inside, 1.0, val)
+    return float(out) if out.ndim == 0 else out
+
+
+def gaussian_tolerance(x: float, margin: float) -> float:
+    """Scalar fast path of ``tolerance(x, margin=margin)`` (bounds 0, gaussian, 0.1 at margin)."""
+    d = x / margin * _GAUSS_SCALE_01
+    return math.exp(-0.5 * d * d)
+
+
+def quadratic_tolerance(x: float, margin: float) -> float:
+    """Scalar fast path of ``tolerance(x, margin=margin, sigmoid='quadratic', value_at_margin=0)``."""
+    d = x / margin
+    return 1.0 - d * d if abs(d) < 1.0 else 0.0
