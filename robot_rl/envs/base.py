@@ -92,10 +92,14 @@ class MujocoTaskEnv(gym.Env):
         self.randomizer = Randomizer.from_spec(randomization, self.model, self.data, self.profile)
         self.randomization_enabled = self.randomizer is not None
         self._rand_info: dict = {}
+        self._setup()
         if seed is not None:
             self.reset(seed=seed)
 
     # ------------------------------------------------------------------ task hooks
+    def _setup(self) -> None:
+        """Task-specific indices etc., called at the end of ``__init__`` (before the seeding reset)."""
+
     def _make_observation_builder(self) -> ObservationBuilder:
         raise NotImplementedError
 

@@ -47,6 +47,8 @@ class CartpoleEnv(MujocoTaskEnv):
         self.swingup = bool(swingup)
         self.fall_angle = None if swingup else fall_angle
         super().__init__("cartpole", frame_skip=2, max_episode_steps=max_episode_steps, **kw)
+
+    def _setup(self):
         self._x, self._th = self._qadr[0], self._qadr[1]
         self._xd, self._thd = self._dadr[0], self._dadr[1]
 

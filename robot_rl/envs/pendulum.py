@@ -1,0 +1,48 @@
+"""Torque-limited pendulum swing-up (sim/pendulum/pendulum.xml, hardware/pendulum.yaml), twin of Pendulum-v1.
+
+Observation (float32): ``[cos(angle), sin(angle), angular_velocity rad/s]``, angle 0 = upright.
+Action: torque, [-1, 1] -> [-2, 2] N m. Control period 0.05 s, 200 steps (10 s), start angle U(-pi, pi),
+velocity U(-1, 1) rad/s. Reward as Gymnasium's Pendulum-v1: ``-(angle^2 + 0.1 omega^2 + 0.001 torque^2)`` with the
+angle wrapped to [-pi, pi] and torque in N m, so returns compare directly (about -150 is solved; a swing-up policy
+gets -120 to -200 depending on the start). No termination; ``is_success``: within 0.1 rad of upright.
+"""
+
+from __future__ import annotations
+
+import math
+
+from robot_rl.envs.base import MujocoTaskEnv
+from robot_rl.envs.obs import ObservationBuilder
+
+OBS_TERMS = (
+    ("pole_angle_cos", "cos", "hinge"),
+    ("pole_angle_sin", "sin", "hinge"),
+    ("pole_angular_velocity", "vel", "hinge"),
+)
+OBS_UNITS = ("1", "1", "rad/s")
+
+
+class PendulumEnv(MujocoTaskEnv):
+    """Pendulum swing-up (see module docstring)."""
+
+    def __init__(self, *, max_episode_steps: int = 200, **kw):
+        super().__init__("pendulum", frame_skip=5, max_episode_steps=max_episode_steps, **kw)
+
+    def _setup(self):
+        self._th, self._thd = self._qadr[0], self._dadr[0]
+
+    def _make_observation_builder(self) -> ObservationBuilder:
+        return ObservationBuilder(self.profile.joint_names, OBS_TERMS, units=OBS_UNITS)
+
+    def _initial_state(self, rng):
+        self.data.qpos[self._th] = rng.uniform(-math.pi, math.pi)
+        self.data.qvel[self._thd] = rng.uniform(-1.0, 1.0)
+        return None
+
+    def _evaluate(self, action):
+        th = self.data.qpos[self._th]
+        angle = math.atan2(math.sin(th), math.cos(th))
+        omega = self.data.qvel[self._thd]
+        torque = self._ctrl_mid[0] + self._ctrl_half[0] * action[0]
+        reward = -(angle * angle + 0.1 * omega * omega + 0.001 * torque * torque)
+        return float(reward), False, abs(angle) < 0.1
