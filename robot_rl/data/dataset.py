@@ -394,3 +394,52 @@ def load_dataset(path: str | Path) -> EpisodeDataset:
             t = np.asarray(ep.time_s, dtype=np.float64)
             keep(name, ep, (float(t[0]), float(t[-1])) if t.size else None, None)
     return EpisodeDataset(root, episodes, obs_space, act_space, rr, report)
+
+
+# --------------------------------------------------------------------------- recording from an env
+
+
+def record_episode(env, act, *, seed: int | None = None, max_steps: int | None = None) -> Episode:
+    """Run one episode of a robot_rl env and record it (with joint states for bag export).
+
+    Args:
+        env: a ``robot_rl.envs.make`` env (``env.unwrapped`` has ``measured_joints``, ``control_dt``).
+        act: ``act(obs, rng) -> action`` in [-1, 1], shape ``(n_act,)``; ``rng`` is the episode's generator.
+        seed: reset seed (also seeds ``rng``), stored in the episode metadata.
+        max_steps: stop (truncate) after this many steps even if the env has not.
+
+    """
+    u = env.unwrapped
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    obs_l, act_l, rew_l, term_l, trunc_l = [obs], [], [], [], []
+    q, qd = u.measured_joints()
+    qs, qds, succ = [q.copy()], [qd.copy()], [bool(info.get("is_success", False))]
+    physics_error = False
+    while True:
+        a = np.clip(np.asarray(act(obs, rng), dtype=np.float32), -1.0, 1.0)
+        obs, r, term, trunc, info = env.step(a)
+        physics_error |= bool(info.get("physics_error", False))
+        if max_steps is not None and len(act_l) + 1 >= max_steps:
+            trunc = True
+        q, qd = u.measured_joints()
+        obs_l.append(obs)
+        act_l.append(a)
+        rew_l.append(float(r))
+        term_l.append(bool(term))
+        trunc_l.append(bool(trunc) and not term)
+        qs.append(q.copy())
+        qds.append(qd.copy())
+        succ.append(bool(info.get("is_success", False)))
+        if term or trunc:
+            break
+    if isinstance(obs_l[0], dict):
+        observations = {k: np.stack([o[k] for o in obs_l]).astype(np.float32) for k in obs_l[0]}
+    else:
+        observations = np.stack(obs_l).astype(np.float32)
+    n = len(act_l)
+    return Episode(observations, np.stack(act_l), np.asarray(rew_l), np.asarray(term_l), np.asarray(trunc_l),
+                   np.arange(n + 1) * float(u.control_dt),
+                   {"joint_positions": np.stack(qs), "joint_velocities": np.stack(qds), "is_success": np.asarray(succ)},
+                   {"seed": seed, "randomization": _jsonable(info.get("randomization", {})),
+                    "physics_error": physics_error})

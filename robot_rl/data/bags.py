@@ -1,0 +1,574 @@
+"""rosbag2 (MCAP / sqlite3) <-> episode datasets, with ``rosbags`` (no ROS install) and a damage-tolerant reader.
+
+Topics (ros2_control forward-command convention, see docs/contracts.md):
+
+* ``/joint_states`` sensor_msgs/JointState, mapped to the profile joint order by name (never by index);
+* ``/<controller>/commands`` std_msgs/Float64MultiArray in robot command units, ``command_joints`` order;
+* ``/goal`` std_msgs/Float64MultiArray (also read: geometry_msgs/PointStamped, Point).
+
+Reading MCAP: the default MCAP reader skips CRCs and returns nothing from a file cut mid-way (RELIABILITY.md 15).
+``walk_mcap`` reads the file record by record with the MCAP framing (opcode u8, length u64, body), verifies each
+chunk's CRC-32 when one is stored, checks the framing of every record inside, and keeps every intact chunk. Damage
+becomes a ``Damage`` entry (byte range, time range from the chunk header, lost messages per topic from the chunk's
+message index). ``export_bag`` writes chunk CRCs (rosbags' own MCAP writer stores 0 = "no CRC") and small chunks,
+so damage costs little. Bags from other writers without CRCs are still checked structurally (framing, CDR decoding,
+finite values); a bit flip inside a float payload of such a bag cannot be detected.
+
+Import (``import_bag``) resamples to the control period: joint states are interpolated linearly, commands held
+(zero-order hold, the last command stamped at or before ``t_k + command_lookahead_s``), episodes split where a
+topic is silent longer than ``max_gap_s`` or (``split="goal"``) where a new goal arrives. Observations are built by
+the env's ``ObservationBuilder``, the same object the ROS policy node uses.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapWriter
+from rosbags.typesys import Stores, get_typestore
+
+from robot_rl.data.checks import Damage, EpisodeReport, LoadReport, check_episode
+from robot_rl.data.dataset import Episode
+
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+JOINT_STATE = "sensor_msgs/msg/JointState"
+F64_ARRAY = "std_msgs/msg/Float64MultiArray"
+_MAGIC = b"\x89MCAP0\r\n"
+_KNOWN_OPS = set(range(0x01, 0x11))
+_NS = 1_000_000_000
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class CrcMcapWriter(McapWriter):
+    """rosbags' MCAP storage writer, but storing each chunk's CRC-32 and closing chunks at ``CHUNK_BYTES``."""
+
+    CHUNK_BYTES = 32 * 1024
+
+    def write(self, connection, timestamp: int, data) -> None:
+        super().write(connection, timestamp, data)
+        if self.chunk.bio.tell() > self.CHUNK_BYTES:
+            self.close_chunk()
+
+    def close_chunk(self) -> None:
+        # Patch the CRC into the record McapWriter just wrote (chunk body offset 24; MCAP spec: 0 = not set).
+        crc = zlib.crc32(self.chunk.bio.getvalue())
+        start = self.bio.tell()
+        super().close_chunk()
+        end = self.bio.tell()
+        self.bio.seek(start + 9 + 24)
+        self.bio.write(struct.pack("<I", crc))
+        self.bio.seek(end)
+
+
+def _stamp(t_ns: int):
+    Time = TYPESTORE.types["builtin_interfaces/msg/Time"]
+    return Time(sec=int(t_ns // _NS), nanosec=int(t_ns % _NS))
+
+
+def _f64_array(values) -> object:
+    F64 = TYPESTORE.types[F64_ARRAY]
+    Layout = TYPESTORE.types["std_msgs/msg/MultiArrayLayout"]
+    return F64(layout=Layout(dim=[], data_offset=0), data=np.asarray(values, dtype=np.float64))
+
+
+def action_to_command(actions: np.ndarray, profile) -> np.ndarray:
+    """Normalized actions [-1, 1] -> robot command units (the env's linear map onto the command range)."""
+    lo, hi = np.asarray(profile.command_min), np.asarray(profile.command_max)
+    return (hi + lo) / 2.0 + (hi - lo) / 2.0 * np.asarray(actions, dtype=np.float64)
+
+
+def command_to_action(commands: np.ndarray, profile) -> np.ndarray:
+    """Robot command units -> normalized actions, clipped to [-1, 1] (inverse of ``action_to_command``)."""
+    lo, hi = np.asarray(profile.command_min), np.asarray(profile.command_max)
+    return np.clip((np.asarray(commands, dtype=np.float64) - (hi + lo) / 2.0) / ((hi - lo) / 2.0), -1.0, 1.0)
+
+
+def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: str = "mcap",
+               goal_key: str = "desired_goal", start_time_s: float = 1.0e9, episode_gap_s: float = 1.0) -> Path:
+    """Write episodes as a rosbag2 bag (one after the other on the bag clock, ``episode_gap_s`` apart).
+
+    Needs ``episode.infos["joint_positions"]`` / ``["joint_velocities"]`` ``(T+1, n_joints)`` in profile joint
+    order (``robot-rl collect`` stores them). Per step k: JointState stamped ``t_k``, then the command of action k
+    stamped ``t_k`` (the policy's output for that state); the goal (Dict observations) at each episode start.
+    """
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    writer = Writer(Path(path), version=9, storage_plugin=plugin)
+    writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: CrcMcapWriter}
+    JointState = TYPESTORE.types[JOINT_STATE]
+    Header = TYPESTORE.types["std_msgs/msg/Header"]
+    names = list(profile.joint_names)
+    with writer:
+        c_js = writer.add_connection(profile.topics.joint_states, JOINT_STATE, typestore=TYPESTORE)
+        c_cmd = writer.add_connection(profile.topics.commands, F64_ARRAY, typestore=TYPESTORE)
+        c_goal = writer.add_connection(profile.topics.goal, F64_ARRAY, typestore=TYPESTORE)
+        offset = start_time_s
+        for i, ep in enumerate(episodes):
+            if "joint_positions" not in ep.infos or "joint_velocities" not in ep.infos:
+                raise ValueError(f"episode {i}: infos lack joint_positions/joint_velocities; cannot write joint states")
+            q, qd = np.asarray(ep.infos["joint_positions"]), np.asarray(ep.infos["joint_velocities"])
+            t = np.asarray(ep.time_s, dtype=np.float64)
+            t_ns = np.round((t - t[0] + offset) * _NS).astype(np.int64)
+            cmd = action_to_command(ep.actions, profile)
+            if isinstance(ep.observations, dict) and goal_key in ep.observations:
+                goal = np.asarray(ep.observations[goal_key][0], dtype=np.float64)
+                writer.write(c_goal, int(t_ns[0]), TYPESTORE.serialize_cdr(_f64_array(goal), F64_ARRAY))
+            for k in range(len(t)):
+                msg = JointState(header=Header(stamp=_stamp(t_ns[k]), frame_id=""), name=names,
+                                 position=q[k].astype(np.float64), velocity=qd[k].astype(np.float64),
+                                 effort=np.zeros(0, dtype=np.float64))
+                writer.write(c_js, int(t_ns[k]), TYPESTORE.serialize_cdr(msg, JOINT_STATE))
+                if k < len(cmd):
+                    writer.write(c_cmd, int(t_ns[k]), TYPESTORE.serialize_cdr(_f64_array(cmd[k]), F64_ARRAY))
+            offset += (t[-1] - t[0]) + episode_gap_s
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- MCAP chunk walker
+
+
+@dataclass
+class RawMessages:
+    """Messages of a bag by topic: ``topic -> (msgtype, [(log_time_ns, cdr bytes)])`` plus the damage found."""
+
+    topics: dict[str, tuple[str, list[tuple[int, bytes]]]] = field(default_factory=dict)
+    damage: list[Damage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Framing(Exception):
+    pass
+
+
+def _take(buf: memoryview, pos: int, n: int) -> tuple[memoryview, int]:
+    if pos + n > len(buf):
+        raise _Framing(f"record ends {pos + n - len(buf)} bytes past its container")
+    return buf[pos:pos + n], pos + n
+
+
+def _str(buf: memoryview, pos: int) -> tuple[str, int]:
+    (n,), pos = struct.unpack("<I", _take(buf, pos, 4)[0]), pos + 4
+    raw, pos = _take(buf, pos, n)
+    return bytes(raw).decode("utf-8"), pos
+
+
+def _parse_records(buf: memoryview, schemas: dict, channels: dict, msgs: list) -> None:
+    """Schema / Channel / Message records of a byte range (a chunk's records or the file's top level)."""
+    pos = 0
+    while pos < len(buf):
+        head, pos = _take(buf, pos, 9)
+        op, n = head[0], struct.unpack("<Q", head[1:9])[0]
+        if op not in _KNOWN_OPS:
+            raise _Framing(f"unknown record opcode 0x{op:02x}")
+        body, pos = _take(buf, pos, n)
+        if op == 0x03:
+            (sid,) = struct.unpack("<H", body[:2])
+            name, p = _str(body, 2)
+            schemas[sid] = name
+        elif op == 0x04:
+            cid, sid = struct.unpack("<HH", _take(body, 0, 4)[0])
+            topic, p = _str(body, 4)
+            channels[cid] = (topic, sid)
+        elif op == 0x05:
+            if n < 22:
+                raise _Framing(f"message record of {n} bytes, shorter than its 22-byte header")
+            cid, _seq, log_time = struct.unpack("<HIQ", body[:14])
+            msgs.append((cid, log_time, bytes(body[22:])))
+
+
+def _decompress(data: bytes, compression: str, size: int) -> bytes:
+    if compression == "":
+        return data
+    if compression == "zstd":
+        try:
+            from compression import zstd  # Python >= 3.14
+        except ImportError:
+            from backports import zstd
+        return zstd.decompress(data)
+    raise _Framing(f"unsupported chunk compression {compression!r}")
+
+
+def _chunk(buf: memoryview) -> tuple[int, int, bytes]:
+    """(start_ns, end_ns, uncompressed records) of a chunk body; _Framing when damaged."""
+    t0, t1, usize, crc = struct.unpack("<QQQI", _take(buf, 0, 28)[0])
+    comp, p = _str(buf, 28)
+    (clen,), p = struct.unpack("<Q", _take(buf, p, 8)[0]), p + 8
+    data, p = _take(buf, p, clen)
+    try:
+        raw = _decompress(bytes(data), comp, usize)
+    except Exception as exc:  # zstd raises its own error types
+        raise _Framing(f"chunk does not decompress ({exc})") from None
+    if len(raw) != usize:
+        raise _Framing(f"chunk holds {len(raw)} bytes, header says {usize}")
+    if crc and zlib.crc32(raw) != crc:
+        raise _Framing("chunk CRC-32 mismatch")
+    if t0 > t1:
+        raise _Framing(f"chunk start time {t0} after end time {t1}")
+    return t0, t1, raw
+
+
+def walk_mcap(path: str | Path) -> RawMessages:
+    """Read every intact chunk of an MCAP file; report damaged and missing byte ranges (never raises on damage)."""
+    path = Path(path)
+    data = path.read_bytes()
+    buf = memoryview(data)
+    size = len(data)
+    out = RawMessages()
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, int]] = {}
+    msgs: list[tuple[int, int, bytes]] = []
+    if bytes(buf[:8]) != _MAGIC:
+        out.damage.append(Damage((0, min(8, size)), None, "missing MCAP magic", "nothing (reading on)"))
+    pos = 8
+    last_good_ns: int | None = None
+    pending: Damage | None = None  # a damaged chunk waiting for its message index (lost message counts)
+    lost_counts: dict[int, int] = defaultdict(int)
+
+    def finish_pending():
+        nonlocal pending
+        if pending is not None:
+            pending.lost = _lost_text(lost_counts, channels) or pending.lost
+            out.damage.append(pending)
+            pending = None
+            lost_counts.clear()
+
+    def resync(start: int) -> int:
+        """Next offset >= start where an intact chunk (or the data-end record) begins, else the file size."""
+        q = start
+        while True:
+            q = data.find(b"\x06", q)
+            if q < 0 or q + 9 > size:
+                return size
+            (n,) = struct.unpack("<Q", buf[q + 1:q + 9])
+            if q + 9 + n <= size:
+                try:
+                    t0, t1, raw = _chunk(buf[q + 9:q + 9 + n])
+                    _parse_records(memoryview(raw), {}, {}, [])
+                    return q
+                except (_Framing, struct.error, UnicodeDecodeError):
+                    pass
+            q += 1
+
+    while pos < size:
+        if pos + 9 > size:
+            finish_pending()
+            out.damage.append(Damage((pos, size), _t(last_good_ns, None), "file ends inside a record header",
+                                     "the rest of the recording (file truncated)"))
+            break
+        op, n = buf[pos], struct.unpack("<Q", buf[pos + 1:pos + 9])[0]
+        if op not in _KNOWN_OPS or (op != 0x06 and pos + 9 + n > size and n > size):
+            finish_pending()
+            nxt = resync(pos + 1)
+            out.damage.append(Damage((pos, nxt), _t(last_good_ns, None), f"invalid record framing (opcode 0x{op:02x}, "
+                                     f"length {n})", f"everything in bytes [{pos}, {nxt})"))
+            pos = nxt
+            continue
+        end = pos + 9 + n
+        if end > size:
+            finish_pending()
+            t_hi = None
+            if op == 0x06 and pos + 9 + 16 <= size:
+                t_hi = struct.unpack("<QQ", buf[pos + 9:pos + 25])[1]
+            out.damage.append(Damage((pos, size), _t(last_good_ns, t_hi),
+                                     f"record 0x{op:02x} of {n} bytes cut off at the end of the file ({size} B)",
+                                     "the messages of the cut chunk and everything after it (file truncated)"))
+            break
+        body = buf[pos + 9:end]
+        if op == 0x06:
+            finish_pending()
+            try:
+                t0, t1, raw = _chunk(body)
+                _parse_records(memoryview(raw), schemas, channels, msgs)
+                last_good_ns = t1
+            except (_Framing, struct.error, UnicodeDecodeError) as exc:
+                hdr = struct.unpack("<QQ", body[:16]) if n >= 16 else None
+                tr = (hdr[0], hdr[1]) if hdr and hdr[0] <= hdr[1] else (last_good_ns, None)
+                pending = Damage((pos, end), _t(*tr), f"damaged chunk: {exc}", "the chunk's messages")
+                # A damaged length field would put the next record in the wrong place: check before trusting it.
+                if end + 9 <= size and buf[end] not in _KNOWN_OPS:
+                    finish_pending()
+                    nxt = resync(pos + 1)
+                    out.damage[-1].byte_range = (pos, max(nxt, end))
+                    pos = nxt
+                    continue
+        elif op == 0x07 and pending is not None:
+            cid, = struct.unpack("<H", body[:2])
+            (blen,) = struct.unpack("<I", body[2:6])
+            lost_counts[cid] += blen // 16
+        elif op in (0x03, 0x04):
+            try:
+                _parse_records(buf[pos:end], schemas, channels, msgs)
+            except (_Framing, struct.error, UnicodeDecodeError) as exc:
+                out.damage.append(Damage((pos, end), None, f"damaged schema/channel record: {exc}", "a channel"))
+        elif op == 0x0F:
+            finish_pending()
+        elif op == 0x02:  # footer: only the closing magic follows
+            if bytes(buf[end:end + 8]) != _MAGIC:
+                out.notes.append(f"no closing MCAP magic after the footer at byte {pos}")
+            pos = size
+            break
+        pos = end
+    finish_pending()
+    for cid, t_ns, payload in msgs:
+        if cid not in channels:
+            out.notes.append(f"message on unknown channel {cid} at t={t_ns / _NS:.6f} s dropped")
+            continue
+        topic, sid = channels[cid]
+        entry = out.topics.setdefault(topic, (schemas.get(sid, ""), []))
+        entry[1].append((t_ns, payload))
+    return out
+
+
+def _t(lo_ns, hi_ns) -> tuple[float, float] | None:
+    if lo_ns is None and hi_ns is None:
+        return None
+    lo = lo_ns if lo_ns is not None else hi_ns
+    hi = hi_ns if hi_ns is not None else lo_ns
+    return (lo / _NS, hi / _NS)
+
+
+def _lost_text(counts: dict[int, int], channels: dict) -> str:
+    parts = [f"{c} message(s) on {channels.get(cid, (f'channel {cid}',))[0]}" for cid, c in sorted(counts.items())]
+    return ", ".join(parts)
+
+
+def read_bag(path: str | Path) -> RawMessages:
+    """Raw messages of a rosbag2 directory (MCAP or sqlite3) or a bare ``.mcap`` file, with damage found."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".mcap":
+        return walk_mcap(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no bag at {path}")
+    mcaps = sorted(path.glob("*.mcap"))
+    if mcaps:
+        merged = RawMessages()
+        for f in mcaps:
+            part = walk_mcap(f)
+            for topic, (mt, items) in part.topics.items():
+                merged.topics.setdefault(topic, (mt, []))[1].extend(items)
+            merged.damage += part.damage
+            merged.notes += part.notes
+        return merged
+    return _read_sqlite(path)
+
+
+def _read_sqlite(path: Path) -> RawMessages:
+    import sqlite3
+
+    out = RawMessages()
+    for db in sorted(path.glob("*.db3")):
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            topics = {tid: (name, mt) for tid, name, mt in con.execute("SELECT id, name, type FROM topics")}
+            for tid, ts, payload in con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp"):
+                name, mt = topics[tid]
+                out.topics.setdefault(name, (mt, []))[1].append((int(ts), bytes(payload)))
+            con.close()
+        except sqlite3.DatabaseError as exc:
+            size = db.stat().st_size
+            kept = sum(len(v[1]) for v in out.topics.values())
+            out.damage.append(Damage((0, size), None, f"{db.name}: sqlite3 error ({exc})",
+                                     f"messages after the first {kept} read"))
+    if not out.topics and not out.damage:
+        raise FileNotFoundError(f"{path} holds neither .mcap nor .db3 files")
+    return out
+
+
+# --------------------------------------------------------------------------- import: bag -> episodes
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """Time alignment and episode splitting of ``import_bag`` (all times in seconds)."""
+
+    control_period_s: float
+    """Resampling period: one transition per control period, starting at each episode's first joint state."""
+    command_lookahead_s: float | None = None
+    """Step k uses the last command stamped at or before ``t_k + lookahead`` (zero-order hold); None = half a
+    period, which takes the command computed from the state at ``t_k`` even when it was stamped a little later."""
+    max_gap_s: float | None = None
+    """Longest silence of joint states or commands inside one episode; longer gaps split. None = 3 periods."""
+    split: str = "goal"
+    """``"gap"``: split at gaps only; ``"goal"``: also start a new episode at every goal message."""
+    stamp: str = "header"
+    """Joint-state time source: ``"header"`` (header.stamp, the sensor time) or ``"log"`` (bag receive time)."""
+    min_steps: int = 2
+    """Shorter segments are not episodes (reported, not loaded)."""
+
+    def __post_init__(self):
+        if not self.control_period_s > 0:
+            raise ValueError(f"control_period_s must be > 0, got {self.control_period_s}")
+        if self.split not in ("gap", "goal") or self.stamp not in ("header", "log"):
+            raise ValueError(f"split must be gap|goal and stamp header|log, got {self.split!r}, {self.stamp!r}")
+
+    @property
+    def lookahead(self) -> float:
+        return 0.5 * self.control_period_s if self.command_lookahead_s is None else self.command_lookahead_s
+
+    @property
+    def gap(self) -> float:
+        return 3.0 * self.control_period_s if self.max_gap_s is None else self.max_gap_s
+
+
+def _decode(raw: RawMessages, topic: str, expected: tuple[str, ...], report: LoadReport) -> list[tuple[int, object]]:
+    if topic not in raw.topics:
+        return []
+    msgtype, items = raw.topics[topic]
+    if msgtype not in expected:
+        report.notes.append(f"{topic}: message type {msgtype!r} not supported (expected one of {list(expected)})")
+        return []
+    out, bad = [], 0
+    for t_ns, payload in items:
+        try:
+            out.append((t_ns, TYPESTORE.deserialize_cdr(payload, msgtype)))
+        except Exception:  # malformed CDR of a damaged message: counted and reported
+            bad += 1
+    if bad:
+        report.notes.append(f"{topic}: {bad} message(s) could not be decoded and were dropped")
+    return out
+
+
+def _goal_vector(msg) -> np.ndarray:
+    if hasattr(msg, "data"):
+        return np.asarray(msg.data, dtype=np.float64)
+    p = msg.point if hasattr(msg, "point") else msg
+    return np.array([p.x, p.y, p.z], dtype=np.float64)
+
+
+class _Task:
+    """Observation packing and reward of the env's task from measured joint states (the env's own hooks)."""
+
+    def __init__(self, env):
+        self.u = u = env.unwrapped
+        self.builder = u.observation_builder
+        self.dict_obs = hasattr(u.observation_space, "spaces")
+        self.qpos0 = np.asarray(u.model.qpos0, dtype=np.float64)
+        self.nv = u.model.nv
+        self.qadr, self.dadr = u._qadr, u._dadr  # profile joint -> qpos / qvel addresses
+
+    def _set(self, q, qd, goal):
+        state = np.concatenate([self.qpos0, np.zeros(self.nv)])
+        state[self.qadr] = q
+        state[len(self.qpos0) + self.dadr] = qd
+        self.u.set_state(state)
+        self.u._goal = None if goal is None else np.asarray(goal, dtype=np.float64)
+
+    def observe(self, q, qd, goal):
+        obs = self.builder.build(q, qd, goal)
+        if not self.dict_obs:
+            return obs
+        self._set(q, qd, goal)
+        return self.u._package_obs(obs)
+
+    def reward(self, q_next, qd_next, action, goal) -> float:
+        self._set(q_next, qd_next, goal)
+        return float(self.u._evaluate(np.asarray(action, dtype=np.float64))[0])
+
+
+def import_bag(path: str | Path, env, settings: ImportSettings | None = None) -> tuple[list[Episode], LoadReport]:
+    """Logged run -> episodes (obs from the env's ObservationBuilder, actions normalized, rewards from the task).
+
+    Episodes that overlap a damaged part of the bag are dropped and reported; every other episode loads.
+    """
+    u = env.unwrapped
+    profile = u.profile
+    s = settings or ImportSettings(control_period_s=u.control_dt)
+    raw = read_bag(path)
+    report = LoadReport(str(path), damage=list(raw.damage), notes=list(raw.notes))
+    task = _Task(env)
+    names = list(profile.joint_names)
+    topics = profile.topics
+    # ---- decode
+    js_t, js_q, js_qd, dropped = [], [], [], 0
+    for t_ns, m in _decode(raw, topics.joint_states, (JOINT_STATE,), report):
+        idx = {n: i for i, n in enumerate(m.name)}
+        if any(n not in idx for n in names) or len(m.velocity) != len(m.name):
+            dropped += 1
+            continue
+        q = np.asarray([m.position[idx[n]] for n in names])
+        qd = np.asarray([m.velocity[idx[n]] for n in names])
+        if not (np.isfinite(q).all() and np.isfinite(qd).all()):
+            dropped += 1
+            continue
+        stamp = m.header.stamp.sec * _NS + m.header.stamp.nanosec if s.stamp == "header" else t_ns
+        js_t.append(stamp)
+        js_q.append(q)
+        js_qd.append(qd)
+    if dropped:
+        report.notes.append(f"{topics.joint_states}: {dropped} message(s) without all joints {names} or with "
+                            "non-finite values dropped")
+    cmds = [(t, np.asarray(m.data, dtype=np.float64)) for t, m in _decode(raw, topics.commands, (F64_ARRAY,), report)
+            if len(m.data) == len(profile.command_joints) and np.isfinite(m.data).all()]
+    goals = [(t, _goal_vector(m)) for t, m in _decode(
+        raw, topics.goal, (F64_ARRAY, "geometry_msgs/msg/PointStamped", "geometry_msgs/msg/Point"), report)]
+    if not js_t or not cmds:
+        report.notes.append(f"no usable {topics.joint_states} or {topics.commands} messages: no episodes")
+        return [], report
+    order = np.argsort(js_t, kind="stable")
+    t_js = np.asarray(js_t, dtype=np.int64)[order]
+    keep = np.r_[True, np.diff(t_js) > 0]
+    t_js, q_js, qd_js = t_js[keep] / _NS, np.asarray(js_q)[order][keep], np.asarray(js_qd)[order][keep]
+    cmds.sort(key=lambda x: x[0])
+    t_cmd = np.asarray([c[0] for c in cmds], dtype=np.float64) / _NS
+    u_cmd = np.asarray([c[1] for c in cmds])
+    goals.sort(key=lambda x: x[0])
+    t_goal = np.asarray([g[0] for g in goals], dtype=np.float64) / _NS
+    # ---- segment at gaps, goal messages and damaged ranges
+    cuts = set((np.nonzero(np.diff(t_js) > s.gap)[0] + 1).tolist())
+    if s.split == "goal":
+        cuts |= {int(i) for i in np.searchsorted(t_js, t_goal - s.lookahead) if 0 < i < len(t_js)}
+    bounds = [0, *sorted(cuts), len(t_js)]
+    bad = [d.time_range_s for d in report.damage if d.time_range_s is not None]
+    unknown_damage = any(d.time_range_s is None for d in report.damage)
+    episodes: list[Episode] = []
+    dt = s.control_period_s
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        ta, tb = t_js[a], t_js[b - 1]
+        name = f"segment t=[{ta:.3f}, {tb:.3f}] s"
+        tr = (float(ta), float(tb))
+        hit = [r for r in bad if r[0] - s.gap <= tb and r[1] + s.gap >= ta]
+        if hit:
+            report.episodes.append(EpisodeReport(name, 0, False, [f"overlaps damaged range t=[{hit[0][0]:.6f}, "
+                                                                  f"{hit[0][1]:.6f}] s"], tr))
+            continue
+        grid = ta + dt * np.arange(int(np.floor((tb - ta) / dt + 1e-6)) + 1)
+        # zero-order hold of commands; a step whose held command is older than the max gap ends the episode
+        j = np.searchsorted(t_cmd, grid[:-1] + s.lookahead, side="right") - 1
+        fresh = (j >= 0) & (grid[:-1] + s.lookahead - t_cmd[np.maximum(j, 0)] <= s.gap)
+        n = len(fresh) if fresh.all() else int(np.argmin(fresh))
+        if n < s.min_steps:
+            report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) with a fresh command "
+                                                                  f"(min_steps {s.min_steps})"], tr))
+            continue
+        grid, j = grid[:n + 1], j[:n]
+        goal = None
+        if task.builder.goal_dim:
+            g = np.searchsorted(t_goal, ta + s.lookahead, side="right") - 1
+            if g < 0:
+                report.episodes.append(EpisodeReport(name, n, False, ["no goal message before the segment"], tr))
+                continue
+            goal = goals[g][1]
+        q = np.stack([np.interp(grid, t_js[a:b], q_js[a:b, i]) for i in range(len(names))], axis=1)
+        qd = np.stack([np.interp(grid, t_js[a:b], qd_js[a:b, i]) for i in range(len(names))], axis=1)
+        actions = command_to_action(u_cmd[j], profile).astype(np.float32)
+        obs_list = [task.observe(q[k], qd[k], goal) for k in range(n + 1)]
+        observations = ({k: np.stack([o[k] for o in obs_list]) for k in obs_list[0]} if task.dict_obs
+                        else np.stack(obs_list))
+        rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal) for k in range(n)])
+        ep = Episode(observations, actions, rewards, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
+                     grid, {"joint_positions": q, "joint_velocities": qd},
+                     {"source": str(path), "time_range_s": list(tr)})
+        issues = check_episode(ep, u.observation_space, u.action_space)
+        report.episodes.append(EpisodeReport(name, n, not issues, issues, tr))
+        if not issues:
+            episodes.append(ep)
+    if unknown_damage:
+        report.notes.append("damage without a known time range: episodes next to it may be incomplete")
+    return episodes, report
