@@ -103,6 +103,9 @@ class MujocoTaskEnv(gym.Env):
     def _make_observation_builder(self) -> ObservationBuilder:
         raise NotImplementedError
 
+    def _before_physics(self) -> None:
+        """Called after ``data.ctrl`` is set, before ``mj_step`` (e.g. to add gravity compensation)."""
+
     def _initial_state(self, rng: np.random.Generator) -> np.ndarray | None:
         """Set ``data.qpos`` / ``data.qvel`` (the data was reset to qpos0); return the goal or None."""
         raise NotImplementedError
@@ -200,6 +203,7 @@ class MujocoTaskEnv(gym.Env):
         else:
             info_rand = self._rand_info
         d.ctrl[:] = self._ctrl_mid + self._ctrl_half * a
+        self._before_physics()
         mujoco.mj_step(m, d, self.frame_skip)
         self._t += 1
         warn = int(self._warnings[_DIVERGENCE_WARNINGS].sum())

@@ -41,11 +41,13 @@ class ObservationBuilder:
         model: ``mujoco.MjModel`` for ``site`` terms (a private copy is kept; kinematics only, so mass
             randomization does not matter). Every joint in ``joint_names`` must be a 1-dof hinge/slide joint.
         units: optional unit string per term (for sidecars and docs).
+        fk_sites: extra sites for ``site_position`` (e.g. an end effector used as achieved goal) that are not
+            part of the flat observation.
 
     """
 
     def __init__(self, joint_names: Sequence[str], terms: Sequence[tuple[str, str, object]], *, goal_dim: int = 0,
-                 model=None, units: Sequence[str] | None = None):
+                 model=None, units: Sequence[str] | None = None, fk_sites: Sequence[str] = ()):
         self.joint_names = tuple(joint_names)
         self.terms = tuple((str(n), str(k), r) for n, k, r in terms)
         self.goal_dim = int(goal_dim)
@@ -57,7 +59,7 @@ class ObservationBuilder:
             raise ValueError(f"duplicate observation names in {self.names}")
         n = len(self.joint_names)
         jidx = {name: i for i, name in enumerate(self.joint_names)}
-        sites: list[str] = []
+        sites: list[str] = list(dict.fromkeys(fk_sites))
         for name, kind, ref in self.terms:
             if kind not in KINDS:
                 raise ValueError(f"observation term {name!r}: unknown kind {kind!r}; allowed: {KINDS}")
@@ -150,6 +152,9 @@ class ObservationBuilder:
         return [{"name": n, "kind": k, "ref": r, "unit": u} for (n, k, r), u in zip(self.terms, self.units)]
 
 
+_ONE_DOF = (2, 3)  # mjJNT_SLIDE, mjJNT_HINGE
+
+
 class _Kinematics:
     """Forward kinematics on a private copy of the model (positions only, mj_kinematics)."""
 
@@ -166,7 +171,7 @@ class _Kinematics:
             jid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
             if jid < 0:
                 raise KeyError(f"joint {name!r} not in the MuJoCo model")
-            if self.model.jnt_type[jid] not in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+            if int(self.model.jnt_type[jid]) not in _ONE_DOF:
                 raise ValueError(f"joint {name!r} is not a hinge or slide joint")
             adr.append(self.model.jnt_qposadr[jid])
         self._qadr = np.asarray(adr, dtype=np.intp)

@@ -28,6 +28,8 @@ _MODEL_TERMS = {
     "frictionloss": (mujoco.mjtObj.mjOBJ_JOINT, "dof_frictionloss", None, 0.0),
     "actuator_gain": (mujoco.mjtObj.mjOBJ_ACTUATOR, "actuator_gainprm", 0, None),
 }
+_JOINT_DOFS = {int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3}
+_ONE_DOF = (int(mujoco.mjtJoint.mjJNT_SLIDE), int(mujoco.mjtJoint.mjJNT_HINGE))
 _NOMINAL_ARRAYS = ("body_mass", "body_inertia", "body_ipos", "geom_friction", "dof_damping", "dof_armature",
                    "dof_frictionloss", "actuator_gainprm", "actuator_biasprm")
 
@@ -78,7 +80,7 @@ class Randomizer:
             if objtype == mujoco.mjtObj.mjOBJ_JOINT:  # joints -> their dofs
                 dofs, dnames = [], []
                 for j, n in zip(idx, names):
-                    ndof = {0: 6, 1: 3}.get(int(model.jnt_type[j]), 1)
+                    ndof = _JOINT_DOFS.get(int(model.jnt_type[j]), 1)
                     for k in range(ndof):
                         dofs.append(model.jnt_dofadr[j] + k)
                         dnames.append(n if ndof == 1 else f"{n}[{k}]")
@@ -95,7 +97,7 @@ class Randomizer:
                                 if getattr(config, t) is not None and config.__getattribute__(t).mode == "interval"]
         sc = model.jnt_type
         self._init_qadr = np.asarray([model.jnt_qposadr[j] for j in range(model.njnt)
-                                      if sc[j] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)],
+                                      if int(sc[j]) in _ONE_DOF],
                                      dtype=np.intp)
         self._lat_buf = np.zeros((1, model.nu))
         self._latency = 0

@@ -1,0 +1,118 @@
+"""Goal-conditioned reach with a 7-DoF torque-controlled arm (Panda kinematics), ``robot_rl/ArmReach-v0``.
+
+Gymnasium-Robotics dict convention: ``observation`` = ``[q (7) rad, qdot (7) rad/s]`` (profile joint order),
+``achieved_goal`` = end-effector (flange site ``ee``) position [m] by forward kinematics of the measured joints,
+``desired_goal`` = target position [m]. ``compute_reward(achieved_goal, desired_goal, info)`` is vectorized over
+leading dimensions: sparse ``-(d > distance_threshold)`` (default, threshold 0.05 m) or dense ``-d``.
+``info["is_success"]``: ``d <= distance_threshold``. For a flat policy input use ``concat(observation,
+desired_goal)`` (docs/contracts.md).
+
+Action: joint torques, [-1, 1] -> +-87 N m (joints 1-4), +-12 N m (joints 5-7), **added on top of gravity
+compensation** computed from the nominal (un-randomized) model at the start of every control step and held for it,
+like Franka's torque interface (libfranka adds gravity compensation from the robot's own model; mass randomization
+therefore leaves a realistic compensation error). Control period 0.02 s (0.002 s x 10), 100 steps (2 s).
+Start: Panda home pose + U(-0.1, 0.1) rad. Target: forward kinematics of a uniformly random joint configuration in
+the inner 80 % of the joint ranges, resampled until it is at least 0.25 m from the base axis and 0.15 m above the
+floor (so every target is reachable).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robot_rl.envs.base import MujocoTaskEnv
+from robot_rl.envs.obs import ObservationBuilder
+
+HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+
+
+class ArmReachEnv(MujocoTaskEnv):
+    """7-DoF reach (see module docstring).
+
+    Args:
+        reward_type: ``"sparse"`` (-(d > threshold)) or ``"dense"`` (-d) [m].
+        distance_threshold: success radius [m].
+        **kw: ``MujocoTaskEnv`` arguments.
+
+    """
+
+    def __init__(self, *, reward_type: str = "sparse", distance_threshold: float = 0.05, max_episode_steps: int = 100,
+                 **kw):
+        if reward_type not in ("sparse", "dense"):
+            raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+        self.reward_type = reward_type
+        self.distance_threshold = float(distance_threshold)
+        super().__init__("arm7", frame_skip=10, max_episode_steps=max_episode_steps, **kw)
+
+    def _setup(self):
+        self._mocap = self.model.body_mocapid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "target")]
+        # The robot's own model for gravity compensation: the nominal model, never randomized.
+        self._comp_model = copy.copy(self.model)
+        self._comp_data = mujoco.MjData(self._comp_model)
+        self._comp_force = np.zeros(self.model.nv)
+        lo, hi = self.model.jnt_range[:7, 0], self.model.jnt_range[:7, 1]
+        self._target_lo, self._target_hi = lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo)
+
+    def _make_observation_builder(self) -> ObservationBuilder:
+        names = self.profile.joint_names
+        terms = [(f"{n}_position", "pos", n) for n in names] + [(f"{n}_velocity", "vel", n) for n in names]
+        units = ["rad"] * len(names) + ["rad/s"] * len(names)
+        return ObservationBuilder(names, terms, model=self.model, units=units, fk_sites=("ee",))
+
+    def _make_observation_space(self):
+        n = self.observation_builder.n_obs
+        box3 = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
+        return gym.spaces.Dict({"observation": gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32),
+                                "achieved_goal": box3, "desired_goal": box3})
+
+    def gravity_compensation(self, q: np.ndarray) -> np.ndarray:
+        """Gravity torques [N m] of the nominal model at joint positions ``q`` (7,)."""
+        m, d = self._comp_model, self._comp_data
+        d.qpos[:] = q
+        d.qvel[:] = 0.0
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_rne(m, d, 0, self._comp_force)
+        return self._comp_force
+
+    def _before_physics(self):
+        self.data.qfrc_applied[:] = self.gravity_compensation(self.data.qpos)
+
+    def _initial_state(self, rng):
+        d = self.data
+        d.qpos[self._qadr] = HOME + rng.uniform(-0.1, 0.1, size=7)
+        d.qvel[:] = 0.0
+        for _ in range(100):
+            goal = self.observation_builder.site_position(rng.uniform(self._target_lo, self._target_hi), "ee")
+            if np.hypot(goal[0], goal[1]) >= 0.25 and goal[2] >= 0.15:
+                break
+        d.mocap_pos[self._mocap] = goal
+        return goal
+
+    def _package_obs(self, obs):
+        q = obs[:7].astype(np.float64)
+        achieved = self.observation_builder.site_position(q, "ee").astype(np.float32)
+        return {"observation": obs, "achieved_goal": achieved, "desired_goal": self._goal.astype(np.float32)}
+
+    def end_effector(self) -> np.ndarray:
+        """True end-effector position [m] (3,)."""
+        return self.observation_builder.site_position(self.data.qpos[self._qadr], "ee")
+
+    def compute_reward(self, achieved_goal, desired_goal, info=None):
+        """Reward for (batches of) goals, shape ``(...)`` from ``(..., 3)`` inputs; ``info`` is unused."""
+        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+        if self.reward_type == "sparse":
+            return -(d > self.distance_threshold).astype(np.float64)
+        return -d
+
+    def _success_at_reset(self):
+        return bool(np.linalg.norm(self.end_effector() - self._goal) <= self.distance_threshold)
+
+    def _evaluate(self, action):
+        ee = self.end_effector()
+        reward = float(self.compute_reward(ee, self._goal))
+        return reward, False, bool(np.linalg.norm(ee - self._goal) <= self.distance_threshold)
