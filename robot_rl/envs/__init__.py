@@ -21,6 +21,11 @@ TASKS: dict[str, tuple[str, dict]] = {
     "robot_rl/ArmReach-v0": ("robot_rl.envs.arm:ArmReachEnv", {}),
 }
 DMC_PREFIX = "robot_rl/dmc-"
+# dm_control ids registered with Gymnasium up front (``make`` accepts any suite task without registration).
+DMC_REGISTERED = ("acrobot-swingup", "ball_in_cup-catch", "cartpole-balance", "cartpole-swingup", "cheetah-run",
+                  "finger-spin", "finger-turn_easy", "hopper-hop", "hopper-stand", "humanoid-walk", "pendulum-swingup",
+                  "point_mass-easy", "quadruped-walk", "reacher-easy", "reacher-hard", "walker-run", "walker-stand",
+                  "walker-walk")
 
 
 def _load(entry: str):
@@ -79,7 +84,7 @@ def observation_builder(env_id: str):
 
 
 def _register() -> None:
-    for env_id in TASKS:
+    for env_id in (*TASKS, *(f"{DMC_PREFIX}{t}-v0" for t in DMC_REGISTERED)):
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=_entry_point, kwargs={"env_id": env_id}, disable_env_checker=True)
 
