@@ -10,7 +10,7 @@ caller passes as ``now_s`` (the node passes ``time.monotonic()``), so tests can 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,14 +25,14 @@ class SimPlant:
         position_noise_std, velocity_noise_std: std of Gaussian measurement noise [rad or m, rad/s or m/s].
         command_timeout_s: no command for this long -> safe command [s].
         rng: ``np.random.Generator`` for the noise.
-        reward_fn: optional ``reward_fn(model, data) -> float`` evaluated once per physics step.
+        reality: optional ``EnvReality`` (held-out randomization sample of an env: pushes, parameter drift,
+            sensor bias and noise, and the task reward), driven once per env control step.
 
     """
 
     def __init__(self, profile, model, data, *, latency_s: float = 0.0, position_noise_std: float = 0.0,
                  velocity_noise_std: float = 0.0, command_timeout_s: float = 0.1,
-                 rng: np.random.Generator | None = None,
-                 reward_fn: Callable[[object, object], float] | None = None):
+                 rng: np.random.Generator | None = None, reality: EnvReality | None = None):
         import mujoco
 
         self._mj = mujoco
@@ -42,7 +42,7 @@ class SimPlant:
         self.velocity_noise_std = float(velocity_noise_std)
         self.command_timeout_s = float(command_timeout_s)
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self.reward_fn = reward_fn
+        self.reality = reality
         self.joint_names = profile.joint_names
         self._qadr, self._dadr = [], []
         for name in self.joint_names:
@@ -127,13 +127,16 @@ class SimPlant:
         while self._t0 + self.data.time + 0.5 * dt <= now_s and steps < max_steps:
             t_step = self._t0 + self.data.time
             self._update_command(t_step)
+            if self.reality is not None:
+                self.reality.before_physics_step()
             self.data.ctrl[self._act] = self._applied
             warn_before = int(self.data.warning.number.sum())
             self._mj.mj_step(self.model, self.data)
             self.physics_warnings += int(self.data.warning.number.sum()) - warn_before
-            if self.reward_fn is not None:
-                self.reward = float(self.reward_fn(self.model, self.data))
-                self.episode_return += self.reward
+            if self.reality is not None:
+                self.reality.after_physics_step(self._applied)
+                self.reward = self.reality.reward
+                self.episode_return = self.reality.episode_return
             steps += 1
         self.steps += steps
         if steps == max_steps:
@@ -157,9 +160,57 @@ class SimPlant:
         """Measured (positions, velocities, efforts), each shape ``(n_joints,)`` in profile joint order."""
         q = self.data.qpos[self._qadr].astype(np.float64)
         v = self.data.qvel[self._dadr].astype(np.float64)
+        if self.reality is not None:
+            q, v = self.reality.sense(q, v)
         if self.position_noise_std > 0:
             q = q + self.rng.normal(0.0, self.position_noise_std, q.shape)
         if self.velocity_noise_std > 0:
             v = v + self.rng.normal(0.0, self.velocity_noise_std, v.shape)
         effort = self.data.qfrc_actuator[self._dadr].astype(np.float64)
         return q, v, effort
+
+
+class EnvReality:
+    """The held-out "reality" of a ``robot_rl.envs`` task driven at physics-step granularity.
+
+    ``make(env_id, randomization=..., seed=...)`` already applied the episode's model parameters (masses, friction,
+    damping, gains ...); this object adds what the env does per control step: interval re-sampling and pushes
+    (``before_step`` every ``frame_skip`` physics steps), sensor bias and noise (``sense``), and the task reward
+    from ``_evaluate`` once per control step (the env's own reward, the applied command normalized to [-1, 1]).
+    ``action_latency_s`` is the sample's actuation delay [s] (its ``action_latency_steps`` x control period).
+    """
+
+    def __init__(self, env, rng: np.random.Generator):
+        base = env.unwrapped
+        self.base = base
+        self.randomizer = base.randomizer if base.randomization_enabled else None
+        self.rng = rng
+        self.frame_skip = int(base.frame_skip)
+        lo, hi = base.model.actuator_ctrlrange[:, 0], base.model.actuator_ctrlrange[:, 1]
+        self._mid, self._half = (hi + lo) / 2.0, (hi - lo) / 2.0
+        info = getattr(base, "_rand_info", {}) or {}
+        self.sample = dict(info)
+        """The sampled randomization values (flat dict, as in the env's ``info["randomization"]``)."""
+        self.action_latency_s = int(info.get("action_latency_steps", 0)) * float(base.control_dt)
+        self._substep = 0
+        self._t = 0
+        self.reward = 0.0
+        self.episode_return = 0.0
+
+    def before_physics_step(self) -> None:
+        if self._substep == 0 and self.randomizer is not None:
+            self.sample = self.randomizer.before_step(self._t, self.rng, self.sample)
+
+    def after_physics_step(self, applied_command: np.ndarray) -> None:
+        self._substep += 1
+        if self._substep == self.frame_skip:
+            self._substep = 0
+            self._t += 1
+            action = np.clip((applied_command - self._mid) / self._half, -1.0, 1.0)
+            self.reward = float(self.base._evaluate(action)[0])
+            self.episode_return += self.reward
+
+    def sense(self, q: np.ndarray, qd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.randomizer is None:
+            return q, qd
+        return self.randomizer.sense(q, qd, self.rng)

@@ -1,9 +1,11 @@
 """recorder: write the run as a rosbag2 bag (MCAP storage) with the ``rosbags`` library, no ``ros2 bag`` needed.
 
 Subscribes with ``raw=True`` so messages are stored as the CDR bytes that arrived (exactly what ``ros2 bag record``
-stores), stamped with the receive time [ns, ROS clock]. Default topics come from the robot profile: joint states,
-commands, goal, ``/diagnostics``, plus the nodes' timing and reward topics; ``extra_topics`` adds
-``"/topic:pkg/msg/Type"`` entries. SIGINT / SIGTERM close the bag cleanly (MCAP summary written).
+stores), stamped with the receive time [ns, ROS clock]. Chunks are small and carry CRC-32s
+(``robot_rl.data.bags.CrcMcapWriter``) so ``robot-rl replay`` can report exactly what a crash cut off. Default
+topics come from the robot profile (joint states, commands, goal, ``/diagnostics``) plus the nodes' timing and
+reward topics; ``extra_topics`` adds ``"/topic:pkg/msg/Type"`` entries. SIGINT / SIGTERM close the bag cleanly
+(MCAP summary written).
 
 Run: ``python -m robot_rl.nodes.recorder --ros-args -p output:=runs/bags/run1``.
 """
@@ -60,8 +62,9 @@ class RecorderNode(Node):
         super().__init__(NAME)
         p = ParamReader(self)
         robot = p.str("robot", "cartpole", "robot profile name (topic names come from it)")
-        default_out = f"runs/bags/{time.strftime('%Y%m%d-%H%M%S')}"
-        output = p.str("output", default_out, "bag directory to create (must not exist)")
+        output = p.str("output", "", "bag directory to create (must not exist); empty: "
+                       "runs/bags/<date-time> in the working directory")
+        output = output or f"runs/bags/{time.strftime('%Y%m%d-%H%M%S')}"
         extra = p.str("extra_topics", ",".join(DEFAULT_EXTRA),
                       "comma-separated '/topic:pkg/msg/Type' entries recorded besides the profile's topics")
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -81,6 +84,11 @@ class RecorderNode(Node):
         out.parent.mkdir(parents=True, exist_ok=True)
         typestore = get_typestore(Stores.ROS2_KILTED)
         self.writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+        # Small chunks with CRC-32 (robot_rl.data.bags): a bag cut by a crash loses only its last chunk and replay
+        # can tell damaged ranges from intact ones (RELIABILITY.md scenario 15).
+        from robot_rl.data.bags import CrcMcapWriter
+
+        self.writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: CrcMcapWriter}
         self.writer.open()
         self.output = out
         self.counts: dict[str, int] = {}

@@ -29,9 +29,10 @@ NAME = "sim_robot"
 
 
 def _load(robot: str, env_id: str, randomization: str, seed: int):
-    """(profile, model, data, reward_fn) with the randomization sample of ``seed`` applied when asked."""
+    """(profile, model, data, EnvReality or None) with the randomization sample of ``seed`` applied if asked."""
     from robot_rl.core.config import ConfigError
     from robot_rl.core.profile import load_profile
+    from robot_rl.deploy.sim_plant import EnvReality
 
     try:
         profile = load_profile(robot)
@@ -55,19 +56,8 @@ def _load(robot: str, env_id: str, randomization: str, seed: int):
     if base.profile is None or base.profile.name != profile.name:
         raise StartupError(f"parameter 'env_id': env {env_id!r} uses robot "
                            f"{getattr(base.profile, 'name', None)!r}, parameter 'robot' is {profile.name!r}")
-    return profile, base.model, base.data, _reward_fn(base)
-
-
-def _reward_fn(base):
-    """The task's reward on the current physics state, or None if the env has no ``reward_now``/``_evaluate``."""
-    fn = getattr(base, "reward_now", None)
-    if callable(fn):
-        return lambda _m, _d: float(fn())
-    evaluate = getattr(base, "_evaluate", None)
-    if callable(evaluate):
-        zero = np.zeros(base.model.nu)
-        return lambda _m, _d: float(evaluate(zero)[0])
-    return None
+    # The env's sample rng continues (pushes, drift, sensor noise) from the seeded reset.
+    return profile, base.model, base.data, EnvReality(env, base.np_random)
 
 
 class SimRobotNode(Node):
@@ -80,13 +70,13 @@ class SimRobotNode(Node):
         randomization = p.str("randomization", "", "randomization profile of the held-out 'reality' sample "
                               "(sim/randomization/<name>.yaml); empty: nominal model")
         seed = p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0)
-        profile, model, data, reward_fn = _load(robot, env_id, randomization, seed)
+        profile, model, data, reality = _load(robot, env_id, randomization, seed)
         self.profile = profile
-        self.sensor_period_s = p.float("sensor_period_s", profile.sensor_period_s,
-                                       "joint-state publication period [s] (steady clock)", min_value=0.0,
-                                       strict_min=True)
-        timeout = p.float("command_timeout_s", profile.safety.command_timeout_s,
-                          "no command for this long -> safe command [s]", min_value=0.0, strict_min=True)
+        self.sensor_period_s = p.float("sensor_period_s", 0.0, "joint-state publication period [s] (steady "
+                                       "clock); 0: the profile's sensor_period_s", min_value=0.0) \
+            or profile.sensor_period_s
+        timeout = p.float("command_timeout_s", 0.0, "no command for this long -> safe command [s]; 0: the "
+                          "profile's safety.command_timeout_s", min_value=0.0) or profile.safety.command_timeout_s
         latency = p.float("latency_s", 0.0, "delay from command arrival to actuation [s]", min_value=0.0)
         pos_noise = p.float("position_noise_std", 0.0, "joint position measurement noise std [rad or m]",
                             min_value=0.0)
@@ -94,7 +84,7 @@ class SimRobotNode(Node):
                             min_value=0.0)
         n = len(profile.joint_names)
         init_q = p.floats("initial_positions", [], f"initial joint positions {list(profile.joint_names)} "
-                          "[rad or m]; empty: the env's / model's initial state")
+                          "[rad or m]; empty: the env's reset state (or the model's qpos0)")
         init_v = p.floats("initial_velocities", [], "initial joint velocities [rad/s or m/s]; empty: unchanged")
         for pname, vals in (("initial_positions", init_q), ("initial_velocities", init_v)):
             if vals and len(vals) != n:
@@ -105,7 +95,10 @@ class SimRobotNode(Node):
 
         self.plant = SimPlant(profile, model, data, latency_s=latency, position_noise_std=pos_noise,
                               velocity_noise_std=vel_noise, command_timeout_s=timeout,
-                              rng=np.random.default_rng(seed), reward_fn=reward_fn)
+                              rng=np.random.default_rng(seed), reality=reality)
+        if reality is not None:
+            self.plant.latency_s += reality.action_latency_s
+            self.get_logger().info(f"reality sample (seed {seed}): {reality.sample}")
         self.plant.set_initial_state(init_q or None, init_v or None)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_js = self.create_publisher(JointState, profile.topics.joint_states, qos)
@@ -119,7 +112,7 @@ class SimRobotNode(Node):
         self.create_timer(self.sensor_period_s, self._tick, clock=steady_clock())
         self.get_logger().info(
             f"robot {profile.name}: joint_states on {profile.topics.joint_states} every {self.sensor_period_s} s, "
-            f"commands on {profile.topics.commands}, command timeout {timeout} s, latency {latency} s, "
+            f"commands on {profile.topics.commands}, command timeout {timeout} s, latency {self.plant.latency_s} s, "
             f"randomization {randomization or 'off'} (seed {seed})")
 
     def _on_command(self, msg: Float64MultiArray) -> None:

@@ -1,0 +1,105 @@
+"""The policy node's control step without ROS: joint states -> observation -> policy -> safety filter -> command.
+
+Every joint-state message goes through ``SafetyFilter.on_joint_state``; the observation is built only from the
+filter's last *accepted* state (profile joint order) with the env's ``ObservationBuilder``, so the robot sees the
+observation the policy was trained on. Every command goes through ``SafetyFilter.filter``. Times are steady-clock
+seconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from robot_rl.deploy.latency import LatencyStats
+
+
+class PolicyLoop:
+    """One robot's control step.
+
+    Args:
+        safety: ``robot_rl.safety.SafetyFilter`` of the robot profile.
+        obs_builder: ``robot_rl.envs.obs.ObservationBuilder`` (joint names must be the profile's, in order).
+        policy: ``policy(obs) -> action``; obs float32 ``(n_obs,)``, action ``(n_cmd,)`` in robot command units.
+        goal: initial goal ``(goal_dim,)`` for goal-conditioned policies (None when ``goal_dim`` is 0).
+        control_period_s: period of ``step`` calls [s]; latencies above it count as deadline misses.
+
+    """
+
+    def __init__(self, safety, obs_builder, policy: Callable[[np.ndarray], np.ndarray], *,
+                 goal: Sequence[float] | None = None, control_period_s: float):
+        if tuple(obs_builder.joint_names) != tuple(safety.joint_names):
+            raise ValueError(f"observation builder joints {list(obs_builder.joint_names)} differ from the robot "
+                             f"profile's {list(safety.joint_names)}")
+        self.safety = safety
+        self.obs_builder = obs_builder
+        self.policy = policy
+        self.goal_dim = int(obs_builder.goal_dim)
+        self.goal: np.ndarray | None = None
+        if self.goal_dim:
+            if goal is None or len(goal) != self.goal_dim:
+                raise ValueError(f"goal-conditioned policy needs an initial goal of {self.goal_dim} values, "
+                                 f"got {None if goal is None else list(goal)}")
+            if not self.set_goal(goal):
+                raise ValueError(f"initial goal must be finite, got {list(goal)}")
+        self.control_period_s = float(control_period_s)
+        self.latency = LatencyStats("sensor receive -> command publish", deadline_s=self.control_period_s)
+        self.compute = LatencyStats("observation + policy + safety compute", deadline_s=self.control_period_s)
+        self.command = np.zeros(safety.n_cmd)
+        self._rx_s: float | None = None
+        self._stamp_s = 0.0
+        self._fresh = False
+        self.goals_rejected = 0
+        self.steps = 0
+
+    def on_joint_state(self, names, positions, velocities, efforts, stamp_s: float, now_s: float,
+                       clock_s: float | None = None) -> bool:
+        """Feed one ``/joint_states`` message (see ``SafetyFilter.on_joint_state``); True if accepted."""
+        ok = self.safety.on_joint_state(names, positions, velocities, efforts, stamp_s, now_s, clock_s=clock_s)
+        if ok:
+            self._rx_s, self._stamp_s, self._fresh = now_s, stamp_s, True
+        return ok
+
+    def set_goal(self, values: Sequence[float]) -> bool:
+        """New goal ``(goal_dim,)``; refused (counted, previous goal kept) if the length is wrong or non-finite."""
+        g = np.asarray(values, dtype=np.float64)
+        if g.shape != (self.goal_dim,) or not all(math.isfinite(v) for v in g):
+            self.goals_rejected += 1
+            return False
+        self.goal = g
+        return True
+
+    def step(self, now_s: float):
+        """Compute the command for now: returns ``(command float64 (n_cmd,), SafetyStatus, used_fresh_state)``.
+
+        The policy runs only while the safety filter is in normal mode; otherwise the filter's safe command goes
+        out (``filter`` decides, so a stale sensor is caught at this call).
+        """
+        self.steps += 1
+        safety = self.safety
+        action = self.command  # ignored by the filter unless mode is normal
+        if safety.mode == "normal":
+            obs = self.obs_builder.build(safety.position, safety.velocity, self.goal)
+            action = self.policy(obs)
+        command, status = safety.filter(action, now_s, out=self.command)
+        fresh = self._fresh and not status.safe
+        self._fresh = False
+        return command, status, fresh
+
+    def record_publish(self, publish_s: float, start_s: float, fresh: bool) -> None:
+        """After publishing: record compute time, and sensor->publish latency when the command used new data."""
+        self.compute.add(publish_s - start_s)
+        if fresh and self._rx_s is not None:
+            self.latency.add(publish_s - self._rx_s)
+
+    @property
+    def last_rx_s(self) -> float:
+        """Steady-clock receive time [s] of the last accepted joint-state message (-inf before the first)."""
+        return -math.inf if self._rx_s is None else self._rx_s
+
+    @property
+    def last_stamp_s(self) -> float:
+        """Header stamp [s] of the joint-state message the last command was computed from."""
+        return self._stamp_s
