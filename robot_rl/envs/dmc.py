@@ -114,7 +114,10 @@ class DmControlEnv(gym.Env):
     def step(self, action):
         from dm_control.rl.control import PhysicsError
 
-        a = np.asarray(action, dtype=np.float64).reshape(self._act_mid.shape)
+        a = np.asarray(action, dtype=np.float64)
+        if a.size != self._act_mid.size:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}")
+        a = a.reshape(self._act_mid.shape)
         bad = not math.isfinite(a.sum())
         a = np.clip(np.zeros_like(a) if bad else a, -1.0, 1.0)
         if self.randomization_enabled:

@@ -39,10 +39,14 @@ class PendulumEnv(MujocoTaskEnv):
         self.data.qvel[self._thd] = rng.uniform(-1.0, 1.0)
         return None
 
+    def _success_at_reset(self):
+        th = float(self.data.qpos[self._th])
+        return abs(math.atan2(math.sin(th), math.cos(th))) < 0.1
+
     def _evaluate(self, action):
         th = self.data.qpos[self._th]
         angle = math.atan2(math.sin(th), math.cos(th))
         omega = self.data.qvel[self._thd]
         torque = self._ctrl_mid[0] + self._ctrl_half[0] * action[0]
         reward = -(angle * angle + 0.1 * omega * omega + 0.001 * torque * torque)
-        return float(reward), False, abs(angle) < 0.1
+        return float(reward), False, bool(abs(angle) < 0.1)

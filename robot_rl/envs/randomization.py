@@ -87,8 +87,15 @@ class Randomizer:
                 idx, names = np.asarray(dofs, dtype=np.intp), dnames
             self._targets[term] = (idx, names)
         if config.com_offset is not None:
-            self._targets["com_offset"] = match(model, "com_offset", mujoco.mjtObj.mjOBJ_BODY,
-                                                config.com_offset.targets)
+            idx, _ = self._targets["com_offset"] = match(model, "com_offset", mujoco.mjtObj.mjOBJ_BODY,
+                                                         config.com_offset.targets)
+            # The compiler marks bodies whose inertial frame equals the body frame ("sameframe", "simple") and
+            # skips that transform; a shifted center of mass breaks this, so these bodies take the general path
+            # (numerically identical at zero offset, slightly slower).
+            model.body_sameframe[idx] = 0
+            model.body_simple[idx] = 0
+            for b in idx:
+                model.dof_simplenum[model.body_dofadr[b]:model.body_dofadr[b] + model.body_dofnum[b]] = 0
         if config.push is not None:
             self._targets["push"] = match(model, "push", mujoco.mjtObj.mjOBJ_BODY, config.push.targets)
         # Sensor channels: profile joints (positions, velocities) or, without a profile, the flat observation.
