@@ -414,6 +414,7 @@ def record_episode(env, act, *, seed: int | None = None, max_steps: int | None =
     obs, info = env.reset(seed=seed)
     obs_l, act_l, rew_l, term_l, trunc_l = [obs], [], [], [], []
     q, qd = u.measured_joints()
+    has_success = "is_success" in info
     qs, qds, succ = [q.copy()], [qd.copy()], [bool(info.get("is_success", False))]
     physics_error = False
     while True:
@@ -438,8 +439,10 @@ def record_episode(env, act, *, seed: int | None = None, max_steps: int | None =
     else:
         observations = np.stack(obs_l).astype(np.float32)
     n = len(act_l)
+    infos = {"joint_positions": np.stack(qs), "joint_velocities": np.stack(qds)}
+    if has_success:
+        infos["is_success"] = np.asarray(succ)
     return Episode(observations, np.stack(act_l), np.asarray(rew_l), np.asarray(term_l), np.asarray(trunc_l),
-                   np.arange(n + 1) * float(u.control_dt),
-                   {"joint_positions": np.stack(qs), "joint_velocities": np.stack(qds), "is_success": np.asarray(succ)},
+                   np.arange(n + 1) * float(u.control_dt), infos,
                    {"seed": seed, "randomization": _jsonable(info.get("randomization", {})),
                     "physics_error": physics_error})
