@@ -24,6 +24,10 @@ def data_files():
 
 NODES = {
     # ROS 2 executables (``ros2 run robot_rl <name>``); installed under lib/robot_rl by colcon.
+    "sim_robot": "robot_rl.nodes.sim_robot:main",
+    "policy_node": "robot_rl.nodes.policy_node:main",
+    "mpc_node": "robot_rl.nodes.mpc_node:main",
+    "recorder": "robot_rl.nodes.recorder:main",
 }
 
 setup(

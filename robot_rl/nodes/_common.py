@@ -136,6 +136,9 @@ def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None 
         except StartupError as exc:
             print(f"[{name}] refusing to start: {exc}", file=sys.stderr, flush=True)
             return EXIT_REFUSED
+        except Exception:  # noqa: BLE001 - an unexpected start-up failure is still a refusal, with its traceback
+            print(f"[{name}] refusing to start:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            return EXIT_REFUSED
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:

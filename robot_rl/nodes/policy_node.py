@@ -1,0 +1,253 @@
+"""policy_node: run an exported ONNX policy on a robot through the safety filter (math in ``deploy.policy_loop``).
+
+Subscribes ``/joint_states`` (mapped by joint name) and the goal topic (std_msgs/Float64MultiArray, goal-conditioned
+policies); every ``control_period_s`` of steady time (``trigger: timer``), or on every joint-state message
+(``trigger: sensor``, with the timer kept as the stale-sensor watchdog), builds the observation with the env's
+``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
+``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
+(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s]``), e-stop services ``~/estop``
+and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it survives a restart and only
+``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
+safe command and exits 1; a model that does not match the robot profile is refused (exit 2).
+
+Run: ``python -m robot_rl.nodes.policy_node --ros-args -p model:=models/<name> -p env_id:=robot_rl/CartpoleBalance-v0``
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from robot_rl.nodes._common import ParamReader, StartupError, run_node, stamp_to_s, steady_clock
+
+NAME = "policy_node"
+
+
+def load_policy(model_dir: str, profile):
+    """``OnnxPolicy`` for ``profile`` (the runtime checks the artifact; its error says expected vs got)."""
+    from robot_rl.export.runtime import OnnxPolicy
+
+    if not model_dir:
+        raise StartupError("parameter 'model': a policy artifact directory (policy.onnx + policy.json) is required")
+    if not Path(model_dir).exists():
+        raise StartupError(f"parameter 'model': {model_dir} does not exist")
+    try:
+        return OnnxPolicy(model_dir, profile)
+    except Exception as exc:  # noqa: BLE001 - every refusal of the runtime is a refused start
+        raise StartupError(f"parameter 'model': refusing policy artifact {model_dir}: {exc}") from None
+
+
+def observation_builder(env_id: str, profile):
+    """The env's ``ObservationBuilder`` (the same code that built the training observations)."""
+    try:
+        from robot_rl.envs import make
+
+        base = make(env_id).unwrapped
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(f"parameter 'env_id': cannot build env {env_id!r}: {exc}") from None
+    if getattr(base, "profile", None) is None or base.profile.name != profile.name:
+        raise StartupError(f"parameter 'env_id': env {env_id!r} is for robot "
+                           f"{getattr(getattr(base, 'profile', None), 'name', None)!r}, not {profile.name!r}")
+    return base.observation_builder
+
+
+class PolicyNode(Node):
+    """Policy node; ``mpc_node`` subclasses it and replaces ``make_controller`` (and ``check_health``)."""
+
+    NAME = NAME
+
+    def __init__(self):
+        super().__init__(self.NAME)
+        from robot_rl.core.config import ConfigError
+        from robot_rl.core.profile import load_profile
+        from robot_rl.deploy.estop_latch import EstopLatch
+        from robot_rl.deploy.policy_loop import PolicyLoop
+        from robot_rl.safety import SafetyFilter
+
+        self.fatal_error: str | None = None
+        p = ParamReader(self)
+        robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
+        try:
+            profile = load_profile(robot)
+        except (ConfigError, FileNotFoundError) as exc:
+            raise StartupError(f"parameter 'robot': cannot load robot profile {robot!r}: {exc}") from None
+        self.profile = profile
+        self.period_s = p.float("control_period_s", 0.0, "control period [s] (steady clock); 0: the profile's "
+                                "control_period_s", min_value=0.0) or profile.control_period_s
+        self.trigger = p.str("trigger", "timer", "timer: act every control period; sensor: act on every "
+                             "joint-state message (the timer stays as the stale-sensor watchdog)",
+                             choices=("timer", "sensor"))
+        state_dir = p.str("state_dir", "", "directory of the persistent e-stop latch; empty: "
+                          "~/.local/state/robot_rl/<node name>") or \
+            os.path.join(os.path.expanduser("~/.local/state/robot_rl"), self.get_name())
+        goal = p.floats("goal", [], "initial goal for goal-conditioned policies (task units)")
+        self.fault_injection = p.bool("allow_fault_injection", False, "testing only: offer ~/inject_fault, "
+                                      "which makes the next control step raise")
+        builder, controller, described = self.make_controller(p, profile)
+        self.safety = SafetyFilter(profile)
+        try:
+            self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None, control_period_s=self.period_s)
+        except ValueError as exc:
+            raise StartupError(f"parameter 'goal': {exc}") from None
+        self.latch = EstopLatch(state_dir)
+        latched = self.latch.tripped()
+        if latched:
+            self.safety.estop(f"latched before start: {latched}")
+            self.get_logger().error(f"e-stop latched ({latched}); call {self.get_name()}/reset to clear")
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        topics = profile.topics
+        self.pub_cmd = self.create_publisher(Float64MultiArray, topics.commands, qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, topics.diagnostics, qos)
+        self.pub_timing = self.create_publisher(Float64MultiArray, "~/timing", qos)
+        self.create_subscription(JointState, topics.joint_states, self._on_joint_state, qos)
+        self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
+        self.create_service(Trigger, "~/estop", self._on_estop)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        if self.fault_injection:
+            self.create_service(Trigger, "~/inject_fault", self._on_inject)
+        self._inject = False
+        self._final_sent = False
+        self._seq = 0
+        self._last_mode = ""
+        self._last_diag_s = 0.0
+        self._cmd_msg = Float64MultiArray()
+        self.create_timer(self.period_s, self._on_timer, clock=steady_clock())
+        self.get_logger().info(
+            f"robot {profile.name}: {described}, inputs {list(builder.names)}, period {self.period_s} s "
+            f"(trigger {self.trigger}), commands on {topics.commands}, e-stop latch {self.latch.path}")
+
+    def make_controller(self, p: ParamReader, profile):
+        """Declare the controller's parameters; return (input builder, ``f(input) -> command``, description)."""
+        model = p.str("model", "", "policy artifact directory (policy.onnx + policy.json)")
+        env_id = p.str("env_id", "robot_rl/CartpoleBalance-v0", "env whose observation layout the policy was "
+                       "trained on")
+        policy = load_policy(model, profile)
+        builder = observation_builder(env_id, profile)
+        expected = getattr(policy, "obs_names", None)
+        if expected is not None and tuple(expected) != tuple(builder.names):
+            raise StartupError(f"parameter 'model': policy observation layout {list(expected)} differs from env "
+                               f"{env_id!r} layout {list(builder.names)}")
+        self.policy = policy
+        return builder, policy, f"model {model}"
+
+    def check_health(self) -> str | None:
+        """A fault that must stop the node (returned as text), checked every control period; None when healthy."""
+        return None
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_joint_state(self, msg: JointState) -> None:
+        now = time.monotonic()
+        clock_s = self.get_clock().now().nanoseconds * 1e-9
+        self.loop.on_joint_state(msg.name, msg.position, msg.velocity, msg.effort, stamp_to_s(msg.header.stamp),
+                                 now, clock_s=clock_s)
+        if self.trigger == "sensor":
+            self._act(now)
+
+    def _on_goal(self, msg: Float64MultiArray) -> None:
+        if not self.loop.set_goal(msg.data):
+            self.get_logger().warning(f"refused goal {list(msg.data)}: expected {self.loop.goal_dim} finite values",
+                                      throttle_duration_sec=1.0)
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        if self._inject:
+            raise RuntimeError("injected fault (allow_fault_injection): unhandled exception in the control step")
+        problem = self.check_health()
+        if problem:
+            self.fatal_error = problem  # run_node publishes the safe command and exits 1
+            return
+        if self.trigger == "timer" or now - self.loop.last_rx_s > self.period_s:
+            self._act(now)
+        if now - self._last_diag_s >= 1.0:
+            self._publish_diagnostics()
+
+    def _act(self, start: float) -> None:
+        command, status, fresh = self.loop.step(start)
+        self._cmd_msg.data = command.tolist()
+        self.pub_cmd.publish(self._cmd_msg)
+        end = time.monotonic()
+        self.loop.record_publish(end, start, fresh)
+        self._seq += 1
+        age = end - self.loop.last_rx_s if fresh else float("nan")
+        self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start]))
+        if status.mode != self._last_mode:
+            if status.mode == "normal":
+                self.get_logger().info(f"mode normal: {status.message}")
+            else:
+                self.get_logger().warning(f"mode {status.mode}: {status.message}")
+            self._last_mode = status.mode
+            self._publish_diagnostics()
+
+    def _on_estop(self, _req, resp):
+        reason = f"e-stop service called at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        self.latch.trip(reason)
+        self.safety.estop(reason)
+        self._act(time.monotonic())  # the safe command goes out now, not at the next tick
+        resp.success, resp.message = True, f"e-stop latched ({self.latch.path}); call reset to clear"
+        self.get_logger().error(resp.message)
+        return resp
+
+    def _on_reset(self, _req, resp):
+        was = self.latch.tripped() or (self.safety.estopped and "in memory")
+        self.latch.clear()
+        self.safety.reset()
+        resp.success = True
+        resp.message = f"e-stop cleared (was: {was})" if was else "no e-stop was latched"
+        self.get_logger().warning(resp.message)
+        return resp
+
+    def _on_inject(self, _req, resp):
+        self._inject = True
+        resp.success, resp.message = True, "the next control step raises"
+        return resp
+
+    # ------------------------------------------------------------------ outputs
+    def _publish_diagnostics(self) -> None:
+        self._last_diag_s = time.monotonic()
+        d = self.safety.diagnostics()
+        level = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN}.get(d["level"], DiagnosticStatus.ERROR)
+        values = [KeyValue(key=k, value=str(v)) for k, v in d["values"].items()]
+        lat = self.loop.latency.summary()
+        values += [KeyValue(key=f"latency_{k}", value=f"{v:.4g}") for k, v in lat.items()]
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: safety", message=d["message"],
+                                  hardware_id=self.profile.name, values=values)
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+    def fail_safe(self, clean: bool = False) -> None:
+        """Publish the safe command (after an unhandled exception, before exiting non-zero; and on a clean stop)."""
+        cmd = self.safety.safe_command(time.monotonic())
+        self.pub_cmd.publish(Float64MultiArray(data=np.asarray(cmd, dtype=np.float64).tolist()))
+        if not self._final_sent:
+            text = f"published final safe command {cmd.tolist()}"
+            if clean:
+                self.get_logger().info(text)
+            else:
+                self.get_logger().error(text)
+        self._final_sent = True
+
+    def on_shutdown(self) -> None:
+        # A clean stop also ends with the safe command: a forward command controller holds the last command.
+        if not self._final_sent:
+            self.fail_safe(clean=True)
+        for stats in (self.loop.latency, self.loop.compute):
+            self.get_logger().info(stats.format())
+
+
+def main(argv=None) -> int:
+    return run_node(NAME, PolicyNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
