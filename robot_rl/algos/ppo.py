@@ -1,0 +1,310 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347) with vectorized rollouts.
+
+GAE (``robot_rl.data.rollout.gae``), clipped surrogate, optionally clipped value loss, advantage and running
+observation normalization, entropy bonus, approximate-KL early stopping and a constant or linear learning-rate
+schedule. The policy is a diagonal Gaussian with a state-independent log-std; sampled actions are clipped to
+[-1, 1] by the env interface, the deterministic action is ``clip(mean, -1, 1)``. Time-limit truncations bootstrap:
+``r += gamma V(final_obs)`` (Pardo et al. 2018, "Time Limits in Reinforcement Learning").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.data.rollout import RolloutStorage
+from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
+from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
+from robot_rl.train.envs import final_obs_rows, flatten_goal_obs, make_vec_env
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class PpoConfig:
+    num_envs: int = 8
+    """Parallel environments (``make_vec``)."""
+    n_steps: int = 256
+    """Rollout length per env per iteration; one iteration = ``num_envs * n_steps`` env steps."""
+    gamma: float = 0.99
+    """Discount factor per env step."""
+    gae_lambda: float = 0.95
+    """GAE lambda (bias/variance trade-off of the advantage)."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    n_minibatches: int = 4
+    """Minibatches per epoch (minibatch size = num_envs * n_steps / n_minibatches)."""
+    clip_coef: float = 0.2
+    """Surrogate clipping range epsilon (ratio clipped to [1 - eps, 1 + eps])."""
+    clip_value_loss: bool = True
+    """Clip the value update around the rollout's value estimate (same epsilon)."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (initial value for the linear schedule)."""
+    lr_schedule: Literal["constant", "linear"] = "linear"
+    """``linear`` anneals the learning rate to 0 over ``train.total_steps``."""
+    target_kl: float | None = 0.02
+    """Stop the epoch loop when the approximate KL(old || new) of a minibatch exceeds this; null = never."""
+    normalize_advantages: bool = True
+    """Standardize advantages per minibatch."""
+    normalize_obs: bool = True
+    """Running mean/std observation normalization (also inside the exported policy)."""
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """Policy MLP hidden widths."""
+    critic_hidden: tuple[int, ...] = (64, 64)
+    """Value MLP hidden widths."""
+    activation: Literal["relu", "tanh", "elu", "silu", "gelu"] = "tanh"
+    """Hidden activation."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of the action distribution."""
+
+    def __post_init__(self):
+        for name in ("num_envs", "n_steps", "n_epochs", "n_minibatches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
+        if (self.num_envs * self.n_steps) % self.n_minibatches:
+            raise ValueError(f"ppo.num_envs * ppo.n_steps ({self.num_envs * self.n_steps}) must be divisible by "
+                             f"ppo.n_minibatches ({self.n_minibatches})")
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"ppo.gamma must be in (0, 1] and ppo.gae_lambda in [0, 1], got {self.gamma}, "
+                             f"{self.gae_lambda}")
+        if self.clip_coef <= 0 or self.learning_rate <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("ppo.clip_coef, ppo.learning_rate and ppo.max_grad_norm must be > 0")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"ppo.target_kl must be > 0 or null, got {self.target_kl}")
+
+
+@dataclass(frozen=True)
+class PpoExperiment:
+    algo: Literal["ppo"]
+    """Algorithm selector."""
+    env: EnvConfig
+    """Environment and randomization."""
+    seed: int = 0
+    """Seed of networks, action sampling, minibatch order and training env episodes (0 <= seed < 1000)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training loop: budget, logging, evaluation, checkpoints."""
+    ppo: PpoConfig = field(default_factory=PpoConfig)
+    """PPO hyperparameters."""
+
+    def __post_init__(self):
+        if not 0 <= self.seed < 1000:
+            raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
+
+
+# --------------------------------------------------------------------------- losses (pure functions)
+
+
+def ppo_clip_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Clipped surrogate ``-E[min(rho A, clip(rho, 1-eps, 1+eps) A)]`` (PPO eq. 7, as a loss). ``[B]`` -> scalar."""
+    return torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)).mean()
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               clip_coef: float | None) -> torch.Tensor:
+    """``0.5 E[(V - R)^2]``, or with ``clip_coef`` the pessimistic clipped form of Engstrom et al. 2020. ``[B]``."""
+    unclipped = (values - returns).square()
+    if clip_coef is None:
+        return 0.5 * unclipped.mean()
+    clipped = (old_values + torch.clamp(values - old_values, -clip_coef, clip_coef) - returns).square()
+    return 0.5 * torch.max(unclipped, clipped).mean()
+
+
+def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density summed over action dims. ``[B, n_act]`` -> ``[B]``."""
+    return (-0.5 * ((actions - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+    """Low-variance estimator ``E[(rho - 1) - log rho]`` of KL(old || new) (Schulman 2020, "Approximating KL")."""
+    return ((log_ratio.exp() - 1.0) - log_ratio).mean()
+
+
+# --------------------------------------------------------------------------- learner
+
+
+def train_reset_seed(seed: int, segment: int) -> int:
+    """Vector-env reset seed of training segment ``segment`` (env i gets this + i; all < TRAIN_SEED_LIMIT)."""
+    return (seed * 1_000_003 + segment * 7_919) % (TRAIN_SEED_LIMIT - 10_000)
+
+
+class PpoLearner:
+    """PPO on ``num_envs`` vectorized envs. See ``robot_rl.train.runner`` for the driving loop."""
+
+    algo = "ppo"
+
+    def __init__(self, cfg: PpoExperiment):
+        self.cfg = c = cfg.ppo
+        self.seed = cfg.seed
+        torch.manual_seed(cfg.seed)
+        self.env = make_vec_env(cfg.env.id, c.num_envs, randomization=cfg.env.randomization, seed=cfg.seed)
+        space = self.env.single_observation_space
+        self.n_obs = int(sum(np.prod(space[k].shape) for k in ("observation", "desired_goal"))
+                         if hasattr(space, "spaces") else np.prod(space.shape))
+        self.n_act = int(np.prod(self.env.single_action_space.shape))
+        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
+        self.actor = mlp(self.n_obs, self.n_act, c.actor_hidden, c.activation, output_gain=0.01)
+        self.critic = mlp(self.n_obs, 1, c.critic_hidden, c.activation, output_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))
+        self.params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
+        self.opt = torch.optim.Adam(self.params, lr=c.learning_rate, eps=1e-5)
+        self.storage = RolloutStorage(c.n_steps, c.num_envs, self.n_obs, self.n_act)
+        self.steps_per_iteration = c.num_envs * c.n_steps
+        self.total_iterations = max(1, math.ceil(cfg.train.total_steps / self.steps_per_iteration))
+        self.env_steps = 0
+        self.iteration = 0
+        self.segment = 0
+        self._stats: dict[str, list[float]] = {}
+        self._episodes: list[tuple[float, int, float]] = []
+
+    def begin_segment(self, segment: int) -> None:
+        """Reset all envs with seeds derived from (seed, segment); partial episodes are dropped."""
+        self.segment = int(segment)
+        obs, _ = self.env.reset(seed=train_reset_seed(self.seed, self.segment))
+        self._obs = torch.from_numpy(flatten_goal_obs(obs).copy())
+        self._ep_return = np.zeros(self.cfg.num_envs)
+        self._ep_len = np.zeros(self.cfg.num_envs, dtype=np.int64)
+
+    def _normalize(self, obs: torch.Tensor, update: bool) -> torch.Tensor:
+        if update and isinstance(self.normalizer, RunningNormalizer):
+            self.normalizer.update(obs)
+        return self.normalizer(obs)
+
+    def train_until(self, target_step: int) -> None:
+        """Run whole iterations (rollout + update) until ``env_steps >= target_step``."""
+        while self.env_steps < target_step:
+            self._rollout()
+            self._update()
+            self.iteration += 1
+
+    @torch.no_grad()
+    def _rollout(self) -> None:
+        c, s = self.cfg, self.storage
+        std = self.log_std.exp()
+        for t in range(c.n_steps):
+            obs = self._normalize(self._obs, update=True)
+            mean = self.actor(obs)
+            action = mean + std * torch.randn_like(mean)
+            s.obs[t] = obs
+            s.actions[t] = action
+            s.log_probs[t] = gaussian_log_prob(action, mean, self.log_std)
+            s.values[t] = self.critic(obs).squeeze(-1)
+            next_obs, rew, terminated, truncated, infos = self.env.step(action.clamp(-1.0, 1.0).numpy())
+            rew = torch.as_tensor(rew, dtype=torch.float32)
+            self._ep_return += np.asarray(rew, dtype=np.float64)
+            self._ep_len += 1
+            ended = np.logical_or(terminated, truncated)
+            bootstrap = np.logical_and(truncated, np.logical_not(terminated))
+            if bootstrap.any():  # time-limit truncation: bootstrap from V(final_obs)
+                idx = np.flatnonzero(bootstrap)
+                final = torch.from_numpy(final_obs_rows(infos["final_obs"], idx))
+                rew[idx] += c.gamma * self.critic(self._normalize(final, update=False)).squeeze(-1)
+            s.rewards[t] = rew
+            s.dones[t] = torch.as_tensor(terminated, dtype=torch.float32)
+            succ = infos.get("is_success")
+            for i in np.flatnonzero(ended):
+                success = float(bool(np.asarray(succ)[i])) if succ is not None else float("nan")
+                self._episodes.append((float(self._ep_return[i]), int(self._ep_len[i]), success))
+                self._ep_return[i], self._ep_len[i] = 0.0, 0
+            self._obs = torch.from_numpy(flatten_goal_obs(next_obs).copy())
+            self.env_steps += c.num_envs
+        last_values = self.critic(self._normalize(self._obs, update=False)).squeeze(-1)
+        s.compute_returns(last_values, c.gamma, c.gae_lambda)
+
+    def _update(self) -> None:
+        c = self.cfg
+        if c.lr_schedule == "linear":
+            for g in self.opt.param_groups:
+                g["lr"] = c.learning_rate * max(0.0, 1.0 - self.iteration / self.total_iterations)
+        data = self.storage.flat()
+        n = data["obs"].shape[0]
+        mb = n // c.n_minibatches
+        stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clip_frac": []}
+        stop = False
+        for _ in range(c.n_epochs):
+            perm = torch.randperm(n)
+            for start in range(0, n, mb):
+                i = perm[start:start + mb]
+                adv = data["advantages"][i]
+                if c.normalize_advantages:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                mean = self.actor(data["obs"][i])
+                log_ratio = gaussian_log_prob(data["actions"][i], mean, self.log_std) - data["log_probs"][i]
+                ratio = log_ratio.exp()
+                pg = ppo_clip_loss(ratio, adv, c.clip_coef)
+                v = self.critic(data["obs"][i]).squeeze(-1)
+                vl = value_loss(v, data["values"][i], data["returns"][i], c.clip_coef if c.clip_value_loss else None)
+                entropy = (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+                loss = pg + c.value_coef * vl - c.entropy_coef * entropy
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+                self.opt.step()
+                with torch.no_grad():
+                    kl = approx_kl(log_ratio).item()
+                    stats["clip_frac"].append(((ratio - 1.0).abs() > c.clip_coef).float().mean().item())
+                stats["policy_loss"].append(pg.item())
+                stats["value_loss"].append(vl.item())
+                stats["entropy"].append(entropy.item())
+                stats["approx_kl"].append(kl)
+                if c.target_kl is not None and kl > c.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        for k, v in stats.items():
+            self._stats.setdefault(k, []).append(float(np.mean(v)))
+        self._stats.setdefault("learning_rate", []).append(self.opt.param_groups[0]["lr"])
+
+    # ---- logging, policy, state
+
+    def pop_stats(self) -> dict[str, float]:
+        out = {"iterations": float(self.iteration)}
+        for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "learning_rate"):
+            vals = self._stats.get(k, [])
+            out[k] = float(np.mean(vals)) if vals else float("nan")
+        eps = self._episodes
+        out["episodes"] = float(len(eps))
+        out["train_return"] = float(np.mean([e[0] for e in eps])) if eps else float("nan")
+        out["train_length"] = float(np.mean([e[1] for e in eps])) if eps else float("nan")
+        self._stats, self._episodes = {}, []
+        return out
+
+    def policy_module(self) -> PolicyModule:
+        return PolicyModule(self.normalizer, self.actor, self.n_act, "clip")
+
+    def policy_spec(self) -> dict:
+        return {"n_obs": self.n_obs, "n_act": self.n_act, "n_out": self.n_act, "hidden": list(self.cfg.actor_hidden),
+                "activation": self.cfg.activation, "squash": "clip", "normalize_obs": self.cfg.normalize_obs,
+                "state_dict": self.policy_module().state_dict()}
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "log_std": self.log_std.detach().clone(), "normalizer": self.normalizer.state_dict(),
+                "opt": self.opt.state_dict(), "env_steps": self.env_steps, "iteration": self.iteration,
+                "segment": self.segment, "stats": {k: list(v) for k, v in self._stats.items()},
+                "episodes": [list(e) for e in self._episodes]}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.actor.load_state_dict(s["actor"])
+        self.critic.load_state_dict(s["critic"])
+        with torch.no_grad():
+            self.log_std.copy_(s["log_std"])
+        self.normalizer.load_state_dict(s["normalizer"])
+        self.opt.load_state_dict(s["opt"])
+        self.env_steps, self.iteration, self.segment = s["env_steps"], s["iteration"], s["segment"]
+        self._stats = {k: list(v) for k, v in s["stats"].items()}
+        self._episodes = [tuple(e) for e in s["episodes"]]
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,328 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications", arXiv:1812.05905).
+
+Twin Q critics evaluated as one batched ensemble forward pass (``EnsembleMLP`` with 2 members) with Polyak-averaged
+targets, a tanh-squashed Gaussian actor, automatic entropy temperature, configurable update-to-data ratio, and
+running observation normalization (raw observations are stored in replay and normalized when sampled).
+
+Hot-loop choices (see docs/training.md, "Speed"): one optimizer step per network per update, actor and temperature
+losses share one backward pass and one Adam step (their gradients are independent), replay sampling gathers into
+preallocated tensors, Polyak averaging is one ``_foreach_lerp_``, and loss statistics are summed on-tensor (no
+``.item()`` per update).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.data.replay import ReplayBuffer
+from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets.distributions import squash_log_std, tanh_gaussian_sample
+from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
+from robot_rl.train.envs import episode_success, make_env
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class SacConfig:
+    gamma: float = 0.99
+    """Discount factor per env step."""
+    tau: float = 0.005
+    """Polyak rate of the target critics: ``target <- (1 - tau) target + tau online`` every update."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor (and of the temperature)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (FIFO)."""
+    learning_starts: int = 5_000
+    """Env steps of uniformly random actions before the first update."""
+    utd_ratio: float = 1.0
+    """Update-to-data ratio: gradient updates per env step (0.5 = one update every 2 steps, 2 = two per step)."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Actor MLP hidden widths."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Critic MLP hidden widths (each of the twin critics)."""
+    activation: Literal["relu", "tanh", "elu", "silu", "gelu"] = "relu"
+    """Hidden activation of actor and critics."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature."""
+    autotune_alpha: bool = True
+    """Learn the temperature to hold the policy entropy at ``target_entropy`` (SAC v2)."""
+    target_entropy: float | None = None
+    """Target policy entropy [nats]; null = ``-n_act`` (the SAC paper's heuristic)."""
+    normalize_obs: bool = True
+    """Running mean/std observation normalization (also inside the exported policy)."""
+    reward_scale: float = 1.0
+    """Multiplier applied to rewards before learning (logged returns are unscaled)."""
+
+    def __post_init__(self):
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"sac.gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"sac.tau must be in (0, 1], got {self.tau}")
+        if self.utd_ratio <= 0:
+            raise ValueError(f"sac.utd_ratio must be > 0, got {self.utd_ratio}")
+        if self.init_alpha <= 0:
+            raise ValueError(f"sac.init_alpha must be > 0, got {self.init_alpha}")
+        for name in ("batch_size", "buffer_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sac.{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_starts < 0:
+            raise ValueError(f"sac.learning_starts must be >= 0, got {self.learning_starts}")
+
+
+@dataclass(frozen=True)
+class SacExperiment:
+    algo: Literal["sac"]
+    """Algorithm selector."""
+    env: EnvConfig
+    """Environment and randomization."""
+    seed: int = 0
+    """Seed of networks, exploration, replay sampling and training env episodes (0 <= seed < 1000)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training loop: budget, logging, evaluation, checkpoints."""
+    sac: SacConfig = field(default_factory=SacConfig)
+    """SAC hyperparameters."""
+
+    def __post_init__(self):
+        if not 0 <= self.seed < 1000:
+            raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
+
+
+# --------------------------------------------------------------------------- losses (pure functions)
+
+
+def soft_q_target(rew: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor, next_log_prob: torch.Tensor,
+                  alpha: torch.Tensor | float, gamma: float) -> torch.Tensor:
+    """Soft Bellman target ``y = r + gamma (1 - d) (min_e Q_e(s', a') - alpha log pi(a'|s'))``, a' ~ pi(s').
+
+    Shapes: ``rew``, ``done``, ``next_log_prob`` ``[B]``; ``next_q`` ``[E, B]`` (target critics) -> ``[B]``.
+    """
+    soft_value = next_q.min(dim=0).values - alpha * next_log_prob
+    return rew + gamma * (1.0 - done) * soft_value
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over critics of the mean squared TD error. ``q`` ``[E, B]``, ``target`` ``[B]`` -> scalar."""
+    return (q - target).square().mean(dim=1).sum()
+
+
+def actor_loss(log_prob: torch.Tensor, q: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+    """``E[alpha log pi(a|s) - min_e Q_e(s, a)]`` with ``a`` reparameterized. ``log_prob`` ``[B]``, ``q`` ``[E, B]``."""
+    return (alpha * log_prob - q.min(dim=0).values).mean()
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """``-log_alpha * E[log pi + H_target]`` (SAC v2 eq. 18, in log space): alpha rises when entropy < target."""
+    return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+
+# --------------------------------------------------------------------------- learner
+
+
+def train_episode_seed(seed: int, segment: int) -> int:
+    """Env reset seed of training segment ``segment`` (always < TRAIN_SEED_LIMIT, disjoint from eval seeds)."""
+    return (seed * 1_000_003 + segment * 7_919) % TRAIN_SEED_LIMIT
+
+
+class SacLearner:
+    """One env, SAC updates interleaved with env steps. See ``robot_rl.train.runner`` for the driving loop."""
+
+    algo = "sac"
+
+    def __init__(self, cfg: SacExperiment):
+        self.cfg = c = cfg.sac
+        self.seed = cfg.seed
+        torch.manual_seed(cfg.seed)
+        self.env = make_env(cfg.env.id, randomization=cfg.env.randomization, seed=cfg.seed)
+        self.n_obs = int(np.prod(self.env.observation_space.shape))
+        self.n_act = int(np.prod(self.env.action_space.shape))
+        self.target_entropy = float(-self.n_act if c.target_entropy is None else c.target_entropy)
+
+        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
+        self.actor = mlp(self.n_obs, 2 * self.n_act, c.actor_hidden, c.activation)  # [mean, raw log-std]
+        self.critic = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.critic_hidden, c.activation)
+        self.critic_target = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.critic_hidden, c.activation)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(c.init_alpha)))
+        adam = {"fused": True}
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, **adam)
+        groups = [{"params": list(self.actor.parameters())}]
+        if c.autotune_alpha:
+            groups.append({"params": [self.log_alpha]})
+        self.actor_opt = torch.optim.Adam(groups, lr=c.actor_lr, **adam)
+        self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+        self.env_steps = 0
+        self.n_updates = 0
+        self.updates_due = 0.0
+        self.segment = 0
+        self._pending_obs: list[np.ndarray] = []
+        self._stats = torch.zeros(5)  # critic_loss, actor_loss, alpha, entropy, q_mean (sums)
+        self._stats_n = 0
+        self._episodes: list[tuple[float, int, float]] = []
+        self._obs: np.ndarray | None = None
+
+    # ---- environment segments (checkpoints happen at segment boundaries; see docs/training.md "Resume")
+
+    def begin_segment(self, segment: int) -> None:
+        """Reset the env with a seed derived from (seed, segment); a partial episode is dropped (as a truncation)."""
+        self.segment = int(segment)
+        obs, _ = self.env.reset(seed=train_episode_seed(self.seed, self.segment))
+        self._obs = np.asarray(obs, dtype=np.float32)
+        self._ep_return, self._ep_len = 0.0, 0
+
+    @torch.no_grad()
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        out = self.actor(self.normalizer(torch.from_numpy(obs).unsqueeze(0)))
+        mean, raw_log_std = out[0, : self.n_act], out[0, self.n_act:]
+        action, _ = tanh_gaussian_sample(mean, squash_log_std(raw_log_std))
+        return action.numpy()
+
+    def train_until(self, target_step: int) -> None:
+        """Step the env (and update) until ``env_steps == target_step``."""
+        c = self.cfg
+        env = self.env
+        while self.env_steps < target_step:
+            obs = self._obs
+            if self.env_steps < c.learning_starts:
+                action = (torch.rand(self.n_act) * 2.0 - 1.0).numpy()
+            else:
+                action = self._act(obs)
+            next_obs, rew, terminated, truncated, info = env.step(action)
+            next_obs = np.asarray(next_obs, dtype=np.float32)
+            self.replay.add(obs, action, float(rew) * c.reward_scale, next_obs, bool(terminated))
+            self._pending_obs.append(obs)
+            self._ep_return += float(rew)
+            self._ep_len += 1
+            self.env_steps += 1
+            if terminated or truncated:
+                self._episodes.append((self._ep_return, self._ep_len, episode_success(info)))
+                obs2, _ = env.reset()
+                self._obs = np.asarray(obs2, dtype=np.float32)
+                self._ep_return, self._ep_len = 0.0, 0
+            else:
+                self._obs = next_obs
+            if self.env_steps >= c.learning_starts:
+                self.updates_due += c.utd_ratio
+                while self.updates_due >= 1.0:
+                    self.updates_due -= 1.0
+                    self.update()
+
+    def _fold_normalizer(self) -> None:
+        if self._pending_obs and isinstance(self.normalizer, RunningNormalizer):
+            self.normalizer.update(torch.from_numpy(np.stack(self._pending_obs)))
+        self._pending_obs.clear()
+
+    def update(self) -> None:
+        """One SAC gradient update: critics, then actor + temperature, then Polyak targets."""
+        if len(self._pending_obs) >= 16 or self.n_updates == 0:
+            self._fold_normalizer()
+        c = self.cfg
+        b = self.replay.sample()
+        with torch.no_grad():
+            obs = self.normalizer(b.obs)
+            next_obs = self.normalizer(b.next_obs)
+            alpha = self.log_alpha.exp()
+            out = self.actor(next_obs)
+            next_a, next_logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]))
+            next_q = self.critic_target(torch.cat([next_obs, next_a], dim=1)).squeeze(-1)
+            y = soft_q_target(b.rew, b.done, next_q, next_logp, alpha, c.gamma)
+
+        q = self.critic(torch.cat([obs, b.act], dim=1)).squeeze(-1)
+        loss_q = critic_loss(q, y)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss_q.backward()
+        self.critic_opt.step()
+
+        # Actor and temperature in one backward: the actor loss sees alpha as a constant, the temperature loss sees
+        # log pi as a constant, so the summed loss gives each its own gradient.
+        out = self.actor(obs)
+        a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]))
+        for p in self._critic_params:
+            p.requires_grad_(False)
+        q_pi = self.critic(torch.cat([obs, a], dim=1)).squeeze(-1)
+        for p in self._critic_params:
+            p.requires_grad_(True)
+        loss_pi = actor_loss(logp, q_pi, alpha)
+        loss = loss_pi + temperature_loss(self.log_alpha, logp, self.target_entropy) if c.autotune_alpha else loss_pi
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._critic_params, c.tau)
+            self._stats += torch.stack([loss_q, loss_pi, alpha, -logp.mean(), q.mean()])
+        self._stats_n += 1
+        self.n_updates += 1
+
+    # ---- logging, policy, state
+
+    def pop_stats(self) -> dict[str, float]:
+        """Means since the last call: losses, temperature, entropy, Q, and completed training episodes."""
+        out: dict[str, float] = {"updates": float(self.n_updates)}
+        names = ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")
+        vals = (self._stats / max(self._stats_n, 1)).tolist()
+        for k, v in zip(names, vals):
+            out[k] = v if self._stats_n else float("nan")
+        eps = self._episodes
+        out["episodes"] = float(len(eps))
+        out["train_return"] = float(np.mean([e[0] for e in eps])) if eps else float("nan")
+        out["train_length"] = float(np.mean([e[1] for e in eps])) if eps else float("nan")
+        self._stats.zero_()
+        self._stats_n = 0
+        self._episodes = []
+        return out
+
+    def policy_module(self) -> PolicyModule:
+        return PolicyModule(self.normalizer, self.actor, self.n_act, "tanh")
+
+    def policy_spec(self) -> dict:
+        """What ``load_policy`` needs to rebuild ``policy_module()`` without this class."""
+        return {"n_obs": self.n_obs, "n_act": self.n_act, "n_out": 2 * self.n_act,
+                "hidden": list(self.cfg.actor_hidden), "activation": self.cfg.activation, "squash": "tanh",
+                "normalize_obs": self.cfg.normalize_obs,
+                "state_dict": self.policy_module().state_dict()}
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "normalizer": self.normalizer.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "replay": self.replay.state_dict(),
+                "pending_obs": torch.from_numpy(np.stack(self._pending_obs)) if self._pending_obs else None,
+                "env_steps": self.env_steps, "n_updates": self.n_updates, "updates_due": self.updates_due,
+                "segment": self.segment, "stats": self._stats.clone(), "stats_n": self._stats_n,
+                "episodes": [list(e) for e in self._episodes]}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.actor.load_state_dict(s["actor"])
+        self.critic.load_state_dict(s["critic"])
+        self.critic_target.load_state_dict(s["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(s["log_alpha"])
+        self.normalizer.load_state_dict(s["normalizer"])
+        self.critic_opt.load_state_dict(s["critic_opt"])
+        self.actor_opt.load_state_dict(s["actor_opt"])
+        self.replay.load_state_dict(s["replay"])
+        pending = s["pending_obs"]
+        self._pending_obs = [] if pending is None else list(pending.numpy())
+        self.env_steps, self.n_updates, self.updates_due = s["env_steps"], s["n_updates"], s["updates_due"]
+        self.segment = s["segment"]
+        self._stats.copy_(s["stats"])
+        self._stats_n = s["stats_n"]
+        self._episodes = [tuple(e) for e in s["episodes"]]
+
+    def close(self) -> None:
+        self.env.close()

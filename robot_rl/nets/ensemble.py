@@ -1,0 +1,86 @@
+"""Batched ensembles: E independent MLPs evaluated with one batched matmul per layer.
+
+Used by SAC for its twin critics (E=2, one forward pass for both Q functions) and by PETS for the probabilistic
+dynamics ensemble. Each member has its own weights and initialization (same scheme as ``nn.Linear``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from robot_rl.nets.mlp import activation_class
+
+
+class EnsembleLinear(nn.Module):
+    """E independent affine maps. Weights ``[E, n_in, n_out]``, bias ``[E, 1, n_out]``.
+
+    ``forward``: ``[E, B, n_in] -> [E, B, n_out]`` via ``baddbmm`` (one kernel for all members). A ``[B, n_in]``
+    input is shared by all members.
+    """
+
+    def __init__(self, n_members: int, n_in: int, n_out: int):
+        super().__init__()
+        if n_members < 1 or n_in < 1 or n_out < 1:
+            raise ValueError(f"EnsembleLinear needs positive sizes, got E={n_members}, in={n_in}, out={n_out}")
+        self.n_members, self.n_in, self.n_out = n_members, n_in, n_out
+        self.weight = nn.Parameter(torch.empty(n_members, n_in, n_out))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, n_out))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # nn.Linear's default: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
+        bound = 1.0 / math.sqrt(self.n_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.n_members, -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n_members={self.n_members}, n_in={self.n_in}, n_out={self.n_out}"
+
+
+class EnsembleMLP(nn.Module):
+    """E independent MLPs ``n_in -> hidden... -> n_out``. Shape: ``[E, B, n_in]`` or ``[B, n_in]`` -> ``[E, B, n_out]``.
+
+    ``member(i)`` returns a plain ``nn.Sequential`` copy of member i (for export or checks).
+    """
+
+    def __init__(self, n_members: int, n_in: int, n_out: int, hidden: Sequence[int], activation: str = "relu"):
+        super().__init__()
+        self.n_members, self.n_in, self.n_out = n_members, n_in, n_out
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation = activation
+        act = activation_class(activation)
+        layers: list[nn.Module] = []
+        last = n_in
+        for width in self.hidden:
+            layers += [EnsembleLinear(n_members, last, width), act()]
+            last = width
+        layers.append(EnsembleLinear(n_members, last, n_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def member(self, i: int) -> nn.Sequential:
+        """A standalone ``nn.Sequential`` with member i's weights (copied). Shape ``[B, n_in] -> [B, n_out]``."""
+        if not 0 <= i < self.n_members:
+            raise IndexError(f"member {i} out of range for an ensemble of {self.n_members}")
+        layers: list[nn.Module] = []
+        for layer in self.net:
+            if isinstance(layer, EnsembleLinear):
+                lin = nn.Linear(layer.n_in, layer.n_out)
+                with torch.no_grad():
+                    lin.weight.copy_(layer.weight[i].T)
+                    lin.bias.copy_(layer.bias[i, 0])
+                layers.append(lin)
+            else:
+                layers.append(activation_class(self.activation)())
+        return nn.Sequential(*layers)

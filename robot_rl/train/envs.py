@@ -1,0 +1,123 @@
+"""Environment construction and deterministic evaluation for the learners.
+
+``robot_rl/...`` ids come from ``robot_rl.envs.make`` / ``robot_rl.envs.vector.make_vec``; any other id is created
+with ``gymnasium.make`` (actions rescaled to [-1, 1]) so the learners also run on stock Gymnasium tasks.
+Goal-conditioned dict observations are flattened to ``concat(observation, desired_goal)`` (the contract the
+exported policy uses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+def is_goal_space(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Dict) and "observation" in space.spaces and "desired_goal" in space.spaces
+
+
+def flatten_goal_obs(obs) -> np.ndarray:
+    """``concat(observation, desired_goal)`` along the last axis for dict observations; arrays pass through."""
+    if isinstance(obs, dict):
+        return np.concatenate([obs["observation"], obs["desired_goal"]], axis=-1).astype(np.float32, copy=False)
+    return np.asarray(obs, dtype=np.float32)
+
+
+class FlattenGoalObservation(gym.ObservationWrapper):
+    """Dict (goal-conditioned) observation -> flat float32 ``concat(observation, desired_goal)``."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        spaces = env.observation_space.spaces
+        low = np.concatenate([spaces["observation"].low, spaces["desired_goal"].low]).astype(np.float32)
+        high = np.concatenate([spaces["observation"].high, spaces["desired_goal"].high]).astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def observation(self, observation):
+        return flatten_goal_obs(observation)
+
+
+def obs_names_of(env: gym.Env, n_obs: int) -> list[str]:
+    """Observation names in flat-input order (the env's ``obs_names``, plus ``desired_goal[i]`` for goal tasks)."""
+    names = list(getattr(env.unwrapped, "obs_names", None) or [])
+    goal_names = list(getattr(env.unwrapped, "goal_names", None) or [])
+    if names and len(names) < n_obs:
+        names += goal_names if len(names) + len(goal_names) == n_obs else [
+            f"desired_goal[{i}]" for i in range(n_obs - len(names))]
+    if len(names) != n_obs:
+        names = [f"obs[{i}]" for i in range(n_obs)]
+    return names
+
+
+def make_env(env_id: str, *, randomization: str | None = None, seed: int | None = None) -> gym.Env:
+    """One environment with [-1, 1] actions and flat float32 observations."""
+    if env_id.startswith("robot_rl/"):
+        from robot_rl.envs import make
+
+        env = make(env_id, randomization=randomization, seed=seed)
+    else:
+        if randomization is not None:
+            raise ValueError(f"env {env_id!r} is a plain gymnasium env: domain randomization {randomization!r} "
+                             f"is only available for robot_rl/ envs")
+        env = gym.make(env_id)
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    if is_goal_space(env.observation_space):
+        env = FlattenGoalObservation(env)
+    return env
+
+
+def make_vec_env(env_id: str, num_envs: int, *, randomization: str | None = None, seed: int = 0):
+    """A vector env with same-step autoreset (``infos["final_obs"]``, ``infos["_final_obs"]``)."""
+    if env_id.startswith("robot_rl/"):
+        from robot_rl.envs.vector import make_vec
+
+        return make_vec(env_id, num_envs, seed=seed, randomization=randomization)
+
+    def factory() -> gym.Env:
+        return make_env(env_id)
+
+    return gym.vector.SyncVectorEnv([factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def final_obs_rows(final_obs, idx: np.ndarray) -> np.ndarray:
+    """Flat float32 final observations ``[len(idx), n_obs]`` of envs ``idx`` from ``infos["final_obs"]``.
+
+    Accepts the robot_rl vector env's stacked arrays / dict of arrays and Gymnasium's object arrays.
+    """
+    if isinstance(final_obs, np.ndarray) and final_obs.dtype == object:
+        return np.stack([flatten_goal_obs(final_obs[i]) for i in idx])
+    return flatten_goal_obs(final_obs)[idx]
+
+
+def episode_success(info: dict) -> float:
+    """1.0 / 0.0 from ``info["is_success"]``; NaN for tasks without a success notion."""
+    if "is_success" in info:
+        return float(bool(np.asarray(info["is_success"]).reshape(-1)[0]))
+    return float("nan")
+
+
+@torch.no_grad()
+def evaluate_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, seeds: list[int]) -> list[dict]:
+    """Run one deterministic episode per seed with ``policy`` (raw obs ``[1, n_obs]`` -> action ``[1, n_act]``).
+
+    Returns one dict per episode: ``seed``, ``return``, ``length``, ``success`` (NaN when the task has none),
+    ``physics_error`` (bool).
+    """
+    rows = []
+    for s in seeds:
+        obs, info = env.reset(seed=int(s))
+        total, length, physics_error = 0.0, 0, False
+        while True:
+            act = policy(torch.as_tensor(flatten_goal_obs(obs)).unsqueeze(0))[0].numpy()
+            obs, rew, terminated, truncated, info = env.step(act)
+            total += float(rew)
+            length += 1
+            physics_error |= bool(info.get("physics_error", False))
+            if terminated or truncated:
+                break
+        rows.append({"seed": int(s), "return": total, "length": length, "success": episode_success(info),
+                     "physics_error": physics_error})
+    return rows
