@@ -1,0 +1,149 @@
+"""The ROS-free cores of the nodes: SimPlant timing, PolicyLoop through the real safety filter, e-stop latch,
+latency statistics, planner state mapping, LQR-as-linear-policy. Fast, no DDS."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+
+from robot_rl.core.profile import load_profile
+from robot_rl.deploy.estop_latch import EstopLatch
+from robot_rl.deploy.latency import LatencyStats
+from robot_rl.deploy.lqr_policy import lqr_gain, observation_gain
+from robot_rl.deploy.policy_loop import PolicyLoop
+from robot_rl.deploy.sim_plant import SimPlant
+from robot_rl.deploy.state_builder import StateBuilder
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile("cartpole")
+
+
+def plant(profile, **kw):
+    model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+    return SimPlant(profile, model, mujoco.MjData(model), **kw)
+
+
+def test_sim_plant_command_timeout_and_latency(profile):
+    p = plant(profile, latency_s=0.03, command_timeout_s=0.1)
+    p.advance(0.0)
+    assert p.timed_out and p.applied_command.tolist() == [0.0]
+    assert p.on_command([4.0], 0.0)
+    p.advance(0.02)
+    assert p.applied_command.tolist() == [0.0], "latency: not applied before 0.03 s"
+    p.advance(0.05)
+    assert p.applied_command.tolist() == [4.0] and not p.timed_out
+    assert p.data.ctrl[0] == 4.0
+    p.advance(0.12)
+    assert p.applied_command.tolist() == [4.0], "still within timeout + latency"
+    p.advance(0.2)
+    assert p.timed_out and p.applied_command.tolist() == [0.0] and p.timeouts == 1
+    assert not p.on_command([math.nan], 0.2) and not p.on_command([1.0, 2.0], 0.2) and p.rejected == 2
+    assert p.on_command([50.0], 0.2)  # clipped like an actuator to the +-10 N range
+    p.advance(0.3)
+    assert p.applied_command.tolist() == [10.0]
+    assert p.data.time == pytest.approx(0.3)
+
+
+def test_sim_plant_slips_instead_of_catching_up_forever(profile):
+    p = plant(profile)
+    p.advance(0.0)
+    assert p.advance(100.0, max_steps=50) == 50
+    assert p.advance(100.004) == 0 and p.advance(100.011) == 1
+
+
+def test_sim_plant_measures_in_profile_order_with_noise(profile):
+    p = plant(profile, position_noise_std=0.01, rng=np.random.default_rng(0))
+    p.set_initial_state([0.3, -0.2], [0.1, 0.0])
+    q, v, _ = p.measure()
+    assert np.allclose(q, [0.3, -0.2], atol=0.05) and not np.allclose(q, [0.3, -0.2], atol=1e-9)
+    assert np.allclose(v, [0.1, 0.0])
+    with pytest.raises(ValueError, match="initial positions need 2 values"):
+        p.set_initial_state([0.0])
+
+
+def make_loop(profile, policy):
+    from robot_rl.envs import make
+    from robot_rl.safety import SafetyFilter
+
+    builder = make("robot_rl/CartpoleBalance-v0").unwrapped.observation_builder
+    return PolicyLoop(SafetyFilter(profile), builder, policy, control_period_s=profile.control_period_s)
+
+
+def test_policy_loop_nan_state_gives_safe_command_then_recovers(profile):
+    loop = make_loop(profile, lambda obs: np.array([3.0]))
+    names = ["hinge", "slider"]  # mapped by name, not index
+    t = 0.0
+    for k in range(profile.safety.recover_after):
+        t = 0.01 * k
+        assert loop.on_joint_state(names, [0.0, 0.1], [0.0, 0.0], [], stamp_s=t, now_s=t)
+    cmd, status, fresh = loop.step(t)
+    assert cmd.tolist() == [3.0] and not status.safe and fresh
+    assert not loop.on_joint_state(names, [math.nan, 0.1], [0.0, 0.0], [], stamp_s=t + 0.01, now_s=t + 0.01)
+    cmd, status, _ = loop.step(t + 0.01)
+    assert status.safe and cmd.tolist() == [0.0] and "hinge" in status.message
+    for k in range(1, profile.safety.recover_after + 1):
+        t2 = t + 0.01 + 0.01 * k
+        loop.on_joint_state(names, [0.0, 0.1], [0.0, 0.0], [], stamp_s=t2, now_s=t2)
+        cmd, status, _ = loop.step(t2)
+        assert status.safe == (k < profile.safety.recover_after)
+    loop.record_publish(t2 + 0.001, t2, True)
+    assert len(loop.latency) == 1
+
+
+def test_policy_loop_builds_the_env_observation(profile):
+    seen = []
+    loop = make_loop(profile, lambda obs: seen.append(obs) or np.array([0.0]))
+    for k in range(6):
+        loop.on_joint_state(["slider", "hinge"], [0.2, 0.3], [1.0, -2.0], [], stamp_s=k * 0.01, now_s=k * 0.01)
+    loop.step(0.05)
+    assert np.allclose(seen[-1], [0.2, math.cos(0.3), math.sin(0.3), 1.0, -2.0], atol=1e-6)
+    assert seen[-1].dtype == np.float32
+
+
+def test_estop_latch_persists_across_instances(tmp_path):
+    a = EstopLatch(tmp_path / "state")
+    assert a.tripped() is None
+    a.trip("operator pressed e-stop")
+    b = EstopLatch(tmp_path / "state")
+    assert b.tripped() == "operator pressed e-stop"
+    b.clear()
+    assert a.tripped() is None and EstopLatch(tmp_path / "state").tripped() is None
+
+
+def test_latency_stats():
+    s = LatencyStats("x", deadline_s=0.002)
+    for v in [0.001] * 98 + [0.003, 0.010]:
+        s.add(v)
+    out = s.summary()
+    assert out["n"] == 100 and out["p50_ms"] == pytest.approx(1.0) and out["max_ms"] == pytest.approx(10.0)
+    assert out["misses"] == 2 and "misses(>2 ms)=2" in s.format()
+    assert LatencyStats("e").summary()["n"] == 0
+
+
+def test_state_builder_scatters_to_qpos_qvel(profile):
+    model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+    sb = StateBuilder(model, ["hinge", "slider"])
+    assert sb.build([0.5, 0.1], [2.0, 3.0]).tolist() == [0.1, 0.5, 3.0, 2.0]
+    assert sb.names == ("slider_position", "hinge_position", "slider_velocity", "hinge_velocity")
+    with pytest.raises(ValueError, match="every dof measured"):
+        StateBuilder(model, ["slider"])
+
+
+def test_lqr_observation_gain_balances_under_reality_randomization(profile):
+    from robot_rl.envs import make
+
+    K, dt = lqr_gain(profile)
+    assert dt == profile.control_period_s and K.shape == (1, 4)
+    env = make("robot_rl/CartpoleBalance-v0", randomization="reality", seed=0)
+    W = observation_gain(K, profile, env.unwrapped.observation_builder.terms)
+    assert W[0, 1] == 0.0  # the cos term
+    obs, _ = env.reset(seed=1)
+    for _ in range(250):
+        obs, _, term, _, _ = env.step(np.clip(W @ obs / 10.0, -1, 1))
+        assert not term
+    assert abs(math.atan2(obs[2], obs[1])) < 0.1
