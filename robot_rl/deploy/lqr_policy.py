@@ -18,8 +18,10 @@ def lqr_gain(profile, *, Q=None, R=None, qpos_eq=None) -> tuple[np.ndarray, floa
 
     Args:
         profile: ``RobotProfile`` (MJCF, control period).
-        Q: state weight ``[nx, nx]`` (default identity); R: control weight ``[nu, nu]`` (default 0.1 I).
+        Q: state weight ``[nx, nx]`` (default identity).
+        R: control weight ``[nu, nu]`` (default 0.1 I).
         qpos_eq: equilibrium positions ``[nq]`` (default the model's ``qpos0``, e.g. cart-pole upright).
+
     """
     import mujoco
 
