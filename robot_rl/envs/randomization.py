@@ -41,7 +41,8 @@ def _names(model, objtype, count: int) -> list[str]:
 def match(model, term: str, objtype, pattern: str) -> tuple[np.ndarray, list[str]]:
     """Indices and names of elements of ``objtype`` matching ``pattern`` ("all" or a fullmatch regex).
 
-    Bodies exclude the world body. Raises ``ValueError`` naming the term and the available names if none match.
+    Bodies exclude the world body and massless bodies. Raises ``ValueError`` naming the term and the available
+    names if none match.
     """
     count = {mujoco.mjtObj.mjOBJ_BODY: model.nbody, mujoco.mjtObj.mjOBJ_GEOM: model.ngeom,
              mujoco.mjtObj.mjOBJ_JOINT: model.njnt, mujoco.mjtObj.mjOBJ_ACTUATOR: model.nu}[objtype]
@@ -57,6 +58,9 @@ def match(model, term: str, objtype, pattern: str) -> tuple[np.ndarray, list[str
         idx = [i for i in range(start, count) if rx.fullmatch(names[i])]
     if not idx and count > start:
         raise ValueError(f"{term}.targets: {pattern!r} matches none of {names[start:]}")
+    if objtype == mujoco.mjtObj.mjOBJ_BODY:
+        # Massless bodies (mocap targets, frames) have no dynamics to randomize and must stay massless.
+        idx = [i for i in idx if model.body_mass[i] > 0]
     return np.asarray(idx, dtype=np.intp), [names[i] for i in idx]
 
 
