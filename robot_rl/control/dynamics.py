@@ -1,0 +1,294 @@
+"""Dynamics models for the planners: one small protocol, three implementations.
+
+Every model exposes (state ``x [nx]``, control ``u [nu]`` in the actuator's units, e.g. N for the cart-pole):
+
+* ``nx``, ``nu``, ``dt`` (control period [s]), ``u_min``, ``u_max`` (``[nu]``, may be +-inf);
+* ``step(x, u) -> x'`` — the nominal one-control-period transition;
+* ``jacobians(X [T+1, nx], U [T, nu]) -> (A [T, nx, nx], B [T, nx, nu])`` linearized along a trajectory;
+* ``rollout(x0 [nx], U [N, T, nu]) -> X [M, N, T+1, nx]`` — batched open-loop rollouts over ``M`` scenarios
+  (randomized models or ensemble particles; ``M = 1`` for a single model). A rollout that diverges (non-finite
+  values, a MuJoCo warning, or ``|x| > max_abs_state``) is NaN from the step it diverged on, which every cost in
+  :mod:`robot_rl.control.costs` turns into an infinite cost.
+
+Implementations: :class:`MujocoDynamics` (``mujoco.rollout`` + ``mjd_transitionFD``), :class:`CallableDynamics`
+(any batched ``f(X [N, nx], U [N, nu]) -> [N, nx]`` with optional analytic Jacobians, e.g. :func:`linear`), and
+:class:`LearnedDynamics` (a batch predictor over particles, e.g. a probabilistic ensemble).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import mujoco
+import numpy as np
+from mujoco import rollout as mj_rollout
+
+DEFAULT_MAX_ABS_STATE = 1e6
+_DIVERGENCE_WARNINGS = tuple(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                              mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADCTRL))
+
+
+def mark_diverged(X: np.ndarray, max_abs_state: float = DEFAULT_MAX_ABS_STATE) -> np.ndarray:
+    """Set every state from the first non-finite / huge one on to NaN. ``X [..., T+1, nx]`` (modified copy)."""
+    bad = ~np.all(np.isfinite(X) & (np.abs(X) <= max_abs_state), axis=-1)  # [..., T+1]
+    if not bad.any():
+        return X
+    after = np.cumsum(bad, axis=-1) > 0
+    X = X.copy()
+    X[after] = np.nan
+    return X
+
+
+def _limits(u_min, u_max, nu: int) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.full(nu, -np.inf) if u_min is None else np.broadcast_to(np.asarray(u_min, float), (nu,)).copy()
+    hi = np.full(nu, np.inf) if u_max is None else np.broadcast_to(np.asarray(u_max, float), (nu,)).copy()
+    if np.any(lo > hi):
+        raise ValueError(f"dynamics: control lower limit {lo} exceeds upper limit {hi}")
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- plain callables
+
+
+class CallableDynamics:
+    """Dynamics from a batched transition function ``f(X [N, nx], U [N, nu]) -> X' [N, nx]``.
+
+    ``jacobian(X [T, nx], U [T, nu]) -> (A [T, nx, nx], B [T, nx, nu])`` is optional; without it the Jacobians come
+    from central finite differences of ``f`` evaluated in ONE batched call over all timesteps and perturbations.
+    """
+
+    def __init__(self, f: Callable, nx: int, nu: int, dt: float, *, jacobian: Callable | None = None,
+                 u_min=None, u_max=None, fd_eps: float = 1e-5, max_abs_state: float = DEFAULT_MAX_ABS_STATE):
+        if dt <= 0:
+            raise ValueError(f"dynamics: dt must be > 0 s, got {dt}")
+        self.f, self.nx, self.nu, self.dt = f, int(nx), int(nu), float(dt)
+        self._jacobian = jacobian
+        self.u_min, self.u_max = _limits(u_min, u_max, self.nu)
+        self.fd_eps = fd_eps
+        self.max_abs_state = max_abs_state
+        self.n_scenarios = 1
+
+    def step(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        return np.asarray(self.f(np.asarray(x, float)[None], np.asarray(u, float)[None]))[0]
+
+    def jacobians(self, X: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X, U = np.asarray(X, float)[: len(U)], np.asarray(U, float)
+        if self._jacobian is not None:
+            return self._jacobian(X, U)
+        return fd_jacobians(self.f, X, U, self.fd_eps)
+
+    def rollout(self, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+        U = np.asarray(U, float)
+        n, horizon = U.shape[:2]
+        X = np.empty((n, horizon + 1, self.nx))
+        X[:, 0] = x0
+        with np.errstate(all="ignore"):
+            for t in range(horizon):
+                X[:, t + 1] = self.f(X[:, t], U[:, t])
+        return mark_diverged(X, self.max_abs_state)[None]
+
+
+def fd_jacobians(f: Callable, X: np.ndarray, U: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central finite differences of a batched ``f`` at all ``T`` points in one call. Returns ``A [T,nx,nx]``,
+    ``B [T,nx,nu]``."""
+    T, nx = X.shape
+    nu = U.shape[1]
+    n = nx + nu
+    Z = np.concatenate([X, U], axis=1)  # [T, n]
+    dZ = np.concatenate([np.eye(n), -np.eye(n)]) * eps  # [2n, n]
+    Zp = (Z[:, None, :] + dZ[None]).reshape(T * 2 * n, n)
+    Y = np.asarray(f(Zp[:, :nx], Zp[:, nx:])).reshape(T, 2, n, nx)
+    J = (Y[:, 0] - Y[:, 1]).transpose(0, 2, 1) / (2 * eps)  # [T, nx, n]
+    return J[:, :, :nx].copy(), J[:, :, nx:].copy()
+
+
+def linear(A: np.ndarray, B: np.ndarray, dt: float, *, u_min=None, u_max=None) -> CallableDynamics:
+    """Time-invariant linear model ``x' = A x + B u`` with exact Jacobians."""
+    A, B = np.asarray(A, float), np.asarray(B, float)
+    nx, nu = B.shape
+
+    def f(X, U):
+        return X @ A.T + U @ B.T
+
+    def jac(X, U):
+        T = len(X)
+        return np.broadcast_to(A, (T, nx, nx)).copy(), np.broadcast_to(B, (T, nx, nu)).copy()
+
+    return CallableDynamics(f, nx, nu, dt, jacobian=jac, u_min=u_min, u_max=u_max)
+
+
+# --------------------------------------------------------------------------- learned models
+
+
+class LearnedDynamics(CallableDynamics):
+    """A learned batch predictor ``predict(X [M, N, nx], U [M, N, nu]) -> X' [M, N, nx]`` over ``M`` particles.
+
+    ``rollout`` propagates ``M = n_particles`` particles per control sequence in one array op per step (so a
+    probabilistic ensemble can implement TS-1 / TS-inf inside ``predict``); ``step`` and ``jacobians`` (finite
+    differences) use the particle mean, so iLQR can plan on the same model.
+    """
+
+    def __init__(self, predict: Callable, nx: int, nu: int, dt: float, *, n_particles: int = 1, u_min=None,
+                 u_max=None, fd_eps: float = 1e-4, max_abs_state: float = DEFAULT_MAX_ABS_STATE):
+        self.predict = predict
+        self.n_particles = int(n_particles)
+
+        def mean_f(X, U):
+            return np.asarray(predict(X[None], U[None])).mean(axis=0)
+
+        super().__init__(mean_f, nx, nu, dt, u_min=u_min, u_max=u_max, fd_eps=fd_eps, max_abs_state=max_abs_state)
+        self.n_scenarios = self.n_particles
+
+    def rollout(self, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+        U = np.asarray(U, float)
+        n, horizon = U.shape[:2]
+        M = self.n_particles
+        X = np.empty((M, n, horizon + 1, self.nx))
+        X[:, :, 0] = x0
+        Ut = np.broadcast_to(U[None], (M, *U.shape))
+        with np.errstate(all="ignore"):
+            for t in range(horizon):
+                X[:, :, t + 1] = self.predict(X[:, :, t], Ut[:, :, t])
+        return mark_diverged(X, self.max_abs_state)
+
+
+# --------------------------------------------------------------------------- MuJoCo
+
+
+class MujocoDynamics:
+    """MuJoCo model as planner dynamics: ``x = [qpos, qvel, act]``, one control period = ``frame_skip`` mj_steps.
+
+    Requires ``nq == nv`` (hinge / slide joints: the state difference used by ``mjd_transitionFD`` is then a plain
+    difference) and a non-RK4 integrator (the planner assumes one ``mj_step`` per substep with a held control, and
+    ``mjd_transitionFD``'s tangent linearization is only validated here for Euler / implicit integrators).
+
+    Args:
+        model: nominal model (used by ``step`` and ``jacobians``).
+        frame_skip: physics steps per control period; Jacobians are chained over substeps
+            (``A = A2 A1``, ``B = A2 B1 + B2``).
+        scenario_models: models scored by ``rollout`` (e.g. randomized copies, see
+            :func:`robot_rl.control.randomize.perturbed_models`); default ``[model]``. All share model sizes.
+        nthread: threads for ``mujoco.rollout`` (0 = calling thread).
+        fd_eps: finite-difference step for ``mjd_transitionFD``.
+    """
+
+    def __init__(self, model: mujoco.MjModel, frame_skip: int = 1, *,
+                 scenario_models: Sequence[mujoco.MjModel] | None = None, nthread: int = 0, fd_eps: float = 1e-6,
+                 max_abs_state: float = DEFAULT_MAX_ABS_STATE):
+        if model.nq != model.nv:
+            raise ValueError(f"MujocoDynamics: needs nq == nv (no free/ball joints), got nq={model.nq} nv={model.nv}")
+        if model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:
+            raise ValueError("MujocoDynamics: the RK4 integrator is not supported (use Euler or implicitfast)")
+        if frame_skip < 1:
+            raise ValueError(f"MujocoDynamics: frame_skip must be >= 1, got {frame_skip}")
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self.frame_skip = int(frame_skip)
+        self.nq, self.nv, self.na = model.nq, model.nv, model.na
+        self.nx, self.nu = 2 * model.nv + model.na, model.nu
+        self.dt = float(model.opt.timestep) * self.frame_skip
+        lo, hi = model.actuator_ctrlrange[:, 0].copy(), model.actuator_ctrlrange[:, 1].copy()
+        unlimited = ~model.actuator_ctrllimited.astype(bool)
+        lo[unlimited], hi[unlimited] = -np.inf, np.inf
+        self.u_min, self.u_max = lo, hi
+        self.fd_eps = fd_eps
+        self.max_abs_state = max_abs_state
+        self.set_scenarios(scenario_models if scenario_models is not None else [model])
+        self._pool = mj_rollout.Rollout(nthread=nthread)
+        self._nthread = max(1, nthread)
+        self._datas = [mujoco.MjData(model) for _ in range(self._nthread)]
+        self._spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        self._nstate = mujoco.mj_stateSize(model, self._spec)
+        # full-physics state layout: [time, qpos, qvel, act, ...] (mjtState bit order)
+        self._x_slice = slice(1, 1 + self.nx)
+        self._xspec = int(mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_ACT)
+        self._A1, self._B1 = np.zeros((self.nx, self.nx)), np.zeros((self.nx, self.nu))
+
+    def set_scenarios(self, models: Sequence[mujoco.MjModel]) -> None:
+        """Replace the models scored by ``rollout`` (same sizes as the nominal model)."""
+        models = list(models)
+        for i, m in enumerate(models):
+            if (m.nq, m.nv, m.na, m.nu) != (self.model.nq, self.model.nv, self.model.na, self.model.nu):
+                raise ValueError(f"MujocoDynamics: scenario model {i} has different sizes than the nominal model")
+        self.scenario_models = models
+        self.n_scenarios = len(models)
+
+    # ---- state helpers
+    def set_data_state(self, d: mujoco.MjData, x: np.ndarray) -> None:
+        """Write ``x = [qpos, qvel, act]`` into ``d`` (time untouched)."""
+        mujoco.mj_setState(self.model, d, np.asarray(x, float), self._xspec)
+
+    def get_data_state(self, d: mujoco.MjData) -> np.ndarray:
+        out = np.empty(self.nx)
+        mujoco.mj_getState(self.model, d, out, self._xspec)
+        return out
+
+    def _clip(self, u: np.ndarray) -> np.ndarray:
+        return np.clip(u, self.u_min, self.u_max)
+
+    # ---- protocol
+    def step(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        d, m = self.data, self.model
+        d.time = 0.0
+        mujoco.mj_setState(m, d, x, self._xspec)
+        d.ctrl[:] = np.minimum(np.maximum(u, self.u_min), self.u_max)
+        w = d.warning
+        before = sum(w[i].number for i in _DIVERGENCE_WARNINGS)
+        for _ in range(self.frame_skip):
+            mujoco.mj_step(m, d)
+        out = np.empty(self.nx)
+        mujoco.mj_getState(m, d, out, self._xspec)
+        # divergence: a bad ctrl / qpos / qvel / qacc warning (MuJoCo then resets the data) or non-finite state
+        if sum(w[i].number for i in _DIVERGENCE_WARNINGS) != before or not np.isfinite(out).all():
+            return np.full(self.nx, np.nan)
+        return out
+
+    def jacobians(self, X: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Linearize along ``X [T+1, nx]``, ``U [T, nu]`` with ``mjd_transitionFD`` (forward differences),
+        chained over ``frame_skip`` substeps with the control held."""
+        m, d = self.model, self.data
+        T = len(U)
+        U = np.minimum(np.maximum(U, self.u_min), self.u_max)
+        A = np.empty((T, self.nx, self.nx))
+        B = np.empty((T, self.nx, self.nu))
+        A1, B1, eps, spec = self._A1, self._B1, self.fd_eps, self._xspec
+        for t in range(T):
+            mujoco.mj_setState(m, d, X[t], spec)
+            d.ctrl[:] = U[t]
+            At, Bt = A[t], B[t]
+            mujoco.mjd_transitionFD(m, d, eps, False, At, Bt, None, None)
+            for _ in range(self.frame_skip - 1):
+                mujoco.mj_step(m, d)
+                mujoco.mjd_transitionFD(m, d, eps, False, A1, B1, None, None)
+                # x2 = f(f(x, u), u): chain rule with the control held over both substeps
+                Bt[:] = A1 @ Bt + B1
+                At[:] = A1 @ At
+        return A, B
+
+    def rollout(self, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """``X [M, N, T+1, nx]`` for every scenario model ``M`` and control sequence ``U [N, T, nu]``."""
+        U = self._clip(np.asarray(U, float))
+        n, horizon = U.shape[:2]
+        M, fs = self.n_scenarios, self.frame_skip
+        d = self._datas[0]
+        d.time = 0.0
+        self.set_data_state(d, np.asarray(x0, float))
+        s0 = np.empty(self._nstate)
+        mujoco.mj_getState(self.model, d, s0, self._spec)
+        ctrl = np.repeat(U, fs, axis=1)  # [N, T*fs, nu]: control held over the substeps
+        ctrl = np.broadcast_to(ctrl[None], (M, *ctrl.shape)).reshape(M * n, horizon * fs, self.nu)
+        models = [mm for mm in self.scenario_models for _ in range(n)]
+        state, _ = self._pool.rollout(models, self._datas, s0[None], ctrl, skip_checks=False)
+        state = state.reshape(M, n, horizon * fs, self._nstate)
+        X = np.empty((M, n, horizon + 1, self.nx))
+        X[:, :, 0] = x0
+        X[:, :, 1:] = state[:, :, fs - 1:: fs, self._x_slice]
+        # mujoco.rollout stops advancing time and repeats the last state after a warning (divergence)
+        times = state[:, :, fs - 1:: fs, 0]
+        expected = self.model.opt.timestep * fs * np.arange(1, horizon + 1)
+        stalled = np.abs(times - expected) > 0.5 * self.model.opt.timestep
+        X[:, :, 1:][stalled] = np.nan
+        return mark_diverged(X, self.max_abs_state)
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,139 @@
+"""Costs (analytic derivatives, YAML), dynamics (MuJoCo Jacobians, rollouts, divergence), randomized models."""
+
+import copy
+
+import mujoco
+import numpy as np
+import pytest
+
+from robot_rl.control.costs import Cost, CostConfig, CostTermConfig
+from robot_rl.control.dynamics import CallableDynamics, MujocoDynamics, fd_jacobians
+from robot_rl.control.randomize import perturbed_models
+from robot_rl.core.assets import find_asset
+from robot_rl.core.config import ConfigError, from_dict
+
+
+def cartpole_model():
+    return mujoco.MjModel.from_xml_path(str(find_asset("sim/cartpole/cartpole.xml")))
+
+
+def all_kinds_cost():
+    terms = (
+        CostTermConfig("ang", "angle", 2.0, 5.0, indices=(1,), target=(0.3,)),
+        CostTermConfig("st", "state", 0.5, 1.5, indices=(0, 3), target=(0.1, -0.2)),
+        CostTermConfig("reach", "planar_reach", 3.0, 7.0, indices=(0, 1), target=(0.05, 0.1), link_lengths=(0.1, 0.11)),
+        CostTermConfig("ctl", "control", 0.3, indices=(1,), target=(0.2,)),
+    )
+    return Cost(CostConfig("test", 4, 2, terms))
+
+
+def test_cost_gradient_matches_finite_differences_and_hessian_is_gauss_newton():
+    cost = all_kinds_cost()
+    rng = np.random.default_rng(0)
+    T = 3
+    X, U = rng.standard_normal((T + 1, 4)), rng.standard_normal((T, 2))
+    e = cost.expand(X, U)
+    np.testing.assert_allclose(e.l.sum(), cost.total(X, U), rtol=1e-12)
+    h = 1e-6
+    for t in range(T + 1):
+        for i in range(4):
+            Xp, Xm = X.copy(), X.copy()
+            Xp[t, i] += h
+            Xm[t, i] -= h
+            np.testing.assert_allclose((cost.total(Xp, U) - cost.total(Xm, U)) / (2 * h), e.lx[t, i], atol=1e-6)
+    for t in range(T):
+        for i in range(2):
+            Up, Um = U.copy(), U.copy()
+            Up[t, i] += h
+            Um[t, i] -= h
+            np.testing.assert_allclose((cost.total(X, Up) - cost.total(X, Um)) / (2 * h), e.lu[t, i], atol=1e-6)
+    # Gauss-Newton Hessians are PSD; control term exact: weight * S'S
+    assert np.all(np.linalg.eigvalsh(e.lxx) > -1e-12)
+    np.testing.assert_allclose(e.luu[0], np.diag([0.0, 0.3]))
+
+
+def test_angle_residual_is_one_minus_cos_and_planar_reach_is_forward_kinematics():
+    cost = all_kinds_cost()
+    terms = cost.terms(np.array([[0.0, 0.3 + np.pi, 0, 0], [0.0, 0.3, 0.0, 0.0]]), np.zeros((1, 2)))
+    assert terms["ang"] == pytest.approx(2.0 * (1 - np.cos(np.pi)))  # running weight 2 at hanging, 0 at target
+    # reacher geometry from the MJCF: fingertip site position equals the planar_reach forward kinematics
+    m = mujoco.MjModel.from_xml_path(str(find_asset("sim/reacher/reacher.xml")))
+    d = mujoco.MjData(m)
+    d.qpos[:] = [0.7, -1.2]
+    mujoco.mj_kinematics(m, d)
+    tip = d.site("fingertip").xpos[:2]
+    reach = Cost.from_yaml("config/costs/reacher2_reach.yaml").with_target("fingertip", tip)
+    x = np.array([[0.7, -1.2, 0.0, 0.0]] * 2)
+    assert reach.terms(x, np.zeros((1, 2)))["fingertip"] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_cost_yaml_loads_and_errors_name_the_key():
+    cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
+    assert [t.name for t in cost.config.terms] == ["upright", "centered", "velocity", "control"]
+    raw = {"name": "c", "nx": 2, "nu": 1, "terms": [{"name": "a", "kind": "state", "indices": [0], "weight": 1.0,
+                                                     "wieght": 2.0}]}
+    with pytest.raises(ConfigError, match="wieght"):
+        from_dict(CostConfig, raw)
+    raw["terms"] = [{"name": "a", "kind": "state", "indices": [5], "weight": 1.0}]
+    with pytest.raises(ConfigError, match="index out of range"):
+        from_dict(CostConfig, raw)
+    with pytest.raises(KeyError, match="no term 'nope'"):
+        cost.with_target("nope", [0.0])
+
+
+def test_mujoco_jacobians_chain_frame_skip():
+    dyn = MujocoDynamics(cartpole_model(), frame_skip=2)
+    X = np.array([[0.1, 2.5, 0.3, -1.0], [0.0, 0.4, -0.2, 0.5]])
+    U = np.array([[3.0], [-2.0]])
+    A, B = dyn.jacobians(np.concatenate([X, X[-1:]]), U)
+
+    def f(Xb, Ub):
+        return np.stack([dyn.step(x, u) for x, u in zip(Xb, Ub)])
+
+    A_fd, B_fd = fd_jacobians(f, X, U, 1e-6)
+    np.testing.assert_allclose(A, A_fd, atol=2e-4)
+    np.testing.assert_allclose(B, B_fd, atol=2e-4)
+    assert np.abs(B).max() > 1e-3  # the control acts
+
+
+def test_mujoco_rollout_matches_step_and_scores_every_scenario():
+    m = cartpole_model()
+    models = perturbed_models(m, 3, np.random.default_rng(0))
+    dyn = MujocoDynamics(m, frame_skip=2, scenario_models=models)
+    x0 = np.array([0.0, np.pi - 0.1, 0.0, 0.0])
+    U = np.random.default_rng(1).uniform(-10, 10, (4, 20, 1))
+    X = dyn.rollout(x0, U)
+    assert X.shape == (3, 4, 21, 4)
+    x = x0
+    for t in range(20):
+        x = dyn.step(x, U[2, t])
+    np.testing.assert_allclose(X[0, 2, -1], x, atol=1e-9)  # scenario 0 is the nominal model
+    assert np.abs(X[1] - X[0]).max() > 1e-4 and np.abs(X[2] - X[1]).max() > 1e-4
+    # the nominal model is untouched by the randomization of its copies
+    assert m.body_mass[1] == cartpole_model().body_mass[1] and models[1].body_mass[1] != m.body_mass[1]
+
+
+def test_diverging_rollout_gets_infinite_cost():
+    m = cartpole_model()
+    m_bad = copy.deepcopy(m)
+    m_bad.actuator_ctrllimited[:] = 0  # let an absurd force through: MuJoCo warns and resets
+    cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
+    dyn = MujocoDynamics(m_bad, frame_skip=2)
+    U = np.zeros((3, 10, 1))
+    U[1, 4] = 1e300
+    X = dyn.rollout(np.zeros(4), U)
+    c = cost.total(X, U[None])[0]
+    assert np.isfinite(c[0]) and np.isfinite(c[2]) and c[1] == np.inf
+    assert np.all(np.isnan(X[0, 1, 5:])) and np.all(np.isfinite(X[0, 1, :5]))
+    assert np.all(np.isnan(dyn.step(np.zeros(4), np.array([1e300]))))
+    # a learned / callable model that blows up is caught the same way
+    lin = CallableDynamics(lambda X, U: 1e3 * X + U, 4, 1, 0.02)
+    Xl = lin.rollout(np.ones(4), np.zeros((2, 5, 1)))
+    assert np.all(cost.total(Xl, np.zeros((1, 2, 5, 1))) == np.inf)
+
+
+def test_mujoco_dynamics_refuses_rk4():
+    m = cartpole_model()
+    m.opt.integrator = mujoco.mjtIntegrator.mjINT_RK4
+    with pytest.raises(ValueError, match="RK4"):
+        MujocoDynamics(m)

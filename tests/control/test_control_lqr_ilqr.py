@@ -1,0 +1,97 @@
+"""LQR closed forms and iLQR against LQR on linear-quadratic problems."""
+
+import numpy as np
+import pytest
+
+from robot_rl.control import ilqr, lqr
+from robot_rl.control.costs import quadratic
+from robot_rl.control.dynamics import linear
+
+
+def double_integrator(dt=0.05):
+    A = np.array([[1.0, dt], [0.0, 1.0]])
+    B = np.array([[0.5 * dt**2], [dt]])
+    return A, B
+
+
+def random_problem(seed, nx=4, nu=2):
+    rng = np.random.default_rng(seed)
+    A = np.eye(nx) + 0.1 * rng.standard_normal((nx, nx))
+    B = rng.standard_normal((nx, nu))
+    M = rng.standard_normal((nx, nx))
+    Q = M @ M.T + 0.1 * np.eye(nx)
+    R = np.diag(rng.uniform(0.1, 1.0, nu))
+    return A, B, Q, R
+
+
+def test_double_integrator_hand_computed_one_step():
+    # T = 1: K = -(R + B'Qf B)^-1 B'Qf A, worked by hand for dt = 1, Qf = I, R = 1:
+    # B = [0.5, 1]', B'B = 1.25, B'A = [0.5, 1.5] -> K = -[0.5, 1.5] / 2.25
+    A, B = double_integrator(1.0)
+    sol = lqr.finite_horizon(A, B, np.zeros((2, 2)), np.eye(1), np.eye(2), horizon=1)
+    np.testing.assert_allclose(sol.K[0], -np.array([[0.5, 1.5]]) / 2.25, rtol=1e-12)
+
+
+def test_finite_horizon_converges_to_infinite_horizon():
+    A, B, Q, R = random_problem(0)
+    K_inf, P_inf = lqr.infinite_horizon(A, B, Q, R)
+    sol = lqr.finite_horizon(A, B, Q, R, Q, horizon=400)
+    np.testing.assert_allclose(sol.K[0], K_inf, atol=1e-8)
+    np.testing.assert_allclose(sol.P[0], P_inf, rtol=1e-8)
+    assert lqr.closed_loop_is_stable(A, B, K_inf)
+    # a short horizon has visibly different gains: the test above is not vacuous
+    short = lqr.finite_horizon(A, B, Q, R, np.zeros_like(Q), horizon=2)
+    assert np.abs(short.K[0] - K_inf).max() > 1e-3
+
+
+def test_dare_failure_is_named():
+    A = np.diag([2.0, 0.5])
+    B = np.array([[0.0], [1.0]])  # unstable mode is uncontrollable
+    with pytest.raises(ValueError, match="Riccati"):
+        lqr.infinite_horizon(A, B, np.eye(2), np.eye(1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ilqr_equals_lqr_on_linear_quadratic(seed):
+    A, B, Q, R = random_problem(seed)
+    Qf = 2.0 * Q
+    T = 30
+    x0 = np.random.default_rng(seed + 10).standard_normal(4)
+    ref = lqr.finite_horizon(A, B, Q, R, Qf, horizon=T)
+    sol = ilqr.solve(linear(A, B, 0.1), quadratic(Q, R, Qf), x0, np.zeros((T, 2)),
+                     ilqr.IlqrSettings(control_limits="clamp"))
+    assert sol.converged, sol.reason
+    assert sol.iterations <= 3  # one Newton step solves an LQ problem exactly
+    np.testing.assert_allclose(sol.cost, ref.cost(x0), rtol=1e-8)
+    np.testing.assert_allclose(sol.K, ref.K, rtol=1e-6, atol=1e-9)
+    # the open-loop controls equal the LQR policy along the optimal trajectory
+    np.testing.assert_allclose(sol.U, np.einsum("tij,tj->ti", ref.K, sol.X[:-1]), atol=1e-8)
+
+
+def test_ilqr_boxqp_respects_limits_and_zeroes_clamped_gains():
+    A, B = double_integrator(0.05)
+    T = 60
+    dyn = linear(A, B, 0.05, u_min=-1.0, u_max=1.0)
+    cost = quadratic(np.diag([10.0, 1.0]), 0.01 * np.eye(1), np.diag([100.0, 10.0]))
+    sol = ilqr.solve(dyn, cost, np.array([2.0, 0.0]), np.zeros((T, 1)))
+    assert sol.converged, sol.reason
+    assert np.all(np.abs(sol.U) <= 1.0 + 1e-12)
+    saturated = np.abs(sol.U[:, 0]) > 1.0 - 1e-9
+    assert saturated.sum() >= 5  # the limit is active: a 2 m move in 3 s at 1 m/s^2 must saturate
+    np.testing.assert_array_equal(sol.K[saturated], 0.0)
+    unconstrained = ilqr.solve(linear(A, B, 0.05), cost, np.array([2.0, 0.0]), np.zeros((T, 1)))
+    assert unconstrained.cost < sol.cost and np.abs(unconstrained.U).max() > 1.0
+
+
+def test_box_qp_matches_bruteforce():
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((3, 3))
+    H = M @ M.T + 0.5 * np.eye(3)
+    g = rng.standard_normal(3) * 3
+    lo, hi = -0.3 * np.ones(3), 0.4 * np.ones(3)
+    x, free, L = ilqr.box_qp(H, g, lo, hi, np.zeros(3))
+    grid = np.stack(np.meshgrid(*[np.linspace(-0.3, 0.4, 71)] * 3), -1).reshape(-1, 3)
+    vals = 0.5 * np.einsum("ni,ij,nj->n", grid, H, grid) + grid @ g
+    f = 0.5 * x @ H @ x + g @ x
+    assert f <= vals.min() + 1e-9
+    assert L is not None
