@@ -21,11 +21,11 @@ import numpy as np
 from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 from robot_rl.envs.obs import ObservationBuilder
 
-_DIVERGENCE_WARNINGS = np.asarray(
-    [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
-                      mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)],
-    dtype=np.intp,
-)
+_DIVERGENCE_WARNINGS = sorted(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                                                 mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL))
+# The four counters are adjacent in mjtWarning, so one slice (a view, no fancy indexing) reads them every step.
+assert _DIVERGENCE_WARNINGS == list(range(_DIVERGENCE_WARNINGS[0], _DIVERGENCE_WARNINGS[-1] + 1))
+_WARN_SLICE = slice(_DIVERGENCE_WARNINGS[0], _DIVERGENCE_WARNINGS[-1] + 1)
 
 
 def joint_addresses(model, names) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +83,12 @@ class MujocoTaskEnv(gym.Env):
         self.observation_builder = self._make_observation_builder()
         self.obs_names = self.observation_builder.names
         self.observation_space = self._make_observation_space()
-        self._warnings = self.data.warning.number  # live view of MuJoCo's warning counters
+        self._warnings = self.data.warning.number[_WARN_SLICE]  # live view of the divergence counters
+        # Cached views of MjData arrays (each `data.qpos` attribute access builds a new numpy view).
+        self._qpos, self._qvel, self._ctrl = self.data.qpos, self.data.qvel, self.data.ctrl
+        clamp_off = self.model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL
+        if not self.model.actuator_ctrllimited.all() or clamp_off:
+            raise ValueError(f"{type(self).__name__}: every actuator needs a ctrlrange that MuJoCo clamps to")
         self._goal: np.ndarray | None = None
         self._t = 0
         self._renderer = None
@@ -155,8 +160,8 @@ class MujocoTaskEnv(gym.Env):
         return self.data.qpos[self._qadr], self.data.qvel[self._dadr]
 
     def _observe(self) -> np.ndarray:
-        q, qd = self.data.qpos[self._qadr], self.data.qvel[self._dadr]
-        if self.randomization_enabled:
+        q, qd = self._qpos[self._qadr], self._qvel[self._dadr]
+        if self.randomization_enabled and self.randomizer.acts_on_sensors:
             q, qd = self.randomizer.sense(q, qd, self.np_random)
         return self.observation_builder.build(q, qd, self._goal)
 
@@ -178,7 +183,7 @@ class MujocoTaskEnv(gym.Env):
             self.randomizer.perturb_initial_state(rng)
         mujoco.mj_forward(m, d)
         self._t = 0
-        self._last_warn = int(self._warnings[_DIVERGENCE_WARNINGS].sum())
+        self._last_warn = self._warnings.tobytes()
         info = {"randomization": self._rand_info, "physics_error": False}
         success = self._success_at_reset()
         if success is not None:
@@ -189,28 +194,31 @@ class MujocoTaskEnv(gym.Env):
         return None
 
     def step(self, action):
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        a = np.array(action, dtype=np.float64).reshape(-1)  # a private copy
         if a.shape != self._ctrl_mid.shape:
             raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}")
         m, d = self.model, self.data
-        bad_action = not math.isfinite(a.sum())
-        if bad_action:
-            a = np.zeros_like(a)
-        a = np.clip(a, -1.0, 1.0)
+        # No numpy clip here (it costs more than the physics of a small model): MuJoCo clamps ctrl to the
+        # actuator ctrlrange (checked in __init__), which is the same as clipping the action to [-1, 1]; tasks
+        # clip the scalars they use in rewards. A NaN makes MuJoCo zero the controls and count mjWARN_BADCTRL.
         if self.randomization_enabled:
-            a = self.randomizer.process_action(a, self._t, self.np_random)
-            info_rand = self._rand_info = self.randomizer.before_step(self._t, self.np_random, self._rand_info)
+            rz = self.randomizer
+            if rz.acts_on_action:
+                a = rz.process_action(a, self._t, self.np_random)
+            info_rand = self._rand_info = rz.before_step(self._t, self.np_random, self._rand_info)
         else:
             info_rand = self._rand_info
-        d.ctrl[:] = self._ctrl_mid + self._ctrl_half * a
+        np.add(self._ctrl_mid, self._ctrl_half * a, out=self._ctrl)
         self._before_physics()
         mujoco.mj_step(m, d, self.frame_skip)
         self._t += 1
-        warn = int(self._warnings[_DIVERGENCE_WARNINGS].sum())
-        error = bad_action or warn != self._last_warn or not math.isfinite(d.qpos.sum() + d.qvel.sum())
-        self._last_warn = warn
+        warn = self._warnings.tobytes()  # cheaper than a numpy reduction on 4 ints
         obs = self._observe()
+        # Counters catch what MuJoCo repaired silently (bad qacc -> reset); the sum catches a non-finite state
+        # (|obs| past 1.8e19 overflows the float32 dot product and counts too: such a state has diverged anyway).
+        error = warn != self._last_warn or not math.isfinite(obs.dot(obs))
         if error:
+            self._last_warn = warn
             reward, terminated, success = 0.0, True, False
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
         else:
@@ -218,7 +226,7 @@ class MujocoTaskEnv(gym.Env):
         info = {"randomization": info_rand, "physics_error": error}
         if success is not None:
             info["is_success"] = success
-        if bad_action:
+        if error and not math.isfinite(float(np.sum(action))):
             info["error"] = "non-finite action"
         return self._package_obs(obs), reward, terminated, self._t >= self.max_episode_steps, info
 

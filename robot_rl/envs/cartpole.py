@@ -65,16 +65,16 @@ class CartpoleEnv(MujocoTaskEnv):
         return None
 
     def _evaluate(self, action):
-        qpos, qvel = self.data.qpos, self.data.qvel
-        angle = qpos[self._th]
+        qpos, qvel = self._qpos, self._qvel
+        angle = qpos.item(self._th)
         c = math.cos(angle)
+        u = min(1.0, max(-1.0, action.item(0)))  # the control MuJoCo applied (ctrlrange clamp), normalized
         upright = (c + 1.0) / 2.0
-        centered = (1.0 + gaussian_tolerance(qpos[self._x], 2.0)) / 2.0
-        small_control = (4.0 + quadratic_tolerance(action[0], 1.0)) / 5.0
-        small_velocity = (1.0 + gaussian_tolerance(qvel[self._thd], 5.0)) / 2.0
+        centered = (1.0 + gaussian_tolerance(qpos.item(self._x), 2.0)) / 2.0
+        small_control = (4.0 + quadratic_tolerance(u, 1.0)) / 5.0
+        small_velocity = (1.0 + gaussian_tolerance(qvel.item(self._thd), 5.0)) / 2.0
         reward = upright * centered * small_control * small_velocity
         terminated = False
         if self.fall_angle is not None:
-            wrapped = math.atan2(math.sin(angle), c)
-            terminated = abs(wrapped) > self.fall_angle
-        return float(reward), terminated, None
+            terminated = abs(math.atan2(math.sin(angle), c)) > self.fall_angle
+        return reward, terminated, None

@@ -95,6 +95,10 @@ class ObservationBuilder:
         self._index = np.asarray(index, dtype=np.intp)
         self._src = np.zeros(off_diff + 3 * s)
         self._n = n
+        self._jshape = (n,)
+        src = self._src
+        self._v_pos, self._v_cos, self._v_sin, self._v_vel = src[0:n], src[n:2 * n], src[2 * n:3 * n], src[3 * n:4 * n]
+        self._trig = any(k in ("cos", "sin") for _, k, _ in self.terms)
         self._fk = None
         if sites:
             self._fk = _Kinematics(model, self.joint_names, sites)
@@ -115,16 +119,23 @@ class ObservationBuilder:
             float32 array of shape ``(n_obs,)`` (a fresh array each call).
 
         """
-        n, src = self._n, self._src
-        q = np.asarray(positions, dtype=np.float64)
-        if q.shape != (n,) or np.shape(velocities) != (n,):
-            raise ValueError(f"expected positions and velocities of shape ({n},) for joints {list(self.joint_names)}, "
-                             f"got {q.shape} and {np.shape(velocities)}")
-        src[0:n] = q
-        np.cos(q, out=src[n:2 * n])
-        np.sin(q, out=src[2 * n:3 * n])
-        src[3 * n:4 * n] = velocities
+        q = positions if type(positions) is np.ndarray else np.asarray(positions, dtype=np.float64)
+        if q.shape != self._jshape or np.shape(velocities) != self._jshape:
+            raise ValueError(f"expected positions and velocities of shape {self._jshape} for joints "
+                             f"{list(self.joint_names)}, got {q.shape} and {np.shape(velocities)}")
+        # Precomputed views into the source vector: no slicing, no temporaries on this per-step path.
+        self._v_pos[:] = q
+        if self._trig:
+            np.cos(q, out=self._v_cos)
+            np.sin(q, out=self._v_sin)
+        self._v_vel[:] = velocities
         g = self.goal_dim
+        if g or self._fk is not None:
+            self._build_goal_and_sites(q, goal)
+        return self._src[self._index].astype(np.float32)
+
+    def _build_goal_and_sites(self, q: np.ndarray, goal) -> None:
+        n, src, g = self._n, self._src, self.goal_dim
         if g:
             if goal is None or np.shape(goal) != (g,):
                 raise ValueError(f"expected a goal of shape ({g},), got {None if goal is None else np.shape(goal)}")
@@ -139,7 +150,6 @@ class ObservationBuilder:
                 k = min(g, 3)
                 diff[:, :k] -= np.asarray(goal, dtype=np.float64)[:k]
             src[off + s3:off + 2 * s3] = diff.ravel()
-        return src[self._index].astype(np.float32)
 
     def site_position(self, positions: np.ndarray, site: str) -> np.ndarray:
         """World position [m] of ``site`` for joint positions ``positions`` (forward kinematics), shape (3,)."""

@@ -47,6 +47,7 @@ class PendulumEnv(MujocoTaskEnv):
         th = self.data.qpos[self._th]
         angle = math.atan2(math.sin(th), math.cos(th))
         omega = self.data.qvel[self._thd]
-        torque = self._ctrl_mid[0] + self._ctrl_half[0] * action[0]
+        # The torque MuJoCo applied (it clamps ctrl to the ctrlrange) [N m].
+        torque = self._ctrl_mid[0] + self._ctrl_half[0] * min(1.0, max(-1.0, float(action[0])))
         reward = -(angle * angle + 0.1 * omega * omega + 0.001 * torque * torque)
         return float(reward), False, bool(abs(angle) < 0.1)

@@ -28,6 +28,7 @@ _MODEL_TERMS = {
     "frictionloss": (mujoco.mjtObj.mjOBJ_JOINT, "dof_frictionloss", None, 0.0),
     "actuator_gain": (mujoco.mjtObj.mjOBJ_ACTUATOR, "actuator_gainprm", 0, None),
 }
+_CHUNK = 256  # steps of white noise drawn at once
 _JOINT_DOFS = {int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3}
 _ONE_DOF = (int(mujoco.mjtJoint.mjJNT_SLIDE), int(mujoco.mjtJoint.mjJNT_HINGE))
 _NOMINAL_ARRAYS = ("body_mass", "body_inertia", "body_ipos", "geom_friction", "dof_damping", "dof_armature",
@@ -112,6 +113,12 @@ class Randomizer:
                                      dtype=np.intp)
         self._lat_buf = np.zeros((1, model.nu))
         self._latency = 0
+        self._act_noise = None
+        self._obs_i = 0
+        # Flags read by the env every step, so terms that are off cost nothing.
+        self.acts_on_action = config.action_latency is not None or (
+            config.action_noise is not None and config.action_noise.std > 0)
+        self.acts_on_sensors = config.observation_noise is not None
         self._bias_q = self._bias_qd = 0.0
         self._next_push = self._push_end = -1
 
@@ -207,8 +214,11 @@ class Randomizer:
                 for j, name in enumerate(self.joint_names):
                     info[f"obs_bias/{name}/position"] = float(self._bias_q[j])
                     info[f"obs_bias/{name}/velocity"] = float(self._bias_qd[j])
+                self._refill_sensor_noise(rng)
             else:
                 self._bias_q = None  # sized on the first flat observation (see sense_flat)
+        an = cfg.action_noise
+        self._act_noise = np.zeros((_CHUNK, nu)) if an is not None and an.std > 0 else None
         if cfg.push is not None:
             self._next_push = int(rng.integers(cfg.push.interval_steps[0], cfg.push.interval_steps[1] + 1))
             self._push_end = -1
@@ -225,16 +235,25 @@ class Randomizer:
 
     # ------------------------------------------------------------------ per step
     def process_action(self, action: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
-        """Action noise then latency; ``action`` normalized, shape (nu,). Returns the action to apply now."""
-        an = self.config.action_noise
-        if an is not None and an.std > 0:
-            action = np.clip(action + self.scale * an.std * rng.standard_normal(action.shape), -1.0, 1.0)
+        """Action noise then latency; ``action`` normalized, shape (nu,). Returns the action to apply now.
+
+        No clip after the noise: MuJoCo clamps the resulting ctrl to the actuator ctrlrange.
+        """
+        if self._act_noise is not None:
+            i = t % _CHUNK
+            if i == 0:
+                self._act_noise = self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std)
+            action = action + self._act_noise[i]
         if self._latency == 0:
             return action
         buf = self._lat_buf
         buf[t % len(buf)] = action
         # Slot (t - latency) mod L holds the action from `latency` steps ago (zeros before the episode start).
         return buf[(t - self._latency) % len(buf)].copy() if t >= self._latency else np.zeros_like(action)
+
+    def _noise_chunk(self, rng: np.random.Generator, shape: tuple, std: float) -> np.ndarray:
+        """White noise for the next ``_CHUNK`` steps in one draw (per-step draws cost more than the physics)."""
+        return (self.scale * std) * rng.standard_normal((_CHUNK, *shape))
 
     def before_step(self, t: int, rng: np.random.Generator, info: dict) -> dict:
         """Interval resampling and pushes before control step ``t``; returns the (possibly new) info dict."""
@@ -270,13 +289,18 @@ class Randomizer:
 
     def sense(self, q: np.ndarray, qd: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Measured joint positions/velocities with bias and white noise (new arrays)."""
-        on = self.config.observation_noise
-        if on is None:
-            return q, qd
-        f = self.scale
-        q = q + self._bias_q + f * on.position_std * rng.standard_normal(q.shape)
-        qd = qd + self._bias_qd + f * on.velocity_std * rng.standard_normal(qd.shape)
-        return q, qd
+        i = self._obs_i
+        if i == _CHUNK:
+            self._refill_sensor_noise(rng)
+            i = 0
+        self._obs_i = i + 1
+        return q + self._q_noise[i], qd + self._qd_noise[i]
+
+    def _refill_sensor_noise(self, rng: np.random.Generator) -> None:
+        on, n = self.config.observation_noise, len(self.joint_names)
+        self._q_noise = self._bias_q + self._noise_chunk(rng, (n,), on.position_std)
+        self._qd_noise = self._bias_qd + self._noise_chunk(rng, (n,), on.velocity_std)
+        self._obs_i = 0
 
     def sense_flat(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flat-observation noise (dm_control tasks): ``position_std`` white + ``position_bias_std`` bias."""

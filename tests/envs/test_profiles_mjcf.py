@@ -53,8 +53,11 @@ def test_env_uses_profile_joint_order(robot):
     assert np.allclose(u.data.ctrl, u.profile.command_max)
     env.step(-np.ones(env.action_space.shape, np.float32))
     assert np.allclose(u.data.ctrl, u.profile.command_min)
-    env.step(3 * np.ones(env.action_space.shape, np.float32))  # clipped
-    assert np.allclose(u.data.ctrl, u.profile.command_max)
+    # Out-of-range actions: MuJoCo clamps ctrl to the ctrlrange, so the applied force is the limit (gear 1 motors).
+    env.step(3 * np.ones(env.action_space.shape, np.float32))
+    assert np.allclose(u.data.actuator_force, u.profile.command_max)
+    env.step(-3 * np.ones(env.action_space.shape, np.float32))
+    assert np.allclose(u.data.actuator_force, u.profile.command_min)
 
 
 def test_arm_effort_limits_are_pandas():
