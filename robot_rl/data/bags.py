@@ -109,13 +109,13 @@ def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: s
         c_js = writer.add_connection(profile.topics.joint_states, JOINT_STATE, typestore=TYPESTORE)
         c_cmd = writer.add_connection(profile.topics.commands, F64_ARRAY, typestore=TYPESTORE)
         c_goal = writer.add_connection(profile.topics.goal, F64_ARRAY, typestore=TYPESTORE)
-        offset = start_time_s
+        offset_ns = int(round(start_time_s * _NS))
         for i, ep in enumerate(episodes):
             if "joint_positions" not in ep.infos or "joint_velocities" not in ep.infos:
                 raise ValueError(f"episode {i}: infos lack joint_positions/joint_velocities; cannot write joint states")
             q, qd = np.asarray(ep.infos["joint_positions"]), np.asarray(ep.infos["joint_velocities"])
             t = np.asarray(ep.time_s, dtype=np.float64)
-            t_ns = np.round((t - t[0] + offset) * _NS).astype(np.int64)
+            t_ns = offset_ns + np.round((t - t[0]) * _NS).astype(np.int64)
             cmd = action_to_command(ep.actions, profile)
             if isinstance(ep.observations, dict) and goal_key in ep.observations:
                 goal = np.asarray(ep.observations[goal_key][0], dtype=np.float64)
@@ -127,7 +127,7 @@ def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: s
                 writer.write(c_js, int(t_ns[k]), TYPESTORE.serialize_cdr(msg, JOINT_STATE))
                 if k < len(cmd):
                     writer.write(c_cmd, int(t_ns[k]), TYPESTORE.serialize_cdr(_f64_array(cmd[k]), F64_ARRAY))
-            offset += (t[-1] - t[0]) + episode_gap_s
+            offset_ns = int(t_ns[-1]) + int(round(episode_gap_s * _NS))
     return Path(path)
 
 
@@ -263,14 +263,19 @@ def walk_mcap(path: str | Path) -> RawMessages:
                                      "the rest of the recording (file truncated)"))
             break
         op, n = buf[pos], struct.unpack("<Q", buf[pos + 1:pos + 9])[0]
-        if op not in _KNOWN_OPS or (op != 0x06 and pos + 9 + n > size and n > size):
+        end = pos + 9 + n
+        nxt = resync(pos + 1) if op not in _KNOWN_OPS or end > size else size
+        if nxt < size:  # bad opcode or a length past the end, yet intact chunks follow: framing damage, not a cut
             finish_pending()
-            nxt = resync(pos + 1)
-            out.damage.append(Damage((pos, nxt), _t(last_good_ns, None), f"invalid record framing (opcode 0x{op:02x}, "
-                                     f"length {n})", f"everything in bytes [{pos}, {nxt})"))
+            out.damage.append(Damage((pos, nxt), _t(last_good_ns, _chunk_start_ns(buf, nxt)),
+                                     f"invalid record framing (opcode 0x{op:02x}, length {n})",
+                                     f"every message in bytes [{pos}, {nxt})"))
             pos = nxt
             continue
-        end = pos + 9 + n
+        if op not in _KNOWN_OPS:
+            out.damage.append(Damage((pos, size), _t(last_good_ns, None), f"invalid record framing (opcode "
+                                     f"0x{op:02x}) and no intact chunk after it", "the rest of the recording"))
+            break
         if end > size:
             finish_pending()
             t_hi = None
@@ -316,6 +321,8 @@ def walk_mcap(path: str | Path) -> RawMessages:
             break
         pos = end
     finish_pending()
+    for d in out.damage:
+        d.file = str(path)
     for cid, t_ns, payload in msgs:
         if cid not in channels:
             out.notes.append(f"message on unknown channel {cid} at t={t_ns / _NS:.6f} s dropped")
@@ -324,6 +331,10 @@ def walk_mcap(path: str | Path) -> RawMessages:
         entry = out.topics.setdefault(topic, (schemas.get(sid, ""), []))
         entry[1].append((t_ns, payload))
     return out
+
+
+def _chunk_start_ns(buf: memoryview, pos: int) -> int | None:
+    return struct.unpack("<Q", buf[pos + 9:pos + 17])[0] if pos + 17 <= len(buf) and buf[pos] == 0x06 else None
 
 
 def _t(lo_ns, hi_ns) -> tuple[float, float] | None:
@@ -374,8 +385,8 @@ def _read_sqlite(path: Path) -> RawMessages:
         except sqlite3.DatabaseError as exc:
             size = db.stat().st_size
             kept = sum(len(v[1]) for v in out.topics.values())
-            out.damage.append(Damage((0, size), None, f"{db.name}: sqlite3 error ({exc})",
-                                     f"messages after the first {kept} read"))
+            out.damage.append(Damage((0, size), None, f"sqlite3 error ({exc})",
+                                     f"messages after the first {kept} read", file=str(db)))
     if not out.topics and not out.damage:
         raise FileNotFoundError(f"{path} holds neither .mcap nor .db3 files")
     return out
@@ -442,7 +453,7 @@ def _goal_vector(msg) -> np.ndarray:
     return np.array([p.x, p.y, p.z], dtype=np.float64)
 
 
-class _Task:
+class JointStateTask:
     """Observation packing and reward of the env's task from measured joint states (the env's own hooks)."""
 
     def __init__(self, env):
@@ -453,7 +464,8 @@ class _Task:
         self.nv = u.model.nv
         self.qadr, self.dadr = u._qadr, u._dadr  # profile joint -> qpos / qvel addresses
 
-    def _set(self, q, qd, goal):
+    def set_state(self, q, qd, goal) -> None:
+        """Put the sim in the state of measured joints ``q``, ``qd`` (profile order) with ``goal`` (or None)."""
         state = np.concatenate([self.qpos0, np.zeros(self.nv)])
         state[self.qadr] = q
         state[len(self.qpos0) + self.dadr] = qd
@@ -464,11 +476,11 @@ class _Task:
         obs = self.builder.build(q, qd, goal)
         if not self.dict_obs:
             return obs
-        self._set(q, qd, goal)
+        self.set_state(q, qd, goal)
         return self.u._package_obs(obs)
 
     def reward(self, q_next, qd_next, action, goal) -> float:
-        self._set(q_next, qd_next, goal)
+        self.set_state(q_next, qd_next, goal)
         return float(self.u._evaluate(np.asarray(action, dtype=np.float64))[0])
 
 
@@ -482,7 +494,7 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     s = settings or ImportSettings(control_period_s=u.control_dt)
     raw = read_bag(path)
     report = LoadReport(str(path), damage=list(raw.damage), notes=list(raw.notes))
-    task = _Task(env)
+    task = JointStateTask(env)
     names = list(profile.joint_names)
     topics = profile.topics
     # ---- decode
@@ -514,29 +526,34 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     order = np.argsort(js_t, kind="stable")
     t_js = np.asarray(js_t, dtype=np.int64)[order]
     keep = np.r_[True, np.diff(t_js) > 0]
-    t_js, q_js, qd_js = t_js[keep] / _NS, np.asarray(js_q)[order][keep], np.asarray(js_qd)[order][keep]
+    # Times relative to the first joint state, in seconds: absolute bag times (~1.7e9 s) in float64 keep only
+    # ~0.2 us, which would perturb the resampling grid.
+    t_ref = int(t_js[0])
+    t_js, q_js, qd_js = (t_js[keep] - t_ref) / _NS, np.asarray(js_q)[order][keep], np.asarray(js_qd)[order][keep]
     cmds.sort(key=lambda x: x[0])
-    t_cmd = np.asarray([c[0] for c in cmds], dtype=np.float64) / _NS
+    t_cmd = np.asarray([c[0] - t_ref for c in cmds], dtype=np.float64) / _NS
     u_cmd = np.asarray([c[1] for c in cmds])
     goals.sort(key=lambda x: x[0])
-    t_goal = np.asarray([g[0] for g in goals], dtype=np.float64) / _NS
+    t_goal = np.asarray([g[0] - t_ref for g in goals], dtype=np.float64) / _NS
     # ---- segment at gaps, goal messages and damaged ranges
     cuts = set((np.nonzero(np.diff(t_js) > s.gap)[0] + 1).tolist())
     if s.split == "goal":
         cuts |= {int(i) for i in np.searchsorted(t_js, t_goal - s.lookahead) if 0 < i < len(t_js)}
     bounds = [0, *sorted(cuts), len(t_js)]
-    bad = [d.time_range_s for d in report.damage if d.time_range_s is not None]
+    bad = [(r[0] - t_ref / _NS, r[1] - t_ref / _NS) for r in (d.time_range_s for d in report.damage)
+           if r is not None]
     unknown_damage = any(d.time_range_s is None for d in report.damage)
     episodes: list[Episode] = []
     dt = s.control_period_s
     for a, b in zip(bounds[:-1], bounds[1:]):
         ta, tb = t_js[a], t_js[b - 1]
-        name = f"segment t=[{ta:.3f}, {tb:.3f}] s"
-        tr = (float(ta), float(tb))
+        tr = ((t_ref + round(ta * _NS)) / _NS, (t_ref + round(tb * _NS)) / _NS)  # absolute bag time [s]
+        name = f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s"
         hit = [r for r in bad if r[0] - s.gap <= tb and r[1] + s.gap >= ta]
         if hit:
-            report.episodes.append(EpisodeReport(name, 0, False, [f"overlaps damaged range t=[{hit[0][0]:.6f}, "
-                                                                  f"{hit[0][1]:.6f}] s"], tr))
+            h = (hit[0][0] + t_ref / _NS, hit[0][1] + t_ref / _NS)
+            report.episodes.append(EpisodeReport(name, b - a, False, [f"overlaps damaged range t=[{h[0]:.6f}, "
+                                                                      f"{h[1]:.6f}] s"], tr))
             continue
         grid = ta + dt * np.arange(int(np.floor((tb - ta) / dt + 1e-6)) + 1)
         # zero-order hold of commands; a step whose held command is older than the max gap ends the episode
@@ -549,7 +566,7 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
             continue
         grid, j = grid[:n + 1], j[:n]
         goal = None
-        if task.builder.goal_dim:
+        if task.builder.goal_dim or task.dict_obs:
             g = np.searchsorted(t_goal, ta + s.lookahead, side="right") - 1
             if g < 0:
                 report.episodes.append(EpisodeReport(name, n, False, ["no goal message before the segment"], tr))
@@ -563,7 +580,7 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
                         else np.stack(obs_list))
         rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal) for k in range(n)])
         ep = Episode(observations, actions, rewards, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
-                     grid, {"joint_positions": q, "joint_velocities": qd},
+                     grid + t_ref / _NS, {"joint_positions": q, "joint_velocities": qd},
                      {"source": str(path), "time_range_s": list(tr)})
         issues = check_episode(ep, u.observation_space, u.action_space)
         report.episodes.append(EpisodeReport(name, n, not issues, issues, tr))

@@ -34,12 +34,15 @@ class Damage:
     time_range_s: tuple[float, float] | None
     what: str
     lost: str
+    file: str = ""
+    """The damaged file (a bag directory may hold several)."""
 
     def describe(self) -> str:
         t = "time unknown"
         if self.time_range_s is not None:
             t = f"t=[{self.time_range_s[0]:.6f}, {self.time_range_s[1]:.6f}] s"
-        return f"bytes [{self.byte_range[0]}, {self.byte_range[1]}), {t}: {self.what}; lost: {self.lost}"
+        where = f"{self.file} " if self.file else ""
+        return f"{where}bytes [{self.byte_range[0]}, {self.byte_range[1]}), {t}: {self.what}; lost: {self.lost}"
 
 
 @dataclass

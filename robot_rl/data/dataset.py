@@ -364,7 +364,7 @@ def load_dataset(path: str | Path) -> EpisodeDataset:
                 if arrays is None:
                     report.episodes.append(EpisodeReport(name, entry["steps"], False, problems, t_range, b_range))
                     report.damage.append(Damage(b_range, t_range, "; ".join(problems),
-                                                f"{name} ({entry['steps']} steps)"))
+                                                f"{name} ({entry['steps']} steps)", file=str(h5_path)))
                     continue
                 try:
                     ep = _episode_from_arrays(arrays, entry.get("metadata", {}))
@@ -380,7 +380,8 @@ def load_dataset(path: str | Path) -> EpisodeDataset:
     try:
         f = h5py.File(h5_path, "r")
     except Exception as exc:  # damaged superblock / truncated file
-        report.damage.append(Damage((0, size), None, f"HDF5 file cannot be opened ({exc})", "all episodes"))
+        report.damage.append(Damage((0, size), None, f"HDF5 file cannot be opened ({exc})", "all episodes",
+                                    file=str(h5_path)))
         return EpisodeDataset(root, episodes, obs_space, act_space, rr, report)
     with f:
         names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
