@@ -68,3 +68,50 @@ def observation_gain(K: np.ndarray, profile, obs_terms) -> np.ndarray:
         col = model.jnt_qposadr[jid] if kind in ("pos", "sin") else nq + model.jnt_dofadr[jid]
         W[:, i] = K[:, col]
     return W
+
+
+def linear_policy_onnx(W: np.ndarray, path, *, bias: np.ndarray | None = None, opset: int = 17) -> None:
+    """Write ``action = obs @ W.T + bias`` as ONNX: input ``obs`` float32 ``[batch, n_obs]``, output ``action``
+    float32 ``[batch, n_act]`` (the policy artifact contract of docs/contracts.md).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = np.asarray(W, dtype=np.float32)
+    n_act, n_obs = W.shape
+    b = np.zeros(n_act, dtype=np.float32) if bias is None else np.asarray(bias, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["obs", "W", "b"], ["action"], transB=1)],
+        "linear_policy",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", n_obs])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", n_act])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="robot_rl.lqr")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def write_lqr_artifact(out_dir, profile, env_id: str):
+    """Policy artifact directory (``policy.onnx`` + ``policy.json``) of the LQR balance law for ``env_id``'s
+    observation; returns the directory. Used by the ROS tests and the latency benchmark.
+    """
+    from pathlib import Path
+
+    from robot_rl.envs import make
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    builder = make(env_id).unwrapped.observation_builder
+    K, _ = lqr_gain(profile)
+    W = observation_gain(K, profile, builder.terms)
+    linear_policy_onnx(W, out / "policy.onnx")
+    _write_sidecar(out, profile, env_id, builder)
+    return out
+
+
+def _write_sidecar(out, profile, env_id, builder) -> None:
+    import json
+
+    (out / "policy.json").write_text(json.dumps({"env_id": env_id, "obs_names": list(builder.names)}))

@@ -25,6 +25,8 @@ class SimPlant:
         position_noise_std, velocity_noise_std: std of Gaussian measurement noise [rad or m, rad/s or m/s].
         command_timeout_s: no command for this long -> safe command [s].
         rng: ``np.random.Generator`` for the noise.
+        hold_until_first_command: keep the initial state (physics not stepped) until the first command arrives,
+            like a robot whose controller is activated when the commander connects.
         reality: optional ``EnvReality`` (held-out randomization sample of an env: pushes, parameter drift,
             sensor bias and noise, and the task reward), driven once per env control step.
 
@@ -32,7 +34,8 @@ class SimPlant:
 
     def __init__(self, profile, model, data, *, latency_s: float = 0.0, position_noise_std: float = 0.0,
                  velocity_noise_std: float = 0.0, command_timeout_s: float = 0.1,
-                 rng: np.random.Generator | None = None, reality: EnvReality | None = None):
+                 rng: np.random.Generator | None = None, reality: EnvReality | None = None,
+                 hold_until_first_command: bool = False):
         import mujoco
 
         self._mj = mujoco
@@ -43,6 +46,7 @@ class SimPlant:
         self.command_timeout_s = float(command_timeout_s)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.reality = reality
+        self.hold_until_first_command = bool(hold_until_first_command)
         self.joint_names = profile.joint_names
         self._qadr, self._dadr = [], []
         for name in self.joint_names:
@@ -120,8 +124,8 @@ class SimPlant:
         At most ``max_steps`` steps per call: if the host falls further behind, sim time slips instead of
         burning the CPU (the node reports the slip).
         """
-        if self._t0 is None:
-            self._t0 = now_s - self.data.time
+        if self._t0 is None or (self.hold_until_first_command and self._last_command_s is None):
+            self._t0 = now_s - self.data.time  # physics has not started: sim time stays at the initial state
         dt = self.model.opt.timestep
         steps = 0
         while self._t0 + self.data.time + 0.5 * dt <= now_s and steps < max_steps:

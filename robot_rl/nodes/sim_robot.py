@@ -90,12 +90,14 @@ class SimRobotNode(Node):
             if vals and len(vals) != n:
                 raise StartupError(f"parameter {pname!r}: expected {n} values for joints "
                                    f"{list(profile.joint_names)}, got {len(vals)}")
+        hold = p.bool("hold_until_first_command", False, "keep the initial state (physics paused) until the first "
+                      "command arrives, so a slow-starting commander does not find the robot already moving")
         self.publish_clock = p.bool("publish_clock", False, "publish /clock with the simulation time")
         from robot_rl.deploy.sim_plant import SimPlant
 
         self.plant = SimPlant(profile, model, data, latency_s=latency, position_noise_std=pos_noise,
                               velocity_noise_std=vel_noise, command_timeout_s=timeout,
-                              rng=np.random.default_rng(seed), reality=reality)
+                              rng=np.random.default_rng(seed), reality=reality, hold_until_first_command=hold)
         if reality is not None:
             self.plant.latency_s += reality.action_latency_s
             self.get_logger().info(f"reality sample (seed {seed}): {reality.sample}")

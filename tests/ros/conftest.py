@@ -25,14 +25,15 @@ class Procs:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def node(self, exe: str, name: str | None = None, params: dict | None = None, extra: list[str] | None = None
+    def node(self, exe: str, name: str | None = None, params: dict | None = None, key: str | None = None
              ) -> subprocess.Popen:
+        """Start node ``exe`` as ROS node ``name`` (default ``exe``); ``key`` names the process/log (default name)."""
         from robot_rl.deploy.launch_file import NodeAction
 
         name = name or exe
         action = NodeAction(pkg="robot_rl", exec=exe, name=name, params=tuple((params or {}).items()))
-        cmd = [sys.executable, "-m", f"robot_rl.nodes.{exe}"] + action.ros_args() + list(extra or [])
-        return self.start(name, cmd)
+        cmd = [sys.executable, "-m", f"robot_rl.nodes.{exe}"] + action.ros_args()
+        return self.start(key or name, cmd)
 
     def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process

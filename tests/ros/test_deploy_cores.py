@@ -82,7 +82,9 @@ def test_policy_loop_nan_state_gives_safe_command_then_recovers(profile):
         t = 0.01 * k
         assert loop.on_joint_state(names, [0.0, 0.1], [0.0, 0.0], [], stamp_s=t, now_s=t)
     cmd, status, fresh = loop.step(t)
-    assert cmd.tolist() == [3.0] and not status.safe and fresh
+    assert not status.safe and fresh
+    cmd, status, fresh = loop.step(t + 0.005)  # the profile's rate limit (1000 N/s) allows 5 N in 5 ms
+    assert cmd.tolist() == [3.0] and not status.safe and not fresh
     assert not loop.on_joint_state(names, [math.nan, 0.1], [0.0, 0.0], [], stamp_s=t + 0.01, now_s=t + 0.01)
     cmd, status, _ = loop.step(t + 0.01)
     assert status.safe and cmd.tolist() == [0.0] and "hinge" in status.message

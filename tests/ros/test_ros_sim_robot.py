@@ -76,6 +76,6 @@ def test_bad_parameter_refuses_to_start(procs):
     procs.node("sim_robot", params={"sensor_period_s": -0.01})
     assert procs.wait("sim_robot", 20.0) == 2
     assert "parameter 'sensor_period_s'" in procs.log("sim_robot")
-    procs.node("sim_robot", name="sim2", params={"initial_positions": [0.0, 0.1, 0.2]})
+    procs.node("sim_robot", key="sim2", params={"initial_positions": [0.0, 0.1, 0.2]})
     assert procs.wait("sim2", 20.0) == 2
     assert "parameter 'initial_positions': expected 2 values" in procs.log("sim2")

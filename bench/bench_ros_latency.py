@@ -1,0 +1,189 @@
+"""Cross-process sensor -> command latency of policy_node at 500 Hz over real DDS (loopback).
+
+Three processes: a sensor publisher (``/joint_states`` at ``--rate`` Hz from a steady-clock loop, header stamp =
+CLOCK_REALTIME at publish), ``policy_node`` (LQR linear policy exported to ONNX, run by ``OnnxPolicy`` through the
+safety filter, cart-pole profile re-timed to the rate), and this process, which receives the commands and the
+node's ``~/timing`` messages. Latency of a command = its arrival time here (CLOCK_REALTIME) minus the header stamp
+of the joint-state message it was computed from (the timing message names it; both are published in the same order,
+so the k-th command pairs with the k-th timing message). A deadline miss is a latency above one period. Both
+``trigger`` modes are measured: ``timer`` (acts every period on the latest sample: up to one period of waiting is
+part of the latency) and ``sensor`` (acts in the joint-state callback).
+
+    .venv/bin/python bench/bench_ros_latency.py --duration 60 --out bench/results/ros_latency.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+PUBLISHER = textwrap.dedent("""
+    import math, sys, time, rclpy
+    from sensor_msgs.msg import JointState
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    rate, duration = float(sys.argv[1]), float(sys.argv[2])
+    rclpy.init()
+    node = rclpy.create_node("bench_sensor")
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub = node.create_publisher(JointState, "/joint_states", qos)
+    msg = JointState(name=["slider", "hinge"])
+    period, t0 = 1.0 / rate, time.monotonic()
+    k, end = 0, t0 + duration
+    while time.monotonic() < end:
+        phase = k * period
+        msg.position = [0.1 * math.sin(phase), 0.05 * math.sin(3.0 * phase)]
+        msg.velocity = [0.1 * math.cos(phase), 0.15 * math.cos(3.0 * phase)]
+        ns = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        pub.publish(msg)
+        k += 1
+        delay = t0 + k * period - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    print(f"published {k} joint states in {time.monotonic() - t0:.2f} s", flush=True)
+""")
+
+
+def write_profile(path: Path, period_s: float) -> Path:
+    """The cart-pole profile re-timed: control and sensor period ``period_s``, sensor timeout 5 periods."""
+    text = (REPO / "hardware" / "cartpole.yaml").read_text()
+    text = text.replace("control_period_s: 0.02", f"control_period_s: {period_s}")
+    text = text.replace("sensor_period_s: 0.01", f"sensor_period_s: {period_s}")
+    text = text.replace("sensor_timeout_s: 0.06", f"sensor_timeout_s: {5 * period_s}")
+    text = text.replace("mjcf: sim/cartpole/cartpole.xml", f"mjcf: {REPO / 'sim/cartpole/cartpole.xml'}")
+    path.write_text(text)
+    return path
+
+
+def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile_path: Path, env: dict) -> dict:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Float64MultiArray
+
+    period = 1.0 / rate
+    node_log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+    state_dir = tempfile.mkdtemp()
+    node = subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.nodes.policy_node", "--ros-args", "-p", f"robot:={profile_path}",
+         "-p", f"model:={model_dir}", "-p", f"control_period_s:={period}", "-p", f"trigger:={trigger}",
+         "-p", f"state_dir:={state_dir}"], env=env, stdout=node_log, stderr=subprocess.STDOUT)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+    probe = rclpy.create_node("bench_probe", context=ctx)
+    arrivals, timings = [], []
+    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    probe.create_subscription(Float64MultiArray, "/forward_effort_controller/commands",
+                              lambda m: arrivals.append(time.time_ns()), qos)
+    probe.create_subscription(Float64MultiArray, "/policy_node/timing", lambda m: timings.append(tuple(m.data)), qos)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(probe)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.01)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    time.sleep(3.0)  # node start-up and discovery
+    pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(rate), str(duration)], env=env, capture_output=True,
+                         text=True, timeout=duration + 60)
+    time.sleep(0.5)
+    node.send_signal(2)
+    node.wait(timeout=20)
+    stop.set()
+    spinner.join()
+    executor.shutdown()
+    probe.destroy_node()
+    ctx.try_shutdown()
+    node_log.seek(0)
+    log = node_log.read()
+    n = min(len(arrivals), len(timings))
+    lat, gaps = [], []
+    for k in range(n):
+        seq, stamp_s, age_s, _compute = timings[k]
+        if np.isfinite(age_s):  # a command computed from a new sample
+            lat.append(arrivals[k] * 1e-9 - stamp_s)
+    arr = np.asarray(arrivals[:n], dtype=np.float64) * 1e-9
+    gaps = np.diff(arr) if n > 1 else np.zeros(0)
+    lat_ms = np.asarray(lat) * 1e3
+    internal = [ln.split("]: ", 1)[1] for ln in log.splitlines() if "sensor receive -> command publish" in ln]
+    return {
+        "trigger": trigger, "published": pub.stdout.strip(), "commands": len(arrivals), "timings": len(timings),
+        "samples": int(lat_ms.size), "p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
+        "max": float(lat_ms.max()), "misses": int((lat_ms > period * 1e3).sum()),
+        "gap_p99": float(np.percentile(gaps, 99) * 1e3) if gaps.size else float("nan"),
+        "late_ticks": int((gaps > 1.5 * period).sum()), "internal": internal[0] if internal else "(not logged)",
+        "exit": node.returncode, "log_tail": "\n".join(log.splitlines()[-5:]),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of 500 Hz traffic per trigger mode")
+    ap.add_argument("--rate", type=float, default=500.0, help="sensor and control rate [Hz]")
+    ap.add_argument("--triggers", default="timer,sensor", help="comma-separated trigger modes to measure")
+    ap.add_argument("--out", default=None, help="write a markdown report here")
+    args = ap.parse_args(argv)
+    from robot_rl.core.profile import load_profile
+    from robot_rl.deploy.lqr_policy import write_lqr_artifact
+
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+    env.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(150, 199)))
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    work = Path(tempfile.mkdtemp(prefix="bench_ros_latency_"))
+    profile_path = write_profile(work / "cartpole_500hz.yaml", 1.0 / args.rate)
+    profile = load_profile(str(profile_path))
+    model_dir = write_lqr_artifact(work / "lqr_policy", profile, "robot_rl/CartpoleBalance-v0")
+    results = []
+    for trigger in args.triggers.split(","):
+        r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env)
+        results.append(r)
+        print(f"{trigger}: {r}", flush=True)
+    load = os.getloadavg()
+    lines = [
+        "# policy_node cross-process latency (500 Hz)", "",
+        f"Command: `.venv/bin/python bench/bench_ros_latency.py --duration {args.duration:g} --rate {args.rate:g}"
+        + (f" --out {args.out}`" if args.out else "`"), "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min; the machine is "
+        "shared, so these are upper bounds). DDS: Fast DDS (rmw_fastrtps_cpp), loopback, reliable QoS.", "",
+        "Policy: LQR gain as a linear ONNX layer (`robot_rl.deploy.lqr_policy`), run by `OnnxPolicy` inside "
+        "policy_node through the safety filter. Latency = command arrival in the measuring process minus the "
+        "header stamp (publish time) of the joint-state message the command was computed from; a miss is a "
+        f"latency above one period ({1e3 / args.rate:g} ms). `late ticks` = gaps between consecutive commands "
+        "above 1.5 periods.", "",
+        "| trigger | commands | latency samples | p50 [ms] | p99 [ms] | max [ms] | misses | command gap p99 [ms] "
+        "| late ticks |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['trigger']} | {r['commands']} | {r['samples']} | {r['p50']:.3f} | {r['p99']:.3f} | "
+                     f"{r['max']:.3f} | {r['misses']} ({100 * r['misses'] / max(1, r['samples']):.2f} %) | "
+                     f"{r['gap_p99']:.3f} | {r['late_ticks']} |")
+    lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit):", ""]
+    lines += [f"- {r['trigger']}: {r['internal']}" for r in results]
+    lines += ["", "Sensor publisher: " + "; ".join(f"{r['trigger']}: {r['published']}" for r in results), ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0 if all(r["exit"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

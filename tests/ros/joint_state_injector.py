@@ -1,0 +1,63 @@
+"""Fault injector for ROS tests: a separate process publishing cart-pole ``/joint_states`` by a plan.
+
+Usage: ``python joint_state_injector.py PLAN`` where PLAN is ``phase:seconds[,phase:seconds...]`` and a phase is
+``valid`` (a slowly moving near-upright state that makes an LQR policy command a non-zero force), ``nan_position``,
+``inf_velocity``, ``neg_inf_position`` (non-finite values) or ``silent`` (publish nothing). Publishes at 100 Hz
+once a subscriber is matched and prints ``PHASE <name> <time.monotonic()>`` when each phase starts
+(CLOCK_MONOTONIC is system-wide, so the test compares it with its own receive times).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+
+def main(plan: str) -> int:
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+
+    phases = [(p.split(":")[0], float(p.split(":")[1])) for p in plan.split(",")]
+    rclpy.init()
+    node = rclpy.create_node("joint_state_injector")
+    pub = node.create_publisher(JointState, "/joint_states", QoSProfile(depth=10,
+                                                                         reliability=ReliabilityPolicy.RELIABLE))
+    msg = JointState(name=["slider", "hinge"], effort=[0.0, 0.0])
+    period = 0.01
+    k = 0
+    # Messages sent before discovery completes are lost (volatile QoS): wait until the node under test listens.
+    end = time.monotonic() + 20.0
+    while pub.get_subscription_count() == 0 and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    for name, seconds in phases:
+        print(f"PHASE {name} {time.monotonic():.6f}", flush=True)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t = k * period
+            pos = [0.05 * math.sin(t), 0.05 + 0.02 * math.sin(2.0 * t)]
+            vel = [0.05 * math.cos(t), 0.04 * math.cos(2.0 * t)]
+            if name == "nan_position":
+                pos[1] = math.nan
+            elif name == "inf_velocity":
+                vel[1] = math.inf
+            elif name == "neg_inf_position":
+                pos[0] = -math.inf
+            elif name != "silent" and name != "valid":
+                raise SystemExit(f"unknown phase {name!r}")
+            if name != "silent":
+                msg.position, msg.velocity = pos, vel
+                msg.header.stamp = node.get_clock().now().to_msg()
+                pub.publish(msg)
+            k += 1
+            time.sleep(period)
+    print(f"PHASE end {time.monotonic():.6f}", flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
