@@ -44,8 +44,10 @@ class TrainConfig:
     """Env steps between resumable checkpoints (checkpoints/latest.pt); the final step always checkpoints."""
     torch_threads: int = 1
     """``torch.set_num_threads``; 1 is fastest for these small nets on 2 cores (see docs/training.md)."""
-    deterministic: bool = True
-    """``torch.use_deterministic_algorithms(True)``: bit-identical runs on CPU for the same seed."""
+    deterministic: bool = False
+    """Call ``torch.use_deterministic_algorithms(True)``. Not needed on CPU, where every kernel these learners use
+    is already deterministic (same seed -> bit-identical runs is tested without it); it costs a ~10 s import of
+    ``torch._inductor``. Turn it on for accelerator runs."""
     progress: bool = True
     """Show a tqdm progress bar (steps/s, ETA) on stderr."""
 

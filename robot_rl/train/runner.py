@@ -59,7 +59,8 @@ def code_version() -> str:
 
 def configure_torch(threads: int, deterministic: bool) -> None:
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
+    if deterministic != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def load_resume_config(run_dir: Path, overrides: list[str]):
@@ -180,11 +181,11 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
                     best_eval = last_eval["return_mean"]
                     save_atomic(ckpt_dir / "best.pt", {"format_version": FORMAT_VERSION, "kind": "policy",
                                                        "meta": meta_payload(), "policy": learner.policy_spec()})
-                plot_learning_curve(run_dir, f"{cfg.algo.upper()} {cfg.env.id} (seed {cfg.seed})")
                 bounds.advance("eval", step)
             if step >= bounds.ckpt or done:
                 learner.begin_segment(learner.segment + 1)
                 save_resume()
+                plot_learning_curve(run_dir, f"{cfg.algo.upper()} {cfg.env.id} (seed {cfg.seed})")
                 bounds.advance("ckpt", step)
             if stop_after_steps is not None and step >= stop_after_steps and not done:
                 break

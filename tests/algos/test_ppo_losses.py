@@ -1,0 +1,63 @@
+"""PPO pure functions and GAE on hand-computed numbers."""
+
+import math
+
+import torch
+
+from robot_rl.algos.ppo import approx_kl, gaussian_log_prob, ppo_clip_loss, value_loss
+from robot_rl.data.rollout import RolloutStorage, gae
+
+
+def test_gae_hand_numbers_with_termination():
+    # one env, T=3, gamma=0.5, lambda=0.5; the episode terminates at t=1, so t=1 does not bootstrap
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [1.0], [2.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])
+    last = torch.tensor([4.0])
+    adv, ret = gae(rewards, values, dones, last, gamma=0.5, lam=0.5)
+    # t=2: delta = 3 + 0.5*4 - 2 = 3 ; A2 = 3
+    # t=1: delta = 2 - 1 = 1 (done) ; A1 = 1
+    # t=0: delta = 1 + 0.5*1.0 - 0.5 = 1 ; A0 = 1 + 0.25 * 1 = 1.25
+    torch.testing.assert_close(adv, torch.tensor([[1.25], [1.0], [3.0]]))
+    torch.testing.assert_close(ret, adv + values)
+
+
+def test_gae_lambda_one_is_discounted_return_minus_value():
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    values = torch.zeros(2, 2)
+    dones = torch.zeros(2, 2)
+    adv, ret = gae(rewards, values, dones, torch.tensor([10.0, 0.0]), gamma=0.9, lam=1.0)
+    # env 0: 1 + 0.9 * (1 + 0.9 * 10) = 10.0 ; env 1: 0 + 0.9 * 1 = 0.9
+    torch.testing.assert_close(ret[0], torch.tensor([10.0, 0.9]))
+
+
+def test_rollout_storage_flat_shapes():
+    s = RolloutStorage(4, 3, 5, 2)
+    s.compute_returns(torch.zeros(3), 0.99, 0.95)
+    flat = s.flat()
+    assert flat["obs"].shape == (12, 5) and flat["actions"].shape == (12, 2) and flat["returns"].shape == (12,)
+
+
+def test_ppo_clip_loss_hand_numbers():
+    ratio = torch.tensor([1.5, 0.5, 1.1])
+    adv = torch.tensor([1.0, 1.0, -2.0])
+    # clip 0.2: r=1.5,A=1 -> min(1.5, 1.2) = 1.2 ; r=0.5,A=1 -> min(0.5, 0.8) = 0.5 ; r=1.1,A=-2 -> min(-2.2,-2.2)
+    expected = -(1.2 + 0.5 - 2.2) / 3
+    torch.testing.assert_close(ppo_clip_loss(ratio, adv, 0.2), torch.tensor(expected))
+
+
+def test_value_loss_clipped_and_unclipped():
+    v = torch.tensor([2.0, 0.0])
+    old = torch.tensor([1.0, 0.0])
+    ret = torch.tensor([3.0, 1.0])
+    # unclipped: 0.5 * mean([1, 1]) = 0.5
+    torch.testing.assert_close(value_loss(v, old, ret, None), torch.tensor(0.5))
+    # clipped (0.2): v0 -> 1.2, (1.2-3)^2 = 3.24 > 1 ; v1 unchanged 1 -> 0.5 * mean([3.24, 1]) = 1.06
+    torch.testing.assert_close(value_loss(v, old, ret, 0.2), torch.tensor(1.06))
+
+
+def test_gaussian_log_prob_and_kl():
+    lp = gaussian_log_prob(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(2))
+    torch.testing.assert_close(lp, torch.tensor([-math.log(2 * math.pi)]))
+    assert approx_kl(torch.zeros(5)).item() == 0.0
+    assert approx_kl(torch.tensor([0.3, -0.3])).item() > 0.0
