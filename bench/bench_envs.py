@@ -56,7 +56,9 @@ def bench_robot_rl(n: int, repeats: int) -> tuple[float, float]:
     return _best_rate(run, n, repeats), env.unwrapped.control_dt
 
 
-def bench_raw(n: int, repeats: int) -> tuple[float, float]:
+def bench_raw(n: int, repeats: int, one_call: bool = True) -> tuple[float, float]:
+    """Raw MuJoCo on the env's model: ``mj_step(m, d, frame_skip)`` per control step (``one_call``) or
+    ``frame_skip`` separate ``mj_step(m, d)`` calls (what a plain Python physics loop costs)."""
     env = E.make("CartpoleSwingup-v0", seed=0)
     m, d = env.unwrapped.model, env.unwrapped.data
     env.reset(seed=0)
@@ -64,8 +66,12 @@ def bench_raw(n: int, repeats: int) -> tuple[float, float]:
 
     def run(k):
         d.ctrl[0] = 1.0
-        for _ in range(k):
-            mujoco.mj_step(m, d, skip)
+        if one_call:
+            for _ in range(k):
+                mujoco.mj_step(m, d, skip)
+        else:
+            for _ in range(k * skip):
+                mujoco.mj_step(m, d)
 
     return _best_rate(run, n, repeats), skip * m.opt.timestep
 
@@ -112,13 +118,16 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> tuple[float, float]:
 def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int = 400) -> dict:
     ours, ours_dt = bench_robot_rl(n, repeats)
     raw, raw_dt = bench_raw(n, repeats)
+    raw_loop, _ = bench_raw(n, repeats, one_call=False)
     dmc, dmc_dt = bench_dm_control(n, repeats)
     single, vec = bench_vector(num_envs, vec_steps, repeats)
     return {
         "robot_rl_steps_s": ours, "robot_rl_sim_s_per_s": ours * ours_dt,
         "raw_steps_s": raw, "raw_sim_s_per_s": raw * raw_dt,
+        "raw_loop_steps_s": raw_loop, "raw_loop_sim_s_per_s": raw_loop * raw_dt,
         "dmc_steps_s": dmc, "dmc_sim_s_per_s": dmc * dmc_dt,
         "vs_dmc": ours * ours_dt / (dmc * dmc_dt), "vs_raw": ours * ours_dt / (raw * raw_dt),
+        "vs_raw_loop": ours / raw_loop,
         "single_steps_s": single, "vec_steps_s": vec, "vec_speedup": vec / single, "num_envs": num_envs,
     }
 
@@ -126,23 +135,36 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
 def write_table(r: dict, path: Path = RESULTS) -> str:
     cpu = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    text = f"""# Env throughput (bench/bench_envs.py, one run)
-
-Machine: {platform.machine()}, {cpu} CPU cores (shared; 1-min load average {load:.1f} at the end of the run),
-Python {sys.version.split()[0]}, mujoco {mujoco.__version__}. Best of several timed runs per row.
-Command: `.venv/bin/python bench/bench_envs.py`
-
-| what (cart-pole swing-up) | steps/s | simulated s per wall s | ratio | target |
-|---|---:|---:|---:|---|
-| robot_rl `CartpoleSwingup-v0`, randomization `default` ON (frame_skip 2) | {r['robot_rl_steps_s']:.0f} | {r['robot_rl_sim_s_per_s']:.0f} | 1.00 | |
-| raw `mujoco.mj_step(m, d, 2)`, same model | {r['raw_steps_s']:.0f} | {r['raw_sim_s_per_s']:.0f} | robot_rl / raw = {r['vs_raw']:.2f} | >= 0.50 |
-| dm_control `suite.load("cartpole", "swingup")` `env.step` | {r['dmc_steps_s']:.0f} | {r['dmc_sim_s_per_s']:.0f} | robot_rl / dm_control = {r['vs_dmc']:.2f} | >= 3.0 |
-
-| vector env ({r['num_envs']} envs, randomization ON) | env steps/s | ratio | target |
-|---|---:|---:|---|
-| {r['num_envs']} single envs in a Python loop | {r['single_steps_s']:.0f} | 1.00 | |
-| `make_vec(..., num_workers=2)` (2 worker processes) | {r['vec_steps_s']:.0f} | {r['vec_speedup']:.2f} | >= 1.5 on 2 free cores |
-"""
+    rows = [
+        ("robot_rl `CartpoleSwingup-v0`, randomization `default` ON (frame_skip 2)", r["robot_rl_steps_s"],
+         r["robot_rl_sim_s_per_s"], "1.00", ""),
+        ("raw `mujoco.mj_step(m, d, 2)` per control step, same model", r["raw_steps_s"], r["raw_sim_s_per_s"],
+         f"robot_rl / raw = {r['vs_raw']:.2f}", ">= 0.50"),
+        ("raw Python loop, 2 x `mujoco.mj_step(m, d)` per control step", r["raw_loop_steps_s"],
+         r["raw_loop_sim_s_per_s"], f"robot_rl / raw loop = {r['vs_raw_loop']:.2f}", ""),
+        ('dm_control `suite.load("cartpole", "swingup")` `env.step` (1 physics step)', r["dmc_steps_s"],
+         r["dmc_sim_s_per_s"], f"robot_rl / dm_control = {r['vs_dmc']:.2f}", ">= 3.0"),
+    ]
+    lines = [
+        "# Env throughput (bench/bench_envs.py, one run)",
+        "",
+        f"Machine: {platform.machine()}, {cpu} CPU cores (shared with other jobs: 1-min load average {load:.1f} at",
+        f"the end of the run), Python {sys.version.split()[0]}, mujoco {mujoco.__version__}. Best of several timed",
+        "runs per row. Ratios compare simulated seconds per wall-clock second (frame skips differ).",
+        "Command: `.venv/bin/python bench/bench_envs.py`",
+        "",
+        "| what (cart-pole swing-up) | steps/s | simulated s per wall s | ratio | target |",
+        "|---|---:|---:|---:|---|",
+        *(f"| {w} | {a:.0f} | {b:.0f} | {c} | {t} |" for w, a, b, c, t in rows),
+        "",
+        f"| vector env ({r['num_envs']} envs, randomization ON) | env steps/s | ratio | target |",
+        "|---|---:|---:|---|",
+        f"| {r['num_envs']} single envs stepped in a Python loop | {r['single_steps_s']:.0f} | 1.00 | |",
+        f"| `make_vec(..., num_workers=2)` (2 worker processes) | {r['vec_steps_s']:.0f} | {r['vec_speedup']:.2f} "
+        "| >= 1.5 on 2 free cores |",
+        "",
+    ]
+    text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text

@@ -162,7 +162,7 @@ class MujocoTaskEnv(gym.Env):
     def _observe(self) -> np.ndarray:
         q, qd = self._qpos[self._qadr], self._qvel[self._dadr]
         if self.randomization_enabled and self.randomizer.acts_on_sensors:
-            q, qd = self.randomizer.sense(q, qd, self.np_random)
+            q, qd = self.randomizer.sense(q, qd, self._np_random)
         return self.observation_builder.build(q, qd, self._goal)
 
     # ------------------------------------------------------------------ gym API
@@ -202,12 +202,12 @@ class MujocoTaskEnv(gym.Env):
         # actuator ctrlrange (checked in __init__), which is the same as clipping the action to [-1, 1]; tasks
         # clip the scalars they use in rewards. A NaN makes MuJoCo zero the controls and count mjWARN_BADCTRL.
         if self.randomization_enabled:
-            rz = self.randomizer
+            rz, rng = self.randomizer, self._np_random  # (the np_random property costs a call per access)
             if rz.acts_on_action:
-                a = rz.process_action(a, self._t, self.np_random)
-            info_rand = self._rand_info = rz.before_step(self._t, self.np_random, self._rand_info)
-        else:
-            info_rand = self._rand_info
+                a = rz.process_action(a, self._t, rng)
+            if rz.acts_per_step:
+                self._rand_info = rz.before_step(self._t, rng, self._rand_info)
+        info_rand = self._rand_info
         np.add(self._ctrl_mid, self._ctrl_half * a, out=self._ctrl)
         self._before_physics()
         mujoco.mj_step(m, d, self.frame_skip)

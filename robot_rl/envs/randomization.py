@@ -119,6 +119,7 @@ class Randomizer:
         self.acts_on_action = config.action_latency is not None or (
             config.action_noise is not None and config.action_noise.std > 0)
         self.acts_on_sensors = config.observation_noise is not None
+        self.acts_per_step = bool(self._interval_terms) or config.push is not None
         self._bias_q = self._bias_qd = 0.0
         self._next_push = self._push_end = -1
 
