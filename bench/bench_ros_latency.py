@@ -113,17 +113,20 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     node_log.seek(0)
     log = node_log.read()
     n = min(len(arrivals), len(timings))
-    lat, gaps = [], []
+    lat, safe_after_sample, first = [], 0, None
     for k in range(n):
-        seq, stamp_s, age_s, _compute = timings[k]
-        if np.isfinite(age_s):  # a command computed from a new sample
+        seq, stamp_s, age_s, _compute, safe = timings[k]
+        if np.isfinite(age_s):  # the first command after a newly accepted sample
             lat.append(arrivals[k] * 1e-9 - stamp_s)
-    arr = np.asarray(arrivals[:n], dtype=np.float64) * 1e-9
-    gaps = np.diff(arr) if n > 1 else np.zeros(0)
+            safe_after_sample += int(safe)
+            first = k if first is None else first
+    arr = np.asarray(arrivals[first or 0:n], dtype=np.float64) * 1e-9  # from the first sample on
+    gaps = np.diff(arr) if arr.size > 1 else np.zeros(0)
     lat_ms = np.asarray(lat) * 1e3
     internal = [ln.split("]: ", 1)[1] for ln in log.splitlines() if "sensor receive -> command publish" in ln]
     return {
-        "trigger": trigger, "published": pub.stdout.strip(), "commands": len(arrivals), "timings": len(timings),
+        "trigger": trigger, "published": pub.stdout.strip(), "commands": int(arr.size), "timings": len(timings),
+        "safe": safe_after_sample,
         "samples": int(lat_ms.size), "p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
         "max": float(lat_ms.max()), "misses": int((lat_ms > period * 1e3).sum()),
         "gap_p99": float(np.percentile(gaps, 99) * 1e3) if gaps.size else float("nan"),
@@ -165,14 +168,17 @@ def main(argv=None) -> int:
         "Policy: LQR gain as a linear ONNX layer (`robot_rl.deploy.lqr_policy`), run by `OnnxPolicy` inside "
         "policy_node through the safety filter. Latency = command arrival in the measuring process minus the "
         "header stamp (publish time) of the joint-state message the command was computed from; a miss is a "
-        f"latency above one period ({1e3 / args.rate:g} ms). `late ticks` = gaps between consecutive commands "
+        f"latency above one period ({1e3 / args.rate:g} ms). Latency samples are the first command after each newly "
+        "accepted joint-state sample; `(safe)` counts those that were the safe command (the filter's stale-sensor "
+        "watchdog or timestamp checks fired: a starved process). `late ticks` = gaps between consecutive commands "
         "above 1.5 periods.", "",
-        "| trigger | commands | latency samples | p50 [ms] | p99 [ms] | max [ms] | misses | command gap p99 [ms] "
-        "| late ticks |",
+        "| trigger | commands | latency samples (safe) | p50 [ms] | p99 [ms] | max [ms] | misses "
+        "| command gap p99 [ms] | late ticks |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['trigger']} | {r['commands']} | {r['samples']} | {r['p50']:.3f} | {r['p99']:.3f} | "
+        lines.append(f"| {r['trigger']} | {r['commands']} | {r['samples']} ({r['safe']}) | {r['p50']:.3f} | "
+                     f"{r['p99']:.3f} | "
                      f"{r['max']:.3f} | {r['misses']} ({100 * r['misses'] / max(1, r['samples']):.2f} %) | "
                      f"{r['gap_p99']:.3f} | {r['late_ticks']} |")
     lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit):", ""]

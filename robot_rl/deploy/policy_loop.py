@@ -84,7 +84,7 @@ class PolicyLoop:
             obs = self.obs_builder.build(safety.position, safety.velocity, self.goal)
             action = self.policy(obs)
         command, status = safety.filter(action, now_s, out=self.command)
-        fresh = self._fresh and not status.safe
+        fresh = self._fresh  # the command (policy or safe) follows a newly accepted sample
         self._fresh = False
         return command, status, fresh
 

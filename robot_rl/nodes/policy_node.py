@@ -5,7 +5,7 @@ policies); every ``control_period_s`` of steady time (``trigger: timer``), or on
 (``trigger: sensor``, with the timer kept as the stale-sensor watchdog), builds the observation with the env's
 ``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
 ``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
-(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s]``), e-stop services ``~/estop``
+(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe]``), e-stop services ``~/estop``
 and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it survives a restart and only
 ``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
 safe command and exits 1; a model that does not match the robot profile is refused (exit 2).
@@ -179,7 +179,8 @@ class PolicyNode(Node):
         self.loop.record_publish(end, start, fresh)
         self._seq += 1
         age = end - self.loop.last_rx_s if fresh else float("nan")
-        self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start]))
+        self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start,
+                                                        float(status.safe)]))
         if status.mode != self._last_mode:
             if status.mode == "normal":
                 self.get_logger().info(f"mode normal: {status.message}")
