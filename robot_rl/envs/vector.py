@@ -10,8 +10,9 @@ Dict observations (goal-conditioned tasks) are dicts of ``[N, ...]`` arrays.
 
 Env ``i`` is ``robot_rl.envs.make(env_id, seed=seed + i, ...)``, so a vector env equals N single envs stepped with
 the same actions and reset on done. Backends: ``"process"`` (default when ``num_workers > 1``) runs the envs in
-``num_workers`` worker processes (a contiguous block each, one pipe round trip per step) so physics and Python
-overhead both run in parallel; ``"sync"`` steps them in this process. See bench/results/envs.md for speed.
+``num_workers`` worker processes (a contiguous block each; results in shared memory, one tiny pipe message per
+worker and step) so physics and Python overhead both run in parallel; ``"sync"`` steps them in this process.
+See bench/results/envs.md for speed.
 """
 
 from __future__ import annotations
@@ -25,71 +26,96 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 
-def _stack(items: list):
-    if isinstance(items[0], dict):
-        return {k: np.stack([it[k] for it in items]) for k in items[0]}
-    return np.stack(items)
+class _Buffers:
+    """Step results of all N envs in flat arrays; shared memory (inherited by forked workers) or private.
 
+    Workers write their rows in place, so a step costs one tiny pipe message per worker instead of pickling
+    observations and info dicts.
+    """
 
-def _concat(parts: list):
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return np.concatenate(parts)
+    def __init__(self, obs_space: gym.Space, act_shape: tuple, n: int, ctx=None):
+        self._ctx = ctx
+        spaces = obs_space.spaces if isinstance(obs_space, gym.spaces.Dict) else {"": obs_space}
+        self.dict_obs = isinstance(obs_space, gym.spaces.Dict)
+        self.actions = self._alloc((n, *act_shape), np.float32)
+        self.obs = {k: self._alloc((n, *sp.shape), sp.dtype) for k, sp in spaces.items()}
+        self.final_obs = {k: self._alloc((n, *sp.shape), sp.dtype) for k, sp in spaces.items()}
+        self.rew = self._alloc((n,), np.float64)
+        self.ep_r = self._alloc((n,), np.float64)
+        self.ep_l = self._alloc((n,), np.int64)
+        self.term, self.trunc, self.err, self.succ = (self._alloc((n,), np.bool_) for _ in range(4))
+
+    def _alloc(self, shape: tuple, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        if self._ctx is None:
+            return np.zeros(shape, dtype)
+        raw = self._ctx.RawArray("b", max(1, int(np.prod(shape)) * dtype.itemsize))
+        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+    def rows(self, sl: slice) -> _Buffers:
+        view = object.__new__(_Buffers)
+        view.dict_obs = self.dict_obs
+        for k, v in self.__dict__.items():
+            if isinstance(v, np.ndarray):
+                setattr(view, k, v[sl])
+            elif isinstance(v, dict):
+                setattr(view, k, {kk: vv[sl] for kk, vv in v.items()})
+        return view
+
+    def observations(self, which: dict):
+        """A copy (results must not alias the next step's buffers)."""
+        return {k: v.copy() for k, v in which.items()} if self.dict_obs else which[""].copy()
 
 
 class _Block:
     """A contiguous block of envs stepped in a loop with same-step autoreset (runs in-process or in a worker)."""
 
-    def __init__(self, env_id: str, indices: range, seed: int | None, randomization, kwargs: dict):
+    def __init__(self, env_id: str, indices: range, seed: int | None, randomization, kwargs: dict, buf: _Buffers):
         from robot_rl.envs import make
 
         self.envs = [make(env_id, randomization=randomization, seed=None if seed is None else seed + i, **kwargs)
                      for i in indices]
+        self.buf = buf
         self.returns = np.zeros(len(self.envs))
         self.lengths = np.zeros(len(self.envs), dtype=np.int64)
-        obs_space = self.envs[0].observation_space
-        self.zero_obs = ({k: np.zeros(s.shape, s.dtype) for k, s in obs_space.spaces.items()}
-                         if isinstance(obs_space, gym.spaces.Dict) else np.zeros(obs_space.shape, obs_space.dtype))
 
-    def reset(self, seeds: list):
-        obs, succ = [], []
-        for env, s in zip(self.envs, seeds):
+    def _write_obs(self, target: dict, i: int, o) -> None:
+        if self.buf.dict_obs:
+            for k, v in o.items():
+                target[k][i] = v
+        else:
+            target[""][i] = o
+
+    def reset(self, seeds: list) -> None:
+        b = self.buf
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
             o, info = env.reset(seed=s)
-            obs.append(o)
-            succ.append(info.get("is_success", False))
+            self._write_obs(b.obs, i, o)
+            b.succ[i] = info.get("is_success", False)
+            b.err[i] = False
         self.returns[:] = 0.0
         self.lengths[:] = 0
-        return _stack(obs), {"is_success": np.asarray(succ, dtype=bool),
-                             "physics_error": np.zeros(len(self.envs), dtype=bool)}
 
-    def step(self, actions: np.ndarray):
-        n = len(self.envs)
-        obs, final_obs = [], []
-        rew = np.zeros(n)
-        term = np.zeros(n, dtype=bool)
-        trunc = np.zeros(n, dtype=bool)
-        err = np.zeros(n, dtype=bool)
-        succ = np.zeros(n, dtype=bool)
-        ep_r, ep_l = np.zeros(n), np.zeros(n, dtype=np.int64)
+    def step(self) -> None:
+        b = self.buf
+        for v in b.final_obs.values():
+            v.fill(0)
+        b.ep_r.fill(0.0)
+        b.ep_l.fill(0)
+        actions = b.actions
         for i, env in enumerate(self.envs):
             o, r, te, tr, info = env.step(actions[i])
-            rew[i], term[i], trunc[i] = r, te, tr
-            err[i] = info["physics_error"]
-            succ[i] = info.get("is_success", False)
+            b.rew[i], b.term[i], b.trunc[i] = r, te, tr
+            b.err[i] = info["physics_error"]
+            b.succ[i] = info.get("is_success", False)
             self.returns[i] += r
             self.lengths[i] += 1
             if te or tr:
-                final_obs.append(o)
-                ep_r[i], ep_l[i] = self.returns[i], self.lengths[i]
+                self._write_obs(b.final_obs, i, o)
+                b.ep_r[i], b.ep_l[i] = self.returns[i], self.lengths[i]
                 self.returns[i], self.lengths[i] = 0.0, 0
                 o, _ = env.reset()
-            else:
-                final_obs.append(self.zero_obs)
-            obs.append(o)
-        done = term | trunc
-        infos = {"final_obs": _stack(final_obs), "_final_obs": done, "episode": {"r": ep_r, "l": ep_l},
-                 "_episode": done, "physics_error": err, "is_success": succ}
-        return _stack(obs), rew, term, trunc, infos
+            self._write_obs(b.obs, i, o)
 
     def get_attr(self, name: str) -> list:
         return [getattr(env.unwrapped, name) for env in self.envs]
@@ -103,9 +129,9 @@ class _Block:
             env.close()
 
 
-def _worker(conn, env_id, indices, seed, randomization, kwargs):
+def _worker(conn, env_id, indices, seed, randomization, kwargs, buf):
     try:
-        block = _Block(env_id, indices, seed, randomization, kwargs)
+        block = _Block(env_id, indices, seed, randomization, kwargs, buf)
         conn.send(("ok", None))
     except Exception:  # noqa: BLE001 - report any construction error to the parent
         conn.send(("error", traceback.format_exc()))
@@ -122,16 +148,6 @@ def _worker(conn, env_id, indices, seed, randomization, kwargs):
             conn.send(("error", traceback.format_exc()))
 
 
-def _merge_infos(parts: list[dict]) -> dict:
-    out = {}
-    for k in parts[0]:
-        if isinstance(parts[0][k], dict):
-            out[k] = {kk: np.concatenate([p[k][kk] for p in parts]) for kk in parts[0][k]}
-        else:
-            out[k] = _concat([p[k] for p in parts])
-    return out
-
-
 class RobotVecEnv(VectorEnv):
     """N copies of a robot_rl task with same-step autoreset (see module docstring)."""
 
@@ -146,7 +162,6 @@ class RobotVecEnv(VectorEnv):
             raise ValueError(f"backend must be 'process' or 'sync', got {backend!r}")
         self.num_envs = num_envs
         self.backend = backend
-        self._seed = seed
         from robot_rl.envs import make
 
         probe = make(env_id, **kwargs)
@@ -160,22 +175,26 @@ class RobotVecEnv(VectorEnv):
         self.spec = None
         self.render_mode = None
         self.closed = False
+        self._conns, self._procs, self._blocks = [], [], []
         if backend == "sync":
-            self._blocks = [_Block(env_id, range(num_envs), seed, randomization, kwargs)]
+            self._buf = _Buffers(self.single_observation_space, self.single_action_space.shape, num_envs)
             self._slices = [slice(0, num_envs)]
-            self._conns, self._procs = [], []
+            self._blocks = [_Block(env_id, range(num_envs), seed, randomization, kwargs, self._buf)]
             return
+        # fork: no re-import of the caller's __main__ (spawn would need an `if __name__ == "__main__"` guard in
+        # every script) and the shared buffers are inherited; workers only run numpy/mujoco, never torch.
+        if "fork" not in mp.get_all_start_methods():
+            raise RuntimeError("the process backend needs the 'fork' start method; use backend='sync'")
+        ctx = mp.get_context("fork")
+        self._buf = _Buffers(self.single_observation_space, self.single_action_space.shape, num_envs, ctx)
         workers = max(1, min(num_workers, num_envs))
         bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
         self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        # fork: no re-import of the caller's __main__ (spawn would need an `if __name__ == "__main__"` guard in
-        # every script); workers only run numpy/mujoco, never torch, so forking a torch-using parent is safe.
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        self._conns, self._procs = [], []
         for sl in self._slices:
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(child, env_id, range(sl.start, sl.stop), seed, randomization, kwargs),
-                            daemon=True)
+            p = ctx.Process(target=_worker, daemon=True,
+                            args=(child, env_id, range(sl.start, sl.stop), seed, randomization, kwargs,
+                                  self._buf.rows(sl)))
             p.start()
             child.close()
             self._conns.append(parent)
@@ -211,20 +230,23 @@ class RobotVecEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        parts = self._call_all("reset", [(seeds[sl],) for sl in self._slices])
-        return _concat([p[0] for p in parts]), _merge_infos([p[1] for p in parts])
+        self._call_all("reset", [(seeds[sl],) for sl in self._slices])
+        b = self._buf
+        return b.observations(b.obs), {"is_success": b.succ.copy(), "physics_error": b.err.copy()}
 
     def step(self, actions):
         """Step all envs with ``actions`` of shape ``(num_envs, n_act)``; same-step autoreset."""
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
-        parts = self._call_all("step", [(actions[sl],) for sl in self._slices])
-        obs = _concat([p[0] for p in parts])
-        rew = np.concatenate([p[1] for p in parts])
-        term = np.concatenate([p[2] for p in parts])
-        trunc = np.concatenate([p[3] for p in parts])
-        return obs, rew, term, trunc, _merge_infos([p[4] for p in parts])
+        b = self._buf
+        b.actions[:] = actions
+        self._call_all("step", [()] * len(self._slices))
+        done = b.term | b.trunc
+        infos = {"final_obs": b.observations(b.final_obs), "_final_obs": done,
+                 "episode": {"r": b.ep_r.copy(), "l": b.ep_l.copy()}, "_episode": done.copy(),
+                 "physics_error": b.err.copy(), "is_success": b.succ.copy()}
+        return b.observations(b.obs), b.rew.copy(), b.term.copy(), b.trunc.copy(), infos
 
     def get_attr(self, name: str) -> tuple:
         """Attribute ``name`` of every env's ``unwrapped``."""
@@ -239,10 +261,8 @@ class RobotVecEnv(VectorEnv):
         self._call_all("set_attr", [(name, list(values[sl])) for sl in self._slices])
 
     def close_extras(self, **kwargs) -> None:
-        if self.backend == "sync":
-            for b in self._blocks:
-                b.close()
-            return
+        for b in self._blocks:
+            b.close()
         for c in self._conns:
             try:
                 c.send(("close", ()))
