@@ -3,9 +3,9 @@
 A planner thread (iLQR or predictive sampling, MuJoCo dynamics of the robot's MJCF) replans from the newest measured
 state with a wall-clock budget (``replan_budget_s``); the control loop runs every ``control_period_s`` of steady
 time and applies ``u = U[i] + K[i] (x - X[i])`` from the latest plan. Everything else (topics, safety filter,
-e-stop latch and services, diagnostics, timing, exit codes) is the policy node's. A planner-thread exception stops
-the node: final safe command, exit 1. Planner statistics (solve time p50/p99/max, deadline misses, fallbacks) are
-logged at exit.
+e-stop latch and services, diagnostics, timing, exit codes) is the policy node's. A planner-thread exception
+stops the node: final safe command, exit 1 (``allow_fault_injection`` + ``~/inject_fault`` makes the next replan
+raise). Planner statistics (solve time p50/p99/max, deadline misses, fallbacks) are logged at exit.
 
 Run: ``python -m robot_rl.nodes.mpc_node --ros-args -p robot:=cartpole -p planner:=ilqr``
 """
@@ -67,6 +67,15 @@ class MpcNode(PolicyNode):
                                        replan_period_s=self.period_s, max_missed_deadlines=misses)
         except ValueError as exc:
             raise StartupError(f"planner parameters: {exc}") from None
+        self._planner_fault = False
+        optimize = planner.optimize
+
+        def optimize_checked(*args, **kwargs):
+            if self._planner_fault:  # allow_fault_injection: an exception inside the planner thread
+                raise RuntimeError("injected fault (allow_fault_injection): exception in the planner thread")
+            return optimize(*args, **kwargs)
+
+        planner.optimize = optimize_checked
         self.mpc = mpc.MPCController(planner, settings, u_min=profile.command_min, u_max=profile.command_max,
                                      clock=time.monotonic)
         self.mpc.start()
@@ -77,6 +86,11 @@ class MpcNode(PolicyNode):
             return self.mpc.action(x, now)
 
         return builder, act, f"{planner_kind} MPC (horizon {horizon}, budget {budget} s, cost {cost_path})"
+
+    def _on_inject(self, _req, resp):
+        self._planner_fault = True
+        resp.success, resp.message = True, "the next replan raises in the planner thread"
+        return resp
 
     def check_health(self) -> str | None:
         err = self.mpc.last_error
