@@ -23,6 +23,8 @@ observation from it (one allocation per call, no Python loop over terms).
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,6 +101,9 @@ class ObservationBuilder:
         src = self._src
         self._v_pos, self._v_cos, self._v_sin, self._v_vel = src[0:n], src[n:2 * n], src[2 * n:3 * n], src[3 * n:4 * n]
         self._trig = any(k in ("cos", "sin") for _, k, _ in self.terms)
+        self._pad = [0.0] * (2 * n)
+        self._gather = operator.itemgetter(*index) if len(index) > 1 else (lambda src, i=index[0]: (src[i],))
+        self._out_shape = (len(index),)
         self._fk = None
         if sites:
             self._fk = _Kinematics(model, self.joint_names, sites)
@@ -123,6 +128,8 @@ class ObservationBuilder:
         if q.shape != self._jshape or np.shape(velocities) != self._jshape:
             raise ValueError(f"expected positions and velocities of shape {self._jshape} for joints "
                              f"{list(self.joint_names)}, got {q.shape} and {np.shape(velocities)}")
+        if self._fk is None:
+            return self._build_small(q, velocities, goal)
         # Precomputed views into the source vector: no slicing, no temporaries on this per-step path.
         self._v_pos[:] = q
         if self._trig:
@@ -133,6 +140,20 @@ class ObservationBuilder:
         if g or self._fk is not None:
             self._build_goal_and_sites(q, goal)
         return self._src[self._index].astype(np.float32)
+
+    def _build_small(self, q: np.ndarray, velocities, goal) -> np.ndarray:
+        """Same result without forward kinematics, in Python floats: for a handful of joints a few list operations
+        cost less than the numpy calls (this runs every env step).
+        """
+        ql = q.tolist()
+        src = ql + ([math.cos(x) for x in ql] + [math.sin(x) for x in ql] if self._trig else self._pad)
+        src += velocities.tolist() if type(velocities) is np.ndarray else [float(v) for v in velocities]
+        if self.goal_dim:
+            if goal is None or np.shape(goal) != (self.goal_dim,):
+                raise ValueError(f"expected a goal of shape ({self.goal_dim},), got "
+                                 f"{None if goal is None else np.shape(goal)}")
+            src += np.asarray(goal, dtype=np.float64).tolist()
+        return np.array(self._gather(src), dtype=np.float32).reshape(self._out_shape)
 
     def _build_goal_and_sites(self, q: np.ndarray, goal) -> None:
         n, src, g = self._n, self._src, self.goal_dim
