@@ -62,6 +62,10 @@ class GcbcExperiment:
         if not 0 <= self.seed < 1000:
             raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
 
+    def make_learner(self):
+        """The learner for ``robot_rl.train.runner`` (the runner's registry calls this)."""
+        return GcbcLearner(self)
+
 
 def bc_loss(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of the data's actions, ``-mean(log pi(a|s,g))``."""
@@ -107,7 +111,7 @@ class GcbcLearner:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            self._loss_sum += float(loss)
+            self._loss_sum += loss.item()
             self._loss_n += 1
             self.env_steps += 1
 

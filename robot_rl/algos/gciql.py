@@ -46,6 +46,10 @@ class GcIqlExperiment:
         if not 0 <= self.seed < 1000:
             raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
 
+    def make_learner(self):
+        """The learner for ``robot_rl.train.runner`` (the runner's registry calls this)."""
+        return GcIqlLearner(self)
+
 
 class GcIqlLearner(IqlLearner):
     """IQL whose batches are relabeled with goals; see the module docstring."""
