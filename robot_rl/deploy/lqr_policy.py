@@ -93,25 +93,40 @@ def linear_policy_onnx(W: np.ndarray, path, *, bias: np.ndarray | None = None, o
     onnx.save(model, str(path))
 
 
-def write_lqr_artifact(out_dir, profile, env_id: str):
-    """Policy artifact directory (``policy.onnx`` + ``policy.json``) of the LQR balance law for ``env_id``'s
-    observation; returns the directory. Used by the ROS tests and the latency benchmark.
+def write_lqr_artifact(out_dir, profile, env_id: str, *, n_parity: int = 1000, seed: int = 0):
+    """Export the saturating LQR law ``clip(W obs)`` for ``env_id``'s observation as a policy artifact.
+
+    Goes through ``robot_rl.export.onnx.export_policy`` (torch; build-time only) like a trained policy: a linear
+    layer giving the normalized action ``W obs / half_range - center / half_range``, parity-checked on
+    ``n_parity`` observations of LQR-controlled episodes of the env. Returns the artifact directory.
     """
     from pathlib import Path
 
-    from robot_rl.envs import make
+    import torch
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    builder = make(env_id).unwrapped.observation_builder
+    from robot_rl.envs import make
+    from robot_rl.export.onnx import export_policy
+
+    env = make(env_id, seed=seed)
+    builder = env.unwrapped.observation_builder
     K, _ = lqr_gain(profile)
     W = observation_gain(K, profile, builder.terms)
-    linear_policy_onnx(W, out / "policy.onnx")
-    _write_sidecar(out, profile, env_id, builder)
+    lo, hi = np.asarray(profile.command_min), np.asarray(profile.command_max)
+    center, half = (hi + lo) / 2.0, (hi - lo) / 2.0
+    layer = torch.nn.Linear(W.shape[1], W.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(W / half[:, None], dtype=torch.float32))
+        layer.bias.copy_(torch.as_tensor(-center / half, dtype=torch.float32))
+    obs_list = []
+    obs, _ = env.reset(seed=seed)
+    while len(obs_list) < n_parity:
+        obs_list.append(obs)
+        obs, _, term, trunc, _ = env.step(np.clip((W @ obs - center) / half, -1.0, 1.0))
+        if term or trunc:
+            obs, _ = env.reset()
+    out = Path(out_dir)
+    export_policy(layer, out, profile=profile, obs_names=builder.names, obs_units=builder.units,
+                  parity_obs=np.asarray(obs_list), env_id=env_id, algo="lqr", name=out.name,
+                  parity_source=f"{n_parity} observations of LQR-controlled {env_id} episodes (seed {seed})",
+                  extra={"K": K.tolist(), "W": W.tolist()})
     return out
-
-
-def _write_sidecar(out, profile, env_id, builder) -> None:
-    import json
-
-    (out / "policy.json").write_text(json.dumps({"env_id": env_id, "obs_names": list(builder.names)}))

@@ -25,11 +25,14 @@ class PolicyLoop:
         policy: ``policy(obs) -> action``; obs float32 ``(n_obs,)``, action ``(n_cmd,)`` in robot command units.
         goal: initial goal ``(goal_dim,)`` for goal-conditioned policies (None when ``goal_dim`` is 0).
         control_period_s: period of ``step`` calls [s]; latencies above it count as deadline misses.
+        policy_errors: exception types of the policy that mean "no valid action this step" (e.g. the runtime's
+            non-finite output error): the step outputs the safe command and counts it in ``policy_errors``.
 
     """
 
     def __init__(self, safety, obs_builder, policy: Callable[[np.ndarray], np.ndarray], *,
-                 goal: Sequence[float] | None = None, control_period_s: float):
+                 goal: Sequence[float] | None = None, control_period_s: float,
+                 policy_errors: tuple[type[BaseException], ...] = ()):
         if tuple(obs_builder.joint_names) != tuple(safety.joint_names):
             raise ValueError(f"observation builder joints {list(obs_builder.joint_names)} differ from the robot "
                              f"profile's {list(safety.joint_names)}")
@@ -48,10 +51,14 @@ class PolicyLoop:
         self.latency = LatencyStats("sensor receive -> command publish", deadline_s=self.control_period_s)
         self.compute = LatencyStats("observation + policy + safety compute", deadline_s=self.control_period_s)
         self.command = np.zeros(safety.n_cmd)
+        self._nan = np.full(safety.n_cmd, np.nan)
         self._rx_s: float | None = None
         self._stamp_s = 0.0
         self._fresh = False
         self.goals_rejected = 0
+        self._policy_error_types = tuple(policy_errors)
+        self.policy_errors = 0
+        self.last_policy_error = ""
         self.steps = 0
 
     def on_joint_state(self, names, positions, velocities, efforts, stamp_s: float, now_s: float,
@@ -82,7 +89,12 @@ class PolicyLoop:
         action = self.command  # ignored by the filter unless mode is normal
         if safety.mode == "normal":
             obs = self.obs_builder.build(safety.position, safety.velocity, self.goal)
-            action = self.policy(obs)
+            try:
+                action = self.policy(obs)
+            except self._policy_error_types as exc:
+                self.policy_errors += 1
+                self.last_policy_error = str(exc)
+                action = self._nan  # the filter turns a non-finite command into the safe command (and counts it)
         command, status = safety.filter(action, now_s, out=self.command)
         fresh = self._fresh  # the command (policy or safe) follows a newly accepted sample
         self._fresh = False

@@ -33,16 +33,18 @@ from robot_rl.nodes._common import ParamReader, StartupError, run_node, stamp_to
 NAME = "policy_node"
 
 
-def load_policy(model_dir: str, profile):
-    """``OnnxPolicy`` for ``profile`` (the runtime checks the artifact; its error says expected vs got)."""
+def load_policy(model_dir: str, profile, obs_names):
+    """``OnnxPolicy`` for ``profile`` and the env's observation layout ``obs_names`` (the runtime checks the
+    artifact: sidecar vs profile, sha256, graph signature, probe run; its refusal names expected vs got).
+    """
     from robot_rl.export.runtime import OnnxPolicy
 
     if not model_dir:
         raise StartupError("parameter 'model': a policy artifact directory (policy.onnx + policy.json) is required")
-    if not Path(model_dir).exists():
-        raise StartupError(f"parameter 'model': {model_dir} does not exist")
+    if not Path(model_dir).is_dir():
+        raise StartupError(f"parameter 'model': {model_dir} does not exist or is not a directory")
     try:
-        return OnnxPolicy(model_dir, profile)
+        return OnnxPolicy(model_dir, profile, obs_names=obs_names)
     except Exception as exc:  # noqa: BLE001 - every refusal of the runtime is a refused start
         raise StartupError(f"parameter 'model': refusing policy artifact {model_dir}: {exc}") from None
 
@@ -96,7 +98,8 @@ class PolicyNode(Node):
         builder, controller, described = self.make_controller(p, profile)
         self.safety = SafetyFilter(profile)
         try:
-            self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None, control_period_s=self.period_s)
+            self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None, control_period_s=self.period_s,
+                                   policy_errors=getattr(self, "policy_errors", ()))
         except ValueError as exc:
             raise StartupError(f"parameter 'goal': {exc}") from None
         self.latch = EstopLatch(state_dir)
@@ -131,12 +134,11 @@ class PolicyNode(Node):
         model = p.str("model", "", "policy artifact directory (policy.onnx + policy.json)")
         env_id = p.str("env_id", "robot_rl/CartpoleBalance-v0", "env whose observation layout the policy was "
                        "trained on")
-        policy = load_policy(model, profile)
         builder = observation_builder(env_id, profile)
-        expected = getattr(policy, "obs_names", None)
-        if expected is not None and tuple(expected) != tuple(builder.names):
-            raise StartupError(f"parameter 'model': policy observation layout {list(expected)} differs from env "
-                               f"{env_id!r} layout {list(builder.names)}")
+        policy = load_policy(model, profile, builder.names)
+        from robot_rl.export.runtime import PolicyInputError, PolicyOutputError
+
+        self.policy_errors = (PolicyInputError, PolicyOutputError)
         self.policy = policy
         return builder, policy, f"model {model}"
 
@@ -172,7 +174,11 @@ class PolicyNode(Node):
             self._publish_diagnostics()
 
     def _act(self, start: float) -> None:
+        errors = self.loop.policy_errors
         command, status, fresh = self.loop.step(start)
+        if self.loop.policy_errors != errors:
+            self.get_logger().error(f"policy failed ({self.loop.policy_errors} times), safe command sent: "
+                                    f"{self.loop.last_policy_error}", throttle_duration_sec=1.0)
         self._cmd_msg.data = command.tolist()
         self.pub_cmd.publish(self._cmd_msg)
         end = time.monotonic()
