@@ -14,9 +14,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,17 +27,50 @@ HELP = "collect an episode dataset (random / noisy-expert / policy controller) w
 Controller = Callable[[object, np.random.Generator], np.ndarray]
 
 
+@dataclass(frozen=True)
+class CollectConfig:
+    """``robot-rl collect --config FILE`` (config/collect_*.yaml); command-line flags override it."""
+
+    env: str
+    """Env id, e.g. robot_rl/ArmReach-v0."""
+    controller: str
+    """random | noisy-expert | policy:RUN_DIR."""
+    episodes: int
+    """Number of episodes."""
+    out: str
+    """Dataset directory to create."""
+    randomization: str | None = None
+    """Randomization profile (sim/randomization/<name>.yaml); null = off."""
+    seed: int = 0
+    """Episode i uses env seed seed * 100000 + i."""
+    noise: float = 0.3
+    """Std of the Gaussian action noise [normalized action units]."""
+    random_prob: float = 0.0
+    """Probability of a uniformly random action per step."""
+    max_steps: int | None = None
+    """Cap on steps per episode (null: the env's time limit)."""
+    dataset_id: str | None = None
+    """Minari dataset id (null: robot_rl/<env>-<controller>-v0)."""
+
+    def __post_init__(self):
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.noise < 0 or not 0 <= self.random_prob <= 1:
+            raise ValueError(f"noise must be >= 0 and random_prob in [0, 1], got {self.noise}, {self.random_prob}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", required=True, help="env id, e.g. robot_rl/ArmReach-v0")
-    p.add_argument("--controller", required=True, help="random | noisy-expert | policy:RUN_DIR")
-    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
-    p.add_argument("--out", required=True, help="dataset directory to create")
-    p.add_argument("--randomization", default=None, help="randomization profile (sim/randomization/<name>.yaml)")
-    p.add_argument("--seed", type=int, default=0, help="episode i uses env seed seed*100000 + i")
-    p.add_argument("--noise", type=float, default=0.3, help="std of Gaussian action noise (normalized units)")
-    p.add_argument("--random-prob", type=float, default=0.0, help="probability of a uniform random action per step")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
-    p.add_argument("--dataset-id", default=None, help="Minari dataset id (default robot_rl/<env>-<controller>-v0)")
+    p.add_argument("--config", default=None, help="collect config YAML (config/collect_*.yaml)")
+    p.add_argument("--env", help="env id, e.g. robot_rl/ArmReach-v0")
+    p.add_argument("--controller", help="random | noisy-expert | policy:RUN_DIR")
+    p.add_argument("--episodes", type=int, help="number of episodes")
+    p.add_argument("--out", help="dataset directory to create")
+    p.add_argument("--randomization", help="randomization profile (sim/randomization/<name>.yaml)")
+    p.add_argument("--seed", type=int, help="episode i uses env seed seed*100000 + i (default 0)")
+    p.add_argument("--noise", type=float, help="std of Gaussian action noise, normalized units (default 0.3)")
+    p.add_argument("--random-prob", type=float, help="probability of a uniform random action per step (default 0)")
+    p.add_argument("--max-steps", type=int, help="cap on steps per episode")
+    p.add_argument("--dataset-id", help="Minari dataset id (default robot_rl/<env>-<controller>-v0)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
 
@@ -170,17 +205,34 @@ def collect(env_id: str, controller: str, episodes: int, out: str, *, randomizat
     return load_dataset(out)
 
 
+def resolve_config(args) -> CollectConfig:
+    """Config file (if any) overridden by the flags given; errors name the missing or bad key."""
+    from robot_rl.core.config import ConfigError, from_dict, load_yaml
+
+    raw = load_yaml(args.config) if args.config else {}
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping at the top level", source=args.config)
+    for f in dataclasses.fields(CollectConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            raw[f.name] = value
+    missing = [f"--{f.name}" for f in dataclasses.fields(CollectConfig)
+               if f.default is dataclasses.MISSING and f.name not in raw]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)} (give them as flags or in --config)",
+                          source=args.config or "command line")
+    return from_dict(CollectConfig, raw, source=args.config or "command line")
+
+
 def run(args) -> int:
-    if args.episodes < 1:
-        print(f"robot-rl collect: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
-        return 2
+    cfg = resolve_config(args)
     try:
-        ds = collect(args.env, args.controller, args.episodes, args.out, randomization=args.randomization,
-                     seed=args.seed, noise=args.noise, random_prob=args.random_prob, max_steps=args.max_steps,
-                     dataset_id=args.dataset_id, progress=not args.no_progress)
+        ds = collect(cfg.env, cfg.controller, cfg.episodes, cfg.out, randomization=cfg.randomization,
+                     seed=cfg.seed, noise=cfg.noise, random_prob=cfg.random_prob, max_steps=cfg.max_steps,
+                     dataset_id=cfg.dataset_id, progress=not args.no_progress)
     except (ValueError, KeyError, FileExistsError) as exc:
         print(f"robot-rl collect: {exc}", file=sys.stderr)
         return 2
     print(ds.report.describe())
-    print(f"wrote {args.out}: {len(ds.episodes)} episodes, {ds.n_steps} steps ({ds.dataset_id})")
+    print(f"wrote {cfg.out}: {len(ds.episodes)} episodes, {ds.n_steps} steps ({ds.dataset_id})")
     return 0
