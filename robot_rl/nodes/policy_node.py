@@ -168,7 +168,8 @@ class PolicyNode(Node):
         if problem:
             self.fatal_error = problem  # run_node publishes the safe command and exits 1
             return
-        if self.trigger == "timer" or now - self.loop.last_rx_s > self.period_s:
+        # sensor trigger: the timer only acts when samples stop (then the filter's watchdog decides)
+        if self.trigger == "timer" or now - self.loop.last_rx_s > 1.5 * self.period_s:
             self._act(now)
         if now - self._last_diag_s >= 1.0:
             self._publish_diagnostics()
