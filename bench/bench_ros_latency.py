@@ -84,10 +84,10 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
     probe = rclpy.create_node("bench_probe", context=ctx)
-    arrivals, timings = [], []
+    arrivals, timings, values = [], [], []
     qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     probe.create_subscription(Float64MultiArray, "/forward_effort_controller/commands",
-                              lambda m: arrivals.append(time.time_ns()), qos)
+                              lambda m: (arrivals.append(time.time_ns()), values.extend(m.data)), qos)
     probe.create_subscription(Float64MultiArray, "/policy_node/timing", lambda m: timings.append(tuple(m.data)), qos)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(probe)
@@ -126,7 +126,7 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     internal = [ln.split("]: ", 1)[1] for ln in log.splitlines() if "sensor receive -> command publish" in ln]
     return {
         "trigger": trigger, "published": pub.stdout.strip(), "commands": int(arr.size), "timings": len(timings),
-        "safe": safe_after_sample,
+        "safe": safe_after_sample, "nonfinite": int((~np.isfinite(np.asarray(values, dtype=float))).sum()),
         "samples": int(lat_ms.size), "p50": float(np.percentile(lat_ms, 50)), "p99": float(np.percentile(lat_ms, 99)),
         "max": float(lat_ms.max()), "misses": int((lat_ms > period * 1e3).sum()),
         "gap_p99": float(np.percentile(gaps, 99) * 1e3) if gaps.size else float("nan"),
@@ -183,6 +183,8 @@ def main(argv=None) -> int:
                      f"{r['gap_p99']:.3f} | {r['late_ticks']} |")
     lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit):", ""]
     lines += [f"- {r['trigger']}: {r['internal']}" for r in results]
+    lines += ["", "Non-finite values on the command topic: "
+              + ", ".join(f"{r['trigger']}: {r['nonfinite']}" for r in results)]
     lines += ["", "Sensor publisher: " + "; ".join(f"{r['trigger']}: {r['published']}" for r in results), ""]
     text = "\n".join(lines)
     print(text)
