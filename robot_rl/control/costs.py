@@ -105,10 +105,11 @@ class CostConfig:
 class CostExpansion:
     """Quadratic expansion along a trajectory of horizon ``T``.
 
-    l [T+1] (last = terminal), lx [T+1, nx], lu [T, nu], lxx [T+1, nx, nx], luu [T, nu, nu], lux [T, nu, nx].
+    c [T+1] (per-step cost, last = terminal), lx [T+1, nx], lu [T, nu], lxx [T+1, nx, nx], luu [T, nu, nu],
+    lux [T, nu, nx].
     """
 
-    l: np.ndarray
+    c: np.ndarray
     lx: np.ndarray
     lu: np.ndarray
     lxx: np.ndarray
@@ -203,22 +204,22 @@ class Cost:
         X, U = np.asarray(X, float), np.asarray(U, float)
         self._check(X, U)
         T = len(U)
-        l = np.zeros(T + 1)
+        c = np.zeros(T + 1)
         lx, lxx = np.zeros((T + 1, self.nx)), np.zeros((T + 1, self.nx, self.nx))
         lu, luu = np.zeros((T, self.nu)), np.zeros((T, self.nu, self.nu))
         for t in self.state_terms:
             r, J = _residual(t, X, self.nx)
             w = np.full(T + 1, t.weight)
             w[-1] = t.terminal_weight
-            l += w * 0.5 * np.sum(r * r, -1)
+            c += w * 0.5 * np.sum(r * r, -1)
             lx += w[:, None] * np.einsum("tmi,tm->ti", J, r)
             lxx += w[:, None, None] * np.einsum("tmi,tmj->tij", J, J)
         for t in self.control_terms:
             r, J = _residual(t, U, self.nu)
-            l[:-1] += t.weight * 0.5 * np.sum(r * r, -1)
+            c[:-1] += t.weight * 0.5 * np.sum(r * r, -1)
             lu += t.weight * np.einsum("tmi,tm->ti", J, r)
             luu += t.weight * np.einsum("tmi,tmj->tij", J, J)
-        return CostExpansion(l=l, lx=lx, lu=lu, lxx=lxx, luu=luu, lux=np.zeros((T, self.nu, self.nx)))
+        return CostExpansion(c=c, lx=lx, lu=lu, lxx=lxx, luu=luu, lux=np.zeros((T, self.nu, self.nx)))
 
 
 def quadratic(Q: np.ndarray, R: np.ndarray, Qf: np.ndarray, name: str = "quadratic") -> QuadraticCost:
@@ -251,10 +252,10 @@ class QuadraticCost:
 
     def expand(self, X, U) -> CostExpansion:
         T = len(U)
-        l = np.zeros(T + 1)
-        l[:-1] = 0.5 * (np.einsum("ti,ij,tj->t", X[:-1], self.Q, X[:-1]) + np.einsum("ti,ij,tj->t", U, self.R, U))
-        l[-1] = 0.5 * X[-1] @ self.Qf @ X[-1]
+        c = np.zeros(T + 1)
+        c[:-1] = 0.5 * (np.einsum("ti,ij,tj->t", X[:-1], self.Q, X[:-1]) + np.einsum("ti,ij,tj->t", U, self.R, U))
+        c[-1] = 0.5 * X[-1] @ self.Qf @ X[-1]
         lx = np.concatenate([X[:-1] @ self.Q, (X[-1] @ self.Qf)[None]])
         lxx = np.concatenate([np.broadcast_to(self.Q, (T, self.nx, self.nx)), self.Qf[None]])
-        return CostExpansion(l=l, lx=lx, lu=U @ self.R, lxx=lxx, luu=np.broadcast_to(self.R, (T, self.nu, self.nu)),
+        return CostExpansion(c=c, lx=lx, lu=U @ self.R, lxx=lxx, luu=np.broadcast_to(self.R, (T, self.nu, self.nu)),
                              lux=np.zeros((T, self.nu, self.nx)))

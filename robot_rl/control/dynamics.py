@@ -90,7 +90,8 @@ class CallableDynamics:
 
 def fd_jacobians(f: Callable, X: np.ndarray, U: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Central finite differences of a batched ``f`` at all ``T`` points in one call. Returns ``A [T,nx,nx]``,
-    ``B [T,nx,nu]``."""
+    ``B [T,nx,nu]``.
+    """
     T, nx = X.shape
     nu = U.shape[1]
     n = nx + nu
@@ -170,6 +171,7 @@ class MujocoDynamics:
             :func:`robot_rl.control.randomize.perturbed_models`); default ``[model]``. All share model sizes.
         nthread: threads for ``mujoco.rollout`` (0 = calling thread).
         fd_eps: finite-difference step for ``mjd_transitionFD``.
+
     """
 
     def __init__(self, model: mujoco.MjModel, frame_skip: int = 1, *,
@@ -243,9 +245,37 @@ class MujocoDynamics:
             return np.full(self.nx, np.nan)
         return out
 
+    def closed_loop(self, x0, X, U, K, k, alpha) -> tuple[np.ndarray, np.ndarray]:
+        """ILQR forward pass ``u_t = clip(U_t + alpha k_t + K_t (x_t - X_t))`` stepping one MjData in place (no state
+        copies per step). Returns ``(Xn [T+1, nx], Un [T, nu])``; NaN from a diverged step on.
+        """
+        m, d, spec, fs = self.model, self.data, self._xspec, self.frame_skip
+        T = len(U)
+        Xn = np.full((T + 1, self.nx), np.nan)
+        Un = np.array(U, float)
+        Xn[0] = x0
+        d.time = 0.0
+        mujoco.mj_setState(m, d, np.asarray(x0, float), spec)
+        w = d.warning
+        before = sum(w[i].number for i in _DIVERGENCE_WARNINGS)
+        lo, hi, x = self.u_min, self.u_max, Xn[0]
+        for t in range(T):
+            u = np.minimum(np.maximum(U[t] + alpha * k[t] + K[t] @ (x - X[t]), lo), hi)
+            Un[t] = u
+            d.ctrl[:] = u
+            for _ in range(fs):
+                mujoco.mj_step(m, d)
+            x = Xn[t + 1]
+            mujoco.mj_getState(m, d, x, spec)
+            if not np.isfinite(x).all() or sum(w[i].number for i in _DIVERGENCE_WARNINGS) != before:
+                Xn[t + 1:] = np.nan
+                break
+        return Xn, Un
+
     def jacobians(self, X: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Linearize along ``X [T+1, nx]``, ``U [T, nu]`` with ``mjd_transitionFD`` (forward differences),
-        chained over ``frame_skip`` substeps with the control held."""
+        chained over ``frame_skip`` substeps with the control held.
+        """
         m, d = self.model, self.data
         T = len(U)
         U = np.minimum(np.maximum(U, self.u_min), self.u_max)

@@ -61,7 +61,7 @@ class IlqrSettings:
     """Accept a step when actual / expected improvement exceeds this."""
     control_limits: Literal["boxqp", "clamp"] = "boxqp"
     """How control limits enter the backward pass (module docstring)."""
-    time_budget_s: float = float("inf")
+    time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
     """Wall-clock budget per solve [s] (anytime); ``inf`` = none."""
 
     def __post_init__(self):
@@ -210,7 +210,10 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str):
 
 def forward_pass(dynamics, x0, X, U, K, k, alpha, u_min, u_max):
     """Closed-loop rollout ``u_t = clip(U_t + alpha k_t + K_t (x_t - X_t))``. Returns ``(Xn [T+1,nx], Un [T,nu])``;
-    Xn is NaN from a diverged step on."""
+    Xn is NaN from a diverged step on.
+    """
+    if hasattr(dynamics, "closed_loop"):  # a model with a faster in-place loop (MujocoDynamics)
+        return dynamics.closed_loop(x0, X, U, K, k, alpha)
     T = len(U)
     Xn = np.empty_like(X)
     Un = np.empty_like(U)

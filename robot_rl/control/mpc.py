@@ -64,7 +64,8 @@ class MPCSettings:
 @dataclass(frozen=True)
 class Plan:
     """A plan valid from time ``t0_s``: X [T+1, nx], U [T, nu], K [T, nu, nx]; step i covers
-    ``[t0_s + i dt, t0_s + (i+1) dt)``."""
+    ``[t0_s + i dt, t0_s + (i+1) dt)``.
+    """
 
     t0_s: float
     dt: float
@@ -78,7 +79,8 @@ class Plan:
 
     def shifted(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Warm start for a plan starting at ``t_s``: ``(X [T+1, nx], U [T, nu], K [T, nu, nx])`` from that time on,
-        the last entry repeated."""
+        the last entry repeated.
+        """
         i = min(max(self.index(t_s), 0), len(self.U) - 1)
 
         def shift(a):
@@ -93,8 +95,9 @@ class Plan:
 class IlqrPlanner:
     """iLQR as an MPC planner: ``optimize(x0, U0, deadline) -> Solution``."""
 
-    def __init__(self, dynamics, cost, settings: ilqr.IlqrSettings = ilqr.IlqrSettings(max_iterations=2)):
-        self.dynamics, self.cost, self.settings = dynamics, cost, settings
+    def __init__(self, dynamics, cost, settings: ilqr.IlqrSettings | None = None):
+        self.dynamics, self.cost = dynamics, cost
+        self.settings = ilqr.IlqrSettings(max_iterations=2) if settings is None else settings
 
     def optimize(self, x0: np.ndarray, U0: np.ndarray, deadline: float, X_ref=None, K0=None) -> ilqr.Solution:
         return ilqr.solve(self.dynamics, self.cost, x0, U0, self.settings, deadline=deadline, X_ref=X_ref, K0=K0)
@@ -103,9 +106,10 @@ class IlqrPlanner:
 class SamplingPlanner:
     """Predictive sampling / CEM / MPPI as an MPC planner (keeps the CEM std between replans)."""
 
-    def __init__(self, dynamics, cost, settings: sampling.SamplingSettings = sampling.SamplingSettings(), *,
+    def __init__(self, dynamics, cost, settings: sampling.SamplingSettings | None = None, *,
                  rng: np.random.Generator | None = None):
-        self.dynamics, self.cost, self.settings = dynamics, cost, settings
+        self.dynamics, self.cost = dynamics, cost
+        self.settings = sampling.SamplingSettings() if settings is None else settings
         self.rng = np.random.default_rng(0) if rng is None else rng
         self._state: dict = {}
 
@@ -132,6 +136,7 @@ class MPCController:
         fallback: ``fallback(x [nx]) -> u [nu]`` used without a valid plan (default: zero command).
         U_init: initial guess ``[T, nu]`` for the first plan (default zeros).
         clock: wall clock for budgets (default ``time.perf_counter``).
+
     """
 
     def __init__(self, planner, settings: MPCSettings = MPCSettings(), *, u_min=None, u_max=None,
@@ -173,6 +178,14 @@ class MPCController:
         if not np.all(np.isfinite(x)):
             raise FloatingPointError("MPC delay compensation: state prediction diverged")
         return x, t_s + self.settings.delay_steps * self.settings.control_period_s
+
+    def set_initial_guess(self, U: np.ndarray) -> None:
+        """Controls ``[T, nu]`` used as the warm start of the first plan (e.g. an offline iLQR solve)."""
+        U = np.asarray(U, float)
+        if U.shape != (self.settings.horizon, self.nu):
+            raise ValueError(f"initial guess must have shape ({self.settings.horizon}, {self.nu}), got {U.shape}")
+        with self._lock:
+            self._U_init = U.copy()
 
     # ---- planning
     def replan(self, x: np.ndarray, t_s: float) -> ilqr.Solution:
@@ -280,7 +293,8 @@ class MPCController:
 
     def stats(self) -> dict:
         """Solve time p50 / p99 / max [ms], counters (replans, deadline_misses, consecutive_misses,
-        fallback_actions, plan_actions), last plan cost and last planner error."""
+        fallback_actions, plan_actions), last plan cost and last planner error.
+        """
         with self._lock:
             times = np.asarray(self._solve_times) * 1e3
             out = dict(self._n)

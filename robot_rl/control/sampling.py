@@ -22,7 +22,7 @@ controls). All samples are clipped to the control limits before rollout.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -52,7 +52,7 @@ class SamplingSettings:
     """MPPI: lambda as a multiple of the std of the sample costs."""
     scenario_aggregate: Literal["mean", "max"] = "mean"
     """How costs over the M scenarios combine: expected (mean) or worst case (max)."""
-    time_budget_s: float = float("inf")
+    time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
     """Wall-clock budget per solve [s] (anytime)."""
 
     def __post_init__(self):

@@ -33,7 +33,7 @@ def test_cost_gradient_matches_finite_differences_and_hessian_is_gauss_newton():
     T = 3
     X, U = rng.standard_normal((T + 1, 4)), rng.standard_normal((T, 2))
     e = cost.expand(X, U)
-    np.testing.assert_allclose(e.l.sum(), cost.total(X, U), rtol=1e-12)
+    np.testing.assert_allclose(e.c.sum(), cost.total(X, U), rtol=1e-12)
     h = 1e-6
     for t in range(T + 1):
         for i in range(4):
