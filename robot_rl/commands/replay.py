@@ -96,6 +96,7 @@ def resimulate(env, episodes) -> list[dict]:
     task = JointStateTask(env)
     u = env.unwrapped
     u.randomization_enabled = False  # nominal model: the gap report measures the sim as it is
+    env.reset(seed=0)  # initializes the env's step bookkeeping; every step below starts from a logged state
     out = []
     for ep in episodes:
         q, qd = ep.infos["joint_positions"], ep.infos["joint_velocities"]
