@@ -134,3 +134,32 @@ def test_a_failing_node_stops_the_launch_with_its_exit_code(tmp_path, ros_env):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "[bad] [sim_robot] refusing to start: parameter 'latency_s'" in proc.stdout
     assert "node bad exited with code 2" in proc.stdout
+
+
+@pytest.mark.ros
+def test_shipped_sim_policy_launch_balances_and_records(tmp_path, ros_env):
+    """launch/sim_policy.launch.yaml end to end: sim_robot (reality sample) + policy_node (LQR artifact) + recorder."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    from robot_rl.core.profile import load_profile
+    from robot_rl.deploy.lqr_policy import write_lqr_artifact
+
+    model = write_lqr_artifact(tmp_path / "lqr", load_profile("cartpole"), "robot_rl/CartpoleBalance-v0")
+    bag = tmp_path / "bag"
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "launch", "sim_policy.launch.yaml", f"model:={model}",
+                           f"bag:={bag}", f"state_dir:={tmp_path / 'state'}", "seed:=3", "--duration", "8"],
+                          env=ros_env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    for name in ("sim_robot", "policy_node", "recorder"):
+        assert f"[{name}]" in proc.stdout
+    store = get_typestore(Stores.ROS2_KILTED)
+    angles = []
+    with Reader(bag) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        conns = [c for c in reader.connections if c.topic == "/joint_states"]
+        for conn, _t, raw in reader.messages(connections=conns):
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            angles.append(msg.position[list(msg.name).index("hinge")])
+    assert counts["/forward_effort_controller/commands"] > 100 and counts["/policy_node/timing"] > 100, counts
+    assert len(angles) > 300 and max(abs(a) for a in angles) < 0.3, max(abs(a) for a in angles)
