@@ -19,6 +19,7 @@ floor (so every target is reachable).
 from __future__ import annotations
 
 import copy
+import math
 
 import gymnasium as gym
 import mujoco
@@ -93,9 +94,20 @@ class ArmReachEnv(MujocoTaskEnv):
         d.mocap_pos[self._mocap] = goal
         return goal
 
+    def _observe(self):
+        # Achieved goal from the same measured (possibly noisy) float64 joint angles as the observation.
+        q, qd = self._qpos[self._qadr], self._qvel[self._dadr]
+        noisy = self.randomization_enabled and self.randomizer.acts_on_sensors
+        if noisy:
+            q, qd = self.randomizer.sense(q, qd, self._np_random)
+        self._achieved = self.observation_builder.site_position(q, "ee")
+        self._achieved_is_true = not noisy
+        return self.observation_builder.build(q, qd)
+
     def _package_obs(self, obs):
-        q = obs[:7].astype(np.float64)
-        achieved = self.observation_builder.site_position(q, "ee").astype(np.float32)
+        achieved = self._achieved.astype(np.float32)
+        if not math.isfinite(achieved.dot(achieved)):  # diverged state: the step reports physics_error
+            achieved = np.nan_to_num(achieved, nan=0.0, posinf=0.0, neginf=0.0)
         return {"observation": obs, "achieved_goal": achieved, "desired_goal": self._goal.astype(np.float32)}
 
     def end_effector(self) -> np.ndarray:
@@ -113,6 +125,6 @@ class ArmReachEnv(MujocoTaskEnv):
         return bool(np.linalg.norm(self.end_effector() - self._goal) <= self.distance_threshold)
 
     def _evaluate(self, action):
-        ee = self.end_effector()
+        ee = self._achieved if self._achieved_is_true else self.end_effector()
         reward = float(self.compute_reward(ee, self._goal))
         return reward, False, bool(np.linalg.norm(ee - self._goal) <= self.distance_threshold)

@@ -10,8 +10,9 @@ Dict observations (goal-conditioned tasks) are dicts of ``[N, ...]`` arrays.
 
 Env ``i`` is ``robot_rl.envs.make(env_id, seed=seed + i, ...)``, so a vector env equals N single envs stepped with
 the same actions and reset on done. Backends: ``"process"`` (default when ``num_workers > 1``) runs the envs in
-``num_workers`` worker processes (a contiguous block each; results in shared memory, one tiny pipe message per
-worker and step) so physics and Python overhead both run in parallel; ``"sync"`` steps them in this process.
+``num_workers`` processes (a contiguous block each: this process steps the first block, forked workers the
+others; results in shared memory, one tiny pipe message per worker and step) so physics and Python overhead
+both run in parallel; ``"sync"`` steps them in this process.
 See bench/results/envs.md for speed.
 """
 
@@ -190,7 +191,11 @@ class RobotVecEnv(VectorEnv):
         workers = max(1, min(num_workers, num_envs))
         bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
         self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        for sl in self._slices:
+        # The first block runs in this process while the workers step theirs: with num_workers=2 on 2 cores, two
+        # processes compute and none sits idle waiting on a pipe.
+        self._blocks = [_Block(env_id, range(self._slices[0].start, self._slices[0].stop), seed, randomization,
+                               kwargs, self._buf.rows(self._slices[0]))]
+        for sl in self._slices[1:]:
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, daemon=True,
                             args=(child, env_id, range(sl.start, sl.stop), seed, randomization, kwargs,
@@ -213,11 +218,13 @@ class RobotVecEnv(VectorEnv):
         return payload
 
     def _call_all(self, cmd: str, args_per_block: list) -> list:
+        """Run ``cmd`` on every block: workers first (asynchronously), then the local block, then collect."""
         if self.backend == "sync":
             return [getattr(b, cmd)(*a) for b, a in zip(self._blocks, args_per_block)]
-        for c, a in zip(self._conns, args_per_block):
+        for c, a in zip(self._conns, args_per_block[1:]):
             c.send((cmd, a))
-        return [self._recv(c) for c in self._conns]
+        local = getattr(self._blocks[0], cmd)(*args_per_block[0])
+        return [local] + [self._recv(c) for c in self._conns]
 
     # ------------------------------------------------------------------ VectorEnv API
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):

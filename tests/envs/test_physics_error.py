@@ -15,8 +15,8 @@ def test_nan_state_detected(env_id):
     env.unwrapped.data.qvel[0] = np.nan
     obs, r, te, tr, info = env.step(np.zeros(env.action_space.shape, np.float32))
     assert info["physics_error"] is True and te is True and r == 0.0
-    flat = obs["observation"] if isinstance(obs, dict) else obs
-    assert np.isfinite(flat).all()
+    for part in obs.values() if isinstance(obs, dict) else [obs]:
+        assert np.isfinite(part).all()
     # The next reset starts a clean episode.
     _, info = env.reset()
     _, _, te, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
