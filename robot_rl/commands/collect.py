@@ -5,6 +5,7 @@ Controllers:
   noisy-expert     scripted expert + Gaussian action noise (--noise) and random actions (--random-prob);
                    ArmReach: resolved-rate reach (damped least-squares Jacobian pseudo-inverse to a joint-velocity
                    target, torque = M(q) Kv (qd* - qd)); Reacher2: the same for the 2-link arm
+  ilqr[:CONFIG]    receding-horizon iLQR on the robot's MJCF (default config/mpc_<robot>.yaml), + --noise
   policy:RUN_DIR   a trained policy (robot_rl.train.load_policy), deterministic, + --noise
 Examples:
   robot-rl collect --env robot_rl/ArmReach-v0 --controller noisy-expert --episodes 200 --out data/arm_noisy
@@ -62,7 +63,7 @@ class CollectConfig:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="collect config YAML (config/collect_*.yaml)")
     p.add_argument("--env", help="env id, e.g. robot_rl/ArmReach-v0")
-    p.add_argument("--controller", help="random | noisy-expert | policy:RUN_DIR")
+    p.add_argument("--controller", help="random | noisy-expert | ilqr[:MPC_CONFIG] | policy:RUN_DIR")
     p.add_argument("--episodes", type=int, help="number of episodes")
     p.add_argument("--out", help="dataset directory to create")
     p.add_argument("--randomization", help="randomization profile (sim/randomization/<name>.yaml)")
@@ -128,6 +129,43 @@ class ReachExpert:
         return np.clip(tau / self.half, -1.0, 1.0)
 
 
+class IlqrMpc:
+    """Receding-horizon iLQR on the robot's MJCF (``robot_rl.control``), from an MPC config (``config/mpc_*.yaml``).
+
+    Synchronous and deadline-free (data collection is offline): every step solves ``ilqr`` from the measured state
+    warm-started with the previous plan shifted by one step; a new episode starts with ``warmup_iterations``.
+    Full state feedback from the env's measured joints; the command is mapped back to a normalized action.
+    """
+
+    def __init__(self, env, config_path: str):
+        from robot_rl.control import ilqr
+        from robot_rl.control.factory import MpcConfig, build_mpc
+        from robot_rl.core.config import load_config
+
+        self.ilqr, self.u = ilqr, env.unwrapped
+        self.cfg = load_config(MpcConfig, config_path)
+        self.rt = build_mpc(self.cfg)
+        if self.rt.profile.name != self.u.profile.name:
+            raise ValueError(f"MPC config {config_path} is for robot {self.rt.profile.name!r}, env "
+                             f"{type(self.u).__name__} is robot {self.u.profile.name!r}")
+        self.U: np.ndarray | None = None
+
+    def __call__(self, obs, rng: np.random.Generator) -> np.ndarray:
+        from robot_rl.data.bags import command_to_action
+
+        rt, il = self.rt, self.ilqr
+        x = rt.state_from_joints(*self.u.measured_joints())
+        if self.U is None or self.u._t == 0:  # new episode: cold start
+            T = self.cfg.mpc.horizon
+            U0 = 0.01 * np.where(np.isfinite(rt.dynamics.u_max), rt.dynamics.u_max, 1.0) * rng.standard_normal(
+                (T, rt.dynamics.nu))
+            sol = il.solve(rt.dynamics, rt.cost, x, U0, il.IlqrSettings(max_iterations=self.cfg.warmup_iterations))
+        else:
+            sol = il.solve(rt.dynamics, rt.cost, x, np.r_[self.U[1:], self.U[-1:]], self.cfg.ilqr)
+        self.U = sol.U
+        return command_to_action(rt.command_from_control(sol.U[0]), self.u.profile)
+
+
 def make_controller(spec: str, env, *, noise: float, random_prob: float) -> tuple[Controller, dict]:
     """Controller callable ``act(obs, rng) -> action [-1, 1]`` and its provenance description."""
     n_act = env.action_space.shape[0]
@@ -141,6 +179,12 @@ def make_controller(spec: str, env, *, noise: float, random_prob: float) -> tupl
         base = ReachExpert(env)
         info = {"controller": "noisy-expert", "expert": "resolved-rate reach", "noise_std": noise,
                 "random_prob": random_prob}
+    elif spec == "ilqr" or spec.startswith("ilqr:"):
+        from robot_rl.core.assets import find_asset
+
+        path = spec.partition(":")[2] or f"config/mpc_{env.unwrapped.profile.name}.yaml"
+        base = IlqrMpc(env, str(find_asset(path)))
+        info = {"controller": spec, "mpc_config": path, "noise_std": noise, "random_prob": random_prob}
     elif spec.startswith("policy:"):
         import torch
 
@@ -156,7 +200,7 @@ def make_controller(spec: str, env, *, noise: float, random_prob: float) -> tupl
         info = {"controller": spec, "policy_algo": loaded.algo, "policy_config_hash": loaded.config_hash,
                 "noise_std": noise, "random_prob": random_prob}
     else:
-        raise ValueError(f"unknown controller {spec!r}: use random, noisy-expert or policy:RUN_DIR")
+        raise ValueError(f"unknown controller {spec!r}: use random, noisy-expert, ilqr[:MPC_CONFIG] or policy:RUN_DIR")
 
     def act(obs, rng):
         if random_prob > 0 and rng.random() < random_prob:
