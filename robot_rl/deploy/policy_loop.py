@@ -115,3 +115,23 @@ class PolicyLoop:
     def last_stamp_s(self) -> float:
         """Header stamp [s] of the joint-state message the last command was computed from."""
         return self._stamp_s
+
+
+class GoalInputBuilder:
+    """Policy input of a goal-conditioned (dict-observation) task: ``concat(observation, desired_goal)``.
+
+    The training contract (docs/contracts.md, ``robot_rl.train.envs``): the flat input is the env's observation
+    followed by the desired goal, named ``desired_goal[i]``. ``builder`` builds the observation part from the joints.
+    """
+
+    def __init__(self, builder, goal_dim: int):
+        self.builder = builder
+        self.joint_names = builder.joint_names
+        self.terms = builder.terms
+        self.goal_dim = int(goal_dim)
+        self.names = tuple(builder.names) + tuple(f"desired_goal[{i}]" for i in range(self.goal_dim))
+
+    def build(self, positions, velocities, goal) -> np.ndarray:
+        """float32 ``(n_obs + goal_dim,)``; ``goal`` shape ``(goal_dim,)``."""
+        return np.concatenate([self.builder.build(positions, velocities),
+                               np.asarray(goal, dtype=np.float32)]).astype(np.float32, copy=False)

@@ -50,7 +50,9 @@ def load_policy(model_dir: str, profile, obs_names):
 
 
 def observation_builder(env_id: str, profile):
-    """The env's ``ObservationBuilder`` (the same code that built the training observations)."""
+    """The env's ``ObservationBuilder`` (the same code that built the training observations); for dict-observation
+    tasks wrapped so the input is ``concat(observation, desired_goal)`` like in training.
+    """
     try:
         from robot_rl.envs import make
 
@@ -60,6 +62,11 @@ def observation_builder(env_id: str, profile):
     if getattr(base, "profile", None) is None or base.profile.name != profile.name:
         raise StartupError(f"parameter 'env_id': env {env_id!r} is for robot "
                            f"{getattr(getattr(base, 'profile', None), 'name', None)!r}, not {profile.name!r}")
+    space = base.observation_space
+    if hasattr(space, "spaces") and "desired_goal" in space.spaces:  # goal-conditioned dict observation
+        from robot_rl.deploy.policy_loop import GoalInputBuilder
+
+        return GoalInputBuilder(base.observation_builder, space.spaces["desired_goal"].shape[0])
     return base.observation_builder
 
 

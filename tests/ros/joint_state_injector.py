@@ -2,9 +2,10 @@
 
 Usage: ``python joint_state_injector.py PLAN`` where PLAN is ``phase:seconds[,phase:seconds...]`` and a phase is
 ``valid`` (a slowly moving near-upright state that makes an LQR policy command a non-zero force), ``nan_position``,
-``inf_velocity``, ``neg_inf_position`` (non-finite values) or ``silent`` (publish nothing). Publishes at 100 Hz
-once a subscriber is matched and prints ``PHASE <name> <time.monotonic()>`` when each phase starts
-(CLOCK_MONOTONIC is system-wide, so the test compares it with its own receive times).
+``inf_velocity``, ``neg_inf_position`` (non-finite values), ``silent`` (publish nothing) or ``frozen_clock``
+(valid values, but a simulation clock that stopped: ``/clock`` and every header stamp stay at one time).
+Publishes at 100 Hz once a subscriber is matched and prints ``PHASE <name> <time.monotonic()>`` when each phase
+starts (CLOCK_MONOTONIC is system-wide, so the test compares it with its own receive times).
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ def main(plan: str) -> int:
     while pub.get_subscription_count() == 0 and time.monotonic() < end:
         time.sleep(0.01)
     time.sleep(0.2)
+    from rosgraph_msgs.msg import Clock
+
+    clock_pub = node.create_publisher(Clock, "/clock", 10)
     for name, seconds in phases:
         print(f"PHASE {name} {time.monotonic():.6f}", flush=True)
+        frozen = node.get_clock().now().to_msg()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             t = k * period
@@ -45,11 +50,13 @@ def main(plan: str) -> int:
                 vel[1] = math.inf
             elif name == "neg_inf_position":
                 pos[0] = -math.inf
-            elif name != "silent" and name != "valid":
+            elif name not in ("silent", "valid", "frozen_clock"):
                 raise SystemExit(f"unknown phase {name!r}")
             if name != "silent":
                 msg.position, msg.velocity = pos, vel
-                msg.header.stamp = node.get_clock().now().to_msg()
+                msg.header.stamp = frozen if name == "frozen_clock" else node.get_clock().now().to_msg()
+                if name == "frozen_clock":
+                    clock_pub.publish(Clock(clock=frozen))
                 pub.publish(msg)
             k += 1
             time.sleep(period)

@@ -149,3 +149,28 @@ def test_lqr_observation_gain_balances_under_reality_randomization(profile):
         obs, _, term, _, _ = env.step(np.clip(W @ obs / 10.0, -1, 1))
         assert not term
     assert abs(math.atan2(obs[2], obs[1])) < 0.1
+
+
+def test_goal_conditioned_input_is_observation_then_goal():
+    from robot_rl.deploy.policy_loop import GoalInputBuilder
+    from robot_rl.envs import make
+    from robot_rl.safety import SafetyFilter
+
+    env = make("robot_rl/ArmReach-v0", seed=0)
+    base = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    builder = GoalInputBuilder(base.observation_builder, 3)
+    assert builder.names[-3:] == ("desired_goal[0]", "desired_goal[1]", "desired_goal[2]")
+    seen = []
+    goal = obs["desired_goal"].astype(np.float64)
+    loop = PolicyLoop(SafetyFilter(base.profile), builder, lambda x: seen.append(x) or np.zeros(base.model.nu),
+                      goal=goal, control_period_s=base.profile.control_period_s)
+    q, v = (a.copy() for a in base.measured_joints())
+    for k in range(base.profile.safety.recover_after):
+        loop.on_joint_state(base.profile.joint_names, q, v, [], stamp_s=0.01 * k, now_s=0.01 * k)
+    loop.step(0.04)
+    flat = np.concatenate([obs["observation"], obs["desired_goal"]])
+    assert seen and np.allclose(seen[-1], flat, atol=1e-5)
+    assert not loop.set_goal([0.1, 0.2]) and not loop.set_goal([0.1, np.nan, 0.0]) and loop.goals_rejected == 2
+    with pytest.raises(ValueError, match="needs an initial goal of 3 values"):
+        PolicyLoop(SafetyFilter(base.profile), builder, lambda x: x, control_period_s=0.02)

@@ -1,6 +1,6 @@
 """policy_node over real DDS: closed loop under a held-out reality sample, and the fault scenarios of RELIABILITY.md
-(1 non-finite joint states, 3 silent sensor, 6 malformed model, 9 e-stop latch across restarts, 10 unhandled
-exception). Faults come from a separate injector process (tests/ros/joint_state_injector.py).
+(1 non-finite joint states, 3 silent sensor and frozen simulation clock, 6 malformed model, 9 e-stop latch across
+restarts, 10 unhandled exception). Faults come from a separate injector process (tests/ros/joint_state_injector.py).
 
 Policy: no trained SAC model ships yet, so the tests use the LQR gain of the cart-pole (linearized MJCF, discrete
 LQR) exported as a linear ONNX layer with a sidecar (``robot_rl.deploy.lqr_policy.write_lqr_artifact``), run by the
@@ -95,12 +95,15 @@ def test_closed_loop_keeps_the_pole_up_under_a_reality_sample(procs, probe, lqr_
 
 
 def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_model, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Float64MultiArray
 
     cmds = probe.record(Float64MultiArray, "/forward_effort_controller/commands")
+    diags = probe.record(DiagnosticArray, "/diagnostics")
     procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state"))
     probe.wait_for(lambda: len(cmds) > 3, 20.0, "policy_node commands")
-    plan = "valid:1.5,nan_position:0.4,valid:0.6,inf_velocity:0.4,valid:0.6,silent:0.5,valid:0.6"
+    plan = ("valid:1.5,nan_position:0.4,valid:0.6,inf_velocity:0.4,valid:0.6,silent:0.5,valid:0.6,"
+            "frozen_clock:0.5,valid:0.6")
     procs.start("injector", [sys.executable, INJECTOR, plan])
     assert procs.wait("injector", 20.0) == 0, procs.log("injector")
     time.sleep(0.1)
@@ -110,7 +113,8 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     ok = commands_between(cmds, ph["nan_position"] - 0.5, ph["nan_position"])
     assert ok and any(v != 0.0 for _, v in ok), "normal operation before the fault:\n" + procs.log("policy_node")
     slack = 0.03  # delivery + scheduling on 2 shared cores
-    for fault, bound in (("nan_position", PERIOD), ("inf_velocity", PERIOD), ("silent", 4 * PERIOD)):
+    faults = (("nan_position", PERIOD), ("inf_velocity", PERIOD), ("silent", 4 * PERIOD), ("frozen_clock", 4 * PERIOD))
+    for fault, bound in faults:
         t0 = ph[fault]
         window = commands_between(cmds, t0, t0 + 0.4)
         first_safe = next((t for t, v in window if v == 0.0), None)
@@ -123,6 +127,10 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     assert procs.stop("policy_node") == 0
     log = procs.log("policy_node")
     assert "non-finite position nan for joint 'hinge'" in log and "stale" in log
+    with probe.lock:
+        values = {kv.key: kv.value for kv in diags[-1][1].status[0].values}
+    assert int(values["rejected_backwards"]) > 10, values  # frozen stamps were never used
+    assert int(values["rejected_nonfinite"]) > 10 and int(values["stale_events"]) >= 2, values
 
 
 def test_estop_latches_across_a_policy_restart_until_reset(procs, probe, lqr_model, tmp_path):
