@@ -55,6 +55,7 @@ class ArmReachEnv(MujocoTaskEnv):
         self._comp_model = copy.copy(self.model)
         self._comp_data = mujoco.MjData(self._comp_model)
         self._comp_force = np.zeros(self.model.nv)
+        self._achieved, self._achieved_for = np.zeros(3), None
         lo, hi = self.model.jnt_range[:7, 0], self.model.jnt_range[:7, 1]
         self._target_lo, self._target_hi = lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo)
 
@@ -95,17 +96,21 @@ class ArmReachEnv(MujocoTaskEnv):
         return goal
 
     def _observe(self):
-        # Achieved goal from the same measured (possibly noisy) float64 joint angles as the observation.
+        # Achieved goal from the same measured (possibly noisy) float64 joint angles as the observation; cached
+        # for _package_obs of exactly this observation array.
         q, qd = self._qpos[self._qadr], self._qvel[self._dadr]
-        noisy = self.randomization_enabled and self.randomizer.acts_on_sensors
-        if noisy:
+        if self.randomization_enabled and self.randomizer.acts_on_sensors:
             q, qd = self.randomizer.sense(q, qd, self._np_random)
-        self._achieved = self.observation_builder.site_position(q, "ee")
-        self._achieved_is_true = not noisy
-        return self.observation_builder.build(q, qd)
+        obs = self.observation_builder.build(q, qd)
+        self._achieved, self._achieved_for = self.observation_builder.site_position(q, "ee"), obs
+        return obs
 
     def _package_obs(self, obs):
-        achieved = self._achieved.astype(np.float32)
+        """Dict observation from the flat one (the achieved goal by FK of its joint angles)."""
+        if obs is self._achieved_for:
+            achieved = self._achieved.astype(np.float32)
+        else:  # an observation built elsewhere (log import): FK of its joint angles
+            achieved = self.observation_builder.site_position(obs[:7].astype(np.float64), "ee").astype(np.float32)
         if not math.isfinite(achieved.dot(achieved)):  # diverged state: the step reports physics_error
             achieved = np.nan_to_num(achieved, nan=0.0, posinf=0.0, neginf=0.0)
         return {"observation": obs, "achieved_goal": achieved, "desired_goal": self._goal.astype(np.float32)}
@@ -125,6 +130,6 @@ class ArmReachEnv(MujocoTaskEnv):
         return bool(np.linalg.norm(self.end_effector() - self._goal) <= self.distance_threshold)
 
     def _evaluate(self, action):
-        ee = self._achieved if self._achieved_is_true else self.end_effector()
+        ee = self.end_effector()
         reward = float(self.compute_reward(ee, self._goal))
         return reward, False, bool(np.linalg.norm(ee - self._goal) <= self.distance_threshold)
