@@ -184,7 +184,7 @@ class MujocoTaskEnv(gym.Env):
         mujoco.mj_forward(m, d)
         self._t = 0
         self._last_warn = self._warnings.tobytes()
-        info = {"randomization": self._rand_info, "physics_error": False}
+        info = {"randomization": dict(self._rand_info), "physics_error": False}
         success = self._success_at_reset()
         if success is not None:
             info["is_success"] = success
@@ -223,7 +223,7 @@ class MujocoTaskEnv(gym.Env):
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
         else:
             reward, terminated, success = self._evaluate(a)
-        info = {"randomization": info_rand, "physics_error": error}
+        info = {"randomization": dict(info_rand), "physics_error": error}  # fresh dicts: callers keep infos
         if success is not None:
             info["is_success"] = success
         if error and not math.isfinite(float(np.sum(action))):

@@ -109,7 +109,7 @@ class DmControlEnv(gym.Env):
             mujoco.mj_forward(self.model, self.data)
             ts = ts._replace(observation=self._env.task.get_observation(self.physics))
         self._t = 0
-        return self._flat(ts.observation), {"randomization": self._rand_info, "physics_error": False}
+        return self._flat(ts.observation), {"randomization": dict(self._rand_info), "physics_error": False}
 
     def step(self, action):
         from dm_control.rl.control import PhysicsError
@@ -124,7 +124,7 @@ class DmControlEnv(gym.Env):
             a = self.randomizer.process_action(a, self._t, self.np_random)
             self._rand_info = self.randomizer.before_step(self._t, self.np_random, self._rand_info)
         self._t += 1
-        info = {"randomization": self._rand_info, "physics_error": bad}
+        info = {"randomization": dict(self._rand_info), "physics_error": bad}
         try:
             ts = self._env.step(self._act_mid + self._act_half * a)
         except PhysicsError as exc:

@@ -155,3 +155,12 @@ def test_cartpole_layout_and_start_states():
         if te or tr:
             break
     assert n == 500 and tr and not te
+
+
+@pytest.mark.parametrize("randomization", [None, "reality"])
+@pytest.mark.parametrize("env_id", TASK_IDS)
+def test_gymnasium_env_checker(env_id, randomization):
+    from gymnasium.utils.env_checker import check_env
+
+    # Seeding, space containment, no data shared between returned infos/observations (unbounded Box: warning only).
+    check_env(E.make(env_id, randomization=randomization).unwrapped, skip_render_check=True)
