@@ -100,12 +100,17 @@ class SafetyFilter:
         self._vel_buf = np.zeros(self.n_joints)
         self._eff_buf = np.zeros(self.n_joints)
         self._bad = np.zeros(self.n_joints, dtype=bool)
-        self._cmd_buf = np.zeros(self.n_cmd)
-        self._cmd_ok = np.zeros(self.n_cmd, dtype=bool)
-        self._prev_cmd = np.zeros(self.n_cmd)
-        self._safe_buf = np.zeros(self.n_cmd)
+        self._cmd_vals = [0.0] * self.n_cmd
+        self._prev = [0.0] * self.n_cmd
+        """Last output command (plain floats): the rate limit's reference."""
+        self._cmd_lo, self._cmd_hi = self.cmd_min.tolist(), self.cmd_max.tolist()
         self._names_key: tuple = ()
         self._names_idx = np.zeros(self.n_joints, dtype=np.intp)
+        # Plain-float copies for the per-message fast path.
+        self._idx = [0] * self.n_joints
+        self._lo, self._hi = self._pos_lo.tolist(), self._pos_hi.tolist()
+        self._vmax = self._vel_max.tolist()
+        self._plist, self._vlist = [0.0] * self.n_joints, [0.0] * self.n_joints
         self._names_missing: list[str] = []
         self.counts = dict.fromkeys(COUNTERS, 0)
         self._has_state = False
@@ -158,6 +163,44 @@ class SafetyFilter:
         has_effort = efforts is not None and len(efforts) > 0
         if has_effort and len(efforts) != n:
             return self._reject("rejected_malformed", f"effort has {len(efforts)} values for {n} names")
+        # ---- fast path: plain float loop (a few joints: cheaper than a dozen numpy calls); any doubt -> slow path
+        idx, lo, hi, vmax, pbuf, vbuf = self._idx, self._lo, self._hi, self._vmax, self._plist, self._vlist
+        isfinite = math.isfinite
+        try:
+            for k in range(self.n_joints):
+                i = idx[k]
+                p = float(positions[i])
+                v = float(velocities[i])
+                if not (lo[k] <= p <= hi[k] and -vmax[k] <= v <= vmax[k] and isfinite(p)) or \
+                        (has_effort and not isfinite(float(efforts[i]))):
+                    break
+                pbuf[k] = p
+                vbuf[k] = v
+            else:
+                k = -1
+        except (TypeError, ValueError):
+            k = 0
+        if k >= 0:
+            rejected = self._check_values(positions, velocities, efforts, has_effort)
+            if rejected is not None:
+                return rejected
+            pbuf[:] = self._pos_buf.tolist()
+            vbuf[:] = self._vel_buf.tolist()
+        # ---- accepted
+        self.position[:] = pbuf
+        self.velocity[:] = vbuf
+        self._has_state = True
+        self._last_stamp = stamp_s
+        self._last_rx_s = float(now_s)
+        self.counts["accepted"] += 1
+        self._streak += 1
+        if self._mode in ("waiting", "fault") and self._streak >= self.limits.recover_after:
+            self._mode = "normal"
+            self._fault = ""
+        return True
+
+    def _check_values(self, positions, velocities, efforts, has_effort: bool) -> bool | None:
+        """Slow path with the exact diagnosis: rejection (False) naming field and joint, or None if all is well."""
         try:
             np.take(np.asarray(positions, dtype=np.float64), self._names_idx, out=self._pos_buf)
             np.take(np.asarray(velocities, dtype=np.float64), self._names_idx, out=self._vel_buf)
@@ -186,24 +229,14 @@ class SafetyFilter:
             return self._reject("rejected_impossible", f"velocity {self._vel_buf[i]:.4g} of joint "
                                 f"{self.joint_names[i]!r} above {self._vel_max[i]:.4g} "
                                 f"({self.limits.velocity_factor} x velocity_max)")
-        # ---- accepted
-        self.position[:] = self._pos_buf
-        self.velocity[:] = self._vel_buf
-        self._has_state = True
-        self._last_stamp = stamp_s
-        self._last_rx_s = float(now_s)
-        self.counts["accepted"] += 1
-        self._streak += 1
-        if self._mode in ("waiting", "fault") and self._streak >= self.limits.recover_after:
-            self._mode = "normal"
-            self._fault = ""
-        return True
+        return None
 
     def _map_names(self, key: tuple) -> None:
         pos = {name: i for i, name in enumerate(key)}
         self._names_missing = [n for n in self.joint_names if n not in pos]
         if not self._names_missing:
-            self._names_idx[:] = [pos[n] for n in self.joint_names]
+            self._idx = [pos[n] for n in self.joint_names]
+            self._names_idx[:] = self._idx
         self._names_key = key
 
     def _reject(self, counter: str, message: str, fault: bool = True) -> bool:
@@ -249,36 +282,45 @@ class SafetyFilter:
             return self._safe(out, now_s, ERROR, "estop", f"e-stop latched: {self._estop_reason}")
         if self._mode != "normal":
             return self._safe(out, now_s, ERROR, self._mode, f"{self._mode}: {self._fault}")
+        # ---- plain-float loop over the few commands: check all, clamp, rate limit against the last output
+        cmd = command.reshape(-1) if isinstance(command, np.ndarray) else command
         try:
-            cmd = np.asarray(command, dtype=np.float64)
+            n = len(cmd)
+        except TypeError:
+            n = -1
+        if n != self.n_cmd:
+            c["commands_malformed"] += 1
+            return self._safe(out, now_s, ERROR, "normal", f"command has {n if n >= 0 else 'no'} values, "
+                              f"expected {self.n_cmd} for {list(self.command_joints)}")
+        vals, prev, lo, hi = self._cmd_vals, self._prev, self._cmd_lo, self._cmd_hi
+        try:
+            for k in range(n):
+                vals[k] = float(cmd[k])
         except (TypeError, ValueError):
             c["commands_malformed"] += 1
             return self._safe(out, now_s, ERROR, "normal", "command is not numeric")
-        if cmd.size != self.n_cmd:
-            c["commands_malformed"] += 1
-            return self._safe(out, now_s, ERROR, "normal", f"command has {cmd.size} values, expected {self.n_cmd} "
-                              f"for {list(self.command_joints)}")
-        self._cmd_buf[:] = cmd.reshape(-1)
-        if not np.isfinite(self._cmd_buf, out=self._cmd_ok).all():
-            c["commands_nonfinite"] += 1
-            bad = [n for n, v in zip(self.command_joints, self._cmd_buf) if not math.isfinite(v)]
-            return self._safe(out, now_s, ERROR, "normal", f"non-finite command for {bad}")
-        # ---- clamp to limits, then rate limit relative to the last output
-        np.clip(self._cmd_buf, self.cmd_min, self.cmd_max, out=out)
-        clamped = not np.array_equal(out, self._cmd_buf)
-        rate_limited = False
+        isfinite = math.isfinite
+        for v in vals:
+            if not isfinite(v):
+                c["commands_nonfinite"] += 1
+                bad = [j for j, x in zip(self.command_joints, vals) if not isfinite(x)]
+                return self._safe(out, now_s, ERROR, "normal", f"non-finite command for {bad}")
         rate = self.limits.max_command_rate
-        if math.isfinite(rate):
-            step = rate * min(dt, self._max_step_dt)
-            np.subtract(out, self._prev_cmd, out=self._cmd_buf)
-            if np.abs(self._cmd_buf, out=self._safe_buf).max() > step:
+        step = rate * min(dt, self._max_step_dt) if rate < math.inf else math.inf
+        clamped = rate_limited = False
+        for k in range(n):
+            v = vals[k]
+            u = lo[k] if v < lo[k] else (hi[k] if v > hi[k] else v)
+            clamped = clamped or u != v
+            d = u - prev[k]
+            if d > step or d < -step:
                 rate_limited = True
-                np.clip(self._cmd_buf, -step, step, out=self._cmd_buf)
-                np.add(self._prev_cmd, self._cmd_buf, out=out)
-                np.clip(out, self.cmd_min, self.cmd_max, out=out)
+                u = prev[k] + (step if d > 0 else -step)
+                u = lo[k] if u < lo[k] else (hi[k] if u > hi[k] else u)
+            prev[k] = u
+        out[:] = prev
         c["commands_clamped"] += clamped
         c["commands_rate_limited"] += rate_limited
-        self._prev_cmd[:] = out
         level = WARN if (clamped or rate_limited) else OK
         msg = "clamped to command limits" if clamped else ("rate limited" if rate_limited else "ok")
         self._last_status = SafetyStatus(level, "normal", False, clamped, rate_limited, msg)
@@ -307,7 +349,7 @@ class SafetyFilter:
     def _safe(self, out, now_s, level, mode, message) -> tuple[np.ndarray, SafetyStatus]:
         self.safe_command(now_s, out=out)
         self.counts["safe_commands"] += 1
-        self._prev_cmd[:] = out  # leaving the fallback ramps from here under the rate limit
+        self._prev[:] = out.tolist()  # leaving the fallback ramps from here under the rate limit
         self._last_status = SafetyStatus(level, mode, True, False, False, message)
         return out, self._last_status
 

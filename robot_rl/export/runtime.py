@@ -285,11 +285,9 @@ class OnnxPolicy:
         self.action_min = np.asarray(sc["action"]["min"], dtype=np.float64)
         self.action_max = np.asarray(sc["action"]["max"], dtype=np.float64)
         # Preallocated buffers bound once: a call copies the observation in and runs (no per-call output arrays).
-        self._in64 = np.zeros(self.n_obs)
-        self._abs = np.zeros(self.n_obs)
         self._in = np.zeros((1, self.n_obs), dtype=np.float32)
         self._out = np.zeros((1, self.n_act), dtype=np.float32)
-        self._bad_in = np.zeros(self.n_obs, dtype=bool)
+        self._bad_in = np.zeros((1, self.n_obs), dtype=bool)
         self._bad_out = np.zeros((1, self.n_act), dtype=bool)
         self._binding = session.io_binding()
         self._binding.bind_input("obs", "cpu", 0, np.float32, list(self._in.shape), self._in.ctypes.data)
@@ -328,16 +326,19 @@ class OnnxPolicy:
         Raises ``PolicyInputError`` (shape, non-finite) or ``PolicyOutputError`` (non-finite action).
         ``out``: optional float64 ``[n_act]`` buffer written and returned.
         """
-        x = np.asarray(obs)
+        x = obs if type(obs) is np.ndarray else np.asarray(obs)
         if x.size != self.n_obs or x.ndim > 2 or (x.ndim == 2 and x.shape[0] != 1):
             raise PolicyInputError(f"obs has shape {x.shape}, expected ({self.n_obs},) or (1, {self.n_obs})")
         try:
-            self._in64[:] = x.reshape(-1)
+            if x.dtype == np.float32:  # the ObservationBuilder's dtype: a plain copy
+                self._in[0] = x.reshape(-1)
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 range -> inf, reported below
+                    self._in[0] = x.reshape(-1)
         except (TypeError, ValueError) as exc:
             raise PolicyInputError(f"obs is not numeric: {exc}") from None
-        if not np.isfinite(self._in64, out=self._bad_in).all() or np.abs(self._in64, out=self._abs).max() > F32_MAX:
-            _check_finite_f32(self._in64, self.obs_names, "obs")
-        self._in[0] = self._in64
+        if not np.isfinite(self._in, out=self._bad_in).all():
+            _check_finite_f32(np.asarray(x, dtype=np.float64).reshape(-1), self.obs_names, "obs")
         self.session.run_with_iobinding(self._binding)
         if not np.isfinite(self._out, out=self._bad_out).all():
             raise PolicyOutputError(f"{self.path}: non-finite action {self._out[0].tolist()} for joints "
