@@ -164,3 +164,12 @@ def test_gymnasium_env_checker(env_id, randomization):
 
     # Seeding, space containment, no data shared between returned infos/observations (unbounded Box: warning only).
     check_env(E.make(env_id, randomization=randomization).unwrapped, skip_render_check=True)
+
+
+def test_render_rgb_array():
+    env = E.make("CartpoleSwingup-v0", seed=0, render_mode="rgb_array")
+    env.reset()
+    frame = env.render()
+    assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8 and frame.std() > 1.0
+    env.close()
+    assert E.make("CartpoleSwingup-v0").render() is None  # no render_mode: nothing rendered
