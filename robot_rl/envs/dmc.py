@@ -32,18 +32,21 @@ class DmControlEnv(gym.Env):
         randomization: None, profile name, path or ``RandomizationConfig``.
         seed: seeds ``np_random``.
         environment_kwargs: passed to ``suite.load`` (e.g. ``{"time_limit": 5}``).
+        max_episode_steps: truncate after this many control steps (the suite's own time limit still applies).
 
     """
 
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(self, domain: str, task: str, *, randomization=None, seed: int | None = None,
-                 environment_kwargs: dict | None = None, render_mode: str | None = None):
+                 environment_kwargs: dict | None = None, render_mode: str | None = None,
+                 max_episode_steps: int | None = None):
         from dm_control import suite
 
         if (domain, task) not in suite.ALL_TASKS:
             raise KeyError(f"dm_control suite has no task {domain}-{task}; see dm_control.suite.ALL_TASKS")
         self._env = suite.load(domain, task, task_kwargs={"random": 0}, environment_kwargs=environment_kwargs or {})
+        self.max_episode_steps = max_episode_steps
         self.physics = self._env.physics
         self.model, self.data = self.physics.model.ptr, self.physics.data.ptr
         self.profile = None
@@ -135,7 +138,8 @@ class DmControlEnv(gym.Env):
             info["physics_error"] = True
             return np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0), 0.0, True, False, info
         terminated = ts.last() and ts.discount == 0.0
-        truncated = ts.last() and not terminated
+        truncated = (ts.last() and not terminated) or (
+            self.max_episode_steps is not None and self._t >= self.max_episode_steps and not terminated)
         return obs, float(ts.reward or 0.0), terminated, truncated, info
 
     def render(self):
