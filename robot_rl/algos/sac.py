@@ -4,8 +4,8 @@ Twin Q critics evaluated as one batched ensemble forward pass (``EnsembleMLP`` w
 targets, a tanh-squashed Gaussian actor, automatic entropy temperature, configurable update-to-data ratio, and
 running observation normalization (raw observations are stored in replay and normalized when sampled).
 
-Hot-loop choices (see docs/training.md, "Speed"): one optimizer step per network per update, actor and temperature
-losses share one backward pass and one Adam step (their gradients are independent), replay sampling gathers into
+Hot-loop choices (see docs/training.md, "Speed"): critic, actor and temperature losses share one backward pass and
+one fused Adam step per update (their gradients are independent), replay sampling gathers into
 preallocated tensors, Polyak averaging is one ``_foreach_lerp_``, and loss statistics are summed on-tensor (no
 ``.item()`` per update).
 """
@@ -126,6 +126,69 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
 
 
+# --------------------------------------------------------------------------- flat parameters + Adam
+
+
+def pack_parameters(params: list[nn.Parameter], with_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make ``params`` (and their ``.grad``) views into one flat parameter and one flat gradient tensor.
+
+    Autograd then accumulates every gradient in place into the flat gradient, so the optimizer, zeroing and Polyak
+    averaging are a handful of ops on one contiguous vector instead of a loop over tensors. Returns (flat, grad).
+    """
+    n = sum(p.numel() for p in params)
+    flat, grad = torch.empty(n), torch.zeros(n)
+    offset = 0
+    for p in params:
+        k = p.numel()
+        flat[offset:offset + k].copy_(p.detach().reshape(-1))
+        p.data = flat[offset:offset + k].view_as(p)
+        if with_grad:
+            p.grad = grad[offset:offset + k].view_as(p)
+        offset += k
+    return flat, grad
+
+
+class FlatAdam:
+    """Adam (Kingma & Ba 2015, Algorithm 1) on one flat parameter vector with per-element learning rates.
+
+    Same update as ``torch.optim.Adam`` (no weight decay, no amsgrad); ``lr`` ``[n]`` lets one step serve parameter
+    groups with different learning rates.
+    """
+
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, betas=(0.9, 0.999),
+                 eps: float = 1e-8):
+        self.flat, self.grad, self.lr = flat, grad, lr
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.m = torch.zeros_like(flat)
+        self.v = torch.zeros_like(flat)
+        self.t = 0
+        self._denom = torch.zeros_like(flat)
+        self._step = torch.zeros_like(flat)
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        bc1 = 1.0 - self.beta1**self.t
+        bc2 = 1.0 - self.beta2**self.t
+        self.m.lerp_(self.grad, 1.0 - self.beta1)
+        self.v.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1.0 - self.beta2)
+        torch.sqrt(self.v, out=self._denom).div_(math.sqrt(bc2)).add_(self.eps)
+        torch.mul(self.m, self.lr, out=self._step)
+        self.flat.addcdiv_(self._step, self._denom, value=-1.0 / bc1)
+
+    def state_dict(self) -> dict:
+        return {"m": self.m.clone(), "v": self.v.clone(), "t": self.t}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.m.copy_(s["m"])
+        self.v.copy_(s["v"])
+        self.t = int(s["t"])
+
+
 # --------------------------------------------------------------------------- learner
 
 
@@ -155,15 +218,19 @@ class SacLearner:
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(c.init_alpha)))
-        adam = {"fused": True}
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, **adam)
-        groups = [{"params": list(self.actor.parameters())}]
-        if c.autotune_alpha:
-            groups.append({"params": [self.log_alpha]})
-        self.actor_opt = torch.optim.Adam(groups, lr=c.actor_lr, **adam)
+        # Critic, actor and temperature live in one flat parameter vector with one flat gradient; one Adam step
+        # (per-element learning rates) updates all three, see ``update``. The target critic is flat too.
+        critic_params, actor_params = list(self.critic.parameters()), list(self.actor.parameters())
+        self.flat, self.flat_grad = pack_parameters([*critic_params, *actor_params, self.log_alpha])
+        self.target_flat, _ = pack_parameters(list(self.critic_target.parameters()), with_grad=False)
+        self.n_critic = sum(p.numel() for p in critic_params)
+        n_actor = sum(p.numel() for p in actor_params)
+        lr = torch.full_like(self.flat, c.critic_lr)
+        lr[self.n_critic:] = c.actor_lr
+        if not c.autotune_alpha:
+            lr[self.n_critic + n_actor:] = 0.0
+        self.opt = FlatAdam(self.flat, self.flat_grad, lr)
         self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
-        self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
 
         self.env_steps = 0
         self.n_updates = 0
@@ -188,8 +255,7 @@ class SacLearner:
     def _act(self, obs: np.ndarray) -> np.ndarray:
         out = self.actor(self.normalizer(torch.from_numpy(obs).unsqueeze(0)))
         mean, raw_log_std = out[0, : self.n_act], out[0, self.n_act:]
-        action, _ = tanh_gaussian_sample(mean, squash_log_std(raw_log_std))
-        return action.numpy()
+        return torch.tanh(mean + squash_log_std(raw_log_std).exp() * torch.randn_like(mean)).numpy()
 
     def train_until(self, target_step: int) -> None:
         """Step the env (and update) until ``env_steps == target_step``."""
@@ -227,7 +293,7 @@ class SacLearner:
         self._pending_obs.clear()
 
     def update(self) -> None:
-        """One SAC gradient update: critics, then actor + temperature, then Polyak targets."""
+        """One SAC gradient update (critics, actor, temperature in one step), then Polyak-averaged targets."""
         if len(self._pending_obs) >= 16 or self.n_updates == 0:
             self._fold_normalizer()
         c = self.cfg
@@ -241,29 +307,25 @@ class SacLearner:
             next_q = self.critic_target(torch.cat([next_obs, next_a], dim=1)).squeeze(-1)
             y = soft_q_target(b.rew, b.done, next_q, next_logp, alpha, c.gamma)
 
+        # Critic, actor and temperature losses from the same parameters, summed, one backward, one Adam step (the
+        # simultaneous update of the original implementation, Haarnoja et al.'s softlearning). The gradients do not
+        # mix: the actor loss sees the critic through detached weights (``forward_frozen``) and alpha as a
+        # constant, the temperature loss sees log pi as a constant, the critic loss does not involve the actor.
         q = self.critic(torch.cat([obs, b.act], dim=1)).squeeze(-1)
-        loss_q = critic_loss(q, y)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss_q.backward()
-        self.critic_opt.step()
-
-        # Actor and temperature in one backward: the actor loss sees alpha as a constant, the temperature loss sees
-        # log pi as a constant, so the summed loss gives each its own gradient.
         out = self.actor(obs)
         a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]))
-        for p in self._critic_params:
-            p.requires_grad_(False)
-        q_pi = self.critic(torch.cat([obs, a], dim=1)).squeeze(-1)
-        for p in self._critic_params:
-            p.requires_grad_(True)
+        q_pi = self.critic.forward_frozen(torch.cat([obs, a], dim=1)).squeeze(-1)
+        loss_q = critic_loss(q, y)
         loss_pi = actor_loss(logp, q_pi, alpha)
-        loss = loss_pi + temperature_loss(self.log_alpha, logp, self.target_entropy) if c.autotune_alpha else loss_pi
-        self.actor_opt.zero_grad(set_to_none=True)
+        loss = loss_q + loss_pi
+        if c.autotune_alpha:
+            loss = loss + temperature_loss(self.log_alpha, logp, self.target_entropy)
+        self.opt.zero_grad()
         loss.backward()
-        self.actor_opt.step()
+        self.opt.step()
 
         with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._critic_params, c.tau)
+            self.target_flat.lerp_(self.flat[: self.n_critic], c.tau)
             self._stats += torch.stack([loss_q, loss_pi, alpha, -logp.mean(), q.mean()])
         self._stats_n += 1
         self.n_updates += 1
@@ -294,27 +356,26 @@ class SacLearner:
         return {"n_obs": self.n_obs, "n_act": self.n_act, "n_out": 2 * self.n_act,
                 "hidden": list(self.cfg.actor_hidden), "activation": self.cfg.activation, "squash": "tanh",
                 "normalize_obs": self.cfg.normalize_obs,
-                "state_dict": self.policy_module().state_dict()}
+                "state_dict": {k: v.clone() for k, v in self.policy_module().state_dict().items()}}
 
     def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                "normalizer": self.normalizer.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "replay": self.replay.state_dict(),
+        return {"flat": self.flat.clone(), "target_flat": self.target_flat.clone(),
+                "normalizer": self.normalizer.state_dict(), "opt": self.opt.state_dict(),
+                "replay": self.replay.state_dict(),
                 "pending_obs": torch.from_numpy(np.stack(self._pending_obs)) if self._pending_obs else None,
                 "env_steps": self.env_steps, "n_updates": self.n_updates, "updates_due": self.updates_due,
                 "segment": self.segment, "stats": self._stats.clone(), "stats_n": self._stats_n,
                 "episodes": [list(e) for e in self._episodes]}
 
     def load_state_dict(self, s: dict) -> None:
-        self.actor.load_state_dict(s["actor"])
-        self.critic.load_state_dict(s["critic"])
-        self.critic_target.load_state_dict(s["critic_target"])
+        if s["flat"].shape != self.flat.shape:
+            raise ValueError(f"checkpoint has {s['flat'].numel()} SAC parameters, "
+                             f"the config builds {self.flat.numel()}")
         with torch.no_grad():
-            self.log_alpha.copy_(s["log_alpha"])
+            self.flat.copy_(s["flat"])
+            self.target_flat.copy_(s["target_flat"])
         self.normalizer.load_state_dict(s["normalizer"])
-        self.critic_opt.load_state_dict(s["critic_opt"])
-        self.actor_opt.load_state_dict(s["actor_opt"])
+        self.opt.load_state_dict(s["opt"])
         self.replay.load_state_dict(s["replay"])
         pending = s["pending_obs"]
         self._pending_obs = [] if pending is None else list(pending.numpy())

@@ -69,6 +69,21 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """Same output as ``forward`` but with the weights detached: gradients flow to ``x`` only.
+
+        Lets one backward pass train a critic on one loss while another loss (SAC's actor loss) differentiates
+        through the same critic without touching its weight gradients.
+        """
+        for layer in self.net:
+            if isinstance(layer, EnsembleLinear):
+                if x.dim() == 2:
+                    x = x.unsqueeze(0).expand(layer.n_members, -1, -1)
+                x = torch.baddbmm(layer.bias.detach(), x, layer.weight.detach())
+            else:
+                x = layer(x)
+        return x
+
     def member(self, i: int) -> nn.Sequential:
         """A standalone ``nn.Sequential`` with member i's weights (copied). Shape ``[B, n_in] -> [B, n_out]``."""
         if not 0 <= i < self.n_members:

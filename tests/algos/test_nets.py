@@ -32,6 +32,16 @@ def test_ensemble_members_are_independent():
     assert not torch.equal(ens.member(0)[0].weight, ens.member(1)[0].weight)  # own initialization
 
 
+def test_forward_frozen_same_output_no_weight_grads():
+    torch.manual_seed(0)
+    ens = EnsembleMLP(2, 3, 1, (8,))
+    x = torch.randn(5, 3, requires_grad=True)
+    torch.testing.assert_close(ens.forward_frozen(x), ens(x))
+    ens.forward_frozen(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().max() > 0
+    assert all(p.grad is None for p in ens.parameters())
+
+
 def test_ensemble_rejects_bad_sizes():
     with pytest.raises(ValueError, match="positive sizes"):
         EnsembleLinear(0, 3, 3)

@@ -65,3 +65,30 @@ def test_tanh_gaussian_hand_number_and_bounds():
     assert big.abs().max() <= 1.0
     ls = squash_log_std(torch.tensor([-1e3, 1e3]))
     torch.testing.assert_close(ls, torch.tensor([-5.0, 2.0]))
+
+
+def test_flat_adam_matches_torch_adam_and_grads_stay_in_place():
+    from robot_rl.algos.sac import FlatAdam, pack_parameters
+
+    torch.manual_seed(0)
+    net_a = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    net_b = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    net_b.load_state_dict(net_a.state_dict())
+    ref = torch.optim.Adam([{"params": net_b[0].parameters(), "lr": 1e-2},
+                            {"params": net_b[2].parameters(), "lr": 3e-3}])
+    flat, grad = pack_parameters(list(net_a.parameters()))
+    lr = torch.full_like(flat, 1e-2)
+    lr[net_a[0].weight.numel() + net_a[0].bias.numel():] = 3e-3
+    opt = FlatAdam(flat, grad, lr)
+    for _ in range(5):
+        x = torch.randn(8, 3)
+        opt.zero_grad()
+        net_a(x).square().sum().backward()
+        assert all(p.grad.data_ptr() >= grad.data_ptr() for p in net_a.parameters())  # accumulated in place
+        assert grad.abs().sum() > 0
+        opt.step()
+        ref.zero_grad()
+        net_b(x).square().sum().backward()
+        ref.step()
+    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
+        torch.testing.assert_close(pa, pb)
