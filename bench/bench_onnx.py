@@ -170,8 +170,9 @@ def report(r: dict) -> str:
     for key, label in labels.items():
         s = rows[key]
         lines.append(f"| {label} | {s['p50']:.1f} | {s['p99']:.1f} | {t / s['p50']:.2f} |")
-    lines += ["", "The robot-side path needs no torch (`robot_rl.export.runtime` imports onnxruntime + numpy only).",
-              ""]
+    lines += ["", "p99 on this host is dominated by preemption from the other jobs (see the load average); compare "
+              "medians. The robot-side path needs no torch (`robot_rl.export.runtime` imports onnxruntime + numpy "
+              "only).", ""]
     return "\n".join(lines)
 
 
