@@ -116,7 +116,11 @@ class MujocoTaskEnv(gym.Env):
         raise NotImplementedError
 
     def _evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
-        """(reward, terminated, is_success or None) after a step; ``action`` is the applied normalized action."""
+        """(reward, terminated, is_success or None) after a step.
+
+        ``action``: the normalized action after action noise / latency, not clipped (MuJoCo clamps the ctrl to the
+        ctrlrange; a task clips the scalars it uses in its reward).
+        """
         raise NotImplementedError
 
     def _make_observation_space(self) -> gym.Space:
@@ -128,14 +132,28 @@ class MujocoTaskEnv(gym.Env):
 
     # ------------------------------------------------------------------ state
     @property
+    def randomization_enabled(self) -> bool:
+        """Randomization on (training) or off (evaluation: nominal model, no noise); applies from the next reset."""
+        return self._randomization_enabled
+
+    @randomization_enabled.setter
+    def randomization_enabled(self, value: bool) -> None:
+        if value and self.randomizer is None:
+            raise ValueError("this env was made without a randomization profile (randomization=None); "
+                             "pass one to make() to switch randomization on")
+        self._randomization_enabled = bool(value)
+
+    @property
     def randomization_scale(self) -> float:
         """Curriculum factor in [0, 1] multiplying every randomization range (1 = the ranges as configured)."""
         return self.randomizer.scale if self.randomizer is not None else 0.0
 
     @randomization_scale.setter
     def randomization_scale(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"randomization_scale must be in [0, 1], got {value}")
         if self.randomizer is not None:
-            self.randomizer.scale = value
+            self.randomizer.scale = float(value)  # used from the next sample (reset or interval)
 
     def get_state(self) -> np.ndarray:
         """Physics state ``[qpos, qvel]``, shape ``(nq + nv,)`` (a copy)."""

@@ -72,13 +72,27 @@ class DmControlEnv(gym.Env):
             self.reset(seed=seed)
 
     @property
+    def randomization_enabled(self) -> bool:
+        """Randomization on (training) or off (evaluation: nominal model, no noise); applies from the next reset."""
+        return self._randomization_enabled
+
+    @randomization_enabled.setter
+    def randomization_enabled(self, value: bool) -> None:
+        if value and self.randomizer is None:
+            raise ValueError("this env was made without a randomization profile (randomization=None); "
+                             "pass one to make() to switch randomization on")
+        self._randomization_enabled = bool(value)
+
+    @property
     def randomization_scale(self) -> float:
         return self.randomizer.scale if self.randomizer is not None else 0.0
 
     @randomization_scale.setter
     def randomization_scale(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"randomization_scale must be in [0, 1], got {value}")
         if self.randomizer is not None:
-            self.randomizer.scale = value
+            self.randomizer.scale = float(value)  # used from the next sample (reset or interval)
 
     def _flat(self, obs_dict) -> np.ndarray:
         obs = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in obs_dict.values()])

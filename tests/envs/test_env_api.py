@@ -157,6 +157,7 @@ def test_cartpole_layout_and_start_states():
     assert n == 500 and tr and not te
 
 
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value is")
 @pytest.mark.parametrize("randomization", [None, "reality"])
 @pytest.mark.parametrize("env_id", TASK_IDS)
 def test_gymnasium_env_checker(env_id, randomization):

@@ -190,3 +190,12 @@ def test_shipped_profiles_load_for_every_robot():
         assert cfg.body_mass is not None
         for env_id in ("CartpoleSwingup-v0", "PendulumSwingup-v0", "Reacher2-v0", "ArmReach-v0"):
             E.make(env_id, randomization=cfg, seed=0)
+
+
+def test_switches_validate():
+    env = E.make("CartpoleSwingup-v0", seed=0)
+    with pytest.raises(ValueError, match="without a randomization profile"):
+        env.unwrapped.randomization_enabled = True
+    env.unwrapped.randomization_enabled = False
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        E.make("CartpoleSwingup-v0", randomization="default").unwrapped.randomization_scale = 1.5
