@@ -127,3 +127,31 @@ def test_ensemble_input_guards(ensemble_dir):
         ens(s, a)
     with pytest.raises(PolicyInputError, match="expected"):
         ens(s[:, :3], a)
+
+
+def test_pets_probabilistic_ensemble_exports(tmp_path):
+    """The project's own PETS ensemble (EnsembleLinear: expand + baddbmm) exports with a dynamic batch axis."""
+    from robot_rl.algos.pets import ProbabilisticEnsemble
+
+    torch.manual_seed(0)
+    model = ProbabilisticEnsemble(4, 1, [1], 3, [32, 32], "silu").eval()
+
+    class PhysicalUnits(torch.nn.Module):
+        """Normalized delta -> delta in state units (what an MPC consumes)."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, state, action):
+            mean, logvar = self.m(state, action)
+            return self.m.out_mean + self.m.out_std * mean, logvar + 2 * torch.log(self.m.out_std)
+
+    s, a = inputs(1000, seed=4)
+    export_ensemble(PhysicalUnits(model), tmp_path / "pets", state_names=STATE, action_names=ACTION,
+                    parity_inputs=(s, a), target="delta")
+    ens = OnnxEnsemble(tmp_path / "pets")
+    mean, _ = ens(s[:11], a[:11])
+    with torch.no_grad():
+        ref = PhysicalUnits(model)(torch.from_numpy(s[:11]), torch.from_numpy(a[:11]))[0].numpy()
+    assert mean.shape == (3, 11, 4) and np.max(np.abs(mean - ref)) < 1e-4
