@@ -75,6 +75,10 @@ class Randomizer:
         self.scale = 1.0
         self._nominal = {k: getattr(model, k).copy() for k in _NOMINAL_ARRAYS}
         self._dirty = False
+        # Per-body factors of the current sample: body_inertia = nominal * mass_scale * inertia_scale + offset.
+        self._mass_scale = np.ones(model.nbody)
+        self._inertia_scale = np.ones(model.nbody)
+        self._inertia_offset = np.zeros(model.nbody)
         # Resolve targets once: term -> (element indices into the model array, element names).
         self._targets: dict[str, tuple[np.ndarray, list[str]]] = {}
         for term, (objtype, _, _, _) in _MODEL_TERMS.items():
@@ -134,6 +138,9 @@ class Randomizer:
         m = self.model
         for k, v in self._nominal.items():
             np.copyto(getattr(m, k), v)
+        self._mass_scale.fill(1.0)
+        self._inertia_scale.fill(1.0)
+        self._inertia_offset.fill(0.0)
         if self._dirty:
             mujoco.mj_setConst(m, self._scratch)
             self._dirty = False
@@ -150,8 +157,8 @@ class Randomizer:
         s = self._uniform(rng, cfg.scale, len(idx), 1.0)
         o = self._uniform(rng, cfg.offset, len(idx), 0.0)
         arr, nom = getattr(self.model, array), self._nominal[array]
-        if col is None and arr.ndim == 2:  # inertia: all three moments
-            new = nom[idx] * s[:, None] + o[:, None]
+        if term == "body_inertia":  # on top of the mass term's density scaling (kept in _mass_scale)
+            new = nom[idx] * (self._mass_scale[idx] * s)[:, None] + o[:, None]
         elif col is None:
             new = nom[idx] * s + o
         else:
@@ -162,10 +169,15 @@ class Randomizer:
             arr[idx] = new
         else:
             arr[idx, col] = new
-        if term == "body_mass":  # same density change for the inertia
-            self.model.body_inertia[idx] = self._nominal["body_inertia"][idx] * s[:, None]
+        if term == "body_mass":  # same density change for the inertia (times the inertia term's own factor)
+            self._mass_scale[idx] = s
+            inertia = (self._nominal["body_inertia"][idx] * (s * self._inertia_scale[idx])[:, None]
+                       + self._inertia_offset[idx, None])
+            self.model.body_inertia[idx] = np.maximum(inertia, _MODEL_TERMS["body_inertia"][3])
         if term == "actuator_gain":  # servo bias gains (position/velocity actuators) scale with the motor
             self.model.actuator_biasprm[idx, 1:3] = self._nominal["actuator_biasprm"][idx, 1:3] * s[:, None]
+        if term == "body_inertia":
+            self._inertia_scale[idx], self._inertia_offset[idx] = s, o
         for n, sv, ov in zip(names, s, o):
             if cfg.scale != (1.0, 1.0):
                 info[f"{term}_scale/{n}"] = float(sv)

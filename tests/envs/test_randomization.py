@@ -199,3 +199,16 @@ def test_switches_validate():
     env.unwrapped.randomization_enabled = False
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         E.make("CartpoleSwingup-v0", randomization="default").unwrapped.randomization_scale = 1.5
+
+
+def test_mass_and_inertia_terms_compose():
+    cfg = {"body_mass": {"scale": [1.5, 1.5]}, "body_inertia": {"scale": [2.0, 2.0]}}
+    env = E.make("CartpoleSwingup-v0", randomization=cfg, seed=0)
+    u = env.unwrapped
+    u.randomization_enabled = False
+    env.reset()
+    nominal = _snapshot(u.model)
+    u.randomization_enabled = True
+    env.reset(seed=1)
+    assert np.allclose(u.model.body_mass[1:], 1.5 * nominal["body_mass"][1:])
+    assert np.allclose(u.model.body_inertia[1:], 3.0 * nominal["body_inertia"][1:])  # density x extra factor
