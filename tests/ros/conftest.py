@@ -45,6 +45,14 @@ class Procs:
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
+    def wait_log(self, name: str, text: str, timeout: float) -> None:
+        """Wait until ``text`` appears in the log of process ``name`` (e.g. a node's start-up line)."""
+        end = time.monotonic() + timeout
+        while text not in self.log(name):
+            if time.monotonic() > end or self.procs[name].poll() is not None:
+                raise AssertionError(f"{name}: {text!r} not logged within {timeout} s:\n{self.log(name)}")
+            time.sleep(0.05)
+
     def stop(self, name: str, sig=signal.SIGINT, timeout: float = 10.0) -> int:
         proc = self.procs[name]
         if proc.poll() is None:

@@ -111,10 +111,10 @@ def test_runs_nodes_until_duration_and_records(tmp_path, ros_env):
         - node: {{pkg: robot_rl, exec: recorder, param: [{{name: output, value: $(var bag)}}]}}
         """)
     out = io.StringIO()
-    code = run_launch(load_launch(f), duration_s=4.0, env=ros_env, out=out)
+    code = run_launch(load_launch(f), duration_s=8.0, env=ros_env, out=out)
     log = out.getvalue()
     assert code == 0, log
-    assert "[sim_robot]" in log and "[recorder]" in log and "duration 4 s reached" in log
+    assert "[sim_robot]" in log and "[recorder]" in log and "duration 8 s reached" in log
     from rosbags.rosbag2 import Reader
 
     with Reader(bag) as reader:
