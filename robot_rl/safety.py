@@ -66,6 +66,8 @@ class SafetyFilter:
 
     Shapes: joint arrays follow ``profile.joints`` (n_joints); commands follow ``profile.command_joints`` (n_cmd).
     Units: the robot's (rad or m, rad/s or m/s; command units of ``profile.command_interface``); times in seconds.
+    Not thread-safe: call ``on_joint_state`` / ``filter`` / ``estop`` from one thread (a single-threaded executor) or
+    under one lock.
     """
 
     def __init__(self, profile, *, max_age_s: float | None = None, future_tolerance_s: float | None = None):

@@ -247,7 +247,7 @@ class OnnxPolicy:
     """An exported policy checked against a robot profile. ``policy(obs) -> action`` in robot command units.
 
     Attributes: ``sidecar`` (dict), ``obs_names`` (n_obs), ``joint_names`` (command joints, n_act),
-    ``action_min``/``action_max`` (float64 [n_act]).
+    ``action_min``/``action_max`` (float64 [n_act]). ``__call__`` reuses preallocated buffers: one caller thread.
     """
 
     def __init__(self, model_dir: str | Path, profile, *, obs_names=None, threads: int = 1):
