@@ -79,6 +79,8 @@ class MujocoTaskEnv(gym.Env):
                              f"model's actuators 0..{self.model.nu - 1} in order")
         lo, hi = self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
         self._ctrl_mid, self._ctrl_half = (hi + lo) / 2.0, (hi - lo) / 2.0
+        self._ctrl_symmetric = not self._ctrl_mid.any()
+        self._act_shape = self._ctrl_mid.shape
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.model.nu,), dtype=np.float32)
         self.observation_builder = self._make_observation_builder()
         self.obs_names = self.observation_builder.names
@@ -212,9 +214,11 @@ class MujocoTaskEnv(gym.Env):
         return None
 
     def step(self, action):
-        a = np.array(action, dtype=np.float64).reshape(-1)  # a private copy
-        if a.shape != self._ctrl_mid.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}")
+        a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)  # read only below
+        if a.shape != self._act_shape:
+            a = a.reshape(-1)
+            if a.shape != self._act_shape:
+                raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}")
         m, d = self.model, self.data
         # No numpy clip here (it costs more than the physics of a small model): MuJoCo clamps ctrl to the
         # actuator ctrlrange (checked in __init__), which is the same as clipping the action to [-1, 1]; tasks
@@ -226,7 +230,10 @@ class MujocoTaskEnv(gym.Env):
             if rz.acts_per_step:
                 self._rand_info = rz.before_step(self._t, rng, self._rand_info)
         info_rand = self._rand_info
-        np.add(self._ctrl_mid, self._ctrl_half * a, out=self._ctrl)
+        if self._ctrl_symmetric:  # one ufunc call instead of two (every task's ctrlrange is symmetric)
+            np.multiply(self._ctrl_half, a, out=self._ctrl)
+        else:
+            np.add(self._ctrl_mid, self._ctrl_half * a, out=self._ctrl)
         self._before_physics()
         mujoco.mj_step(m, d, self.frame_skip)
         self._t += 1
