@@ -96,9 +96,10 @@ class PolicyNode(Node):
         self.trigger = p.str("trigger", "timer", "timer: act every control period; sensor: act on every "
                              "joint-state message (the timer stays as the stale-sensor watchdog)",
                              choices=("timer", "sensor"))
-        state_dir = p.str("state_dir", "", "directory of the persistent e-stop latch; empty: "
-                          "~/.local/state/robot_rl/<node name>") or \
-            os.path.join(os.path.expanduser("~/.local/state/robot_rl"), self.get_name())
+        state_dir = p.str("state_dir", "auto", "directory of the persistent e-stop latch; auto (or empty): "
+                          "~/.local/state/robot_rl/<node name>")
+        if state_dir in ("", "auto"):
+            state_dir = os.path.join(os.path.expanduser("~/.local/state/robot_rl"), self.get_name())
         goal = p.floats("goal", [], "initial goal for goal-conditioned policies (task units)")
         self.fault_injection = p.bool("allow_fault_injection", False, "testing only: offer ~/inject_fault, "
                                       "which makes the next control step raise")

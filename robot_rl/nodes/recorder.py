@@ -62,9 +62,10 @@ class RecorderNode(Node):
         super().__init__(NAME)
         p = ParamReader(self)
         robot = p.str("robot", "cartpole", "robot profile name (topic names come from it)")
-        output = p.str("output", "", "bag directory to create (must not exist); empty: "
+        output = p.str("output", "auto", "bag directory to create (must not exist); auto (or empty): "
                        "runs/bags/<date-time> in the working directory")
-        output = output or f"runs/bags/{time.strftime('%Y%m%d-%H%M%S')}"
+        if output in ("", "auto"):
+            output = f"runs/bags/{time.strftime('%Y%m%d-%H%M%S')}"
         extra = p.str("extra_topics", ",".join(DEFAULT_EXTRA),
                       "comma-separated '/topic:pkg/msg/Type' entries recorded besides the profile's topics")
         from rosbags.rosbag2 import StoragePlugin, Writer

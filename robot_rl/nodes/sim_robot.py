@@ -67,8 +67,9 @@ class SimRobotNode(Node):
         robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
         env_id = p.str("env_id", "", "env whose randomization / reward to use, e.g. robot_rl/CartpoleBalance-v0; "
                        "empty: raw MJCF, no reward")
-        randomization = p.str("randomization", "", "randomization profile of the held-out 'reality' sample "
-                              "(sim/randomization/<name>.yaml); empty: nominal model")
+        randomization = p.str("randomization", "none", "randomization profile of the held-out 'reality' sample "
+                              "(sim/randomization/<name>.yaml); none (or empty): nominal model")
+        randomization = "" if randomization == "none" else randomization
         seed = p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0)
         profile, model, data, reality = _load(robot, env_id, randomization, seed)
         self.profile = profile
