@@ -231,6 +231,15 @@ def check_signature(session, path: Path, inputs: list[tuple[str, list]], outputs
                 raise ArtifactError(f"{path}: {kind} {name!r} shape: expected {exp}, got {shape}")
 
 
+def check_embedded_digest(session, sidecar: dict, path: Path) -> None:
+    """The exporter also writes the profile digest into the ONNX metadata; a model from another export refuses."""
+    embedded = session.get_modelmeta().custom_metadata_map.get("robot_rl.profile_digest")
+    expected = (sidecar.get("robot") or {}).get("digest")
+    if embedded is not None and embedded != expected:
+        raise ArtifactError(f"{path}: the model's embedded profile digest {embedded} differs from the sidecar's "
+                            f"{expected} (model and sidecar come from different exports)")
+
+
 def _check_finite_f32(x: np.ndarray, names, what: str) -> None:
     bad = ~np.isfinite(x) | (np.abs(x) > F32_MAX)
     if bad.any():
@@ -275,6 +284,7 @@ class OnnxPolicy:
         data = read_model(onnx_path, sha)
         session = make_session(data, onnx_path, threads)
         check_signature(session, onnx_path, [("obs", [None, len(names)])], [("action", [None, len(joints)])])
+        check_embedded_digest(session, sc, onnx_path)
         self.session = session
         self.sidecar = sc
         self.path = onnx_path
@@ -393,6 +403,7 @@ class OnnxEnsemble:
         n_s, n_a, n_o = len(self.state_names), len(self.action_names), len(self.output_names)
         check_signature(session, onnx_path, [("state", [None, n_s]), ("action", [None, n_a])],
                         [("mean", [self.n_members, None, n_o]), ("logvar", [self.n_members, None, n_o])])
+        check_embedded_digest(session, sc, onnx_path)
         self.session = session
         self.sidecar = sc
         self.path = onnx_path

@@ -149,3 +149,42 @@ def test_reexport_replaces_files_atomically(exported, tmp_path, profile, kit):
     assert sorted(p.name for p in out.iterdir()) == ["policy.json", "policy.onnx"]  # no temp files left
     assert sc["model"]["sha256"] == sha256_bytes((out / "policy.onnx").read_bytes())
     OnnxPolicy(out, profile)
+
+
+def test_crash_between_model_and_sidecar_is_refused_at_load(tmp_path, profile, kit, monkeypatch):
+    """Export A, then export B dies while writing the sidecar: the new model + old sidecar never load."""
+    from robot_rl.export import onnx as onnx_export
+    from robot_rl.export.runtime import ArtifactError
+
+    out = tmp_path / "m"
+    export_policy(kit.Policy(5, 2, seed=1), out, profile=profile, obs_names=kit.obs_names,
+                  obs_units=kit.obs_units, parity_obs=kit.sample(1000))
+    real = onnx_export.write_atomic
+
+    def dying(path, data):
+        if path.name == "policy.json":
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(onnx_export, "write_atomic", dying)
+    with pytest.raises(OSError, match="No space left"):
+        export_policy(kit.Policy(5, 2, seed=2), out, profile=profile, obs_names=kit.obs_names,
+                      obs_units=kit.obs_units, parity_obs=kit.sample(1000))
+    assert sorted(p.name for p in out.iterdir()) == ["policy.json", "policy.onnx"]  # no temp files left
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        OnnxPolicy(out, profile)
+
+
+def test_write_atomic_keeps_old_file_on_error(tmp_path, monkeypatch):
+    from robot_rl.export.onnx import write_atomic
+
+    path = tmp_path / "f.bin"
+    write_atomic(path, b"old")
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        write_atomic(path, b"new")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]

@@ -250,3 +250,12 @@ def test_call_accepts_row_and_out_buffer(artifact, profile, kit):
     buf = np.empty(2)
     assert pol(obs, out=buf) is buf
     np.testing.assert_array_equal(buf, pol(obs[0]))
+
+
+def test_model_from_another_export_refused(artifact, profile, tmp_path, kit):
+    """policy.onnx swapped for one exported for another profile (sha256 updated): the embedded digest differs."""
+    other = dataclasses.replace(profile, control_period_s=0.01)
+    export_policy(kit.Policy(5, 2), tmp_path / "other", profile=other, obs_names=kit.obs_names,
+                  obs_units=kit.obs_units, parity_obs=kit.sample(1000))
+    replace_model(artifact, (tmp_path / "other" / "policy.onnx").read_bytes())
+    refused(artifact, profile, "embedded profile digest", "different exports")
