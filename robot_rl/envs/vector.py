@@ -121,6 +121,13 @@ class _Block:
     def get_attr(self, name: str) -> list:
         return [getattr(env.unwrapped, name) for env in self.envs]
 
+    def call(self, name: str, args: tuple, kwargs: dict) -> list:
+        out = []
+        for env in self.envs:
+            attr = getattr(env.unwrapped, name)
+            out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return out
+
     def set_attr(self, name: str, values: list) -> None:
         for env, v in zip(self.envs, values):
             setattr(env.unwrapped, name, v)
@@ -258,6 +265,10 @@ class RobotVecEnv(VectorEnv):
     def get_attr(self, name: str) -> tuple:
         """Attribute ``name`` of every env's ``unwrapped``."""
         return tuple(v for part in self._call_all("get_attr", [(name,)] * len(self._slices)) for v in part)
+
+    def call(self, name: str, *args, **kwargs) -> tuple:
+        """Call method ``name`` of every env's ``unwrapped`` (or read the attribute); results in env order."""
+        return tuple(v for part in self._call_all("call", [(name, args, kwargs)] * len(self._slices)) for v in part)
 
     def set_attr(self, name: str, values) -> None:
         """Set ``name`` on every env's ``unwrapped`` (one value for all, or a list of ``num_envs`` values)."""

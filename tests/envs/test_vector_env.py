@@ -44,7 +44,7 @@ def test_vec_equals_single_envs(backend, workers):
 
 
 def test_vec_dict_observations():
-    vec = make_vec("ArmReach-v0", 2, seed=0, max_episode_steps=3)
+    vec = make_vec("ArmReach-v0", 2, seed=0, max_episode_steps=3, num_workers=2)
     obs, _ = vec.reset()
     assert obs["observation"].shape == (2, 14) and obs["desired_goal"].shape == (2, 3)
     assert vec.observation_space.contains(obs)
@@ -53,6 +53,9 @@ def test_vec_dict_observations():
     assert trunc.all() and infos["_final_obs"].all()
     assert infos["final_obs"]["achieved_goal"].shape == (2, 3)
     assert infos["is_success"].dtype == bool
+    rewards = vec.call("compute_reward", np.zeros(3), np.ones(3), {})
+    assert rewards == (-1.0, -1.0)
+    assert vec.call("control_dt") == (0.02, 0.02)
     vec.close()
 
 
