@@ -239,7 +239,7 @@ class MujocoTaskEnv(gym.Env):
         self._t += 1
         warn = self._warnings.tobytes()  # cheaper than a numpy reduction on 4 ints
         obs = self._observe()
-        # Counters catch what MuJoCo repaired silently (bad qacc -> reset); the sum catches a non-finite state
+        # Counters catch what MuJoCo repaired silently (bad qacc -> reset); the dot product catches a non-finite state
         # (|obs| past 1.8e19 overflows the float32 dot product and counts too: such a state has diverged anyway).
         error = warn != self._last_warn or not math.isfinite(obs.dot(obs))
         if error:
