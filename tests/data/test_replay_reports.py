@@ -69,3 +69,30 @@ def test_cli_resim_on_a_dataset(tmp_path):
                            str(tmp_path / "rep")], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "| hinge |" in (tmp_path / "rep" / "gap_report.md").read_text()
+
+
+def test_cli_policy_agreement_report(tmp_path):
+    from robot_rl.algos.gcbc import GcbcConfig, GcbcExperiment
+    from robot_rl.algos.iql import DatasetConfig
+    from robot_rl.train import save_atomic
+    from robot_rl.train.config import EnvConfig
+
+    env = make("robot_rl/ArmReach-v0", max_episode_steps=30)
+    with DatasetWriter(tmp_path / "d", dataset_id="robot_rl/arm-v0", observation_space=env.observation_space,
+                       action_space=env.action_space, robot_rl_metadata={"env_id": "robot_rl/ArmReach-v0"}) as w:
+        for s in range(2):
+            w.add(record_episode(env, lambda o, r: r.uniform(-1, 1, 7), seed=s))
+    learner = GcbcExperiment(algo="gcbc", env=EnvConfig("robot_rl/ArmReach-v0"),
+                             dataset=DatasetConfig(str(tmp_path / "d")),
+                             gcbc=GcbcConfig(hidden=(16,), batch_size=32)).make_learner()
+    learner.train_until(3)
+    save_atomic(tmp_path / "run" / "checkpoints" / "best.pt", {
+        "format_version": 1, "kind": "policy", "policy": learner.policy_spec(),
+        "meta": {"env_id": "robot_rl/ArmReach-v0", "algo": "gcbc", "config": {}, "config_hash": "h",
+                 "obs_names": [f"o{i}" for i in range(17)]}})
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "replay", str(tmp_path / "d"), "--policy",
+                           str(tmp_path / "run"), "--out", str(tmp_path / "rep")], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "rep" / "agreement.md").read_text()
+    assert "2 episode(s)" in text and "| a[6] |" in text and (tmp_path / "rep" / "agreement.png").exists()
