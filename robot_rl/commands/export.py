@@ -127,7 +127,7 @@ def run(args) -> int:
     c = sc["checks"]
     print(f"  onnx.checker (full_check) ........ passed (opset {sc['model']['opset']})")
     print(f"  parity torch vs onnxruntime ...... max |diff| {c['parity']['max_abs_diff']:.3g} "
-          f"<= {c['parity']['bound']:.3g} {sc['action']['units']} on {c['parity']['n']} observations")
+          f"<= {c['parity']['bound']:.3g} [{', '.join(sc['action']['units'])}] on {c['parity']['n']} observations")
     print(f"  deterministic (same input twice) . {'passed' if c['deterministic'] else 'FAILED'}")
     print(f"  batch vs single rows ............. max |diff| {c['batch_vs_single_max_abs_diff']:.3g}")
     print(f"  outputs finite / within limits ... {c['outputs_finite']} / {c['outputs_within_limits']}")
