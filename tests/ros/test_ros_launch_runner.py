@@ -148,7 +148,7 @@ def test_shipped_sim_policy_launch_balances_and_records(tmp_path, ros_env):
     model = write_lqr_artifact(tmp_path / "lqr", load_profile("cartpole"), "robot_rl/CartpoleBalance-v0")
     bag = tmp_path / "bag"
     proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "launch", "sim_policy.launch.yaml", f"model:={model}",
-                           f"bag:={bag}", f"state_dir:={tmp_path / 'state'}", "seed:=3", "--duration", "8"],
+                           f"bag:={bag}", f"state_dir:={tmp_path / 'state'}", "seed:=3", "--duration", "10"],
                           env=ros_env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     for name in ("sim_robot", "policy_node", "recorder"):
@@ -162,4 +162,5 @@ def test_shipped_sim_policy_launch_balances_and_records(tmp_path, ros_env):
             msg = store.deserialize_cdr(raw, conn.msgtype)
             angles.append(msg.position[list(msg.name).index("hinge")])
     assert counts["/forward_effort_controller/commands"] > 100 and counts["/policy_node/timing"] > 100, counts
-    assert len(angles) > 300 and max(abs(a) for a in angles) < 0.3, max(abs(a) for a in angles)
+    # Start-up of three processes on a loaded machine takes seconds; >= 2 s of closed loop must be in the bag.
+    assert len(angles) > 200 and max(abs(a) for a in angles) < 0.3, (len(angles), max(abs(a) for a in angles))
