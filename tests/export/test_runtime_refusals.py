@@ -259,3 +259,15 @@ def test_model_from_another_export_refused(artifact, profile, tmp_path, kit):
                   obs_units=kit.obs_units, parity_obs=kit.sample(1000))
     replace_model(artifact, (tmp_path / "other" / "policy.onnx").read_bytes())
     refused(artifact, profile, "embedded profile digest", "different exports")
+
+
+def test_call_refuses_nonfinite_output(artifact, profile):
+    """A graph that is fine at the probe but gives NaN for some inputs: the call raises, never returns NaN."""
+    from robot_rl.export.runtime import PolicyOutputError
+
+    replace_model(artifact, gemm_model(bias=1.0, post="Sqrt"))  # sqrt(0.01 * sum(obs) + 1)
+    edit_sidecar(artifact, lambda sc: sc.pop("probe"))
+    pol = OnnxPolicy(artifact, profile)
+    np.testing.assert_allclose(pol(np.zeros(5)), [1.0, 1.0], rtol=1e-6)
+    with pytest.raises(PolicyOutputError, match=r"non-finite action \[nan, nan\] for joints \['slider', 'hinge'\]"):
+        pol(np.full(5, -1000.0))
