@@ -136,6 +136,8 @@ class SimRobotNode(Node):
             elif not plant.timed_out:
                 self.get_logger().info("commands arriving: forwarding them")
             self._was_timed_out = plant.timed_out
+        if self.publish_clock and steps == 0:
+            return  # sim time did not advance: a second message with the same stamp would be a repeated sample
         q, v, effort = plant.measure()
         msg = self._msg
         if self.publish_clock:

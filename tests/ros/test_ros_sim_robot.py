@@ -40,6 +40,7 @@ def test_command_timeout_applies_safe_command_after_commander_dies(procs, probe)
                           "the safe command after the commander was killed")
     timeout_s, sensor_period_s = 0.1, 0.01  # hardware/cartpole.yaml
     # Within the command timeout, plus one sensor period to publish it and a scheduling allowance (2 shared cores).
+    print(f"sim_robot: safe command {zero - t_kill:.3f} s after the commander was killed")
     assert zero - t_kill <= timeout_s + sensor_period_s + 0.08, f"safe command after {zero - t_kill:.3f} s"
     time.sleep(0.2)
     with probe.lock:
@@ -49,14 +50,16 @@ def test_command_timeout_applies_safe_command_after_commander_dies(procs, probe)
     assert "applying the safe command" in procs.log("sim_robot")
 
 
-def test_non_finite_commands_are_refused(procs, probe):
+def test_non_finite_commands_are_refused_and_sim_clock_is_published(procs, probe):
+    from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
     applied = probe.record(Float64MultiArray, "/sim_robot/applied_command")
     states = probe.record(JointState, "/joint_states")
+    clock = probe.record(Clock, "/clock")
     pub = probe.publisher(Float64MultiArray, "/forward_effort_controller/commands")
-    procs.node("sim_robot", params={"robot": "cartpole", "command_timeout_s": 0.5})
+    procs.node("sim_robot", params={"robot": "cartpole", "command_timeout_s": 0.5, "publish_clock": True})
     probe.wait_for(lambda: len(states) > 3, 15.0, "joint states")
     end = time.monotonic() + 1.0
     while time.monotonic() < end:
@@ -68,6 +71,12 @@ def test_non_finite_commands_are_refused(procs, probe):
         assert all(math.isfinite(m.data[0]) for _, m in applied)
         js = states[-1][1]
     assert list(js.name) == ["slider", "hinge"] and len(js.position) == 2 and len(js.velocity) == 2
+    with probe.lock:
+        sim_t = [c.clock.sec + 1e-9 * c.clock.nanosec for _, c in clock]
+        stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for _, m in states]
+    # Sim time starts at 0 and only moves forward; joint states carry it (not the wall clock).
+    assert sim_t and all(b > a for a, b in zip(sim_t, sim_t[1:])) and sim_t[-1] < 60.0
+    assert stamps[-1] < 60.0 and stamps[-1] in [pytest.approx(t, abs=1e-6) for t in sim_t]
     assert procs.stop("sim_robot") == 0
     assert "refused command" in procs.log("sim_robot")
 
