@@ -51,8 +51,12 @@ class PpoConfig:
     """Global gradient-norm clip."""
     learning_rate: float = 3e-4
     """Adam learning rate (initial value for the linear schedule)."""
-    lr_schedule: Literal["constant", "linear"] = "linear"
-    """``linear`` anneals the learning rate to 0 over ``train.total_steps``."""
+    lr_schedule: Literal["constant", "linear", "adaptive"] = "linear"
+    """``linear`` anneals the learning rate to 0 over ``train.total_steps``; ``adaptive`` (rsl_rl) divides it by 1.5
+    when a minibatch's approximate KL exceeds 2 x ``desired_kl`` and multiplies it by 1.5 below 0.5 x
+    ``desired_kl``, within [1e-5, 1e-2]."""
+    desired_kl: float = 0.01
+    """KL the ``adaptive`` schedule steers to [nats]."""
     target_kl: float | None = 0.02
     """Stop the epoch loop when the approximate KL(old || new) of a minibatch exceeds this; null = never."""
     normalize_advantages: bool = True
@@ -80,6 +84,8 @@ class PpoConfig:
                              f"{self.gae_lambda}")
         if self.clip_coef <= 0 or self.learning_rate <= 0 or self.max_grad_norm <= 0:
             raise ValueError("ppo.clip_coef, ppo.learning_rate and ppo.max_grad_norm must be > 0")
+        if self.desired_kl <= 0:
+            raise ValueError(f"ppo.desired_kl must be > 0, got {self.desired_kl}")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError(f"ppo.target_kl must be > 0 or null, got {self.target_kl}")
 
@@ -257,6 +263,8 @@ class PpoLearner:
                 stats["value_loss"].append(vl.item())
                 stats["entropy"].append(entropy.item())
                 stats["approx_kl"].append(kl)
+                if c.lr_schedule == "adaptive":
+                    self._adapt_lr(kl)
                 if c.target_kl is not None and kl > c.target_kl:
                     stop = True
                     break
@@ -265,6 +273,15 @@ class PpoLearner:
         for k, v in stats.items():
             self._stats.setdefault(k, []).append(float(np.mean(v)))
         self._stats.setdefault("learning_rate", []).append(self.opt.param_groups[0]["lr"])
+
+    def _adapt_lr(self, kl: float) -> None:
+        lr = self.opt.param_groups[0]["lr"]
+        if kl > 2.0 * self.cfg.desired_kl:
+            lr = max(1e-5, lr / 1.5)
+        elif kl < 0.5 * self.cfg.desired_kl:
+            lr = min(1e-2, lr * 1.5)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
 
     # ---- logging, policy, state
 

@@ -1,0 +1,288 @@
+"""robot_rl SAC / PPO side by side with Stable-Baselines3 2.9.2 on the same robot_rl envs.
+
+    python bench/bench_sb3.py [--quick]        # writes bench/results/sb3.md and bench/results/sb3_curves.png
+    pytest -m bench bench/bench_sb3.py         # the --quick variant, checks the speed target
+
+Both libraries get the same env object type (``robot_rl.envs.make``, ``default`` randomization on), net sizes,
+batch size, update-to-data ratio (1 gradient step per env step), learning-starts, learning rates and budget; torch
+runs 1 thread for both. Measured:
+
+1. SAC time per env step *with updates* (after learning starts), robot_rl vs SB3, at the shipped configs' hidden
+   size (64x64) and at SB3's default (256x256). Both process CPU time (robust on a shared machine) and best-of wall
+   time are reported; runs are interleaved so both see the same machine load.
+2. SAC final deterministic return on held-out randomization seeds after a fixed budget, pendulum and cart-pole
+   swing-up, 3 seeds.
+3. PPO wall-clock (training time, evaluation excluded) until the cart-pole balance evaluation return >= 400.
+
+Needs ``pip install -r requirements-bench.txt`` (stable-baselines3); nothing in the package imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EVAL_SEEDS = [1_000_000_000 + i for i in range(5)]
+PPO_THRESHOLD = 400.0
+
+
+def _our_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: int):
+    from robot_rl.algos.sac import SacLearner
+    from robot_rl.train.config import load_experiment
+
+    cfg = load_experiment(raw={"algo": "sac", "seed": seed, "env": {"id": env_id, "randomization": "default"},
+                               "sac": {"learning_starts": learning_starts, "batch_size": batch,
+                                       "actor_hidden": [hidden, hidden], "critic_hidden": [hidden, hidden]}})
+    learner = SacLearner(cfg)
+    learner.begin_segment(0)
+    return learner
+
+
+def _sb3_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: int):
+    from stable_baselines3 import SAC
+
+    import robot_rl.envs as E
+
+    env = E.make(env_id, randomization="default", seed=seed)
+    return SAC("MlpPolicy", env, learning_starts=learning_starts, batch_size=batch, seed=seed, verbose=0,
+               device="cpu", buffer_size=1_000_000, train_freq=1, gradient_steps=1,
+               policy_kwargs={"net_arch": [hidden, hidden]})
+
+
+def _eval(policy, env_id: str) -> float:
+    from robot_rl.train.envs import evaluate_episodes, make_env
+
+    env = make_env(env_id, randomization="default", seed=EVAL_SEEDS[0])
+    rows = evaluate_episodes(policy, env, EVAL_SEEDS)
+    return float(np.mean([r["return"] for r in rows]))
+
+
+def _sb3_policy(model, vecnorm=None):
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        o = obs.numpy()
+        if vecnorm is not None:
+            o = vecnorm.normalize_obs(o)
+        a, _ = model.predict(o, deterministic=True)
+        return torch.as_tensor(a, dtype=torch.float32)
+
+    return act
+
+
+def sac_speed(env_id: str, hidden: int, seeds: list[int], steps: int) -> dict:
+    """Per env step (with one update each) after learning starts: CPU ms and best wall ms, both libraries."""
+    out = {"ours_cpu": [], "sb3_cpu": [], "ours_wall": [], "sb3_wall": []}
+    for seed in seeds:
+        ours = _our_sac(env_id, hidden, seed, 256, 256)
+        ours.train_until(300)
+        sb3 = _sb3_sac(env_id, hidden, seed, 256, 256)
+        sb3.learn(300)
+        for _ in range(2):  # interleave: both see the same load
+            c, w = time.process_time(), time.perf_counter()
+            ours.train_until(ours.env_steps + steps)
+            out["ours_cpu"].append((time.process_time() - c) / steps)
+            out["ours_wall"].append((time.perf_counter() - w) / steps)
+            c, w = time.process_time(), time.perf_counter()
+            sb3.learn(steps, reset_num_timesteps=False)
+            out["sb3_cpu"].append((time.process_time() - c) / steps)
+            out["sb3_wall"].append((time.perf_counter() - w) / steps)
+    return {k: float(np.median(v)) if "cpu" in k else float(np.min(v)) for k, v in out.items()}
+
+
+def sac_final_return(env_id: str, seeds: list[int], budget: int, hidden: int = 64, batch: int = 128,
+                     learning_starts: int = 1000) -> dict:
+    """Deterministic held-out return after ``budget`` steps and wall time, per library and seed."""
+    res = {"ours": [], "sb3": [], "ours_s": [], "sb3_s": [], "curves_ours": [], "curves_sb3": []}
+    chunk = budget // 4
+    for seed in seeds:
+        torch.manual_seed(seed)
+        ours = _our_sac(env_id, hidden, seed, learning_starts, batch)
+        sb3 = _sb3_sac(env_id, hidden, seed, learning_starts, batch)
+        co, cs, to, ts = [], [], 0.0, 0.0
+        for k in range(1, 5):
+            t = time.perf_counter()
+            ours.train_until(k * chunk)
+            to += time.perf_counter() - t
+            co.append((k * chunk, _eval(ours.policy_module(), env_id)))
+            t = time.perf_counter()
+            sb3.learn(chunk, reset_num_timesteps=False)
+            ts += time.perf_counter() - t
+            cs.append((k * chunk, _eval(_sb3_policy(sb3), env_id)))
+        res["ours"].append(co[-1][1])
+        res["sb3"].append(cs[-1][1])
+        res["ours_s"].append(to)
+        res["sb3_s"].append(ts)
+        res["curves_ours"].append(co)
+        res["curves_sb3"].append(cs)
+    return res
+
+
+def ppo_time_to_threshold(seeds: list[int], max_steps: int, eval_every: int = 8192) -> dict:
+    """Training wall-clock [s] until the balance eval return >= PPO_THRESHOLD (inf if not within max_steps)."""
+    from robot_rl.algos.ppo import PpoLearner
+    from robot_rl.train.config import load_experiment
+
+    env_id = "robot_rl/CartpoleBalance-v0"
+    cfg_path = Path(__file__).resolve().parents[1] / "config" / "ppo_cartpole_balance.yaml"
+    res = {"ours": [], "sb3": [], "ours_steps": [], "sb3_steps": []}
+    for seed in seeds:
+        cfg = load_experiment(cfg_path, [f"seed={seed}", f"train.total_steps={max_steps}"])
+        c = cfg.ppo
+        learner = PpoLearner(cfg)
+        learner.begin_segment(0)
+        spent, hit, hit_steps = 0.0, float("inf"), None
+        while learner.env_steps < max_steps:
+            t = time.perf_counter()
+            learner.train_until(learner.env_steps + eval_every)
+            spent += time.perf_counter() - t
+            if _eval(learner.policy_module(), env_id) >= PPO_THRESHOLD:
+                hit, hit_steps = spent, learner.env_steps
+                break
+        res["ours"].append(hit)
+        res["ours_steps"].append(hit_steps)
+
+        hit, hit_steps = _sb3_ppo_time(env_id, seed, c, max_steps, eval_every)
+        res["sb3"].append(hit)
+        res["sb3_steps"].append(hit_steps)
+    return res
+
+
+def _sb3_ppo_time(env_id: str, seed: int, c, max_steps: int, eval_every: int) -> tuple[float, int | None]:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    import robot_rl.envs as E
+
+    venv = VecNormalize(DummyVecEnv([lambda i=i: E.make(env_id, randomization="default", seed=seed * 100 + i)
+                                     for i in range(c.num_envs)]), norm_obs=True, norm_reward=False)
+
+    class Stop(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.spent, self.hit, self.hit_steps, self.last, self.t = 0.0, float("inf"), None, 0, None
+
+        def _on_training_start(self):
+            self.t = time.perf_counter()
+
+        def _on_step(self):
+            if self.num_timesteps - self.last < eval_every:
+                return True
+            self.last = self.num_timesteps
+            self.spent += time.perf_counter() - self.t
+            venv.training = False
+            ret = _eval(_sb3_policy(self.model, venv), env_id)
+            venv.training = True
+            self.t = time.perf_counter()
+            if ret >= PPO_THRESHOLD:
+                self.hit, self.hit_steps = self.spent, self.num_timesteps
+                return False
+            return True
+
+    cb = Stop()
+    lr = c.learning_rate
+    model = PPO("MlpPolicy", venv, n_steps=c.n_steps, batch_size=c.num_envs * c.n_steps // c.n_minibatches,
+                n_epochs=c.n_epochs, learning_rate=lambda f: lr * f, gamma=c.gamma, gae_lambda=c.gae_lambda,
+                clip_range=c.clip_coef, target_kl=c.target_kl, ent_coef=c.entropy_coef, vf_coef=c.value_coef,
+                max_grad_norm=c.max_grad_norm, seed=seed, device="cpu", verbose=0,
+                policy_kwargs={"net_arch": {"pi": list(c.actor_hidden), "vf": list(c.critic_hidden)}})
+    model.learn(max_steps, callback=cb)
+    return cb.hit, cb.hit_steps
+
+
+def _fmt(xs) -> str:
+    xs = np.asarray(xs, dtype=float)
+    return f"{xs.mean():.1f} +- {xs.std():.1f}" if np.isfinite(xs).all() else ", ".join(f"{x:.1f}" for x in xs)
+
+
+def run(quick: bool) -> dict:
+    torch.set_num_threads(1)
+    seeds = [0] if quick else [0, 1, 2]
+    steps = 200 if quick else 500
+    results = {"speed": {}, "final": {}, "quick": quick}
+    for hidden in (64, 256):
+        results["speed"][hidden] = sac_speed("robot_rl/PendulumSwingup-v0", hidden, seeds, steps)
+    budgets = {"robot_rl/PendulumSwingup-v0": 4000 if quick else 8000,
+               "robot_rl/CartpoleSwingup-v0": 8000 if quick else 20000}
+    for env_id, budget in budgets.items():
+        results["final"][env_id] = (budget, sac_final_return(env_id, seeds, budget))
+    results["ppo"] = ppo_time_to_threshold(seeds, 40960 if quick else 81920)
+    return results
+
+
+def write_report(results: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    lines = ["# robot_rl vs Stable-Baselines3 2.9.2 (SAC, PPO)", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other "
+             f"jobs while measured), torch {torch.__version__}, 1 torch thread for both. "
+             f"Generated by `python bench/bench_sb3.py{' --quick' if results['quick'] else ''}`"
+             f"{' (REDUCED budget: 1 seed, shorter runs)' if results['quick'] else ''}.", "",
+             "## SAC time per env step (one gradient update per step, batch 256, robot_rl/PendulumSwingup-v0)", "",
+             "| hidden | robot_rl CPU ms | SB3 CPU ms | ratio (CPU) | robot_rl wall ms (best) | SB3 wall ms (best) "
+             "| ratio (wall) |", "|---|---|---|---|---|---|---|"]
+    for hidden, s in results["speed"].items():
+        lines.append(f"| {hidden}x{hidden} | {s['ours_cpu'] * 1e3:.2f} | {s['sb3_cpu'] * 1e3:.2f} | "
+                     f"{s['ours_cpu'] / s['sb3_cpu']:.2f} | {s['ours_wall'] * 1e3:.2f} | {s['sb3_wall'] * 1e3:.2f} | "
+                     f"{s['ours_wall'] / s['sb3_wall']:.2f} |")
+    lines += ["", "## SAC final deterministic return on held-out randomization seeds (5 episodes each)", "",
+              "Same hidden 64x64, batch 128, learning starts 1000, UTD 1 for both.", "",
+              "| env | budget (steps) | robot_rl return | SB3 return | robot_rl train s | SB3 train s |",
+              "|---|---|---|---|---|---|"]
+    fig, axes = plt.subplots(1, len(results["final"]), figsize=(6 * len(results["final"]), 4))
+    for ax, (env_id, (budget, r)) in zip(np.atleast_1d(axes), results["final"].items()):
+        lines.append(f"| {env_id} | {budget} | {_fmt(r['ours'])} | {_fmt(r['sb3'])} | {_fmt(r['ours_s'])} | "
+                     f"{_fmt(r['sb3_s'])} |")
+        for name, key in (("robot_rl", "curves_ours"), ("SB3", "curves_sb3")):
+            curves = np.array(r[key])  # [seeds, points, 2]
+            ax.plot(curves[0, :, 0], curves[:, :, 1].mean(0), "o-", label=name)
+        ax.set_title(f"SAC {env_id}")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return (held-out seeds)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "sb3_curves.png", dpi=90)
+    plt.close(fig)
+    p = results["ppo"]
+    lines += ["", f"## PPO wall-clock to cart-pole balance eval return >= {PPO_THRESHOLD:.0f}", "",
+              "config/ppo_cartpole_balance.yaml for both (8 envs x 128 steps, 10 epochs, 4 minibatches, lr 1e-3 "
+              "linear, target KL 0.03, 64x64 tanh, obs normalization: SB3 via VecNormalize). Training time only "
+              "(evaluation every 8192 steps excluded); inf = not reached within the budget.", "",
+              "| | robot_rl | SB3 |", "|---|---|---|",
+              f"| seconds | {_fmt(p['ours'])} | {_fmt(p['sb3'])} |",
+              f"| env steps | {p['ours_steps']} | {p['sb3_steps']} |", "",
+              "![curves](sb3_curves.png)", ""]
+    out = RESULTS / "sb3.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+@pytest.mark.bench
+def test_sac_faster_than_sb3():
+    torch.set_num_threads(1)
+    s = sac_speed("robot_rl/PendulumSwingup-v0", 64, [0], 200)
+    assert s["ours_cpu"] <= 0.5 * s["sb3_cpu"], s
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 seed and shorter budgets (minutes)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # SB3 may write logs in the working directory
+        print(write_report(run(args.quick)))
+    sys.exit(0)
