@@ -41,8 +41,16 @@ def load_policy(model_dir: str, profile, obs_names):
 
     if not model_dir:
         raise StartupError("parameter 'model': a policy artifact directory (policy.onnx + policy.json) is required")
-    if not Path(model_dir).is_dir():
-        raise StartupError(f"parameter 'model': {model_dir} does not exist or is not a directory")
+    if not Path(model_dir).is_dir():  # also look in the package share (models/<name> of an install)
+        from robot_rl.core.assets import find_asset
+
+        try:
+            model_dir = str(find_asset(model_dir))
+        except FileNotFoundError:
+            raise StartupError(f"parameter 'model': {model_dir} does not exist (here or in the package share)") \
+                from None
+        if not Path(model_dir).is_dir():
+            raise StartupError(f"parameter 'model': {model_dir} is not a directory")
     try:
         return OnnxPolicy(model_dir, profile, obs_names=obs_names)
     except Exception as exc:  # noqa: BLE001 - every refusal of the runtime is a refused start
