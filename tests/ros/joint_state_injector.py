@@ -1,11 +1,12 @@
 """Fault injector for ROS tests: a separate process publishing cart-pole ``/joint_states`` by a plan.
 
-Usage: ``python joint_state_injector.py PLAN`` where PLAN is ``phase:seconds[,phase:seconds...]`` and a phase is
-``valid`` (a slowly moving near-upright state that makes an LQR policy command a non-zero force), ``nan_position``,
-``inf_velocity``, ``neg_inf_position`` (non-finite values), ``silent`` (publish nothing) or ``frozen_clock``
-(valid values, but a simulation clock that stopped: ``/clock`` and every header stamp stay at one time).
-Publishes at 100 Hz once a subscriber is matched and prints ``PHASE <name> <time.monotonic()>`` when each phase
-starts (CLOCK_MONOTONIC is system-wide, so the test compares it with its own receive times).
+Usage: ``python joint_state_injector.py PLAN`` where PLAN is ``phase:seconds[,phase:seconds...]``. Phases:
+``valid`` (a slowly moving near-upright state that makes an LQR policy command a non-zero force);
+``nan_position``, ``inf_velocity``, ``neg_inf_position`` (non-finite values); ``impossible_velocity`` (finite, 4x
+the hinge's limit); ``silent`` (publish nothing); ``frozen_clock`` (valid values, but a simulation clock that
+stopped: ``/clock`` and every header stamp stay at one time). Publishes at 100 Hz once a subscriber is matched
+and prints ``PHASE <name> <time.monotonic()>`` when each phase starts (CLOCK_MONOTONIC is system-wide, so the test
+compares it with its own receive times).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def main(plan: str) -> int:
                 vel[1] = math.inf
             elif name == "neg_inf_position":
                 pos[0] = -math.inf
-            elif name not in ("silent", "valid", "frozen_clock"):
+            elif name == "impossible_velocity":
+                vel[1] = 100.0  # finite, but 4x the hinge's velocity_max of 25 rad/s
+            elif name not in ("silent", "valid", "frozen_clock", "impossible_velocity"):
                 raise SystemExit(f"unknown phase {name!r}")
             if name != "silent":
                 msg.position, msg.velocity = pos, vel

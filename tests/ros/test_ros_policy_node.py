@@ -1,6 +1,7 @@
 """policy_node over real DDS: closed loop under a held-out reality sample, and the fault scenarios of RELIABILITY.md
-(1 non-finite joint states, 3 silent sensor and frozen simulation clock, 6 malformed model, 9 e-stop latch across
-restarts, 10 unhandled exception). Faults come from a separate injector process (tests/ros/joint_state_injector.py).
+(1 non-finite joint states, 2 impossible state, 3 silent sensor and frozen simulation clock, 6 malformed model,
+9 e-stop latch across restarts, 10 unhandled exception). Faults come from a separate injector process
+(tests/ros/joint_state_injector.py).
 
 Policy: no trained SAC model ships yet, so the tests use the LQR gain of the cart-pole (linearized MJCF, discrete
 LQR) exported as a linear ONNX layer with a sidecar (``robot_rl.deploy.lqr_policy.write_lqr_artifact``), run by the
@@ -102,8 +103,8 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     diags = probe.record(DiagnosticArray, "/diagnostics")
     procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state"))
     probe.wait_for(lambda: len(cmds) > 3, 20.0, "policy_node commands")
-    plan = ("valid:1.5,nan_position:0.4,valid:0.6,inf_velocity:0.4,valid:0.6,silent:0.5,valid:0.6,"
-            "frozen_clock:0.5,valid:0.6")
+    plan = ("valid:1.5,nan_position:0.4,valid:0.6,inf_velocity:0.4,valid:0.6,impossible_velocity:0.4,valid:0.6,"
+            "silent:0.5,valid:0.6,frozen_clock:0.5,valid:0.6")
     procs.start("injector", [sys.executable, INJECTOR, plan])
     assert procs.wait("injector", 20.0) == 0, procs.log("injector")
     time.sleep(0.1)
@@ -113,7 +114,8 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     ok = commands_between(cmds, ph["nan_position"] - 0.5, ph["nan_position"])
     assert ok and any(v != 0.0 for _, v in ok), "normal operation before the fault:\n" + procs.log("policy_node")
     slack = 0.03  # delivery + scheduling on 2 shared cores
-    faults = (("nan_position", PERIOD), ("inf_velocity", PERIOD), ("silent", 4 * PERIOD), ("frozen_clock", 4 * PERIOD))
+    faults = (("nan_position", PERIOD), ("inf_velocity", PERIOD), ("impossible_velocity", PERIOD),
+              ("silent", 4 * PERIOD), ("frozen_clock", 4 * PERIOD))
     for fault, bound in faults:
         t0 = ph[fault]
         window = commands_between(cmds, t0, t0 + 0.4)
@@ -131,6 +133,7 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
         values = {kv.key: kv.value for kv in diags[-1][1].status[0].values}
     assert int(values["rejected_backwards"]) > 10, values  # frozen stamps were never used
     assert int(values["rejected_nonfinite"]) > 10 and int(values["stale_events"]) >= 2, values
+    assert int(values["rejected_impossible"]) > 10, values
 
 
 def test_estop_latches_across_a_policy_restart_until_reset(procs, probe, lqr_model, tmp_path):
