@@ -4,9 +4,9 @@ Usage: ``python joint_state_injector.py PLAN`` where PLAN is ``phase:seconds[,ph
 ``valid`` (a slowly moving near-upright state that makes an LQR policy command a non-zero force);
 ``nan_position``, ``inf_velocity``, ``neg_inf_position`` (non-finite values); ``impossible_velocity`` (finite, 4x
 the hinge's limit); ``silent`` (publish nothing); ``frozen_clock`` (valid values, but a simulation clock that
-stopped: ``/clock`` and every header stamp stay at one time). Publishes at 100 Hz once a subscriber is matched
-and prints ``PHASE <name> <time.monotonic()>`` when each phase starts (CLOCK_MONOTONIC is system-wide, so the test
-compares it with its own receive times).
+stopped: ``/clock`` and every header stamp stay at one time); ``old_stamp`` / ``future_stamp`` (stamps 1 s off).
+Publishes at 100 Hz once a subscriber is matched and prints ``PHASE <name> <time.monotonic()>`` when each phase
+starts (CLOCK_MONOTONIC is system-wide, so the test compares it with its own receive times).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main(plan: str) -> int:
     while pub.get_subscription_count() == 0 and time.monotonic() < end:
         time.sleep(0.01)
     time.sleep(0.2)
+    from rclpy.duration import Duration
     from rosgraph_msgs.msg import Clock
 
     clock_pub = node.create_publisher(Clock, "/clock", 10)
@@ -53,11 +54,18 @@ def main(plan: str) -> int:
                 pos[0] = -math.inf
             elif name == "impossible_velocity":
                 vel[1] = 100.0  # finite, but 4x the hinge's velocity_max of 25 rad/s
-            elif name not in ("silent", "valid", "frozen_clock", "impossible_velocity"):
+            elif name not in ("silent", "valid", "frozen_clock", "impossible_velocity", "old_stamp", "future_stamp"):
                 raise SystemExit(f"unknown phase {name!r}")
             if name != "silent":
                 msg.position, msg.velocity = pos, vel
-                msg.header.stamp = frozen if name == "frozen_clock" else node.get_clock().now().to_msg()
+                now = node.get_clock().now()
+                if name == "frozen_clock":
+                    msg.header.stamp = frozen
+                elif name in ("old_stamp", "future_stamp"):  # 1 s off: beyond the filter's age / future bounds
+                    shift = Duration(seconds=-1.0 if name == "old_stamp" else 1.0)
+                    msg.header.stamp = (now + shift).to_msg()
+                else:
+                    msg.header.stamp = now.to_msg()
                 if name == "frozen_clock":
                     clock_pub.publish(Clock(clock=frozen))
                 pub.publish(msg)

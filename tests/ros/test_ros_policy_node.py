@@ -1,7 +1,7 @@
 """policy_node over real DDS: closed loop under a held-out reality sample, and the fault scenarios of RELIABILITY.md
-(1 non-finite joint states, 2 impossible state, 3 silent sensor and frozen simulation clock, 6 malformed model,
-9 e-stop latch across restarts, 10 unhandled exception). Faults come from a separate injector process
-(tests/ros/joint_state_injector.py).
+(1 non-finite joint states, 2 impossible state, 3 silent sensor and frozen simulation clock, 4 old / future stamps,
+6 malformed model, 9 e-stop latch across restarts, 10 unhandled exception). Faults come from a separate injector
+process (tests/ros/joint_state_injector.py).
 
 Policy: no trained SAC model ships yet, so the tests use the LQR gain of the cart-pole (linearized MJCF, discrete
 LQR) exported as a linear ONNX layer with a sidecar (``robot_rl.deploy.lqr_policy.write_lqr_artifact``), run by the
@@ -104,7 +104,7 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state"))
     probe.wait_for(lambda: len(cmds) > 3, 20.0, "policy_node commands")
     plan = ("valid:1.5,nan_position:0.4,valid:0.6,inf_velocity:0.4,valid:0.6,impossible_velocity:0.4,valid:0.6,"
-            "silent:0.5,valid:0.6,frozen_clock:0.5,valid:0.6")
+            "silent:0.5,valid:0.6,frozen_clock:0.5,valid:0.6,old_stamp:0.4,valid:0.6,future_stamp:0.4,valid:0.6")
     procs.start("injector", [sys.executable, INJECTOR, plan])
     assert procs.wait("injector", 20.0) == 0, procs.log("injector")
     time.sleep(0.1)
@@ -115,7 +115,8 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     assert ok and any(v != 0.0 for _, v in ok), "normal operation before the fault:\n" + procs.log("policy_node")
     slack = 0.03  # delivery + scheduling on 2 shared cores
     faults = (("nan_position", PERIOD), ("inf_velocity", PERIOD), ("impossible_velocity", PERIOD),
-              ("silent", 4 * PERIOD), ("frozen_clock", 4 * PERIOD))
+              ("silent", 4 * PERIOD), ("frozen_clock", 4 * PERIOD), ("old_stamp", 4 * PERIOD),
+              ("future_stamp", 4 * PERIOD))
     for fault, bound in faults:
         t0 = ph[fault]
         window = commands_between(cmds, t0, t0 + 0.4)
@@ -134,6 +135,8 @@ def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_mo
     assert int(values["rejected_backwards"]) > 10, values  # frozen stamps were never used
     assert int(values["rejected_nonfinite"]) > 10 and int(values["stale_events"]) >= 2, values
     assert int(values["rejected_impossible"]) > 10, values
+    # A stamp 1 s old is also behind the last accepted one, so the filter counts it as backwards (checked first).
+    assert int(values["rejected_future"]) > 10 and int(values["rejected_backwards"]) > 60, values
 
 
 def test_estop_latches_across_a_policy_restart_until_reset(procs, probe, lqr_model, tmp_path):
