@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -253,6 +254,8 @@ class PolicyNode(Node):
         """Publish the safe command (after an unhandled exception, before exiting non-zero; and on a clean stop)."""
         cmd = self.safety.safe_command(time.monotonic())
         self.pub_cmd.publish(Float64MultiArray(data=np.asarray(cmd, dtype=np.float64).tolist()))
+        # The process exits next: give reliable DDS a moment to deliver the last command to every subscriber.
+        self.pub_cmd.wait_for_all_acked(Duration(seconds=0.25))
         if not self._final_sent:
             text = f"published final safe command {cmd.tolist()}"
             if clean:
