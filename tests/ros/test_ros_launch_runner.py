@@ -164,3 +164,16 @@ def test_shipped_sim_policy_launch_balances_and_records(tmp_path, ros_env):
     assert counts["/forward_effort_controller/commands"] > 100 and counts["/policy_node/timing"] > 100, counts
     # Start-up of three processes on a loaded machine takes seconds; >= 2 s of closed loop must be in the bag.
     assert len(angles) > 200 and max(abs(a) for a in angles) < 0.3, (len(angles), max(abs(a) for a in angles))
+
+
+def test_cli_print_resolves_shipped_file_from_the_share(tmp_path):
+    run = [sys.executable, "-m", "robot_rl.cli", "launch", "sim_policy.launch.yaml"]
+    ok = subprocess.run(run + ["model:=/m", "--print"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert [ln.split(":")[0] for ln in ok.stdout.splitlines() if ln.startswith("node ")] == [
+        "node sim_robot", "node policy_node", "node recorder"]
+    missing = subprocess.run(run + ["--print"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert missing.returncode == 2 and "argument 'model' is required (pass model:=VALUE)" in missing.stderr
+    bad = subprocess.run(run + ["model:=/m", "record:=maybe", "--print"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path)
+    assert bad.returncode == 2 and "condition must be true/false" in bad.stderr
