@@ -122,7 +122,8 @@ def write_results(r: dict) -> str:
     text = f"""# Offline pipeline throughput
 
 `python bench/bench_offline.py` on {platform.machine()} / Python {platform.python_version()} / torch
-{torch.__version__}, one torch thread, shared 2-core machine (best of repeats). Data: {r['episodes']} ArmReach
+{torch.__version__}, one torch thread, shared 2-core machine (best of repeats; 1-min load average at the end of
+the run: {os.getloadavg()[0]:.1f}). Data: {r['episodes']} ArmReach
 noisy-expert episodes ({r['transitions']} transitions), obs 17, actions 7; nets 256 x 256, batch {BATCH}.
 
 | what | rate |
