@@ -227,6 +227,7 @@ def walk_mcap(path: str | Path) -> RawMessages:
     if bytes(buf[:8]) != _MAGIC:
         out.damage.append(Damage((0, min(8, size)), None, "missing MCAP magic", "nothing (reading on)"))
     pos = 8
+    closed = False  # a data-end or footer record seen: the writer closed the file
     last_good_ns: int | None = None
     pending: Damage | None = None  # a damaged chunk waiting for its message index (lost message counts)
     lost_counts: dict[int, int] = defaultdict(int)
@@ -314,13 +315,19 @@ def walk_mcap(path: str | Path) -> RawMessages:
                 out.damage.append(Damage((pos, end), None, f"damaged schema/channel record: {exc}", "a channel"))
         elif op == 0x0F:
             finish_pending()
+            closed = True
         elif op == 0x02:  # footer: only the closing magic follows
+            closed = True
             if bytes(buf[end:end + 8]) != _MAGIC:
                 out.notes.append(f"no closing MCAP magic after the footer at byte {pos}")
             pos = size
             break
         pos = end
     finish_pending()
+    if not closed and not any(d.byte_range[1] == size for d in out.damage):
+        out.damage.append(Damage((size, size), _t(last_good_ns, None), "no data-end or footer record: the writer "
+                                 "did not close the file (killed?)", "the messages of the writer's open chunk "
+                                 "(not written before it stopped)"))
     for d in out.damage:
         d.file = str(path)
     for cid, t_ns, payload in msgs:

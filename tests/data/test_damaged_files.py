@@ -161,3 +161,20 @@ def test_cli_prints_a_report_not_a_traceback(bag, tmp_path):
     assert "file truncated" in proc.stdout and str(path) in proc.stdout
     assert len(load_dataset(out).episodes) >= 1
     shutil.rmtree(out)
+
+
+def test_bag_of_a_killed_writer_reports_the_unwritten_tail(bag):
+    env, eps, path, clean = bag
+    data = path.read_bytes()
+    chunks = _chunks(path)
+    # a killed writer leaves the complete chunks (and their message indexes) but no data-end, summary or footer
+    pos = chunks[-2][1]
+    while data[pos] == 0x07:
+        pos += 9 + int.from_bytes(data[pos + 1:pos + 9], "little")
+    path.write_bytes(data[:pos])
+    got, report = import_bag(path.parent, env)
+    (dmg,) = report.damage
+    assert "did not close the file" in dmg.what and dmg.byte_range == (pos, pos)
+    assert dmg.time_range_s is not None and len(got) == 3  # the episode running when the writer died is dropped
+    for a, b in zip(clean, got):
+        np.testing.assert_array_equal(a.actions, b.actions)
