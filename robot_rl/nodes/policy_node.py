@@ -149,10 +149,20 @@ class PolicyNode(Node):
     def make_controller(self, p: ParamReader, profile):
         """Declare the controller's parameters; return (input builder, ``f(input) -> command``, description)."""
         model = p.str("model", "", "policy artifact directory (policy.onnx + policy.json)")
-        env_id = p.str("env_id", "robot_rl/CartpoleBalance-v0", "env whose observation layout the policy was "
-                       "trained on")
-        builder = observation_builder(env_id, profile)
-        policy = load_policy(model, profile, builder.names)
+        env_id = p.str("env_id", "auto", "env whose observation layout the policy was trained on; auto (or "
+                       "empty): the env_id recorded in the artifact's policy.json")
+        if env_id in ("", "auto"):
+            policy = load_policy(model, profile, None)
+            env_id = str(policy.sidecar.get("env_id", ""))
+            if not env_id:
+                raise StartupError(f"parameter 'env_id': the artifact {model} records no env_id; set env_id")
+            builder = observation_builder(env_id, profile)
+            if tuple(policy.obs_names) != tuple(builder.names):
+                raise StartupError(f"parameter 'model': observation layout: expected {list(builder.names)} "
+                                   f"(env {env_id}), got {list(policy.obs_names)}")
+        else:
+            builder = observation_builder(env_id, profile)
+            policy = load_policy(model, profile, builder.names)
         from robot_rl.export.runtime import PolicyInputError, PolicyOutputError
 
         self.policy_errors = (PolicyInputError, PolicyOutputError)
