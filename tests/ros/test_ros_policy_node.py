@@ -206,7 +206,9 @@ def test_unhandled_exception_publishes_final_safe_command_and_exits_nonzero(proc
 
     cmds = probe.record(Float64MultiArray, "/forward_effort_controller/commands")
     procs.start("injector", [sys.executable, INJECTOR, "valid:30"])
-    procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state", allow_fault_injection=True))
+    # env_id auto: the observation layout comes from the env recorded in the artifact's policy.json
+    procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state", allow_fault_injection=True,
+                                                   env_id="auto"))
     probe.wait_for(lambda: any(m.data[0] != 0.0 for _, m in cmds), 20.0, "normal commands")
     assert probe.call(Trigger, "/policy_node/inject_fault").success
     assert procs.wait("policy_node", 10.0) == 1
