@@ -10,6 +10,7 @@ so the k-th command pairs with the k-th timing message). A deadline miss is a la
 part of the latency) and ``sensor`` (acts in the joint-state callback).
 
     .venv/bin/python bench/bench_ros_latency.py --duration 60 --out bench/results/ros_latency.md
+    .venv/bin/pytest -m bench bench/bench_ros_latency.py     # short run (5 s per mode) with sanity checks
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,6 +193,17 @@ def main(argv=None) -> int:
     if args.out:
         Path(args.out).write_text(text)
     return 0 if all(r["exit"] == 0 for r in results) else 1
+
+
+@pytest.mark.bench
+@pytest.mark.ros
+def test_ros_latency_short(tmp_path):
+    """``make bench``: 5 s per trigger mode; commands flow, every value finite, the node exits cleanly."""
+    out = tmp_path / "ros_latency.md"
+    assert main(["--duration", "5", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| timer |" in text and "| sensor |" in text
+    assert "Non-finite values on the command topic: timer: 0, sensor: 0" in text
 
 
 if __name__ == "__main__":
