@@ -51,7 +51,7 @@ def test_awr_actor_loss_and_bc_loss():
     lp = torch.tensor([-1.0, -3.0], requires_grad=True)
     w = torch.tensor([2.0, 0.5], requires_grad=True)
     loss = awr_actor_loss(w, lp)
-    assert float(loss) == pytest.approx(-(2 * -1 + 0.5 * -3) / 2)
+    assert loss.item() == pytest.approx(-(2 * -1 + 0.5 * -3) / 2)
     loss.backward()
     assert w.grad is None  # weights are constants
     mean, log_std, a = torch.zeros(1, 1), torch.zeros(1), torch.ones(1, 1)
