@@ -112,3 +112,30 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"format_version": ckpt.FORMAT_VERSION, "obj": time.struct_time}, path)
     with pytest.raises(CheckpointError, match="evil.pt"):
         load_checkpoint(path)
+
+
+def test_training_run_stops_cleanly_on_disk_full_and_resumes(tmp_path, monkeypatch):
+    import json
+
+    from train_tiny_configs import SAC_TINY, tiny
+
+    from robot_rl.train.runner import train
+
+    run = tmp_path / "run"
+    real_save = torch.save
+
+    def save_until_disk_full(obj, f, *args, **kwargs):
+        if (run / "checkpoints" / "latest.pt").exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.torch, "save", save_until_disk_full)
+    cfg = tiny(SAC_TINY, "train.total_steps=400", "train.checkpoint_every_steps=200", "train.eval_every_steps=0")
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        train(cfg, run)
+    monkeypatch.undo()
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["learner"]["env_steps"] == 200
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    info = train(cfg, run, resume=True)
+    assert info["status"] == "complete" and info["env_steps"] == 400
