@@ -34,13 +34,18 @@ def test_noise_changes_actions_reproducibly(tmp_path):
 
 def test_cli_with_config_and_overrides(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("env: robot_rl/CartpoleSwingup-v0\ncontroller: random\nepisodes: 5\nout: unused\nmax_steps: 30\n")
+    cfg.write_text("env: robot_rl/CartpoleSwingup-v0\ncontroller: random\nepisodes: 5\nout: unused\nmax_steps: 30\n"
+                   "randomization: default\n")
     out = tmp_path / "cp"
     proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "collect", "--config", str(cfg), "--episodes", "2",
                            "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     ds = load_dataset(out)
     assert [len(e) for e in ds.episodes] == [30, 30] and "is_success" not in ds.episodes[0].infos
+    # randomization profile in the dataset metadata, the values sampled for each episode in its own metadata
+    assert ds.metadata["randomization"] == "default"
+    sampled = [e.metadata["randomization"] for e in ds.episodes]
+    assert sampled[0] and sampled[0].keys() == sampled[1].keys() and sampled[0] != sampled[1]
     bad = subprocess.run([sys.executable, "-m", "robot_rl.cli", "collect", "--config", str(cfg), "--controller",
                           "teleop", "--out", str(tmp_path / "x"), "--no-progress"], capture_output=True, text=True,
                          timeout=120)
