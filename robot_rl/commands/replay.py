@@ -26,7 +26,8 @@ HELP = "replay a bag or dataset: damage report, import, policy action agreement,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, help="rosbag2 directory / .mcap file, or an episode dataset directory")
     p.add_argument("--env", default=None, help="env id (default: the dataset's env_id; required for bags)")
-    p.add_argument("--policy", default=None, help="run directory or checkpoint (robot_rl.train.load_policy)")
+    p.add_argument("--policy", default=None, help="run directory or checkpoint (robot_rl.train.load_policy), or an "
+                   "exported model directory with policy.onnx (robot_rl.export.runtime.OnnxPolicy)")
     p.add_argument("--resim", action="store_true", help="one-step re-simulation from logged states: gap report")
     p.add_argument("--out", type=Path, default=None, help="report directory (default replay_<source name>)")
     p.add_argument("--import-to", type=Path, default=None, help="write the imported episodes as a dataset here")
@@ -65,22 +66,41 @@ def load_source(args):
 # --------------------------------------------------------------------------- policy agreement
 
 
-def action_agreement(policy, episodes, tolerance: float) -> dict:
-    """Per-step policy actions on logged observations vs logged actions.
-
-    Returns ``{"rmse": (n_act,), "mae": (n_act,), "within": share of steps with max |diff| <= tolerance,
-    "per_episode": [(policy actions (T, n_act), logged actions (T, n_act))]}``.
-    """
+def torch_policy(module):
+    """``(B, n_obs) float32 -> (B, n_act)`` normalized actions from a ``load_policy`` module."""
     import torch
 
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.as_tensor(obs)).numpy().astype(np.float64)
+
+    return act
+
+
+def onnx_policy(model_dir: Path, profile):
+    """Normalized actions from an exported artifact (``policy.onnx`` + ``policy.json``, robot command units inside),
+    checked against the robot profile by ``robot_rl.export.runtime.OnnxPolicy`` (no torch).
+    """
+    from robot_rl.data.bags import command_to_action
+    from robot_rl.export.runtime import OnnxPolicy
+
+    policy = OnnxPolicy(model_dir, profile)
+    return lambda obs: command_to_action(np.stack([policy(o) for o in obs]), profile)
+
+
+def action_agreement(policy, episodes, tolerance: float) -> dict:
+    """Per-step policy actions on logged observations vs logged actions (normalized units).
+
+    ``policy``: ``(B, n_obs) float32 -> (B, n_act)`` (``torch_policy`` / ``onnx_policy``). Returns ``{"rmse":
+    (n_act,), "mae": (n_act,), "within": share of steps with max |diff| <= tolerance, "per_episode": [(policy actions
+    (T, n_act), logged actions (T, n_act))]}``.
+    """
     from robot_rl.data.relabel import flat_observations
 
     pairs = []
-    with torch.no_grad():
-        for ep in episodes:
-            obs = flat_observations(ep.observations)[:-1]
-            pred = policy(torch.as_tensor(obs)).numpy().astype(np.float64)
-            pairs.append((pred, np.asarray(ep.actions, dtype=np.float64)))
+    for ep in episodes:
+        obs = flat_observations(ep.observations)[:-1]
+        pairs.append((np.asarray(policy(obs), dtype=np.float64), np.asarray(ep.actions, dtype=np.float64)))
     diff = np.concatenate([p - a for p, a in pairs])
     return {"rmse": np.sqrt((diff ** 2).mean(0)), "mae": np.abs(diff).mean(0),
             "within": float((np.abs(diff).max(1) <= tolerance).mean()), "per_episode": pairs}
@@ -234,15 +254,26 @@ def run(args) -> int:
     out = args.out or Path(f"replay_{args.source.name}")
     out.mkdir(parents=True, exist_ok=True)
     if args.policy is not None:
-        from robot_rl.train import CheckpointError, load_policy
+        policy_path = Path(args.policy)
+        if (policy_path / "policy.onnx").exists():
+            from robot_rl.export.runtime import ArtifactError
 
-        try:
-            loaded = load_policy(args.policy)
-        except CheckpointError as exc:
-            print(f"robot-rl replay: {exc}", file=sys.stderr)
-            return 2
-        result = action_agreement(loaded.module, episodes, args.tolerance)
-        print(agreement_report(result, out, f"{loaded.algo} policy {args.policy} on {args.source}", args.tolerance))
+            try:
+                policy, label = onnx_policy(policy_path, env.unwrapped.profile), f"ONNX policy {policy_path}"
+            except ArtifactError as exc:
+                print(f"robot-rl replay: {exc}", file=sys.stderr)
+                return 2
+        else:
+            from robot_rl.train import CheckpointError, load_policy
+
+            try:
+                loaded = load_policy(policy_path)
+            except CheckpointError as exc:
+                print(f"robot-rl replay: {exc}", file=sys.stderr)
+                return 2
+            policy, label = torch_policy(loaded.module), f"{loaded.algo} policy {policy_path}"
+        result = action_agreement(policy, episodes, args.tolerance)
+        print(agreement_report(result, out, f"{label} on {args.source}", args.tolerance))
     if args.resim:
         if any("joint_positions" not in e.infos for e in episodes):
             print("robot-rl replay: --resim needs joint_positions/joint_velocities in the episodes", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from robot_rl.commands.replay import action_agreement, gap_report, resimulate, xcorr_lag
+from robot_rl.commands.replay import action_agreement, gap_report, resimulate, torch_policy, xcorr_lag
 from robot_rl.data.dataset import DatasetWriter, Episode, record_episode
 from robot_rl.envs import make
 
@@ -50,10 +50,7 @@ def test_action_agreement_hand_computed():
     ep = Episode(np.zeros((3, 4), np.float32), acts, np.zeros(2), np.zeros(2, bool), np.array([False, True]),
                  np.array([0.0, 0.1, 0.2]))
 
-    def zero_policy(obs):
-        return torch.zeros(obs.shape[0], 2)
-
-    res = action_agreement(zero_policy, [ep], tolerance=0.6)
+    res = action_agreement(torch_policy(lambda obs: torch.zeros(obs.shape[0], 2)), [ep], tolerance=0.6)
     np.testing.assert_allclose(res["rmse"], [np.sqrt(0.125), np.sqrt((1 + 0.04) / 2)], rtol=1e-6)
     np.testing.assert_allclose(res["mae"], [0.25, 0.6], rtol=1e-6)
     assert res["within"] == 0.5  # step 0 has |-1.0| > 0.6
@@ -96,3 +93,16 @@ def test_cli_policy_agreement_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "rep" / "agreement.md").read_text()
     assert "2 episode(s)" in text and "| a[6] |" in text and (tmp_path / "rep" / "agreement.png").exists()
+    # the exported ONNX artifact of the same policy agrees with the torch module (robot units mapped back)
+    from robot_rl.commands.replay import onnx_policy
+    from robot_rl.data.dataset import load_dataset
+    from robot_rl.export.onnx import export_policy
+    from robot_rl.train.envs import flatten_goal_obs
+
+    eps = load_dataset(tmp_path / "d").episodes
+    parity = np.concatenate([flatten_goal_obs(e.observations) for e in eps] * 20)
+    export_policy(learner.policy_module().eval(), tmp_path / "model", profile=env.unwrapped.profile,
+                  obs_names=[f"o{i}" for i in range(17)], obs_units=[""] * 17, parity_obs=parity)
+    via_onnx = action_agreement(onnx_policy(tmp_path / "model", env.unwrapped.profile), eps, 0.1)
+    via_torch = action_agreement(torch_policy(learner.policy_module().eval()), eps, 0.1)
+    np.testing.assert_allclose(via_onnx["rmse"], via_torch["rmse"], atol=1e-4)
