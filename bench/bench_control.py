@@ -107,7 +107,8 @@ def run(quick: bool) -> dict:
     it = ilqr_iteration(T, iterations=8 if quick else 20, repeats=2 if quick else 3)
     mpc100 = mpc_replan(100, n=60 if quick else 150, repeats=1 if quick else 3)
     mpc50 = mpc_replan(50, n=60 if quick else 150, repeats=1 if quick else 3)
-    return {"fd_us": fd * 1e6, "floor_ms": T * fd * 1e3, "iter": it, "mpc100": mpc100, "mpc50": mpc50}
+    return {"load": os.getloadavg()[0], "fd_us": fd * 1e6, "floor_ms": T * fd * 1e3, "iter": it, "mpc100": mpc100,
+            "mpc50": mpc50}
 
 
 def report(r: dict) -> str:
@@ -118,7 +119,8 @@ def report(r: dict) -> str:
         "",
         "Command: `.venv/bin/python bench/bench_control.py` (pytest: `pytest -m bench bench/bench_control.py`).",
         f"Machine: {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, mujoco "
-        f"{mujoco.__version__}; one thread; the host is shared with other jobs, numbers are best-of-N.",
+        f"{mujoco.__version__}; one thread; the host ({os.cpu_count()} cores) is shared with other jobs: load average "
+        f"{r['load']:.1f} at the end of the run, numbers are best-of-N.",
         "",
         "## iLQR iteration vs the finite-difference floor (horizon 100, frame_skip 2)",
         "",

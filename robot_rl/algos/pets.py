@@ -1,0 +1,301 @@
+"""PETS: probabilistic ensemble dynamics + trajectory sampling + CEM MPC (Chua et al. 2018, "Deep Reinforcement
+Learning in a Handful of Trials using Probabilistic Dynamics Models").
+
+Loop: collect ``random_episodes`` with uniform random actions, then repeat { refit the ensemble on all transitions;
+run one episode with CEM MPC planning on the ensemble }. Pieces:
+
+* Model: ``n_members`` MLPs (``robot_rl.nets.ensemble.EnsembleMLP``, one batched matmul per layer), each predicting
+  a Gaussian over the normalized state delta ``(x' - x - mu_d) / sigma_d`` from normalized inputs
+  ``[features(x), u]`` (angles enter as cos/sin). The log-variance is soft-clamped between learned bounds
+  (PETS / MBRL-Lib): ``lv = max - softplus(max - lv); lv = min + softplus(lv - min)``, with the bounds regularized
+  by ``0.01 (sum max - sum min)``. Loss: Gaussian NLL (``gaussian_nll``); each member trains on its own bootstrap
+  minibatches.
+* Trajectory sampling (``propagation``): ``ts1`` — every particle picks a random member at every step;
+  ``tsinf`` — particle p keeps member ``p mod E`` for the whole horizon (members are exchangeable random inits, so a
+  fixed assignment is a random one). Next states are sampled from the member's Gaussian (aleatoric noise).
+* Planning: ``robot_rl.control.sampling`` CEM on ``LearnedDynamics`` (particles = scenarios, expected cost), the
+  planner cost is a ``robot_rl.control.costs`` YAML (the same as MuJoCo-model MPC), receding horizon through
+  ``robot_rl.control.mpc.MPCController`` (warm start by shifting).
+* Epistemic disagreement per env step: variance over members of the predicted mean delta (normalized units,
+  averaged over state dims) at the executed (x, u).
+
+The model state is the env's physics state ``[qpos, qvel]`` (``env.unwrapped.get_state()``): on a robot the same
+vector comes from the measured joint positions and velocities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_rl.control.costs import Cost
+from robot_rl.control.dynamics import LearnedDynamics
+from robot_rl.control.mpc import MPCController, MPCSettings, SamplingPlanner
+from robot_rl.control.sampling import SamplingSettings
+from robot_rl.core.assets import find_asset
+from robot_rl.nets.ensemble import EnsembleMLP
+
+
+@dataclass(frozen=True)
+class PetsConfig:
+    """PETS settings."""
+
+    env_id: str = "robot_rl/CartpoleSwingup-v0"
+    """Environment id (robot_rl.envs.make)."""
+    cost: str = "config/costs/cartpole_swingup.yaml"
+    """Planner cost YAML over the physics state."""
+    angle_indices: tuple[int, ...] = (1,)
+    """State entries that are angles: fed to the network as (cos, sin)."""
+    episode_steps: int = 150
+    """Env steps per episode."""
+    random_episodes: int = 1
+    """Initial episodes with uniform random actions."""
+    episodes: int = 8
+    """MPC episodes after the random ones."""
+    seed: int = 0
+    """Seed of env resets, torch init, bootstraps and planner noise."""
+    n_members: int = 5
+    """Ensemble size."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of each member."""
+    activation: str = "silu"
+    """Hidden activation."""
+    lr: float = 2e-3
+    """Adam learning rate."""
+    weight_decay: float = 1e-5
+    """Adam weight decay."""
+    batch_size: int = 128
+    """Bootstrap minibatch per member."""
+    train_steps: int = 400
+    """Gradient steps per refit."""
+    logvar_bounds_weight: float = 0.01
+    """Weight of the learned log-variance bounds penalty."""
+    propagation: Literal["ts1", "tsinf"] = "tsinf"
+    """Trajectory sampling scheme."""
+    n_particles: int = 5
+    """Particles per control sequence (a multiple of n_members for tsinf)."""
+    torch_threads: int = 1
+    """torch intra-op threads (small batched MLPs: 1 avoids thread contention on a shared CPU)."""
+    mpc: MPCSettings = field(default_factory=lambda: MPCSettings(horizon=25, replan_budget_s=60.0,
+                                                                 replan_period_s=60.0))
+    """Receding-horizon settings (budget generous: learning runs need not be real time)."""
+    cem: SamplingSettings = field(default_factory=lambda: SamplingSettings(
+        method="cem", num_samples=50, iterations=3, num_elites=6, noise_std=0.5))
+    """CEM settings per replan."""
+
+    def __post_init__(self):
+        if self.propagation == "tsinf" and self.n_particles % self.n_members:
+            raise ValueError(f"tsinf needs n_particles ({self.n_particles}) to be a multiple of n_members "
+                             f"({self.n_members})")
+        if self.n_members < 1 or self.episodes < 0 or self.random_episodes < 1 or self.episode_steps < 1:
+            raise ValueError("n_members, random_episodes, episode_steps must be >= 1 and episodes >= 0")
+
+
+# --------------------------------------------------------------------------- losses (pure functions)
+
+
+def soft_clamp_logvar(raw: torch.Tensor, min_logvar: torch.Tensor, max_logvar: torch.Tensor) -> torch.Tensor:
+    """Smoothly bound a log-variance between ``min_logvar`` and ``max_logvar`` (PETS appendix; MBRL-Lib)."""
+    lv = max_logvar - F.softplus(max_logvar - raw)
+    return min_logvar + F.softplus(lv - min_logvar)
+
+
+def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over everything of ``1/2 [(target - mean)^2 exp(-logvar) + logvar]`` (constant dropped)."""
+    return 0.5 * ((target - mean) ** 2 * torch.exp(-logvar) + logvar).mean()
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ProbabilisticEnsemble(nn.Module):
+    """Ensemble of Gaussian delta models with input/output normalization. Shapes: state ``[.., nx]``, ``[.., nu]``."""
+
+    def __init__(self, nx: int, nu: int, angle_indices, n_members: int, hidden, activation: str):
+        super().__init__()
+        self.nx, self.nu, self.n_members = nx, nu, n_members
+        self.angles = list(angle_indices)
+        self.others = [i for i in range(nx) if i not in self.angles]
+        n_in = len(self.others) + 2 * len(self.angles) + nu
+        self.net = EnsembleMLP(n_members, n_in, 2 * nx, hidden, activation)
+        self.min_logvar = nn.Parameter(-10.0 * torch.ones(nx))
+        self.max_logvar = nn.Parameter(0.5 * torch.ones(nx))
+        for name, n in (("in_mean", n_in), ("in_std", n_in), ("out_mean", nx), ("out_std", nx)):
+            self.register_buffer(name, torch.zeros(n) if "mean" in name else torch.ones(n))
+
+    def features(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        a = x[..., self.angles]
+        return torch.cat([x[..., self.others], torch.cos(a), torch.sin(a), u], dim=-1)
+
+    def fit_normalizers(self, X: torch.Tensor, U: torch.Tensor, X_next: torch.Tensor) -> None:
+        f, d = self.features(X, U), X_next - X
+        self.in_mean.copy_(f.mean(0))
+        self.in_std.copy_(f.std(0).clamp_min(1e-6))
+        self.out_mean.copy_(d.mean(0))
+        self.out_std.copy_(d.std(0).clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [E, B, nx]``, ``u [E, B, nu]`` -> normalized delta mean and soft-clamped log-variance ``[E, B, nx]``."""
+        out = self.net((self.features(x, u) - self.in_mean) / self.in_std)
+        mean, raw = out[..., : self.nx], out[..., self.nx:]
+        return mean, soft_clamp_logvar(raw, self.min_logvar, self.max_logvar)
+
+    def loss(self, x, u, x_next) -> torch.Tensor:
+        """Gaussian NLL of the normalized delta plus the log-variance bound penalty (weight applied by caller)."""
+        mean, logvar = self(x, u)
+        return gaussian_nll(mean, logvar, (x_next - x - self.out_mean) / self.out_std)
+
+    @torch.no_grad()
+    def sample_next(self, x: torch.Tensor, u: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Sample ``x' [E, B, nx]`` (member e on row block e)."""
+        mean, logvar = self(x, u)
+        eps = torch.randn(mean.shape, generator=gen, dtype=mean.dtype)
+        return x + self.out_mean + self.out_std * (mean + torch.exp(0.5 * logvar) * eps)
+
+    @torch.no_grad()
+    def disagreement(self, x: np.ndarray, u: np.ndarray) -> float:
+        """Epistemic disagreement at one (x, u): variance over members of the mean delta, averaged over dims."""
+        xt = torch.as_tensor(x, dtype=torch.float32).expand(self.n_members, 1, -1)
+        ut = torch.as_tensor(u, dtype=torch.float32).expand(self.n_members, 1, -1)
+        mean, _ = self(xt, ut)
+        return float(mean.var(dim=0).mean())
+
+
+def fit(model: ProbabilisticEnsemble, data: dict[str, np.ndarray], cfg: PetsConfig, opt: torch.optim.Optimizer,
+        gen: torch.Generator) -> float:
+    """Refit on all transitions (bootstrap minibatches per member). Returns the last loss."""
+    X, U, Xn = (torch.as_tensor(data[k], dtype=torch.float32) for k in ("x", "u", "x_next"))
+    model.fit_normalizers(X, U, Xn)
+    n, E = len(X), model.n_members
+    loss = torch.zeros(())
+    for _ in range(cfg.train_steps):
+        idx = torch.randint(0, n, (E, min(cfg.batch_size, n)), generator=gen)  # with replacement: bootstrap
+        nll = model.loss(X[idx], U[idx], Xn[idx])
+        loss = nll + cfg.logvar_bounds_weight * (model.max_logvar.sum() - model.min_logvar.sum())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def make_predictor(model: ProbabilisticEnsemble, propagation: str, gen: torch.Generator):
+    """Numpy particle predictor ``[P, N, nx], [P, N, nu] -> [P, N, nx]`` for ``LearnedDynamics``."""
+    E = model.n_members
+
+    def predict(X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        P, N, nx = X.shape
+        x = torch.as_tensor(X, dtype=torch.float32).reshape(P * N, nx)
+        u = torch.as_tensor(np.array(np.broadcast_to(U, (P, N, U.shape[-1])), dtype=np.float32),
+                            dtype=torch.float32).reshape(P * N, -1)
+        if propagation == "tsinf" and P % E == 0:
+            # particle p -> member p mod E: rows [p, n] with p = k E + e land in block e
+            xb = x.reshape(P // E, E, N, nx).transpose(0, 1).reshape(E, -1, nx)
+            ub = u.reshape(P // E, E, N, -1).transpose(0, 1).reshape(E, (P // E) * N, -1)
+            out = model.sample_next(xb, ub, gen).reshape(E, P // E, N, nx).transpose(0, 1).reshape(P, N, nx)
+            return out.numpy().astype(np.float64)
+        # ts1 (or particles not divisible by E): a fresh random member per row and step
+        rows = P * N
+        perm = torch.randperm(rows, generator=gen)
+        pad = (-rows) % E
+        idx = torch.cat([perm, perm[:pad]])
+        out = model.sample_next(x[idx].reshape(E, -1, nx), u[idx].reshape(E, -1, u.shape[-1]), gen).reshape(-1, nx)
+        res = torch.empty_like(x)
+        res[idx[:rows]] = out[:rows]
+        return res.reshape(P, N, nx).numpy().astype(np.float64)
+
+    return predict
+
+
+# --------------------------------------------------------------------------- loop
+
+
+@dataclass
+class EpisodeLog:
+    episode: int
+    kind: str
+    env_return: float
+    final_cos: float
+    upright_fraction_last_second: float
+    mean_disagreement: float
+    model_loss: float
+    wall_s: float
+
+
+def run_episode(env, policy, steps: int, seed: int, model: ProbabilisticEnsemble | None, angle_index: int,
+                data: dict[str, list]) -> tuple[float, list[float], list[float]]:
+    """One episode; ``policy(x, t_s) -> u`` in actuator units. Appends transitions to ``data``."""
+    sim = env.unwrapped
+    env.reset(seed=seed)
+    lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
+    ret, cos, dis = 0.0, [], []
+    for k in range(steps):
+        x = sim.get_state()
+        u = np.clip(policy(x, k * sim.control_dt), lo, hi)
+        _, r, terminated, truncated, info = env.step((2 * (u - lo) / (hi - lo) - 1).astype(np.float32))
+        x_next = sim.get_state()
+        if info.get("physics_error"):
+            break
+        data["x"].append(x)
+        data["u"].append(u)
+        data["x_next"].append(x_next)
+        if model is not None:
+            dis.append(model.disagreement(x, u))
+        ret += r
+        cos.append(float(np.cos(x_next[angle_index])))
+        if terminated:
+            break
+    return ret, cos, dis
+
+
+def train_pets(cfg: PetsConfig, *, log=print) -> tuple[list[EpisodeLog], ProbabilisticEnsemble]:
+    """Run the PETS loop; returns per-episode logs and the final model."""
+    import robot_rl.envs as envs
+
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    env = envs.make(cfg.env_id, seed=cfg.seed, max_episode_steps=cfg.episode_steps)
+    sim = env.unwrapped
+    nx, nu = sim.model.nq + sim.model.nv, sim.model.nu
+    cost = Cost.from_yaml(find_asset(cfg.cost))
+    model = ProbabilisticEnsemble(nx, nu, cfg.angle_indices, cfg.n_members, cfg.hidden, cfg.activation)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data: dict[str, list] = {"x": [], "u": [], "x_next": []}
+    lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
+    logs: list[EpisodeLog] = []
+    angle = cfg.angle_indices[0] if cfg.angle_indices else 0
+    per_second = int(round(1.0 / sim.control_dt))
+    for ep in range(cfg.random_episodes + cfg.episodes):
+        t0 = time.perf_counter()
+        seed = cfg.seed * 1000 + ep
+        if ep < cfg.random_episodes:
+            ret, cos, dis = run_episode(env, lambda x, t: rng.uniform(lo, hi), cfg.episode_steps, seed, None, angle,
+                                        data)
+            kind, loss = "random", float("nan")
+        else:
+            loss = fit(model, {k: np.asarray(v) for k, v in data.items()}, cfg, opt, gen)
+            dyn = LearnedDynamics(make_predictor(model, cfg.propagation, gen), nx, nu, sim.control_dt,
+                                  n_particles=cfg.n_particles, u_min=lo, u_max=hi)
+            planner = SamplingPlanner(dyn, cost, cfg.cem, rng=np.random.default_rng(seed))
+            mpc = MPCController(planner, dataclasses.replace(cfg.mpc, control_period_s=sim.control_dt))
+
+            def policy(x, t, mpc=mpc):
+                mpc.replan(x, t)
+                return mpc.action(x, t)
+
+            ret, cos, dis = run_episode(env, policy, cfg.episode_steps, seed, model, angle, data)
+            kind = "mpc"
+        cos_arr = np.asarray(cos) if cos else np.array([np.nan])
+        logs.append(EpisodeLog(ep, kind, float(ret), float(cos_arr[-1]),
+                               float(np.mean(cos_arr[-per_second:] > 0.95)),
+                               float(np.mean(dis)) if dis else float("nan"), loss, time.perf_counter() - t0))
+        log(logs[-1])
+    return logs, model

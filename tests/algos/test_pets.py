@@ -1,0 +1,114 @@
+"""PETS pieces: bounded log-variance, Gaussian NLL, trajectory sampling, model fit; the learning test is slow."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.algos.pets import (
+    PetsConfig,
+    ProbabilisticEnsemble,
+    fit,
+    gaussian_nll,
+    make_predictor,
+    soft_clamp_logvar,
+    train_pets,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # small batched MLPs on a shared 2-core machine: more threads only contend
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def sp(v):
+    return math.log1p(math.exp(v))
+
+
+def test_soft_clamp_logvar_is_bounded_and_monotone():
+    lo, hi = torch.tensor(-2.0), torch.tensor(1.0)
+    raw = torch.tensor([-100.0, -0.5, 0.0, 100.0])
+    out = soft_clamp_logvar(raw, lo, hi)
+    # hand-computed at raw = 0: lv = 1 - softplus(1) = -0.31326; out = -2 + softplus(1.68674) = -0.17149
+    assert out[2].item() == pytest.approx(-2.0 + sp((1.0 - sp(1.0)) + 2.0), abs=1e-5)
+    # limits: raw -> -inf gives lo; raw -> +inf gives lo + softplus(hi - lo) (the MBRL-Lib composition)
+    assert out[0].item() == pytest.approx(-2.0, abs=1e-6)
+    assert out[3].item() == pytest.approx(-2.0 + sp(3.0), abs=1e-5)
+    assert torch.all(out[1:] > out[:-1])
+
+
+def test_gaussian_nll_hand_computed():
+    mean, logvar, target = torch.tensor([0.0, 1.0]), torch.tensor([0.0, math.log(4.0)]), torch.tensor([1.0, 3.0])
+    # 1/2 [(1)^2 / 1 + 0] = 0.5 ; 1/2 [(2)^2 / 4 + log 4] = 0.5 + 0.6931 ; mean = 0.8466
+    assert gaussian_nll(mean, logvar, target).item() == pytest.approx((0.5 + 0.5 + 0.5 * math.log(4.0)) / 2, rel=1e-6)
+
+
+def toy_model(n_members=3):
+    torch.manual_seed(0)
+    model = ProbabilisticEnsemble(2, 1, (), n_members, (16,), "tanh")
+    with torch.no_grad():  # make member e predict a delta of exactly e (normalized units), no noise
+        last = model.net.net[-1]
+        last.weight.zero_()
+        for e in range(n_members):
+            last.bias[e, 0, :2] = float(e)
+        last.bias[:, 0, 2:] = -50.0  # log-variance at the lower bound (-10): sampling noise ~ e^-5
+    return model
+
+
+def test_tsinf_keeps_member_per_particle_and_ts1_mixes():
+    model = toy_model(3)
+    gen = torch.Generator().manual_seed(0)
+    P, N = 6, 4
+    X = np.zeros((P, N, 2))
+    U = np.zeros((P, N, 1))
+    out = make_predictor(model, "tsinf", gen)(X, U)
+    np.testing.assert_allclose(out[:, :, 0], np.repeat(np.arange(P)[:, None] % 3, N, axis=1), atol=1e-2)
+    mixed = make_predictor(model, "ts1", gen)(X, U)
+    members = np.rint(mixed[:, :, 0]).astype(int)
+    assert set(np.unique(members)) == {0, 1, 2}
+    assert np.bincount(members.ravel()).tolist() == [8, 8, 8]  # a permutation over members, balanced
+
+
+def test_fit_learns_linear_dynamics_and_disagreement_shrinks_on_data():
+    rng = np.random.default_rng(0)
+    A = np.array([[1.0, 0.02], [-0.1, 0.98]])
+    B = np.array([[0.0], [0.05]])
+    X = rng.uniform(-1, 1, (600, 2))
+    U = rng.uniform(-1, 1, (600, 1))
+    Xn = X @ A.T + U @ B.T + 0.001 * rng.standard_normal((600, 2))
+    cfg = PetsConfig(train_steps=200, n_members=3, n_particles=3, hidden=(32, 32), angle_indices=())
+    torch.manual_seed(0)
+    model = ProbabilisticEnsemble(2, 1, (), 3, cfg.hidden, "silu")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(0)
+    fit(model, {"x": X, "u": U, "x_next": Xn}, cfg, opt, gen)
+    pred = make_predictor(model, "tsinf", gen)(X[None, :100].repeat(3, 0), U[None, :100].repeat(3, 0)).mean(0)
+    err = np.abs(pred - Xn[:100]).mean()
+    assert err < 0.2 * np.abs(Xn[:100] - X[:100]).mean()  # far better than "no change"
+    assert model.disagreement(X[0], U[0]) < model.disagreement(np.array([8.0, -8.0]), np.array([5.0]))
+
+
+@pytest.mark.slow
+def test_pets_swings_up_cartpole_within_8_episodes():
+    cfg = PetsConfig(episodes=8, episode_steps=150, seed=0)
+    logs, _ = train_pets(cfg, log=lambda e: None)
+    mpc = [e for e in logs if e.kind == "mpc"]
+    assert len(mpc) == 8
+    solved = [e.episode for e in mpc if e.upright_fraction_last_second >= 0.9]
+    assert solved, [(e.episode, round(e.env_return, 1), e.upright_fraction_last_second) for e in mpc]
+    # learning, not luck: the random episode stays down
+    assert logs[0].upright_fraction_last_second == 0.0
+
+
+def test_pets_config_file_loads():
+    from robot_rl.core.config import load_config
+
+    cfg = load_config(PetsConfig, "config/pets_cartpole_swingup.yaml")
+    assert cfg.propagation == "tsinf" and cfg.n_particles % cfg.n_members == 0
+    with pytest.raises(ValueError, match="multiple of n_members"):
+        load_config(PetsConfig, "config/pets_cartpole_swingup.yaml", overrides=["n_particles=7"])
