@@ -563,15 +563,18 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
                                                                       f"{h[1]:.6f}] s"], tr))
             continue
         grid = ta + dt * np.arange(int(np.floor((tb - ta) / dt + 1e-6)) + 1)
-        # zero-order hold of commands; a step whose held command is older than the max gap ends the episode
+        # zero-order hold of commands: leading steps without a command yet are skipped, and the first step whose
+        # held command is older than the max gap ends the episode
         j = np.searchsorted(t_cmd, grid[:-1] + s.lookahead, side="right") - 1
         fresh = (j >= 0) & (grid[:-1] + s.lookahead - t_cmd[np.maximum(j, 0)] <= s.gap)
-        n = len(fresh) if fresh.all() else int(np.argmin(fresh))
+        first = int(np.argmax(fresh))
+        rest = fresh[first:]
+        n = 0 if not fresh.any() else len(rest) if rest.all() else int(np.argmin(rest))
         if n < s.min_steps:
             report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) with a fresh command "
                                                                   f"(min_steps {s.min_steps})"], tr))
             continue
-        grid, j = grid[:n + 1], j[:n]
+        grid, j = grid[first:first + n + 1], j[first:first + n]
         goal = None
         if task.builder.goal_dim or task.dict_obs:
             g = np.searchsorted(t_goal, ta + s.lookahead, side="right") - 1

@@ -80,3 +80,65 @@ def test_gap_splits_episode(tmp_path):
     np.testing.assert_allclose(got[1].time_s[0] - got[0].time_s[0], 0.5, atol=1e-9)
     bridged, _ = import_bag(tmp_path / "bag", env, ImportSettings(control_period_s=0.02, max_gap_s=0.2))
     assert [len(e) for e in bridged] == [40]
+
+
+def test_recorder_like_log_with_fast_sensor_and_late_commands(tmp_path):
+    """A log as the ROS recorder writes it: joint states at 100 Hz (header = sensor time, logged 0.4 ms later),
+    commands at 50 Hz logged 1-3 ms after the state they answer. Import at the 50 Hz control period recovers the
+    applied actions exactly and the observations at the control instants."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from robot_rl.data.bags import (
+        F64_ARRAY,
+        JOINT_STATE,
+        TYPESTORE,
+        CrcMcapWriter,
+        _f64_array,
+        _stamp,
+        action_to_command,
+    )
+
+    env = make("robot_rl/CartpoleSwingup-v0", max_episode_steps=60)
+    ep = record_episode(env, lambda o, r: r.uniform(-1, 1, 1), seed=7)
+    profile = env.unwrapped.profile
+    JointState = TYPESTORE.types[JOINT_STATE]
+    Header = TYPESTORE.types["std_msgs/msg/Header"]
+    rng = np.random.default_rng(0)
+    q, qd = ep.infos["joint_positions"], ep.infos["joint_velocities"]
+    t0 = 1_700_000_000 * 10**9
+    writer = Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: CrcMcapWriter}
+    with writer:
+        c_js = writer.add_connection(profile.topics.joint_states, JOINT_STATE, typestore=TYPESTORE)
+        c_cmd = writer.add_connection(profile.topics.commands, F64_ARRAY, typestore=TYPESTORE)
+        msgs = []
+        for k in range(len(q)):
+            for half in (0, 1):  # 100 Hz sensor: the control instant and halfway to the next one
+                if half and k == len(q) - 1:
+                    break
+                pos = q[k] if not half else (q[k] + q[k + 1]) / 2
+                vel = qd[k] if not half else (qd[k] + qd[k + 1]) / 2
+                t_sensor = t0 + k * 20_000_000 + half * 10_000_000
+                js = JointState(header=Header(stamp=_stamp(t_sensor), frame_id=""), name=["hinge", "slider"],
+                                position=pos[::-1].copy(), velocity=vel[::-1].copy(), effort=np.zeros(0))
+                msgs.append((t_sensor + 400_000, c_js, TYPESTORE.serialize_cdr(js, JOINT_STATE)))
+            if k < len(ep.actions):
+                late = int(rng.uniform(1e6, 3e6))
+                cmd = _f64_array(action_to_command(ep.actions[k], profile))
+                msgs.append((t0 + k * 20_000_000 + late, c_cmd, TYPESTORE.serialize_cdr(cmd, F64_ARRAY)))
+        for t, conn, data in sorted(msgs, key=lambda m: m[0]):
+            writer.write(conn, t, data)
+    (got,), report = import_bag(tmp_path / "bag", env, ImportSettings(control_period_s=0.02))
+    assert report.ok, report.describe()
+    np.testing.assert_allclose(got.actions, ep.actions, atol=1e-6)
+    np.testing.assert_allclose(got.observations, ep.observations, atol=1e-5)
+    np.testing.assert_allclose(got.time_s - got.time_s[0], ep.time_s, atol=1e-6)
+    # with bag receive times instead of sensor stamps the grid shifts by the 0.4 ms transport delay
+    (shifted,), _ = import_bag(tmp_path / "bag", env, ImportSettings(control_period_s=0.02, stamp="log"))
+    np.testing.assert_allclose(shifted.time_s[0] - got.time_s[0], 0.0004, atol=1e-6)
+    # without the lookahead the zero-order hold takes the previous command (the new one arrives 1-3 ms late): the
+    # first control instant has no command yet and is skipped, every later one gets its predecessor's command
+    (stale,), _ = import_bag(tmp_path / "bag", env, ImportSettings(control_period_s=0.02, command_lookahead_s=0.0))
+    assert len(stale) == len(ep) - 1
+    np.testing.assert_allclose(stale.actions, ep.actions[:-1], atol=1e-6)
+    np.testing.assert_allclose(stale.observations, ep.observations[1:], atol=1e-5)
