@@ -133,3 +133,17 @@ def test_dataset_id_and_existing_dir_are_refused(tmp_path):
     with pytest.raises(FileExistsError, match="already holds a dataset"):
         DatasetWriter(tmp_path / "b", dataset_id="b-v0", observation_space=SPACES[0], action_space=SPACES[1],
                       robot_rl_metadata={})
+
+
+def test_minari_file_without_byte_index_reads_through_hdf5(tmp_path):
+    """A dataset written by Minari itself has no robot_rl byte index: read via h5py, checks still run."""
+    env, eps = _collect(tmp_path)
+    meta_path = tmp_path / "ds" / "data" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["robot_rl"]["index"]
+    meta_path.write_text(json.dumps(meta))
+    ds = load_dataset(tmp_path / "ds")
+    assert len(ds.episodes) == 3 and "no robot_rl byte index" in ds.report.notes[0]
+    for a, b in zip(eps, ds.episodes):
+        _assert_same(a, b)
+    assert ds.episodes[2].metadata["seed"] == 2
