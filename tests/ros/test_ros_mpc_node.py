@@ -38,13 +38,15 @@ def test_mpc_balances_the_simulated_robot(procs, probe, tmp_path):
     assert "planner: replans=" in procs.log("mpc_node")
 
 
-def test_planner_thread_exception_gives_safe_command_and_exit_1(procs, probe, tmp_path):
+@pytest.mark.parametrize("planner", ["ilqr", "sampling"])
+def test_planner_thread_exception_gives_safe_command_and_exit_1(procs, probe, tmp_path, planner):
     from std_msgs.msg import Float64MultiArray
     from std_srvs.srv import Trigger
 
     cmds = probe.record(Float64MultiArray, "/forward_effort_controller/commands")
     procs.start("injector", [sys.executable, INJECTOR, "valid:40"])
-    procs.node("mpc_node", params={**MPC, "state_dir": str(tmp_path / "state"), "allow_fault_injection": True})
+    procs.node("mpc_node", params={**MPC, "planner": planner, "samples": 32, "state_dir": str(tmp_path / "state"),
+                                   "allow_fault_injection": True})
     probe.wait_for(lambda: any(m.data[0] != 0.0 for _, m in cmds), 30.0, "planner commands")
     assert probe.call(Trigger, "/mpc_node/inject_fault").success
     assert procs.wait("mpc_node", 10.0) == 1
