@@ -47,11 +47,11 @@ def collect_ppo_rollout(learner, source) -> None:
     for b in batches:  # time-limit truncation: bootstrap from V(final_obs)
         n = b["obs"].shape[1]
         if b["final_t"].size:
-            t, i = b["final_t"], b["final_i"]
+            t, i = torch.from_numpy(b["final_t"].copy()), torch.from_numpy(b["final_i"].copy())
             boot = trunc[t, offset + i] & ~term[t, offset + i]
             if boot.any():
                 sel = boot.numpy()
-                final = learner._normalize(torch.from_numpy(b["final_obs"][sel]), update=False)
+                final = learner._normalize(torch.from_numpy(b["final_obs"][sel].copy()), update=False)
                 rew[t[sel], offset + i[sel]] += c.gamma * learner.critic(final).squeeze(-1)
         offset += n
     s.rewards[:] = rew
