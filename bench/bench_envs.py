@@ -99,9 +99,15 @@ def dm_control_runner(n: int = 20000):
     return run, env.control_timestep()
 
 
-def bench_vector(num_envs: int, n: int, repeats: int) -> tuple[float, float]:
-    """(env steps/s of num_envs single envs stepped in a loop, of the vector env with 2 workers), interleaved."""
-    envs = [E.make("CartpoleSwingup-v0", randomization="default", seed=i) for i in range(num_envs)]
+def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
+    """Env steps/s of num_envs envs: a plain loop, our vector env (sync and 2 processes) and Gymnasium's
+    SyncVectorEnv / AsyncVectorEnv (one process per env, shared memory) on the same envs, interleaved."""
+    import gymnasium as gym
+
+    def env_fn(i):
+        return lambda: E.make("CartpoleSwingup-v0", randomization="default", seed=i)
+
+    envs = [env_fn(i)() for i in range(num_envs)]
     for e in envs:
         e.reset()
     a = np.zeros((num_envs, 1), np.float32)
@@ -113,14 +119,24 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> tuple[float, float]:
                 if te or tr:
                     e.reset()
 
-    vec = make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", num_workers=2)
-    vec.reset(seed=0)
+    same_step = gym.vector.AutoresetMode.SAME_STEP
+    vecs = {
+        "vec_sync": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default"),
+        "vec": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", num_workers=2),
+        "gym_sync": gym.vector.SyncVectorEnv([env_fn(i) for i in range(num_envs)], autoreset_mode=same_step),
+        "gym_async": gym.vector.AsyncVectorEnv([env_fn(i) for i in range(num_envs)], context="fork",
+                                               autoreset_mode=same_step),
+    }
+    runners = {"single": loop}
+    for name, v in vecs.items():
+        v.reset(seed=0)
+        runners[name] = lambda k, v=v: [v.step(a) for _ in range(k)]
     try:
-        best, _ = _measure({"single": loop, "vec": lambda k: [vec.step(a) for _ in range(k)]},
-                           {"single": n, "vec": n}, repeats)
+        best, _ = _measure(runners, dict.fromkeys(runners, n), repeats)
     finally:
-        vec.close()
-    return best["single"] * num_envs, best["vec"] * num_envs
+        for v in vecs.values():
+            v.close()
+    return {k: r * num_envs for k, r in best.items()}
 
 
 def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int = 400) -> dict:
@@ -133,7 +149,7 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
     runners = {"ours": ours, "raw": raw, "raw_loop": raw_loop, "dmc": dmc, "arm": arm, "arm_raw": arm_raw}
     sizes = {k: (n // 4 if k.startswith("arm") else n) for k in runners}
     best, rounds = _measure(runners, sizes, repeats)
-    single, vec = bench_vector(num_envs, vec_steps, repeats)
+    v = bench_vector(num_envs, vec_steps, repeats)
     return {
         "robot_rl_steps_s": best["ours"], "robot_rl_sim_s_per_s": best["ours"] * ours_dt,
         "raw_steps_s": best["raw"], "raw_sim_s_per_s": best["raw"] * raw_dt,
@@ -144,7 +160,9 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
         "vs_raw_loop": _paired_ratio(rounds, "ours", "raw_loop"),
         "arm_steps_s": best["arm"], "arm_raw_steps_s": best["arm_raw"], "arm_dt": arm_dt,
         "arm_vs_raw": _paired_ratio(rounds, "arm", "arm_raw"),
-        "single_steps_s": single, "vec_steps_s": vec, "vec_speedup": vec / single, "num_envs": num_envs,
+        "single_steps_s": v["single"], "vec_steps_s": v["vec"], "vec_speedup": v["vec"] / v["single"],
+        "vec_sync_steps_s": v["vec_sync"], "gym_sync_steps_s": v["gym_sync"], "gym_async_steps_s": v["gym_async"],
+        "num_envs": num_envs,
     }
 
 
@@ -181,8 +199,14 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
         f"| vector env ({r['num_envs']} envs, randomization ON) | env steps/s | ratio | target |",
         "|---|---:|---:|---|",
         f"| {r['num_envs']} single envs stepped in a Python loop | {r['single_steps_s']:.0f} | 1.00 | |",
-        f"| `make_vec(..., num_workers=2)` (2 worker processes) | {r['vec_steps_s']:.0f} | {r['vec_speedup']:.2f} "
-        "| >= 1.5 on 2 free cores |",
+        f"| `make_vec(..., num_workers=2)` (this process + 1 forked worker) | {r['vec_steps_s']:.0f} | "
+        f"{r['vec_speedup']:.2f} | >= 1.5 on 2 free cores |",
+        f"| `make_vec(...)` (sync, in-process) | {r['vec_sync_steps_s']:.0f} | "
+        f"{r['vec_sync_steps_s'] / r['single_steps_s']:.2f} | |",
+        f"| Gymnasium `SyncVectorEnv` (same envs, same-step autoreset) | {r['gym_sync_steps_s']:.0f} | "
+        f"{r['gym_sync_steps_s'] / r['single_steps_s']:.2f} | |",
+        f"| Gymnasium `AsyncVectorEnv` (one process per env, shared memory) | {r['gym_async_steps_s']:.0f} | "
+        f"{r['gym_async_steps_s'] / r['single_steps_s']:.2f} | |",
         "",
     ]
     text = "\n".join(lines)

@@ -99,24 +99,36 @@ class _Block:
 
     def step(self) -> None:
         b = self.buf
-        for v in b.final_obs.values():
-            v.fill(0)
-        b.ep_r.fill(0.0)
-        b.ep_l.fill(0)
-        actions = b.actions
-        for i, env in enumerate(self.envs):
-            o, r, te, tr, info = env.step(actions[i])
-            b.rew[i], b.term[i], b.trunc[i] = r, te, tr
-            b.err[i] = info["physics_error"]
-            b.succ[i] = info.get("is_success", False)
+        rews, terms, truncs, errs, succs = [], [], [], [], []
+        obs, finals = [], []  # (row, observation) of every env / of the envs whose episode ended
+        ep_r, ep_l = [0.0] * len(self.envs), [0] * len(self.envs)
+        for i, (env, act) in enumerate(zip(self.envs, b.actions)):
+            o, r, te, tr, info = env.step(act)
+            rews.append(r)
+            terms.append(te)
+            truncs.append(tr)
+            errs.append(info["physics_error"])
+            succs.append(info.get("is_success", False))
             self.returns[i] += r
             self.lengths[i] += 1
             if te or tr:
-                self._write_obs(b.final_obs, i, o)
-                b.ep_r[i], b.ep_l[i] = self.returns[i], self.lengths[i]
+                finals.append((i, o))
+                ep_r[i], ep_l[i] = self.returns[i], self.lengths[i]
                 self.returns[i], self.lengths[i] = 0.0, 0
                 o, _ = env.reset()
-            self._write_obs(b.obs, i, o)
+            obs.append(o)
+        # Whole-array writes (one numpy call per field, not per env).
+        b.rew[:], b.term[:], b.trunc[:], b.err[:], b.succ[:], b.ep_r[:], b.ep_l[:] = (
+            rews, terms, truncs, errs, succs, ep_r, ep_l)
+        if b.dict_obs:
+            for k, dst in b.obs.items():
+                np.stack([o[k] for o in obs], out=dst)
+        else:
+            np.stack(obs, out=b.obs[""])
+        for v in b.final_obs.values():
+            v.fill(0)
+        for i, o in finals:
+            self._write_obs(b.final_obs, i, o)
 
     def get_attr(self, name: str) -> list:
         return [getattr(env.unwrapped, name) for env in self.envs]
