@@ -101,6 +101,7 @@ class ObservationBuilder:
         src = self._src
         self._v_pos, self._v_cos, self._v_sin, self._v_vel = src[0:n], src[n:2 * n], src[2 * n:3 * n], src[3 * n:4 * n]
         self._trig = any(k in ("cos", "sin") for _, k, _ in self.terms)
+        self._layout_fk = any(k in ("site", "site_minus_goal") for _, k, _ in self.terms)  # else: no FK per build
         self._pad = [0.0] * (2 * n)
         self._gather = operator.itemgetter(*index) if len(index) > 1 else (lambda src, i=index[0]: (src[i],))
         self._out_shape = (len(index),)
@@ -128,7 +129,7 @@ class ObservationBuilder:
         if q.shape != self._jshape or np.shape(velocities) != self._jshape:
             raise ValueError(f"expected positions and velocities of shape {self._jshape} for joints "
                              f"{list(self.joint_names)}, got {q.shape} and {np.shape(velocities)}")
-        if self._fk is None:
+        if not self._layout_fk:
             return self._build_small(q, velocities, goal)
         # Precomputed views into the source vector: no slicing, no temporaries on this per-step path.
         self._v_pos[:] = q
@@ -136,9 +137,7 @@ class ObservationBuilder:
             np.cos(q, out=self._v_cos)
             np.sin(q, out=self._v_sin)
         self._v_vel[:] = velocities
-        g = self.goal_dim
-        if g or self._fk is not None:
-            self._build_goal_and_sites(q, goal)
+        self._build_goal_and_sites(q, goal)
         return self._src[self._index].astype(np.float32)
 
     def _build_small(self, q: np.ndarray, velocities, goal) -> np.ndarray:
@@ -161,7 +160,7 @@ class ObservationBuilder:
             if goal is None or np.shape(goal) != (g,):
                 raise ValueError(f"expected a goal of shape ({g},), got {None if goal is None else np.shape(goal)}")
             src[4 * n:4 * n + g] = goal
-        if self._fk is not None:
+        if self._layout_fk:
             xyz = self._fk.sites(q)  # (s, 3)
             off = 4 * n + g
             s3 = xyz.size
