@@ -3,7 +3,8 @@
 Workers act with uniform random actions before ``sac.learning_starts`` and with the SAC actor snapshot after; stale
 batches are kept (off-policy data stays valid). Every transition goes to ``learner.replay`` with its true successor
 (``next_observations``: the episode's last observation where it ended) and ``done = terminated``; updates follow the
-learner's ``utd_ratio`` per env step, exactly as in its local loop, through the real ``SacLearner.update``. PETS-style
+learner's ``utd_ratio`` per env step as in its local loop (same count, but run after each worker batch instead of
+after each step), through the real ``SacLearner.update``. PETS-style
 data collection uses the same batches with ``uniform_snapshot`` and no learner (``transitions(batch)``).
 """
 
@@ -34,9 +35,11 @@ def offpolicy_train_until(learner, source, target_step: int, batch_steps: int) -
                 learner.replay.add(obs[k], act[k], float(rew[k]) * c.reward_scale, nxt[k], bool(term[k]))
                 learner._pending_obs.append(obs[k])
             learner._episodes.extend(batch["episodes"])
-            learner.env_steps += obs.shape[0]
-            if learner.env_steps >= c.learning_starts:
-                learner.updates_due += c.utd_ratio * obs.shape[0]
+            before, learner.env_steps = learner.env_steps, learner.env_steps + obs.shape[0]
+            # as the local loop: utd_ratio updates for every env step counted at or after learning_starts
+            due_steps = learner.env_steps - max(before, c.learning_starts - 1)
+            if due_steps > 0:
+                learner.updates_due += c.utd_ratio * due_steps
                 while learner.updates_due >= 1.0:
                     learner.updates_due -= 1.0
                     learner.update()
