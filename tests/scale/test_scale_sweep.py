@@ -93,3 +93,22 @@ def test_interrupted_sweep_resumes_only_missing_trials(ray_cluster, tmp_path, co
     assert set(again["actions"].values()) == {"skipped"}
     with pytest.raises(ValueError, match="different sweep"):
         run_sweep(config_file, parse_grid(["ppo.learning_rate=0.01,0.02"]), [0, 1], out, backend="ray")
+
+
+def test_sweep_command_local_backend_and_errors(tmp_path, config_file, capsys):
+    from robot_rl.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["sweep", "--config", str(config_file), "--grid", "ppo.n_epochs=1", "--seeds", "1", "--backend", "local",
+            "--set", "train.total_steps=128", "--set", "train.eval_every_steps=0", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "1 trials (0 already complete, 0 resumed, 1 started)" in text and "| 1 | 1/1 |" in text
+    assert trial_status(out / "trials" / "ppo.n_epochs-1__seed-0") == "complete"
+    assert main(argv) == 0 and "1 already complete" in capsys.readouterr().out
+    assert main(["sweep", "--config", str(config_file), "--grid", "ppo.n_epochs", "--out", str(tmp_path / "x")]) == 2
+    assert "KEY=V1,V2" in capsys.readouterr().err
+    assert main(["sweep", "--config", str(config_file), "--grid", "ppo.no_such_key=1,2", "--backend", "local",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "ppo.no_such_key" in capsys.readouterr().err
+    assert not (tmp_path / "y" / "trials").exists(), "a bad grid key must fail before any trial runs"
