@@ -41,6 +41,7 @@ demo: venv
 
 bench: venv
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps d3rlpy==2.8.1
 	$(PY) -m pytest -q -m bench bench/ $(PYTEST_ARGS)
 
 colcon: venv
