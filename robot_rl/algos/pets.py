@@ -81,6 +81,8 @@ class PetsConfig:
     """Trajectory sampling scheme."""
     n_particles: int = 5
     """Particles per control sequence (a multiple of n_members for tsinf)."""
+    stop_when_solved: bool = False
+    """Stop after the first MPC episode with the pole up (cos > 0.95) for >= 90 % of its last second."""
     torch_threads: int = 1
     """torch intra-op threads (small batched MLPs: 1 avoids thread contention on a shared CPU)."""
     mpc: MPCSettings = field(default_factory=lambda: MPCSettings(horizon=25, replan_budget_s=60.0,
@@ -298,4 +300,6 @@ def train_pets(cfg: PetsConfig, *, log=print) -> tuple[list[EpisodeLog], Probabi
                                float(np.mean(cos_arr[-per_second:] > 0.95)),
                                float(np.mean(dis)) if dis else float("nan"), loss, time.perf_counter() - t0))
         log(logs[-1])
+        if cfg.stop_when_solved and kind == "mpc" and logs[-1].upright_fraction_last_second >= 0.9:
+            break
     return logs, model
