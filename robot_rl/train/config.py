@@ -74,7 +74,24 @@ def _ppo_experiment():
     return PpoExperiment
 
 
-EXPERIMENTS = {"sac": _sac_experiment, "ppo": _ppo_experiment}
+def _offline(module: str, cls: str):
+    """Dataset-based experiments (IQL family): the class is imported only when its algo is chosen."""
+
+    def load():
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)
+
+    return load
+
+
+EXPERIMENTS = {
+    "sac": _sac_experiment,
+    "ppo": _ppo_experiment,
+    "iql": _offline("robot_rl.algos.iql", "IqlExperiment"),
+    "gciql": _offline("robot_rl.algos.gciql", "GcIqlExperiment"),
+    "gcbc": _offline("robot_rl.algos.gcbc", "GcbcExperiment"),
+}
 
 
 def experiment_class(algo: str):
@@ -94,7 +111,7 @@ def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] |
     raw = apply_overrides(raw, overrides)
     algo = raw.get("algo")
     if algo is None:
-        raise ConfigError("required key is missing (sac or ppo)", source=source, path="algo")
+        raise ConfigError(f"required key is missing ({', '.join(sorted(EXPERIMENTS))})", source=source, path="algo")
     if algo not in EXPERIMENTS:
         raise ConfigError(f"unknown algo {algo!r}; choose one of {sorted(EXPERIMENTS)}", source=source, path="algo")
     cls = EXPERIMENTS[algo]()

@@ -36,6 +36,8 @@ from robot_rl.train.logger import CsvLog, TensorBoard, plot_learning_curve
 
 
 def make_learner(cfg):
+    if hasattr(cfg, "make_learner"):  # dataset-based experiments (IQL, GC-IQL, GCBC) build their own learner
+        return cfg.make_learner()
     if cfg.algo == "sac":
         from robot_rl.algos.sac import SacLearner
 
