@@ -204,7 +204,6 @@ class MujocoDynamics:
         # full-physics state layout: [time, qpos, qvel, act, ...] (mjtState bit order)
         self._x_slice = slice(1, 1 + self.nx)
         self._xspec = int(mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_ACT)
-        self._A1, self._B1 = np.zeros((self.nx, self.nx)), np.zeros((self.nx, self.nu))
 
     def set_scenarios(self, models: Sequence[mujoco.MjModel]) -> None:
         """Replace the models scored by ``rollout`` (same sizes as the nominal model)."""
@@ -279,20 +278,21 @@ class MujocoDynamics:
         m, d = self.model, self.data
         T = len(U)
         U = np.minimum(np.maximum(U, self.u_min), self.u_max)
-        A = np.empty((T, self.nx, self.nx))
-        B = np.empty((T, self.nx, self.nu))
-        A1, B1, eps, spec = self._A1, self._B1, self.fd_eps, self._xspec
+        eps, spec, fs = self.fd_eps, self._xspec, self.frame_skip
+        # substep Jacobians [fs, T, ...]; chained afterwards in batched matmuls (x2 = f(f(x, u), u): control held)
+        As = np.empty((fs, T, self.nx, self.nx))
+        Bs = np.empty((fs, T, self.nx, self.nu))
         for t in range(T):
             mujoco.mj_setState(m, d, X[t], spec)
             d.ctrl[:] = U[t]
-            At, Bt = A[t], B[t]
-            mujoco.mjd_transitionFD(m, d, eps, False, At, Bt, None, None)
-            for _ in range(self.frame_skip - 1):
+            mujoco.mjd_transitionFD(m, d, eps, False, As[0, t], Bs[0, t], None, None)
+            for j in range(1, fs):
                 mujoco.mj_step(m, d)
-                mujoco.mjd_transitionFD(m, d, eps, False, A1, B1, None, None)
-                # x2 = f(f(x, u), u): chain rule with the control held over both substeps
-                Bt[:] = A1 @ Bt + B1
-                At[:] = A1 @ At
+                mujoco.mjd_transitionFD(m, d, eps, False, As[j, t], Bs[j, t], None, None)
+        A, B = As[0], Bs[0]
+        for j in range(1, fs):
+            B = As[j] @ B + Bs[j]
+            A = As[j] @ A
         return A, B
 
     def rollout(self, x0: np.ndarray, U: np.ndarray) -> np.ndarray:

@@ -87,6 +87,7 @@ class Solution:
     mu: float = 0.0
     solve_time_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in derivatives / backward / forward, and the number of forward passes (line-search trials)."""
 
 
 # --------------------------------------------------------------------------- box QP (Tassa 2014, Alg. 3)
@@ -265,7 +266,7 @@ def solve(dynamics, cost, x0, U0, settings: IlqrSettings = IlqrSettings(), *, de
     J = float(cost.total(X, U))
     K, k = np.zeros((T, nu, nx)), np.zeros((T, nu))
     history = [J]
-    timings = {"derivatives": 0.0, "backward": 0.0, "forward": 0.0}
+    timings = {"derivatives": 0.0, "backward": 0.0, "forward": 0.0, "forward_passes": 0}
     if not np.isfinite(J):
         return Solution(X, U, K, k, J, 0, False, "initial rollout diverged", history,
                         solve_time_s=time.perf_counter() - t_start, timings_s=timings)
@@ -301,6 +302,7 @@ def solve(dynamics, cost, x0, U0, settings: IlqrSettings = IlqrSettings(), *, de
         # ---- forward pass with backtracking line search
         accepted = False
         for alpha in alphas:
+            timings["forward_passes"] += 1
             Xn, Un = forward_pass(dynamics, x0, X, U, K_new, k_new, alpha, u_min, u_max)
             Jn = float(cost.total(Xn, Un))
             expected = alpha * dV[0] + alpha**2 * dV[1]
