@@ -135,7 +135,8 @@ class MPCController:
         u_min, u_max: command limits ``[nu]`` (actuator units); default from ``planner.dynamics``.
         fallback: ``fallback(x [nx]) -> u [nu]`` used without a valid plan (default: zero command).
         U_init: initial guess ``[T, nu]`` for the first plan (default zeros).
-        clock: wall clock for budgets (default ``time.perf_counter``).
+        clock: wall clock for solve-time accounting and plan staleness (default ``time.perf_counter``); the
+            planner itself always gets a ``time.perf_counter()`` deadline.
 
     """
 
@@ -194,7 +195,7 @@ class MPCController:
             plan, sent = self._plan, list(self._sent)
         x, t_s = self._predict(np.asarray(x, float), float(t_s), sent)
         start = self.clock()
-        deadline = start + self.settings.replan_budget_s
+        deadline = time.perf_counter() + self.settings.replan_budget_s  # planners take perf_counter deadlines
         if plan is None:
             sol = self.planner.optimize(x, self._U_init, deadline)
         else:

@@ -51,15 +51,17 @@ def test_dare_failure_is_named():
         lqr.infinite_horizon(A, B, np.eye(2), np.eye(1))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ilqr_equals_lqr_on_linear_quadratic(seed):
-    A, B, Q, R = random_problem(seed)
+@pytest.mark.parametrize("seed,nu", [(0, 2), (1, 2), (2, 1), (3, 1)])
+@pytest.mark.parametrize("limits", ["clamp", "boxqp"])
+def test_ilqr_equals_lqr_on_linear_quadratic(seed, nu, limits):
+    # nu = 1 exercises the one-actuator backward pass; without limits boxqp must equal the unconstrained step
+    A, B, Q, R = random_problem(seed, nu=nu)
     Qf = 2.0 * Q
     T = 30
     x0 = np.random.default_rng(seed + 10).standard_normal(4)
     ref = lqr.finite_horizon(A, B, Q, R, Qf, horizon=T)
-    sol = ilqr.solve(linear(A, B, 0.1), quadratic(Q, R, Qf), x0, np.zeros((T, 2)),
-                     ilqr.IlqrSettings(control_limits="clamp"))
+    sol = ilqr.solve(linear(A, B, 0.1), quadratic(Q, R, Qf), x0, np.zeros((T, nu)),
+                     ilqr.IlqrSettings(control_limits=limits))
     assert sol.converged, sol.reason
     assert sol.iterations <= 3  # one Newton step solves an LQ problem exactly
     np.testing.assert_allclose(sol.cost, ref.cost(x0), rtol=1e-8)
