@@ -47,13 +47,14 @@ def test_ilqr_mpc_swings_up_and_holds_randomized_cartpole():
     assert mpc.stats()["fallback_actions"] == 0
 
 
-def test_sampling_mpc_reaches_reacher_target():
+@pytest.mark.parametrize("method", ["cem", "mppi", "predictive"])
+def test_sampling_mpc_reaches_reacher_target(method):
     env = envs.make("robot_rl/Reacher2-v0", seed=0)
     sim = env.unwrapped
     env.reset(seed=0)
     dyn = MujocoDynamics(sim.model, sim.frame_skip)
     cost = Cost.from_yaml("config/costs/reacher2_reach.yaml").with_target("fingertip", sim.goal)
-    planner = SamplingPlanner(dyn, cost, SamplingSettings(method="cem", num_samples=64, iterations=2),
+    planner = SamplingPlanner(dyn, cost, SamplingSettings(method=method, num_samples=64, iterations=2),
                               rng=np.random.default_rng(0))
     mpc = MPCController(planner, MPCSettings(horizon=25, control_period_s=sim.control_dt, replan_budget_s=2.0))
     d0 = sim.distance()
