@@ -31,7 +31,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from robot_rl.control import ilqr  # noqa: E402
+from robot_rl.control import ilqr, lqr  # noqa: E402
 from robot_rl.control.costs import Cost  # noqa: E402
 from robot_rl.control.dynamics import MujocoDynamics  # noqa: E402
 from robot_rl.control.mpc import IlqrPlanner, MPCController, MPCSettings  # noqa: E402
@@ -102,10 +102,16 @@ def mpc_replan(horizon: int, n: int = 150, repeats: int = 2) -> dict:
         plant = MujocoDynamics(_model(), frame_skip=2)
         cost = Cost.from_yaml(COST)
         planner = IlqrPlanner(dyn, cost, ilqr.IlqrSettings(max_iterations=1))
-        mpc = MPCController(planner, MPCSettings(horizon=horizon, control_period_s=dyn.dt, replan_budget_s=0.05))
+        mpc = MPCController(planner, MPCSettings(horizon=horizon, control_period_s=dyn.dt, replan_budget_s=1.0))
         x = np.array([0.05, 0.2, 0.0, 0.0])
-        for _ in range(5):  # converge the first plan (not timed: cold start)
-            mpc.replan(x, 0.0)
+        # cold start (not timed): iLQR initialized with the upright LQR controller's closed-loop rollout (from zeros
+        # the 2 s horizon lets the pole fall first and iLQR settles in the "swing around once" local minimum)
+        A, B = dyn.jacobians(np.zeros((2, 4)), np.zeros((1, 1)))
+        K_lqr, _ = lqr.infinite_horizon(A[0], B[0], np.diag([1.0, 10.0, 0.1, 0.1]), 0.01 * np.eye(1))
+        first = ilqr.solve(dyn, cost, x, np.zeros((horizon, 1)), ilqr.IlqrSettings(max_iterations=50),
+                           X_ref=np.zeros((horizon + 1, 4)), K0=np.broadcast_to(K_lqr, (horizon, 1, 4)))
+        mpc.set_initial_guess(first.U)
+        mpc.replan(x, 0.0)
         mpc._solve_times.clear()
         for k in range(n):
             t = (k + 1) * dyn.dt
