@@ -148,7 +148,8 @@ def write(res: dict, path: Path = RESULTS) -> str:
         "Assumptions: one core per worker, each stepping "
         f"{NUM_ENVS} envs at the measured 1-worker rate ({NUM_ENVS * N_STEPS / r1['collect_s']:.0f} steps/s "
         "stepping); the driver receives the W batches one after another at the measured per-batch overhead and puts "
-        "one weight version per iteration; batches of ~"
+        "one weight version per iteration (conservative: part of that overhead, the worker's weight fetch and batch "
+        "serialization, actually runs in parallel on the workers); batches of ~"
         f"{r1['batch_bytes'] / 1e3:.0f} kB cost < 1 ms on a >= 1 Gb/s link in a multi-node cluster (not included); "
         "the learner's update time is not included (it grows with W x batch and would be amortized by larger "
         "minibatches or an asynchronous off-policy learner).",
