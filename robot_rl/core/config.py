@@ -191,7 +191,7 @@ def _convert(value: Any, tp: Any, path: str, source: str | None, field: dataclas
             return tuple(_convert(v, args[0], f"{path}[{i}]", source, field) for i, v in enumerate(value))
         if len(args) != len(value):
             raise fail(f"expected a list of {len(args)} items, got {len(value)}")
-        return tuple(_convert(v, a, f"{path}[{i}]", source, field) for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_convert(v, a, f"{path}[{i}]", source, field) for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict or tp is dict:
         args = get_args(tp) or (str, Any)
         if not isinstance(value, dict):

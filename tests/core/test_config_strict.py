@@ -25,6 +25,8 @@ class Inner:
     """Learning rate."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer sizes."""
+    window: tuple[float, int] = (0.5, 3)
+    """A fixed-length pair of different types."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,9 @@ def write(tmp_path, text, name="exp.yaml"):
 
 
 def test_valid_config_roundtrips(tmp_path):
-    p = write(tmp_path, "name: x\nsteps: 5\ninner:\n  lr: 0.001\n  hidden: [64, 64]\nlimit: .inf\n")
+    p = write(tmp_path, "name: x\nsteps: 5\ninner:\n  lr: 0.001\n  hidden: [64, 64]\n  window: [1, 2]\nlimit: .inf\n")
     cfg = load_config(Outer, p)
-    assert cfg == Outer(name="x", steps=5, inner=Inner(lr=0.001, hidden=(64, 64)), limit=math.inf)
+    assert cfg == Outer(name="x", steps=5, inner=Inner(lr=0.001, hidden=(64, 64), window=(1.0, 2)), limit=math.inf)
     again = load_config(Outer, write(tmp_path, dump_yaml(cfg), "again.yaml"))
     assert again == cfg
     assert config_hash(again) == config_hash(cfg)
@@ -71,6 +73,8 @@ def test_valid_config_roundtrips(tmp_path):
         ("name: x\ninner:\n  lr: -.inf\n", "inner.lr: expected a finite float"),
         ("name: x\nmode: c\n", "mode: expected one of"),
         ("name: x\ninner:\n  hidden: [64, big]\n", "inner.hidden[1]: expected int"),
+        ("name: x\ninner:\n  window: [0.1, 0.2]\n", "inner.window[1]: expected int"),
+        ("name: x\ninner:\n  window: [0.1]\n", "inner.window: expected a list of 2 items"),
         ("steps: 3\n", "name: required key is missing"),
         ("name: x\nsteps: -1\n", "steps must be >= 0"),  # __post_init__ validation
         ("name: !!python/object/apply:os.system ['echo pwned']\n", "could not determine a constructor"),
