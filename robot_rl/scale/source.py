@@ -29,6 +29,13 @@ from robot_rl.scale.worker import RolloutWorker
 log = logging.getLogger("robot_rl.scale")
 
 
+def _cause(exc: Exception) -> str:
+    """The most specific line of a Ray error (the remote ``SomeError: message`` line when there is one)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error:" in ln or "Exception:" in ln]
+    return errors[-1] if errors else (lines[0] if lines else type(exc).__name__)
+
+
 def split_envs(num_envs: int, workers: int) -> int:
     """Envs per worker; ``num_envs`` must divide evenly so every batch has the learner's ``[T, num_envs]`` shape."""
     if workers < 1 or num_envs % workers:
@@ -115,7 +122,7 @@ class RayRolloutSource(_SourceBase):
         self.incarnation = [0] * workers
         self.failures = [0] * workers
         self.pids: list[int | None] = [None] * workers
-        self.pids = self._call_all("pid")
+        self.pids = [self._call(w, "pid", what="start-up") for w in range(workers)]
         self.single_observation_space, self.single_action_space = self._get(self.handles[0].spaces.remote(), 0)
         self._ref = None
         self._inflight: dict[int, tuple] = {}  # worker -> (ref, version, n_steps)
@@ -140,9 +147,10 @@ class RayRolloutSource(_SourceBase):
                                        f"failing during {what}") from exc
                 time.sleep(0.2)
             except RayActorError as dead:
-                raise RuntimeError(f"rollout worker {w} (pid {self.pids[w]}) died {self.failures[w] + 1} times, "
-                                   f"more than rollout.max_restarts={self.max_restarts}; it failed during {what}: "
-                                   f"{type(exc).__name__}") from dead
+                who = f"rollout worker {w}" + (f" (pid {self.pids[w]})" if self.pids[w] is not None else "")
+                raise RuntimeError(f"{who} died {self.failures[w] + 1} times "
+                                   f"(rollout.max_restarts={self.max_restarts}) and is not restarted; it failed during "
+                                   f"{what}: {_cause(exc)}") from dead
         if pid == self.pids[w]:
             self._event(logging.INFO, "worker_retry", f"rollout worker {w}: {type(exc).__name__} during {what}; "
                         f"result discarded, asking again", worker=w, pid=pid, during=what)
@@ -174,9 +182,6 @@ class RayRolloutSource(_SourceBase):
                 return self._get(getattr(self.handles[w], method).remote(*call_args), w)
             except RayActorError as exc:
                 self._on_failure(w, exc, what or method)
-
-    def _call_all(self, method: str, *args) -> list:
-        return [self._call(w, method, *args) for w in range(self.num_workers)]
 
     # ------------------------------------------------------------------ source API
     def set_policy(self, snapshot: dict) -> int:

@@ -51,3 +51,8 @@ def test_killed_worker_restarts_and_collection_continues(ray_cluster, caplog):
         timer.join()
     finally:
         src.close()
+
+
+def test_worker_that_cannot_start_fails_with_the_cause(ray_cluster):
+    with pytest.raises(RuntimeError, match=r"rollout worker 0 died 1 times .*start-up: KeyError: .*unknown env id"):
+        RayRolloutSource("robot_rl/NoSuchTask-v0", 2, workers=1, randomization=None, run_seed=0, batch_timeout_s=60)
