@@ -41,8 +41,10 @@ class PpoConfig:
     """Minibatches per epoch (minibatch size = num_envs * n_steps / n_minibatches)."""
     clip_coef: float = 0.2
     """Surrogate clipping range epsilon (ratio clipped to [1 - eps, 1 + eps])."""
-    clip_value_loss: bool = True
-    """Clip the value update around the rollout's value estimate (same epsilon)."""
+    clip_value_loss: bool = False
+    """Clip the value update around the rollout's value estimate (same epsilon). Off by default: with unnormalized
+    returns of tens to hundreds, a +-0.2 step per update stalls the critic (Andrychowicz et al. 2020 also found
+    value clipping harmful); SB3's default is off too."""
     value_coef: float = 0.5
     """Weight of the value loss."""
     entropy_coef: float = 0.0
