@@ -1,9 +1,9 @@
 """Learning within a fixed step budget (marker ``slow``; each well under 3 min of CPU on 2 cores).
 
 * SAC, pendulum swing-up (config/sac_pendulum_swingup.yaml, randomization on): mean deterministic return on 5
-  held-out randomization seeds >= -200 at one of the evaluations (every 2500 steps) within 15k env steps. Meaning: Pendulum-v1 scale, a random policy scores
-  about -1200 and a policy that cannot swing up about -800 or less; >= -200 requires swinging up from any start
-  and holding the pendulum upright for most of the 10 s episode.
+  held-out randomization seeds >= -200 at one of the evaluations (every 2500 steps) within 15k env steps.
+  Meaning: Pendulum-v1 scale, a random policy scores about -1200 and a policy that cannot swing up about -800 or
+  less; >= -200 requires swinging up from any start and holding the pendulum upright for most of the 10 s episode.
 * PPO, cart-pole balance (config/ppo_cartpole_balance.yaml, randomization on, episodes end when the pole passes
   0.8 rad): mean deterministic return on 5 held-out seeds >= 400 of max 500 within 32768 env steps, i.e. the pole
   stays up for (almost) the whole 10 s episode.
