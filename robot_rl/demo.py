@@ -234,14 +234,8 @@ def _video(s: DemoSettings, replay: dict) -> str | None:
     env = make(DEPLOY_ENV)
     u = env.unwrapped
     sim = replay["sims"][0]
-    def qpos_of(q_joints: np.ndarray) -> np.ndarray:
-        # Measured joints (profile order) -> full qpos; the env knows each joint's qpos address.
-        qpos = np.repeat(u.model.qpos0[None], len(q_joints), axis=0)
-        qpos[:, u._qadr] = q_joints
-        return qpos
-
     try:
-        qpos_log, qpos_sim = qpos_of(sim["q_log"]), qpos_of(sim["q_pred"])
+        qpos_log, qpos_sim = u.qpos_from_joints(sim["q_log"]), u.qpos_from_joints(sim["q_pred"])
         stride = 2  # 25 fps preview of the 50 Hz run keeps the GIF small
         frames = side_by_side_frames(u.model, qpos_log[::stride], qpos_sim[::stride], height=180, width=240,
                                      labels=("deployed", "training sim (1-step)"))

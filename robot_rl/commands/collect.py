@@ -96,7 +96,8 @@ class ReachExpert:
             raise ValueError(f"{type(u).__name__} has no site 'ee': no scripted reach expert for this env")
         self.n = len(u.profile.joint_names)
         self.half = (u.model.actuator_ctrlrange[:, 1] - u.model.actuator_ctrlrange[:, 0]) / 2.0
-        self.home = np.asarray(u.model.qpos0, dtype=np.float64)[u._qadr]
+        self.qadr, self.dadr = u.joint_qpos_addresses, u.joint_qvel_addresses
+        self.home = np.asarray(u.model.qpos0, dtype=np.float64)[self.qadr]
         try:
             from robot_rl.envs.arm import HOME
 
@@ -109,23 +110,23 @@ class ReachExpert:
         self.jac = np.zeros((3, u.model.nv))
 
     def __call__(self, obs, rng: np.random.Generator) -> np.ndarray:
-        mj, m, d, u, n = self.mj, self.m, self.d, self.u, self.n
+        mj, m, d, n = self.mj, self.m, self.d, self.n
         q = np.asarray(obs["observation"][:n], dtype=np.float64)
         qd = np.asarray(obs["observation"][n:2 * n], dtype=np.float64)
-        d.qpos[u._qadr] = q
+        d.qpos[self.qadr] = q
         mj.mj_kinematics(m, d)
         mj.mj_comPos(m, d)
         mj.mj_crb(m, d)
         mj.mj_fullM(m, d, self.M)
         mj.mj_jacSite(m, d, self.jac, None, self.sid)
-        J = self.jac[:, u._dadr]
+        J = self.jac[:, self.dadr]
         v = self.k * (np.asarray(obs["desired_goal"], dtype=np.float64) - d.site_xpos[self.sid])
         speed = np.linalg.norm(v)
         if speed > self.v_max:
             v *= self.v_max / speed
         Jp = J.T @ np.linalg.inv(J @ J.T + self.lam * np.eye(3))
         qd_des = Jp @ v + (np.eye(n) - Jp @ J) @ (self.kn * (self.home - q))
-        tau = self.M[np.ix_(u._dadr, u._dadr)] @ (self.kv * (qd_des - qd))
+        tau = self.M[np.ix_(self.dadr, self.dadr)] @ (self.kv * (qd_des - qd))
         return np.clip(tau / self.half, -1.0, 1.0)
 
 
@@ -155,7 +156,7 @@ class IlqrMpc:
 
         rt, il = self.rt, self.ilqr
         x = rt.state_from_joints(*self.u.measured_joints())
-        if self.U is None or self.u._t == 0:  # new episode: cold start
+        if self.U is None or self.u.step_count == 0:  # new episode: cold start
             T = self.cfg.mpc.horizon
             U0 = 0.01 * np.where(np.isfinite(rt.dynamics.u_max), rt.dynamics.u_max, 1.0) * rng.standard_normal(
                 (T, rt.dynamics.nu))

@@ -3,13 +3,17 @@
   robot-rl replay BAG --env robot_rl/ArmReach-v0 [--import-to DATASET_DIR]        import (report printed)
   robot-rl replay BAG_OR_DATASET --policy RUN_DIR [--out DIR]                     action agreement (open loop)
   robot-rl replay BAG_OR_DATASET --resim [--out DIR]                              sim-to-real gap report
+  robot-rl replay BAG_OR_DATASET --video out.mp4 [--resim]                        logged vs re-simulated video
 
 ``--policy`` feeds every logged observation to the policy (open loop) and compares its action with the logged
 one per step: RMSE and mean absolute error per action dimension, share of steps within ``--tolerance``, a plot over
 time. ``--resim`` puts MuJoCo in each logged state (joint positions and velocities), applies the logged command for
 one control period and compares the prediction with the logged next state: per-joint position / velocity RMSE and
 the latency estimated by cross-correlating each command with the joint's acceleration (logged minus simulated lag).
-Reports are Markdown + PNG in ``--out``. Damage in the input is reported, never a traceback (docs/replay.md).
+``--video`` renders the logged run (left) next to an open-loop re-simulation from its first logged state driven by
+the logged commands (right), one frame per control step (robot_rl.viz.run_videos); without a headless GL backend it
+prints the install hint and does the rest. Reports are Markdown + PNG in ``--out``. Damage in the input is
+reported, never a traceback (docs/replay.md).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-gap", type=float, default=None, help="split episodes at silences longer than this [s]")
     p.add_argument("--split", choices=("gap", "goal"), default="goal", help="episode split rule for bags")
     p.add_argument("--stamp", choices=("header", "log"), default="header", help="joint-state time source")
+    p.add_argument("--video", type=Path, default=None, help="write logged vs open-loop re-simulated video (.mp4/.gif)")
+    p.add_argument("--video-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"),
+                   help="height and width of each half of the video [px] (default 240 320)")
     p.add_argument("--tolerance", type=float, default=0.1, help="agreement tolerance (normalized action units)")
 
 
@@ -227,6 +234,23 @@ def agreement_report(result: dict, out: Path, title: str, tolerance: float) -> s
     return text
 
 
+def _video(env, episodes, args) -> int:
+    """``--video``: 0 when written or rendering is unavailable (hint printed), 2 when the episodes lack joints."""
+    from robot_rl.viz.run_videos import replay_video
+    from robot_rl.viz.video import RenderUnavailable
+
+    try:
+        out, n, fps = replay_video(env, episodes, args.video, height=args.video_size[0], width=args.video_size[1])
+    except ValueError as exc:
+        print(f"robot-rl replay: --video: {exc}", file=sys.stderr)
+        return 2
+    except RenderUnavailable as exc:
+        print(f"robot-rl replay: no video: {exc}", file=sys.stderr)
+        return 0
+    print(f"video: {out} ({n} frames at {fps:.1f} fps; left logged, right open-loop re-simulation)")
+    return 0
+
+
 def run(args) -> int:
     try:
         env, episodes, report = load_source(args)
@@ -249,6 +273,10 @@ def run(args) -> int:
             for ep in episodes:
                 w.add(ep)
         print(f"wrote {len(episodes)} episode(s) to {args.import_to}")
+    if args.video is not None:
+        rc = _video(env, episodes, args)
+        if rc:
+            return rc
     if args.policy is None and not args.resim:
         return 0
     out = args.out or Path(f"replay_{args.source.name}")

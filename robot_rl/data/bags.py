@@ -461,34 +461,29 @@ def _goal_vector(msg) -> np.ndarray:
 
 
 class JointStateTask:
-    """Observation packing and reward of the env's task from measured joint states (the env's own hooks)."""
+    """Observation packing and reward of the env's task from measured joint states (the env's public state API:
+    ``set_joint_state``, ``package_observation``, ``reward_for``).
+    """
 
     def __init__(self, env):
         self.u = u = env.unwrapped
         self.builder = u.observation_builder
         self.dict_obs = hasattr(u.observation_space, "spaces")
-        self.qpos0 = np.asarray(u.model.qpos0, dtype=np.float64)
-        self.nv = u.model.nv
-        self.qadr, self.dadr = u._qadr, u._dadr  # profile joint -> qpos / qvel addresses
 
     def set_state(self, q, qd, goal) -> None:
         """Put the sim in the state of measured joints ``q``, ``qd`` (profile order) with ``goal`` (or None)."""
-        state = np.concatenate([self.qpos0, np.zeros(self.nv)])
-        state[self.qadr] = q
-        state[len(self.qpos0) + self.dadr] = qd
-        self.u.set_state(state)
-        self.u._goal = None if goal is None else np.asarray(goal, dtype=np.float64)
+        self.u.set_joint_state(q, qd, goal)
 
     def observe(self, q, qd, goal):
         obs = self.builder.build(q, qd, goal)
         if not self.dict_obs:
             return obs
         self.set_state(q, qd, goal)
-        return self.u._package_obs(obs)
+        return self.u.package_observation(obs)
 
     def reward(self, q_next, qd_next, action, goal) -> float:
         self.set_state(q_next, qd_next, goal)
-        return float(self.u._evaluate(np.asarray(action, dtype=np.float64))[0])
+        return self.u.reward_for(action)
 
 
 def import_bag(path: str | Path, env, settings: ImportSettings | None = None) -> tuple[list[Episode], LoadReport]:

@@ -180,7 +180,7 @@ class EnvReality:
     ``make(env_id, randomization=..., seed=...)`` already applied the episode's model parameters (masses, friction,
     damping, gains ...); this object adds what the env does per control step: interval re-sampling and pushes
     (``before_step`` every ``frame_skip`` physics steps), sensor bias and noise (``sense``), and the task reward
-    from ``_evaluate`` once per control step (the env's own reward, the applied command normalized to [-1, 1]).
+    from ``reward_for`` once per control step (the env's own reward, the applied command normalized to [-1, 1]).
     ``action_latency_s`` is the sample's actuation delay [s] (its ``action_latency_steps`` x control period).
     """
 
@@ -192,7 +192,7 @@ class EnvReality:
         self.frame_skip = int(base.frame_skip)
         lo, hi = base.model.actuator_ctrlrange[:, 0], base.model.actuator_ctrlrange[:, 1]
         self._mid, self._half = (hi + lo) / 2.0, (hi - lo) / 2.0
-        info = getattr(base, "_rand_info", {}) or {}
+        info = base.randomization_info
         self.sample = dict(info)
         """The sampled randomization values (flat dict, as in the env's ``info["randomization"]``)."""
         self.action_latency_s = int(info.get("action_latency_steps", 0)) * float(base.control_dt)
@@ -211,7 +211,7 @@ class EnvReality:
             self._substep = 0
             self._t += 1
             action = np.clip((applied_command - self._mid) / self._half, -1.0, 1.0)
-            self.reward = float(self.base._evaluate(action)[0])
+            self.reward = self.base.reward_for(action)
             self.episode_return += self.reward
 
     def sense(self, q: np.ndarray, qd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

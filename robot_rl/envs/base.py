@@ -132,6 +132,66 @@ class MujocoTaskEnv(gym.Env):
     def _package_obs(self, obs: np.ndarray):
         return obs
 
+    # ------------------------------------------------------------------ public state API (deploy, bags, replay, demo)
+    @property
+    def joint_qpos_addresses(self) -> np.ndarray:
+        """Index in ``qpos`` of each measured joint, profile order, shape ``(n_joints,)`` (a copy)."""
+        return self._qadr.copy()
+
+    @property
+    def joint_qvel_addresses(self) -> np.ndarray:
+        """Index in ``qvel`` (dof) of each measured joint, profile order, shape ``(n_joints,)`` (a copy)."""
+        return self._dadr.copy()
+
+    @property
+    def step_count(self) -> int:
+        """Control steps since the last reset (0 right after ``reset``)."""
+        return self._t
+
+    @property
+    def randomization_info(self) -> dict:
+        """The randomization values in effect (flat dict as in ``info["randomization"]``; empty when off), a copy."""
+        return dict(self._rand_info)
+
+    def qpos_from_joints(self, q: np.ndarray) -> np.ndarray:
+        """Measured joint positions (profile order) ``(n_joints,)`` or ``(T, n_joints)`` -> full ``qpos``
+        ``(nq,)`` or ``(T, nq)``: the model's ``qpos0`` with the measured joints written in (rad / m).
+        """
+        q = np.asarray(q, dtype=np.float64)
+        n = len(self._qadr)
+        if q.shape[-1:] != (n,) or q.ndim > 2:
+            raise ValueError(f"{type(self).__name__}.qpos_from_joints: expected ({n},) or (T, {n}) joint positions "
+                             f"in profile order {list(self.profile.joint_names)}, got shape {q.shape}")
+        qpos = np.broadcast_to(self.model.qpos0, q.shape[:-1] + (self.model.nq,)).copy()
+        qpos[..., self._qadr] = q
+        return qpos
+
+    def set_joint_state(self, q: np.ndarray, qd: np.ndarray, goal: np.ndarray | None = None) -> None:
+        """Put the sim in the state of measured joints: positions ``q`` [rad|m] and velocities ``qd`` [rad/s|m/s],
+        both ``(n_joints,)`` in profile order; other coordinates at ``qpos0`` / zero velocity; ``goal`` (task goal
+        vector or None) becomes the env's goal. Derived quantities are recomputed (mj_forward).
+        """
+        qd = np.asarray(qd, dtype=np.float64)
+        if qd.shape != (len(self._dadr),):
+            raise ValueError(f"{type(self).__name__}.set_joint_state: qd must have shape ({len(self._dadr)},), "
+                             f"got {qd.shape}")
+        qvel = np.zeros(self.model.nv)
+        qvel[self._dadr] = qd
+        self.set_state(np.concatenate([self.qpos_from_joints(q), qvel]))
+        self._goal = None if goal is None else np.asarray(goal, dtype=np.float64).copy()
+
+    def reward_for(self, action: np.ndarray) -> float:
+        """The task's reward of the current state for normalized ``action`` ``(n_act,)`` in [-1, 1] (as ``step``
+        would report it had it just reached this state with that action); the state is not changed.
+        """
+        return float(self._evaluate(np.asarray(action, dtype=np.float64))[0])
+
+    def package_observation(self, flat_obs: np.ndarray):
+        """Flat observation ``(n_obs,)`` -> what ``step`` returns: the array itself, or for goal-conditioned tasks
+        the ``{"observation", "achieved_goal", "desired_goal"}`` dict of the current sim state and goal.
+        """
+        return self._package_obs(np.asarray(flat_obs, dtype=np.float32))
+
     # ------------------------------------------------------------------ state
     @property
     def randomization_enabled(self) -> bool:
@@ -173,6 +233,7 @@ class MujocoTaskEnv(gym.Env):
 
     @property
     def goal(self) -> np.ndarray | None:
+        """The episode's goal vector (a copy), or None for tasks without one."""
         return None if self._goal is None else self._goal.copy()
 
     def measured_joints(self) -> tuple[np.ndarray, np.ndarray]:

@@ -72,6 +72,16 @@ class DmControlEnv(gym.Env):
             self.reset(seed=seed)
 
     @property
+    def step_count(self) -> int:
+        """Control steps since the last reset (0 right after ``reset``)."""
+        return self._t
+
+    @property
+    def randomization_info(self) -> dict:
+        """The randomization values in effect (flat dict as in ``info["randomization"]``; empty when off), a copy."""
+        return dict(self._rand_info)
+
+    @property
     def randomization_enabled(self) -> bool:
         """Randomization on (training) or off (evaluation: nominal model, no noise); applies from the next reset."""
         return self._randomization_enabled
