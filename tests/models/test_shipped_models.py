@@ -1,0 +1,210 @@
+"""The shipped models in models/ (issue 7): each one listed in models/README.md loads through the robot runtime
+against its robot profile, carries its recipe and metrics, comes from the config its README section names, and
+performs in the real MuJoCo env.
+
+A model is "shipped" when models/README.md has a ``### models/<name>`` section; the tests are parametrized over those
+sections, so a listed model whose files are missing fails (nothing is skipped). Performance checks (held-out seeds
+>= 2e9, never used in training, export parity or the training-time evaluation):
+
+* ``arm_reach_gciql``: the ONNX policy (raw observation -> torques [N m]; mapped back to the env's normalized action
+  with the sidecar's command limits) reaches held-out goals: end effector within ``ARM_SUCCESS_M`` of the goal at the
+  end of the 2 s episode in >= ``ARM_MIN_SUCCESS`` of ``ARM_GOALS`` episodes.
+* ``cartpole_pets_dynamics``: the member-mean predicted delta on fresh random-force transitions has a normalized
+  RMSE (RMSE / RMS of the true delta, per state dim) below ``PETS_MAX_NRMSE`` in every dim on the transitions with
+  the cart clear of the rail end stops (|slider| < ``RAIL_FREE_M`` before and after; the PETS data rarely hits the
+  stops), i.e. far better than predicting no change (1.0 by construction), and below 1.0 on all transitions.
+* ``cartpole_swingup_sac``: from the hanging start the pole is swung up and held (cos(hinge) > 0.95) for >= 90 % of
+  the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.core.profile import load_profile
+from robot_rl.envs import make
+from robot_rl.export.runtime import OnnxEnsemble, OnnxPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "models"
+README = MODELS / "README.md"
+HELD_OUT_SEED = 2 * 10**9
+
+ARM_SUCCESS_M, ARM_GOALS, ARM_MIN_SUCCESS = 0.1, 40, 0.6
+PETS_MAX_NRMSE = 0.15
+RAIL_FREE_M = 1.5
+SAC_EPISODES = 3
+
+# name -> (artifact kind, robot profile, env id)
+KNOWN = {
+    "arm_reach_gciql": ("policy", "arm7", "robot_rl/ArmReach-v0"),
+    "cartpole_pets_dynamics": ("dynamics", "cartpole", "robot_rl/CartpoleSwingup-v0"),
+    "cartpole_swingup_sac": ("policy", "cartpole", "robot_rl/CartpoleSwingup-v0"),
+}
+
+
+def readme_sections() -> dict[str, str]:
+    """``### models/<name>`` sections of models/README.md -> their text."""
+    text = README.read_text()
+    parts = re.split(r"^### models/(\S+)\s*$", text, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+SHIPPED = sorted(readme_sections()) if README.exists() else []
+
+
+def section_config(name: str) -> Path:
+    """The ``config: config/<file>.yaml`` line of the model's README section."""
+    m = re.search(r"^config: (config/\S+\.yaml)\s*$", readme_sections()[name], flags=re.M)
+    assert m, f"models/README.md section models/{name} has no 'config: config/....yaml' line"
+    return ROOT / m.group(1)
+
+
+def load_sidecar(name: str) -> dict:
+    kind = KNOWN[name][0]
+    path = MODELS / name / ("policy.json" if kind == "policy" else "dynamics.json")
+    assert path.is_file(), f"{path} missing: the model is listed in models/README.md but not shipped"
+    return json.loads(path.read_text())
+
+
+def normalized_action(sidecar: dict, action: np.ndarray) -> np.ndarray:
+    """Robot command units -> the env's normalized action in [-1, 1] (inverse of the graph's affine map)."""
+    lo, hi = np.asarray(sidecar["action"]["min"]), np.asarray(sidecar["action"]["max"])
+    return (2.0 * (action - lo) / (hi - lo) - 1.0).astype(np.float32)
+
+
+def test_readme_lists_only_known_models():
+    assert README.is_file(), "models/README.md missing"
+    assert SHIPPED, "models/README.md lists no '### models/<name>' section"
+    unknown = sorted(set(SHIPPED) - set(KNOWN))
+    assert not unknown, f"models/README.md lists models without a check here: {unknown}"
+    script = ROOT / "scripts" / "make_models.sh"
+    assert script.is_file(), "scripts/make_models.sh missing"
+    for name in SHIPPED:
+        assert f"models/{name}" in script.read_text(), f"scripts/make_models.sh does not produce models/{name}"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_sidecar_recipe_and_metrics(name):
+    """Sidecar names the robot, the recipe config (same content hash as the config file today) and metrics."""
+    kind, profile_name, env_id = KNOWN[name]
+    sc = load_sidecar(name)
+    assert sc["env_id"] == env_id
+    assert sc["robot"]["profile"] == profile_name
+    assert sc["metrics"], f"models/{name}: empty metrics in the sidecar"
+    assert all(sc["checks"][k] for k in ("onnx_checker_full", "deterministic", "outputs_finite"))
+    assert sc["checks"]["parity"]["passed"] and sc["checks"]["parity"]["n"] >= 1000
+    cfg_path = section_config(name)
+    assert cfg_path.is_file(), f"{cfg_path} (named in models/README.md) missing"
+    assert f"models/{name}" in readme_sections()[name] and "```" in readme_sections()[name], \
+        f"models/README.md section models/{name} has no command block"
+    from robot_rl.core.config import config_hash, load_config
+
+    if kind == "policy":
+        from robot_rl.train.config import load_experiment
+
+        expected = config_hash(load_experiment(cfg_path))
+    else:
+        from robot_rl.algos.pets import PetsConfig
+
+        expected = config_hash(load_config(PetsConfig, cfg_path))
+    assert sc["training"]["config_hash"] == expected, \
+        f"models/{name} was trained from a config that differs from today's {cfg_path.relative_to(ROOT)}"
+
+
+def _arm_success(name: str) -> float:
+    from robot_rl.train.envs import obs_names_of
+
+    env = make("robot_rl/ArmReach-v0", distance_threshold=ARM_SUCCESS_M)
+    obs, _ = env.reset(seed=HELD_OUT_SEED)
+    n_obs = obs["observation"].shape[0] + obs["desired_goal"].shape[0]
+    policy = OnnxPolicy(MODELS / name, load_profile("arm7"), obs_names=obs_names_of(env, n_obs))
+    sc = policy.sidecar
+    hits = []
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + ARM_GOALS):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            torque = policy(np.concatenate([obs["observation"], obs["desired_goal"]]))
+            assert np.all(np.abs(torque) <= np.asarray(sc["action"]["max"]) + 1e-6)
+            obs, _, terminated, truncated, info = env.step(normalized_action(sc, torque))
+            done = terminated or truncated
+        hits.append(bool(info["is_success"]))
+    env.close()
+    return float(np.mean(hits))
+
+
+def _pets_nrmse(name: str) -> tuple[np.ndarray, np.ndarray]:
+    ens = OnnxEnsemble(MODELS / name, load_profile("cartpole"))
+    sc = ens.sidecar
+    assert ens.state_names == ("slider", "hinge", "slider_vel", "hinge_vel") and ens.target == "delta"
+    assert sc["action"]["units"] == "N" and sc["control_dt"] == load_profile("cartpole").control_period_s
+    env = make("robot_rl/CartpoleSwingup-v0", max_episode_steps=150)
+    sim = env.unwrapped
+    lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
+    xs, us, xn = [], [], []
+    for ep in range(4):
+        rng = np.random.default_rng(HELD_OUT_SEED + ep)
+        env.reset(seed=HELD_OUT_SEED + ep)
+        for _ in range(150):
+            x, u = sim.get_state(), rng.uniform(lo, hi)
+            env.step((2 * (u - lo) / (hi - lo) - 1).astype(np.float32))
+            xs.append(x)
+            us.append(u)
+            xn.append(sim.get_state())
+    env.close()
+    x, u, x_next = np.asarray(xs), np.asarray(us), np.asarray(xn)
+    mean, logvar = ens(x, u)
+    assert mean.shape == (ens.n_members, len(x), 4) and np.isfinite(logvar).all()
+    err, true = mean.mean(axis=0) - (x_next - x), x_next - x
+    free = (np.abs(x[:, 0]) < RAIL_FREE_M) & (np.abs(x_next[:, 0]) < RAIL_FREE_M)
+    assert free.sum() >= 200, f"only {free.sum()} transitions clear of the end stops"
+
+    def nrmse(mask):
+        return np.sqrt(np.mean(err[mask] ** 2, axis=0)) / np.sqrt(np.mean(true[mask] ** 2, axis=0))
+
+    return nrmse(free), nrmse(np.ones(len(x), dtype=bool))
+
+
+def _sac_upright(name: str) -> list[float]:
+    profile = load_profile("cartpole")
+    env = make("robot_rl/CartpoleSwingup-v0")
+    policy = OnnxPolicy(MODELS / name, profile, obs_names=env.unwrapped.obs_names)
+    sc = policy.sidecar
+    fractions = []
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + SAC_EPISODES):
+        obs, _ = env.reset(seed=seed)
+        cos, done = [], False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(normalized_action(sc, policy(obs)))
+            cos.append(np.cos(env.unwrapped.get_state()[1]))
+            done = terminated or truncated
+        last = int(round(2.0 / profile.control_period_s))
+        fractions.append(float(np.mean(np.asarray(cos[-last:]) > 0.95)))
+    env.close()
+    return fractions
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_loads_and_performs(name):
+    if name == "arm_reach_gciql":
+        rate = _arm_success(name)
+        print(f"{name}: held-out success within {ARM_SUCCESS_M} m: {rate:.3f}")
+        assert rate >= ARM_MIN_SUCCESS, f"{name}: success {rate} < {ARM_MIN_SUCCESS} on {ARM_GOALS} held-out goals"
+    elif name == "cartpole_pets_dynamics":
+        free, everything = _pets_nrmse(name)
+        print(f"{name}: one-step normalized RMSE per state dim {np.round(free, 4)} clear of the end stops, "
+              f"{np.round(everything, 4)} with end-stop contacts (zero-delta baseline 1.0)")
+        assert np.all(free < PETS_MAX_NRMSE), f"{name}: one-step nrmse {free} not all < {PETS_MAX_NRMSE}"
+        assert np.all(everything < 1.0), f"{name}: no better than predicting no change: {everything}"
+    elif name == "cartpole_swingup_sac":
+        fractions = _sac_upright(name)
+        print(f"{name}: upright fraction of the last 2 s per episode: {fractions}")
+        assert min(fractions) >= 0.9, f"{name}: pole not held up: {fractions}"
+    else:
+        pytest.fail(f"no performance check for {name}")
