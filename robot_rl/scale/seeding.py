@@ -3,7 +3,9 @@
 Worker ``w`` of a run seeded ``s`` owns ``SeedSequence(s, spawn_key=(w,))`` (= ``SeedSequence(s).spawn(n)[w]``), so
 its stream depends only on (run seed, worker index) and not on how many workers exist or which ran first. A
 restarted worker (incarnation ``k`` > 0) draws from the child ``(w, k)`` so it does not replay its predecessor's
-episodes; segment resets draw from ``(w, k, 1, segment)``.
+episodes; a learner-requested reset with seed ``r`` (a training segment's seed) re-seeds the envs from
+``SeedSequence(r, spawn_key=(w, k, 1))`` and the action sampler from ``(w, k, 2)``, so a run resumed at a segment
+boundary continues exactly as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ def worker_reset_seed(reset_seed: int, worker_index: int, incarnation: int = 0) 
     """Env seed of the worker's vector env for a learner-requested reset (e.g. a training segment's seed)."""
     key = (worker_index, incarnation, 1)
     return _draw(np.random.SeedSequence(int(reset_seed), spawn_key=key))
+
+
+def worker_reset_torch_seed(reset_seed: int, worker_index: int, incarnation: int = 0) -> int:
+    """Action-sampling seed after a learner-requested reset, so a run resumed at a segment boundary acts the same."""
+    key = (worker_index, incarnation, 2)
+    return int(np.random.SeedSequence(int(reset_seed), spawn_key=key).generate_state(1, dtype=np.uint64)[0]
+               % (2**63 - 1))
 
 
 def worker_torch_seed(run_seed: int, worker_index: int, incarnation: int = 0) -> int:

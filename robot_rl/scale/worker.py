@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from robot_rl.scale.seeding import worker_env_seed, worker_reset_seed, worker_torch_seed
+from robot_rl.scale.seeding import worker_env_seed, worker_reset_seed, worker_reset_torch_seed, worker_torch_seed
 
 # --------------------------------------------------------------------------- policy snapshots
 
@@ -154,7 +154,8 @@ class RolloutWorker:
         return obs_space, self.env.single_action_space
 
     def reset(self, reset_seed: int, incarnation: int = 0) -> np.ndarray:
-        """Reset every env from ``reset_seed`` (mixed with the worker index); partial episodes are dropped.
+        """Reset every env and the action sampler from ``reset_seed`` (mixed with the worker index and incarnation);
+        partial episodes are dropped.
 
         Returns the flat observations ``[num_envs, n_obs]``.
         """
@@ -162,6 +163,7 @@ class RolloutWorker:
 
         self._sync(incarnation)
         obs, _ = self.env.reset(seed=worker_reset_seed(reset_seed, self.worker_index, self.incarnation))
+        self.gen.manual_seed(worker_reset_torch_seed(reset_seed, self.worker_index, self.incarnation))
         self.obs = flatten_goal_obs(obs).copy()
         self.ep_return[:] = 0.0
         self.ep_len[:] = 0

@@ -19,7 +19,7 @@ def test_worker_seeds_follow_seedsequence_spawn():
 
 
 def _collect(src, steps=40):
-    src.reset(seed=11)
+    src.reset(seed=11 + 7 * src.workers[0].run_seed)  # as a learner does: segment reset seeds derive from the run seed
     src.set_policy(uniform_snapshot(1))
     return src.collect(steps)
 
@@ -34,6 +34,12 @@ def test_worker_stream_depends_only_on_run_seed_and_index():
     assert not np.array_equal(two[0]["obs"], two[1]["obs"])
     other_seed = _collect(LocalRolloutSource(env, 4, workers=2, randomization="default", run_seed=4))
     assert not np.array_equal(two[0]["obs"], other_seed[0]["obs"])
+    # without a reset the streams come from the run seed alone
+    a = LocalRolloutSource(env, 2, workers=2, randomization="default", run_seed=3)
+    b = LocalRolloutSource(env, 2, workers=2, randomization="default", run_seed=4)
+    a.set_policy(uniform_snapshot(1))
+    b.set_policy(uniform_snapshot(1))
+    assert not np.array_equal(a.collect(5)[1]["obs"], b.collect(5)[1]["obs"])
 
 
 def test_batch_layout_and_successors():
