@@ -14,7 +14,10 @@ sections, so a listed model whose files are missing fails (nothing is skipped). 
   the cart clear of the rail end stops (|slider| < ``RAIL_FREE_M`` before and after; the PETS data rarely hits the
   stops), i.e. far better than predicting no change (1.0 by construction), and below 1.0 on all transitions.
 * ``cartpole_swingup_sac``: from the hanging start the pole is swung up and held (cos(hinge) > 0.95) for >= 90 % of
-  the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds.
+  the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds, in the nominal sim and with the
+  training's domain randomization (``default``).
+
+``test_performance_bar_rejects_doing_nothing`` shows the bars measure something: a zero command fails them.
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def test_sidecar_recipe_and_metrics(name):
         f"models/{name} was trained from a config that differs from today's {cfg_path.relative_to(ROOT)}"
 
 
-def _arm_success(name: str) -> float:
+def _arm_success(name: str, zero_torque: bool = False) -> float:
+    """Success rate on ``ARM_GOALS`` held-out goals with the ONNX policy (or zero torque: the floor of the check)."""
     from robot_rl.train.envs import obs_names_of
 
     env = make("robot_rl/ArmReach-v0", distance_threshold=ARM_SUCCESS_M)
@@ -132,6 +136,8 @@ def _arm_success(name: str) -> float:
         while not done:
             torque = policy(np.concatenate([obs["observation"], obs["desired_goal"]]))
             assert np.all(np.abs(torque) <= np.asarray(sc["action"]["max"]) + 1e-6)
+            if zero_torque:
+                torque = np.zeros_like(torque)
             obs, _, terminated, truncated, info = env.step(normalized_action(sc, torque))
             done = terminated or truncated
         hits.append(bool(info["is_success"]))
@@ -171,9 +177,10 @@ def _pets_nrmse(name: str) -> tuple[np.ndarray, np.ndarray]:
     return nrmse(free), nrmse(np.ones(len(x), dtype=bool))
 
 
-def _sac_upright(name: str) -> list[float]:
+def _sac_upright(name: str, randomization: str | None = None, zero_force: bool = False) -> list[float]:
+    """Per held-out episode: fraction of the last 2 s with cos(hinge) > 0.95 (zero force: the floor of the check)."""
     profile = load_profile("cartpole")
-    env = make("robot_rl/CartpoleSwingup-v0")
+    env = make("robot_rl/CartpoleSwingup-v0", randomization=randomization)
     policy = OnnxPolicy(MODELS / name, profile, obs_names=env.unwrapped.obs_names)
     sc = policy.sidecar
     fractions = []
@@ -181,7 +188,8 @@ def _sac_upright(name: str) -> list[float]:
         obs, _ = env.reset(seed=seed)
         cos, done = [], False
         while not done:
-            obs, _, terminated, truncated, _ = env.step(normalized_action(sc, policy(obs)))
+            force = 0.0 * policy(obs) if zero_force else policy(obs)
+            obs, _, terminated, truncated, _ = env.step(normalized_action(sc, force))
             cos.append(np.cos(env.unwrapped.get_state()[1]))
             done = terminated or truncated
         last = int(round(2.0 / profile.control_period_s))
@@ -203,8 +211,21 @@ def test_loads_and_performs(name):
         assert np.all(free < PETS_MAX_NRMSE), f"{name}: one-step nrmse {free} not all < {PETS_MAX_NRMSE}"
         assert np.all(everything < 1.0), f"{name}: no better than predicting no change: {everything}"
     elif name == "cartpole_swingup_sac":
-        fractions = _sac_upright(name)
-        print(f"{name}: upright fraction of the last 2 s per episode: {fractions}")
-        assert min(fractions) >= 0.9, f"{name}: pole not held up: {fractions}"
+        for randomization in (None, "default"):  # nominal sim, and the training's domain randomization
+            fractions = _sac_upright(name, randomization)
+            print(f"{name}: upright fraction of the last 2 s per episode ({randomization or 'nominal'}): {fractions}")
+            assert min(fractions) >= 0.9, f"{name}: pole not held up ({randomization or 'nominal'}): {fractions}"
     else:
         pytest.fail(f"no performance check for {name}")
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "cartpole_pets_dynamics"])
+def test_performance_bar_rejects_doing_nothing(name):
+    """The performance checks can fail: a zero command (the policy's output replaced by 0) is far below each bar.
+    (For the dynamics model the bar's baseline, predicting no change, scores 1.0 by construction.)"""
+    if name == "arm_reach_gciql":
+        rate = _arm_success(name, zero_torque=True)
+        assert rate < ARM_MIN_SUCCESS / 2, f"zero torque reaches {rate} of the goals: the arm check does not measure"
+    else:
+        fractions = _sac_upright(name, zero_force=True)
+        assert max(fractions) < 0.9, f"zero force keeps the pole up {fractions}: the cart-pole check does not measure"
