@@ -25,6 +25,8 @@ def add_arguments(p) -> None:
                    help="randomization profile (name or path), 'none' = off; default: the run's training profile")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"first episode seed (default {DEFAULT_SEED})")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--video", type=Path, default=None,
+                   help="also render the first (up to 3) episodes to this .mp4/.gif (robot_rl.viz.run_videos)")
 
 
 def run(args) -> int:
@@ -57,6 +59,10 @@ def run(args) -> int:
                "randomization": randomization, "episodes": len(rows), "return_mean": float(returns.mean()),
                "return_std": float(returns.std()),
                "success_rate": None if np.isnan(success).any() else float(success.mean()), "per_episode": rows}
+    if args.video is not None:
+        from robot_rl.viz.run_videos import evaluate_video_cli
+
+        evaluate_video_cli(pol, pol.env_id, randomization, args.seed, args.episodes, args.video)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

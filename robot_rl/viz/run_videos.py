@@ -105,7 +105,7 @@ def evaluation_video(env, act: Callable[[np.ndarray], np.ndarray], path: str | P
 
 def evaluate_video_cli(pol, env_id: str, randomization, seed: int, episodes: int, path: str | Path) -> int:
     """``robot-rl evaluate --video``: render up to 3 evaluation episodes; prints what was written or the install
-    hint (rendering unavailable is not an error). Returns 0.
+    hint to stderr (stdout stays the table / JSON; rendering unavailable is not an error). Returns 0.
     """
     import sys
 
@@ -115,7 +115,7 @@ def evaluate_video_cli(pol, env_id: str, randomization, seed: int, episodes: int
     env = make_env(env_id, randomization=randomization, seed=seed)
     try:
         out, n, fps = evaluation_video(env, torch_act(pol.module), path, seed=seed, episodes=min(episodes, 3))
-        print(f"video: {out} ({n} frames at {fps:.1f} fps)")
+        print(f"video: {out} ({n} frames at {fps:.1f} fps)", file=sys.stderr)
     except RenderUnavailable as exc:
         print(f"robot-rl evaluate: no video: {exc}", file=sys.stderr)
     finally:
