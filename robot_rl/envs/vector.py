@@ -13,7 +13,9 @@ the same actions and reset on done. Backends: ``"process"`` (default when ``num_
 ``num_workers`` processes (a contiguous block each: this process steps the first block, forked workers the
 others; results in shared memory, one tiny pipe message per worker and step) so physics and Python overhead
 both run in parallel; ``"sync"`` steps them in this process.
-See bench/results/envs.md for speed.
+See bench/results/envs.md for speed. Per-env randomization values are not copied into the step infos (a dict per env
+and step through the workers' pipes would cost throughput); read them on demand with
+``vec.get_attr("randomization_info")``: N dicts, the values in effect in each env's current episode.
 """
 
 from __future__ import annotations

@@ -80,10 +80,11 @@ def test_randomization_info_is_the_sampled_values():
     assert off.unwrapped.randomization_info == {}
 
 
-def test_vector_env_exposes_randomization_info_per_env():
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_vector_env_exposes_randomization_info_per_env(num_workers):
     from robot_rl.envs.vector import make_vec
 
-    vec = make_vec("robot_rl/CartpoleSwingup-v0", 3, seed=10, randomization="reality")
+    vec = make_vec("robot_rl/CartpoleSwingup-v0", 3, seed=10, randomization="reality", num_workers=num_workers)
     try:
         vec.reset(seed=10)
         infos = vec.get_attr("randomization_info")
