@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     }
     profile = load_profile(args.profile)
     sim_dt = profile.control_period_s
-    cmd = "python scripts/train_pets_dynamics.py " + " ".join(sys.argv[1:])
+    cmd = "python scripts/train_pets_dynamics.py " + " ".join(sys.argv[1:] if argv is None else argv)
     sc = export_ensemble(module, Path(args.out), state_names=state_names, action_names=list(profile.command_joints),
                          parity_inputs=(x, u), target="delta", action_units_="N", profile=profile,
                          env_id=cfg.env_id, algo="pets", config={"pets": to_dict(cfg), "command": cmd.strip()},
