@@ -31,7 +31,7 @@ import pytest
 
 from robot_rl.core.profile import load_profile
 from robot_rl.envs import make
-from robot_rl.export.runtime import OnnxEnsemble, OnnxPolicy
+from robot_rl.export.runtime import ArtifactError, OnnxEnsemble, OnnxPolicy, profile_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -99,6 +99,8 @@ def test_sidecar_recipe_and_metrics(name):
     sc = load_sidecar(name)
     assert sc["env_id"] == env_id
     assert sc["robot"]["profile"] == profile_name
+    assert sc["robot"]["digest"] == profile_digest(load_profile(profile_name)), \
+        f"models/{name} was exported for a different hardware/{profile_name}.yaml contract than today's"
     assert sc["metrics"], f"models/{name}: empty metrics in the sidecar"
     assert all(sc["checks"][k] for k in ("onnx_checker_full", "deterministic", "outputs_finite"))
     assert sc["checks"]["parity"]["passed"] and sc["checks"]["parity"]["n"] >= 1000
@@ -118,6 +120,16 @@ def test_sidecar_recipe_and_metrics(name):
         expected = config_hash(load_config(PetsConfig, cfg_path))
     assert sc["training"]["config_hash"] == expected, \
         f"models/{name} was trained from a config that differs from today's {cfg_path.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_refuses_the_other_robot(name):
+    """Loading against a profile other than the model's is refused by the runtime (the profile check is active)."""
+    kind, profile_name, _ = KNOWN[name]
+    other = load_profile("cartpole" if profile_name != "cartpole" else "arm7")
+    loader = OnnxPolicy if kind == "policy" else OnnxEnsemble
+    with pytest.raises(ArtifactError, match="robot profile|does not match"):
+        loader(MODELS / name, other)
 
 
 def _arm_success(name: str, zero_torque: bool = False) -> float:
