@@ -10,12 +10,13 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 100 )))
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo bench colcon clean help
+.PHONY: venv test lint demo bench models colcon clean help
 
 help:
 	@echo "make test   - set up .venv, lint, run the test suite (fast + learning + ROS tests)"
 	@echo "make demo   - set up .venv and run the end-to-end workflow"
 	@echo "make bench  - set up .venv (+ bench-only peers) and run the benchmarks in bench/"
+	@echo "make models - rebuild the shipped models in models/ from their configs (see models/README.md)"
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg
 	@# Headless MuJoCo rendering (videos) uses OSMesa: install Debian's libosmesa6 when we can, else say so.
@@ -43,6 +44,9 @@ bench: venv
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps d3rlpy==2.8.1
 	$(PY) -m pytest -q -m bench bench/ $(PYTEST_ARGS)
+
+models: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/make_models.sh
 
 colcon: venv
 	rm -rf build install log
