@@ -36,6 +36,7 @@ setup(
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
     data_files=data_files(),
     install_requires=["setuptools"],
+    extras_require={"scale": ["ray[tune]==2.60.0"]},  # distributed rollouts and sweeps (requirements-scale.txt)
     zip_safe=False,
     maintainer="robot_rl team",
     maintainer_email="robot-rl@example.invalid",

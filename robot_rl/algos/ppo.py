@@ -19,6 +19,7 @@ from torch import nn
 
 from robot_rl.data.rollout import RolloutStorage
 from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
+from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.train.envs import final_obs_rows, flatten_goal_obs, make_vec_env
 
@@ -104,6 +105,11 @@ class PpoExperiment:
     """Training loop: budget, logging, evaluation, checkpoints."""
     ppo: PpoConfig = field(default_factory=PpoConfig)
     """PPO hyperparameters."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Where transitions come from: ``backend: local`` (this process's env, default) or ``ray`` (rollout-worker
+    actors, ``rollout.workers``); see docs/scale.md."""
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Ray cluster for ``rollout.backend: ray`` (``ray.address``; null = private local cluster on 127.0.0.1)."""
 
     def __post_init__(self):
         if not 0 <= self.seed < 1000:
@@ -155,7 +161,13 @@ class PpoLearner:
         self.cfg = c = cfg.ppo
         self.seed = cfg.seed
         torch.manual_seed(cfg.seed)
-        self.env = make_vec_env(cfg.env.id, c.num_envs, randomization=cfg.env.randomization, seed=cfg.seed)
+        self.ray_rollouts = cfg.rollout.backend == "ray"
+        if self.ray_rollouts:  # Ray rollout workers stand in for the vector env (robot_rl.scale.source)
+            from robot_rl.scale.source import make_rollout_source
+
+            self.env = make_rollout_source(cfg, c.num_envs, default_staleness=0)
+        else:
+            self.env = make_vec_env(cfg.env.id, c.num_envs, randomization=cfg.env.randomization, seed=cfg.seed)
         space = self.env.single_observation_space
         self.n_obs = int(sum(np.prod(space[k].shape) for k in ("observation", "desired_goal"))
                          if hasattr(space, "spaces") else np.prod(space.shape))
@@ -191,7 +203,12 @@ class PpoLearner:
     def train_until(self, target_step: int) -> None:
         """Run whole iterations (rollout + update) until ``env_steps >= target_step``."""
         while self.env_steps < target_step:
-            self._rollout()
+            if self.ray_rollouts:
+                from robot_rl.scale.ppo_rollout import collect_ppo_rollout
+
+                collect_ppo_rollout(self, self.env)
+            else:
+                self._rollout()
             self._update()
             self.iteration += 1
 
@@ -297,6 +314,8 @@ class PpoLearner:
         out["train_return"] = float(np.mean([e[0] for e in eps])) if eps else float("nan")
         out["train_length"] = float(np.mean([e[1] for e in eps])) if eps else float("nan")
         self._stats, self._episodes = {}, []
+        if self.ray_rollouts:  # batches, stale batches dropped, worker restarts: into metrics.csv
+            out.update(self.env.pop_stats())
         return out
 
     def policy_module(self) -> PolicyModule:

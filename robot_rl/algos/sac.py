@@ -23,6 +23,7 @@ from torch import nn
 from robot_rl.data.replay import ReplayBuffer
 from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, mlp
 from robot_rl.nets.distributions import squash_log_std, tanh_gaussian_sample
+from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.train.envs import episode_success, make_env
 
@@ -92,6 +93,11 @@ class SacExperiment:
     """Training loop: budget, logging, evaluation, checkpoints."""
     sac: SacConfig = field(default_factory=SacConfig)
     """SAC hyperparameters."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Where transitions come from: ``backend: local`` (this process's env, default) or ``ray`` (rollout-worker
+    actors, ``rollout.workers``); see docs/scale.md."""
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Ray cluster for ``rollout.backend: ray`` (``ray.address``; null = private local cluster on 127.0.0.1)."""
 
     def __post_init__(self):
         if not 0 <= self.seed < 1000:
@@ -207,6 +213,12 @@ class SacLearner:
         self.seed = cfg.seed
         torch.manual_seed(cfg.seed)
         self.env = make_env(cfg.env.id, randomization=cfg.env.randomization, seed=cfg.seed)
+        self.source = None
+        self.batch_steps = cfg.rollout.batch_steps
+        if cfg.rollout.backend == "ray":  # one env per Ray rollout worker; stale batches kept (off-policy)
+            from robot_rl.scale.source import make_rollout_source
+
+            self.source = make_rollout_source(cfg, cfg.rollout.workers, default_staleness=None)
         self.n_obs = int(np.prod(self.env.observation_space.shape))
         self.n_act = int(np.prod(self.env.action_space.shape))
         self.target_entropy = float(-self.n_act if c.target_entropy is None else c.target_entropy)
@@ -248,6 +260,8 @@ class SacLearner:
         """Reset the env with a seed derived from (seed, segment); a partial episode is dropped (as a truncation)."""
         self.segment = int(segment)
         obs, _ = self.env.reset(seed=train_episode_seed(self.seed, self.segment))
+        if self.source is not None:
+            self.source.reset(seed=train_episode_seed(self.seed, self.segment))
         self._obs = np.asarray(obs, dtype=np.float32)
         self._ep_return, self._ep_len = 0.0, 0
 
@@ -259,6 +273,11 @@ class SacLearner:
 
     def train_until(self, target_step: int) -> None:
         """Step the env (and update) until ``env_steps == target_step``."""
+        if self.source is not None:
+            from robot_rl.scale.offpolicy_rollout import offpolicy_train_until
+
+            offpolicy_train_until(self, self.source, target_step, self.batch_steps)
+            return
         c = self.cfg
         env = self.env
         while self.env_steps < target_step:
@@ -343,6 +362,8 @@ class SacLearner:
         out["episodes"] = float(len(eps))
         out["train_return"] = float(np.mean([e[0] for e in eps])) if eps else float("nan")
         out["train_length"] = float(np.mean([e[1] for e in eps])) if eps else float("nan")
+        if self.source is not None:
+            out.update(self.source.pop_stats())
         self._stats.zero_()
         self._stats_n = 0
         self._episodes = []
@@ -387,3 +408,5 @@ class SacLearner:
 
     def close(self) -> None:
         self.env.close()
+        if self.source is not None:
+            self.source.close()
