@@ -159,7 +159,8 @@ def replay_stage(s: DemoSettings, bag: Path, model_dir: Path) -> dict:
     if not episodes:
         raise DemoError(f"replay stage: no intact episode in {bag}: {report.describe()}")
     ep = max(episodes, key=len)
-    horizon = int(env.spec.max_episode_steps or len(ep))
+    # The training episode length (10 s for the cart-pole): the deployed return is comparable to the training one.
+    horizon = int(getattr(env.unwrapped, "max_episode_steps", None) or len(ep))
     deployed_return = float(np.sum(ep.rewards[:horizon]))
     policy = OnnxPolicy.load(model_dir, profile)
     obs = flat_observations(ep.observations)[:-1].astype(np.float32)
