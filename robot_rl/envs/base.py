@@ -12,6 +12,7 @@ finiteness check of the state, every step. MuJoCo resets a diverged state silent
 
 from __future__ import annotations
 
+import abc
 import math
 
 import gymnasium as gym
@@ -40,7 +41,7 @@ def joint_addresses(model, names) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(qadr, dtype=np.intp), np.asarray(dadr, dtype=np.intp)
 
 
-class MujocoTaskEnv(gym.Env):
+class MujocoTaskEnv(gym.Env, abc.ABC):
     """Base class of the robot_rl MuJoCo tasks (Gymnasium API, actions in [-1, 1]).
 
     Args:
@@ -107,23 +108,24 @@ class MujocoTaskEnv(gym.Env):
     def _setup(self) -> None:
         """Task-specific indices etc., called at the end of ``__init__`` (before the seeding reset)."""
 
+    @abc.abstractmethod
     def _make_observation_builder(self) -> ObservationBuilder:
-        raise NotImplementedError
+        """The task's observation builder (its obs layout is the task's contract with the robot)."""
 
     def _before_physics(self) -> None:
         """Called after ``data.ctrl`` is set, before ``mj_step`` (e.g. to add gravity compensation)."""
 
+    @abc.abstractmethod
     def _initial_state(self, rng: np.random.Generator) -> np.ndarray | None:
         """Set ``data.qpos`` / ``data.qvel`` (the data was reset to qpos0); return the goal or None."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
         """(reward, terminated, is_success or None) after a step.
 
         ``action``: the normalized action after action noise / latency, not clipped (MuJoCo clamps the ctrl to the
         ctrlrange; a task clips the scalars it uses in its reward).
         """
-        raise NotImplementedError
 
     def _make_observation_space(self) -> gym.Space:
         n = self.observation_builder.n_obs
