@@ -21,6 +21,7 @@ import numpy as np
 
 from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 from robot_rl.envs.obs import ObservationBuilder
+from robot_rl.envs.randomization import RandomizationControls
 
 _DIVERGENCE_WARNINGS = sorted(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                                  mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL))
@@ -41,7 +42,7 @@ def joint_addresses(model, names) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(qadr, dtype=np.intp), np.asarray(dadr, dtype=np.intp)
 
 
-class MujocoTaskEnv(gym.Env, abc.ABC):
+class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
     """Base class of the robot_rl MuJoCo tasks (Gymnasium API, actions in [-1, 1]).
 
     Args:
@@ -145,16 +146,6 @@ class MujocoTaskEnv(gym.Env, abc.ABC):
         """Index in ``qvel`` (dof) of each measured joint, profile order, shape ``(n_joints,)`` (a copy)."""
         return self._dadr.copy()
 
-    @property
-    def step_count(self) -> int:
-        """Control steps since the last reset (0 right after ``reset``)."""
-        return self._t
-
-    @property
-    def randomization_info(self) -> dict:
-        """The randomization values in effect (flat dict as in ``info["randomization"]``; empty when off), a copy."""
-        return dict(self._rand_info)
-
     def qpos_from_joints(self, q: np.ndarray) -> np.ndarray:
         """Measured joint positions (profile order) ``(n_joints,)`` or ``(T, n_joints)`` -> full ``qpos``
         ``(nq,)`` or ``(T, nq)``: the model's ``qpos0`` with the measured joints written in (rad / m).
@@ -195,30 +186,6 @@ class MujocoTaskEnv(gym.Env, abc.ABC):
         return self._package_obs(np.asarray(flat_obs, dtype=np.float32))
 
     # ------------------------------------------------------------------ state
-    @property
-    def randomization_enabled(self) -> bool:
-        """Randomization on (training) or off (evaluation: nominal model, no noise); applies from the next reset."""
-        return self._randomization_enabled
-
-    @randomization_enabled.setter
-    def randomization_enabled(self, value: bool) -> None:
-        if value and self.randomizer is None:
-            raise ValueError("this env was made without a randomization profile (randomization=None); "
-                             "pass one to make() to switch randomization on")
-        self._randomization_enabled = bool(value)
-
-    @property
-    def randomization_scale(self) -> float:
-        """Curriculum factor in [0, 1] multiplying every randomization range (1 = the ranges as configured)."""
-        return self.randomizer.scale if self.randomizer is not None else 0.0
-
-    @randomization_scale.setter
-    def randomization_scale(self, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"randomization_scale must be in [0, 1], got {value}")
-        if self.randomizer is not None:
-            self.randomizer.scale = float(value)  # used from the next sample (reset or interval)
-
     def get_state(self) -> np.ndarray:
         """Physics state ``[qpos, qvel]``, shape ``(nq + nv,)`` (a copy)."""
         return np.concatenate([self.data.qpos, self.data.qvel])

@@ -20,10 +20,10 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robot_rl.envs.randomization import Randomizer
+from robot_rl.envs.randomization import RandomizationControls, Randomizer
 
 
-class DmControlEnv(gym.Env):
+class DmControlEnv(RandomizationControls, gym.Env):
     """One dm_control suite task (see module docstring).
 
     Args:
@@ -70,39 +70,6 @@ class DmControlEnv(gym.Env):
         self._t = 0
         if seed is not None:
             self.reset(seed=seed)
-
-    @property
-    def step_count(self) -> int:
-        """Control steps since the last reset (0 right after ``reset``)."""
-        return self._t
-
-    @property
-    def randomization_info(self) -> dict:
-        """The randomization values in effect (flat dict as in ``info["randomization"]``; empty when off), a copy."""
-        return dict(self._rand_info)
-
-    @property
-    def randomization_enabled(self) -> bool:
-        """Randomization on (training) or off (evaluation: nominal model, no noise); applies from the next reset."""
-        return self._randomization_enabled
-
-    @randomization_enabled.setter
-    def randomization_enabled(self, value: bool) -> None:
-        if value and self.randomizer is None:
-            raise ValueError("this env was made without a randomization profile (randomization=None); "
-                             "pass one to make() to switch randomization on")
-        self._randomization_enabled = bool(value)
-
-    @property
-    def randomization_scale(self) -> float:
-        return self.randomizer.scale if self.randomizer is not None else 0.0
-
-    @randomization_scale.setter
-    def randomization_scale(self, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"randomization_scale must be in [0, 1], got {value}")
-        if self.randomizer is not None:
-            self.randomizer.scale = float(value)  # used from the next sample (reset or interval)
 
     def _flat(self, obs_dict) -> np.ndarray:
         obs = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in obs_dict.values()])

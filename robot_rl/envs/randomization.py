@@ -330,3 +330,50 @@ def _random_vector(rng: np.random.Generator, max_norm: float) -> np.ndarray:
     """Uniform direction, magnitude ~ U(0, max_norm)."""
     v = rng.standard_normal(3)
     return v / (np.linalg.norm(v) + 1e-12) * rng.uniform(0.0, max_norm)
+
+
+class RandomizationControls:
+    """Randomization switches shared by every env (MuJoCo tasks and the dm_control adapter).
+
+    The env sets ``self.randomizer`` (a ``Randomizer`` or None), ``self._rand_info`` (values in effect) and
+    ``self._t`` (control steps since reset) in its own constructor and reset/step.
+    """
+
+    randomizer: Randomizer | None
+    _randomization_enabled: bool
+    _rand_info: dict
+    _t: int
+
+    @property
+    def step_count(self) -> int:
+        """Control steps since the last reset (0 right after ``reset``)."""
+        return self._t
+
+    @property
+    def randomization_info(self) -> dict:
+        """The randomization values in effect (flat dict as in ``info["randomization"]``; empty when off), a copy."""
+        return dict(self._rand_info)
+
+    @property
+    def randomization_enabled(self) -> bool:
+        """Randomization on (training) or off (evaluation: nominal model, no noise); applies from the next reset."""
+        return self._randomization_enabled
+
+    @randomization_enabled.setter
+    def randomization_enabled(self, value: bool) -> None:
+        if value and self.randomizer is None:
+            raise ValueError("this env was made without a randomization profile (randomization=None); "
+                             "pass one to make() to switch randomization on")
+        self._randomization_enabled = bool(value)
+
+    @property
+    def randomization_scale(self) -> float:
+        """Curriculum factor in [0, 1] multiplying every randomization range (1 = the ranges as configured)."""
+        return self.randomizer.scale if self.randomizer is not None else 0.0
+
+    @randomization_scale.setter
+    def randomization_scale(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"randomization_scale must be in [0, 1], got {value}")
+        if self.randomizer is not None:
+            self.randomizer.scale = float(value)  # used from the next sample (reset or interval)
