@@ -33,10 +33,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 PUBLISHER = textwrap.dedent("""
-    import math, sys, time, rclpy
+    import math, os, sys, time, rclpy
     from sensor_msgs.msg import JointState
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    rate, duration = float(sys.argv[1]), float(sys.argv[2])
+    rate, duration, priority = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    if priority:  # the sensor driver of a real-time robot runs at real-time priority too
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        except OSError as exc:
+            print(f"realtime priority refused: {exc}", flush=True)
     rclpy.init()
     node = rclpy.create_node("bench_sensor")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -70,11 +75,13 @@ def write_profile(path: Path, period_s: float) -> Path:
     return path
 
 
-def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile_path: Path, env: dict) -> dict:
+def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile_path: Path, env: dict,
+            executor_kind: str = "events", priority: int = 0) -> dict:
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64MultiArray
+
+    from robot_rl.nodes._common import make_executor, set_realtime_priority
 
     period = 1.0 / rate
     node_log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
@@ -82,7 +89,8 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     node = subprocess.Popen(
         [sys.executable, "-m", "robot_rl.nodes.policy_node", "--ros-args", "-p", f"robot:={profile_path}",
          "-p", f"model:={model_dir}", "-p", f"control_period_s:={period}", "-p", f"trigger:={trigger}",
-         "-p", f"state_dir:={state_dir}"], env=env, stdout=node_log, stderr=subprocess.STDOUT)
+         "-p", f"state_dir:={state_dir}", "-p", f"executor:={executor_kind}", "-p", f"realtime_priority:={priority}"],
+        env=env, stdout=node_log, stderr=subprocess.STDOUT)
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
     probe = rclpy.create_node("bench_probe", context=ctx)
@@ -91,7 +99,7 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     probe.create_subscription(Float64MultiArray, "/forward_effort_controller/commands",
                               lambda m: (arrivals.append(time.time_ns()), values.extend(m.data)), qos)
     probe.create_subscription(Float64MultiArray, "/policy_node/timing", lambda m: timings.append(tuple(m.data)), qos)
-    executor = SingleThreadedExecutor(context=ctx)
+    executor = make_executor(executor_kind, context=ctx)
     executor.add_node(probe)
     stop = threading.Event()
 
@@ -101,9 +109,11 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
 
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
+    if priority:  # the measuring process too (its DDS threads and the spinner): its receive time is the measurement
+        set_realtime_priority(priority)
     time.sleep(3.0)  # node start-up and discovery
-    pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(rate), str(duration)], env=env, capture_output=True,
-                         text=True, timeout=duration + 60)
+    pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(rate), str(duration), str(priority)], env=env,
+                         capture_output=True, text=True, timeout=duration + 60)
     time.sleep(0.5)
     node.send_signal(2)
     node.wait(timeout=20)
@@ -142,6 +152,11 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of 500 Hz traffic per trigger mode")
     ap.add_argument("--rate", type=float, default=500.0, help="sensor and control rate [Hz]")
     ap.add_argument("--triggers", default="timer,sensor", help="comma-separated trigger modes to measure")
+    ap.add_argument("--executor", default="events", choices=("events", "single"),
+                    help="rclpy executor of policy_node and of the measuring process")
+    ap.add_argument("--realtime-priority", type=int, default=0,
+                    help="SCHED_FIFO priority for the sensor publisher, policy_node and the measuring thread (0: off; "
+                         "needs root or an rtprio limit)")
     ap.add_argument("--out", default=None, help="write a markdown report here")
     args = ap.parse_args(argv)
     from robot_rl.core.profile import load_profile
@@ -156,7 +171,8 @@ def main(argv=None) -> int:
     model_dir = write_lqr_artifact(work / "lqr_policy", profile, "robot_rl/CartpoleBalance-v0")
     results = []
     for trigger in args.triggers.split(","):
-        r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env)
+        r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env, args.executor,
+                    args.realtime_priority)
         results.append(r)
         print(f"{trigger}: {r}", flush=True)
     load = os.getloadavg()

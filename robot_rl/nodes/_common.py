@@ -7,7 +7,9 @@ bad model, missing file: the message names what was wrong).
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import signal
 import sys
 import traceback
@@ -17,7 +19,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -111,6 +113,43 @@ def stamp_to_s(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+EXECUTORS = ("events", "single")
+
+
+def make_executor(kind: str, context=None) -> Executor:
+    """An rclpy executor by name.
+
+    ``events``: ``rclpy.experimental.EventsExecutor``, callbacks dispatched from C++ without rebuilding a wait set
+    per spin (bench/results/ros_latency.md compares both at 500 Hz); ``single``: ``SingleThreadedExecutor``.
+    """
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    if kind == "single":
+        return SingleThreadedExecutor(context=context)
+    raise ValueError(f"executor: expected one of {EXECUTORS}, got {kind!r}")
+
+
+def set_realtime_priority(priority: int) -> str | None:
+    """Switch every thread of this process to SCHED_FIFO at ``priority``; returns why not, or None when done.
+
+    All threads, not only the caller: the middleware's receive threads (created at ``rclpy.init``) carry every
+    message to the executor, and a starved receive thread delays the control step as much as a starved executor.
+    Threads created later inherit the policy.
+    """
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    try:
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError) as exc:
+        return f"sched_setscheduler: {exc}"
+    return None
+
+
 def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None = None) -> int:
     """Init rclpy, build the node, spin until shutdown; map outcomes to exit codes (see module docstring).
 
@@ -139,7 +178,28 @@ def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None 
         except Exception:  # noqa: BLE001 - an unexpected start-up failure is still a refusal, with its traceback
             print(f"[{name}] refusing to start:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             return EXIT_REFUSED
-        executor = SingleThreadedExecutor()
+        try:
+            params = ParamReader(node)
+            executor = make_executor(params.str(
+                "executor", "events", "callback executor: events (rclpy's C++ EventsExecutor, the lowest per-message "
+                "overhead) or single (the classic SingleThreadedExecutor)", choices=EXECUTORS))
+            priority = params.int("realtime_priority", 0, "SCHED_FIFO priority 1-98 of the node's process (as "
+                                  "ros2_control's thread_priority); 0: normal scheduling. Needs CAP_SYS_NICE or an "
+                                  "rtprio limit; refused -> a warning and normal scheduling", min_value=0)
+            if priority > 98:
+                raise StartupError(f"parameter 'realtime_priority': must be 0-98, got {priority}")
+        except StartupError as exc:
+            print(f"[{name}] refusing to start: {exc}", file=sys.stderr, flush=True)
+            return EXIT_REFUSED
+        if priority:
+            problem = set_realtime_priority(priority)
+            if problem:
+                node.get_logger().warning(f"realtime_priority {priority} not applied ({problem}); normal scheduling")
+            else:
+                node.get_logger().info(f"running with SCHED_FIFO priority {priority}")
+        # Objects alive after start-up never need scanning again: shorter, rarer GC pauses in the control loop.
+        gc.collect()
+        gc.freeze()
         executor.add_node(node)
         try:
             while not stop and rclpy.ok() and not getattr(node, "fatal_error", None):

@@ -218,3 +218,21 @@ def test_unhandled_exception_publishes_final_safe_command_and_exits_nonzero(proc
     assert last == 0.0, "the last command on the topic must be the safe command"
     log = procs.log("policy_node")
     assert "injected fault" in log and "published final safe command" in log
+
+
+def test_classic_executor_and_realtime_priority_parameters(procs, probe, lqr_model, tmp_path):
+    """``executor:=single`` still runs the loop; ``realtime_priority`` is applied (root) or refused with a warning
+    (no CAP_SYS_NICE), never a crash; an unknown executor is refused at start naming the parameter."""
+    from std_msgs.msg import Float64MultiArray
+
+    cmds = probe.record(Float64MultiArray, "/forward_effort_controller/commands")
+    procs.start("injector", [sys.executable, INJECTOR, "valid:30"])
+    procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state", executor="single",
+                                                   realtime_priority=5))
+    procs.node("policy_node", key="bogus", params=policy_params(lqr_model, tmp_path / "state2", executor="bogus"))
+    probe.wait_for(lambda: any(m.data[0] != 0.0 for _, m in cmds), 20.0, "normal commands")
+    assert procs.wait("bogus", 40.0) == 2, procs.log("bogus")
+    assert "refusing to start: parameter 'executor': must be one of ['events', 'single'], got 'bogus'" in \
+        procs.log("bogus")
+    log = procs.log("policy_node")
+    assert ("running with SCHED_FIFO priority 5" in log) or ("realtime_priority 5 not applied" in log), log
