@@ -16,6 +16,7 @@ part of the latency) and ``sensor`` (acts in the joint-state callback).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import random
@@ -76,7 +77,7 @@ def write_profile(path: Path, period_s: float) -> Path:
 
 
 def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile_path: Path, env: dict,
-            executor_kind: str = "events", priority: int = 0) -> dict:
+            executor_kind: str = "events", priority: int = 0, warmup: float = 0.5) -> dict:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64MultiArray
@@ -112,9 +113,14 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     if priority:  # the measuring process too (its DDS threads and the spinner): its receive time is the measurement
         set_realtime_priority(priority)
     time.sleep(3.0)  # node start-up and discovery
+    # The measuring process keeps every sample in growing lists: no cyclic GC passes over them while measuring
+    # (a full collection here would delay the receive time, i.e. the measurement, by milliseconds).
+    gc.collect()
+    gc.disable()
     pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(rate), str(duration), str(priority)], env=env,
                          capture_output=True, text=True, timeout=duration + 60)
     time.sleep(0.5)
+    gc.enable()
     node.send_signal(2)
     node.wait(timeout=20)
     stop.set()
@@ -125,10 +131,14 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     node_log.seek(0)
     log = node_log.read()
     n = min(len(arrivals), len(timings))
-    lat, safe_after_sample, first = [], 0, None
+    lat, warm_lat, safe_after_sample, first, t_first = [], [], 0, None, None
     for k in range(n):
         seq, stamp_s, age_s, _compute, safe = timings[k]
         if np.isfinite(age_s):  # the first command after a newly accepted sample
+            t_first = stamp_s if t_first is None else t_first
+            if stamp_s - t_first < warmup:  # first traffic: discovery, first allocations, page faults
+                warm_lat.append(arrivals[k] * 1e-9 - stamp_s)
+                continue
             lat.append(arrivals[k] * 1e-9 - stamp_s)
             safe_after_sample += int(safe)
             first = k if first is None else first
@@ -143,22 +153,39 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
         "max": float(lat_ms.max()), "misses": int((lat_ms > period * 1e3).sum()),
         "gap_p99": float(np.percentile(gaps, 99) * 1e3) if gaps.size else float("nan"),
         "late_ticks": int((gaps > 1.5 * period).sum()), "internal": internal[0] if internal else "(not logged)",
-        "exit": node.returncode, "log_tail": "\n".join(log.splitlines()[-5:]),
+        "exit": node.returncode, "log_tail": "\n".join(log.splitlines()[-5:]), "lat_ms": lat_ms,
+        "warmup_samples": len(warm_lat), "warmup_misses": int((np.asarray(warm_lat) > period).sum()),
+        "executor": executor_kind, "priority": priority,
     }
+
+
+def parse_setups(text: str) -> list[tuple[str, int]]:
+    """``"events:50,single:0"`` -> [("events", 50), ("single", 0)] (executor : SCHED_FIFO priority)."""
+    out = []
+    for item in text.split(","):
+        kind, _, prio = item.strip().partition(":")
+        if kind not in ("events", "single") or not prio.isdigit() or int(prio) > 98:
+            raise SystemExit(f"--setups: expected executor:priority with executor events|single and priority 0-98, "
+                             f"got {item!r}")
+        out.append((kind, int(prio)))
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of 500 Hz traffic per trigger mode")
     ap.add_argument("--rate", type=float, default=500.0, help="sensor and control rate [Hz]")
-    ap.add_argument("--triggers", default="timer,sensor", help="comma-separated trigger modes to measure")
-    ap.add_argument("--executor", default="events", choices=("events", "single"),
-                    help="rclpy executor of policy_node and of the measuring process")
-    ap.add_argument("--realtime-priority", type=int, default=0,
-                    help="SCHED_FIFO priority for the sensor publisher, policy_node and the measuring thread (0: off; "
-                         "needs root or an rtprio limit)")
+    ap.add_argument("--triggers", default="sensor,timer", help="comma-separated trigger modes to measure")
+    ap.add_argument("--setups", default="events:50,events:0,single:0",
+                    help="comma-separated executor:priority pairs: the rclpy executor of policy_node and of the "
+                         "measuring process (events|single), and the SCHED_FIFO priority of the sensor publisher, "
+                         "policy_node and the measuring process (0: normal scheduling; >0 needs root or an rtprio "
+                         "limit, else the node warns and runs unprioritized)")
+    ap.add_argument("--warmup", type=float, default=0.5,
+                    help="seconds of first traffic left out of the statistics (counted separately)")
     ap.add_argument("--out", default=None, help="write a markdown report here")
     args = ap.parse_args(argv)
+    setups = parse_setups(args.setups)
     from robot_rl.core.profile import load_profile
     from robot_rl.deploy.lqr_policy import write_lqr_artifact
 
@@ -170,40 +197,51 @@ def main(argv=None) -> int:
     profile = load_profile(str(profile_path))
     model_dir = write_lqr_artifact(work / "lqr_policy", profile, "robot_rl/CartpoleBalance-v0")
     results = []
-    for trigger in args.triggers.split(","):
-        r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env, args.executor,
-                    args.realtime_priority)
-        results.append(r)
-        print(f"{trigger}: {r}", flush=True)
+    for kind, prio in setups:
+        for trigger in args.triggers.split(","):
+            r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env, kind, prio,
+                        args.warmup)
+            results.append(r)
+            print(f"{kind}:{prio} {trigger}: " + ", ".join(f"{k}={v}" for k, v in r.items() if k != "lat_ms"),
+                  flush=True)
     load = os.getloadavg()
+    period_ms = 1e3 / args.rate
     lines = [
-        "# policy_node cross-process latency (500 Hz)", "",
-        f"Command: `.venv/bin/python bench/bench_ros_latency.py --duration {args.duration:g} --rate {args.rate:g}"
-        + (f" --out {args.out}`" if args.out else "`"), "",
+        f"# policy_node cross-process latency ({args.rate:g} Hz)", "",
+        f"Command: `.venv/bin/python bench/bench_ros_latency.py --duration {args.duration:g} --rate {args.rate:g} "
+        f"--setups {args.setups} --triggers {args.triggers}" + (f" --out {args.out}`" if args.out else "`"), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min; the machine is "
         "shared, so these are upper bounds). DDS: Fast DDS (rmw_fastrtps_cpp), loopback, reliable QoS.", "",
         "Policy: LQR gain as a linear ONNX layer (`robot_rl.deploy.lqr_policy`), run by `OnnxPolicy` inside "
         "policy_node through the safety filter. Latency = command arrival in the measuring process minus the "
         "header stamp (publish time) of the joint-state message the command was computed from; a miss is a "
-        f"latency above one period ({1e3 / args.rate:g} ms). Latency samples are the first command after each newly "
-        "accepted joint-state sample; `(safe)` counts those that were the safe command (the filter's stale-sensor "
-        "watchdog or timestamp checks fired: a starved process). `late ticks` = gaps between consecutive commands "
-        "above 1.5 periods.", "",
-        "| trigger | commands | latency samples (safe) | p50 [ms] | p99 [ms] | max [ms] | misses "
-        "| command gap p99 [ms] | late ticks |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"latency above one period ({period_ms:g} ms). Latency samples are the first command after each newly "
+        f"accepted joint-state sample, after the first {args.warmup:g} s of traffic (discovery and first "
+        "allocations; those samples and their misses are listed separately); `(safe)` counts samples that were the "
+        "safe command (the filter's stale-sensor watchdog or timestamp checks fired: a starved process). "
+        "`late ticks` = gaps between consecutive commands above 1.5 periods. `executor`: rclpy executor of "
+        "policy_node and the measuring process; `prio`: SCHED_FIFO priority of all threads of the sensor "
+        "publisher, policy_node and the measuring process (0: normal scheduling). The measuring process runs with "
+        "its garbage collector paused while it records. `sensor` trigger: the node acts in the joint-state "
+        "callback; `timer`: every period on the latest sample, so up to one period of phase waiting is part of its "
+        "latency by design.", "",
+        "| executor | prio | trigger | commands | latency samples (safe) | p50 [ms] | p99 [ms] | max [ms] | misses "
+        "| warm-up samples (misses) | command gap p99 [ms] | late ticks |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['trigger']} | {r['commands']} | {r['samples']} ({r['safe']}) | {r['p50']:.3f} | "
-                     f"{r['p99']:.3f} | "
-                     f"{r['max']:.3f} | {r['misses']} ({100 * r['misses'] / max(1, r['samples']):.2f} %) | "
-                     f"{r['gap_p99']:.3f} | {r['late_ticks']} |")
-    lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit):", ""]
-    lines += [f"- {r['trigger']}: {r['internal']}" for r in results]
+        lines.append(f"| {r['executor']} | {r['priority']} | {r['trigger']} | {r['commands']} | {r['samples']} "
+                     f"({r['safe']}) | {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.3f} | {r['misses']} "
+                     f"({100 * r['misses'] / max(1, r['samples']):.2f} %) | {r['warmup_samples']} "
+                     f"({r['warmup_misses']}) | {r['gap_p99']:.3f} | {r['late_ticks']} |")
+    lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit, whole run):",
+              ""]
+    lines += [f"- {r['executor']}:{r['priority']} {r['trigger']}: {r['internal']}" for r in results]
     lines += ["", "Non-finite values on the command topic: "
-              + ", ".join(f"{r['trigger']}: {r['nonfinite']}" for r in results)]
-    lines += ["", "Sensor publisher: " + "; ".join(f"{r['trigger']}: {r['published']}" for r in results), ""]
+              + ", ".join(f"{r['executor']}:{r['priority']} {r['trigger']}: {r['nonfinite']}" for r in results)]
+    lines += ["", "Sensor publisher: " + "; ".join(f"{r['executor']}:{r['priority']} {r['trigger']}: "
+                                                   f"{r['published']}" for r in results), ""]
     text = "\n".join(lines)
     print(text)
     if args.out:
@@ -216,10 +254,12 @@ def main(argv=None) -> int:
 def test_ros_latency_short(tmp_path):
     """``make bench``: 5 s per trigger mode; commands flow, every value finite, the node exits cleanly."""
     out = tmp_path / "ros_latency.md"
-    assert main(["--duration", "5", "--out", str(out)]) == 0
+    assert main(["--duration", "5", "--setups", "events:0,single:0", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "| timer |" in text and "| sensor |" in text
-    assert "Non-finite values on the command topic: timer: 0, sensor: 0" in text
+    for setup in ("| events | 0 |", "| single | 0 |"):
+        assert f"{setup} timer |" in text and f"{setup} sensor |" in text
+    assert "Non-finite values on the command topic: events:0 sensor: 0, events:0 timer: 0, single:0 sensor: 0, " \
+        "single:0 timer: 0" in text
 
 
 if __name__ == "__main__":
