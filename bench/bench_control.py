@@ -4,15 +4,17 @@ Run as a script (``python bench/bench_control.py``, writes bench/results/control
 (``pytest -m bench bench/bench_control.py``, shorter). Everything runs on the calling thread (one core).
 
 * Floor: ``horizon x`` one ``mujoco.mjd_transitionFD`` call (forward differences, the cart-pole at a mid-swing
-  state), measured in the same run. With the env's ``frame_skip = 2`` the derivatives alone need two chained
-  ``mjd_transitionFD`` calls per control step, so the reachable floor is ``2 x`` the literal one.
+  state), measured in the same run.
 * iLQR iteration: ``robot_rl.control.ilqr.solve`` on the swing-up (horizon 100 = 2 s) from hanging, 20 iterations;
   then each phase is timed alone along the solved trajectory (best of N): derivatives (Jacobians + cost expansion),
-  backward pass, one closed-loop forward pass x the solve's mean line-search trials per iteration.
-  Target <= 2x the floor.
+  backward pass, one closed-loop forward pass (+ its cost) x the solve's mean line-search trials per iteration.
+  Two planning models: ``exact`` (the env's ``frame_skip = 2`` substeps: two chained ``mjd_transitionFD`` calls
+  per control step, so the derivatives alone are 2x the floor) and ``coarse`` (``MujocoDynamics(coarse=True)``:
+  timestep = control period, one call per step). Target <= 2x the floor.
 * MPC replan: a warm-started ``MPCController.replan`` (iLQR, 1 iteration, horizon 100 and 50) holding the pole up in
-  closed loop; p50 / p99 / max over 150 replans. Target <= 10 ms (>= 100 Hz on one core).
-Times are the best of ``repeats`` runs (the machine is shared; the best run is the least disturbed).
+  closed loop on the exact frame_skip-2 plant; p50 / p99 / max over 150 replans. Target <= 10 ms (>= 100 Hz).
+Times are the best of ``repeats`` runs (the machine is shared; the best run is the least disturbed); the phases of
+the two models are measured interleaved (exact, coarse, exact, ...).
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ from robot_rl.core.assets import find_asset  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "control.md"
 COST = "config/costs/cartpole_swingup.yaml"
+MODELS = ("exact", "coarse")
 
 
 def _model():
     return mujoco.MjModel.from_xml_path(str(find_asset("sim/cartpole/cartpole.xml")))
+
+
+def _dynamics(kind: str) -> MujocoDynamics:
+    return MujocoDynamics(_model(), frame_skip=2, coarse=kind == "coarse")
 
 
 def fd_call_s(n: int = 100, repeats: int = 30) -> float:
@@ -61,45 +68,53 @@ def fd_call_s(n: int = 100, repeats: int = 30) -> float:
     return best
 
 
-def _best(fn, reps: int) -> float:
-    best = np.inf
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
-def ilqr_iteration(horizon: int = 100, iterations: int = 20, reps: int = 20) -> dict:
-    """Per-iteration cost [s] of iLQR on the swing-up: each phase timed alone (best of ``reps``) along the
-    trajectory of a real solve, forward passes weighted by the solve's mean line-search trials per iteration."""
-    dyn = MujocoDynamics(_model(), frame_skip=2)
+def ilqr_iterations(horizon: int = 100, iterations: int = 20, reps: int = 20) -> dict:
+    """Per-iteration cost [s] of iLQR on the swing-up for each planning model: each phase timed alone (best of
+    ``reps``, the models interleaved) along the trajectory of a real solve, forward passes weighted by the solve's
+    mean line-search trials per iteration."""
     cost = Cost.from_yaml(COST)
     x0 = np.array([0.0, np.pi, 0.0, 0.0])
     U0 = 0.1 * np.random.default_rng(0).standard_normal((horizon, 1))
-    sol = ilqr.solve(dyn, cost, x0, U0, ilqr.IlqrSettings(max_iterations=iterations, tol_rel_cost=0.0, tol_grad=0.0))
-    X, U = sol.X, sol.U
-    A, B = dyn.jacobians(X, U)
-    exp = cost.expand(X, U)
-    out = {
-        "derivatives": _best(lambda: (dyn.jacobians(X, U), cost.expand(X, U)), reps),
-        "backward": _best(lambda: ilqr.backward_pass(A, B, exp, U, sol.k, 0.0, dyn.u_min, dyn.u_max, "boxqp"), reps),
-        "forward_one": _best(lambda: ilqr.forward_pass(dyn, x0, X, U, sol.K, sol.k, 0.5, dyn.u_min, dyn.u_max),
-                             reps),
-        "passes_per_iteration": sol.timings_s["forward_passes"] / sol.iterations,
-        "solve_per_iteration": sol.solve_time_s / sol.iterations,
-    }
-    out["forward"] = out["forward_one"] * out["passes_per_iteration"]
-    out["total"] = out["derivatives"] + out["backward"] + out["forward"]
+    cases, out = {}, {}
+    for kind in MODELS:
+        dyn = _dynamics(kind)
+        sol = ilqr.solve(dyn, cost, x0, U0,
+                         ilqr.IlqrSettings(max_iterations=iterations, tol_rel_cost=0.0, tol_grad=0.0))
+        X, U = sol.X, sol.U
+        A, B = dyn.jacobians(X, U)
+        exp = cost.expand(X, U)
+        cases[kind] = {
+            "derivatives": lambda d=dyn, X=X, U=U: (d.jacobians(X, U), cost.expand(X, U)),
+            "backward": lambda A=A, B=B, e=exp, U=U, s=sol, d=dyn: ilqr.backward_pass(A, B, e, U, s.k, 0.0, d.u_min,
+                                                                                      d.u_max, "boxqp"),
+            "forward_one": lambda d=dyn, X=X, U=U, s=sol: cost.total(*ilqr.forward_pass(d, x0, X, U, s.K, s.k, 0.5,
+                                                                                         d.u_min, d.u_max)),
+        }
+        out[kind] = {"passes_per_iteration": sol.timings_s["forward_passes"] / sol.iterations,
+                     "solve_per_iteration": sol.solve_time_s / sol.iterations, "final_cost": sol.cost,
+                     "upright_at_end": bool(np.cos(X[-1, 1]) > 0.95)}
+    for _ in range(reps):
+        for kind in MODELS:
+            for phase, fn in cases[kind].items():
+                out[kind][phase] = min(out[kind].get(phase, np.inf), _time(fn))
+    for r in out.values():
+        r["forward"] = r["forward_one"] * r["passes_per_iteration"]
+        r["total"] = r["derivatives"] + r["backward"] + r["forward"]
     return out
 
 
-def mpc_replan(horizon: int, n: int = 150, repeats: int = 2) -> dict:
-    """Warm-started replan times [ms] of iLQR MPC (1 iteration) balancing the cart-pole in closed loop."""
+def mpc_replan(horizon: int, kind: str, n: int = 150, repeats: int = 2) -> dict:
+    """Warm-started replan times [ms] of iLQR MPC (1 iteration) balancing the exact frame_skip-2 cart-pole."""
     best = None
     for _ in range(repeats):
-        dyn = MujocoDynamics(_model(), frame_skip=2)
-        plant = MujocoDynamics(_model(), frame_skip=2)
+        dyn = _dynamics(kind)
+        plant = _dynamics("exact")
         cost = Cost.from_yaml(COST)
         planner = IlqrPlanner(dyn, cost, ilqr.IlqrSettings(max_iterations=1))
         mpc = MPCController(planner, MPCSettings(horizon=horizon, control_period_s=dyn.dt, replan_budget_s=1.0))
@@ -119,7 +134,7 @@ def mpc_replan(horizon: int, n: int = 150, repeats: int = 2) -> dict:
             x = plant.step(x, mpc.action(x, t))
         st = mpc.stats()
         st["upright_at_end"] = bool(np.cos(x[1]) > 0.99)
-        if best is None or st["solve_ms_p50"] < best["solve_ms_p50"]:
+        if best is None or st["solve_ms_p99"] < best["solve_ms_p99"]:
             best = st
     return best
 
@@ -127,49 +142,56 @@ def mpc_replan(horizon: int, n: int = 150, repeats: int = 2) -> dict:
 def run(quick: bool) -> dict:
     fd = fd_call_s(repeats=10 if quick else 60)
     T = 100
-    it = ilqr_iteration(T, iterations=8 if quick else 20, reps=5 if quick else 30)
-    mpc100 = mpc_replan(100, n=60 if quick else 150, repeats=1 if quick else 3)
-    mpc50 = mpc_replan(50, n=60 if quick else 150, repeats=1 if quick else 3)
-    return {"load": os.getloadavg()[0], "fd_us": fd * 1e6, "floor_ms": T * fd * 1e3, "iter": it, "mpc100": mpc100,
-            "mpc50": mpc50}
+    it = ilqr_iterations(T, iterations=8 if quick else 20, reps=5 if quick else 30)
+    mpc = {(h, kind): mpc_replan(h, kind, n=60 if quick else 150, repeats=1 if quick else 3)
+           for h in (100, 50) for kind in MODELS}
+    return {"load": os.getloadavg()[0], "fd_us": fd * 1e6, "floor_ms": T * fd * 1e3, "iter": it, "mpc": mpc}
 
 
 def report(r: dict) -> str:
-    it = r["iter"]
-    ratio = it["total"] * 1e3 / r["floor_ms"]
+    it, floor = r["iter"], r["floor_ms"]
+
+    def ms(kind, key):
+        return f"{it[kind][key] * 1e3:.2f} ms"
+
     lines = [
         "# Control benchmarks (cart-pole, MuJoCo)",
         "",
         "Command: `.venv/bin/python bench/bench_control.py` (pytest: `pytest -m bench bench/bench_control.py`).",
         f"Machine: {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, mujoco "
-        f"{mujoco.__version__}; one thread; the host ({os.cpu_count()} cores) is shared with other jobs: load average "
-        f"{r['load']:.1f} at the end of the run, numbers are best-of-N.",
+        f"{mujoco.__version__}, numpy {np.__version__}; one thread; the host ({os.cpu_count()} cores) is shared with "
+        f"other jobs: load average {r['load']:.1f} at the end of the run, numbers are best-of-N.",
         "",
-        "## iLQR iteration vs the finite-difference floor (horizon 100, frame_skip 2)",
+        "## iLQR iteration vs the finite-difference floor (swing-up, horizon 100, control period 0.02 s)",
         "",
-        "| quantity | time |",
-        "|---|---|",
-        f"| one `mjd_transitionFD` call | {r['fd_us']:.1f} us |",
-        f"| floor = 100 x one call | {r['floor_ms']:.2f} ms |",
-        f"| iLQR iteration total | {it['total'] * 1e3:.2f} ms (**{ratio:.1f}x floor**, target <= 2x) |",
-        f"| - derivatives (2 chained FD calls per step + cost expansion) | {it['derivatives'] * 1e3:.2f} ms |",
-        f"| - backward pass (Python loop over 100 steps) | {it['backward'] * 1e3:.2f} ms |",
-        f"| - forward passes (line search, closed loop; {it['passes_per_iteration']:.2f} per iteration) | "
-        f"{it['forward'] * 1e3:.2f} ms |",
-        f"| (plain wall time per iteration of the whole solve, for reference) | "
-        f"{it['solve_per_iteration'] * 1e3:.2f} ms |",
+        f"Floor = 100 x one `mjd_transitionFD` call ({r['fd_us']:.1f} us) = **{floor:.2f} ms**. `exact`: the env's "
+        "frame_skip 2 (two chained FD calls per control step); `coarse`: `MujocoDynamics(coarse=True)`, a planning "
+        "model with timestep 0.02 s (one FD call per step).",
         "",
-        "## Warm-started MPC replan (iLQR, 1 iteration per replan, balancing)",
+        "| quantity | exact | coarse |",
+        "|---|---|---|",
+        "| iLQR iteration total | " + " | ".join(
+            f"{it[k]['total'] * 1e3:.2f} ms (**{it[k]['total'] * 1e3 / floor:.1f}x floor**)" for k in MODELS) + " |",
+        "| - derivatives (FD Jacobians + cost expansion) | " + " | ".join(ms(k, "derivatives") for k in MODELS) + " |",
+        "| - backward pass | " + " | ".join(ms(k, "backward") for k in MODELS) + " |",
+        "| - forward passes (closed loop + cost) x trials per iteration | " + " | ".join(
+            f"{ms(k, 'forward')} ({it[k]['passes_per_iteration']:.2f})" for k in MODELS) + " |",
+        "| plain wall time per iteration of the whole 20-iteration solve | " + " | ".join(
+            ms(k, "solve_per_iteration") for k in MODELS) + " |",
+        "| swing-up solved (pole up at the horizon end), final cost | " + " | ".join(
+            f"{it[k]['upright_at_end']}, {it[k]['final_cost']:.1f}" for k in MODELS) + " |",
         "",
-        "| horizon | p50 | p99 | max | target |",
-        "|---|---|---|---|---|",
+        "Target: iteration <= 2x floor.",
+        "",
+        "## Warm-started MPC replan (iLQR, 1 iteration per replan, balancing the exact frame_skip-2 plant)",
+        "",
+        "| horizon | planning model | p50 | p99 | max | pole up at the end | target |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for key, T in (("mpc100", 100), ("mpc50", 50)):
-        s = r[key]
-        lines.append(f"| {T} ({T * 0.02:.1f} s) | {s['solve_ms_p50']:.2f} ms | {s['solve_ms_p99']:.2f} ms | "
-                     f"{s['solve_ms_max']:.2f} ms | <= 10 ms |")
-    lines += ["", "Derivatives alone are 2x the literal floor because frame_skip 2 chains two `mjd_transitionFD` calls "
-              "per control step; the backward pass and the line search are Python loops over the horizon.", ""]
+    for (T, kind), s in r["mpc"].items():
+        lines.append(f"| {T} ({T * 0.02:.1f} s) | {kind} | {s['solve_ms_p50']:.2f} ms | {s['solve_ms_p99']:.2f} ms | "
+                     f"{s['solve_ms_max']:.2f} ms | {s['upright_at_end']} | p99 <= 10 ms |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -177,11 +199,11 @@ def report(r: dict) -> str:
 def test_bench_control():
     r = run(quick=True)
     print(report(r))
-    assert r["fd_us"] > 0 and r["iter"]["total"] > 0
-    assert r["mpc100"]["upright_at_end"] and r["mpc50"]["upright_at_end"]
+    assert r["fd_us"] > 0 and all(r["iter"][k]["total"] > 0 for k in MODELS)
+    assert all(s["upright_at_end"] for s in r["mpc"].values())
     # regression guards far above the measured numbers (shared machine): catch an accidental O(T^2) or a sleep
-    assert r["iter"]["total"] * 1e3 < 20 * r["floor_ms"]
-    assert r["mpc50"]["solve_ms_p50"] < 50.0
+    assert r["iter"]["exact"]["total"] * 1e3 < 20 * r["floor_ms"]
+    assert r["mpc"][(50, "exact")]["solve_ms_p50"] < 50.0
 
 
 if __name__ == "__main__":

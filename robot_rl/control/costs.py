@@ -117,13 +117,16 @@ class CostExpansion:
     lux: np.ndarray
 
 
-def _residual(t: CostTermConfig, z: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Residual ``r [..., m]`` and Jacobian ``J [..., m, dim]`` of term ``t`` at ``z [..., dim]``."""
+def _residual(t: CostTermConfig, z: np.ndarray, dim: int,
+              jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Residual ``r [..., m]`` of term ``t`` at ``z [..., dim]`` and its Jacobian ``J [..., m, dim]`` (or None)."""
     lead = z.shape[:-1]
     if t.kind in ("state", "control"):
         idx = list(t.indices) if t.indices else list(range(dim))
         target = np.asarray(t.target, float) if t.target else 0.0
         r = z[..., idx] - target
+        if not jacobian:
+            return r, None
         S = np.zeros((len(idx), dim))
         S[np.arange(len(idx)), idx] = 1.0
         return r, np.broadcast_to(S, (*lead, *S.shape))
@@ -133,6 +136,8 @@ def _residual(t: CostTermConfig, z: np.ndarray, dim: int) -> tuple[np.ndarray, n
         q = z[..., i]
         c, s = np.cos(q), np.sin(q)
         r = np.stack([c - np.cos(q0), s - np.sin(q0)], axis=-1)
+        if not jacobian:
+            return r, None
         J = np.zeros((*lead, 2, dim))
         J[..., 0, i], J[..., 1, i] = -s, c
         return r, J
@@ -142,12 +147,48 @@ def _residual(t: CostTermConfig, z: np.ndarray, dim: int) -> tuple[np.ndarray, n
     cx, sy = lengths * np.cos(phi), lengths * np.sin(phi)
     target = np.asarray(t.target, float) if t.target else np.zeros(2)
     r = np.stack([cx.sum(-1), sy.sum(-1)], axis=-1) - target
+    if not jacobian:
+        return r, None
     # d p / d q_j = sum_{k >= j} l_k [-sin phi_k, cos phi_k]: reverse cumulative sums
     dpx = -np.flip(np.cumsum(np.flip(sy, -1), -1), -1)
     dpy = np.flip(np.cumsum(np.flip(cx, -1), -1), -1)
     J = np.zeros((*lead, 2, dim))
     J[..., 0, list(t.indices)], J[..., 1, list(t.indices)] = dpx, dpy
     return r, J
+
+
+class _Stacked:
+    """The ``state``, ``angle`` and ``control`` terms of a cost merged into one residual per kind, for evaluation in a
+    few array ops. Their Gauss-Newton Hessians are constant (``S'S`` for a selection ``S``; ``J'J = 1`` for an angle,
+    whose residual gradient is ``[-sin q, cos q]``), so ``lxx`` / ``luu`` are precomputed diagonals.
+    """
+
+    def __init__(self, terms: list[CostTermConfig], dim: int, kind: str):
+        idx, target, w_run, w_term = [], [], [], []
+        for t in terms:
+            i = list(t.indices) if t.indices else list(range(dim))
+            idx += i
+            target += list(t.target) if t.target else [0.0] * len(i)
+            w_run += [t.weight] * len(i)
+            w_term += [t.terminal_weight] * len(i)
+        self.idx, self.target = np.asarray(idx, int), np.asarray(target, float)
+        self.w_run, self.w_term = np.asarray(w_run, float), np.asarray(w_term, float)
+        self.select = np.zeros((len(idx), dim))  # [m, dim]: gradient = (weighted residual) @ select
+        self.select[np.arange(len(idx)), idx] = 1.0
+        self.hess_run = np.diag(self.w_run @ self.select)  # [dim, dim]
+        self.hess_term = np.diag(self.w_term @ self.select)
+        self.kind = kind
+        self.empty = not idx
+
+    def half_sq(self, z: np.ndarray) -> np.ndarray:
+        """Per-element cost without weight ``[..., m]``: ``1/2 r^2`` (state, control) or ``1 - cos(q - target)``."""
+        d = z[..., self.idx] - self.target
+        return 1.0 - np.cos(d) if self.kind == "angle" else 0.5 * d * d
+
+    def grad(self, z: np.ndarray) -> np.ndarray:
+        """Unweighted ``J' r`` per element ``[..., m]`` (``sin(q - target)`` for angles)."""
+        d = z[..., self.idx] - self.target
+        return np.sin(d) if self.kind == "angle" else d
 
 
 class Cost:
@@ -158,6 +199,10 @@ class Cost:
         self.nx, self.nu = config.nx, config.nu
         self.state_terms = [t for t in config.terms if t.kind != "control"]
         self.control_terms = [t for t in config.terms if t.kind == "control"]
+        self._reach_terms = [t for t in config.terms if t.kind == "planar_reach"]
+        self._stacks_x = [s for s in (_Stacked([t for t in config.terms if t.kind == k], self.nx, k)
+                                      for k in ("state", "angle")) if not s.empty]
+        self._stack_u = _Stacked(self.control_terms, self.nu, "control")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides=()) -> Cost:
@@ -184,18 +229,29 @@ class Cost:
         out = {}
         with np.errstate(invalid="ignore", over="ignore"):
             for t in self.state_terms:
-                r, _ = _residual(t, X, self.nx)
+                r, _ = _residual(t, X, self.nx, jacobian=False)
                 sq = 0.5 * np.sum(r * r, axis=-1)  # [..., T+1]
                 out[t.name] = t.weight * sq[..., :-1].sum(-1) + t.terminal_weight * sq[..., -1]
             for t in self.control_terms:
-                r, _ = _residual(t, U, self.nu)
+                r, _ = _residual(t, U, self.nu, jacobian=False)
                 out[t.name] = t.weight * 0.5 * np.sum(r * r, axis=(-1, -2))
         return out
 
     def total(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
         """Total cost ``[...]``; ``inf`` where the trajectory is non-finite (diverged)."""
         X, U = np.asarray(X, float), np.asarray(U, float)
-        c = sum(self.terms(X, U).values())
+        self._check(X, U)
+        with np.errstate(invalid="ignore", over="ignore"):
+            c = 0.0
+            for st in self._stacks_x:
+                e = st.half_sq(X)  # [..., T+1, m]
+                c = c + e[..., :-1, :].sum(-2) @ st.w_run + e[..., -1, :] @ st.w_term
+            if not self._stack_u.empty:
+                c = c + self._stack_u.half_sq(U).sum(-2) @ self._stack_u.w_run
+            for t in self._reach_terms:
+                r, _ = _residual(t, X, self.nx, jacobian=False)
+                sq = 0.5 * np.sum(r * r, axis=-1)
+                c = c + t.weight * sq[..., :-1].sum(-1) + t.terminal_weight * sq[..., -1]
         finite = np.all(np.isfinite(X), axis=(-1, -2)) & np.isfinite(c)
         return np.where(finite, c, np.inf)
 
@@ -205,20 +261,32 @@ class Cost:
         self._check(X, U)
         T = len(U)
         c = np.zeros(T + 1)
-        lx, lxx = np.zeros((T + 1, self.nx)), np.zeros((T + 1, self.nx, self.nx))
-        lu, luu = np.zeros((T, self.nu)), np.zeros((T, self.nu, self.nu))
-        for t in self.state_terms:
+        lx = np.zeros((T + 1, self.nx))
+        lxx = np.empty((T + 1, self.nx, self.nx))
+        lxx[:-1] = sum((st.hess_run for st in self._stacks_x), np.zeros((self.nx, self.nx)))
+        lxx[-1] = sum((st.hess_term for st in self._stacks_x), np.zeros((self.nx, self.nx)))
+        for st in self._stacks_x:
+            g = st.grad(X)  # [T+1, m]
+            g[:-1] *= st.w_run
+            g[-1] *= st.w_term
+            lx += g @ st.select
+            e = st.half_sq(X)
+            c[:-1] += e[:-1] @ st.w_run
+            c[-1] += e[-1] @ st.w_term
+        for t in self._reach_terms:
             r, J = _residual(t, X, self.nx)
             w = np.full(T + 1, t.weight)
             w[-1] = t.terminal_weight
             c += w * 0.5 * np.sum(r * r, -1)
             lx += w[:, None] * np.einsum("tmi,tm->ti", J, r)
             lxx += w[:, None, None] * np.einsum("tmi,tmj->tij", J, J)
-        for t in self.control_terms:
-            r, J = _residual(t, U, self.nu)
-            c[:-1] += t.weight * 0.5 * np.sum(r * r, -1)
-            lu += t.weight * np.einsum("tmi,tm->ti", J, r)
-            luu += t.weight * np.einsum("tmi,tmj->tij", J, J)
+        su = self._stack_u
+        if su.empty:
+            lu, luu = np.zeros((T, self.nu)), np.zeros((T, self.nu, self.nu))
+        else:
+            lu = (su.grad(U) * su.w_run) @ su.select
+            c[:-1] += su.half_sq(U) @ su.w_run
+            luu = np.broadcast_to(su.hess_run, (T, self.nu, self.nu)).copy()
         return CostExpansion(c=c, lx=lx, lu=lu, lxx=lxx, luu=luu, lux=np.zeros((T, self.nu, self.nx)))
 
 

@@ -17,6 +17,7 @@ Implementations: :class:`MujocoDynamics` (``mujoco.rollout`` + ``mjd_transitionF
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import mujoco
@@ -156,6 +157,22 @@ class LearnedDynamics(CallableDynamics):
 # --------------------------------------------------------------------------- MuJoCo
 
 
+def coarse_model(model: mujoco.MjModel, frame_skip: int) -> mujoco.MjModel:
+    """A copy of ``model`` whose timestep is ``frame_skip x`` the original's: one physics step per control period.
+
+    A planning model in the MuJoCo MPC style (MJPC plans on its own, coarser timestep): a control period then costs
+    one ``mj_step`` and one ``mjd_transitionFD`` call instead of ``frame_skip`` chained ones, at the price of a
+    different discretization than the plant's. MuJoCo keeps soft constraints stable by clamping their time
+    constants to at least 2 timesteps, so limits / contacts stiffer than that become softer in the copy. The
+    original ``model`` is not modified.
+    """
+    if frame_skip < 1:
+        raise ValueError(f"coarse_model: frame_skip must be >= 1, got {frame_skip}")
+    m = copy.deepcopy(model)
+    m.opt.timestep = model.opt.timestep * frame_skip
+    return m
+
+
 class MujocoDynamics:
     """MuJoCo model as planner dynamics: ``x = [qpos, qvel, act]``, one control period = ``frame_skip`` mj_steps.
 
@@ -171,31 +188,42 @@ class MujocoDynamics:
             :func:`robot_rl.control.randomize.perturbed_models`); default ``[model]``. All share model sizes.
         nthread: threads for ``mujoco.rollout`` (0 = calling thread).
         fd_eps: finite-difference step for ``mjd_transitionFD``.
+        coarse: plan on :func:`coarse_model` copies (timestep ``frame_skip x`` the model's, one physics step per
+            control period: about ``frame_skip x`` cheaper derivatives and rollouts). ``dt`` is unchanged; then
+            ``self.model`` / ``scenario_models`` are the coarse copies and ``self.frame_skip`` is 1. Default False:
+            the exact ``frame_skip`` substeps of the simulator.
 
     """
 
     def __init__(self, model: mujoco.MjModel, frame_skip: int = 1, *,
                  scenario_models: Sequence[mujoco.MjModel] | None = None, nthread: int = 0, fd_eps: float = 1e-6,
-                 max_abs_state: float = DEFAULT_MAX_ABS_STATE):
+                 max_abs_state: float = DEFAULT_MAX_ABS_STATE, coarse: bool = False):
         if model.nq != model.nv:
             raise ValueError(f"MujocoDynamics: needs nq == nv (no free/ball joints), got nq={model.nq} nv={model.nv}")
         if model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:
             raise ValueError("MujocoDynamics: the RK4 integrator is not supported (use Euler or implicitfast)")
         if frame_skip < 1:
             raise ValueError(f"MujocoDynamics: frame_skip must be >= 1, got {frame_skip}")
+        self.coarse = bool(coarse)
+        self.dt = float(model.opt.timestep) * int(frame_skip)
+        self._coarsen = int(frame_skip) if self.coarse else 1
+        if self.coarse:
+            model, frame_skip = coarse_model(model, frame_skip), 1
         self.model = model
         self.data = mujoco.MjData(model)
         self.frame_skip = int(frame_skip)
         self.nq, self.nv, self.na = model.nq, model.nv, model.na
         self.nx, self.nu = 2 * model.nv + model.na, model.nu
-        self.dt = float(model.opt.timestep) * self.frame_skip
         lo, hi = model.actuator_ctrlrange[:, 0].copy(), model.actuator_ctrlrange[:, 1].copy()
         unlimited = ~model.actuator_ctrllimited.astype(bool)
         lo[unlimited], hi[unlimited] = -np.inf, np.inf
         self.u_min, self.u_max = lo, hi
         self.fd_eps = fd_eps
         self.max_abs_state = max_abs_state
-        self.set_scenarios(scenario_models if scenario_models is not None else [model])
+        if scenario_models is None:
+            self.scenario_models, self.n_scenarios = [model], 1
+        else:
+            self.set_scenarios(scenario_models)
         self._pool = mj_rollout.Rollout(nthread=nthread)
         self._nthread = max(1, nthread)
         self._datas = [mujoco.MjData(model) for _ in range(self._nthread)]
@@ -204,13 +232,18 @@ class MujocoDynamics:
         # full-physics state layout: [time, qpos, qvel, act, ...] (mjtState bit order)
         self._x_slice = slice(1, 1 + self.nx)
         self._xspec = int(mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_ACT)
+        self._tspec = int(mujoco.mjtState.mjSTATE_TIME) | self._xspec  # [time, x]
 
     def set_scenarios(self, models: Sequence[mujoco.MjModel]) -> None:
-        """Replace the models scored by ``rollout`` (same sizes as the nominal model)."""
+        """Replace the models scored by ``rollout``: same sizes and timestep as the model given to the constructor
+        (with ``coarse``, each is replaced by its :func:`coarse_model` copy).
+        """
         models = list(models)
         for i, m in enumerate(models):
             if (m.nq, m.nv, m.na, m.nu) != (self.model.nq, self.model.nv, self.model.na, self.model.nu):
                 raise ValueError(f"MujocoDynamics: scenario model {i} has different sizes than the nominal model")
+        if self._coarsen > 1:
+            models = [coarse_model(m, self._coarsen) for m in models]
         self.scenario_models = models
         self.n_scenarios = len(models)
 
@@ -245,35 +278,64 @@ class MujocoDynamics:
         return out
 
     def closed_loop(self, x0, X, U, K, k, alpha) -> tuple[np.ndarray, np.ndarray]:
-        """ILQR forward pass ``u_t = clip(U_t + alpha k_t + K_t (x_t - X_t))`` stepping one MjData in place (no state
-        copies per step). Returns ``(Xn [T+1, nx], Un [T, nu])``; NaN from a diverged step on.
+        """ILQR forward pass ``u_t = clip(U_t + alpha k_t + K_t (x_t - X_t))`` stepping one MjData in place.
+
+        ``x0 [nx]``, ``X [T+1, nx]``, ``U [T, nu]``, ``K [T, nu, nx]``, ``k [T, nu]``. Returns
+        ``(Xn [T+1, nx], Un [T, nu])``; NaN from a diverged step on. The affine part ``U + alpha k - K X`` is one
+        array op over the horizon, so a step costs one small product plus the physics; divergence is detected after
+        the loop: a MuJoCo reset (bad qpos / qvel / qacc) restarts the data's clock, a bad control (non-finite or
+        above ``mjMAXVAL``) is zeroed by MuJoCo, a state is non-finite or above ``max_abs_state``.
         """
-        m, d, spec, fs = self.model, self.data, self._xspec, self.frame_skip
+        m, d, fs, nx, nu = self.model, self.data, self.frame_skip, self.nx, self.nu
         T = len(U)
-        Xn = np.full((T + 1, self.nx), np.nan)
-        Un = np.array(U, float)
-        Xn[0] = x0
+        K = np.asarray(K, float)
+        c = U + alpha * k - np.einsum("tij,tj->ti", K, X[:T])  # u_t = c_t + K_t x_t before clipping
+        S = np.empty((T + 1, 1 + nx))  # [time, x] after each control step
+        S[0, 0], S[0, 1:] = 0.0, x0
+        Un = np.empty((T, nu))
         d.time = 0.0
-        mujoco.mj_setState(m, d, np.asarray(x0, float), spec)
+        mujoco.mj_setState(m, d, S[0, 1:].copy(), self._xspec)
         w = d.warning
         before = sum(w[i].number for i in _DIVERGENCE_WARNINGS)
-        lo, hi, x = self.u_min, self.u_max, Xn[0]
-        for t in range(T):
-            u = np.minimum(np.maximum(U[t] + alpha * k[t] + K[t] @ (x - X[t]), lo), hi)
-            Un[t] = u
-            d.ctrl[:] = u
-            for _ in range(fs):
-                mujoco.mj_step(m, d)
-            x = Xn[t + 1]
-            mujoco.mj_getState(m, d, x, spec)
-            if not np.isfinite(x).all() or sum(w[i].number for i in _DIVERGENCE_WARNINGS) != before:
-                Xn[t + 1:] = np.nan
-                break
-        return Xn, Un
+        ctrl, step, get, spec = d.ctrl, mujoco.mj_step, mujoco.mj_getState, self._tspec
+        lo, hi = self.u_min, self.u_max
+        if nu == 1:  # scalar clip in Python floats (cheaper than two array ops on one element)
+            cl, Kl, l0, h0 = c[:, 0].tolist(), K[:, 0], float(lo[0]), float(hi[0])
+            for t in range(T):
+                u = Kl[t] @ S[t, 1:] + cl[t]
+                u = h0 if u > h0 else (l0 if u < l0 else u)  # NaN passes through: caught after the loop
+                Un[t, 0] = ctrl[0] = u
+                for _ in range(fs):
+                    step(m, d)
+                get(m, d, S[t + 1], spec)
+        else:
+            for t in range(T):
+                u = Un[t]
+                np.matmul(K[t], S[t, 1:], out=u)
+                u += c[t]
+                np.clip(u, lo, hi, out=u)
+                ctrl[:] = u
+                for _ in range(fs):
+                    step(m, d)
+                get(m, d, S[t + 1], spec)
+        Xn = S[:, 1:]
+        bad = np.zeros(T + 1, bool)
+        steps = np.arange(1, T + 1) * fs
+        bad[1:] = np.abs(S[1:, 0] - steps * m.opt.timestep) > 0.5 * m.opt.timestep  # data was reset
+        u_bad = ~np.all(np.isfinite(Un) & (np.abs(Un) <= mujoco.mjMAXVAL), axis=1)
+        bad[1:] |= u_bad
+        if not bad.any() and sum(w[i].number for i in _DIVERGENCE_WARNINGS) != before:
+            bad[1:] = True  # a divergence warning the checks above cannot place: distrust the whole rollout
+        if bad.any():
+            first = int(np.argmax(bad))
+            Xn = Xn.copy()
+            Xn[first:] = np.nan
+            return mark_diverged(Xn, self.max_abs_state), Un
+        return mark_diverged(np.ascontiguousarray(Xn), self.max_abs_state), Un
 
     def jacobians(self, X: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Linearize along ``X [T+1, nx]``, ``U [T, nu]`` with ``mjd_transitionFD`` (forward differences),
-        chained over ``frame_skip`` substeps with the control held.
+        chained over ``frame_skip`` substeps with the control held. Returns ``A [T, nx, nx]``, ``B [T, nx, nu]``.
         """
         m, d = self.model, self.data
         T = len(U)
@@ -282,13 +344,15 @@ class MujocoDynamics:
         # substep Jacobians [fs, T, ...]; chained afterwards in batched matmuls (x2 = f(f(x, u), u): control held)
         As = np.empty((fs, T, self.nx, self.nx))
         Bs = np.empty((fs, T, self.nx, self.nu))
+        ctrl, fd, setstate, step = d.ctrl, mujoco.mjd_transitionFD, mujoco.mj_setState, mujoco.mj_step
+        X = np.ascontiguousarray(X, float)
         for t in range(T):
-            mujoco.mj_setState(m, d, X[t], spec)
-            d.ctrl[:] = U[t]
-            mujoco.mjd_transitionFD(m, d, eps, False, As[0, t], Bs[0, t], None, None)
+            setstate(m, d, X[t], spec)
+            ctrl[:] = U[t]
+            fd(m, d, eps, False, As[0, t], Bs[0, t], None, None)
             for j in range(1, fs):
-                mujoco.mj_step(m, d)
-                mujoco.mjd_transitionFD(m, d, eps, False, As[j, t], Bs[j, t], None, None)
+                step(m, d)
+                fd(m, d, eps, False, As[j, t], Bs[j, t], None, None)
         A, B = As[0], Bs[0]
         for j in range(1, fs):
             B = As[j] @ B + Bs[j]

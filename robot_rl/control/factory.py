@@ -5,7 +5,7 @@
     ctl.controller.set_state(x, t_s); u = ctl.controller.action(x, t_s)   # u: profile command order, robot units
 
 The planner model is the robot profile's MJCF (``hardware/<robot>.yaml``); one control period is
-``round(profile.control_period_s / timestep)`` physics steps.
+``round(profile.control_period_s / timestep)`` physics steps (or one step of a coarse copy, ``coarse_model``).
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ class MpcConfig:
     """Seed of the sampling noise and the scenario models."""
     nthread: int = 0
     """Threads for ``mujoco.rollout`` (0 = the planner thread itself)."""
+    coarse_model: bool = False
+    """Plan on a copy of the MJCF with timestep = control period (one physics step and one finite-difference
+    Jacobian per control period, ~frame_skip x cheaper; MJPC style) instead of the exact frame_skip substeps."""
 
     def __post_init__(self):
         if self.scenarios < 1 or self.warmup_iterations < 0 or self.nthread < 0:
@@ -113,7 +116,8 @@ def build_mpc(config: MpcConfig) -> MpcRuntime:
     rng = np.random.default_rng(config.seed)
     scenarios = (perturbed_models(model, config.scenarios, rng, config.randomization) if config.scenarios > 1
                  else None)
-    dyn = MujocoDynamics(model, frame_skip, scenario_models=scenarios, nthread=config.nthread)
+    dyn = MujocoDynamics(model, frame_skip, scenario_models=scenarios, nthread=config.nthread,
+                         coarse=config.coarse_model)
     cost = Cost.from_yaml(find_asset(config.cost))
     if (cost.nx, cost.nu) != (dyn.nx, dyn.nu):
         raise ValueError(f"cost {config.cost!r} expects nx={cost.nx}, nu={cost.nu}; robot {profile.name!r} model "

@@ -154,43 +154,66 @@ def box_qp(H: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: np.
 
 
 def _backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed: bool):
-    """``backward_pass`` for one actuator: the Q blocks of ``[x; u]`` in one product per step and the value update
-    in rank-1 form (same math, ~2x fewer small-array ops, which dominate at this size).
+    """``backward_pass`` for one actuator in augmented form: three small matrix products per step.
+
+    With ``z = [dx, 1, du]`` (size ``nx + 2``) and the value ``V(dx) = 1/2 [dx; 1]' V [dx; 1]`` (``V [nx+1, nx+1]``
+    holds ``Vxx`` and, in its last column, ``Vx``), the Q function is ``1/2 z' Z z`` with
+    ``Z = G_t' V G_t + H_t``: ``G_t = [[A_t, 0, B_t], [0, 1, 0]]`` maps ``z`` to ``[dx'; 1]``, ``H_t`` holds the
+    cost expansion; both terms come from ONE product ``[G_t' | I] [V G_t; H_t]``. The last row of ``Z`` is
+    ``[Q_ux, Q_u, Q_uu]``: ``k = -Q_u / h``, ``K = -Q_ux / h`` with ``h = Q_uu + mu``. The value update of Tassa 2012
+    (eq. 11) is ``V = Z[:nx+1] M`` with ``M = [I; -s w]``, ``w = Z[-1, :nx+1]``, ``s = (2 - Q_uu / h) / h`` (the
+    Schur complement ``1 / Q_uu`` when ``mu = 0``); a clamped control (``K = 0``, Tassa 2014) substitutes ``du = k``:
+    ``M = [I; k e]`` with ``e`` the unit vector of the constant. ``V``'s last ROW is never used (only ``Vxx`` and
+    the last column feed the next step), so it is left unsymmetrized. Gains and the expected improvement are
+    formed after the loop, over the whole horizon at once.
     """
     T, nx, _ = B.shape
-    F = np.concatenate([A, B], axis=2)  # [T, nx, nx+1]
-    H = np.zeros((T, nx + 1, nx + 1))  # cost Hessian blocks [[lxx, lux'], [lux, luu]]
-    H[:, :nx, :nx], H[:, nx:, :nx], H[:, :nx, nx:], H[:, nx:, nx:] = (
-        exp.lxx[:-1], exp.lux, exp.lux.transpose(0, 2, 1), exp.luu)
-    g = np.concatenate([exp.lx[:-1], exp.lu], axis=1)  # [T, nx+1]
-    lo, hi = (u_min - U)[:, 0], (u_max - U)[:, 0]
-    K = np.zeros((T, 1, nx))
-    k = np.zeros((T, 1))
-    Vx, Vxx = exp.lx[-1].copy(), exp.lxx[-1].copy()
-    dV1 = dV2 = 0.0
+    n1, nz = nx + 1, nx + 2
+    G = np.zeros((T, n1, nz))
+    G[:, :nx, :nx], G[:, :nx, nz - 1], G[:, nx, nx] = A, B[:, :, 0], 1.0
+    GI = np.zeros((T, nz, n1 + nz))  # [G_t' | I]
+    GI[:, :, :n1] = G.transpose(0, 2, 1)
+    GI[:, :, n1:] = np.eye(nz)
+    P = np.zeros((T, n1 + nz, nz))  # [V G_t; H_t]; the top block is written in the loop
+    H = P[:, n1:]
+    lx, lux, lu = exp.lx[:-1], exp.lux[:, 0], exp.lu[:, 0]
+    H[:, :nx, :nx] = exp.lxx[:-1]
+    H[:, :nx, nx], H[:, nx, :nx] = lx, lx
+    H[:, :nx, nz - 1], H[:, nz - 1, :nx] = lux, lux
+    H[:, nx, nz - 1] = H[:, nz - 1, nx] = lu
+    H[:, nz - 1, nz - 1] = exp.luu[:, 0, 0]
+    lo, hi = ((u_min - U)[:, 0].tolist(), (u_max - U)[:, 0].tolist()) if boxed else (None, None)
+    V = np.zeros((n1, n1))
+    V[:nx, :nx], V[:nx, nx], V[nx, :nx] = exp.lxx[-1], exp.lx[-1], exp.lx[-1]
+    Z = np.empty((T, nz, nz))
+    M = np.zeros((nz, n1))
+    M[:n1] = np.eye(n1)
+    Mlast = M[nz - 1]
+    kk, hh = np.empty(T), np.empty(T)
+    clamped = np.zeros(T, bool)
+    dot, multiply = np.dot, np.multiply
     for t in range(T - 1, -1, -1):
-        Ft = F[t]
-        Q = H[t] + Ft.T @ (Vxx @ Ft)
-        q = g[t] + Vx @ Ft
-        quu, qu = float(Q[nx, nx]), float(q[nx])
-        Qux = Q[nx, :nx]
+        Pt, Zt = P[t], Z[t]
+        dot(V, G[t], out=Pt[:n1])
+        dot(GI[t], Pt, out=Zt)
+        qu, quu = Zt[nz - 1, nx:].tolist()
         h = quu + mu
         if not h > 0:
             return None
         kt = -qu / h
-        if boxed and not lo[t] < kt < hi[t]:
+        if boxed and not lo[t] < kt < hi[t]:  # clamped control: no feedback (Tassa 2014), du = k
             kt = min(max(kt, lo[t]), hi[t])
-            Kt = np.zeros(nx)  # clamped control: no feedback (Tassa 2014)
+            clamped[t] = True
+            Mlast.fill(0.0)
+            Mlast[nx] = kt
         else:
-            Kt = Qux * (-1.0 / h)
-        k[t, 0], K[t, 0] = kt, Kt
-        dV1 += kt * qu
-        dV2 += 0.5 * kt * kt * quu
-        # Vx = Qx + K'(Quu k + Qu) + Qux' k ; Vxx = Qxx + K'Quu K + K'Qux + Qux'K  (Tassa 2012, eq. 11)
-        Vx = q[:nx] + Kt * (quu * kt + qu) + Qux * kt
-        Vxx = Q[:nx, :nx] + np.outer(Kt, quu * Kt + Qux) + np.outer(Qux, Kt)
-        Vxx = 0.5 * (Vxx + Vxx.T)
-    return K, k, np.array([dV1, dV2])
+            multiply(Zt[nz - 1, :n1], (quu / h - 2.0) / h, out=Mlast)
+        dot(Zt[:n1], M, out=V)
+        kk[t], hh[t] = kt, h
+    W = Z[:, nz - 1]  # [T, nx+2] rows [Q_ux, Q_u, Q_uu]
+    K = np.where(clamped[:, None], 0.0, W[:, :nx] * (-1.0 / hh)[:, None])[:, None, :]
+    dV = np.array([kk @ W[:, nx], 0.5 * (kk * kk) @ W[:, nz - 1]])
+    return K, kk[:, None], dV
 
 
 def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str):

@@ -137,3 +137,94 @@ def test_mujoco_dynamics_refuses_rk4():
     m.opt.integrator = mujoco.mjtIntegrator.mjINT_RK4
     with pytest.raises(ValueError, match="RK4"):
         MujocoDynamics(m)
+
+
+def test_expand_and_total_equal_the_residual_jacobian_reference():
+    # the stacked fast path (state / angle / control terms merged) against J'r and J'J from each term's residual
+    from robot_rl.control.costs import _residual
+
+    cost = all_kinds_cost()
+    rng = np.random.default_rng(4)
+    T = 6
+    X, U = rng.standard_normal((T + 1, 4)), rng.standard_normal((T, 2))
+    e = cost.expand(X, U)
+    lx, lxx, c = np.zeros((T + 1, 4)), np.zeros((T + 1, 4, 4)), np.zeros(T + 1)
+    for t in cost.state_terms:
+        r, J = _residual(t, X, 4)
+        w = np.r_[np.full(T, t.weight), t.terminal_weight]
+        c += w * 0.5 * np.sum(r * r, -1)
+        lx += w[:, None] * np.einsum("tmi,tm->ti", J, r)
+        lxx += w[:, None, None] * np.einsum("tmi,tmj->tij", J, J)
+    (ctl,) = cost.control_terms
+    r, J = _residual(ctl, U, 2)
+    c[:-1] += ctl.weight * 0.5 * np.sum(r * r, -1)
+    np.testing.assert_allclose(e.lx, lx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e.lxx, lxx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e.c, c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e.lu, ctl.weight * np.einsum("tmi,tm->ti", J, r), rtol=1e-12, atol=1e-12)
+    # batched total over leading dims (sampling planners: X [M, N, T+1, nx], U [1, N, T, nu]) = sum of the terms
+    Xb, Ub = rng.standard_normal((3, 5, T + 1, 4)), rng.standard_normal((1, 5, T, 2))
+    Xb[1, 2, 4, 0] = np.nan
+    tot = cost.total(Xb, Ub)
+    ref = sum(cost.terms(Xb, Ub).values())
+    assert tot.shape == (3, 5) and tot[1, 2] == np.inf
+    ok = np.isfinite(ref)
+    np.testing.assert_allclose(tot[ok], ref[ok], rtol=1e-12)
+
+
+def test_coarse_planning_model_has_one_physics_step_per_control_period():
+    m = cartpole_model()
+    exact = MujocoDynamics(m, frame_skip=2)
+    models = perturbed_models(m, 2, np.random.default_rng(0))
+    coarse = MujocoDynamics(m, frame_skip=2, coarse=True, scenario_models=models)
+    assert coarse.dt == exact.dt == 0.02 and coarse.frame_skip == 1
+    assert coarse.model.opt.timestep == 0.02 and m.opt.timestep == 0.01  # the given model is not modified
+    assert [s.opt.timestep for s in coarse.scenario_models] == [0.02, 0.02] and models[1].opt.timestep == 0.01
+    x, u = np.array([0.1, 2.5, 0.3, -1.0]), np.array([3.0])
+    d = mujoco.MjData(coarse.model)
+    d.qpos[:], d.qvel[:], d.ctrl[:] = x[:2], x[2:], u
+    mujoco.mj_step(coarse.model, d)
+    np.testing.assert_allclose(coarse.step(x, u), np.r_[d.qpos, d.qvel], atol=1e-12)
+    X0 = np.stack([x, x])
+    np.testing.assert_allclose(coarse.rollout(x, u[None, None])[0, 0, 1], coarse.step(x, u), atol=1e-12)
+    # a different discretization of the same dynamics: close to, but not equal to, the exact substeps
+    A, B = coarse.jacobians(X0, u[None])
+    Ae, Be = exact.jacobians(X0, u[None])
+    assert 1e-6 < np.abs(A - Ae).max() < 0.05 and np.abs(B - Be).max() < 0.01
+    np.testing.assert_allclose(coarse.step(x, u), exact.step(x, u), atol=0.02)
+
+
+@pytest.mark.parametrize("asset,frame_skip", [("sim/cartpole/cartpole.xml", 2), ("sim/reacher/reacher.xml", 2)])
+def test_closed_loop_forward_pass_equals_stepping_the_policy(asset, frame_skip):
+    # the in-place forward pass (nu = 1 scalar path for the cart-pole, array path for the 2-motor reacher)
+    m = mujoco.MjModel.from_xml_path(str(find_asset(asset)))
+    dyn = MujocoDynamics(m, frame_skip=frame_skip)
+    rng = np.random.default_rng(0)
+    T, nx, nu = 15, dyn.nx, dyn.nu
+    x0 = 0.3 * rng.standard_normal(nx)
+    X = 0.3 * rng.standard_normal((T + 1, nx))
+    U = dyn.u_max * rng.uniform(-1.5, 1.5, (T, nu))
+    K, k = dyn.u_max[:, None] * rng.standard_normal((T, nu, nx)), dyn.u_max * rng.standard_normal((T, nu))
+    Xn, Un = dyn.closed_loop(x0, X, U, K, k, 0.5)
+    x = x0
+    for t in range(T):
+        u = np.clip(U[t] + 0.5 * k[t] + K[t] @ (x - X[t]), dyn.u_min, dyn.u_max)
+        np.testing.assert_allclose(Un[t], u, atol=1e-12)
+        x = dyn.step(x, u)
+        np.testing.assert_allclose(Xn[t + 1], x, atol=1e-12)
+    assert np.any(np.abs(Un) == dyn.u_max)  # the clip was exercised
+
+
+def test_closed_loop_forward_pass_marks_divergence():
+    m = cartpole_model()
+    m.actuator_ctrllimited[:] = 0  # an absurd force gets through: MuJoCo warns (bad control / acceleration)
+    dyn = MujocoDynamics(m, frame_skip=2)
+    cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
+    T = 10
+    X, U = np.zeros((T + 1, 4)), np.zeros((T, 1))
+    K, k = np.zeros((T, 1, 4)), np.zeros((T, 1))
+    for bad in (1e300, 1e9):  # 1e300: MuJoCo zeroes the control; 1e9 N: the state blows up
+        k[4] = bad
+        Xn, Un = dyn.closed_loop(np.zeros(4), X, U, K, k, 1.0)
+        assert np.all(np.isfinite(Xn[:5])) and np.all(np.isnan(Xn[5:])), (bad, Xn)
+        assert cost.total(Xn, Un) == np.inf

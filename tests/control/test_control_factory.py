@@ -18,6 +18,13 @@ def test_mpc_configs_build(path):
     np.testing.assert_allclose(rt.dynamics.u_max, [rt.profile.joint("slider").effort_max])
 
 
+def test_coarse_model_option_builds_a_one_step_planning_model():
+    rt = build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml", overrides=["coarse_model=true"]))
+    assert rt.dynamics.coarse and rt.dynamics.frame_skip == 1
+    assert rt.dynamics.model.opt.timestep == pytest.approx(rt.profile.control_period_s) == rt.dynamics.dt
+    assert not build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml")).dynamics.coarse  # default: exact
+
+
 def test_state_and_command_maps_follow_profile_names():
     rt = build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml"))
     m = rt.dynamics.model

@@ -1,10 +1,12 @@
 """LQR closed forms and iLQR against LQR on linear-quadratic problems."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from robot_rl.control import ilqr, lqr
-from robot_rl.control.costs import quadratic
+from robot_rl.control.costs import CostExpansion, quadratic
 from robot_rl.control.dynamics import linear
 
 
@@ -97,3 +99,50 @@ def test_box_qp_matches_bruteforce():
     f = 0.5 * x @ H @ x + g @ x
     assert f <= vals.min() + 1e-9
     assert L is not None
+
+
+def textbook_backward_pass(A, B, exp, U, mu, u_min, u_max):
+    """Tassa 2012 eq. 11 with the Tassa 2014 clamping for one control, written out per step (reference)."""
+    T, nx, _ = B.shape
+    Vx, Vxx = exp.lx[-1], exp.lxx[-1]
+    K, k, dV = np.zeros((T, 1, nx)), np.zeros((T, 1)), np.zeros(2)
+    for t in range(T - 1, -1, -1):
+        Qx = exp.lx[t] + A[t].T @ Vx
+        Qu = exp.lu[t] + B[t].T @ Vx
+        Qxx = exp.lxx[t] + A[t].T @ Vxx @ A[t]
+        Quu = exp.luu[t] + B[t].T @ Vxx @ B[t]
+        Qux = exp.lux[t] + B[t].T @ Vxx @ A[t]
+        kt = -Qu / (Quu[0, 0] + mu)
+        if u_min - U[t, 0] < kt[0] < u_max - U[t, 0]:
+            Kt = -Qux / (Quu[0, 0] + mu)
+        else:
+            kt, Kt = np.clip(kt, u_min - U[t], u_max - U[t]), np.zeros((1, nx))
+        K[t], k[t] = Kt, kt
+        dV += [kt @ Qu, 0.5 * kt @ Quu @ kt]
+        Vx = Qx + Kt.T @ Quu @ kt + Kt.T @ Qu + Qux.T @ kt
+        Vxx = Qxx + Kt.T @ Quu @ Kt + Kt.T @ Qux + Qux.T @ Kt
+        Vxx = 0.5 * (Vxx + Vxx.T)
+    return K, k, dV
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.7])
+def test_one_control_backward_pass_matches_textbook_recursion(mu):
+    rng = np.random.default_rng(5)
+    T, nx = 40, 4
+    A = np.eye(nx) + 0.1 * rng.standard_normal((T, nx, nx))
+    B = rng.standard_normal((T, nx, 1))
+    M = rng.standard_normal((T + 1, nx, nx))
+    exp = CostExpansion(c=np.zeros(T + 1), lx=rng.standard_normal((T + 1, nx)), lu=3.0 * rng.standard_normal((T, 1)),
+                        lxx=M @ M.transpose(0, 2, 1) + 0.1 * np.eye(nx), luu=rng.uniform(0.1, 1.0, (T, 1, 1)),
+                        lux=0.3 * rng.standard_normal((T, 1, nx)))
+    U = rng.uniform(-0.5, 0.5, (T, 1))
+    K, k, dV = ilqr.backward_pass(A, B, exp, U, np.zeros((T, 1)), mu, np.array([-0.7]), np.array([0.7]), "boxqp")
+    Kr, kr, dVr = textbook_backward_pass(A, B, exp, U, mu, -0.7, 0.7)
+    clamped = np.all(K == 0, axis=(1, 2))
+    assert 3 <= clamped.sum() <= T - 3  # both branches are exercised
+    np.testing.assert_allclose(k, kr, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(K, Kr, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dV, dVr, rtol=1e-9)
+    # not positive definite: Q_uu + mu <= 0 is reported as a failed pass (None), not a garbage step
+    bad = dataclasses.replace(exp, luu=-np.abs(exp.luu) - 1e6)
+    assert ilqr.backward_pass(A, B, bad, U, np.zeros((T, 1)), mu, np.array([-0.7]), np.array([0.7]), "boxqp") is None

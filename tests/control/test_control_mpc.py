@@ -13,7 +13,10 @@ from robot_rl.control.mpc import IlqrPlanner, MPCController, MPCSettings, Sampli
 from robot_rl.control.sampling import SamplingSettings
 
 
-def test_ilqr_mpc_swings_up_and_holds_randomized_cartpole():
+@pytest.mark.parametrize("coarse", [False, True])
+def test_ilqr_mpc_swings_up_and_holds_randomized_cartpole(coarse):
+    # coarse: the planner's model steps once per control period (timestep 0.02 s) while the plant is the env's
+    # frame_skip-2 simulation at 0.01 s: the model mismatch of a coarse planning model, on top of randomization
     env = envs.make("robot_rl/CartpoleSwingup-v0", randomization="default", seed=0)
     sim = env.unwrapped
     _, info = env.reset(seed=0)
@@ -21,7 +24,8 @@ def test_ilqr_mpc_swings_up_and_holds_randomized_cartpole():
     assert rand["actuator_gain_scale/slide"] != 1.0 and rand["body_mass_scale/pole_1"] != 1.0  # really randomized
     # the planner uses the NOMINAL model; the plant is the randomized env (masses, friction, damping, gain, noise,
     # latency). The actuation latency is treated as measured (known), as it would be on a robot.
-    nominal = MujocoDynamics(envs.make("robot_rl/CartpoleSwingup-v0").unwrapped.model, sim.frame_skip)
+    nominal = MujocoDynamics(envs.make("robot_rl/CartpoleSwingup-v0").unwrapped.model, sim.frame_skip, coarse=coarse)
+    assert nominal.frame_skip == (1 if coarse else sim.frame_skip) and nominal.dt == sim.control_dt
     cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
     T = 100
     U_init = ilqr.solve(nominal, cost, sim.get_state(), 0.1 * np.random.default_rng(0).standard_normal((T, 1)),
