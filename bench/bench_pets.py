@@ -1,19 +1,19 @@
 """PETS on the cart-pole swing-up: CEM replan time on the ensemble, and return vs env steps next to this project's SAC.
 
 Run as a script (``python bench/bench_pets.py``, writes bench/results/pets.md and pets_vs_sac.png) or through pytest
-(``pytest -m bench bench/bench_pets.py``, a tiny budget). Everything runs on the calling thread (torch 1 thread).
+(``pytest -m bench bench/bench_pets.py``, a tiny budget). Everything runs on the calling thread (torch 1 thread,
+OpenBLAS 1 thread).
 
-* CEM replan: ``robot_rl.control.mpc.SamplingPlanner.optimize`` (what ``MPCController.replan`` calls in PETS) on
-  ``LearnedDynamics(make_predictor(ensemble, "tsinf"))`` exactly as ``train_pets`` builds it: 5 members, 5 particles
-  (one per member, TS-inf), 400 samples, horizon 30, 40 elites, from the hanging state; timed with 3 CEM iterations
-  (the shipped PETS config) and 5 (the PETS paper). Best and median of N replans [ms]. Target <= 20 ms.
-* Return vs env steps: the PETS loop of ``robot_rl.algos.pets.train_pets`` (same pieces: ``fit``, ``make_predictor``,
-  ``run_episode``, same seeds and RNG streams, shipped config ``config/pets_cartpole_swingup.yaml``), with two
-  differences needed for a fair comparison: (1) the env uses the SAC run's domain randomization (``default``;
-  ``PetsConfig`` has no randomization field), (2) after every refit the current model is *evaluated* the way SAC's
-  runner evaluates: MPC episodes of 500 steps (10 s, the SAC episode length) on the SAC eval seeds ``1e9 + i``, with
-  their own RNG streams, not added to the data and not counted as env steps. The x axis is the env steps of the
-  training data (random + MPC episodes of 150 steps). SAC: ``eval.csv`` of a ``robot-rl train`` run (``--sac-run``,
+* CEM replan on the trained 5-member ensemble, horizon 30, 400 samples, 40 elites, from the hanging state, no
+  deadline, the planners timed interleaved (A, B, C, ... repeated): the torch path (``SamplingPlanner`` on
+  ``LearnedDynamics(make_predictor(ensemble, "tsinf"))``, 5 particles) and ``robot_rl.control.ensemble_cem.EnsembleCEM``
+  (float32 numpy) with TS-inf (5 particles, one per member) and TS-1 (1 particle per sample), 2 and 3 CEM
+  iterations. Best and median of N replans [ms]. Target <= 20 ms.
+* Return vs env steps: ``robot_rl.algos.pets.train_pets`` with ``evaluate_every_refit`` (what ``robot-rl train``
+  runs for ``algo: pets``) on the config (``config/pets_cartpole_swingup.yaml``, randomization ``default`` as the SAC
+  config): after every refit the model is *evaluated* the way SAC's runner evaluates: MPC episodes of 500 steps
+  (10 s, the SAC episode length) on the SAC eval seeds ``1e9 + i``, not added to the data and not counted. The x
+  axis is the env steps of the training data. SAC: ``eval.csv`` of a ``robot-rl train`` run (``--sac-run``,
   5 deterministic episodes of 500 steps every 5000 steps).
   Steps-to-reach: the first evaluation whose mean return >= the level; level = SAC's final eval return, or the largest
   return both reach if PETS stays below it. Target: SAC steps / PETS steps >= 10.
@@ -39,10 +39,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from robot_rl.algos.pets import PetsConfig, ProbabilisticEnsemble, fit, make_predictor, run_episode  # noqa: E402
+from robot_rl.algos.pets import EpisodeLog, EvalLog, PetsConfig, ProbabilisticEnsemble, make_predictor, train_pets  # noqa: E402,E501
 from robot_rl.control.costs import Cost  # noqa: E402
 from robot_rl.control.dynamics import LearnedDynamics  # noqa: E402
-from robot_rl.control.mpc import MPCController, SamplingPlanner  # noqa: E402
+from robot_rl.control.ensemble_cem import EnsembleCEM, EnsembleCEMSettings  # noqa: E402
+from robot_rl.control.mpc import SamplingPlanner  # noqa: E402
 from robot_rl.control.sampling import SamplingSettings  # noqa: E402
 from robot_rl.core.assets import find_asset  # noqa: E402
 from robot_rl.core.config import load_config  # noqa: E402
@@ -56,102 +57,82 @@ EVAL_SEED_START = 1_000_000_000
 
 # --------------------------------------------------------------------------- CEM replan time
 
+PLANNERS = (  # (name, planner, propagation, particles, iterations)
+    ("torch SamplingPlanner", "sampling", "tsinf", 5, 3),
+    ("numpy EnsembleCEM", "ensemble_cem", "tsinf", 5, 3),
+    ("numpy EnsembleCEM", "ensemble_cem", "ts1", 1, 3),
+    ("numpy EnsembleCEM", "ensemble_cem", "ts1", 1, 2),
+)
 
-def cem_replan_ms(model: ProbabilisticEnsemble, dt: float, lo: np.ndarray, hi: np.ndarray, cost: Cost, *,
-                  iterations: int, samples: int = 400, horizon: int = 30, elites: int = 40, particles: int = 5,
-                  n: int = 30) -> dict:
-    """Time ``n`` CEM replans from the hanging state on ``model`` (TS-inf particles). Returns best / median [ms]."""
-    gen = torch.Generator().manual_seed(0)
-    dyn = LearnedDynamics(make_predictor(model, "tsinf", gen), model.nx, model.nu, dt, n_particles=particles,
-                          u_min=lo, u_max=hi)
+
+def make_planner(kind: str, model: ProbabilisticEnsemble, cost: Cost, dt: float, lo, hi, *, propagation: str,
+                 particles: int, iterations: int, samples: int = 400, elites: int = 40):
     settings = SamplingSettings(method="cem", num_samples=samples, iterations=iterations, num_elites=elites,
                                 noise_std=0.5)
-    planner = SamplingPlanner(dyn, cost, settings, rng=np.random.default_rng(0))
+    if kind == "sampling":
+        gen = torch.Generator().manual_seed(0)
+        dyn = LearnedDynamics(make_predictor(model, propagation, gen), model.nx, model.nu, dt, n_particles=particles,
+                              u_min=lo, u_max=hi)
+        return SamplingPlanner(dyn, cost, settings, rng=np.random.default_rng(0))
+    return EnsembleCEM(model.numpy_params(), cost, EnsembleCEMSettings(settings, propagation, particles), dt=dt,
+                       u_min=lo, u_max=hi, rng=np.random.default_rng(0))
+
+
+def cem_replan_ms(model: ProbabilisticEnsemble, dt: float, lo: np.ndarray, hi: np.ndarray, cost: Cost, *,
+                  planners=PLANNERS, horizon: int = 30, n: int = 30, n_slow: int = 10) -> list[dict]:
+    """Time the ``planners`` interleaved (one replan of each per round, two warm-up rounds) from the hanging state;
+    the torch planner (~0.1 s a replan) gets only ``n_slow`` rounds. Returns best / median [ms] per planner.
+    """
+    built = [make_planner(kind, model, cost, dt, lo, hi, propagation=prop, particles=P, iterations=it)
+             for _, kind, prop, P, it in planners]
     x0 = np.array([0.0, np.pi, 0.0, 0.0])
     U0 = np.zeros((horizon, model.nu))
-    times = []
+    times: list[list[float]] = [[] for _ in planners]
     for k in range(n + 2):
-        t0 = time.perf_counter()
-        sol = planner.optimize(x0, U0, deadline=float("inf"))
-        if k >= 2:  # two warm-up calls
-            times.append(time.perf_counter() - t0)
-        if sol.iterations != iterations:
-            raise RuntimeError(f"cem_replan_ms: CEM ran {sol.iterations} iterations, expected {iterations}")
-    t = np.asarray(times) * 1e3
-    return {"iterations": iterations, "samples": samples, "horizon": horizon, "elites": elites,
-            "particles": particles, "n": n, "best_ms": float(t.min()), "median_ms": float(np.median(t))}
+        for j, ((_, kind, _, _, it), planner) in enumerate(zip(planners, built)):
+            if kind == "sampling" and k >= n_slow + 2:
+                continue
+            t0 = time.perf_counter()
+            sol = planner.optimize(x0, U0, deadline=float("inf"))
+            if k >= 2:
+                times[j].append(time.perf_counter() - t0)
+            if sol.iterations != it:
+                raise RuntimeError(f"cem_replan_ms: CEM ran {sol.iterations} iterations, expected {it}")
+    out = []
+    for (name, _, prop, P, it), ts in zip(planners, times):
+        t = np.asarray(ts) * 1e3
+        out.append({"planner": name, "propagation": prop, "particles": P, "iterations": it, "samples": 400,
+                    "horizon": horizon, "elites": 40, "n": len(t), "best_ms": float(t.min()),
+                    "median_ms": float(np.median(t))})
+    return out
 
 
 # --------------------------------------------------------------------------- PETS with evaluation
 
 
-def _mpc(model, cfg: PetsConfig, sim, cost, gen, seed: int) -> MPCController:
-    """The controller ``train_pets`` builds for one episode."""
-    nx, nu = sim.model.nq + sim.model.nv, sim.model.nu
-    lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
-    dyn = LearnedDynamics(make_predictor(model, cfg.propagation, gen), nx, nu, sim.control_dt,
-                          n_particles=cfg.n_particles, u_min=lo, u_max=hi)
-    planner = SamplingPlanner(dyn, cost, cfg.cem, rng=np.random.default_rng(seed))
-    return MPCController(planner, dataclasses.replace(cfg.mpc, control_period_s=sim.control_dt))
+def pets_curve(cfg: PetsConfig, log=print) -> dict:
+    """``train_pets`` with an evaluation after every refit. Returns the curves (module docstring)."""
+    train_rows, eval_rows = [], []
 
+    def on_event(e):
+        if isinstance(e, EpisodeLog):
+            train_rows.append({"episode": e.episode, "kind": e.kind, "return": e.env_return,
+                               "env_steps": e.env_steps})
+        elif isinstance(e, EvalLog):
+            eval_rows.append({"env_steps": e.env_steps, "return_mean": e.return_mean, "returns": e.returns,
+                              "wall_s": e.wall_s})
 
-def _policy(mpc: MPCController):
-    def policy(x, t):
-        mpc.replan(x, t)
-        return mpc.action(x, t)
-
-    return policy
-
-
-def pets_curve(cfg: PetsConfig, randomization: str | None, eval_steps: int, eval_episodes: int, log=print) -> dict:
-    """PETS loop (as ``train_pets``) with an evaluation after every refit. Returns the curves (module docstring)."""
+    t0 = time.perf_counter()
+    _, model = train_pets(cfg, log=log, callback=on_event, evaluate_every_refit=True)
     import robot_rl.envs as envs
 
-    torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    eval_gen = torch.Generator().manual_seed(cfg.seed + 12345)  # separate stream: training matches train_pets
-    rng = np.random.default_rng(cfg.seed)
-    env = envs.make(cfg.env_id, randomization=randomization, seed=cfg.seed, max_episode_steps=cfg.episode_steps)
-    eval_env = envs.make(cfg.env_id, randomization=randomization, seed=EVAL_SEED_START,
-                         max_episode_steps=eval_steps)
+    env = envs.make(cfg.env_id)
     sim = env.unwrapped
-    nx, nu = sim.model.nq + sim.model.nv, sim.model.nu
-    cost = Cost.from_yaml(find_asset(cfg.cost))
-    model = ProbabilisticEnsemble(nx, nu, cfg.angle_indices, cfg.n_members, cfg.hidden, cfg.activation)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    data: dict[str, list] = {"x": [], "u": [], "x_next": []}
     lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
-    angle = cfg.angle_indices[0] if cfg.angle_indices else 0
-    train_rows, eval_rows = [], []
-    t_start = time.perf_counter()
-    for ep in range(cfg.random_episodes):
-        seed = cfg.seed * 1000 + ep
-        ret, _, _ = run_episode(env, lambda x, t: rng.uniform(lo, hi), cfg.episode_steps, seed, None, angle, data)
-        train_rows.append({"episode": ep, "kind": "random", "return": ret, "env_steps": len(data["x"])})
-        log(train_rows[-1])
-    for r in range(cfg.episodes + 1):
-        loss = fit(model, {k: np.asarray(v) for k, v in data.items()}, cfg, opt, gen)
-        rets = []
-        for i in range(eval_episodes):
-            mpc = _mpc(model, cfg, eval_env.unwrapped, cost, eval_gen, EVAL_SEED_START + 7919 * (r + 1) + i)
-            ret, _, _ = run_episode(eval_env, _policy(mpc), eval_steps, EVAL_SEED_START + i, None, angle,
-                                    {"x": [], "u": [], "x_next": []})
-            rets.append(ret)
-        eval_rows.append({"env_steps": len(data["x"]), "return_mean": float(np.mean(rets)),
-                          "returns": [float(v) for v in rets], "loss": loss,
-                          "wall_s": time.perf_counter() - t_start})
-        log(eval_rows[-1])
-        if r == cfg.episodes:
-            break
-        ep = cfg.random_episodes + r
-        seed = cfg.seed * 1000 + ep
-        ret, _, _ = run_episode(env, _policy(_mpc(model, cfg, sim, cost, gen, seed)), cfg.episode_steps, seed, model,
-                                angle, data)
-        train_rows.append({"episode": ep, "kind": "mpc", "return": ret, "env_steps": len(data["x"])})
-        log(train_rows[-1])
-    return {"train": train_rows, "eval": eval_rows, "model": model, "dt": sim.control_dt, "lo": lo, "hi": hi,
-            "cost": cost, "wall_s": time.perf_counter() - t_start}
+    dt = sim.control_dt
+    env.close()
+    return {"train": train_rows, "eval": eval_rows, "model": model, "dt": dt, "lo": lo, "hi": hi,
+            "cost": Cost.from_yaml(find_asset(cfg.cost)), "wall_s": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------- SAC curve, comparison
@@ -211,40 +192,53 @@ def plot(pets, sac, level: float, path: Path) -> None:
     plt.close(fig)
 
 
-def run(cfg: PetsConfig, sac_run: Path, randomization: str | None, eval_steps: int, eval_episodes: int,
-        timing_n: int) -> dict:
-    p = pets_curve(cfg, randomization, eval_steps, eval_episodes)
-    timing = [cem_replan_ms(p["model"], p["dt"], p["lo"], p["hi"], p["cost"], iterations=it, n=timing_n)
-              for it in (3, 5)]
+def run(cfg: PetsConfig, sac_run: Path, timing_n: int, *, timing_only: bool = False) -> dict:
+    """PETS curve (unless ``timing_only``: then the model is trained without evaluations) and CEM timing."""
+    if timing_only:
+        cfg = dataclasses.replace(cfg, eval_episodes=0)
+    p = pets_curve(cfg)
+    timing = cem_replan_ms(p["model"], p["dt"], p["lo"], p["hi"], p["cost"], n=timing_n)
+    load = os.getloadavg()
     sac, status = read_sac(sac_run)
     pets = [(row["env_steps"], row["return_mean"]) for row in p["eval"]]
-    return {"load": os.getloadavg()[0], "pets": p, "pets_curve": pets, "sac_curve": sac, "sac_status": status,
-            "sac_run": str(sac_run), "timing": timing, "cmp": compare(pets, sac), "cfg": cfg,
-            "randomization": randomization, "eval_steps": eval_steps, "eval_episodes": eval_episodes}
+    return {"load": load, "pets": p, "pets_curve": pets, "sac_curve": sac, "sac_status": status,
+            "sac_run": str(sac_run), "timing": timing, "cmp": compare(pets, sac) if pets else None, "cfg": cfg}
 
 
 def report(r: dict, command: str) -> str:
     cfg, c, p = r["cfg"], r["cmp"], r["pets"]
+    la = r["load"]
     lines = [
         "# PETS vs SAC on the cart-pole swing-up",
         "",
         f"Command: `{command}` (pytest: `pytest -m bench bench/bench_pets.py`, tiny budget).",
         f"Machine: {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, torch "
-        f"{torch.__version__}; one torch thread; the host ({os.cpu_count()} cores) is shared with other jobs: load "
-        f"average {r['load']:.1f} at the end of the run. PETS loop wall time {p['wall_s']:.0f} s (with evaluations).",
+        f"{torch.__version__}, numpy {np.__version__}; one torch / BLAS thread; the host ({os.cpu_count()} cores) is "
+        f"shared with other jobs: load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1 / 5 / 15 min) at the end of "
+        f"the run. PETS loop wall time {p['wall_s']:.0f} s (with evaluations).",
         "",
         "## CEM replan on the ensemble (target <= 20 ms)",
         "",
-        "`SamplingPlanner.optimize` (what `MPCController.replan` runs in PETS) on `LearnedDynamics(make_predictor(...,"
-        " 'tsinf'))` with the trained 5-member ensemble, from the hanging state, no deadline.",
+        "One replan = `optimize` from the hanging state on the trained ensemble (5 members, 64x64 silu), 400 samples, "
+        "horizon 30, 40 elites, no deadline; the four planners timed interleaved in one run. `torch SamplingPlanner`: "
+        "the previous path (`SamplingPlanner` on `LearnedDynamics(make_predictor(...))`, one torch forward per step). "
+        "`numpy EnsembleCEM`: `robot_rl.control.ensemble_cem` (float32 numpy forward with the normalization folded "
+        "into the weights, preallocated buffers, noise and TS-1 member draws once per replan shared by the CEM "
+        "iterations, no extra rollouts of the final mean / returned plan). Rows through the ensemble per step = "
+        "samples x particles.",
         "",
-        "| members | particles | samples | horizon | CEM iterations | elites | best | median | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| planner | members | propagation | particles | rows/step | samples | horizon | CEM iterations | elites | "
+        "best | median | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in r["timing"]:
         ok = "met" if t["median_ms"] <= 20 else ("met (best only)" if t["best_ms"] <= 20 else "**not met**")
-        lines.append(f"| {cfg.n_members} | {t['particles']} | {t['samples']} | {t['horizon']} | {t['iterations']} | "
+        lines.append(f"| {t['planner']} | {cfg.n_members} | {t['propagation'].upper()} | {t['particles']} | "
+                     f"{t['samples'] * t['particles']} | {t['samples']} | {t['horizon']} | {t['iterations']} | "
                      f"{t['elites']} | {t['best_ms']:.1f} ms | {t['median_ms']:.1f} ms (n={t['n']}) | {ok} |")
+    if c is None:
+        lines += ["", "(Timing-only run: no learning curve; `--timing-only`.)", ""]
+        return "\n".join(lines)
     ratio = c["ratio"]
     verdict = ("met" if ratio is not None and ratio >= 10 and c["level_is_sac_final"] else
                "met at the largest common level only (PETS never reached SAC's final return)"
@@ -253,10 +247,12 @@ def report(r: dict, command: str) -> str:
         "",
         "## Return vs environment steps (target: SAC's final return with >= 10x fewer steps)",
         "",
-        f"Same env (`{cfg.env_id}`), same randomization (`{r['randomization']}`), same evaluation: "
-        f"{r['eval_episodes']} episode(s) (PETS) / 5 (SAC) of {r['eval_steps']} steps (10 s at 50 Hz, max return "
-        f"{r['eval_steps']}) on the seeds 1e9 + i. PETS: `{CONFIG}` ({cfg.random_episodes} random + {cfg.episodes} "
-        f"MPC training episodes of {cfg.episode_steps} steps, {cfg.train_steps} gradient steps per refit), "
+        f"Same env (`{cfg.env_id}`), same randomization (`{cfg.randomization}`), same evaluation seeds and length: "
+        f"{cfg.eval_episodes} episode(s) (PETS) / 5 (SAC) of {cfg.eval_steps} steps (10 s at 50 Hz, max return "
+        f"{cfg.eval_steps}) on the seeds 1e9 + i. PETS: `{CONFIG}` ({cfg.random_episodes} random + {cfg.episodes} "
+        f"MPC training episodes of {cfg.episode_steps} steps, {cfg.train_steps} gradient steps per refit; planner "
+        f"`{cfg.planner}`, {cfg.propagation.upper()} with {cfg.n_particles} particle(s), {cfg.cem.num_samples} "
+        f"samples, {cfg.cem.iterations} CEM iterations, {cfg.cem.num_elites} elites, horizon {cfg.mpc.horizon}), "
         f"evaluated with CEM-MPC after every refit (evaluation episodes are not training data and not counted). "
         f"SAC: `{r['sac_run']}/eval.csv` (run status `{r['sac_status']}`), evaluated every 5000 steps, so its "
         "steps-to-reach is only known to 5000-step resolution.",
@@ -286,7 +282,7 @@ def report(r: dict, command: str) -> str:
         "states and randomization draws. Differences that remain: PETS plans on the simulator's physics state "
         "(`get_state()`, no observation noise; as `train_pets` does), SAC acts on the noisy observation; the "
         "randomization includes a 0-1 step action latency that the PETS model's state (`[qpos, qvel]`, no previous "
-        f"action) cannot represent; PETS is evaluated with a stochastic planner ({r['eval_episodes']} episodes), SAC "
+        f"action) cannot represent; PETS is evaluated with a stochastic planner ({cfg.eval_episodes} episodes), SAC "
         "deterministically (5).",
         "",
         "Plot: `bench/results/pets_vs_sac.png`.",
@@ -298,12 +294,13 @@ def report(r: dict, command: str) -> str:
 @pytest.mark.bench
 def test_bench_pets(tmp_path):
     """Tiny budget: the machinery runs, the timing is sane, curves are increasing in env steps."""
-    cfg = dataclasses.replace(load_config(PetsConfig, CONFIG), episodes=1, train_steps=30)
-    p = pets_curve(cfg, "default", eval_steps=20, eval_episodes=1, log=lambda *_: None)
+    cfg = load_config(PetsConfig, CONFIG, overrides=["episodes=1", "train_steps=30", "eval_steps=20",
+                                                     "eval_episodes=1", "progress=false"])
+    p = pets_curve(cfg, log=lambda *_: None)
     assert [row["env_steps"] for row in p["eval"]] == [cfg.episode_steps, 2 * cfg.episode_steps]
     assert all(np.isfinite(row["return_mean"]) and 0 <= row["return_mean"] <= 20 for row in p["eval"])
-    t = cem_replan_ms(p["model"], p["dt"], p["lo"], p["hi"], p["cost"], iterations=3, n=3)
-    assert 0 < t["best_ms"] <= t["median_ms"] < 1000.0  # regression guard far above the measured ~tens of ms
+    t = cem_replan_ms(p["model"], p["dt"], p["lo"], p["hi"], p["cost"], n=3, n_slow=2)
+    assert len(t) == len(PLANNERS) and all(0 < r["best_ms"] <= r["median_ms"] < 2000.0 for r in t)
     sac_dir = tmp_path / "sac"
     sac_dir.mkdir()
     (sac_dir / "eval.csv").write_text("step,return_mean\n5000,50.0\n10000,120.0\n")
@@ -319,23 +316,19 @@ def test_bench_pets(tmp_path):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=CONFIG)
-    ap.add_argument("--episodes", type=int, default=None, help="MPC training episodes (default: the config's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="PetsConfig override")
     ap.add_argument("--sac-run", default="runs/cartpole_swingup_sac_ship", help="SAC run dir with eval.csv")
-    ap.add_argument("--randomization", default="default", help="env randomization (the SAC config's)")
-    ap.add_argument("--eval-steps", type=int, default=500)
-    ap.add_argument("--eval-episodes", type=int, default=1)
     ap.add_argument("--timing-n", type=int, default=30)
+    ap.add_argument("--timing-only", action="store_true", help="train without evaluations; CEM timing only")
     args = ap.parse_args(argv)
-    cfg = load_config(PetsConfig, args.config)
-    if args.episodes is not None:
-        cfg = dataclasses.replace(cfg, episodes=args.episodes)
-    res = run(cfg, Path(args.sac_run), None if args.randomization == "none" else args.randomization,
-              args.eval_steps, args.eval_episodes, args.timing_n)
+    cfg = load_config(PetsConfig, args.config, overrides=["progress=false", *args.set])
+    res = run(cfg, Path(args.sac_run), args.timing_n, timing_only=args.timing_only)
     text = report(res, ".venv/bin/python bench/bench_pets.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
-    plot(res["pets_curve"], res["sac_curve"], res["cmp"]["level"], PLOT)
+    if res["cmp"] is not None:
+        plot(res["pets_curve"], res["sac_curve"], res["cmp"]["level"], PLOT)
     return 0
 
 

@@ -37,18 +37,24 @@ from torch import nn
 
 from robot_rl.control.costs import Cost
 from robot_rl.control.dynamics import LearnedDynamics
+from robot_rl.control.ensemble_cem import EnsembleCEM, EnsembleCEMSettings, EnsembleParams
 from robot_rl.control.mpc import MPCController, MPCSettings, SamplingPlanner
 from robot_rl.control.sampling import SamplingSettings
 from robot_rl.core.assets import find_asset
-from robot_rl.nets.ensemble import EnsembleMLP
+from robot_rl.nets.ensemble import EnsembleLinear, EnsembleMLP
 
 
 @dataclass(frozen=True)
 class PetsConfig:
     """PETS settings."""
 
+    algo: Literal["pets"] = "pets"
+    """Algorithm selector (``robot-rl train`` picks PETS by it)."""
     env_id: str = "robot_rl/CartpoleSwingup-v0"
     """Environment id (robot_rl.envs.make)."""
+    randomization: str | None = "default"
+    """Domain-randomization profile of the training and evaluation envs (name in ``sim/randomization/`` or a path;
+    null = off). Default as the SAC configs."""
     cost: str = "config/costs/cartpole_swingup.yaml"
     """Planner cost YAML over the physics state."""
     angle_indices: tuple[int, ...] = (1,)
@@ -81,8 +87,19 @@ class PetsConfig:
     """Trajectory sampling scheme."""
     n_particles: int = 5
     """Particles per control sequence (a multiple of n_members for tsinf)."""
+    planner: Literal["ensemble_cem", "sampling"] = "ensemble_cem"
+    """``ensemble_cem``: ``robot_rl.control.ensemble_cem.EnsembleCEM`` (float32 numpy forward, common random numbers
+    over the CEM iterations); ``sampling``: ``SamplingPlanner`` on ``LearnedDynamics`` (torch forward per step)."""
+    eval_episodes: int = 3
+    """Evaluation episodes after every refit (``robot-rl train`` runs; 0 = none)."""
+    eval_steps: int = 500
+    """Steps per evaluation episode (500 = 10 s at 50 Hz, the SAC evaluation length)."""
+    eval_seed_start: int = 1_000_000_000
+    """First evaluation env seed (held out: training seeds are < 1e6); episode i uses ``eval_seed_start + i``."""
     stop_when_solved: bool = False
     """Stop after the first MPC episode with the pole up (cos > 0.95) for >= 90 % of its last second."""
+    progress: bool = True
+    """Progress bar on stderr in ``robot-rl train`` runs."""
     torch_threads: int = 1
     """torch intra-op threads (small batched MLPs: 1 avoids thread contention on a shared CPU)."""
     mpc: MPCSettings = field(default_factory=lambda: MPCSettings(horizon=25, replan_budget_s=60.0,
@@ -96,8 +113,18 @@ class PetsConfig:
         if self.propagation == "tsinf" and self.n_particles % self.n_members:
             raise ValueError(f"tsinf needs n_particles ({self.n_particles}) to be a multiple of n_members "
                              f"({self.n_members})")
-        if self.n_members < 1 or self.episodes < 0 or self.random_episodes < 1 or self.episode_steps < 1:
-            raise ValueError("n_members, random_episodes, episode_steps must be >= 1 and episodes >= 0")
+        if self.n_members < 1 or self.random_episodes < 1 or self.episode_steps < 1 or self.n_particles < 1:
+            raise ValueError("n_members, random_episodes, episode_steps and n_particles must be >= 1")
+        if self.episodes < 0 or self.eval_episodes < 0 or self.eval_steps < 1:
+            raise ValueError("episodes and eval_episodes must be >= 0 and eval_steps >= 1")
+        if self.planner == "ensemble_cem" and (self.cem.num_samples * self.n_particles) % self.n_members:
+            raise ValueError(f"planner ensemble_cem needs cem.num_samples x n_particles "
+                             f"({self.cem.num_samples} x {self.n_particles}) to be a multiple of n_members "
+                             f"({self.n_members})")
+        if self.planner == "ensemble_cem" and self.cem.method != "cem":
+            raise ValueError(f"planner ensemble_cem runs CEM only, got cem.method {self.cem.method!r}")
+        if self.eval_seed_start < 1_000_000:
+            raise ValueError(f"eval_seed_start must be >= 1e6 (training seeds are below), got {self.eval_seed_start}")
 
 
 # --------------------------------------------------------------------------- losses (pure functions)
@@ -162,6 +189,20 @@ class ProbabilisticEnsemble(nn.Module):
         return x + self.out_mean + self.out_std * (mean + torch.exp(0.5 * logvar) * eps)
 
     @torch.no_grad()
+    def numpy_params(self) -> EnsembleParams:
+        """The weights as float32 numpy (``robot_rl.control.ensemble_cem``: torch-free forward and CEM planner)."""
+        lin = [m for m in self.net.net if isinstance(m, EnsembleLinear)]
+
+        def f32(t):
+            return t.detach().cpu().numpy().astype(np.float32).copy()
+
+        return EnsembleParams(weights=tuple(f32(m.weight) for m in lin), biases=tuple(f32(m.bias) for m in lin),
+                              activation=self.net.activation, angle_indices=tuple(self.angles), nx=self.nx,
+                              nu=self.nu, in_mean=f32(self.in_mean), in_std=f32(self.in_std),
+                              out_mean=f32(self.out_mean), out_std=f32(self.out_std),
+                              min_logvar=f32(self.min_logvar), max_logvar=f32(self.max_logvar))
+
+    @torch.no_grad()
     def disagreement(self, x: np.ndarray, u: np.ndarray) -> float:
         """Epistemic disagreement at one (x, u): variance over members of the mean delta, averaged over dims."""
         xt = torch.as_tensor(x, dtype=torch.float32).expand(self.n_members, 1, -1)
@@ -220,6 +261,8 @@ def make_predictor(model: ProbabilisticEnsemble, propagation: str, gen: torch.Ge
 
 @dataclass
 class EpisodeLog:
+    """One training episode. ``env_steps``: training transitions collected so far (this episode included)."""
+
     episode: int
     kind: str
     env_return: float
@@ -227,6 +270,22 @@ class EpisodeLog:
     upright_fraction_last_second: float
     mean_disagreement: float
     model_loss: float
+    wall_s: float
+    env_steps: int = 0
+
+
+@dataclass
+class EvalLog:
+    """Evaluation of the model refit on ``env_steps`` training transitions (``refits`` refits so far): CEM-MPC
+    episodes of ``PetsConfig.eval_steps`` on the held-out seeds, not added to the data.
+    """
+
+    refits: int
+    env_steps: int
+    returns: list[float]
+    return_mean: float
+    return_std: float
+    return_min: float
     wall_s: float
 
 
@@ -256,15 +315,64 @@ def run_episode(env, policy, steps: int, seed: int, model: ProbabilisticEnsemble
     return ret, cos, dis
 
 
-def train_pets(cfg: PetsConfig, *, log=print) -> tuple[list[EpisodeLog], ProbabilisticEnsemble]:
-    """Run the PETS loop; returns per-episode logs and the final model."""
+def make_controller(model: ProbabilisticEnsemble, cfg: PetsConfig, sim, cost: Cost, *, gen: torch.Generator,
+                    seed: int) -> MPCController:
+    """The CEM-MPC controller PETS acts with (``cfg.planner``), planning on ``model`` in actuator units."""
+    nx, nu = sim.model.nq + sim.model.nv, sim.model.nu
+    lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
+    if cfg.planner == "ensemble_cem":
+        planner = EnsembleCEM(model.numpy_params(), cost, EnsembleCEMSettings(cfg.cem, cfg.propagation,
+                                                                              cfg.n_particles),
+                              dt=sim.control_dt, u_min=lo, u_max=hi, rng=np.random.default_rng(seed))
+    else:
+        dyn = LearnedDynamics(make_predictor(model, cfg.propagation, gen), nx, nu, sim.control_dt,
+                              n_particles=cfg.n_particles, u_min=lo, u_max=hi)
+        planner = SamplingPlanner(dyn, cost, cfg.cem, rng=np.random.default_rng(seed))
+    return MPCController(planner, dataclasses.replace(cfg.mpc, control_period_s=sim.control_dt))
+
+
+def mpc_policy(mpc: MPCController):
+    """``policy(x, t_s) -> u``: replan from every state, then act."""
+    def policy(x, t):
+        mpc.replan(x, t)
+        return mpc.action(x, t)
+
+    return policy
+
+
+def evaluate(model: ProbabilisticEnsemble, cfg: PetsConfig, env, cost: Cost, gen: torch.Generator,
+             refits: int) -> list[float]:
+    """Returns of ``cfg.eval_episodes`` CEM-MPC episodes of ``cfg.eval_steps`` on seeds ``eval_seed_start + i``
+    (planner seeds depend on ``refits``); nothing is added to the training data.
+    """
+    angle = cfg.angle_indices[0] if cfg.angle_indices else 0
+    rets = []
+    for i in range(cfg.eval_episodes):
+        mpc = make_controller(model, cfg, env.unwrapped, cost, gen=gen, seed=cfg.eval_seed_start + 7919 * refits + i)
+        ret, _, _ = run_episode(env, mpc_policy(mpc), cfg.eval_steps, cfg.eval_seed_start + i, None, angle,
+                                {"x": [], "u": [], "x_next": []})
+        rets.append(float(ret))
+    return rets
+
+
+def train_pets(cfg: PetsConfig, *, log=print, callback=None, on_refit=None, evaluate_every_refit: bool = False
+               ) -> tuple[list[EpisodeLog], ProbabilisticEnsemble]:
+    """Run the PETS loop; returns per-episode logs and the final model (refit on all the data).
+
+    ``callback(event)`` gets every :class:`EpisodeLog` and, with ``evaluate_every_refit``, an :class:`EvalLog` after
+    every refit (before the MPC episode that follows it, and after the final refit). ``log`` gets the same events.
+    ``on_refit(model)`` runs after every refit (and its evaluation), e.g. to checkpoint.
+    """
     import robot_rl.envs as envs
 
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 12345)  # own stream: training is the same with or without
     rng = np.random.default_rng(cfg.seed)
-    env = envs.make(cfg.env_id, seed=cfg.seed, max_episode_steps=cfg.episode_steps)
+    env = envs.make(cfg.env_id, randomization=cfg.randomization, seed=cfg.seed, max_episode_steps=cfg.episode_steps)
+    eval_env = (envs.make(cfg.env_id, randomization=cfg.randomization, seed=cfg.eval_seed_start,
+                          max_episode_steps=cfg.eval_steps) if evaluate_every_refit and cfg.eval_episodes else None)
     sim = env.unwrapped
     nx, nu = sim.model.nq + sim.model.nv, sim.model.nu
     cost = Cost.from_yaml(find_asset(cfg.cost))
@@ -275,31 +383,50 @@ def train_pets(cfg: PetsConfig, *, log=print) -> tuple[list[EpisodeLog], Probabi
     logs: list[EpisodeLog] = []
     angle = cfg.angle_indices[0] if cfg.angle_indices else 0
     per_second = int(round(1.0 / sim.control_dt))
-    for ep in range(cfg.random_episodes + cfg.episodes):
-        t0 = time.perf_counter()
-        seed = cfg.seed * 1000 + ep
-        if ep < cfg.random_episodes:
-            ret, cos, dis = run_episode(env, lambda x, t: rng.uniform(lo, hi), cfg.episode_steps, seed, None, angle,
-                                        data)
-            kind, loss = "random", float("nan")
-        else:
-            loss = fit(model, {k: np.asarray(v) for k, v in data.items()}, cfg, opt, gen)
-            dyn = LearnedDynamics(make_predictor(model, cfg.propagation, gen), nx, nu, sim.control_dt,
-                                  n_particles=cfg.n_particles, u_min=lo, u_max=hi)
-            planner = SamplingPlanner(dyn, cost, cfg.cem, rng=np.random.default_rng(seed))
-            mpc = MPCController(planner, dataclasses.replace(cfg.mpc, control_period_s=sim.control_dt))
+    t_start = time.perf_counter()
+    refits = 0
 
-            def policy(x, t, mpc=mpc):
-                mpc.replan(x, t)
-                return mpc.action(x, t)
+    def emit(event):
+        log(event)
+        if callback is not None:
+            callback(event)
 
-            ret, cos, dis = run_episode(env, policy, cfg.episode_steps, seed, model, angle, data)
-            kind = "mpc"
-        cos_arr = np.asarray(cos) if cos else np.array([np.nan])
-        logs.append(EpisodeLog(ep, kind, float(ret), float(cos_arr[-1]),
-                               float(np.mean(cos_arr[-per_second:] > 0.95)),
-                               float(np.mean(dis)) if dis else float("nan"), loss, time.perf_counter() - t0))
-        log(logs[-1])
-        if cfg.stop_when_solved and kind == "mpc" and logs[-1].upright_fraction_last_second >= 0.9:
-            break
+    def refit() -> float:
+        nonlocal refits
+        loss = fit(model, {k: np.asarray(v) for k, v in data.items()}, cfg, opt, gen)
+        refits += 1
+        if eval_env is not None:
+            rets = evaluate(model, cfg, eval_env, cost, eval_gen, refits)
+            emit(EvalLog(refits, len(data["x"]), rets, float(np.mean(rets)), float(np.std(rets)),
+                         float(np.min(rets)), time.perf_counter() - t_start))
+        if on_refit is not None:
+            on_refit(model)
+        return loss
+
+    try:
+        for ep in range(cfg.random_episodes + cfg.episodes):
+            t0 = time.perf_counter()
+            seed = cfg.seed * 1000 + ep
+            if ep < cfg.random_episodes:
+                ret, cos, dis = run_episode(env, lambda x, t: rng.uniform(lo, hi), cfg.episode_steps, seed, None,
+                                            angle, data)
+                kind, loss = "random", float("nan")
+            else:
+                loss = refit()
+                mpc = make_controller(model, cfg, sim, cost, gen=gen, seed=seed)
+                ret, cos, dis = run_episode(env, mpc_policy(mpc), cfg.episode_steps, seed, model, angle, data)
+                kind = "mpc"
+            cos_arr = np.asarray(cos) if cos else np.array([np.nan])
+            logs.append(EpisodeLog(ep, kind, float(ret), float(cos_arr[-1]),
+                                   float(np.mean(cos_arr[-per_second:] > 0.95)),
+                                   float(np.mean(dis)) if dis else float("nan"), loss, time.perf_counter() - t0,
+                                   len(data["x"])))
+            emit(logs[-1])
+            if cfg.stop_when_solved and kind == "mpc" and logs[-1].upright_fraction_last_second >= 0.9:
+                break
+        refit()  # the returned model has seen every transition
+    finally:
+        env.close()
+        if eval_env is not None:
+            eval_env.close()
     return logs, model

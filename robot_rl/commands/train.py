@@ -1,10 +1,12 @@
-"""Train a policy (SAC or PPO) from an experiment config into a run directory.
+"""Train a policy (SAC, PPO, offline IQL family) or a PETS dynamics ensemble from a config into a run directory.
 
     robot-rl train --config config/sac_cartpole_swingup.yaml [--set sac.batch_size=512 ...] [--run-dir runs/x]
     robot-rl train --resume runs/x [--set train.total_steps=200000]
 
 The run directory gets config.yaml (resolved), metrics.csv, eval.csv, tb/ (TensorBoard), checkpoints/latest.pt
-(resumable) and best.pt (best evaluation), learning_curve.png and run.json. See docs/training.md.
+(resumable) and best.pt (best evaluation), learning_curve.png and run.json. See docs/training.md. PETS
+(``algo: pets``, config/pets_*.yaml) writes the same files with the ensemble in its checkpoints (not resumable; export
+with ``python -m robot_rl.algos.pets_artifact RUN_DIR --out DIR``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-HELP = "train SAC / PPO from a config into a run directory (resumable)"
+HELP = "train SAC / PPO / IQL / PETS from a config into a run directory (resumable except PETS)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", type=Path, help="experiment YAML (config/sac_*.yaml, config/ppo_*.yaml)")
+    p.add_argument("--config", type=Path, help="experiment YAML (config/sac_*.yaml, ppo_*.yaml, pets_*.yaml, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set sac.batch_size=512 (repeatable)")
     p.add_argument("--run-dir", type=Path, help="run directory (default runs/<config name>-seed<seed>-<time>)")

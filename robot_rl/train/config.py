@@ -1,6 +1,7 @@
 """Experiment configuration shared by every learner: environment, training loop, and the algorithm section.
 
-A config file names its algorithm (``algo: sac`` or ``algo: ppo``); ``load_experiment`` picks the matching frozen
+A config file names its algorithm (``algo: sac``, ``ppo``, ``iql``, ``gciql``, ``gcbc`` or ``pets``);
+``load_experiment`` picks the matching frozen
 dataclass and loads the file strictly (unknown keys, wrong types, non-finite numbers are errors naming the key path).
 """
 
@@ -91,6 +92,7 @@ EXPERIMENTS = {
     "iql": _offline("robot_rl.algos.iql", "IqlExperiment"),
     "gciql": _offline("robot_rl.algos.gciql", "GcIqlExperiment"),
     "gcbc": _offline("robot_rl.algos.gcbc", "GcbcExperiment"),
+    "pets": _offline("robot_rl.algos.pets", "PetsConfig"),  # model-based: its own loop (robot_rl.train.pets_run)
 }
 
 
@@ -102,7 +104,9 @@ def experiment_class(algo: str):
 
 def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (), *,
                     raw: dict | None = None):
-    """Load an experiment config (``SacExperiment`` / ``PpoExperiment``) from YAML + ``key=value`` overrides."""
+    """Load an experiment config (``SacExperiment``, ``PpoExperiment``, ..., ``PetsConfig``) from YAML +
+    ``key=value`` overrides.
+    """
     source = str(path) if path is not None else "<config>"
     if path is not None:
         raw = load_yaml(path)

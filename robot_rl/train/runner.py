@@ -105,6 +105,10 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     evaluation; tests use it to simulate an interrupted run. Returns the ``run.json`` content.
     """
     run_dir = Path(run_dir)
+    if getattr(cfg, "algo", None) == "pets":  # episodic model-based loop with its own run-dir writer
+        from robot_rl.train.pets_run import train_pets_run
+
+        return train_pets_run(cfg, run_dir, resume=resume)
     tc = cfg.train
     configure_torch(tc.torch_threads, tc.deterministic)
     ckpt_dir = run_dir / "checkpoints"

@@ -76,3 +76,176 @@ def test_learned_model_rollout_is_batched_over_particles():
     assert X.shape == (2, 5, 5, 1) and len(calls) == 4 and calls[0] == (2, 5, 1)
     np.testing.assert_allclose(X[:, 0, -1, 0], [0.4, 0.44])
     np.testing.assert_allclose(dyn.step(np.zeros(1), np.ones(1)), [0.105])  # particle mean
+
+
+# --------------------------------------------------------------------------- ensemble CEM (numpy, torch-free)
+
+from robot_rl.control.costs import Cost, CostConfig, CostTermConfig  # noqa: E402
+from robot_rl.control.ensemble_cem import EnsembleCEM, EnsembleCEMSettings, EnsembleParams, RolloutCost  # noqa: E402
+from robot_rl.control.mpc import MPCController, MPCSettings  # noqa: E402
+
+
+def random_params(E=3, nx=4, nu=1, angles=(1,), hidden=(16, 16), activation="silu", seed=0):
+    rng = np.random.default_rng(seed)
+    n_in = nx + len(angles) + nu
+    sizes = [n_in, *hidden, 2 * nx]
+    f32 = np.float32
+    return EnsembleParams(
+        weights=tuple((rng.standard_normal((E, a, b)) / np.sqrt(a)).astype(f32) for a, b in zip(sizes, sizes[1:])),
+        biases=tuple(0.1 * rng.standard_normal((E, 1, b)).astype(f32) for b in sizes[1:]),
+        activation=activation, angle_indices=angles, nx=nx, nu=nu,
+        in_mean=rng.standard_normal(n_in).astype(f32), in_std=(0.5 + rng.random(n_in)).astype(f32),
+        out_mean=(0.01 * rng.standard_normal(nx)).astype(f32), out_std=(0.1 * rng.random(nx) + 0.01).astype(f32),
+        min_logvar=np.full(nx, -6.0, f32), max_logvar=np.full(nx, 0.5, f32))
+
+
+def reference_forward(p: EnsembleParams, X, U):
+    """The PETS model written out plainly in float64: features, normalization, MLP, soft-clamped log-variance."""
+    others = [i for i in range(p.nx) if i not in p.angle_indices]
+    a = X[..., list(p.angle_indices)]
+    h = (np.concatenate([X[..., others], np.cos(a), np.sin(a), U], -1) - p.in_mean) / p.in_std
+    act = {"silu": lambda z: z / (1 + np.exp(-z)), "relu": lambda z: np.maximum(z, 0), "tanh": np.tanh}[p.activation]
+    for i, (W, b) in enumerate(zip(p.weights, p.biases)):
+        h = h @ W.astype(float) + b
+        if i < len(p.weights) - 1:
+            h = act(h)
+    mean, raw = h[..., :p.nx], h[..., p.nx:]
+    def sp(z):
+        return np.log1p(np.exp(z))
+
+    lv = p.max_logvar - sp(p.max_logvar - raw)
+    return mean, p.min_logvar + sp(lv - p.min_logvar)
+
+
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh"])
+def test_compiled_ensemble_forward_matches_the_plain_formula(activation):
+    p = random_params(activation=activation)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3, 50, 4)).astype(np.float32) * np.array([1, 3, 2, 5], np.float32)
+    U = rng.uniform(-10, 10, (3, 50, 1)).astype(np.float32)
+    mean, logvar = p.compile().forward(X, U)
+    ref_mean, ref_lv = reference_forward(p, X.astype(float), U.astype(float))
+    np.testing.assert_allclose(mean, ref_mean, atol=2e-5 * max(1.0, np.abs(ref_mean).max()))
+    np.testing.assert_allclose(logvar, ref_lv, atol=2e-5 * max(1.0, np.abs(ref_lv).max()))
+    assert np.all(logvar >= p.min_logvar - 1e-6)
+    eps = rng.standard_normal((3, 50, 4)).astype(np.float32)
+    nxt = p.compile().sample_next(X, U, eps)
+    np.testing.assert_allclose(nxt, X + p.out_mean + p.out_std * (ref_mean + np.exp(0.5 * ref_lv) * eps),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_ensemble_params_save_load_round_trip_and_shape_errors(tmp_path):
+    p = random_params()
+    p.save(tmp_path / "ens.npz")
+    q = EnsembleParams.load(tmp_path / "ens.npz")
+    assert (q.activation, q.angle_indices, q.nx, q.nu, q.n_members) == ("silu", (1,), 4, 1, 3)
+    for a, b in zip(p.weights + p.biases, q.weights + q.biases):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="in_std must have shape"):
+        EnsembleParams(**{**p.__dict__, "in_std": p.in_std[:3]})
+    with pytest.raises(ValueError, match="activation 'gelu'"):
+        EnsembleParams(**{**p.__dict__, "activation": "gelu"})
+
+
+def test_rollout_cost_equals_cost_total():
+    cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((21, 3 * 8, 4))  # [T+1, P N, nx], rows p N + n
+    U = rng.uniform(-10, 10, (8, 20, 1))
+    X[5, 7, 2] = np.nan
+    ref = cost.total(X.transpose(1, 0, 2), np.tile(U, (3, 1, 1)))
+    got = RolloutCost(cost)(X, U)
+    assert np.isinf(got[7]) and np.isinf(ref[7])
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def linear_params(A, B, E=2):
+    """An exact linear delta model ``x' - x = (A - I) x + B u`` as a relu MLP (z = relu(z) - relu(-z)), no noise."""
+    nx, nu = B.shape
+    n_in, M = nx + nu, np.hstack([A - np.eye(nx), B]).T  # [n_in, nx]
+    W0 = np.hstack([np.eye(n_in), -np.eye(n_in)])
+    W1 = np.hstack([np.vstack([M, -M]), np.zeros((2 * n_in, nx))])
+    f32 = np.float32
+    return EnsembleParams(
+        weights=(np.repeat(W0[None], E, 0).astype(f32), np.repeat(W1[None], E, 0).astype(f32)),
+        biases=(np.zeros((E, 1, 2 * n_in), f32), np.concatenate([np.zeros((E, 1, nx)), np.full((E, 1, nx), -50.0)],
+                                                                 -1).astype(f32)),
+        activation="relu", angle_indices=(), nx=nx, nu=nu, in_mean=np.zeros(n_in, f32), in_std=np.ones(n_in, f32),
+        out_mean=np.zeros(nx, f32), out_std=np.ones(nx, f32), min_logvar=np.full(nx, -30.0, f32),
+        max_logvar=np.zeros(nx, f32))
+
+
+def quadratic_cost_config(Q, R, Qf):
+    terms = [CostTermConfig(f"x{i}", "state", float(Q[i, i]), float(Qf[i, i]), indices=(i,)) for i in range(len(Q))]
+    return Cost(CostConfig("quad", len(Q), len(R), (*terms, CostTermConfig("u", "control", float(R[0, 0])))))
+
+
+@pytest.mark.parametrize("propagation,particles", [("ts1", 1), ("tsinf", 2)])
+def test_ensemble_cem_approaches_the_lqr_optimum(propagation, particles):
+    A, B, Q, R, Qf = problem()
+    T, x0 = 30, np.array([1.0, 0.0])
+    optimum = lqr.finite_horizon(A, B, Q, R, Qf, horizon=T).cost(x0)
+    cost = quadratic_cost_config(Q, R, Qf)
+    p = linear_params(A, B)
+    np.testing.assert_allclose(p.compile().sample_next(np.ones((2, 1, 2), np.float32), np.ones((2, 1, 1), np.float32),
+                                                       None)[0, 0], A @ [1, 1] + B @ [1], atol=1e-6)
+    settings = EnsembleCEMSettings(sampling.SamplingSettings(method="cem", num_samples=128, iterations=30,
+                                                             noise_std=2.0, min_std=0.05), propagation, particles)
+    planner = EnsembleCEM(p, cost, settings, dt=0.05, u_min=[-np.inf], u_max=[np.inf], rng=np.random.default_rng(0))
+    sol = planner.optimize(x0, np.zeros((T, 1)), deadline=float("inf"))
+    dyn = linear(A, B, 0.05)
+    start = float(cost.total(dyn.rollout(x0, np.zeros((1, T, 1)))[0, 0], np.zeros((T, 1))))
+    exact = float(cost.total(dyn.rollout(x0, sol.U[None])[0, 0], sol.U))
+    assert optimum <= exact + 1e-9 and exact < optimum + 0.25 * (start - optimum), (exact, optimum, start)
+    assert sol.cost == pytest.approx(exact, rel=1e-4)  # float32 rollout of the same plan
+    assert sol.iterations == 30 and all(b <= a for a, b in zip(sol.cost_history, sol.cost_history[1:]))
+
+
+def member_offset_params(E=3):
+    """Member e predicts a delta of exactly e on state 0 (zero weights, bias e), negligible noise."""
+    p = random_params(E=E, nx=2, angles=(), hidden=(4,), activation="relu")
+    b_last = np.zeros((E, 1, 4), np.float32)
+    b_last[:, 0, 0] = np.arange(E)
+    b_last[:, 0, 2:] = -50.0
+    return EnsembleParams(**{**p.__dict__, "weights": (p.weights[0], np.zeros_like(p.weights[1])),
+                             "biases": (p.biases[0], b_last), "out_mean": np.zeros(2, np.float32),
+                             "out_std": np.ones(2, np.float32), "min_logvar": np.full(2, -30.0, np.float32)})
+
+
+def test_trajectory_sampling_member_assignment():
+    p, T, N = member_offset_params(3), 12, 4
+    cost = quadratic_cost_config(np.eye(2), np.eye(1), np.eye(2))
+    U = np.zeros((N, T, 1))
+
+    def final(prop, P):
+        settings = EnsembleCEMSettings(sampling.SamplingSettings(num_samples=N, num_elites=2), prop, P)
+        planner = EnsembleCEM(p, cost, settings,
+                              dt=0.1, u_min=[-1], u_max=[1], rng=np.random.default_rng(0))
+        eps, perm = planner._draws(T, P * N)
+        return planner.rollout(np.zeros(2), U, eps, perm)[-1, :, 0].reshape(P, N)
+
+    # tsinf: particle p keeps member p // (P / E) for the whole horizon
+    np.testing.assert_allclose(final("tsinf", 6), np.repeat([[0], [0], [1], [1], [2], [2]], N, 1) * T, atol=1e-3)
+    # ts1: a balanced random member per row and step: every step adds 0 + 1 + 2 over the 3 rows of a block
+    x = final("ts1", 3)
+    assert np.unique(np.round(x, 3)).size > 3  # rows mix members
+    np.testing.assert_allclose(x.sum(), T * N * 3, atol=1e-2)
+
+
+def test_ensemble_cem_runs_in_the_mpc_controller():
+    cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
+    settings = EnsembleCEMSettings(sampling.SamplingSettings(method="cem", num_samples=40, iterations=2,
+                                                             num_elites=5), "ts1", 1)
+    planner = EnsembleCEM(random_params(E=5), cost, settings, dt=0.02, u_min=[-10], u_max=[10])
+    mpc = MPCController(planner, MPCSettings(horizon=15, control_period_s=0.02, replan_budget_s=10.0,
+                                             delay_steps=1))
+    x = np.array([0.0, np.pi, 0.0, 0.0])
+    for k in range(3):
+        sol = mpc.replan(x, 0.02 * k)
+        u = mpc.action(x, 0.02 * k)
+        assert sol.U.shape == (15, 1) and sol.X.shape == (16, 4) and np.isfinite(sol.cost)
+        assert -10 <= u[0] <= 10
+    assert mpc.stats()["plan_actions"] == 3
+    with pytest.raises(ValueError, match="multiple of the member count"):
+        EnsembleCEM(random_params(E=5), cost, EnsembleCEMSettings(settings.cem, "tsinf", 3), dt=0.02, u_min=[-10],
+                    u_max=[10])
