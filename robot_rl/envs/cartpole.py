@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.obs import ObservationBuilder
-from robot_rl.envs.rewards import gaussian_tolerance, quadratic_tolerance
+from robot_rl.envs.rewards import _GAUSS_SCALE_01, elementwise
 
 OBS_TERMS = (
     ("cart_position", "pos", "slider"),
@@ -65,16 +67,42 @@ class CartpoleEnv(MujocoTaskEnv):
         return None
 
     def _evaluate(self, action):
-        qpos, qvel = self._qpos, self._qvel
+        qpos = self._qpos
         angle = qpos.item(self._th)
-        c = math.cos(angle)
-        u = min(1.0, max(-1.0, action.item(0)))  # the control MuJoCo applied (ctrlrange clamp), normalized
-        upright = (c + 1.0) / 2.0
-        centered = (1.0 + gaussian_tolerance(qpos.item(self._x), 2.0)) / 2.0
-        small_control = (4.0 + quadratic_tolerance(u, 1.0)) / 5.0
-        small_velocity = (1.0 + gaussian_tolerance(qvel.item(self._thd), 5.0)) / 2.0
-        reward = upright * centered * small_control * small_velocity
+        reward = cartpole_reward(qpos.item(self._x), angle, self._qvel.item(self._thd), action.item(0))
         terminated = False
         if self.fall_angle is not None:
-            terminated = abs(math.atan2(math.sin(angle), c)) > self.fall_angle
+            terminated = abs(math.atan2(math.sin(angle), math.cos(angle))) > self.fall_angle
         return reward, terminated, None
+
+    def _evaluate_batch(self, qpos, qvel, action):
+        # Python floats through the same function as _evaluate: bit-identical, and for tens of envs cheaper than
+        # the ~40 numpy calls of an array version.
+        pos, vel = qpos.T.tolist(), qvel.T.tolist()
+        angle = pos[self._th]
+        reward = np.array(elementwise(cartpole_reward, pos[self._x], angle, vel[self._thd], action[:, 0].tolist()))
+        if self.fall_angle is None:
+            terminated = np.zeros(len(qpos), dtype=bool)
+        else:
+            terminated = np.abs(np.array(elementwise(_wrapped, angle))) > self.fall_angle
+        return reward, terminated, None
+
+
+def cartpole_reward(x: float, angle: float, omega: float, a: float) -> float:
+    """dm_control's smooth cart-pole reward in [0, 1] of cart position ``x`` [m], pole angle [rad] (0 up), pole
+    angular velocity ``omega`` [rad/s] and normalized action ``a`` (clipped to [-1, 1] here, as MuJoCo clamps it).
+    """
+    u = min(1.0, max(-1.0, a))
+    upright = (math.cos(angle) + 1.0) / 2.0
+    # rewards.gaussian_tolerance (margins 2 m, 5 rad/s) and quadratic_tolerance (margin 1) written out: this runs
+    # once per env and step.
+    dx = x / 2.0 * _GAUSS_SCALE_01
+    centered = (1.0 + math.exp(-0.5 * dx * dx)) / 2.0
+    small_control = (4.0 + (1.0 - u * u if abs(u) < 1.0 else 0.0)) / 5.0
+    dw = omega / 5.0 * _GAUSS_SCALE_01
+    small_velocity = (1.0 + math.exp(-0.5 * dw * dw)) / 2.0
+    return upright * centered * small_control * small_velocity
+
+
+def _wrapped(angle: float) -> float:
+    return math.atan2(math.sin(angle), math.cos(angle))

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from robot_rl.envs.rewards import elementwise
+
 KINDS = ("pos", "cos", "sin", "vel", "goal", "site", "site_minus_goal")
 _AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -101,6 +103,14 @@ class ObservationBuilder:
         src = self._src
         self._v_pos, self._v_cos, self._v_sin, self._v_vel = src[0:n], src[n:2 * n], src[2 * n:3 * n], src[3 * n:4 * n]
         self._trig = any(k in ("cos", "sin") for _, k, _ in self.terms)
+        trig_joints = sorted({jidx[r] for _, k, r in self.terms if k in ("cos", "sin")})
+        self._trig_joints = np.asarray(trig_joints, dtype=np.intp)
+        # build_batch's compact source drops the unused cos/sin columns: map the source index onto it.
+        k, tpos = len(trig_joints), {j: i for i, j in enumerate(trig_joints)}
+        compact = {**{j: j for j in range(n)}, **{n + j: n + tpos[j] for j in trig_joints},
+                   **{2 * n + j: n + k + tpos[j] for j in trig_joints}, **{3 * n + j: n + 2 * k + j for j in range(n)},
+                   **{4 * n + i: 2 * n + 2 * k + i for i in range(g)}}
+        self._batch_index = np.asarray([compact.get(i, -1) for i in index], dtype=np.intp)
         self._layout_fk = any(k in ("site", "site_minus_goal") for _, k, _ in self.terms)  # else: no FK per build
         self._pad = [0.0] * (2 * n)
         self._gather = operator.itemgetter(*index) if len(index) > 1 else (lambda src, i=index[0]: (src[i],))
@@ -153,6 +163,48 @@ class ObservationBuilder:
                                  f"{None if goal is None else np.shape(goal)}")
             src += np.asarray(goal, dtype=np.float64).tolist()
         return np.array(self._gather(src), dtype=np.float32).reshape(self._out_shape)
+
+    @property
+    def batchable(self) -> bool:
+        """Whether ``build_batch`` applies (no forward-kinematics terms in the layout)."""
+        return not self._layout_fk
+
+    def build_batch(self, positions: np.ndarray, velocities: np.ndarray, goals: np.ndarray | None = None) -> np.ndarray:
+        """``build`` for N states at once, row ``i`` bit-identical to ``build(positions[i], velocities[i], goals[i])``.
+
+        Args:
+            positions: joint positions, shape ``(N, n_joints)`` [rad or m], float64.
+            velocities: joint velocities, shape ``(N, n_joints)`` [rad/s or m/s], float64.
+            goals: goals, shape ``(N, goal_dim)``, or None when ``goal_dim`` is 0.
+
+        Returns:
+            float32 array of shape ``(N, n_obs)``.
+
+        Layouts with forward-kinematics terms (``site``/``site_minus_goal``) are not supported (ValueError).
+
+        """
+        if self._layout_fk:
+            raise ValueError(f"build_batch: the layout {self.names} has forward-kinematics terms; use build per row")
+        n = self._n
+        q = positions if type(positions) is np.ndarray else np.asarray(positions, dtype=np.float64)
+        qd = velocities if type(velocities) is np.ndarray else np.asarray(velocities, dtype=np.float64)
+        if q.ndim != 2 or q.shape[1:] != self._jshape or qd.shape != q.shape:
+            raise ValueError(f"build_batch: expected positions and velocities of shape (N, {n}) for joints "
+                             f"{list(self.joint_names)}, got {q.shape} and {qd.shape}")
+        # Compact source [q, cos q[:, tj], sin q[:, tj], qd, goal] (tj: the joints with trig terms).
+        parts = [q]
+        if self._trig:  # cos and sin with math, as build does (bit-identical), in one pass
+            k = len(self._trig_joints)
+            vals = q[:, self._trig_joints].ravel().tolist()
+            cs = np.array(elementwise(math.cos, vals) + elementwise(math.sin, vals)).reshape(2, len(q), k)
+            parts += [cs[0], cs[1]]
+        parts.append(qd)
+        if self.goal_dim:
+            if goals is None or np.shape(goals) != (len(q), self.goal_dim):
+                raise ValueError(f"build_batch: expected goals of shape ({len(q)}, {self.goal_dim}), got "
+                                 f"{None if goals is None else np.shape(goals)}")
+            parts.append(np.asarray(goals, dtype=np.float64))
+        return np.concatenate(parts, axis=1, dtype=np.float32, casting="same_kind")[:, self._batch_index]
 
     def _build_goal_and_sites(self, q: np.ndarray, goal) -> None:
         n, src, g = self._n, self._src, self.goal_dim

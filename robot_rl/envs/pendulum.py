@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.obs import ObservationBuilder
+from robot_rl.envs.rewards import elementwise
 
 OBS_TERMS = (
     ("pole_angle_cos", "cos", "hinge"),
@@ -44,10 +47,23 @@ class PendulumEnv(MujocoTaskEnv):
         return abs(math.atan2(math.sin(th), math.cos(th))) < 0.1
 
     def _evaluate(self, action):
-        th = self.data.qpos[self._th]
-        angle = math.atan2(math.sin(th), math.cos(th))
-        omega = self.data.qvel[self._thd]
-        # The torque MuJoCo applied (it clamps ctrl to the ctrlrange) [N m].
-        torque = self._ctrl_mid[0] + self._ctrl_half[0] * min(1.0, max(-1.0, float(action[0])))
-        reward = -(angle * angle + 0.1 * omega * omega + 0.001 * torque * torque)
+        reward, angle = pendulum_reward(self.data.qpos[self._th], self.data.qvel[self._thd],
+                                        self._ctrl_mid[0], self._ctrl_half[0], float(action[0]))
         return float(reward), False, bool(abs(angle) < 0.1)
+
+    def _evaluate_batch(self, qpos, qvel, action):
+        n = len(qpos)
+        out = elementwise(pendulum_reward, qpos[:, self._th].tolist(), qvel[:, self._thd].tolist(),
+                          [float(self._ctrl_mid[0])] * n, [float(self._ctrl_half[0])] * n, action[:, 0].tolist())
+        reward, angle = np.array(out).reshape(n, 2).T
+        return reward, np.zeros(n, dtype=bool), np.abs(angle) < 0.1
+
+
+def pendulum_reward(th: float, omega: float, mid: float, half: float, a: float) -> tuple[float, float]:
+    """Pendulum-v1 reward of hinge angle ``th`` [rad] (0 up), velocity ``omega`` [rad/s] and normalized action
+    ``a`` (clipped as MuJoCo clamps the ctrl; torque = ``mid + half * a`` N m); returns (reward, angle wrapped to
+    [-pi, pi]).
+    """
+    angle = math.atan2(math.sin(th), math.cos(th))
+    torque = mid + half * min(1.0, max(-1.0, a))
+    return -(angle * angle + 0.1 * omega * omega + 0.001 * torque * torque), angle

@@ -49,3 +49,28 @@ def quadratic_tolerance(x: float, margin: float) -> float:
     """Scalar fast path of ``tolerance(x, margin=margin, sigmoid='quadratic', value_at_margin=0)``."""
     d = x / margin
     return 1.0 - d * d if abs(d) < 1.0 else 0.0
+
+
+def elementwise(fn, *columns: list) -> list:
+    """``[fn(*args) for args in zip(*columns)]`` for lists of Python floats; an argument outside ``fn``'s domain
+    (``math`` functions raise on a diverged, infinite state) gives NaN for that element instead of raising.
+
+    The batched vector env evaluates task rewards this way: the very function the single env calls, so the result
+    is bit-identical (numpy's SIMD kernels for exp/cos/... may differ from the C library in the last bit).
+    """
+    try:
+        return list(map(fn, *columns))
+    except (ValueError, OverflowError):
+        return [_safe(fn, *args) for args in zip(*columns)]
+
+
+def _safe(fn, *args: float) -> float:
+    try:
+        return fn(*args)
+    except (ValueError, OverflowError):
+        return math.nan
+
+
+def libm(fn, x: np.ndarray) -> np.ndarray:
+    """``fn`` (a ``math`` function) applied elementwise to a float64 array, shape kept (see ``elementwise``)."""
+    return np.array(elementwise(fn, x.ravel().tolist()), dtype=np.float64).reshape(x.shape)

@@ -28,6 +28,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from robot_rl.envs.batched import BatchedBlock, batch_support
+
 
 class _Buffers:
     """Step results of all N envs in flat arrays; shared memory (inherited by forked workers) or private.
@@ -151,9 +153,9 @@ class _Block:
             env.close()
 
 
-def _worker(conn, env_id, indices, seed, randomization, kwargs, buf):
+def _worker(conn, block_cls, env_id, indices, seed, randomization, kwargs, buf):
     try:
-        block = _Block(env_id, indices, seed, randomization, kwargs, buf)
+        block = block_cls(env_id, indices, seed, randomization, kwargs, buf)
         conn.send(("ok", None))
     except Exception:  # noqa: BLE001 - report any construction error to the parent
         conn.send(("error", traceback.format_exc()))
@@ -179,14 +181,22 @@ class RobotVecEnv(VectorEnv):
                  num_workers: int = 1, backend: str | None = None, **kwargs):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        backend = backend or ("process" if num_workers > 1 else "sync")
-        if backend not in ("process", "sync"):
-            raise ValueError(f"backend must be 'process' or 'sync', got {backend!r}")
-        self.num_envs = num_envs
-        self.backend = backend
+        if backend not in (None, "process", "sync", "batched"):
+            raise ValueError(f"backend must be 'batched', 'sync' or 'process', got {backend!r}")
         from robot_rl.envs import make
 
         probe = make(env_id, **kwargs)
+        why_not_batched = batch_support(probe)
+        if backend == "batched" and why_not_batched is not None:
+            probe.close()
+            raise ValueError(f"vector env backend 'batched' cannot run {env_id!r}: {why_not_batched}; use "
+                             "backend='sync' or 'process'")
+        backend = backend or ("process" if num_workers > 1 else "sync" if why_not_batched else "batched")
+        # Blocks step their envs as one batch whenever the task allows it (bit-identical to the loop of _Block).
+        block_cls = BatchedBlock if why_not_batched is None and backend != "sync" else _Block
+        self.num_envs = num_envs
+        self.backend = backend
+        self.batched = block_cls is BatchedBlock
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         self.obs_names = probe.unwrapped.obs_names
@@ -198,10 +208,10 @@ class RobotVecEnv(VectorEnv):
         self.render_mode = None
         self.closed = False
         self._conns, self._procs, self._blocks = [], [], []
-        if backend == "sync":
+        if backend != "process":
             self._buf = _Buffers(self.single_observation_space, self.single_action_space.shape, num_envs)
             self._slices = [slice(0, num_envs)]
-            self._blocks = [_Block(env_id, range(num_envs), seed, randomization, kwargs, self._buf)]
+            self._blocks = [block_cls(env_id, range(num_envs), seed, randomization, kwargs, self._buf)]
             return
         # fork: no re-import of the caller's __main__ (spawn would need an `if __name__ == "__main__"` guard in
         # every script) and the shared buffers are inherited; workers only run numpy/mujoco, never torch.
@@ -214,12 +224,12 @@ class RobotVecEnv(VectorEnv):
         self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         # The first block runs in this process while the workers step theirs: with num_workers=2 on 2 cores, two
         # processes compute and none sits idle waiting on a pipe.
-        self._blocks = [_Block(env_id, range(self._slices[0].start, self._slices[0].stop), seed, randomization,
-                               kwargs, self._buf.rows(self._slices[0]))]
+        self._blocks = [block_cls(env_id, range(self._slices[0].start, self._slices[0].stop), seed, randomization,
+                                  kwargs, self._buf.rows(self._slices[0]))]
         for sl in self._slices[1:]:
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, daemon=True,
-                            args=(child, env_id, range(sl.start, sl.stop), seed, randomization, kwargs,
+                            args=(child, block_cls, env_id, range(sl.start, sl.stop), seed, randomization, kwargs,
                                   self._buf.rows(sl)))
             p.start()
             child.close()
@@ -240,7 +250,7 @@ class RobotVecEnv(VectorEnv):
 
     def _call_all(self, cmd: str, args_per_block: list) -> list:
         """Run ``cmd`` on every block: workers first (asynchronously), then the local block, then collect."""
-        if self.backend == "sync":
+        if self.backend != "process":
             return [getattr(b, cmd)(*a) for b, a in zip(self._blocks, args_per_block)]
         for c, a in zip(self._conns, args_per_block[1:]):
             c.send((cmd, a))
@@ -267,6 +277,12 @@ class RobotVecEnv(VectorEnv):
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
+        if self.backend == "batched":  # fresh arrays straight from the block: no buffer round trip, no copies
+            obs, rew, term, trunc, err, succ, final, ep_r, ep_l = self._blocks[0].step_arrays(actions)
+            done = term | trunc
+            infos = {"final_obs": final, "_final_obs": done, "episode": {"r": ep_r, "l": ep_l},
+                     "_episode": done.copy(), "physics_error": err, "is_success": succ}
+            return obs, rew, term, trunc, infos
         b = self._buf
         b.actions[:] = actions
         self._call_all("step", [()] * len(self._slices))

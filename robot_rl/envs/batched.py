@@ -1,0 +1,328 @@
+"""Batched stepping of N copies of one MuJoCo task in one process (the vector env's ``"batched"`` backend).
+
+A Python loop over N single envs pays the env's Python work (action noise and latency, observation, sensor noise,
+reward, checks) N times per step, about twice the physics of a small model. ``BatchedBlock`` keeps the N real envs
+(their models, data, random generators and randomizers) and steps them together: MuJoCo runs per env (``mj_step``
+on each env's own ``MjData``), everything else is one numpy operation over the batch. Results are bit-identical to
+stepping the single envs: the same random draws from each env's own generator in the same order (noise is drawn in
+chunks, which the batch reads through views shared with each env's randomizer), the same IEEE operations, and
+``math`` (not numpy's SIMD kernels) for transcendental functions (``rewards.libm``). Resets (including same-step
+autoresets), randomization sampling and per-step randomization terms (interval resampling, pushes) run through the
+single env's own code.
+
+A task can run batched when it provides ``_evaluate_batch``, keeps the base class's step, observation and
+packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms
+(``batch_support`` says why not otherwise): the cart-pole tasks and the pendulum.
+
+The per-step counters (``step_count``, the sensor-noise position, the divergence-warning baseline) live in the block
+while it steps and are written back to the envs before ``get_attr`` / ``call`` / ``set_attr``; after ``call`` and
+``set_attr`` (which may reset an env, or switch its randomization) the block reads every env's state again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+from robot_rl.envs.base import MujocoTaskEnv
+from robot_rl.envs.randomization import _CHUNK
+
+_HOOKS = ("step", "_observe", "_before_physics", "_package_obs")
+
+
+def batch_support(env) -> str | None:
+    """None if ``env``'s task can run in ``BatchedBlock``, else the reason it cannot (for error messages)."""
+    u = env.unwrapped
+    cls = type(u)
+    if not isinstance(u, MujocoTaskEnv):
+        return f"{cls.__name__} is not a robot_rl MuJoCo task (MujocoTaskEnv)"
+    if cls._evaluate_batch is MujocoTaskEnv._evaluate_batch:
+        return f"{cls.__name__} has no batched reward (_evaluate_batch)"
+    for hook in _HOOKS:
+        if getattr(cls, hook) is not getattr(MujocoTaskEnv, hook):
+            return f"{cls.__name__} overrides {hook}"
+    if not u.observation_builder.batchable:
+        return f"{cls.__name__}'s observation uses forward kinematics (site terms)"
+    return None
+
+
+class BatchedBlock:
+    """Envs ``indices`` of a vector env stepped as one batch with same-step autoreset (see module docstring).
+
+    Same interface as ``vector._Block``: ``reset(seeds)`` and ``step()`` read ``buf.actions`` and write the result
+    rows of ``buf`` (shape ``(len(indices), ...)``); ``step_arrays(actions)`` returns fresh arrays instead.
+    """
+
+    def __init__(self, env_id: str, indices: range, seed: int | None, randomization, kwargs: dict, buf):
+        from robot_rl.envs import make
+
+        self.envs = [make(env_id, randomization=randomization, seed=None if seed is None else seed + i, **kwargs)
+                     for i in indices]
+        self.u = [e.unwrapped for e in self.envs]
+        reason = batch_support(self.envs[0])
+        if reason is not None:
+            raise ValueError(f"vector env backend 'batched' cannot run {env_id!r}: {reason}; use backend='sync'")
+        u0 = self.u[0]
+        n, nu, nq, nv = len(self.envs), u0.model.nu, u0.model.nq, u0.model.nv
+        self.n, self.buf = n, buf
+        self._task = u0
+        self._models = [u.model for u in self.u]
+        self._datas = [u.data for u in self.u]
+        self._ctrl_v = [u.data.ctrl for u in self.u]
+        # One np.concatenate reads every env's qpos, qvel and divergence-warning counters (exact as float64).
+        self._state_v = [u.data.qpos for u in self.u] + [u.data.qvel for u in self.u] + [u._warnings for u in self.u]
+        self._cut = (n * nq, n * (nq + nv))
+        self._nq, self._nv = nq, nv
+        self._skip = u0.frame_skip
+        self._nu1 = nu == 1
+        self._qadr, self._dadr = u0._qadr, u0._dadr
+        self._all_joints = np.array_equal(self._qadr, np.arange(nq)) and np.array_equal(self._dadr, np.arange(nv))
+        self._builder = u0.observation_builder
+        self._max_steps = u0.max_episode_steps
+        self._mid, self._half, self._sym = u0._ctrl_mid, u0._ctrl_half, u0._ctrl_symmetric
+        self.returns = np.zeros(n)
+        self.lengths = np.zeros(n, dtype=np.int64)
+        self._t = np.zeros(n, dtype=np.int64)
+        self._ar = np.arange(n)
+        self._last_warn = np.zeros((n, len(u0._warnings)))  # counters at the last check, float64
+        self._last_warn_b = self._last_warn.tobytes()
+        nj = len(self._qadr)
+        rz = u0.randomizer
+        lat = rz.config.action_latency if rz is not None else None
+        self._act_noise = np.zeros((n, _CHUNK, nu))
+        self._q_noise = np.zeros((n, _CHUNK, nj))
+        self._qd_noise = np.zeros((n, _CHUNK, nj))
+        self._obs_i = np.zeros(n, dtype=np.int64)
+        # Action latency: one delay ring of R slots for all envs (slot t % R holds step t's action; an env with
+        # latency L reads slot (t - L) % R, L = 0 reads the action just written). Each env keeps its own ring of
+        # L + 1 slots; the two are converted in _import / _export.
+        self._lat = np.zeros((n, 1 + (max(lat.steps) if lat is not None else 0), nu))
+        self._latency = np.zeros(n, dtype=np.int64)
+        self._on = {k: np.zeros(n, dtype=bool) for k in ("noise", "latency", "sense", "per_step")}
+        for i in range(n):
+            self._import(i)
+        self._refresh()
+
+    # ------------------------------------------------------------------ env <-> block state
+    def _import(self, i: int) -> None:
+        """Read env ``i``'s per-step state; its randomizer's noise chunks become views of ours."""
+        u = self.u[i]
+        t = self._t[i] = u._t
+        last = u._last_warn if hasattr(u, "_last_warn") else u._warnings.tobytes()
+        self._last_warn[i] = np.frombuffer(last, dtype=u._warnings.dtype)
+        self._last_warn_b = self._last_warn.tobytes()
+        rz = u.randomizer
+        on = rz is not None and u.randomization_enabled
+        self._on["noise"][i] = noise = on and rz._act_noise is not None
+        if noise:
+            self._act_noise[i] = rz._act_noise
+            rz._act_noise = self._act_noise[i]
+        self._on["latency"][i] = latency = on and rz._latency > 0
+        self._latency[i] = lat = rz._latency if latency else 0
+        if latency:
+            if lat + 1 > self._lat.shape[1]:
+                self._grow_ring(lat + 1)
+            ring, size = self._lat.shape[1], lat + 1
+            for s in range(max(0, t - lat), t):  # the actions still to be applied
+                self._lat[i, s % ring] = rz._lat_buf[s % size]
+        self._on["sense"][i] = sense = on and rz.acts_on_sensors
+        if sense:
+            self._share_sensor_noise(i)
+            self._obs_i[i] = rz._obs_i
+        self._on["per_step"][i] = on and rz.acts_per_step
+
+    def _grow_ring(self, size: int) -> None:
+        old, ring = self._lat, self._lat.shape[1]
+        self._lat = np.zeros((self.n, size, old.shape[2]))
+        for j in range(self.n):
+            t, lat = int(self._t[j]), int(self._latency[j])
+            for s in range(max(0, t - lat), t):
+                self._lat[j, s % size] = old[j, s % ring]
+
+    def _share_sensor_noise(self, i: int) -> None:
+        rz = self.u[i].randomizer
+        self._q_noise[i], self._qd_noise[i] = rz._q_noise, rz._qd_noise
+        rz._q_noise, rz._qd_noise = self._q_noise[i], self._qd_noise[i]
+
+    def _refresh(self) -> None:
+        """Rows of the envs each per-step term applies to (kinds that apply to no env are left out); ``_sel`` is
+        the same as a slice when it is every env (basic indexing, no copies).
+        """
+        self._rows = {k: np.flatnonzero(v) for k, v in self._on.items() if v.any()}
+        self._sel = {k: slice(None) if len(r) == self.n else r for k, r in self._rows.items()}
+
+    def _export(self) -> None:
+        """Write the per-step state back to the envs (before anyone else looks at or steps them)."""
+        ring = self._lat.shape[1]
+        for i, u in enumerate(self.u):
+            t = u._t = int(self._t[i])
+            u._last_warn = self._last_warn[i].astype(u._warnings.dtype).tobytes()
+            rz = u.randomizer
+            if self._on["sense"][i]:
+                rz._obs_i = int(self._obs_i[i])
+            if self._on["latency"][i]:
+                lat = int(self._latency[i])
+                for s in range(max(0, t - lat), t):
+                    rz._lat_buf[s % (lat + 1)] = self._lat[i, s % ring]
+
+    def _import_all(self) -> None:
+        for i in range(self.n):
+            self._import(i)
+        self._refresh()
+
+    # ------------------------------------------------------------------ stepping
+    def reset(self, seeds: list) -> None:
+        b = self.buf
+        obs = []
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
+            o, info = env.reset(seed=s)
+            obs.append(o)
+            b.succ[i] = info.get("is_success", False)
+            self._import(i)
+        self._refresh()
+        np.stack(obs, out=b.obs[""])
+        b.err[:] = False
+        self.returns[:] = 0.0
+        self.lengths[:] = 0
+
+    def _actions(self, actions: np.ndarray) -> np.ndarray:
+        """Normalized actions after each env's action noise, per-step randomization and latency, ``(n, nu)``."""
+        a = actions.astype(np.float64)
+        t, rows, sel = self._t, self._rows, self._sel
+        if "noise" in rows:
+            r = rows["noise"]
+            k = t[sel["noise"]] % _CHUNK
+            if not k.all():  # a new chunk of white noise, drawn as the single env draws it (step 0, 256, ...)
+                for i in r[k == 0].tolist():
+                    rz = self.u[i].randomizer
+                    self._act_noise[i] = rz._noise_chunk(self.u[i]._np_random, (a.shape[1],),
+                                                         rz.config.action_noise.std)
+                    rz._act_noise = self._act_noise[i]
+            a[sel["noise"]] += self._act_noise[r, k]
+        if "latency" in rows:
+            ring, lat = self._lat.shape[1], self._latency
+            self._lat[self._ar, t % ring] = a
+            a = self._lat[self._ar, (t - lat) % ring]
+            early = t < lat
+            if early.any():
+                a[early] = 0.0  # nothing commanded yet before the episode start
+        if "per_step" in rows:
+            for i in rows["per_step"].tolist():
+                u = self.u[i]
+                u._rand_info = u.randomizer.before_step(int(t[i]), u._np_random, u._rand_info)
+        return a
+
+    def _measure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """True ``qpos`` ``(n, nq)``, ``qvel`` ``(n, nv)``, the sensed joint positions / velocities and the warning
+        counters ``(n, 4)`` (float64).
+        """
+        flat = np.concatenate(self._state_v)
+        a, b = self._cut
+        qpos, qvel, warn = flat[:a].reshape(self.n, self._nq), flat[a:b].reshape(self.n, self._nv), flat[b:]
+        sense = "sense" in self._rows
+        if sense:
+            r, sl = self._rows["sense"], self._sel["sense"]
+            oi = self._obs_i[sl].copy()
+            if oi.max() == _CHUNK:
+                full = oi == _CHUNK
+                for i in r[full].tolist():
+                    self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
+                    self._share_sensor_noise(i)
+                oi[full] = 0
+            self._obs_i[sl] = oi + 1
+            if self._all_joints and len(r) == self.n:  # every env senses, measured joints = all coordinates
+                return qpos, qvel, qpos + self._q_noise[r, oi], qvel + self._qd_noise[r, oi], warn
+        q, qd = qpos[:, self._qadr], qvel[:, self._dadr]
+        if sense:
+            q[sl] += self._q_noise[r, oi]
+            qd[sl] += self._qd_noise[r, oi]
+        return qpos, qvel, q, qd, warn
+
+    def step_arrays(self, actions: np.ndarray) -> tuple:
+        """Step every env with ``actions`` ``(n, nu)``; returns fresh arrays ``(obs, reward, terminated, truncated,
+        physics_error, is_success, final_obs, episode_return, episode_length)``, each with n rows.
+        """
+        a = self._actions(actions)
+        ctrl = self._half * a if self._sym else self._mid + self._half * a
+        mj_step, skip = mujoco.mj_step, self._skip
+        if self._nu1:  # one actuator: a float per env (cheaper than an array copy)
+            for m, d, c, v in zip(self._models, self._datas, self._ctrl_v, ctrl.ravel().tolist()):
+                c[0] = v
+                mj_step(m, d, skip)
+        else:
+            for m, d, c, row in zip(self._models, self._datas, self._ctrl_v, ctrl):
+                c[:] = row
+                mj_step(m, d, skip)
+        self._t += 1
+        qpos, qvel, q, qd, warn = self._measure()
+        obs = self._builder.build_batch(q, qd, np.array([u._goal for u in self.u]) if self._builder.goal_dim else None)
+        rew, term, succ = self._task._evaluate_batch(qpos, qvel, a)  # diverged rows are replaced below
+        if succ is None:
+            succ = np.zeros(self.n, dtype=bool)
+        # As the single env: a divergence-warning counter moved, or the float32 obs . obs is not finite.
+        changed = warn.tobytes() != self._last_warn_b
+        flat = obs.ravel()
+        if changed or not math.isfinite(flat.dot(flat)):  # one dot product: no row diverged (the usual case)
+            err = np.array([not math.isfinite(o.dot(o)) for o in obs])
+            if changed:
+                warn = warn.reshape(self._last_warn.shape)
+                err |= (warn != self._last_warn).any(axis=1)
+                self._last_warn, self._last_warn_b = warn, warn.tobytes()
+            obs[err] = np.nan_to_num(obs[err], nan=0.0, posinf=0.0, neginf=0.0)
+            rew = np.where(err, 0.0, rew)
+            term = term | err
+            succ = succ & ~err
+        else:
+            err = np.zeros(self.n, dtype=bool)
+        trunc = self._t >= self._max_steps
+        self.returns += rew
+        self.lengths += 1
+        done = term | trunc
+        final = np.zeros_like(obs)
+        ep_r, ep_l = np.zeros(self.n), np.zeros(self.n, dtype=np.int64)
+        if done.any():
+            idx = np.flatnonzero(done)
+            final[idx] = obs[idx]
+            ep_r[idx], ep_l[idx] = self.returns[idx], self.lengths[idx]
+            self.returns[idx], self.lengths[idx] = 0.0, 0
+            for i in idx.tolist():
+                obs[i], _ = self.envs[i].reset()
+                self._import(i)
+            self._refresh()
+        return obs, rew, term, trunc, err, succ, final, ep_r, ep_l
+
+    def step(self) -> None:
+        """``step_arrays(buf.actions)`` written into the result buffer rows (the process backend's workers)."""
+        b = self.buf
+        (b.obs[""][:], b.rew[:], b.term[:], b.trunc[:], b.err[:], b.succ[:], b.final_obs[""][:], b.ep_r[:],
+         b.ep_l[:]) = self.step_arrays(b.actions)
+
+    # ------------------------------------------------------------------ attributes
+    def get_attr(self, name: str) -> list:
+        self._export()
+        return [getattr(u, name) for u in self.u]
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> list:
+        self._export()
+        out = []
+        try:
+            for u in self.u:
+                attr = getattr(u, name)
+                out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        finally:
+            self._import_all()
+        return out
+
+    def set_attr(self, name: str, values: list) -> None:
+        self._export()
+        try:
+            for u, v in zip(self.u, values):
+                setattr(u, name, v)
+        finally:
+            self._import_all()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,142 @@
+"""Batched vector env (backend "batched"): bit-identical to N single envs, for every task that supports it."""
+
+import numpy as np
+import pytest
+
+import robot_rl.envs as E
+from robot_rl.envs.batched import batch_support
+from robot_rl.envs.vector import make_vec
+
+BATCHED_TASKS = ["CartpoleSwingup-v0", "CartpoleBalance-v0", "PendulumSwingup-v0"]
+
+
+def _compare(vec, singles, steps: int, rng, stats: dict | None = None) -> int:
+    """Step both with the same random actions; assert identical results; return the number of autoresets.
+
+    ``stats``: running episode returns/lengths ``{"r": (n,), "l": (n,)}`` of the vector env, kept across calls.
+    """
+    n = len(singles)
+    episodes = 0
+    stats = stats if stats is not None else {"r": np.zeros(n), "l": np.zeros(n, dtype=int)}
+    returns, lengths = stats["r"], stats["l"]
+    for t in range(steps):
+        a = rng.uniform(-1.2, 1.2, (n, *singles[0].action_space.shape)).astype(np.float32)
+        obs, rew, term, trunc, infos = vec.step(a)
+        for i, e in enumerate(singles):
+            o, r, te, tr, info = e.step(a[i])
+            returns[i] += r
+            lengths[i] += 1
+            assert (rew[i], term[i], trunc[i]) == (r, te, tr), (t, i)
+            assert infos["physics_error"][i] == info["physics_error"]
+            assert infos["is_success"][i] == info.get("is_success", False)
+            assert infos["_final_obs"][i] == infos["_episode"][i] == (te or tr)
+            if te or tr:
+                episodes += 1
+                assert np.array_equal(infos["final_obs"][i], o)
+                assert infos["episode"]["r"][i] == pytest.approx(returns[i])
+                assert infos["episode"]["l"][i] == lengths[i]
+                returns[i], lengths[i] = 0.0, 0
+                o, _ = e.reset()
+            else:
+                assert not infos["final_obs"][i].any() and infos["episode"]["l"][i] == 0
+            assert np.array_equal(obs[i], o), (t, i, obs[i], o)
+    return episodes
+
+
+@pytest.mark.parametrize("env_id", BATCHED_TASKS)
+@pytest.mark.parametrize("randomization", [None, "default", "reality"])
+def test_batched_equals_single_envs(env_id, randomization):
+    # 300-step episodes cross the 256-step noise chunks; balance episodes end early (termination), the others
+    # are truncated, so every run crosses same-step autoresets.
+    n, seed, kw = 4, 7, {"max_episode_steps": 300}
+    vec = make_vec(env_id, n, seed=seed, randomization=randomization, backend="batched", **kw)
+    assert vec.backend == "batched" and vec.batched
+    singles = [E.make(env_id, seed=seed + i, randomization=randomization, **kw) for i in range(n)]
+    obs, info = vec.reset(seed=seed)
+    ref = [e.reset(seed=seed + i) for i, e in enumerate(singles)]
+    assert np.array_equal(obs, np.stack([o for o, _ in ref]))
+    assert list(info["is_success"]) == [i.get("is_success", False) for _, i in ref]
+    assert _compare(vec, singles, 620, np.random.default_rng(0)) >= n
+    assert obs.dtype == np.float32
+    vec.close()
+
+
+def test_batched_is_the_default_where_supported():
+    vec = make_vec("CartpoleSwingup-v0", 2)
+    assert vec.backend == "batched"
+    vec.close()
+    vec = make_vec("Reacher2-v0", 2)
+    assert vec.backend == "sync" and not vec.batched
+    vec.close()
+    vec = make_vec("CartpoleSwingup-v0", 2, num_workers=2)
+    assert vec.backend == "process" and vec.batched  # its workers step batched blocks
+    vec.close()
+
+
+@pytest.mark.parametrize("env_id,reason", [("Reacher2-v0", "no batched reward"), ("ArmReach-v0", "no batched reward"),
+                                           ("dmc-cartpole-swingup-v0", "not a robot_rl MuJoCo task")])
+def test_unsupported_tasks_name_the_reason(env_id, reason):
+    env = E.make(env_id)
+    assert reason in batch_support(env)
+    env.close()
+    with pytest.raises(ValueError, match=f"backend 'batched' cannot run .*{reason}"):
+        make_vec(env_id, 2, backend="batched")
+
+
+def test_attributes_and_calls_mid_episode_keep_the_batch_in_step():
+    # get_attr / call / set_attr see the envs' true per-step state (step counter, latency ring, sensor noise
+    # position), and after a call that changes the envs the batch continues exactly as the single envs do.
+    n, seed = 3, 2
+    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, randomization="reality", backend="batched")
+    singles = [E.make("CartpoleSwingup-v0", seed=seed + i, randomization="reality") for i in range(n)]
+    vec.reset(seed=seed)
+    for i, e in enumerate(singles):
+        e.reset(seed=seed + i)
+    rng = np.random.default_rng(1)
+    stats = {"r": np.zeros(n), "l": np.zeros(n, dtype=int)}
+    _compare(vec, singles, 40, rng, stats)
+    assert vec.get_attr("step_count") == (40,) * n
+    assert vec.get_attr("randomization_info") == tuple(e.unwrapped.randomization_info for e in singles)
+    # A single-env step through call() (not counted in the vector env's episode statistics): the block must
+    # read the envs' state back afterwards.
+    a = np.full((1,), 0.3, np.float32)
+    stepped = vec.call("step", a)
+    for e, (o, r, *_rest) in zip(singles, stepped):
+        o_ref, r_ref, *_ = e.step(a)
+        assert np.array_equal(o, o_ref) and r == r_ref
+    vec.set_attr("randomization_scale", 0.5)
+    for e in singles:
+        e.unwrapped.randomization_scale = 0.5
+    vec.set_attr("randomization_enabled", [True, False, True])
+    singles[1].unwrapped.randomization_enabled = False
+    assert _compare(vec, singles, 520, rng, stats) >= n
+    assert vec.get_attr("step_count") == tuple(e.unwrapped.step_count for e in singles)
+    vec.close()
+
+
+def test_physics_errors_match_single_envs():
+    n, seed = 3, 5
+    # No randomization: with action latency a non-finite action would only reach MuJoCo a step later.
+    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, backend="batched")
+    singles = [E.make("CartpoleSwingup-v0", seed=seed + i) for i in range(n)]
+    vec.reset(seed=seed)
+    for i, e in enumerate(singles):
+        e.reset(seed=seed + i)
+    for d in (vec.get_attr("data")[0], singles[0].unwrapped.data):
+        d.qvel[0] = np.nan  # env 0 diverges
+    a = np.zeros((n, 1), np.float32)
+    a[2] = np.nan  # env 2 gets a non-finite action (MuJoCo counts mjWARN_BADCTRL)
+    obs, rew, term, _, infos = vec.step(a)
+    assert list(infos["physics_error"]) == [True, False, True]
+    assert list(term) == [True, False, True] and rew[0] == rew[2] == 0.0
+    assert np.isfinite(obs).all() and np.isfinite(infos["final_obs"]).all()
+    for i, e in enumerate(singles):
+        o, r, te, tr, info = e.step(a[i])
+        assert info["physics_error"] == infos["physics_error"][i] and r == rew[i]
+        assert np.array_equal(infos["final_obs"][i] if te else obs[i], o)
+        if te:
+            o, _ = e.reset()
+        assert np.array_equal(obs[i], o)
+    # The next steps are clean and still identical.
+    assert _compare(vec, singles, 30, np.random.default_rng(3)) == 0
+    vec.close()
