@@ -24,6 +24,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import importlib.metadata  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -33,7 +34,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from robot_rl.control import ilqr, lqr  # noqa: E402
+from robot_rl.control import ilqr, ilqr_jit, lqr  # noqa: E402
 from robot_rl.control.costs import Cost  # noqa: E402
 from robot_rl.control.dynamics import MujocoDynamics  # noqa: E402
 from robot_rl.control.mpc import IlqrPlanner, MPCController, MPCSettings  # noqa: E402
@@ -42,6 +43,7 @@ from robot_rl.core.assets import find_asset  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "control.md"
 COST = "config/costs/cartpole_swingup.yaml"
 MODELS = ("exact", "coarse")
+BACKENDS = ("numpy", "numba") if ilqr_jit.AVAILABLE else ("numpy",)
 
 
 def _model():
@@ -91,8 +93,8 @@ def ilqr_iterations(horizon: int = 100, iterations: int = 20, reps: int = 20) ->
         exp = cost.expand(X, U)
         cases[kind] = {
             "derivatives": lambda d=dyn, X=X, U=U: (d.jacobians(X, U), cost.expand(X, U)),
-            "backward": lambda A=A, B=B, e=exp, U=U, s=sol, d=dyn: ilqr.backward_pass(A, B, e, U, s.k, 0.0, d.u_min,
-                                                                                      d.u_max, "boxqp"),
+            **{f"backward_{b}": lambda A=A, B=B, e=exp, U=U, s=sol, d=dyn, j=b == "numba": ilqr.backward_pass(
+                A, B, e, U, s.k, 0.0, d.u_min, d.u_max, "boxqp", jit=j) for b in BACKENDS},
             "forward_one": lambda d=dyn, X=X, U=U, s=sol: cost.total(*ilqr.forward_pass(d, x0, X, U, s.K, s.k, 0.5,
                                                                                          d.u_min, d.u_max)),
         }
@@ -105,18 +107,19 @@ def ilqr_iterations(horizon: int = 100, iterations: int = 20, reps: int = 20) ->
                 out[kind][phase] = min(out[kind].get(phase, np.inf), _time(fn))
     for r in out.values():
         r["forward"] = r["forward_one"] * r["passes_per_iteration"]
-        r["total"] = r["derivatives"] + r["backward"] + r["forward"]
+        for b in BACKENDS:
+            r[f"total_{b}"] = r["derivatives"] + r[f"backward_{b}"] + r["forward"]
     return out
 
 
-def mpc_replan(horizon: int, kind: str, n: int = 150, repeats: int = 2) -> dict:
+def mpc_replan(horizon: int, kind: str, backend: str = "auto", n: int = 150, repeats: int = 2) -> dict:
     """Warm-started replan times [ms] of iLQR MPC (1 iteration) balancing the exact frame_skip-2 cart-pole."""
     best = None
     for _ in range(repeats):
         dyn = _dynamics(kind)
         plant = _dynamics("exact")
         cost = Cost.from_yaml(COST)
-        planner = IlqrPlanner(dyn, cost, ilqr.IlqrSettings(max_iterations=1))
+        planner = IlqrPlanner(dyn, cost, ilqr.IlqrSettings(max_iterations=1, backend=backend))
         mpc = MPCController(planner, MPCSettings(horizon=horizon, control_period_s=dyn.dt, replan_budget_s=1.0))
         x = np.array([0.05, 0.2, 0.0, 0.0])
         # cold start (not timed): iLQR initialized with the upright LQR controller's closed-loop rollout (from zeros
@@ -140,12 +143,15 @@ def mpc_replan(horizon: int, kind: str, n: int = 150, repeats: int = 2) -> dict:
 
 
 def run(quick: bool) -> dict:
+    jit_s = ilqr_jit.warm_up() if ilqr_jit.AVAILABLE else None  # compile / cache load, before any timing
     fd = fd_call_s(repeats=10 if quick else 60)
     T = 100
     it = ilqr_iterations(T, iterations=8 if quick else 20, reps=5 if quick else 30)
-    mpc = {(h, kind): mpc_replan(h, kind, n=60 if quick else 150, repeats=1 if quick else 3)
-           for h in (100, 50) for kind in MODELS}
-    return {"load": os.getloadavg()[0], "fd_us": fd * 1e6, "floor_ms": T * fd * 1e3, "iter": it, "mpc": mpc}
+    cases = [(h, kind, BACKENDS[-1]) for h in (100, 50) for kind in MODELS] + [(100, "exact", "numpy")]
+    mpc = {c: mpc_replan(*c, n=60 if quick else 150, repeats=1 if quick else 3) for c in dict.fromkeys(cases)}
+    numba = importlib.metadata.version("numba") if ilqr_jit.AVAILABLE else None
+    return {"load": os.getloadavg()[0], "fd_us": fd * 1e6, "floor_ms": T * fd * 1e3, "iter": it, "mpc": mpc,
+            "numba": numba, "jit_s": jit_s}
 
 
 def report(r: dict) -> str:
@@ -170,10 +176,11 @@ def report(r: dict) -> str:
         "",
         "| quantity | exact | coarse |",
         "|---|---|---|",
-        "| iLQR iteration total | " + " | ".join(
-            f"{it[k]['total'] * 1e3:.2f} ms (**{it[k]['total'] * 1e3 / floor:.1f}x floor**)" for k in MODELS) + " |",
+        *[f"| iLQR iteration total, {b} backward pass | " + " | ".join(
+            f"{it[k][f'total_{b}'] * 1e3:.2f} ms (**{it[k][f'total_{b}'] * 1e3 / floor:.1f}x floor**)" for k in MODELS)
+          + " |" for b in BACKENDS],
         "| - derivatives (FD Jacobians + cost expansion) | " + " | ".join(ms(k, "derivatives") for k in MODELS) + " |",
-        "| - backward pass | " + " | ".join(ms(k, "backward") for k in MODELS) + " |",
+        *[f"| - backward pass, {b} | " + " | ".join(ms(k, f"backward_{b}") for k in MODELS) + " |" for b in BACKENDS],
         "| - forward passes (closed loop + cost) x trials per iteration | " + " | ".join(
             f"{ms(k, 'forward')} ({it[k]['passes_per_iteration']:.2f})" for k in MODELS) + " |",
         "| plain wall time per iteration of the whole 20-iteration solve | " + " | ".join(
@@ -181,15 +188,19 @@ def report(r: dict) -> str:
         "| swing-up solved (pole up at the horizon end), final cost | " + " | ".join(
             f"{it[k]['upright_at_end']}, {it[k]['final_cost']:.1f}" for k in MODELS) + " |",
         "",
-        "Target: iteration <= 2x floor.",
+        f"Target: iteration <= 2x floor. Backends: numpy (always available) and numba (optional kernel, "
+        f"`IlqrSettings.backend`; numba {r['numba'] or 'not installed'}"
+        + (f", first call in this process {r['jit_s']:.2f} s: compile, or load from the `__pycache__` disk cache" if
+           r["jit_s"] is not None else "") + f"). The whole-solve wall time uses the default backend ({BACKENDS[-1]}).",
         "",
         "## Warm-started MPC replan (iLQR, 1 iteration per replan, balancing the exact frame_skip-2 plant)",
         "",
-        "| horizon | planning model | p50 | p99 | max | pole up at the end | target |",
-        "|---|---|---|---|---|---|---|",
+        "| horizon | planning model | backward pass | p50 | p99 | max | pole up at the end | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for (T, kind), s in r["mpc"].items():
-        lines.append(f"| {T} ({T * 0.02:.1f} s) | {kind} | {s['solve_ms_p50']:.2f} ms | {s['solve_ms_p99']:.2f} ms | "
+    for (T, kind, backend), s in r["mpc"].items():
+        lines.append(f"| {T} ({T * 0.02:.1f} s) | {kind} | {backend} | {s['solve_ms_p50']:.2f} ms | "
+                     f"{s['solve_ms_p99']:.2f} ms | "
                      f"{s['solve_ms_max']:.2f} ms | {s['upright_at_end']} | p99 <= 10 ms |")
     lines.append("")
     return "\n".join(lines)
@@ -199,11 +210,11 @@ def report(r: dict) -> str:
 def test_bench_control():
     r = run(quick=True)
     print(report(r))
-    assert r["fd_us"] > 0 and all(r["iter"][k]["total"] > 0 for k in MODELS)
+    assert r["fd_us"] > 0 and all(r["iter"][k]["total_numpy"] > 0 for k in MODELS)
     assert all(s["upright_at_end"] for s in r["mpc"].values())
     # regression guards far above the measured numbers (shared machine): catch an accidental O(T^2) or a sleep
-    assert r["iter"]["exact"]["total"] * 1e3 < 20 * r["floor_ms"]
-    assert r["mpc"][(50, "exact")]["solve_ms_p50"] < 50.0
+    assert r["iter"]["exact"]["total_numpy"] * 1e3 < 20 * r["floor_ms"]
+    assert r["mpc"][(50, "exact", BACKENDS[-1])]["solve_ms_p50"] < 50.0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Implementations: :class:`MujocoDynamics` (``mujoco.rollout`` + ``mjd_transitionF
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Sequence
 
 import mujoco
@@ -299,15 +300,19 @@ class MujocoDynamics:
         before = sum(w[i].number for i in _DIVERGENCE_WARNINGS)
         ctrl, step, get, spec = d.ctrl, mujoco.mj_step, mujoco.mj_getState, self._tspec
         lo, hi = self.u_min, self.u_max
-        if nu == 1:  # scalar clip in Python floats (cheaper than two array ops on one element)
-            cl, Kl, l0, h0 = c[:, 0].tolist(), K[:, 0], float(lo[0]), float(hi[0])
+        if nu == 1:  # one actuator: the feedback in Python floats (cheaper than array ops on 4-vectors)
+            cl, l0, h0 = c[:, 0].tolist(), float(lo[0]), float(hi[0])
+            Kl = np.concatenate([np.zeros((T, 1)), K[:, 0]], axis=1).tolist()  # [0, K_t]: S rows are [time, x]
+            us = []
             for t in range(T):
-                u = Kl[t] @ S[t, 1:] + cl[t]
+                u = cl[t] + sum(map(operator.mul, Kl[t], S[t].tolist()))
                 u = h0 if u > h0 else (l0 if u < l0 else u)  # NaN passes through: caught after the loop
-                Un[t, 0] = ctrl[0] = u
+                ctrl[0] = u
+                us.append(u)
                 for _ in range(fs):
                     step(m, d)
                 get(m, d, S[t + 1], spec)
+            Un[:, 0] = us
         else:
             for t in range(T):
                 u = Un[t]
@@ -346,10 +351,12 @@ class MujocoDynamics:
         Bs = np.empty((fs, T, self.nx, self.nu))
         ctrl, fd, setstate, step = d.ctrl, mujoco.mjd_transitionFD, mujoco.mj_setState, mujoco.mj_step
         X = np.ascontiguousarray(X, float)
+        A0, B0 = list(As[0]), list(Bs[0])
+        Ul = U.tolist()
         for t in range(T):
             setstate(m, d, X[t], spec)
-            ctrl[:] = U[t]
-            fd(m, d, eps, False, As[0, t], Bs[0, t], None, None)
+            ctrl[:] = Ul[t]
+            fd(m, d, eps, False, A0[t], B0[t], None, None)
             for j in range(1, fs):
                 step(m, d)
                 fd(m, d, eps, False, As[j, t], Bs[j, t], None, None)

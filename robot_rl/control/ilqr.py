@@ -34,6 +34,8 @@ from typing import Literal
 import numpy as np
 import scipy.linalg
 
+from robot_rl.control import ilqr_jit
+
 
 @dataclass(frozen=True)
 class IlqrSettings:
@@ -61,6 +63,9 @@ class IlqrSettings:
     """Accept a step when actual / expected improvement exceeds this."""
     control_limits: Literal["boxqp", "clamp"] = "boxqp"
     """How control limits enter the backward pass (module docstring)."""
+    backend: Literal["auto", "numpy", "numba"] = "auto"
+    """One-actuator backward pass: ``numba`` = compiled kernel (optional dependency, ~15x faster, compiles ~2 s on
+    first use, cached on disk), ``numpy`` = array ops, ``auto`` = numba when installed. nu > 1 always uses numpy."""
     time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
     """Wall-clock budget per solve [s] (anytime); ``inf`` = none."""
 
@@ -69,6 +74,13 @@ class IlqrSettings:
             raise ValueError("max_iterations and line_search_steps must be >= 1")
         if not 0 < self.line_search_decay < 1 or self.mu_factor <= 1:
             raise ValueError("need 0 < line_search_decay < 1 and mu_factor > 1")
+        if self.backend == "numba" and not ilqr_jit.AVAILABLE:
+            raise ValueError("IlqrSettings.backend='numba' but numba is not installed (pip install numba==0.68.1)")
+
+    @property
+    def jit(self) -> bool:
+        """Whether the one-actuator backward pass runs the numba kernel."""
+        return self.backend == "numba" or (self.backend == "auto" and ilqr_jit.AVAILABLE)
 
 
 @dataclass
@@ -216,8 +228,11 @@ def _backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed: bool):
     return K, kk[:, None], dV
 
 
-def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str):
-    """One backward pass. Returns ``(K [T,nu,nx], k [T,nu], dV (2,))`` or None if ``Q_uu + mu I`` is not PD."""
+def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str, *, jit: bool = False):
+    """One backward pass. Returns ``(K [T,nu,nx], k [T,nu], dV (2,))`` or None if ``Q_uu + mu I`` is not PD.
+
+    ``jit``: one actuator on the numba kernel (:mod:`robot_rl.control.ilqr_jit`) instead of numpy.
+    """
     T, nx, nu = B.shape
     K = np.zeros((T, nu, nx))
     k = np.zeros((T, nu))
@@ -226,6 +241,8 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str):
     eye = mu * np.eye(nu)
     boxed = limits == "boxqp" and bool(np.isfinite(u_min).any() or np.isfinite(u_max).any())
     if nu == 1:
+        if jit:
+            return ilqr_jit.backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
         return _backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
     lo, hi = u_min - U, u_max - U  # [T, nu] bounds on the control step
     lx, lu, lxx, luu, lux = exp.lx, exp.lu, exp.lxx, exp.luu, exp.lux
@@ -327,6 +344,7 @@ def solve(dynamics, cost, x0, U0, settings: IlqrSettings = IlqrSettings(), *, de
                         solve_time_s=time.perf_counter() - t_start, timings_s=timings)
     mu, delta = settings.mu_init, 1.0
     alphas = settings.line_search_decay ** np.arange(settings.line_search_steps)
+    jit = settings.jit
     converged, reason, it = False, "max_iterations", 0
     for it in range(1, settings.max_iterations + 1):  # noqa: B007 (it is reported)
         t0 = time.perf_counter()
@@ -336,7 +354,7 @@ def solve(dynamics, cost, x0, U0, settings: IlqrSettings = IlqrSettings(), *, de
         timings["derivatives"] += t1 - t0
         # ---- backward pass, increasing mu until Q_uu is PD
         while True:
-            out = backward_pass(A, B, exp, U, k, mu, u_min, u_max, settings.control_limits)
+            out = backward_pass(A, B, exp, U, k, mu, u_min, u_max, settings.control_limits, jit=jit)
             if out is not None:
                 break
             delta = max(settings.mu_factor, delta * settings.mu_factor)

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from robot_rl.control import ilqr, lqr
+from robot_rl.control import ilqr, ilqr_jit, lqr
 from robot_rl.control.costs import CostExpansion, quadratic
 from robot_rl.control.dynamics import linear
 
@@ -125,8 +125,12 @@ def textbook_backward_pass(A, B, exp, U, mu, u_min, u_max):
     return K, k, dV
 
 
+JIT = [False, pytest.param(True, marks=pytest.mark.skipif(not ilqr_jit.AVAILABLE, reason="numba not installed"))]
+
+
+@pytest.mark.parametrize("jit", JIT)
 @pytest.mark.parametrize("mu", [0.0, 0.7])
-def test_one_control_backward_pass_matches_textbook_recursion(mu):
+def test_one_control_backward_pass_matches_textbook_recursion(mu, jit):
     rng = np.random.default_rng(5)
     T, nx = 40, 4
     A = np.eye(nx) + 0.1 * rng.standard_normal((T, nx, nx))
@@ -136,7 +140,8 @@ def test_one_control_backward_pass_matches_textbook_recursion(mu):
                         lxx=M @ M.transpose(0, 2, 1) + 0.1 * np.eye(nx), luu=rng.uniform(0.1, 1.0, (T, 1, 1)),
                         lux=0.3 * rng.standard_normal((T, 1, nx)))
     U = rng.uniform(-0.5, 0.5, (T, 1))
-    K, k, dV = ilqr.backward_pass(A, B, exp, U, np.zeros((T, 1)), mu, np.array([-0.7]), np.array([0.7]), "boxqp")
+    K, k, dV = ilqr.backward_pass(A, B, exp, U, np.zeros((T, 1)), mu, np.array([-0.7]), np.array([0.7]), "boxqp",
+                                  jit=jit)
     Kr, kr, dVr = textbook_backward_pass(A, B, exp, U, mu, -0.7, 0.7)
     clamped = np.all(K == 0, axis=(1, 2))
     assert 3 <= clamped.sum() <= T - 3  # both branches are exercised
@@ -145,4 +150,20 @@ def test_one_control_backward_pass_matches_textbook_recursion(mu):
     np.testing.assert_allclose(dV, dVr, rtol=1e-9)
     # not positive definite: Q_uu + mu <= 0 is reported as a failed pass (None), not a garbage step
     bad = dataclasses.replace(exp, luu=-np.abs(exp.luu) - 1e6)
-    assert ilqr.backward_pass(A, B, bad, U, np.zeros((T, 1)), mu, np.array([-0.7]), np.array([0.7]), "boxqp") is None
+    assert ilqr.backward_pass(A, B, bad, U, np.zeros((T, 1)), mu, np.array([-0.7]), np.array([0.7]), "boxqp",
+                              jit=jit) is None
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    not ilqr_jit.AVAILABLE, reason="numba not installed"))])
+def test_backends_give_the_same_constrained_solve(backend):
+    A, B = double_integrator(0.05)
+    dyn = linear(A, B, 0.05, u_min=-1.0, u_max=1.0)
+    cost = quadratic(np.diag([10.0, 1.0]), 0.01 * np.eye(1), np.diag([100.0, 10.0]))
+    settings = ilqr.IlqrSettings(backend=backend)
+    assert settings.jit == (backend == "numba")
+    sol = ilqr.solve(dyn, cost, np.array([2.0, 0.0]), np.zeros((60, 1)), settings)
+    ref = ilqr.solve(dyn, cost, np.array([2.0, 0.0]), np.zeros((60, 1)), ilqr.IlqrSettings(backend="numpy"))
+    assert sol.converged and sol.iterations == ref.iterations
+    np.testing.assert_allclose(sol.U, ref.U, atol=1e-9)
+    np.testing.assert_allclose(sol.K, ref.K, atol=1e-9)
