@@ -87,6 +87,9 @@ class PetsConfig:
     """Trajectory sampling scheme."""
     n_particles: int = 5
     """Particles per control sequence (a multiple of n_members for tsinf)."""
+    prev_action: bool = False
+    """Model input ``[features(x), u_prev, u]``: the previously applied command (0 at an episode's start) next to this
+    step's, so the model can represent the randomization's 0-1 step action latency (needs planner ensemble_cem)."""
     planner: Literal["ensemble_cem", "sampling"] = "ensemble_cem"
     """``ensemble_cem``: ``robot_rl.control.ensemble_cem.EnsembleCEM`` (float32 numpy forward, common random numbers
     over the CEM iterations); ``sampling``: ``SamplingPlanner`` on ``LearnedDynamics`` (torch forward per step)."""
@@ -121,6 +124,8 @@ class PetsConfig:
             raise ValueError(f"planner ensemble_cem needs cem.num_samples x n_particles "
                              f"({self.cem.num_samples} x {self.n_particles}) to be a multiple of n_members "
                              f"({self.n_members})")
+        if self.prev_action and self.planner != "ensemble_cem":
+            raise ValueError("prev_action needs planner ensemble_cem (the sampling planner's model takes u only)")
         if self.planner == "ensemble_cem" and self.cem.method != "cem":
             raise ValueError(f"planner ensemble_cem runs CEM only, got cem.method {self.cem.method!r}")
         if self.eval_seed_start < 1_000_000:
@@ -290,12 +295,15 @@ class EvalLog:
 
 
 def run_episode(env, policy, steps: int, seed: int, model: ProbabilisticEnsemble | None, angle_index: int,
-                data: dict[str, list]) -> tuple[float, list[float], list[float]]:
-    """One episode; ``policy(x, t_s) -> u`` in actuator units. Appends transitions to ``data``."""
+                data: dict[str, list], prev_action: bool = False) -> tuple[float, list[float], list[float]]:
+    """One episode; ``policy(x, t_s) -> u`` in actuator units. Appends transitions to ``data`` (``u`` stored as
+    ``[u_prev, u]`` with ``prev_action``, ``u_prev = 0`` at the start).
+    """
     sim = env.unwrapped
     env.reset(seed=seed)
     lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
     ret, cos, dis = 0.0, [], []
+    u_prev = np.zeros_like(lo)
     for k in range(steps):
         x = sim.get_state()
         u = np.clip(policy(x, k * sim.control_dt), lo, hi)
@@ -303,11 +311,13 @@ def run_episode(env, policy, steps: int, seed: int, model: ProbabilisticEnsemble
         x_next = sim.get_state()
         if info.get("physics_error"):
             break
+        u_in = np.concatenate([u_prev, u]) if prev_action else u
+        u_prev = u
         data["x"].append(x)
-        data["u"].append(u)
+        data["u"].append(u_in)
         data["x_next"].append(x_next)
         if model is not None:
-            dis.append(model.disagreement(x, u))
+            dis.append(model.disagreement(x, u_in))
         ret += r
         cos.append(float(np.cos(x_next[angle_index])))
         if terminated:
@@ -322,7 +332,7 @@ def make_controller(model: ProbabilisticEnsemble, cfg: PetsConfig, sim, cost: Co
     lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
     if cfg.planner == "ensemble_cem":
         planner = EnsembleCEM(model.numpy_params(), cost, EnsembleCEMSettings(cfg.cem, cfg.propagation,
-                                                                              cfg.n_particles),
+                                                                              cfg.n_particles, cfg.prev_action),
                               dt=sim.control_dt, u_min=lo, u_max=hi, rng=np.random.default_rng(seed))
     else:
         dyn = LearnedDynamics(make_predictor(model, cfg.propagation, gen), nx, nu, sim.control_dt,
@@ -332,10 +342,15 @@ def make_controller(model: ProbabilisticEnsemble, cfg: PetsConfig, sim, cost: Co
 
 
 def mpc_policy(mpc: MPCController):
-    """``policy(x, t_s) -> u``: replan from every state, then act."""
+    """``policy(x, t_s) -> u``: replan from every state, then act (an ``EnsembleCEM`` is told the command applied)."""
+    planner = mpc.planner
+
     def policy(x, t):
         mpc.replan(x, t)
-        return mpc.action(x, t)
+        u = mpc.action(x, t)
+        if hasattr(planner, "last_action"):
+            planner.last_action = np.clip(u, planner.u_min, planner.u_max)
+        return u
 
     return policy
 
@@ -350,7 +365,7 @@ def evaluate(model: ProbabilisticEnsemble, cfg: PetsConfig, env, cost: Cost, gen
     for i in range(cfg.eval_episodes):
         mpc = make_controller(model, cfg, env.unwrapped, cost, gen=gen, seed=cfg.eval_seed_start + 7919 * refits + i)
         ret, _, _ = run_episode(env, mpc_policy(mpc), cfg.eval_steps, cfg.eval_seed_start + i, None, angle,
-                                {"x": [], "u": [], "x_next": []})
+                                {"x": [], "u": [], "x_next": []}, cfg.prev_action)
         rets.append(float(ret))
     return rets
 
@@ -376,7 +391,8 @@ def train_pets(cfg: PetsConfig, *, log=print, callback=None, on_refit=None, eval
     sim = env.unwrapped
     nx, nu = sim.model.nq + sim.model.nv, sim.model.nu
     cost = Cost.from_yaml(find_asset(cfg.cost))
-    model = ProbabilisticEnsemble(nx, nu, cfg.angle_indices, cfg.n_members, cfg.hidden, cfg.activation)
+    model = ProbabilisticEnsemble(nx, 2 * nu if cfg.prev_action else nu, cfg.angle_indices, cfg.n_members,
+                                  cfg.hidden, cfg.activation)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     data: dict[str, list] = {"x": [], "u": [], "x_next": []}
     lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
@@ -409,12 +425,13 @@ def train_pets(cfg: PetsConfig, *, log=print, callback=None, on_refit=None, eval
             seed = cfg.seed * 1000 + ep
             if ep < cfg.random_episodes:
                 ret, cos, dis = run_episode(env, lambda x, t: rng.uniform(lo, hi), cfg.episode_steps, seed, None,
-                                            angle, data)
+                                            angle, data, cfg.prev_action)
                 kind, loss = "random", float("nan")
             else:
                 loss = refit()
                 mpc = make_controller(model, cfg, sim, cost, gen=gen, seed=seed)
-                ret, cos, dis = run_episode(env, mpc_policy(mpc), cfg.episode_steps, seed, model, angle, data)
+                ret, cos, dis = run_episode(env, mpc_policy(mpc), cfg.episode_steps, seed, model, angle, data,
+                                            cfg.prev_action)
                 kind = "mpc"
             cos_arr = np.asarray(cos) if cos else np.array([np.nan])
             logs.append(EpisodeLog(ep, kind, float(ret), float(cos_arr[-1]),

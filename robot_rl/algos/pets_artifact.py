@@ -30,13 +30,19 @@ NPZ_FILE = "ensemble.npz"
 
 
 class StateUnits(torch.nn.Module):
-    """Normalized delta -> delta in state units: ``(state [B, nx], force [B, nu]) -> (mean, logvar) [E, B, nx]``."""
+    """Normalized delta -> delta in state units: ``(state [B, nx], force [B, nu]) -> (mean, logvar) [E, B, nx]``.
+
+    For a ``prev_action`` model the state input is ``[x, u_prev]`` (``nx + nu``) and the prediction is for ``x``.
+    """
 
     def __init__(self, model: ProbabilisticEnsemble):
         super().__init__()
         self.m = model
 
     def forward(self, state, action):
+        if state.shape[-1] > self.m.nx:  # prev_action: state = [x, u_prev]
+            action = torch.cat([state[..., self.m.nx:], action], dim=-1)
+            state = state[..., :self.m.nx]
         xs = state.unsqueeze(0).expand(self.m.n_members, -1, -1)
         us = action.unsqueeze(0).expand(self.m.n_members, -1, -1)
         mean, logvar = self.m(xs, us)
@@ -69,19 +75,22 @@ def load_ensemble(path: str | Path) -> tuple[ProbabilisticEnsemble, PetsConfig, 
 
 def random_transitions(env_id: str, episodes: int, steps: int, seed_start: int) -> tuple[np.ndarray, ...]:
     """Uniform random-force episodes (no randomization): ``x [N, nx]``, ``u [N, nu]`` (actuator units),
-    ``x' [N, nx]``.
+    ``x' [N, nx]``, ``u_prev [N, nu]`` (the previous command, 0 at an episode's start).
     """
     import robot_rl.envs as envs
 
     env = envs.make(env_id, max_episode_steps=steps)
     sim = env.unwrapped
     lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
-    xs, us, xn = [], [], []
+    xs, us, xn, up = [], [], [], []
     try:
         for ep in range(episodes):
             rng = np.random.default_rng(seed_start + ep)
             env.reset(seed=seed_start + ep)
-            for _ in range(steps):
+            up.append(np.zeros_like(lo))
+            for k in range(steps):
+                if k:
+                    up.append(us[-1])
                 x = sim.get_state()
                 u = rng.uniform(lo, hi)
                 _, _, terminated, truncated, _ = env.step((2 * (u - lo) / (hi - lo) - 1).astype(np.float32))
@@ -92,7 +101,7 @@ def random_transitions(env_id: str, episodes: int, steps: int, seed_start: int) 
                     break
     finally:
         env.close()
-    return np.asarray(xs), np.asarray(us), np.asarray(xn)
+    return np.asarray(xs), np.asarray(us), np.asarray(xn), np.asarray(up)
 
 
 def export_run(run: str | Path, out_dir: str | Path, *, profile_name: str = "cartpole", parity_bound: float = 1e-4
@@ -106,10 +115,11 @@ def export_run(run: str | Path, out_dir: str | Path, *, profile_name: str = "car
 
     model, cfg, meta = load_ensemble(run)
     profile = load_profile(profile_name)
-    x, u, xn = random_transitions(cfg.env_id, PARITY_EPISODES, PARITY_STEPS, PARITY_SEED_START)
+    x, u, xn, u_prev = random_transitions(cfg.env_id, PARITY_EPISODES, PARITY_STEPS, PARITY_SEED_START)
     module = StateUnits(model)
+    s_in = np.hstack([x, u_prev]) if cfg.prev_action else x
     with torch.no_grad():
-        mean, _ = module(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(u, dtype=torch.float32))
+        mean, _ = module(torch.as_tensor(s_in, dtype=torch.float32), torch.as_tensor(u, dtype=torch.float32))
     pred = mean.numpy().astype(np.float64).mean(axis=0)
     true = xn - x
     nrmse = np.sqrt(np.mean((pred - true) ** 2, axis=0)) / np.sqrt(np.mean(true ** 2, axis=0))
@@ -121,8 +131,10 @@ def export_run(run: str | Path, out_dir: str | Path, *, profile_name: str = "car
                                  "measure": "RMSE(member-mean delta) / RMS(delta)",
                                  "nrmse": dict(zip(state_names, nrmse.tolist())), "zero_delta_baseline": 1.0}}
     out_dir = Path(out_dir)
-    sc = export_ensemble(module, out_dir, state_names=state_names, action_names=list(profile.command_joints),
-                         parity_inputs=(x, u), target="delta", action_units_="N", profile=profile,
+    input_names = state_names + ([f"prev_{j}" for j in profile.command_joints] if cfg.prev_action else [])
+    sc = export_ensemble(module, out_dir, state_names=input_names, action_names=list(profile.command_joints),
+                         output_names=state_names, parity_inputs=(s_in, u), target="delta", action_units_="N",
+                         profile=profile,
                          env_id=cfg.env_id, algo="pets", config={"pets": to_dict(cfg), "run": str(run)},
                          config_hash=config_hash(cfg), metrics=metrics, control_dt=profile.control_period_s,
                          parity_bound=parity_bound)

@@ -249,6 +249,9 @@ class EnsembleCEMSettings:
     """Trajectory sampling (module docstring)."""
     n_particles: int = 1
     """Particles per control sequence (a multiple of the member count for tsinf)."""
+    prev_action: bool = False
+    """The model's action input is ``[u_prev, u]`` (``2 nu`` entries: the previously applied command, then this
+    step's): it can represent a 0-1 step actuation latency. Rollouts feed ``U[t-1]`` (``last_action`` at t = 0)."""
 
 
 class EnsembleCEM:
@@ -267,11 +270,17 @@ class EnsembleCEM:
         if s.n_particles < 1 or (s.propagation == "tsinf" and s.n_particles % E):
             raise ValueError(f"EnsembleCEM: tsinf needs n_particles ({s.n_particles}) to be a positive multiple of "
                              f"the member count ({E})")
-        if cost.nx != params.nx or cost.nu != params.nu:
+        nu = params.nu // 2 if s.prev_action else params.nu
+        if s.prev_action and params.nu % 2:
+            raise ValueError(f"EnsembleCEM: prev_action needs an ensemble action input of 2 nu entries, got "
+                             f"{params.nu}")
+        if cost.nx != params.nx or cost.nu != nu:
             raise ValueError(f"EnsembleCEM: cost is for nx={cost.nx}, nu={cost.nu}; ensemble has nx={params.nx}, "
-                             f"nu={params.nu}")
+                             f"nu={nu}")
         self.model, self.cost, self.settings = params.compile(), RolloutCost(cost), settings
-        self.nx, self.nu, self.dt = params.nx, params.nu, float(dt)
+        self.nx, self.nu, self.dt = params.nx, nu, float(dt)
+        self.last_action = np.zeros(nu)
+        """Command applied just before the state given to ``optimize`` (prev_action models; the caller sets it)."""
         self.u_min = np.broadcast_to(np.asarray(u_min, float), (self.nu,)).copy()
         self.u_max = np.broadcast_to(np.asarray(u_max, float), (self.nu,)).copy()
         self.rng = np.random.default_rng(0) if rng is None else rng
@@ -280,10 +289,13 @@ class EnsembleCEM:
 
     # ---- one-step prediction (delay compensation, checks)
     def step(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Member-mean next state ``[nx]`` (no noise)."""
+        """Member-mean next state ``[nx]`` (no noise; prev_action models use ``last_action`` as the previous one)."""
         E = self.model.n_members
         X = np.broadcast_to(np.asarray(x, np.float32), (E, 1, self.nx))
-        U = np.broadcast_to(np.clip(np.asarray(u, float), self.u_min, self.u_max).astype(np.float32), (E, 1, self.nu))
+        u = np.clip(np.asarray(u, float), self.u_min, self.u_max)
+        if self.settings.prev_action:
+            u = np.concatenate([self.last_action, u])
+        U = np.broadcast_to(u.astype(np.float32), (E, 1, self.model.nu))
         return self.model.sample_next(X, U, None).mean(axis=(0, 1)).astype(float)
 
     # ---- rollout
@@ -299,12 +311,16 @@ class EnsembleCEM:
         """States ``[T+1, R, nx]`` float32 of ``R = P N`` rows (row ``p N + n``: particle p of sample ``U[n]``;
         tsinf: particle p uses member ``p // (P / E)``, so member e owns one contiguous block of rows).
         """
-        N, T, nu = U.shape
-        E = self.model.n_members
+        N, T, _ = U.shape
+        E, nu = self.model.n_members, self.model.nu
         R = self.settings.n_particles * N
         X = np.empty((T + 1, R, self.nx), np.float32)
         X[0] = x0
-        Ur = np.broadcast_to(U.astype(np.float32).transpose(1, 0, 2)[:, None], (T, R // N, N, nu)).reshape(T, R, nu)
+        Uin = U.astype(np.float32).transpose(1, 0, 2)  # [T, N, nu_model]
+        if self.settings.prev_action:
+            prev = np.concatenate([np.broadcast_to(self.last_action.astype(np.float32), (1, N, self.nu)), Uin[:-1]])
+            Uin = np.concatenate([prev, Uin], axis=-1)
+        Ur = np.broadcast_to(Uin[:, None], (T, R // N, N, nu)).reshape(T, R, nu)
         if perm is None:
             for t in range(T):
                 X[t + 1] = self.model.sample_next(X[t].reshape(E, R // E, self.nx), Ur[t].reshape(E, R // E, nu),

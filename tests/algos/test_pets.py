@@ -194,3 +194,31 @@ def test_robot_rl_train_pets_writes_a_run_dir_that_exports(tmp_path):
     norm_mean, _ = compiled.forward(np.broadcast_to(x.astype(np.float32), (E, 50, 4)),
                                     np.broadcast_to(u.astype(np.float32), (E, 50, 1)))
     np.testing.assert_allclose(compiled.out_mean + compiled.out_std * norm_mean, mean, rtol=1e-4, atol=1e-4)
+
+
+def test_prev_action_model_trains_plans_and_exports(tmp_path):
+    """``prev_action``: the model input carries the previous command; the planner feeds it and the export takes it as
+    extra state inputs ``prev_<joint>``."""
+    from robot_rl.algos.pets_artifact import StateUnits, export_run, load_ensemble
+    from robot_rl.core.config import load_config
+    from robot_rl.core.profile import load_profile
+    from robot_rl.export.runtime import OnnxEnsemble
+    from robot_rl.train.config import load_experiment
+    from robot_rl.train.runner import train
+
+    cfg = load_experiment("config/pets_cartpole_swingup.yaml", tiny_overrides() + ["prev_action=true"])
+    info = train(cfg, tmp_path / "run")
+    assert info["status"] == "complete" and info["env_steps"] == 60
+    model, _, _ = load_ensemble(tmp_path / "run")
+    assert model.nu == 2  # [u_prev, u]
+    export_run(tmp_path / "run", tmp_path / "art", parity_bound=1e-3)
+    ens = OnnxEnsemble(tmp_path / "art", load_profile("cartpole"))
+    assert ens.state_names[-1] == "prev_slider" and ens.output_names == ("slider", "hinge", "slider_vel", "hinge_vel")
+    s = np.array([[0.1, 3.0, 0.0, 0.5, -4.0]])
+    mean, _ = ens(s, np.array([[2.0]]))
+    with torch.no_grad():
+        ref, _ = StateUnits(model)(torch.tensor(s, dtype=torch.float32), torch.tensor([[2.0]]))
+    np.testing.assert_allclose(mean, ref.numpy(), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="prev_action needs planner ensemble_cem"):
+        load_config(PetsConfig, "config/pets_cartpole_swingup.yaml", overrides=["prev_action=true",
+                                                                               "planner=sampling"])

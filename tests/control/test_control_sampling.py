@@ -249,3 +249,23 @@ def test_ensemble_cem_runs_in_the_mpc_controller():
     with pytest.raises(ValueError, match="multiple of the member count"):
         EnsembleCEM(random_params(E=5), cost, EnsembleCEMSettings(settings.cem, "tsinf", 3), dt=0.02, u_min=[-10],
                     u_max=[10])
+
+
+def test_prev_action_rollout_feeds_the_previous_command():
+    """A model whose next state depends on the previous command only (one step of latency): the rollout must feed
+    ``last_action`` at t = 0 and ``U[t-1]`` after."""
+    A, B, Q, R, Qf = problem()
+    p = linear_params(A, np.hstack([B, np.zeros_like(B)]))  # action input [u_prev, u]: only u_prev acts
+    cost = quadratic_cost_config(Q, R, Qf)
+    settings = EnsembleCEMSettings(sampling.SamplingSettings(num_samples=2, num_elites=1), "ts1", 1, prev_action=True)
+    planner = EnsembleCEM(p, cost, settings, dt=0.05, u_min=[-5], u_max=[5], rng=np.random.default_rng(0))
+    assert planner.nu == 1
+    planner.last_action = np.array([2.0])
+    U = np.array([[[1.0], [-1.0], [3.0]], [[0.0], [0.0], [0.0]]])  # [N=2, T=3, nu=1]
+    eps, perm = planner._draws(3, 2)
+    X = planner.rollout(np.zeros(2), U, eps, perm)  # [T+1, R=2, nx]
+    x = np.zeros(2)
+    for u_prev in (2.0, 1.0, -1.0):  # last_action, U[0, 0], U[0, 1]
+        x = A @ x + B[:, 0] * u_prev
+    np.testing.assert_allclose(X[-1, 0], x, atol=1e-5)
+    np.testing.assert_allclose(planner.step(np.zeros(2), np.array([4.0])), B[:, 0] * 2.0, atol=1e-6)
