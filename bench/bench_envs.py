@@ -7,10 +7,14 @@ Run as a script (``python bench/bench_envs.py``, writes bench/results/envs.md) o
 * robot_rl ``CartpoleSwingup-v0`` with the ``default`` randomization ON (frame_skip 2, timestep 0.01 s);
 * raw ``mujoco.mj_step(model, data, 2)`` on the same model with a constant control (no Python env at all);
 * dm_control ``suite.load("cartpole", "swingup")`` ``env.step`` (timestep 0.01 s, one physics step per step);
-* ``make_vec(..., 16 envs, 2 worker processes)`` vs one env stepped in a Python loop (env steps per second).
+* raw ``mujoco.mj_step`` on the env's own randomized model (the parameters its first episode sampled);
+* ``make_vec(..., 16 envs)`` backends (``batched``: one numpy pass over the batch, the default; ``process``:
+  2 processes; ``sync``: a loop over the envs) vs 16 single envs stepped in a Python loop (env steps per second).
 
 Targets: robot_rl >= 3x dm_control, >= 50 % of raw mj_step, vector >= 1.5x single on 2 cores.
 Runners are timed round-robin; rates are the best run, ratios the median of back-to-back pairs (shared machine).
+In-process runners are also timed in CPU time of this thread (``time.thread_time``), which other jobs on a shared
+machine do not inflate: the CPU-time ratios are the load-independent comparison.
 """
 
 from __future__ import annotations
@@ -31,16 +35,22 @@ from robot_rl.envs.vector import make_vec
 RESULTS = Path(__file__).resolve().parent / "results" / "envs.md"
 
 
-def _rate(fn, n: int) -> float:
-    t0 = time.perf_counter()
+def _rate(fn, n: int, cpu: dict | None = None, name: str = "") -> float:
+    """Steps per wall-clock second of ``fn(n)``; with ``cpu``, also keeps the best steps per CPU second of this
+    thread in ``cpu[name]``."""
+    c0, t0 = time.thread_time(), time.perf_counter()
     fn(n)
-    return n / (time.perf_counter() - t0)
+    t1, c1 = time.perf_counter(), time.thread_time()
+    if cpu is not None:
+        cpu[name] = max(cpu.get(name, 0.0), n / max(c1 - c0, 1e-9))
+    return n / (t1 - t0)
 
 
-def _measure(runners: dict, n: dict, repeats: int) -> tuple[dict, list[dict]]:
+def _measure(runners: dict, n: dict, repeats: int, cpu: dict | None = None) -> tuple[dict, list[dict]]:
     """Time every runner ``repeats`` times, interleaved (round robin), so load changes on a shared machine hit all
-    of them alike. Returns the best rate per runner and the per-round rates (for paired ratios)."""
-    rounds = [{name: _rate(fn, n[name]) for name, fn in runners.items()} for _ in range(repeats)]
+    of them alike. Returns the best rate per runner and the per-round rates (for paired ratios); ``cpu`` collects
+    the best CPU-time rates."""
+    rounds = [{name: _rate(fn, n[name], cpu, name) for name, fn in runners.items()} for _ in range(repeats)]
     return {name: max(r[name] for r in rounds) for name in runners}, rounds
 
 
@@ -64,10 +74,11 @@ def robot_rl_runner(env_id: str = "CartpoleSwingup-v0", n: int = 20000):
     return run, env.unwrapped.control_dt
 
 
-def raw_runner(env_id: str = "CartpoleSwingup-v0", one_call: bool = True):
+def raw_runner(env_id: str = "CartpoleSwingup-v0", one_call: bool = True, randomization=None):
     """Raw MuJoCo on the env's model: ``mj_step(m, d, frame_skip)`` per control step (``one_call``) or
-    ``frame_skip`` separate ``mj_step(m, d)`` calls (what a plain Python physics loop costs)."""
-    env = E.make(env_id, seed=0)
+    ``frame_skip`` separate ``mj_step(m, d)`` calls (what a plain Python physics loop costs). With
+    ``randomization``, the model as the env randomized it for its first episode (seed 0)."""
+    env = E.make(env_id, seed=0, randomization=randomization)
     m, d = env.unwrapped.model, env.unwrapped.data
     env.reset(seed=0)
     skip = env.unwrapped.frame_skip
@@ -100,7 +111,7 @@ def dm_control_runner(n: int = 20000):
 
 
 def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
-    """Env steps/s of num_envs envs: a plain loop, our vector env (sync and 2 processes) and Gymnasium's
+    """Env steps/s of num_envs envs: a plain loop, our vector env (batched, sync, 2 processes) and Gymnasium's
     SyncVectorEnv / AsyncVectorEnv (one process per env, shared memory) on the same envs, interleaved."""
     import gymnasium as gym
 
@@ -121,7 +132,8 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
 
     same_step = gym.vector.AutoresetMode.SAME_STEP
     vecs = {
-        "vec_sync": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default"),
+        "vec_batched": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", backend="batched"),
+        "vec_sync": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", backend="sync"),
         "vec": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", num_workers=2),
         "gym_sync": gym.vector.SyncVectorEnv([env_fn(i) for i in range(num_envs)], autoreset_mode=same_step),
         "gym_async": gym.vector.AsyncVectorEnv([env_fn(i) for i in range(num_envs)], context="fork",
@@ -131,13 +143,16 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
     for name, v in vecs.items():
         v.reset(seed=0)
         runners[name] = lambda k, v=v: [v.step(a) for _ in range(k)]
+    cpu: dict = {}
     try:
-        best, _ = _measure(runners, dict.fromkeys(runners, n), repeats)
+        best, rounds = _measure(runners, dict.fromkeys(runners, n), repeats, cpu)
         local_us, wait_us = _worker_wait(vecs["vec"], a, n)
     finally:
         for v in vecs.values():
             v.close()
     out = {k: r * num_envs for k, r in best.items()}
+    out.update({f"{k}_cpu": r * num_envs for k, r in cpu.items()})
+    out.update({f"{k}_ratio": _paired_ratio(rounds, k, "single") for k in runners})
     out.update(local_us=local_us, wait_us=wait_us)
     return out
 
@@ -162,12 +177,15 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
     ours, ours_dt = robot_rl_runner(n=n)
     raw, raw_dt = raw_runner()
     raw_loop, _ = raw_runner(one_call=False)
+    raw_rand, _ = raw_runner(randomization="default")
     dmc, dmc_dt = dm_control_runner(n=n)
     arm, arm_dt = robot_rl_runner("ArmReach-v0", n=n // 4)
     arm_raw, _ = raw_runner("ArmReach-v0")
-    runners = {"ours": ours, "raw": raw, "raw_loop": raw_loop, "dmc": dmc, "arm": arm, "arm_raw": arm_raw}
+    runners = {"ours": ours, "raw": raw, "raw_loop": raw_loop, "raw_rand": raw_rand, "dmc": dmc, "arm": arm,
+               "arm_raw": arm_raw}
     sizes = {k: (n // 4 if k.startswith("arm") else n) for k in runners}
-    best, rounds = _measure(runners, sizes, repeats)
+    cpu: dict = {}
+    best, rounds = _measure(runners, sizes, repeats, cpu)
     v = bench_vector(num_envs, vec_steps, repeats)
     return {
         "robot_rl_steps_s": best["ours"], "robot_rl_sim_s_per_s": best["ours"] * ours_dt,
@@ -177,9 +195,18 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
         "vs_dmc": _paired_ratio(rounds, "ours", "dmc", ours_dt / dmc_dt),
         "vs_raw": _paired_ratio(rounds, "ours", "raw"),
         "vs_raw_loop": _paired_ratio(rounds, "ours", "raw_loop"),
+        "raw_rand_steps_s": best["raw_rand"], "raw_rand_sim_s_per_s": best["raw_rand"] * raw_dt,
+        "vs_raw_rand": _paired_ratio(rounds, "ours", "raw_rand"),
+        "cpu_vs_raw": cpu["ours"] / cpu["raw"], "cpu_vs_raw_rand": cpu["ours"] / cpu["raw_rand"],
+        "cpu_arm_vs_raw": cpu["arm"] / cpu["arm_raw"], "raw_cpu": cpu["raw"], "raw_rand_cpu": cpu["raw_rand"],
         "arm_steps_s": best["arm"], "arm_raw_steps_s": best["arm_raw"], "arm_dt": arm_dt,
         "arm_vs_raw": _paired_ratio(rounds, "arm", "arm_raw"),
-        "single_steps_s": v["single"], "vec_steps_s": v["vec"], "vec_speedup": v["vec"] / v["single"],
+        "single_steps_s": v["single"], "vec_steps_s": v["vec"], "vec_speedup": v["vec_ratio"],
+        "vec_batched_steps_s": v["vec_batched"], "vec_batched_speedup": v["vec_batched_ratio"],
+        "vec_batched_cpu": v["vec_batched_cpu"],
+        "vec_batched_cpu_speedup": v["vec_batched_cpu"] / v["single_cpu"],
+        "vec_sync_cpu_speedup": v["vec_sync_cpu"] / v["single_cpu"], "vec_sync_speedup": v["vec_sync_ratio"],
+        "gym_sync_speedup": v["gym_sync_ratio"], "gym_async_speedup": v["gym_async_ratio"],
         "vec_sync_steps_s": v["vec_sync"], "gym_sync_steps_s": v["gym_sync"], "gym_async_steps_s": v["gym_async"],
         "num_envs": num_envs, "local_us": v["local_us"], "wait_us": v["wait_us"],
     }
@@ -188,46 +215,62 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
 def write_table(r: dict, path: Path = RESULTS) -> str:
     cpu = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    raw_dt_ = r["raw_sim_s_per_s"] / r["raw_steps_s"]
     rows = [
         ("robot_rl `CartpoleSwingup-v0`, randomization `default` ON (frame_skip 2)", r["robot_rl_steps_s"],
-         r["robot_rl_sim_s_per_s"], "1.00", ""),
-        ("raw `mujoco.mj_step(m, d, 2)` per control step, same model", r["raw_steps_s"], r["raw_sim_s_per_s"],
-         f"robot_rl / raw = {r['vs_raw']:.2f}", ">= 0.50"),
+         r["robot_rl_sim_s_per_s"], "1.00", "", ""),
+        ("raw `mujoco.mj_step(m, d, 2)` per control step, same model (nominal parameters)", r["raw_steps_s"],
+         r["raw_sim_s_per_s"], f"robot_rl / raw = {r['vs_raw']:.2f}", f"{r['cpu_vs_raw']:.2f}", ">= 0.50"),
+        ("raw `mujoco.mj_step(m, d, 2)` on the env's randomized model (its episode's sampled parameters)",
+         r["raw_rand_steps_s"], r["raw_rand_sim_s_per_s"], f"robot_rl / raw = {r['vs_raw_rand']:.2f}",
+         f"{r['cpu_vs_raw_rand']:.2f}", ""),
+        (f"robot_rl batched vector env ({r['num_envs']} envs, default backend): env steps/s "
+         "vs raw `mj_step(m, d, 2)` on the nominal model", r["vec_batched_steps_s"],
+         r["vec_batched_steps_s"] * raw_dt_, f"best / best = {r['vec_batched_steps_s'] / r['raw_steps_s']:.2f}",
+         f"{r['vec_batched_cpu'] / r['raw_cpu']:.2f}", ">= 0.50"),
         ("raw Python loop, 2 x `mujoco.mj_step(m, d)` per control step", r["raw_loop_steps_s"],
-         r["raw_loop_sim_s_per_s"], f"robot_rl / raw loop = {r['vs_raw_loop']:.2f}", ""),
+         r["raw_loop_sim_s_per_s"], f"robot_rl / raw loop = {r['vs_raw_loop']:.2f}", "", ""),
         ('dm_control `suite.load("cartpole", "swingup")` `env.step` (1 physics step)', r["dmc_steps_s"],
-         r["dmc_sim_s_per_s"], f"robot_rl / dm_control = {r['vs_dmc']:.2f}", ">= 3.0"),
+         r["dmc_sim_s_per_s"], f"robot_rl / dm_control = {r['vs_dmc']:.2f}", "", ">= 3.0"),
         ("robot_rl `ArmReach-v0` (7-DoF, frame_skip 10, gravity compensation), randomization ON", r["arm_steps_s"],
-         r["arm_steps_s"] * r["arm_dt"], "", ""),
+         r["arm_steps_s"] * r["arm_dt"], "", "", ""),
         ("raw `mujoco.mj_step(m, d, 10)` on the arm model", r["arm_raw_steps_s"], r["arm_raw_steps_s"] * r["arm_dt"],
-         f"robot_rl / raw = {r['arm_vs_raw']:.2f}", ">= 0.50"),
+         f"robot_rl / raw = {r['arm_vs_raw']:.2f}", f"{r['cpu_arm_vs_raw']:.2f}", ">= 0.50"),
+    ]
+    ne = r["num_envs"]
+    vrows = [
+        (f"{ne} single envs stepped in a Python loop", r["single_steps_s"], "1.00", "1.00", ""),
+        ("`make_vec(...)` default = `backend=\"batched\"` (in-process, one numpy pass over the batch)",
+         r["vec_batched_steps_s"], f"{r['vec_batched_speedup']:.2f}", f"{r['vec_batched_cpu_speedup']:.2f}",
+         ">= 1.5"),
+        ("`make_vec(..., num_workers=2)` (this process + 1 forked worker, batched blocks)", r["vec_steps_s"],
+         f"{r['vec_speedup']:.2f}", "", ">= 1.5 on 2 free cores"),
+        ("`make_vec(..., backend=\"sync\")` (in-process loop over the envs, the old default)", r["vec_sync_steps_s"],
+         f"{r['vec_sync_speedup']:.2f}", f"{r['vec_sync_cpu_speedup']:.2f}", ""),
+        ("Gymnasium `SyncVectorEnv` (same envs, same-step autoreset)", r["gym_sync_steps_s"],
+         f"{r['gym_sync_speedup']:.2f}", "", ""),
+        ("Gymnasium `AsyncVectorEnv` (one process per env, shared memory)", r["gym_async_steps_s"],
+         f"{r['gym_async_speedup']:.2f}", "", ""),
     ]
     lines = [
         "# Env throughput (bench/bench_envs.py, one run)",
         "",
         f"Machine: {platform.machine()}, {cpu} CPU cores (shared with other jobs: 1-min load average {load:.1f} at",
         f"the end of the run), Python {sys.version.split()[0]}, mujoco {mujoco.__version__}. Rates: best of several",
-        "timed runs, all runners interleaved round-robin; ratios: median over rounds of back-to-back pairs, in",
-        "simulated seconds per wall-clock second (frame skips differ).",
+        "timed runs, all runners interleaved round-robin; wall ratios: median over rounds of back-to-back pairs, in",
+        "simulated seconds per wall-clock second (frame skips differ). CPU ratios: best rates in CPU time of the",
+        "benchmark thread (not inflated by other jobs on the machine; in-process runners only).",
         "Command: `.venv/bin/python bench/bench_envs.py`",
         "",
-        "| what (cart-pole swing-up) | steps/s | simulated s per wall s | ratio | target |",
+        "| what (cart-pole swing-up) | steps/s | simulated s per wall s | wall ratio | CPU ratio | target |",
+        "|---|---:|---:|---:|---:|---|",
+        *(f"| {w} | {a:.0f} | {b:.0f} | {c} | {d} | {t} |" for w, a, b, c, d, t in rows),
+        "",
+        f"| vector env ({ne} envs, randomization ON) | env steps/s | wall ratio | CPU ratio | target |",
         "|---|---:|---:|---:|---|",
-        *(f"| {w} | {a:.0f} | {b:.0f} | {c} | {t} |" for w, a, b, c, t in rows),
+        *(f"| {w} | {a:.0f} | {c} | {d} | {t} |" for w, a, c, d, t in vrows),
         "",
-        f"| vector env ({r['num_envs']} envs, randomization ON) | env steps/s | ratio | target |",
-        "|---|---:|---:|---|",
-        f"| {r['num_envs']} single envs stepped in a Python loop | {r['single_steps_s']:.0f} | 1.00 | |",
-        f"| `make_vec(..., num_workers=2)` (this process + 1 forked worker) | {r['vec_steps_s']:.0f} | "
-        f"{r['vec_speedup']:.2f} | >= 1.5 on 2 free cores |",
-        f"| `make_vec(...)` (sync, in-process) | {r['vec_sync_steps_s']:.0f} | "
-        f"{r['vec_sync_steps_s'] / r['single_steps_s']:.2f} | |",
-        f"| Gymnasium `SyncVectorEnv` (same envs, same-step autoreset) | {r['gym_sync_steps_s']:.0f} | "
-        f"{r['gym_sync_steps_s'] / r['single_steps_s']:.2f} | |",
-        f"| Gymnasium `AsyncVectorEnv` (one process per env, shared memory) | {r['gym_async_steps_s']:.0f} | "
-        f"{r['gym_async_steps_s'] / r['single_steps_s']:.2f} | |",
-        "",
-        f"Diagnosis of the 2-process row: per step the in-process block of {r['num_envs'] // 2} envs took "
+        f"Diagnosis of the 2-process row: per step the in-process block of {ne // 2} envs took "
         f"{r['local_us']:.0f} us, then the main process waited {r['wait_us']:.0f} us more for the worker's equal "
         "block (about 0 on two free cores; large when the machine is oversubscribed and the scheduler starves "
         "the worker).",
@@ -252,6 +295,8 @@ def test_env_throughput_targets():
     # diagnosis), so there only check that the process backend works at a sane rate.
     free_cores = os.getloadavg()[0] < 1.0
     assert r["vec_speedup"] >= (1.5 if free_cores else 0.25), r
+    # The batched backend runs in this process: its CPU-time ratio does not depend on the machine's load.
+    assert r["vec_batched_cpu_speedup"] >= 1.4, r
 
 
 if __name__ == "__main__":

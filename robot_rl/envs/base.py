@@ -88,6 +88,9 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         self.obs_names = self.observation_builder.names
         self.observation_space = self._make_observation_space()
         self._warnings = self.data.warning.number[_WARN_SLICE]  # live view of the divergence counters
+        self._list_obs = self.observation_builder.batchable
+        self._qadr_l, self._dadr_l = self._qadr.tolist(), self._dadr.tolist()
+        self._all_joints = self._qadr_l == list(range(self.model.nq)) and self._dadr_l == list(range(self.model.nv))
         # Cached views of MjData arrays (each `data.qpos` attribute access builds a new numpy view).
         self._qpos, self._qvel, self._ctrl = self.data.qpos, self.data.qvel, self.data.ctrl
         clamp_off = self.model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL
@@ -227,6 +230,13 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         return self.data.qpos[self._qadr], self.data.qvel[self._dadr]
 
     def _observe(self) -> np.ndarray:
+        if self._list_obs:  # small layouts without forward kinematics: Python floats, as cheap as it gets
+            q, qd = self._qpos.tolist(), self._qvel.tolist()
+            if not self._all_joints:
+                q, qd = [q[i] for i in self._qadr_l], [qd[i] for i in self._dadr_l]
+            if self._randomization_enabled and self.randomizer.acts_on_sensors:
+                q, qd = self.randomizer.sense_lists(q, qd, self._np_random)
+            return self.observation_builder.build_lists(q, qd, self._goal)
         q, qd = self._qpos[self._qadr], self._qvel[self._dadr]
         if self.randomization_enabled and self.randomizer.acts_on_sensors:
             q, qd = self.randomizer.sense(q, qd, self._np_random)

@@ -164,6 +164,29 @@ class ObservationBuilder:
             src += np.asarray(goal, dtype=np.float64).tolist()
         return np.array(self._gather(src), dtype=np.float32).reshape(self._out_shape)
 
+    def build_lists(self, positions: list, velocities: list, goal=None) -> np.ndarray:
+        """``build`` from Python lists of floats (the env's per-step path; no shape checks): bit-identical result.
+
+        Args:
+            positions: joint positions [rad or m], ``n_joints`` floats in ``joint_names`` order.
+            velocities: joint velocities [rad/s or m/s], ``n_joints`` floats.
+            goal: goal vector ``(goal_dim,)`` or None.
+
+        Returns:
+            float32 array of shape ``(n_obs,)``. Layouts with forward-kinematics terms raise ValueError.
+
+        """
+        if self._layout_fk:
+            raise ValueError(f"build_lists: the layout {self.names} has forward-kinematics terms; use build")
+        src = positions + ([*map(math.cos, positions), *map(math.sin, positions)] if self._trig else self._pad)
+        src += velocities
+        if self.goal_dim:
+            if goal is None or np.shape(goal) != (self.goal_dim,):
+                raise ValueError(f"expected a goal of shape ({self.goal_dim},), got "
+                                 f"{None if goal is None else np.shape(goal)}")
+            src += np.asarray(goal, dtype=np.float64).tolist()
+        return np.array(self._gather(src), dtype=np.float32)
+
     @property
     def batchable(self) -> bool:
         """Whether ``build_batch`` applies (no forward-kinematics terms in the layout)."""

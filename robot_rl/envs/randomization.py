@@ -11,6 +11,7 @@ magnitudes and latencies are multiplied by ``f``.
 
 from __future__ import annotations
 
+import operator
 import re
 
 import mujoco
@@ -308,6 +309,16 @@ class Randomizer:
             i = 0
         self._obs_i = i + 1
         return q + self._q_noise[i], qd + self._qd_noise[i]
+
+    def sense_lists(self, q: list, qd: list, rng: np.random.Generator) -> tuple[list, list]:
+        """``sense`` on Python lists of floats (same values: the same noise, added in float64)."""
+        i = self._obs_i
+        if i == _CHUNK:
+            self._refill_sensor_noise(rng)
+            i = 0
+        self._obs_i = i + 1
+        return (list(map(operator.add, q, self._q_noise[i].tolist())),
+                list(map(operator.add, qd, self._qd_noise[i].tolist())))
 
     def _refill_sensor_noise(self, rng: np.random.Generator) -> None:
         on, n = self.config.observation_noise, len(self.joint_names)
