@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.data.replay import ReplayBuffer
-from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, mlp
-from robot_rl.nets.distributions import squash_log_std, tanh_gaussian_sample
+from robot_rl.data.replay import Batch, ReplayBuffer
+from robot_rl.nets import EnsembleLinear, EnsembleMLP, PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets.distributions import LOG_STD_MAX, LOG_STD_MIN, squash_log_std, tanh_gaussian_sample
 from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.train.envs import episode_success, make_env
@@ -158,11 +158,15 @@ class FlatAdam:
     """Adam (Kingma & Ba 2015, Algorithm 1) on one flat parameter vector with per-element learning rates.
 
     Same update as ``torch.optim.Adam`` (no weight decay, no amsgrad); ``lr`` ``[n]`` lets one step serve parameter
-    groups with different learning rates.
+    groups with different learning rates. Runs of equal learning rate are found once; a step is one call of
+    torch's fused Adam kernel per run (fallback where torch lacks it: a few passes over the moments plus one
+    ``addcdiv_`` per run).
     """
 
     def __init__(self, flat: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, betas=(0.9, 0.999),
                  eps: float = 1e-8):
+        if lr.shape != flat.shape:
+            raise ValueError(f"FlatAdam: lr has shape {tuple(lr.shape)}, the parameters {tuple(flat.shape)}")
         self.flat, self.grad, self.lr = flat, grad, lr
         self.beta1, self.beta2 = betas
         self.eps = eps
@@ -170,7 +174,12 @@ class FlatAdam:
         self.v = torch.zeros_like(flat)
         self.t = 0
         self._denom = torch.zeros_like(flat)
-        self._step = torch.zeros_like(flat)
+        values, counts = torch.unique_consecutive(lr, return_counts=True)
+        ends = counts.cumsum(0).tolist()
+        self._runs = [(e - int(n), e, float(v)) for v, n, e in zip(values.tolist(), counts.tolist(), ends)]
+        # torch's fused CPU Adam kernel (what ``torch.optim.Adam(fused=True)`` calls): one pass per run
+        self._fused = hasattr(torch, "_fused_adam_")
+        self._step_t = torch.zeros(())
 
     def zero_grad(self) -> None:
         self.grad.zero_()
@@ -178,13 +187,20 @@ class FlatAdam:
     @torch.no_grad()
     def step(self) -> None:
         self.t += 1
+        if self._fused:
+            self._step_t.fill_(self.t)
+            for start, end, lr in self._runs:
+                torch._fused_adam_([self.flat[start:end]], [self.grad[start:end]], [self.m[start:end]],
+                                   [self.v[start:end]], [], [self._step_t], amsgrad=False, lr=lr, beta1=self.beta1,
+                                   beta2=self.beta2, weight_decay=0.0, eps=self.eps, maximize=False)
+            return
         bc1 = 1.0 - self.beta1**self.t
         bc2 = 1.0 - self.beta2**self.t
         self.m.lerp_(self.grad, 1.0 - self.beta1)
         self.v.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1.0 - self.beta2)
         torch.sqrt(self.v, out=self._denom).div_(math.sqrt(bc2)).add_(self.eps)
-        torch.mul(self.m, self.lr, out=self._step)
-        self.flat.addcdiv_(self._step, self._denom, value=-1.0 / bc1)
+        for start, end, lr in self._runs:
+            self.flat[start:end].addcdiv_(self.m[start:end], self._denom[start:end], value=-lr / bc1)
 
     def state_dict(self) -> dict:
         return {"m": self.m.clone(), "v": self.v.clone(), "t": self.t}
@@ -243,6 +259,15 @@ class SacLearner:
             lr[self.n_critic + n_actor:] = 0.0
         self.opt = FlatAdam(self.flat, self.flat_grad, lr)
         self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
+        self._fused = fused_supported(c.activation)  # hand-derived gradients (robot_rl.algos.sac_grads)
+        self._actor_layers = [m for m in self.actor if isinstance(m, nn.Linear)]
+        self._critic_layers = [m for m in self.critic.net if isinstance(m, EnsembleLinear)]
+        self._target_layers = [m for m in self.critic_target.net if isinstance(m, EnsembleLinear)]
+        # numpy views of the live actor / normalizer tensors (updated in place) for the env-stepping path
+        self._np_actor = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in self._actor_layers] \
+            if self._fused else None
+        self._np_norm = (self.normalizer.mean_f32.numpy(), self.normalizer.inv_std_f32.numpy(),
+                         self.normalizer.clip) if isinstance(self.normalizer, RunningNormalizer) else None
 
         self.env_steps = 0
         self.n_updates = 0
@@ -265,11 +290,29 @@ class SacLearner:
         self._obs = np.asarray(obs, dtype=np.float32)
         self._ep_return, self._ep_len = 0.0, 0
 
-    @torch.no_grad()
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        out = self.actor(self.normalizer(torch.from_numpy(obs).unsqueeze(0)))
-        mean, raw_log_std = out[0, : self.n_act], out[0, self.n_act:]
-        return torch.tanh(mean + squash_log_std(raw_log_std).exp() * torch.randn_like(mean)).numpy()
+        """Exploration action ``tanh(mean + std * eps)`` for one raw observation ``[n_obs]`` -> ``[n_act]``.
+
+        ReLU/tanh actors run in numpy on views of the live parameters (no torch dispatch per env step); the
+        noise still comes from torch's global generator.
+        """
+        eps = torch.randn(self.n_act).numpy()
+        if self._np_actor is None:
+            with torch.no_grad():
+                out = self.actor(self.normalizer(torch.from_numpy(obs).unsqueeze(0)))[0].numpy()
+        else:
+            x = obs
+            if self._np_norm is not None:
+                mean, inv_std, clip = self._np_norm
+                x = np.clip((x - mean) * inv_std, -clip, clip)
+            last = len(self._np_actor) - 1
+            for i, (w, b) in enumerate(self._np_actor):
+                x = w @ x + b
+                if i < last:
+                    x = np.maximum(x, 0.0, out=x) if self.cfg.activation == "relu" else np.tanh(x, out=x)
+            out = x
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(out[self.n_act:]) + 1.0)
+        return np.tanh(out[: self.n_act] + np.exp(log_std) * eps)
 
     def train_until(self, target_step: int) -> None:
         """Step the env (and update) until ``env_steps == target_step``."""
@@ -315,24 +358,53 @@ class SacLearner:
         """One SAC gradient update (critics, actor, temperature in one step), then Polyak-averaged targets."""
         if len(self._pending_obs) >= 16 or self.n_updates == 0:
             self._fold_normalizer()
-        c = self.cfg
         b = self.replay.sample()
+        noise = torch.randn(2 * b.obs.shape[0], self.n_act)  # rows :B policy action at obs, B: target action
+        # Denormal floats (|x| < 1.2e-38, e.g. Adam moments of a weight whose gradient has been 0 for a while) cost
+        # ~30x a normal float on x86; they are flushed to zero during the update only (the env is not affected).
+        torch.set_flush_denormal(True)
+        try:
+            stats = self.compute_grads(b, noise)
+            self.opt.step()
+            with torch.no_grad():
+                self.target_flat.lerp_(self.flat[: self.n_critic], self.cfg.tau)
+                self._stats += stats
+        finally:
+            torch.set_flush_denormal(False)
+        self._stats_n += 1
+        self.n_updates += 1
+
+    def compute_grads(self, b: Batch, noise: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
+        """Gradients of the summed SAC losses on batch ``b`` (raw observations) into ``self.flat_grad``.
+
+        ``noise`` ``[2B, n_act]``: standard normal draws of the reparameterized actions (rows ``:B`` at ``obs``,
+        rows ``B:`` at ``next_obs``). ``fused`` (default: when the activation allows) uses the hand-derived
+        single-pass gradients of ``robot_rl.algos.sac_grads``; ``False`` uses autograd. Returns the statistics
+        ``[critic_loss, actor_loss, alpha, entropy, mean Q]``.
+        """
+        c = self.cfg
+        B = b.obs.shape[0]
+        obs2 = self.normalizer(torch.cat([b.obs, b.next_obs]))
+        if self._fused if fused is None else fused:
+            return sac_grads(self._actor_layers, self._critic_layers, self._target_layers, c.activation,
+                             self.log_alpha, obs2, b.act, b.rew, b.done, noise, c.gamma, self.target_entropy,
+                             c.autotune_alpha)
+        obs, next_obs = obs2[:B], obs2[B:]
         with torch.no_grad():
-            obs = self.normalizer(b.obs)
-            next_obs = self.normalizer(b.next_obs)
             alpha = self.log_alpha.exp()
             out = self.actor(next_obs)
-            next_a, next_logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]))
+            next_a, next_logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]),
+                                                     noise[B:])
             next_q = self.critic_target(torch.cat([next_obs, next_a], dim=1)).squeeze(-1)
             y = soft_q_target(b.rew, b.done, next_q, next_logp, alpha, c.gamma)
 
-        # Critic, actor and temperature losses from the same parameters, summed, one backward, one Adam step (the
-        # simultaneous update of the original implementation, Haarnoja et al.'s softlearning). The gradients do not
-        # mix: the actor loss sees the critic through detached weights (``forward_frozen``) and alpha as a
-        # constant, the temperature loss sees log pi as a constant, the critic loss does not involve the actor.
+        # Critic, actor and temperature losses from the same parameters, summed, one backward (the simultaneous
+        # update of the original implementation, Haarnoja et al.'s softlearning). The gradients do not mix: the
+        # actor loss sees the critic through detached weights (``forward_frozen``) and alpha as a constant, the
+        # temperature loss sees log pi as a constant, the critic loss does not involve the actor.
         q = self.critic(torch.cat([obs, b.act], dim=1)).squeeze(-1)
         out = self.actor(obs)
-        a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]))
+        a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]), noise[:B])
         q_pi = self.critic.forward_frozen(torch.cat([obs, a], dim=1)).squeeze(-1)
         loss_q = critic_loss(q, y)
         loss_pi = actor_loss(logp, q_pi, alpha)
@@ -341,13 +413,7 @@ class SacLearner:
             loss = loss + temperature_loss(self.log_alpha, logp, self.target_entropy)
         self.opt.zero_grad()
         loss.backward()
-        self.opt.step()
-
-        with torch.no_grad():
-            self.target_flat.lerp_(self.flat[: self.n_critic], c.tau)
-            self._stats += torch.stack([loss_q, loss_pi, alpha, -logp.mean(), q.mean()])
-        self._stats_n += 1
-        self.n_updates += 1
+        return torch.stack([loss_q, loss_pi, alpha, -logp.mean(), q.mean()]).detach()
 
     # ---- logging, policy, state
 
@@ -410,3 +476,6 @@ class SacLearner:
         self.env.close()
         if self.source is not None:
             self.source.close()
+
+
+from robot_rl.algos.sac_grads import fused_supported, sac_grads  # noqa: E402  (it imports the losses above)
