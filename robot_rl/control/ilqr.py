@@ -23,6 +23,11 @@ online trajectory optimization"; Tassa, Mansard & Todorov 2014 "Control-limited 
    plan so far is returned; the cost only ever decreases).
 
 The returned policy is ``u = clip(U[t] + K[t] (x - X[t]), u_min, u_max)``.
+
+Speed (bench/results/control.md): with one actuator the backward pass runs in an augmented form, three small
+products per step (``_backward_pass_one_control``), or compiled with numba (``IlqrSettings.backend``, optional);
+``MujocoDynamics.closed_loop`` steps one MjData in place for the forward passes; ``MujocoDynamics(coarse=True)``
+plans on one physics step per control period (one ``mjd_transitionFD`` call per step instead of ``frame_skip``).
 """
 
 from __future__ import annotations
