@@ -122,9 +122,9 @@ class BatchedBlock:
         self._on["latency"][i] = latency = on and rz._latency > 0
         self._latency[i] = lat = rz._latency if latency else 0
         if latency:
-            if lat + 1 > self._lat.shape[1]:
-                self._grow_ring(lat + 1)
             ring, size = self._lat.shape[1], lat + 1
+            if size > ring:  # the ring is sized from the profile's largest latency; scale <= 1 only shrinks it
+                raise RuntimeError(f"env {i}: action latency {lat} steps exceeds the profile's maximum {ring - 1}")
             for s in range(max(0, t - lat), t):  # the actions still to be applied
                 self._lat[i, s % ring] = rz._lat_buf[s % size]
         self._on["sense"][i] = sense = on and rz.acts_on_sensors
@@ -132,14 +132,6 @@ class BatchedBlock:
             self._share_sensor_noise(i)
             self._obs_i[i] = rz._obs_i
         self._on["per_step"][i] = on and rz.acts_per_step
-
-    def _grow_ring(self, size: int) -> None:
-        old, ring = self._lat, self._lat.shape[1]
-        self._lat = np.zeros((self.n, size, old.shape[2]))
-        for j in range(self.n):
-            t, lat = int(self._t[j]), int(self._latency[j])
-            for s in range(max(0, t - lat), t):
-                self._lat[j, s % size] = old[j, s % ring]
 
     def _share_sensor_noise(self, i: int) -> None:
         rz = self.u[i].randomizer

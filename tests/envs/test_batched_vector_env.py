@@ -140,3 +140,17 @@ def test_physics_errors_match_single_envs():
     # The next steps are clean and still identical.
     assert _compare(vec, singles, 30, np.random.default_rng(3)) == 0
     vec.close()
+
+
+def test_process_backend_runs_batched_blocks_equal_to_single_envs():
+    # Two processes, each stepping a batched block; "reality" adds per-step terms (interval resampling, pushes).
+    n, seed = 4, 9
+    vec = make_vec("PendulumSwingup-v0", n, seed=seed, randomization="reality", num_workers=2, max_episode_steps=120)
+    assert vec.backend == "process" and vec.batched
+    singles = [E.make("PendulumSwingup-v0", seed=seed + i, randomization="reality", max_episode_steps=120)
+               for i in range(n)]
+    obs, _ = vec.reset(seed=seed)
+    assert np.array_equal(obs, np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]))
+    assert _compare(vec, singles, 260, np.random.default_rng(4)) == 2 * n
+    assert vec.get_attr("step_count") == tuple(e.unwrapped.step_count for e in singles)
+    vec.close()
