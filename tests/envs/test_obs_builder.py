@@ -64,3 +64,28 @@ def test_builder_and_envs_import_without_torch():
     code = ("import sys; import robot_rl.envs.obs, robot_rl.envs.base, robot_rl.envs.cartpole; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batch_and_list_builds_are_bit_identical_to_build():
+    # Layout with every non-FK kind, a joint without trig terms, a goal, and joints in a permuted order.
+    b = ObservationBuilder(["a", "b", "c"], [("c_cos", "cos", "c"), ("a_pos", "pos", "a"), ("g1", "goal", 1),
+                                             ("c_sin", "sin", "c"), ("b_vel", "vel", "b"), ("a_sin", "sin", "a"),
+                                             ("g0", "goal", 0), ("c_pos", "pos", "c")], goal_dim=2)
+    rng = np.random.default_rng(0)
+    q, qd, goals = rng.normal(0, 4, (64, 3)), rng.normal(0, 9, (64, 3)), rng.normal(0, 1, (64, 2))
+    rows = np.stack([b.build(q[i], qd[i], goals[i]) for i in range(64)])
+    batch = b.build_batch(q, qd, goals)
+    assert batch.dtype == np.float32 and batch.shape == (64, 8)
+    assert batch.tobytes() == rows.tobytes()
+    lists = np.stack([b.build_lists(q[i].tolist(), qd[i].tolist(), goals[i]) for i in range(64)])
+    assert lists.tobytes() == rows.tobytes()
+    with pytest.raises(ValueError, match=r"\(64, 2\)"):
+        b.build_batch(q, qd, goals[:, :1])
+    with pytest.raises(ValueError, match="shape"):
+        b.build_batch(q[:, :2], qd[:, :2], goals)
+    fk = E.observation_builder("Reacher2-v0")
+    assert not fk.batchable
+    with pytest.raises(ValueError, match="forward-kinematics"):
+        fk.build_batch(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="forward-kinematics"):
+        fk.build_lists([0.0, 0.0], [0.0, 0.0], np.zeros(2))

@@ -7,7 +7,7 @@ import pytest
 from dm_control.utils import rewards as dm_rewards
 
 import robot_rl.envs as E
-from robot_rl.envs.rewards import gaussian_tolerance, quadratic_tolerance, tolerance
+from robot_rl.envs.rewards import elementwise, gaussian_tolerance, libm, quadratic_tolerance, tolerance
 
 
 def test_tolerance_matches_dm_control():
@@ -109,3 +109,12 @@ def test_cartpole_swingup_needs_pumping_but_is_feasible():
         obs, *_ = env.step(np.ones(1, np.float32))
         best = max(best, float(obs[1]))
     assert best < 0.5
+
+
+def test_elementwise_math_is_exact_and_nan_outside_the_domain():
+    x = np.random.default_rng(0).normal(0, 50, 1000)
+    assert [math.cos(v) for v in x.tolist()] == libm(math.cos, x).tolist()
+    out = libm(math.cos, np.array([[0.0, np.inf], [np.nan, 1.0]]))
+    assert out.shape == (2, 2) and out[0, 0] == 1.0 and np.isnan(out[0, 1]) and np.isnan(out[1, 0])
+    assert elementwise(math.atan2, [1.0, 0.0], [0.0, 1.0]) == [math.atan2(1.0, 0.0), 0.0]
+    assert np.isnan(elementwise(math.exp, [1e6])[0])  # OverflowError -> NaN
