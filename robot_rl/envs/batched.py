@@ -72,8 +72,9 @@ class BatchedBlock:
         self._datas = [u.data for u in self.u]
         self._ctrl_v = [u.data.ctrl for u in self.u]
         # One np.concatenate reads every env's qpos, qvel and divergence-warning counters (exact as float64).
-        self._state_v = [u.data.qpos for u in self.u] + [u.data.qvel for u in self.u] + [u._warnings for u in self.u]
-        self._cut = (n * nq, n * (nq + nv))
+        # Env-major ([qpos_0, qvel_0, qpos_1, ...]) so the state reshapes to (n, nq + nv) rows.
+        self._state_v = [v for u in self.u for v in (u.data.qpos, u.data.qvel)] + [u._warnings for u in self.u]
+        self._cut = n * (nq + nv)
         self._nq, self._nv = nq, nv
         self._skip = u0.frame_skip
         self._nu1 = nu == 1
@@ -92,8 +93,9 @@ class BatchedBlock:
         rz = u0.randomizer
         lat = rz.config.action_latency if rz is not None else None
         self._act_noise = np.zeros((n, _CHUNK, nu))
-        self._q_noise = np.zeros((n, _CHUNK, nj))
-        self._qd_noise = np.zeros((n, _CHUNK, nj))
+        # Sensor noise chunks [position | velocity] per env: one gather per step.
+        self._noise = np.zeros((n, _CHUNK, 2 * nj))
+        self._q_noise, self._qd_noise = self._noise[:, :, :nj], self._noise[:, :, nj:]
         self._obs_i = np.zeros(n, dtype=np.int64)
         # Action latency: one delay ring of R slots for all envs (slot t % R holds step t's action; an env with
         # latency L reads slot (t - L) % R, L = 0 reads the action just written). Each env keeps its own ring of
@@ -181,18 +183,21 @@ class BatchedBlock:
 
     def _actions(self, actions: np.ndarray) -> np.ndarray:
         """Normalized actions after each env's action noise, per-step randomization and latency, ``(n, nu)``."""
-        a = actions.astype(np.float64)
         t, rows, sel = self._t, self._rows, self._sel
+        a = None if len(rows.get("noise", ())) == self.n else actions.astype(np.float64)
         if "noise" in rows:
             r = rows["noise"]
             k = t[sel["noise"]] % _CHUNK
             if not k.all():  # a new chunk of white noise, drawn as the single env draws it (step 0, 256, ...)
                 for i in r[k == 0].tolist():
                     rz = self.u[i].randomizer
-                    self._act_noise[i] = rz._noise_chunk(self.u[i]._np_random, (a.shape[1],),
+                    self._act_noise[i] = rz._noise_chunk(self.u[i]._np_random, (actions.shape[1],),
                                                          rz.config.action_noise.std)
                     rz._act_noise = self._act_noise[i]
-            a[sel["noise"]] += self._act_noise[r, k]
+            if a is None:  # every env adds noise: float32 + float64 -> a fresh float64 array
+                a = actions + self._act_noise[r, k]
+            else:
+                a[sel["noise"]] += self._act_noise[r, k]
         if "latency" in rows:
             ring, lat = self._lat.shape[1], self._latency
             self._lat[self._ar, t % ring] = a
@@ -208,28 +213,34 @@ class BatchedBlock:
 
     def _measure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """True ``qpos`` ``(n, nq)``, ``qvel`` ``(n, nv)``, the sensed joint positions / velocities and the warning
-        counters ``(n, 4)`` (float64).
+        counters (float64, ``n * 4``).
         """
         flat = np.concatenate(self._state_v)
-        a, b = self._cut
-        qpos, qvel, warn = flat[:a].reshape(self.n, self._nq), flat[a:b].reshape(self.n, self._nv), flat[b:]
+        nq, cut = self._nq, self._cut
+        state, warn = flat[:cut].reshape(self.n, -1), flat[cut:]
+        qpos, qvel = state[:, :nq], state[:, nq:]
         sense = "sense" in self._rows
         if sense:
             r, sl = self._rows["sense"], self._sel["sense"]
-            oi = self._obs_i[sl].copy()
+            oi = self._obs_i[sl]
             if oi.max() == _CHUNK:
+                oi = oi.copy()
                 full = oi == _CHUNK
                 for i in r[full].tolist():
                     self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
                     self._share_sensor_noise(i)
                 oi[full] = 0
-            self._obs_i[sl] = oi + 1
+            noise = self._noise[r, oi]
             if self._all_joints and len(r) == self.n:  # every env senses, measured joints = all coordinates
-                return qpos, qvel, qpos + self._q_noise[r, oi], qvel + self._qd_noise[r, oi], warn
+                self._obs_i = oi + 1
+                sensed = state + noise
+                return qpos, qvel, sensed[:, :nq], sensed[:, nq:], warn
+            self._obs_i[sl] = oi + 1
         q, qd = qpos[:, self._qadr], qvel[:, self._dadr]
         if sense:
-            q[sl] += self._q_noise[r, oi]
-            qd[sl] += self._qd_noise[r, oi]
+            nj = len(self._qadr)
+            q[sl] += noise[:, :nj]
+            qd[sl] += noise[:, nj:]
         return qpos, qvel, q, qd, warn
 
     def step_arrays(self, actions: np.ndarray) -> tuple:
@@ -249,7 +260,7 @@ class BatchedBlock:
                 mj_step(m, d, skip)
         self._t += 1
         qpos, qvel, q, qd, warn = self._measure()
-        obs = self._builder.build_batch(q, qd, np.array([u._goal for u in self.u]) if self._builder.goal_dim else None)
+        obs = self._builder._build_batch(q, qd, np.array([u._goal for u in self.u]) if self._builder.goal_dim else None)
         rew, term, succ = self._task._evaluate_batch(qpos, qvel, a)  # diverged rows are replaced below
         if succ is None:
             succ = np.zeros(self.n, dtype=bool)
@@ -272,7 +283,7 @@ class BatchedBlock:
         self.returns += rew
         self.lengths += 1
         done = term | trunc
-        final = np.zeros_like(obs)
+        final = np.zeros(obs.shape, dtype=obs.dtype)
         ep_r, ep_l = np.zeros(self.n), np.zeros(self.n, dtype=np.int64)
         if done.any():
             idx = np.flatnonzero(done)

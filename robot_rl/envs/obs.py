@@ -214,6 +214,13 @@ class ObservationBuilder:
         if q.ndim != 2 or q.shape[1:] != self._jshape or qd.shape != q.shape:
             raise ValueError(f"build_batch: expected positions and velocities of shape (N, {n}) for joints "
                              f"{list(self.joint_names)}, got {q.shape} and {qd.shape}")
+        if self.goal_dim and (goals is None or np.shape(goals) != (len(q), self.goal_dim)):
+            raise ValueError(f"build_batch: expected goals of shape ({len(q)}, {self.goal_dim}), got "
+                             f"{None if goals is None else np.shape(goals)}")
+        return self._build_batch(q, qd, goals)
+
+    def _build_batch(self, q: np.ndarray, qd: np.ndarray, goals: np.ndarray | None) -> np.ndarray:
+        """``build_batch`` without the checks (float64 ``(N, n_joints)`` arrays, the batched env's per-step path)."""
         # Compact source [q, cos q[:, tj], sin q[:, tj], qd, goal] (tj: the joints with trig terms).
         parts = [q]
         if self._trig:  # cos and sin with math, as build does (bit-identical), in one pass
@@ -223,9 +230,6 @@ class ObservationBuilder:
             parts += [cs[0], cs[1]]
         parts.append(qd)
         if self.goal_dim:
-            if goals is None or np.shape(goals) != (len(q), self.goal_dim):
-                raise ValueError(f"build_batch: expected goals of shape ({len(q)}, {self.goal_dim}), got "
-                                 f"{None if goals is None else np.shape(goals)}")
             parts.append(np.asarray(goals, dtype=np.float64))
         return np.concatenate(parts, axis=1, dtype=np.float32, casting="same_kind")[:, self._batch_index]
 
