@@ -36,14 +36,19 @@ EVAL_SEEDS = [1_000_000_000 + i for i in range(5)]
 PPO_THRESHOLD = 400.0
 
 
-def _our_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: int):
+def _our_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: int, compile: bool = False):
     from robot_rl.algos.sac import SacLearner
     from robot_rl.train.config import load_experiment
 
     cfg = load_experiment(raw={"algo": "sac", "seed": seed, "env": {"id": env_id, "randomization": "default"},
                                "sac": {"learning_starts": learning_starts, "batch_size": batch,
                                        "actor_hidden": [hidden, hidden], "critic_hidden": [hidden, hidden]}})
-    learner = SacLearner(cfg)
+    old = os.environ.get("ROBOT_RL_SAC_COMPILE")
+    os.environ["ROBOT_RL_SAC_COMPILE"] = "1" if compile else "0"
+    try:
+        learner = SacLearner(cfg)
+    finally:
+        os.environ.pop("ROBOT_RL_SAC_COMPILE") if old is None else os.environ.update(ROBOT_RL_SAC_COMPILE=old)
     learner.begin_segment(0)
     return learner
 
@@ -78,24 +83,43 @@ def _sb3_policy(model, vecnorm=None):
     return act
 
 
-def sac_speed(env_id: str, hidden: int, seeds: list[int], steps: int) -> dict:
-    """Per env step (with one update each) after learning starts: CPU ms and best wall ms, both libraries."""
-    out = {"ours_cpu": [], "sb3_cpu": [], "ours_wall": [], "sb3_wall": []}
+def sac_speed(env_id: str, hidden: int, seeds: list[int], steps: int, compiled: bool = True) -> dict:
+    """Per env step (with one update each) after learning starts: CPU ms and best wall ms, both libraries.
+
+    ``compiled``: also time robot_rl with ``ROBOT_RL_SAC_COMPILE=1`` (its one-off compile, in the warm-up, is
+    reported as ``compile_s``: wall seconds of the warm-up beyond the eager learner's).
+    """
+    kinds = ["ours", "sb3"] + (["ourc"] if compiled else [])
+    out = {f"{k}_{m}": [] for k in kinds for m in ("cpu", "wall")}
+    out["compile_s"] = []
     for seed in seeds:
-        ours = _our_sac(env_id, hidden, seed, 256, 256)
-        ours.train_until(300)
-        sb3 = _sb3_sac(env_id, hidden, seed, 256, 256)
-        sb3.learn(300)
-        for _ in range(2):  # interleave: both see the same load
-            c, w = time.process_time(), time.perf_counter()
-            ours.train_until(ours.env_steps + steps)
-            out["ours_cpu"].append((time.process_time() - c) / steps)
-            out["ours_wall"].append((time.perf_counter() - w) / steps)
-            c, w = time.process_time(), time.perf_counter()
-            sb3.learn(steps, reset_num_timesteps=False)
-            out["sb3_cpu"].append((time.process_time() - c) / steps)
-            out["sb3_wall"].append((time.perf_counter() - w) / steps)
-    return {k: float(np.median(v)) if "cpu" in k else float(np.min(v)) for k, v in out.items()}
+        learners = {}
+        for k in kinds:
+            t = time.perf_counter()
+            if k == "sb3":
+                learners[k] = _sb3_sac(env_id, hidden, seed, 256, 256)
+                learners[k].learn(300)
+            else:
+                learners[k] = _our_sac(env_id, hidden, seed, 256, 256, compile=k == "ourc")
+                learners[k].train_until(300)
+            out["compile_s"].append(time.perf_counter() - t if k == "ourc" else 0.0)
+            if k == "ours":
+                eager_warmup = time.perf_counter() - t
+        if compiled:
+            out["compile_s"][-1] -= eager_warmup
+        for _ in range(2):  # interleave: all see the same load
+            for k, learner in learners.items():
+                c, w = time.process_time(), time.perf_counter()
+                if k == "sb3":
+                    learner.learn(steps, reset_num_timesteps=False)
+                else:
+                    learner.train_until(learner.env_steps + steps)
+                out[f"{k}_cpu"].append((time.process_time() - c) / steps)
+                out[f"{k}_wall"].append((time.perf_counter() - w) / steps)
+    res = {k: float(np.median(v)) if "cpu" in k else float(np.min(v)) for k, v in out.items() if k != "compile_s"}
+    res["compile_s"] = float(max(out["compile_s"]))
+    res["load_avg"] = os.getloadavg()[0]
+    return res
 
 
 def sac_final_return(env_id: str, seeds: list[int], budget: int, hidden: int = 64, batch: int = 128,
@@ -211,16 +235,20 @@ def run(quick: bool) -> dict:
     torch.set_num_threads(1)
     seeds = [0] if quick else [0, 1, 2]
     steps = 200 if quick else 500
-    results = {"speed": {}, "final": {}, "quick": quick}
+    results = {"speed": {}, "final": {}, "quick": quick, "load": [os.getloadavg()], "started": time.time()}
     for hidden in (64, 256):
         results["speed"][hidden] = sac_speed("robot_rl/PendulumSwingup-v0", hidden, seeds, steps)
+        results["load"].append(os.getloadavg())
     write_report(results)  # partial reports after each section: a long bench interrupted still leaves numbers
+    results["ppo"] = ppo_time_to_threshold(seeds, 40960 if quick else 81920)
+    results["load"].append(os.getloadavg())
+    write_report(results)
     budgets = {"robot_rl/PendulumSwingup-v0": 4000 if quick else 8000,
                "robot_rl/CartpoleSwingup-v0": 8000 if quick else 20000}
     for env_id, budget in budgets.items():
         results["final"][env_id] = (budget, sac_final_return(env_id, seeds, budget))
+        results["load"].append(os.getloadavg())
         write_report(results)
-    results["ppo"] = ppo_time_to_threshold(seeds, 40960 if quick else 81920)
     return results
 
 
@@ -231,18 +259,29 @@ def write_report(results: dict) -> Path:
     import matplotlib.pyplot as plt
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    loads = results.get("load", [])
+    load_txt = ", ".join(f"{la[0]:.1f}" for la in loads) if loads else "not recorded"
+    elapsed = (time.time() - results["started"]) / 60 if "started" in results else float("nan")
     lines = ["# robot_rl vs Stable-Baselines3 2.9.2 (SAC, PPO)", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other "
              f"jobs while measured), torch {torch.__version__}, 1 torch thread for both. "
              f"Generated by `python bench/bench_sb3.py{' --quick' if results['quick'] else ''}`"
-             f"{' (REDUCED budget: 1 seed, shorter runs)' if results['quick'] else ''}.", "",
+             f"{' (REDUCED budget: 1 seed, shorter runs)' if results['quick'] else ' (3 seeds, full budget)'}; "
+             f"1-minute load average at the start and after each section: {load_txt}; "
+             f"{elapsed:.0f} min of wall time so far.", "",
              "## SAC time per env step (one gradient update per step, batch 256, robot_rl/PendulumSwingup-v0)", "",
-             "| hidden | robot_rl CPU ms | SB3 CPU ms | ratio (CPU) | robot_rl wall ms (best) | SB3 wall ms (best) "
-             "| ratio (wall) |", "|---|---|---|---|---|---|---|"]
+             "Process CPU ms per env step (median of the interleaved windows) and best wall ms. robot_rl: default "
+             "(eager, hand-derived gradients); compiled: `ROBOT_RL_SAC_COMPILE=1` (torch.compile of the same "
+             "update; its one-off compile time is the last column, excluded from the per-step times).", "",
+             "| hidden | robot_rl CPU ms | compiled CPU ms | SB3 CPU ms | ratio (CPU) | ratio compiled (CPU) "
+             "| robot_rl wall ms | compiled wall ms | SB3 wall ms | ratio (wall) | compile s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for hidden, s in results["speed"].items():
-        lines.append(f"| {hidden}x{hidden} | {s['ours_cpu'] * 1e3:.2f} | {s['sb3_cpu'] * 1e3:.2f} | "
-                     f"{s['ours_cpu'] / s['sb3_cpu']:.2f} | {s['ours_wall'] * 1e3:.2f} | {s['sb3_wall'] * 1e3:.2f} | "
-                     f"{s['ours_wall'] / s['sb3_wall']:.2f} |")
+        oc, cc, sc = s["ours_cpu"], s.get("ourc_cpu", float("nan")), s["sb3_cpu"]
+        ow, cw, sw = s["ours_wall"], s.get("ourc_wall", float("nan")), s["sb3_wall"]
+        lines.append(f"| {hidden}x{hidden} | {oc * 1e3:.2f} | {cc * 1e3:.2f} | {sc * 1e3:.2f} | {oc / sc:.2f} | "
+                     f"{cc / sc:.2f} | {ow * 1e3:.2f} | {cw * 1e3:.2f} | {sw * 1e3:.2f} | {ow / sw:.2f} | "
+                     f"{s.get('compile_s', float('nan')):.0f} | {s.get('load_avg', float('nan')):.1f} |")
     lines += ["", "## SAC final deterministic return on held-out randomization seeds (5 episodes each)", "",
               "Same hidden 64x64, batch 128, learning starts 1000, UTD 1 for both.", "",
               "| env | budget (steps) | robot_rl return | SB3 return | robot_rl train s | SB3 train s |",
@@ -283,7 +322,7 @@ def write_report(results: dict) -> Path:
 @pytest.mark.bench
 def test_sac_faster_than_sb3():
     torch.set_num_threads(1)
-    s = sac_speed("robot_rl/PendulumSwingup-v0", 64, [0], 200)
+    s = sac_speed("robot_rl/PendulumSwingup-v0", 64, [0], 200, compiled=False)
     assert s["ours_cpu"] <= 0.5 * s["sb3_cpu"], s
 
 

@@ -4,15 +4,18 @@ Twin Q critics evaluated as one batched ensemble forward pass (``EnsembleMLP`` w
 targets, a tanh-squashed Gaussian actor, automatic entropy temperature, configurable update-to-data ratio, and
 running observation normalization (raw observations are stored in replay and normalized when sampled).
 
-Hot-loop choices (see docs/training.md, "Speed"): critic, actor and temperature losses share one backward pass and
-one fused Adam step per update (their gradients are independent), replay sampling gathers into
-preallocated tensors, Polyak averaging is one ``_foreach_lerp_``, and loss statistics are summed on-tensor (no
-``.item()`` per update).
+Hot-loop choices (see docs/training.md, "Speed"): critic, actor and temperature gradients come from one
+hand-derived forward/backward pass (``robot_rl.algos.sac_grads``; autograd for activations it does not cover,
+same losses) and one fused Adam step per update (their gradients are independent), denormal floats are flushed
+during the update, replay sampling gathers into preallocated tensors, Polyak averaging is one ``lerp_``, loss
+statistics are summed on-tensor (no ``.item()`` per update) and the exploration actor runs in numpy on views of
+the live weights. ``ROBOT_RL_SAC_COMPILE=1`` additionally ``torch.compile``s the gradient pass.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -260,6 +263,9 @@ class SacLearner:
         self.opt = FlatAdam(self.flat, self.flat_grad, lr)
         self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
         self._fused = fused_supported(c.activation)  # hand-derived gradients (robot_rl.algos.sac_grads)
+        # opt-in torch.compile of those gradients (one-off compile time; see robot_rl.algos.sac_grads)
+        self._grads_fn = CompiledSacGrads() if self._fused and os.environ.get("ROBOT_RL_SAC_COMPILE") == "1" \
+            else sac_grads
         self._actor_layers = [m for m in self.actor if isinstance(m, nn.Linear)]
         self._critic_layers = [m for m in self.critic.net if isinstance(m, EnsembleLinear)]
         self._target_layers = [m for m in self.critic_target.net if isinstance(m, EnsembleLinear)]
@@ -386,9 +392,9 @@ class SacLearner:
         B = b.obs.shape[0]
         obs2 = self.normalizer(torch.cat([b.obs, b.next_obs]))
         if self._fused if fused is None else fused:
-            return sac_grads(self._actor_layers, self._critic_layers, self._target_layers, c.activation,
-                             self.log_alpha, obs2, b.act, b.rew, b.done, noise, c.gamma, self.target_entropy,
-                             c.autotune_alpha)
+            return self._grads_fn(self._actor_layers, self._critic_layers, self._target_layers, c.activation,
+                                  self.log_alpha, obs2, b.act, b.rew, b.done, noise, c.gamma, self.target_entropy,
+                                  c.autotune_alpha)
         obs, next_obs = obs2[:B], obs2[B:]
         with torch.no_grad():
             alpha = self.log_alpha.exp()
@@ -478,4 +484,4 @@ class SacLearner:
             self.source.close()
 
 
-from robot_rl.algos.sac_grads import fused_supported, sac_grads  # noqa: E402  (it imports the losses above)
+from robot_rl.algos.sac_grads import CompiledSacGrads, fused_supported, sac_grads  # noqa: E402  (it imports the losses above)

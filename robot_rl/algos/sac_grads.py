@@ -15,9 +15,16 @@ copies into the flat buffer, critic passes run twice). Here
 
 Supported hidden activations: ``FUSED_ACTIVATIONS``; the learner falls back to autograd for the others.
 tests/algos/test_sac_losses.py checks these gradients against autograd on the same batch and noise.
+
+``CompiledSacGrads`` (opt-in, environment variable ``ROBOT_RL_SAC_COMPILE=1``) runs the same function through
+``torch.compile`` (Inductor fuses the elementwise passes into a few C++ loops): about 30% less time per update on
+one CPU core, for a one-off compile of 20-50 s per process and network shape (seconds once Inductor's on-disk cache
+holds it). If compiling fails (no C++ compiler, unsupported torch), it warns once and runs eagerly.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -132,3 +139,28 @@ def fused_supported(activation: str) -> bool:
     """Whether ``sac_grads`` handles this hidden activation."""
     return activation in FUSED_ACTIVATIONS
 
+
+
+class CompiledSacGrads:
+    """``sac_grads`` through ``torch.compile`` (fixed shapes), falling back to eager ``sac_grads`` on any failure.
+
+    Safe to retry eagerly after a failed compiled call: ``sac_grads`` overwrites every gradient it writes.
+    """
+
+    def __init__(self):
+        self._fn = torch.compile(sac_grads, dynamic=False)
+
+    @property
+    def compiled(self) -> bool:
+        """False once compiling has failed and calls run eagerly."""
+        return self._fn is not None
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        if self._fn is not None:
+            try:
+                return self._fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001  (any compiler/toolchain error: run eagerly instead)
+                warnings.warn(f"robot_rl.algos.sac_grads: torch.compile of the SAC update failed, running eagerly "
+                              f"({type(e).__name__}: {str(e)[:300]})", RuntimeWarning, stacklevel=2)
+                self._fn = None
+        return sac_grads(*args, **kwargs)
