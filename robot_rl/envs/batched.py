@@ -3,12 +3,13 @@
 A Python loop over N single envs pays the env's Python work (action noise and latency, observation, sensor noise,
 reward, checks) N times per step, about twice the physics of a small model. ``BatchedBlock`` keeps the N real envs
 (their models, data, random generators and randomizers) and steps them together: MuJoCo runs per env (``mj_step``
-on each env's own ``MjData``), everything else is one numpy operation over the batch. Results are bit-identical to
-stepping the single envs: the same random draws from each env's own generator in the same order (noise is drawn in
-chunks, which the batch reads through views shared with each env's randomizer), the same IEEE operations, and
-``math`` (not numpy's SIMD kernels) for transcendental functions (``rewards.libm``). Resets (including same-step
-autoresets), randomization sampling and per-step randomization terms (interval resampling, pushes) run through the
-single env's own code.
+on each env's own ``MjData``), action noise and latency, state reads, sensor noise, observations and checks are
+numpy operations over the whole batch, and the reward is the task's own scalar function mapped over the rows
+(``_evaluate_batch``). Results are bit-identical to stepping the single envs: the same random draws from each env's
+own generator in the same order (noise is drawn in chunks, which the batch reads through views shared with each
+env's randomizer), the same IEEE operations, and ``math`` (not numpy's SIMD kernels, which may differ in the last
+bit) for transcendental functions (``rewards.elementwise``). Resets (including same-step autoresets), randomization
+sampling and per-step randomization terms (interval resampling, pushes) run through the single env's own code.
 
 A task can run batched when it provides ``_evaluate_batch``, keeps the base class's step, observation and
 packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms
