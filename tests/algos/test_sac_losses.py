@@ -162,3 +162,25 @@ def test_numpy_acting_path_matches_torch_actor():
         ref = torch.tanh(mean + squash_log_std(raw).exp() * torch.randn(learner.n_act)).numpy()
     assert fast.dtype == ref.dtype and fast.shape == (learner.n_act,)
     torch.testing.assert_close(torch.from_numpy(fast), torch.from_numpy(ref))
+
+
+def test_compiled_gradients_fall_back_to_eager_with_a_warning():
+    from robot_rl.algos.sac_grads import CompiledSacGrads
+
+    learner = _tiny_learner("relu", True)
+    batch = learner.replay.sample()
+    noise = torch.randn(2 * batch.obs.shape[0], learner.n_act)
+    learner.compute_grads(batch, noise, fused=False)
+    ref = learner.flat_grad.clone()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    grads = CompiledSacGrads()
+    grads._fn = broken  # what a failing Inductor compile looks like from the outside
+    learner._grads_fn = grads
+    learner.flat_grad.zero_()
+    with pytest.warns(RuntimeWarning, match="torch.compile of the SAC update failed.*no C\\+\\+ compiler"):
+        learner.compute_grads(batch, noise)
+    assert not grads.compiled
+    torch.testing.assert_close(learner.flat_grad, ref, atol=1e-5, rtol=1e-4)
