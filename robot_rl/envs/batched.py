@@ -113,11 +113,12 @@ class BatchedBlock:
         """Read env ``i``'s per-step state; its randomizer's noise chunks become views of ours."""
         u = self.u[i]
         t = self._t[i] = u._t
-        last = u._last_warn if hasattr(u, "_last_warn") else u._warnings.tobytes()
+        was_reset = hasattr(u, "_last_warn")  # an env made without a seed has no episode state until reset
+        last = u._last_warn if was_reset else u._warnings.tobytes()
         self._last_warn[i] = np.frombuffer(last, dtype=u._warnings.dtype)
         self._last_warn_b = self._last_warn.tobytes()
         rz = u.randomizer
-        on = rz is not None and u.randomization_enabled
+        on = rz is not None and u.randomization_enabled and was_reset
         self._on["noise"][i] = noise = on and rz._act_noise is not None
         if noise:
             self._act_noise[i] = rz._act_noise

@@ -154,3 +154,13 @@ def test_process_backend_runs_batched_blocks_equal_to_single_envs():
     assert _compare(vec, singles, 260, np.random.default_rng(4)) == 2 * n
     assert vec.get_attr("step_count") == tuple(e.unwrapped.step_count for e in singles)
     vec.close()
+
+
+def test_unseeded_envs_reset_later():
+    # make_vec(seed=None) builds envs without a first reset (no episode state yet); reset(seed) then seeds them.
+    vec = make_vec("CartpoleSwingup-v0", 2, seed=None, randomization="default", backend="batched")
+    singles = [E.make("CartpoleSwingup-v0", randomization="default") for _ in range(2)]
+    obs, _ = vec.reset(seed=[3, 8])
+    assert np.array_equal(obs, np.stack([e.reset(seed=s)[0] for e, s in zip(singles, (3, 8))]))
+    assert _compare(vec, singles, 20, np.random.default_rng(2)) == 0
+    vec.close()
