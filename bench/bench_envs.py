@@ -295,8 +295,9 @@ def test_env_throughput_targets():
     # diagnosis), so there only check that the process backend works at a sane rate.
     free_cores = os.getloadavg()[0] < 1.0
     assert r["vec_speedup"] >= (1.5 if free_cores else 0.25), r
-    # The batched backend runs in this process: its CPU-time ratio does not depend on the machine's load.
-    assert r["vec_batched_cpu_speedup"] >= 1.4, r
+    # The batched backend runs in this process: its CPU-time ratio hardly depends on the machine's load (1.5-1.6
+    # measured; the per-env loop of the sync backend is 0.9): a regression floor.
+    assert r["vec_batched_cpu_speedup"] >= 1.3, r
 
 
 if __name__ == "__main__":
