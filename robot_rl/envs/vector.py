@@ -11,15 +11,16 @@ Dict observations (goal-conditioned tasks) are dicts of ``[N, ...]`` arrays.
 Env ``i`` is ``robot_rl.envs.make(env_id, seed=seed + i, ...)``, so a vector env equals N single envs stepped with
 the same actions and reset on done -- bit for bit, whatever the backend:
 
-* ``"batched"`` (default with ``num_workers == 1`` for the tasks that support it: the cart-poles and the pendulum;
-  see ``robot_rl.envs.batched``) steps the envs in this process as one batch: ``mj_step`` per env, the rest
-  (action noise and latency, observation, sensor noise, reward, divergence checks) as one numpy pass over all of
-  them. About 1.5x the throughput of the envs stepped one by one on the same core. ``backend="batched"`` on
-  a task without support raises ``ValueError`` naming the reason.
-* ``"sync"`` (default for the other tasks) steps the envs one by one in this process.
+* ``"batched"`` (default with ``num_workers == 1`` and at least 4 envs for the tasks that support it: the
+  cart-poles and the pendulum; see ``robot_rl.envs.batched``) steps the envs in this process as one batch:
+  ``mj_step`` per env, the rest (action noise and latency, observation, sensor noise, reward, divergence checks) as
+  one numpy pass over all of them. About 1.5x the throughput of the envs stepped one by one on the same core (16
+  envs). ``backend="batched"`` on a task without support raises ``ValueError`` naming the reason.
+* ``"sync"`` (default for the other tasks and for fewer than 4 envs) steps the envs one by one in this process.
 * ``"process"`` (default when ``num_workers > 1``) runs the envs in ``num_workers`` processes (a contiguous block
-  each, batched where the task allows it: this process steps the first block, forked workers the others; results
-  in shared memory, one tiny pipe message per worker and step). It only pays on cores that are otherwise free.
+  each, batched where the task allows it and a block has at least 4 envs: this process steps the first block,
+  forked workers the others; results in shared memory, one tiny pipe message per worker and step). It only pays on
+  cores that are otherwise free.
 
 See bench/results/envs.md for speed. Per-env randomization values are not copied into the step infos (a dict per env
 and step through the workers' pipes would cost throughput); read them on demand with
@@ -180,6 +181,9 @@ def _worker(conn, block_cls, env_id, indices, seed, randomization, kwargs, buf):
             conn.send(("error", traceback.format_exc()))
 
 
+BATCHED_MIN_ENVS = 4  # the default backend is "batched" from this many envs on (bench: 3 envs 0.8x, 4 envs 1.2x)
+
+
 class RobotVecEnv(VectorEnv):
     """N copies of a robot_rl task with same-step autoreset (see module docstring)."""
 
@@ -199,9 +203,14 @@ class RobotVecEnv(VectorEnv):
             probe.close()
             raise ValueError(f"vector env backend 'batched' cannot run {env_id!r}: {why_not_batched}; use "
                              "backend='sync' or 'process'")
-        backend = backend or ("process" if num_workers > 1 else "sync" if why_not_batched else "batched")
-        # Blocks step their envs as one batch whenever the task allows it (bit-identical to the loop of _Block).
-        block_cls = BatchedBlock if why_not_batched is None and backend != "sync" else _Block
+        if backend is None:  # batching pays from about 4 envs on (its numpy calls cost as much as ~3 env steps)
+            batch = why_not_batched is None and num_envs >= BATCHED_MIN_ENVS
+            backend = "process" if num_workers > 1 else "batched" if batch else "sync"
+        # Blocks step their envs as one batch where the task allows it and the blocks are large enough to pay
+        # (bit-identical to the loop of _Block).
+        workers = max(1, min(num_workers, num_envs)) if backend == "process" else 1
+        batched = backend == "batched" or (backend == "process" and num_envs // workers >= BATCHED_MIN_ENVS)
+        block_cls = BatchedBlock if why_not_batched is None and batched else _Block
         self.num_envs = num_envs
         self.backend = backend
         self.batched = block_cls is BatchedBlock
@@ -227,7 +236,6 @@ class RobotVecEnv(VectorEnv):
             raise RuntimeError("the process backend needs the 'fork' start method; use backend='sync'")
         ctx = mp.get_context("fork")
         self._buf = _Buffers(self.single_observation_space, self.single_action_space.shape, num_envs, ctx)
-        workers = max(1, min(num_workers, num_envs))
         bounds = np.linspace(0, num_envs, workers + 1).round().astype(int)
         self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         # The first block runs in this process while the workers step theirs: with num_workers=2 on 2 cores, two

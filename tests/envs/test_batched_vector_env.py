@@ -62,14 +62,18 @@ def test_batched_equals_single_envs(env_id, randomization):
 
 
 def test_batched_is_the_default_where_supported():
-    vec = make_vec("CartpoleSwingup-v0", 2)
+    vec = make_vec("CartpoleSwingup-v0", 4)
     assert vec.backend == "batched"
     vec.close()
-    vec = make_vec("Reacher2-v0", 2)
-    assert vec.backend == "sync" and not vec.batched
+    for env_id, n in (("Reacher2-v0", 4), ("CartpoleSwingup-v0", 3)):  # unsupported task; too few envs to pay
+        vec = make_vec(env_id, n)
+        assert vec.backend == "sync" and not vec.batched
+        vec.close()
+    vec = make_vec("CartpoleSwingup-v0", 8, num_workers=2)
+    assert vec.backend == "process" and vec.batched  # blocks of 4 envs: batched
     vec.close()
-    vec = make_vec("CartpoleSwingup-v0", 2, num_workers=2)
-    assert vec.backend == "process" and vec.batched  # its workers step batched blocks
+    vec = make_vec("CartpoleSwingup-v0", 4, num_workers=2)
+    assert vec.backend == "process" and not vec.batched  # blocks of 2 envs: one by one
     vec.close()
 
 
@@ -144,7 +148,7 @@ def test_physics_errors_match_single_envs():
 
 def test_process_backend_runs_batched_blocks_equal_to_single_envs():
     # Two processes, each stepping a batched block; "reality" adds per-step terms (interval resampling, pushes).
-    n, seed = 4, 9
+    n, seed = 8, 9
     vec = make_vec("PendulumSwingup-v0", n, seed=seed, randomization="reality", num_workers=2, max_episode_steps=120)
     assert vec.backend == "process" and vec.batched
     singles = [E.make("PendulumSwingup-v0", seed=seed + i, randomization="reality", max_episode_steps=120)
