@@ -10,8 +10,8 @@ OpenBLAS 1 thread).
   (float32 numpy) with TS-inf (5 particles, one per member) and TS-1 (1 particle per sample), 2 and 3 CEM
   iterations. Best and median of N replans [ms]. Target <= 20 ms.
 * Return vs env steps: ``robot_rl.algos.pets.train_pets`` with ``evaluate_every_refit`` (what ``robot-rl train``
-  runs for ``algo: pets``) on the config (``config/pets_cartpole_swingup.yaml``, randomization ``default`` as the SAC
-  config): after every refit the model is *evaluated* the way SAC's runner evaluates: MPC episodes of 500 steps
+  runs for ``algo: pets``) on ``config/pets_cartpole_swingup_randomized.yaml`` (randomization ``default`` as the
+  SAC config): after every refit the model is *evaluated* the way SAC's runner evaluates: MPC episodes of 500 steps
   (10 s, the SAC episode length) on the SAC eval seeds ``1e9 + i``, not added to the data and not counted. The x
   axis is the env steps of the training data. SAC: ``eval.csv`` of a ``robot-rl train`` run (``--sac-run``,
   5 deterministic episodes of 500 steps every 5000 steps).
@@ -50,7 +50,7 @@ from robot_rl.core.config import load_config  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pets.md"
 PLOT = Path(__file__).resolve().parent / "results" / "pets_vs_sac.png"
-CONFIG = "config/pets_cartpole_swingup.yaml"
+CONFIG = "config/pets_cartpole_swingup_randomized.yaml"
 EVAL_SEED_START = 1_000_000_000
 """Same evaluation seeds as the SAC runner (``train.eval_seed_start``): same start states and randomization draws."""
 
@@ -280,10 +280,12 @@ def report(r: dict, command: str) -> str:
         "",
         "Footing: both are scored by the env's reward over the same 500-step episodes from the same seeded start "
         "states and randomization draws. Differences that remain: PETS plans on the simulator's physics state "
-        "(`get_state()`, no observation noise; as `train_pets` does), SAC acts on the noisy observation; the "
-        "randomization includes a 0-1 step action latency that the PETS model's state (`[qpos, qvel]`, no previous "
-        f"action) cannot represent; PETS is evaluated with a stochastic planner ({cfg.eval_episodes} episodes), SAC "
-        "deterministically (5).",
+        "(`get_state()`, no observation noise; as `train_pets` does), SAC acts on the noisy observation; "
+        + ("the PETS model takes the previous command as input (`prev_action`), which lets it represent the "
+           "randomization's 0-1 step action latency; " if cfg.prev_action else
+           "the randomization includes a 0-1 step action latency that the PETS model's input (`[qpos, qvel]`, u; "
+           "no previous action) cannot represent; ")
+        + f"PETS is evaluated with a stochastic planner ({cfg.eval_episodes} episodes), SAC deterministically (5).",
         "",
         "Plot: `bench/results/pets_vs_sac.png`.",
         "",
@@ -295,7 +297,8 @@ def report(r: dict, command: str) -> str:
 def test_bench_pets(tmp_path):
     """Tiny budget: the machinery runs, the timing is sane, curves are increasing in env steps."""
     cfg = load_config(PetsConfig, CONFIG, overrides=["episodes=1", "train_steps=30", "eval_steps=20",
-                                                     "eval_episodes=1", "progress=false"])
+                                                     "eval_episodes=1", "progress=false", "mpc.horizon=20",
+                                                     "cem.num_samples=100", "cem.num_elites=10"])
     p = pets_curve(cfg, log=lambda *_: None)
     assert [row["env_steps"] for row in p["eval"]] == [cfg.episode_steps, 2 * cfg.episode_steps]
     assert all(np.isfinite(row["return_mean"]) and 0 <= row["return_mean"] <= 20 for row in p["eval"])

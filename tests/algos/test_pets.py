@@ -115,6 +115,8 @@ def test_pets_config_file_loads():
 
     cfg = load_config(PetsConfig, "config/pets_cartpole_swingup.yaml")
     assert cfg.propagation == "tsinf" and cfg.n_particles % cfg.n_members == 0
+    rnd = load_config(PetsConfig, "config/pets_cartpole_swingup_randomized.yaml")
+    assert rnd.randomization == "default" and rnd.prev_action and rnd.propagation == "ts1" and rnd.n_particles == 1
     with pytest.raises(ValueError, match="multiple of n_members"):
         load_config(PetsConfig, "config/pets_cartpole_swingup.yaml", overrides=["n_particles=7"])
 
@@ -161,7 +163,7 @@ def test_robot_rl_train_pets_writes_a_run_dir_that_exports(tmp_path):
               "checkpoints/best.pt"):
         assert (run / f).is_file(), f
     cfg = load_experiment(run / "config.yaml")
-    assert cfg.algo == "pets" and cfg.randomization == "default" and cfg.episode_steps == 30
+    assert cfg.algo == "pets" and cfg.randomization is None and cfg.episode_steps == 30
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "complete" and info["algo"] == "pets" and info["env_steps"] == 60
     assert info["config_hash"] == config_hash(cfg)
@@ -206,7 +208,8 @@ def test_prev_action_model_trains_plans_and_exports(tmp_path):
     from robot_rl.train.config import load_experiment
     from robot_rl.train.runner import train
 
-    cfg = load_experiment("config/pets_cartpole_swingup.yaml", tiny_overrides() + ["prev_action=true"])
+    cfg = load_experiment("config/pets_cartpole_swingup_randomized.yaml", tiny_overrides())
+    assert cfg.prev_action and cfg.randomization == "default"
     info = train(cfg, tmp_path / "run")
     assert info["status"] == "complete" and info["env_steps"] == 60
     model, _, _ = load_ensemble(tmp_path / "run")
