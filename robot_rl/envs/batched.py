@@ -98,9 +98,9 @@ class BatchedBlock:
         self._noise = np.zeros((n, _CHUNK, 2 * nj))
         self._q_noise, self._qd_noise = self._noise[:, :, :nj], self._noise[:, :, nj:]
         self._obs_i = np.zeros(n, dtype=np.int64)
-        # Action latency: one delay ring of R slots for all envs (slot t % R holds step t's action; an env with
-        # latency L reads slot (t - L) % R, L = 0 reads the action just written). Each env keeps its own ring of
-        # L + 1 slots; the two are converted in _import / _export.
+        # Action latency: one shift register of R slots per env (slot p holds the action of p steps ago; an env with
+        # latency L reads slot L, L = 0 the action just written). Each env keeps its own ring of L + 1 slots; the
+        # two are converted in _import / _export.
         self._lat = np.zeros((n, 1 + (max(lat.steps) if lat is not None else 0), nu))
         self._latency = np.zeros(n, dtype=np.int64)
         self._on = {k: np.zeros(n, dtype=bool) for k in ("noise", "latency", "sense", "per_step")}
@@ -126,11 +126,12 @@ class BatchedBlock:
         self._on["latency"][i] = latency = on and rz._latency > 0
         self._latency[i] = lat = rz._latency if latency else 0
         if latency:
-            ring, size = self._lat.shape[1], lat + 1
-            if size > ring:  # the ring is sized from the profile's largest latency; scale <= 1 only shrinks it
-                raise RuntimeError(f"env {i}: action latency {lat} steps exceeds the profile's maximum {ring - 1}")
+            if lat >= self._lat.shape[1]:  # sized from the profile's largest latency; scale <= 1 only shrinks it
+                raise RuntimeError(f"env {i}: action latency {lat} steps exceeds the profile's maximum "
+                                   f"{self._lat.shape[1] - 1}")
+            self._lat[i] = 0.0
             for s in range(max(0, t - lat), t):  # the actions still to be applied
-                self._lat[i, s % ring] = rz._lat_buf[s % size]
+                self._lat[i, t - 1 - s] = rz._lat_buf[s % (lat + 1)]
         self._on["sense"][i] = sense = on and rz.acts_on_sensors
         if sense:
             self._share_sensor_noise(i)
@@ -151,7 +152,6 @@ class BatchedBlock:
 
     def _export(self) -> None:
         """Write the per-step state back to the envs (before anyone else looks at or steps them)."""
-        ring = self._lat.shape[1]
         for i, u in enumerate(self.u):
             t = u._t = int(self._t[i])
             u._last_warn = self._last_warn[i].astype(u._warnings.dtype).tobytes()
@@ -161,7 +161,7 @@ class BatchedBlock:
             if self._on["latency"][i]:
                 lat = int(self._latency[i])
                 for s in range(max(0, t - lat), t):
-                    rz._lat_buf[s % (lat + 1)] = self._lat[i, s % ring]
+                    rz._lat_buf[s % (lat + 1)] = self._lat[i, t - 1 - s]
 
     def _import_all(self) -> None:
         for i in range(self.n):
@@ -201,12 +201,10 @@ class BatchedBlock:
             else:
                 a[sel["noise"]] += self._act_noise[r, k]
         if "latency" in rows:
-            ring, lat = self._lat.shape[1], self._latency
-            self._lat[self._ar, t % ring] = a
-            a = self._lat[self._ar, (t - lat) % ring]
-            early = t < lat
-            if early.any():
-                a[early] = 0.0  # nothing commanded yet before the episode start
+            buf = self._lat
+            buf[:, 1:] = buf[:, :-1]  # shift register: position p holds the action of p steps ago
+            buf[:, 0] = a
+            a = buf[self._ar, self._latency]  # zeros before the episode start (the register starts zeroed)
         if "per_step" in rows:
             for i in rows["per_step"].tolist():
                 u = self.u[i]
