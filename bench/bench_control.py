@@ -147,7 +147,7 @@ def run(quick: bool) -> dict:
     jit_s = ilqr_jit.warm_up() if ilqr_jit.AVAILABLE else None  # compile / cache load, before any timing
     load0 = os.getloadavg()[0]
     T = 100
-    it = ilqr_iterations(T, iterations=8 if quick else 20, reps=5 if quick else 60)
+    it = ilqr_iterations(T, iterations=8 if quick else 20, reps=5 if quick else 200)
     fd = it.pop("floor") / T
     cases = [(h, kind, BACKENDS[-1]) for h in (100, 50) for kind in MODELS] + [(100, "exact", "numpy")]
     mpc = {c: mpc_replan(*c, n=60 if quick else 150, repeats=1 if quick else 5) for c in dict.fromkeys(cases)}
