@@ -209,7 +209,23 @@ def report(r: dict) -> str:
         lines.append(f"| {T} ({T * 0.02:.1f} s) | {kind} | {backend} | {s['solve_ms_p50']:.2f} ms | "
                      f"{s['solve_ms_p99']:.2f} ms | {s['solve_ms_max']:.2f} ms | {s['cpu_ms_p50']:.2f} ms | "
                      f"{s['cpu_ms_p99']:.2f} ms | {s['upright_at_end']} | p99 <= 10 ms |")
-    lines.append("")
+    lines += ["", "## Verdict (computed from the tables above)", ""]
+    for k in MODELS:
+        for b in BACKENDS:
+            ratio = it[k][f"total_{b}"] * 1e3 / floor
+            lines.append(f"* iteration, {k} model, {b}: {ratio:.1f}x floor, target <= 2x "
+                         f"**{'met' if ratio <= 2.0 else 'missed'}**"
+                         + (f" (its derivatives alone are {it[k]['derivatives'] * 1e3 / floor:.1f}x: two chained FD "
+                            "calls per control step)" if k == "exact" else "") + ".")
+    for (T, kind, backend), st in r["mpc"].items():
+        if T == 100:
+            lines.append(f"* replan, horizon 100, {kind} model, {backend}: wall p99 {st['solve_ms_p99']:.1f} ms "
+                         f"**{'met' if st['solve_ms_p99'] <= 10.0 else 'missed'}** on this shared host; CPU-time p99 "
+                         f"{st['cpu_ms_p99']:.1f} ms ({'<=' if st['cpu_ms_p99'] <= 10.0 else '>'} 10 ms: the "
+                         "replan's own compute, about what an otherwise idle core would show).")
+    lines += ["", "Before this speed-up (numbers from the issue, same host, load ~2): iteration 7.98 ms = 9.5x a "
+              "0.84 ms floor (derivatives 3.51, backward pass 2.40, forward passes 2.07 ms); replan at horizon 100 "
+              "p50 7.35 / p99 10.74 ms, horizon 50 p50 4.97 / p99 6.31 ms (wall time).", ""]
     return "\n".join(lines)
 
 
