@@ -93,11 +93,14 @@ class BatchedBlock:
         nj = len(self._qadr)
         rz = u0.randomizer
         lat = rz.config.action_latency if rz is not None else None
+        # White-noise chunks (action; sensor [position | velocity]) of every env, rotated so that all envs read
+        # column g % _CHUNK at global step g (a view, no gather): env row r sits at column (r + offset_i) % _CHUNK.
+        # The envs keep their own (unrotated) chunks, the source of truth for _import.
+        self._g = 0
         self._act_noise = np.zeros((n, _CHUNK, nu))
-        # Sensor noise chunks [position | velocity] per env: one gather per step.
         self._noise = np.zeros((n, _CHUNK, 2 * nj))
-        self._q_noise, self._qd_noise = self._noise[:, :, :nj], self._noise[:, :, nj:]
-        self._obs_i = np.zeros(n, dtype=np.int64)
+        self._off_a = np.zeros(n, dtype=np.int64)
+        self._off_s = np.zeros(n, dtype=np.int64)
         # Action latency: one shift register of R slots per env (slot p holds the action of p steps ago; an env with
         # latency L reads slot L, L = 0 the action just written). Each env keeps its own ring of L + 1 slots; the
         # two are converted in _import / _export.
@@ -110,7 +113,7 @@ class BatchedBlock:
 
     # ------------------------------------------------------------------ env <-> block state
     def _import(self, i: int) -> None:
-        """Read env ``i``'s per-step state; its randomizer's noise chunks become views of ours."""
+        """Read env ``i``'s per-step state (step counter, noise chunks and positions, latency ring, switches)."""
         u = self.u[i]
         t = self._t[i] = u._t
         was_reset = hasattr(u, "_last_warn")  # an env made without a seed has no episode state until reset
@@ -120,9 +123,9 @@ class BatchedBlock:
         rz = u.randomizer
         on = rz is not None and u.randomization_enabled and was_reset
         self._on["noise"][i] = noise = on and rz._act_noise is not None
-        if noise:
-            self._act_noise[i] = rz._act_noise
-            rz._act_noise = self._act_noise[i]
+        if noise:  # the next step uses row t % _CHUNK (drawing a new chunk first when that is 0)
+            self._off_a[i] = (self._g - t) % _CHUNK
+            self._act_noise[i] = np.roll(rz._act_noise, self._off_a[i], axis=0)
         self._on["latency"][i] = latency = on and rz._latency > 0
         self._latency[i] = lat = rz._latency if latency else 0
         if latency:
@@ -133,15 +136,16 @@ class BatchedBlock:
             for s in range(max(0, t - lat), t):  # the actions still to be applied
                 self._lat[i, t - 1 - s] = rz._lat_buf[s % (lat + 1)]
         self._on["sense"][i] = sense = on and rz.acts_on_sensors
-        if sense:
-            self._share_sensor_noise(i)
-            self._obs_i[i] = rz._obs_i
+        if sense:  # the next observation uses row obs_i (after drawing a new chunk when obs_i is _CHUNK)
+            if rz._obs_i == 0:  # a chunk drawn but no observation taken: not a state the env API leaves
+                raise RuntimeError(f"env {i}: sensor-noise chunk drawn without an observation (obs index 0)")
+            self._off_s[i] = (self._g - rz._obs_i) % _CHUNK
+            self._load_sensor_noise(i)
         self._on["per_step"][i] = on and rz.acts_per_step
 
-    def _share_sensor_noise(self, i: int) -> None:
+    def _load_sensor_noise(self, i: int) -> None:
         rz = self.u[i].randomizer
-        self._q_noise[i], self._qd_noise[i] = rz._q_noise, rz._qd_noise
-        rz._q_noise, rz._qd_noise = self._q_noise[i], self._qd_noise[i]
+        self._noise[i] = np.roll(np.concatenate([rz._q_noise, rz._qd_noise], axis=1), self._off_s[i], axis=0)
 
     def _refresh(self) -> None:
         """Rows of the envs each per-step term applies to (kinds that apply to no env are left out); ``_sel`` is
@@ -149,6 +153,11 @@ class BatchedBlock:
         """
         self._rows = {k: np.flatnonzero(v) for k, v in self._on.items() if v.any()}
         self._sel = {k: slice(None) if len(r) == self.n else r for k, r in self._rows.items()}
+        # Column -> envs that draw a new chunk when the batch reaches it.
+        self._refill_a, self._refill_s = {}, {}
+        for refill, kind, off in ((self._refill_a, "noise", self._off_a), (self._refill_s, "sense", self._off_s)):
+            for i in self._rows[kind].tolist() if kind in self._rows else ():
+                refill.setdefault(int(off[i]), []).append(i)
 
     def _export(self) -> None:
         """Write the per-step state back to the envs (before anyone else looks at or steps them)."""
@@ -157,7 +166,7 @@ class BatchedBlock:
             u._last_warn = self._last_warn[i].astype(u._warnings.dtype).tobytes()
             rz = u.randomizer
             if self._on["sense"][i]:
-                rz._obs_i = int(self._obs_i[i])
+                rz._obs_i = (self._g - int(self._off_s[i]) - 1) % _CHUNK + 1
             if self._on["latency"][i]:
                 lat = int(self._latency[i])
                 for s in range(max(0, t - lat), t):
@@ -188,18 +197,15 @@ class BatchedBlock:
         t, rows, sel = self._t, self._rows, self._sel
         a = None if len(rows.get("noise", ())) == self.n else actions.astype(np.float64)
         if "noise" in rows:
-            r = rows["noise"]
-            k = t[sel["noise"]] % _CHUNK
-            if not k.all():  # a new chunk of white noise, drawn as the single env draws it (step 0, 256, ...)
-                for i in r[k == 0].tolist():
-                    rz = self.u[i].randomizer
-                    self._act_noise[i] = rz._noise_chunk(self.u[i]._np_random, (actions.shape[1],),
-                                                         rz.config.action_noise.std)
-                    rz._act_noise = self._act_noise[i]
+            c = self._g % _CHUNK
+            for i in self._refill_a.get(c, ()):  # a new chunk, drawn as the single env draws it (step 0, 256, ...)
+                rz = self.u[i].randomizer
+                rz._act_noise = rz._noise_chunk(self.u[i]._np_random, (actions.shape[1],), rz.config.action_noise.std)
+                self._act_noise[i] = np.roll(rz._act_noise, self._off_a[i], axis=0)
             if a is None:  # every env adds noise: float32 + float64 -> a fresh float64 array
-                a = actions + self._act_noise[r, k]
+                a = actions + self._act_noise[:, c]
             else:
-                a[sel["noise"]] += self._act_noise[r, k]
+                a[sel["noise"]] += self._act_noise[rows["noise"], c]
         if "latency" in rows:
             buf = self._lat
             buf[:, 1:] = buf[:, :-1]  # shift register: position p holds the action of p steps ago
@@ -222,20 +228,14 @@ class BatchedBlock:
         sense = "sense" in self._rows
         if sense:
             r, sl = self._rows["sense"], self._sel["sense"]
-            oi = self._obs_i[sl]
-            if oi.max() == _CHUNK:
-                oi = oi.copy()
-                full = oi == _CHUNK
-                for i in r[full].tolist():
-                    self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
-                    self._share_sensor_noise(i)
-                oi[full] = 0
-            noise = self._noise[r, oi]
+            c = self._g % _CHUNK
+            for i in self._refill_s.get(c, ()):  # a new chunk (the env's observation index reached _CHUNK)
+                self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
+                self._load_sensor_noise(i)
             if self._all_joints and len(r) == self.n:  # every env senses, measured joints = all coordinates
-                self._obs_i = oi + 1
-                sensed = state + noise
+                sensed = state + self._noise[:, c]
                 return qpos, qvel, sensed[:, :nq], sensed[:, nq:], warn
-            self._obs_i[sl] = oi + 1
+            noise = self._noise[r, c]
         q, qd = qpos[:, self._qadr], qvel[:, self._dadr]
         if sense:
             nj = len(self._qadr)
@@ -260,6 +260,7 @@ class BatchedBlock:
                 mj_step(m, d, skip)
         self._t += 1
         qpos, qvel, q, qd, warn = self._measure()
+        self._g += 1  # (before the autoresets below: their envs start at the next global step)
         obs = self._builder._build_batch(q, qd, np.array([u._goal for u in self.u]) if self._builder.goal_dim else None)
         rew, term, succ = self._task._evaluate_batch(qpos, qvel, a)  # diverged rows are replaced below
         if succ is None:
