@@ -36,7 +36,8 @@ setup(
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
     data_files=data_files(),
     install_requires=["setuptools"],
-    extras_require={"scale": ["ray[tune]==2.60.0"]},  # distributed rollouts and sweeps (requirements-scale.txt)
+    extras_require={"scale": ["ray[tune]==2.60.0"],  # distributed rollouts and sweeps (requirements-scale.txt)
+                    "jit": ["numba==0.68.1"]},  # compiled iLQR backward pass (robot_rl/control/ilqr_jit.py)
     zip_safe=False,
     maintainer="robot_rl team",
     maintainer_email="robot-rl@example.invalid",
