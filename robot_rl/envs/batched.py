@@ -6,18 +6,20 @@ reward, checks) N times per step, about twice the physics of a small model. ``Ba
 on each env's own ``MjData``), action noise and latency, state reads, sensor noise, observations and checks are
 numpy operations over the whole batch, and the reward is the task's own scalar function mapped over the rows
 (``_evaluate_batch``). Results are bit-identical to stepping the single envs: the same random draws from each env's
-own generator in the same order (noise is drawn in chunks, which the batch reads through views shared with each
-env's randomizer), the same IEEE operations, and ``math`` (not numpy's SIMD kernels, which may differ in the last
-bit) for transcendental functions (``rewards.elementwise``). Resets (including same-step autoresets), randomization
-sampling and per-step randomization terms (interval resampling, pushes) run through the single env's own code.
+own generator in the same order (each env's randomizer draws its noise chunks; the batch keeps copies arranged so
+that every env reads the same column at a step), the same IEEE operations, and ``math`` (not numpy's SIMD kernels,
+which may differ in the last bit) for transcendental functions (``rewards.elementwise``). Resets (including
+same-step autoresets), randomization sampling and per-step randomization terms (interval resampling, pushes) run
+through the single env's own code.
 
 A task can run batched when it provides ``_evaluate_batch``, keeps the base class's step, observation and
 packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms
 (``batch_support`` says why not otherwise): the cart-pole tasks and the pendulum.
 
-The per-step counters (``step_count``, the sensor-noise position, the divergence-warning baseline) live in the block
-while it steps and are written back to the envs before ``get_attr`` / ``call`` / ``set_attr``; after ``call`` and
-``set_attr`` (which may reset an env, or switch its randomization) the block reads every env's state again.
+The per-step state (``step_count``, the sensor-noise position, the action-latency ring, the divergence-warning
+baseline) lives in the block while it steps and is written back to the envs before ``get_attr`` / ``call`` /
+``set_attr``; after ``call`` and ``set_attr`` (which may step or reset an env, or switch its randomization) the
+block reads every env's state again.
 """
 
 from __future__ import annotations
