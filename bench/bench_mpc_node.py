@@ -32,6 +32,8 @@ SETUPS = {
     "ilqr-h50": ("iLQR, horizon 50 (1.0 s), 1 iteration per replan", ["planner:=ilqr", "horizon:=50", "iterations:=1"]),
     "ilqr-h100": ("iLQR, horizon 100 (2.0 s), 1 iteration per replan",
                   ["planner:=ilqr", "horizon:=100", "iterations:=1"]),
+    "ilqr-h100-coarse": ("iLQR, horizon 100, 1 iteration, coarse planning model (timestep = control period)",
+                         ["planner:=ilqr", "horizon:=100", "iterations:=1", "planning_model:=coarse"]),
     "sampling-h25": ("predictive sampling, horizon 25, 64 rollouts", ["planner:=sampling", "horizon:=25"]),
 }
 STAT = re.compile(r"(\w+)=([^,\s]+)")
