@@ -177,7 +177,7 @@ class PpoLearner:
         self.critic = mlp(self.n_obs, 1, c.critic_hidden, c.activation, output_gain=1.0)
         self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))
         self.params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
-        self.opt = torch.optim.Adam(self.params, lr=c.learning_rate, eps=1e-5)
+        self.opt = torch.optim.Adam(self.params, lr=c.learning_rate, eps=1e-5, fused=True)
         self.storage = RolloutStorage(c.n_steps, c.num_envs, self.n_obs, self.n_act)
         self.steps_per_iteration = c.num_envs * c.n_steps
         self.total_iterations = max(1, math.ceil(cfg.train.total_steps / self.steps_per_iteration))
