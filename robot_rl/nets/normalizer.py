@@ -7,6 +7,7 @@ applies exactly the training-time normalization. Statistics are updated explicit
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,26 +32,32 @@ class RunningNormalizer(nn.Module):
         self.register_buffer("inv_std_f32", torch.ones(n), persistent=False)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Fold a batch ``[B, n]`` (or ``[n]``) of raw observations into the statistics."""
-        x = torch.as_tensor(x).reshape(-1, self.n).to(torch.float64)
+    def update(self, x: torch.Tensor | np.ndarray) -> None:
+        """Fold a batch ``[B, n]`` (or ``[n]``) of raw observations into the statistics.
+
+        Computed in numpy float64 on views of the buffers (a rollout calls this once per env step; a dozen torch
+        ops on ``[n]``-sized tensors cost several times more in dispatch than the arithmetic).
+        """
+        x = x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        x = x.reshape(-1, self.n).astype(np.float64)
         batch_count = x.shape[0]
         if batch_count == 0:
             return
+        mean, var = self.mean.numpy(), self.var.numpy()
+        count = float(self.count)
         batch_mean = x.mean(0)
-        batch_var = x.var(0, unbiased=False)
-        total = self.count + batch_count
-        delta = batch_mean - self.mean
-        new_mean = self.mean + delta * (batch_count / total)
-        m2 = self.var * self.count + batch_var * batch_count + delta.square() * (self.count * batch_count / total)
-        self.mean.copy_(new_mean)
-        self.var.copy_(m2 / total)
+        batch_var = x.var(0)
+        total = count + batch_count
+        delta = batch_mean - mean
+        m2 = var * count + batch_var * batch_count + np.square(delta) * (count * batch_count / total)
+        mean += delta * (batch_count / total)
+        np.divide(m2, total, out=var)
         self.count.fill_(total)
         self._refresh()
 
     def _refresh(self) -> None:
-        self.mean_f32.copy_(self.mean.float())
-        self.inv_std_f32.copy_(torch.rsqrt(self.var + self.eps).float())
+        self.mean_f32.numpy()[:] = self.mean.numpy()
+        self.inv_std_f32.numpy()[:] = 1.0 / np.sqrt(self.var.numpy() + self.eps)
 
     def _load_from_state_dict(self, *args, **kwargs):  # keep the float32 copies in sync after loading
         super()._load_from_state_dict(*args, **kwargs)
