@@ -147,6 +147,21 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- learner
 
 
+def _np_layers(net: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight ``[out, in]``, bias ``[out]``) numpy views sharing memory with ``net``'s Linear layers."""
+    return [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in net if isinstance(m, nn.Linear)]
+
+
+def _np_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, activation: str) -> np.ndarray:
+    """``mlp`` forward in numpy (relu or tanh hidden layers). ``[B, n_in]`` float32 -> ``[B, n_out]`` float32."""
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(layers):
+        x = x @ w.T + b
+        if i < last:
+            x = np.maximum(x, 0.0, out=x) if activation == "relu" else np.tanh(x, out=x)
+    return x
+
+
 def train_reset_seed(seed: int, segment: int) -> int:
     """Vector-env reset seed of training segment ``segment`` (env i gets this + i; all < TRAIN_SEED_LIMIT)."""
     return (seed * 1_000_003 + segment * 7_919) % (TRAIN_SEED_LIMIT - 10_000)
@@ -178,6 +193,9 @@ class PpoLearner:
         self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))
         self.params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
         self.opt = torch.optim.Adam(self.params, lr=c.learning_rate, eps=1e-5, fused=True)
+        # numpy views of the actor / critic weights (Adam and load_state_dict update them in place) for rollouts
+        self._np_nets = (_np_layers(self.actor), _np_layers(self.critic)) if c.activation in ("relu", "tanh") \
+            else None
         self.storage = RolloutStorage(c.n_steps, c.num_envs, self.n_obs, self.n_act)
         self.steps_per_iteration = c.num_envs * c.n_steps
         self.total_iterations = max(1, math.ceil(cfg.train.total_steps / self.steps_per_iteration))
@@ -212,38 +230,63 @@ class PpoLearner:
             self._update()
             self.iteration += 1
 
-    @torch.no_grad()
+    def _np_forward(self, which: int, obs: np.ndarray) -> np.ndarray:
+        """Actor (0) or critic (1) on normalized float32 obs ``[N, n_obs]``: numpy on views of the live weights for
+        relu/tanh nets (no torch dispatch per layer in the env loop), the torch module otherwise.
+        """
+        if self._np_nets is not None:
+            return _np_mlp(self._np_nets[which], obs, self.cfg.activation)
+        with torch.no_grad():
+            return (self.actor, self.critic)[which](torch.from_numpy(obs)).numpy()
+
+    def _np_normalize(self, obs: np.ndarray) -> np.ndarray:
+        n = self.normalizer
+        if not isinstance(n, RunningNormalizer):
+            return obs
+        return np.clip((obs - n.mean_f32.numpy()) * n.inv_std_f32.numpy(), -n.clip, n.clip)
+
     def _rollout(self) -> None:
+        """Collect ``n_steps`` vector steps into ``self.storage`` (numpy throughout, written into its tensors)."""
         c, s = self.cfg, self.storage
-        std = self.log_std.exp()
+        s_obs, s_act, s_logp, s_val = s.obs.numpy(), s.actions.numpy(), s.log_probs.numpy(), s.values.numpy()
+        s_rew, s_done = s.rewards.numpy(), s.dones.numpy()
+        log_std = self.log_std.detach().numpy().copy()
+        std = np.exp(log_std)
+        logp_const = np.float32(-log_std.sum() - 0.5 * math.log(2 * math.pi) * self.n_act)
+        obs_raw = self._obs.numpy()
         for t in range(c.n_steps):
-            obs = self._normalize(self._obs, update=True)
-            mean = self.actor(obs)
-            action = mean + std * torch.randn_like(mean)
-            s.obs[t] = obs
-            s.actions[t] = action
-            s.log_probs[t] = gaussian_log_prob(action, mean, self.log_std)
-            s.values[t] = self.critic(obs).squeeze(-1)
-            next_obs, rew, terminated, truncated, infos = self.env.step(action.clamp(-1.0, 1.0).numpy())
-            rew = torch.as_tensor(rew, dtype=torch.float32)
-            self._ep_return += np.asarray(rew, dtype=np.float64)
+            if isinstance(self.normalizer, RunningNormalizer):
+                self.normalizer.update(obs_raw)
+            obs = self._np_normalize(obs_raw)
+            mean = self._np_forward(0, obs)
+            noise = torch.randn(mean.shape).numpy()  # torch's generator, as before
+            action = mean + std * noise
+            s_obs[t] = obs
+            s_act[t] = action
+            # gaussian_log_prob(action, mean, log_std) with (action - mean) / std recomputed as in the torch form
+            s_logp[t] = (-0.5 * np.square((action - mean) / std)).sum(-1) + logp_const
+            s_val[t] = self._np_forward(1, obs)[:, 0]
+            next_obs, rew, terminated, truncated, infos = self.env.step(np.clip(action, -1.0, 1.0))
+            rew = np.asarray(rew, dtype=np.float32).copy()
+            self._ep_return += rew.astype(np.float64)
             self._ep_len += 1
             ended = np.logical_or(terminated, truncated)
             bootstrap = np.logical_and(truncated, np.logical_not(terminated))
             if bootstrap.any():  # time-limit truncation: bootstrap from V(final_obs)
                 idx = np.flatnonzero(bootstrap)
-                final = torch.from_numpy(final_obs_rows(infos["final_obs"], idx))
-                rew[idx] += c.gamma * self.critic(self._normalize(final, update=False)).squeeze(-1)
-            s.rewards[t] = rew
-            s.dones[t] = torch.as_tensor(terminated, dtype=torch.float32)
+                final = self._np_normalize(np.asarray(final_obs_rows(infos["final_obs"], idx), dtype=np.float32))
+                rew[idx] += c.gamma * self._np_forward(1, final)[:, 0]
+            s_rew[t] = rew
+            s_done[t] = terminated
             succ = infos.get("is_success")
             for i in np.flatnonzero(ended):
                 success = float(bool(np.asarray(succ)[i])) if succ is not None else float("nan")
                 self._episodes.append((float(self._ep_return[i]), int(self._ep_len[i]), success))
                 self._ep_return[i], self._ep_len[i] = 0.0, 0
-            self._obs = torch.from_numpy(flatten_goal_obs(next_obs).copy())
+            obs_raw = np.asarray(flatten_goal_obs(next_obs), dtype=np.float32).copy()
             self.env_steps += c.num_envs
-        last_values = self.critic(self._normalize(self._obs, update=False)).squeeze(-1)
+        self._obs = torch.from_numpy(obs_raw)
+        last_values = torch.from_numpy(self._np_forward(1, self._np_normalize(obs_raw))[:, 0].copy())
         s.compute_returns(last_values, c.gamma, c.gae_lambda)
 
     def _update(self) -> None:

@@ -61,3 +61,26 @@ def test_gaussian_log_prob_and_kl():
     torch.testing.assert_close(lp, torch.tensor([-math.log(2 * math.pi)]))
     assert approx_kl(torch.zeros(5)).item() == 0.0
     assert approx_kl(torch.tensor([0.3, -0.3])).item() > 0.0
+
+
+def test_numpy_rollout_matches_the_torch_networks():
+    """The rollout's numpy actor/critic/log-prob path stores what the torch modules give for the stored obs."""
+    from pathlib import Path
+
+    from robot_rl.algos.ppo import PpoLearner, gaussian_log_prob
+    from robot_rl.train.config import load_experiment
+
+    cfg = load_experiment(Path(__file__).resolve().parents[2] / "config" / "ppo_cartpole_balance.yaml",
+                          ["ppo.num_envs=2", "ppo.n_steps=16", "ppo.n_minibatches=2", "ppo.n_epochs=1"])
+    learner = PpoLearner(cfg)
+    learner.begin_segment(0)
+    learner.train_until(64)  # two iterations: the weights have moved since initialization
+    assert learner._np_nets is not None
+    learner._rollout()
+    s = learner.storage
+    with torch.no_grad():
+        mean = learner.actor(s.obs)
+        torch.testing.assert_close(s.log_probs, gaussian_log_prob(s.actions, mean, learner.log_std))
+        torch.testing.assert_close(s.values, learner.critic(s.obs).squeeze(-1))
+        assert (s.actions - mean).abs().max() > 0  # exploration noise was added
+    assert learner.normalizer.count == learner.env_steps  # every raw observation was folded in once
