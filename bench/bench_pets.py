@@ -67,15 +67,25 @@ PLANNERS = (  # (name, planner, propagation, particles, iterations)
 
 def make_planner(kind: str, model: ProbabilisticEnsemble, cost: Cost, dt: float, lo, hi, *, propagation: str,
                  particles: int, iterations: int, samples: int = 400, elites: int = 40):
+    """A CEM planner on ``model``. A ``prev_action`` model (action input ``[u_prev, u]``) gets ``u_prev`` from the
+    plan in ``EnsembleCEM``; the torch ``SamplingPlanner`` (its model takes u only) is fed ``u_prev = 0``: the same
+    forward cost, for timing only.
+    """
     settings = SamplingSettings(method="cem", num_samples=samples, iterations=iterations, num_elites=elites,
                                 noise_std=0.5)
+    prev = model.nu == 2 * cost.nu
     if kind == "sampling":
         gen = torch.Generator().manual_seed(0)
-        dyn = LearnedDynamics(make_predictor(model, propagation, gen), model.nx, model.nu, dt, n_particles=particles,
+        predict = make_predictor(model, propagation, gen)
+        if prev:
+            def padded(X, U, predict=predict):
+                return predict(X, np.concatenate([np.zeros_like(np.broadcast_to(U, X.shape[:2] + U.shape[-1:])),
+                                                  np.broadcast_to(U, X.shape[:2] + U.shape[-1:])], axis=-1))
+        dyn = LearnedDynamics(padded if prev else predict, model.nx, cost.nu, dt, n_particles=particles,
                               u_min=lo, u_max=hi)
         return SamplingPlanner(dyn, cost, settings, rng=np.random.default_rng(0))
-    return EnsembleCEM(model.numpy_params(), cost, EnsembleCEMSettings(settings, propagation, particles), dt=dt,
-                       u_min=lo, u_max=hi, rng=np.random.default_rng(0))
+    return EnsembleCEM(model.numpy_params(), cost, EnsembleCEMSettings(settings, propagation, particles, prev),
+                       dt=dt, u_min=lo, u_max=hi, rng=np.random.default_rng(0))
 
 
 def cem_replan_ms(model: ProbabilisticEnsemble, dt: float, lo: np.ndarray, hi: np.ndarray, cost: Cost, *,
@@ -86,7 +96,7 @@ def cem_replan_ms(model: ProbabilisticEnsemble, dt: float, lo: np.ndarray, hi: n
     built = [make_planner(kind, model, cost, dt, lo, hi, propagation=prop, particles=P, iterations=it)
              for _, kind, prop, P, it in planners]
     x0 = np.array([0.0, np.pi, 0.0, 0.0])
-    U0 = np.zeros((horizon, model.nu))
+    U0 = np.zeros((horizon, cost.nu))
     times: list[list[float]] = [[] for _ in planners]
     for k in range(n + 2):
         for j, ((_, kind, _, _, it), planner) in enumerate(zip(planners, built)):
@@ -225,7 +235,9 @@ def report(r: dict, command: str) -> str:
         "`numpy EnsembleCEM`: `robot_rl.control.ensemble_cem` (float32 numpy forward with the normalization folded "
         "into the weights, preallocated buffers, noise and TS-1 member draws once per replan shared by the CEM "
         "iterations, no extra rollouts of the final mean / returned plan). Rows through the ensemble per step = "
-        "samples x particles.",
+        "samples x particles."
+        + (" The ensemble takes the previous command as input (`prev_action`); the torch planner, whose model takes u "
+           "only, is fed u_prev = 0 (same forward cost: timing only)." if cfg.prev_action else ""),
         "",
         "| planner | members | propagation | particles | rows/step | samples | horizon | CEM iterations | elites | "
         "best | median | target |",
