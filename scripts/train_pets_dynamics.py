@@ -27,20 +27,6 @@ EVAL_EPISODES, EVAL_STEPS = 10, 150
 """Held-out random-force episodes x steps (3 s at 50 Hz): 1500 transitions (parity needs >= 1000)."""
 
 
-class StateUnits(torch.nn.Module):
-    """Normalized delta -> delta in state units: ``(state [B, nx], force [B, nu]) -> (mean, logvar) [E, B, nx]``."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.m = model
-
-    def forward(self, state, action):
-        xs = state.unsqueeze(0).expand(self.m.n_members, -1, -1)
-        us = action.unsqueeze(0).expand(self.m.n_members, -1, -1)
-        mean, logvar = self.m(xs, us)
-        return self.m.out_mean + self.m.out_std * mean, logvar + 2 * torch.log(self.m.out_std)
-
-
 def random_transitions(env_id: str, episodes: int, steps: int, seed_start: int) -> tuple[np.ndarray, ...]:
     """Uniform random-force episodes: ``x [N, nx]``, ``u [N, nu]`` (actuator units), ``x_next [N, nx]``."""
     import robot_rl.envs as envs
@@ -90,11 +76,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from robot_rl.algos.pets import PetsConfig, train_pets
+    from robot_rl.algos.pets_artifact import StateUnits
     from robot_rl.core.config import config_hash, load_config, to_dict
     from robot_rl.core.profile import load_profile
     from robot_rl.export.onnx import export_ensemble
 
     cfg = load_config(PetsConfig, args.config, overrides=args.set)
+    if cfg.prev_action:
+        print(f"{args.config}: prev_action models need the previous command as an input; train with `robot-rl train "
+              f"--config {args.config}` and export with `robot-rl export RUN --out DIR`", file=sys.stderr)
+        return 2
     logs, model = train_pets(cfg, log=lambda e: print(e, flush=True))
     module = StateUnits(model.eval())
     # parity inputs and the held-out evaluation: fresh random-force episodes (seeds >= 1e9, never trained on)

@@ -1,6 +1,7 @@
 """Export a trained policy to ONNX for the robot: ``models/<name>/policy.onnx`` + ``policy.json``.
 
     robot-rl export runs/cartpole_sac --out models/cartpole_sac [--n-parity 1000] [--randomization NAME|none]
+    robot-rl export runs/pets_cartpole --out models/cartpole_pets   # PETS run: dynamics.onnx + dynamics.json
 
 The policy (observation normalization inside) and the action scaling to the robot profile's command limits go into
 one graph. Parity observations come from the task's own distribution: deterministic rollouts of the run's policy in
@@ -70,6 +71,44 @@ def check_env_scaling(env, profile) -> None:
                          f"limits {limits.tolist()} for {list(profile.command_joints)}")
 
 
+def _is_pets_run(path: Path) -> bool:
+    """A PETS run directory (config.yaml with ``algo: pets``); checkpoint files are told apart by their kind."""
+    import yaml
+
+    cfg = path / "config.yaml"
+    if path.is_dir() and cfg.is_file():
+        try:
+            return (yaml.safe_load(cfg.read_text()) or {}).get("algo") == "pets"
+        except (yaml.YAMLError, OSError, AttributeError):
+            return False
+    if path.is_file():
+        from robot_rl.train.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            return load_checkpoint(path).get("kind") == "pets_model"
+        except CheckpointError:
+            return False
+    return False
+
+
+def _export_pets(args, fail) -> int:
+    """PETS run: the dynamics ensemble -> dynamics.onnx + dynamics.json (+ ensemble.npz for the numpy planner)."""
+    from robot_rl.algos.pets_artifact import NPZ_FILE, export_run
+    from robot_rl.export.onnx import ExportCheckError
+    from robot_rl.train.checkpoint import CheckpointError
+
+    print(f"export PETS dynamics ensemble from {args.run_dir} -> {args.out}")
+    try:
+        sc = export_run(args.run_dir, args.out, profile_name=args.profile or "cartpole",
+                        parity_bound=args.parity_bound)
+    except (CheckpointError, ExportCheckError) as exc:
+        return fail(f"check failed, nothing written: {exc}")
+    print(f"  parity torch vs onnxruntime ...... max |diff| {sc['checks']['parity']['max_abs_diff']:.3g}")
+    print(f"  one-step nrmse ................... {sc['metrics']['one_step_eval']['nrmse']}")
+    print(f"wrote {args.out / 'dynamics.onnx'}, {args.out / 'dynamics.json'} and {args.out / NPZ_FILE}")
+    return 0
+
+
 def run(args) -> int:
     from robot_rl.core.profile import load_profile
     from robot_rl.export.onnx import ExportCheckError, export_policy
@@ -84,6 +123,8 @@ def run(args) -> int:
 
     if args.n_parity < 1000:
         return fail(f"--n-parity must be >= 1000, got {args.n_parity}")
+    if _is_pets_run(args.run_dir):
+        return _export_pets(args, fail)
     try:
         pol = load_policy(args.run_dir)
     except CheckpointError as exc:

@@ -182,6 +182,11 @@ def test_robot_rl_train_pets_writes_a_run_dir_that_exports(tmp_path):
     # a 60-transition model sees the random-force parity inputs far from its data (large outputs): looser bound
     sc = export_run(run, tmp_path / "art", parity_bound=1e-3)
     assert sc["algo"] == "pets" and sc["training"]["config_hash"] == config_hash(cfg)
+    # `robot-rl export` recognises the PETS run and writes the same artifact
+    assert main(["export", str(run), "--out", str(tmp_path / "art_cli"), "--parity-bound", "1e-3"]) == 0
+    for f in ("dynamics.onnx", "dynamics.json", NPZ_FILE):
+        assert (tmp_path / "art_cli" / f).is_file(), f
+    assert (tmp_path / "art_cli" / "dynamics.onnx").read_bytes() == (tmp_path / "art" / "dynamics.onnx").read_bytes()
     ens = OnnxEnsemble(tmp_path / "art", load_profile("cartpole"))
     rng = np.random.default_rng(0)
     x = np.column_stack([rng.uniform(-1, 1, 50), rng.uniform(-np.pi, np.pi, 50), rng.normal(0, 1, (50, 2))])
