@@ -34,15 +34,15 @@ def test_one_step_nrmse_and_rail_mask():
 
 
 def test_state_units_wrapper_undoes_normalization():
-    mod = load_script()
     from robot_rl.algos.pets import ProbabilisticEnsemble
+    from robot_rl.algos.pets_artifact import StateUnits
 
     torch.manual_seed(0)
     model = ProbabilisticEnsemble(4, 1, [1], 3, [16], "silu")
     model.out_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 1.0]))
     model.out_std.copy_(torch.tensor([2.0, 3.0, 0.5, 4.0]))
     s, a = torch.randn(5, 4), torch.randn(5, 1)
-    mean, logvar = mod.StateUnits(model)(s, a)
+    mean, logvar = StateUnits(model)(s, a)
     raw_mean, raw_logvar = model(s.expand(3, -1, -1), a.expand(3, -1, -1))
     assert mean.shape == (3, 5, 4)
     assert torch.allclose(mean, model.out_mean + model.out_std * raw_mean)
