@@ -27,30 +27,6 @@ EVAL_EPISODES, EVAL_STEPS = 10, 150
 """Held-out random-force episodes x steps (3 s at 50 Hz): 1500 transitions (parity needs >= 1000)."""
 
 
-def random_transitions(env_id: str, episodes: int, steps: int, seed_start: int) -> tuple[np.ndarray, ...]:
-    """Uniform random-force episodes: ``x [N, nx]``, ``u [N, nu]`` (actuator units), ``x_next [N, nx]``."""
-    import robot_rl.envs as envs
-
-    env = envs.make(env_id, max_episode_steps=steps)
-    sim = env.unwrapped
-    lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
-    xs, us, xn = [], [], []
-    for ep in range(episodes):
-        rng = np.random.default_rng(seed_start + ep)
-        env.reset(seed=seed_start + ep)
-        for _ in range(steps):
-            x = sim.get_state()
-            u = rng.uniform(lo, hi)
-            _, _, terminated, truncated, _ = env.step((2 * (u - lo) / (hi - lo) - 1).astype(np.float32))
-            xs.append(x)
-            us.append(u)
-            xn.append(sim.get_state())
-            if terminated or truncated:
-                break
-    env.close()
-    return np.asarray(xs), np.asarray(us), np.asarray(xn)
-
-
 RAIL_FREE_M = 1.5
 """|slider| [m] below which the cart is clear of the rail end stops (+-1.8 m): contacts with the stops are rare in
 the PETS data, so the headline one-step error is measured on transitions that start and end inside this range."""
@@ -76,7 +52,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from robot_rl.algos.pets import PetsConfig, train_pets
-    from robot_rl.algos.pets_artifact import StateUnits
+    from robot_rl.algos.pets_artifact import StateUnits, random_transitions
     from robot_rl.core.config import config_hash, load_config, to_dict
     from robot_rl.core.profile import load_profile
     from robot_rl.export.onnx import export_ensemble
@@ -89,7 +65,7 @@ def main(argv=None) -> int:
     logs, model = train_pets(cfg, log=lambda e: print(e, flush=True))
     module = StateUnits(model.eval())
     # parity inputs and the held-out evaluation: fresh random-force episodes (seeds >= 1e9, never trained on)
-    x, u, xn = random_transitions(cfg.env_id, EVAL_EPISODES, EVAL_STEPS, EVAL_SEED_START)
+    x, u, xn, _ = random_transitions(cfg.env_id, EVAL_EPISODES, EVAL_STEPS, EVAL_SEED_START)
     with torch.no_grad():
         mean, _ = module(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(u, dtype=torch.float32))
     pred = mean.numpy().astype(np.float64).mean(axis=0)

@@ -42,7 +42,7 @@ import numpy as np
 
 from robot_rl.control.costs import Cost, _residual
 from robot_rl.control.ilqr import Solution
-from robot_rl.control.sampling import SamplingSettings, _scale
+from robot_rl.control.sampling import SamplingSettings, initial_distribution
 
 ACTIVATIONS = ("silu", "relu", "tanh")
 """Hidden activations the numpy forward implements."""
@@ -350,17 +350,10 @@ class EnsembleCEM:
         """
         t_start = time.perf_counter()
         s = self.settings.cem
-        x0 = np.asarray(x0, float)
         lo, hi = self.u_min, self.u_max
-        mean = np.clip(np.asarray(U0, float), lo, hi)
+        x0, mean, std, scale = initial_distribution(x0, U0, lo, hi, self.nx, self.nu, s.noise_std, self._std,
+                                                    "EnsembleCEM.optimize")
         T, nu = mean.shape
-        if nu != self.nu or x0.shape != (self.nx,):
-            raise ValueError(f"EnsembleCEM.optimize: expected x0 [{self.nx}] and U0 [T, {self.nu}], got {x0.shape},"
-                             f" {np.shape(U0)}")
-        scale = _scale(lo, hi)
-        std = np.broadcast_to(s.noise_std * scale, (T, nu)).copy()
-        if self._std is not None and self._std.shape == (T, nu):
-            std = np.maximum(self._std, 0.5 * s.noise_std * scale)
         n, E = s.num_samples, self.model.n_members
         R = self.settings.n_particles * n
         if R % E:

@@ -69,6 +69,25 @@ def _scale(u_min: np.ndarray, u_max: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(half), half, 1.0)
 
 
+def initial_distribution(x0, U0, u_min: np.ndarray, u_max: np.ndarray, nx: int, nu: int, noise_std: float,
+                         prev_std: np.ndarray | None, where: str):
+    """Checked start of a sampling search: ``(x0 [nx], mean [T, nu] = clip(U0), std [T, nu], scale [nu])``.
+
+    ``std`` is ``noise_std x`` half the control range, or a warm-started ``prev_std [T, nu]`` re-inflated to at least
+    half of that (so a collapsed distribution can move again). ``where`` names the caller in the error.
+    """
+    x0 = np.asarray(x0, float)
+    mean = np.clip(np.asarray(U0, float), u_min, u_max)
+    if mean.ndim != 2 or mean.shape[1] != nu or x0.shape != (nx,):
+        raise ValueError(f"{where}: expected x0 [{nx}] and U0 [T, {nu}], got {x0.shape}, {np.shape(U0)}")
+    T = mean.shape[0]
+    scale = _scale(u_min, u_max)
+    std = np.broadcast_to(noise_std * scale, (T, nu)).copy()
+    if prev_std is not None and prev_std.shape == (T, nu):
+        std = np.maximum(prev_std, 0.5 * noise_std * scale)
+    return x0, mean, std, scale
+
+
 def score(dynamics, cost, x0: np.ndarray, U: np.ndarray, aggregate: str = "mean") -> tuple[np.ndarray, np.ndarray]:
     """Roll out ``U [N, T, nu]`` and return ``(costs [N], X [M, N, T+1, nx])``; diverged samples cost ``inf``."""
     X = dynamics.rollout(x0, U)
@@ -88,17 +107,11 @@ def solve(dynamics, cost, x0, U0, settings: SamplingSettings = SamplingSettings(
     if deadline is None:
         deadline = t_start + settings.time_budget_s
     rng = np.random.default_rng(0) if rng is None else rng
-    x0 = np.asarray(x0, float)
     lo, hi = dynamics.u_min, dynamics.u_max
-    mean = np.clip(np.asarray(U0, float), lo, hi)
+    prev_std = state.get("std") if state is not None and settings.method == "cem" else None
+    x0, mean, std, scale = initial_distribution(x0, U0, lo, hi, dynamics.nx, dynamics.nu, settings.noise_std,
+                                                prev_std, "sampling.solve")
     T, nu = mean.shape
-    if nu != dynamics.nu or x0.shape != (dynamics.nx,):
-        raise ValueError(f"sampling.solve: expected x0 [{dynamics.nx}] and U0 [T, {dynamics.nu}], got {x0.shape}, "
-                         f"{np.shape(U0)}")
-    scale = _scale(lo, hi)
-    std = np.broadcast_to(settings.noise_std * scale, (T, nu)).copy()
-    if state is not None and settings.method == "cem" and "std" in state and state["std"].shape == (T, nu):
-        std = np.maximum(state["std"], 0.5 * settings.noise_std * scale)  # re-inflate a warm-started std
     n = settings.num_samples
     best_U, best_c, history, it = mean, np.inf, [], 0
     for it in range(1, settings.iterations + 1):  # noqa: B007 (reported)
