@@ -280,8 +280,27 @@ def write_report(s: DemoSettings, summary: dict, files: dict) -> Path:
     return path
 
 
+def keep_previous(out_dir: Path) -> Path | None:
+    """Move a non-empty ``out_dir`` to ``<out_dir>.previous`` (replacing an older one); returns where it went."""
+    import shutil
+
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return None
+    previous = out_dir.with_name(out_dir.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    out_dir.rename(previous)
+    print(f"robot-rl demo: the previous output of {out_dir} moved to {previous}", flush=True)
+    return previous
+
+
 def run_demo(s: DemoSettings) -> dict:
-    """Run every stage; returns the summary dict (also written to ``out_dir/summary.json``)."""
+    """Run every stage; returns the summary dict (also written to ``out_dir/summary.json``).
+
+    A previous demo output in ``out_dir`` (training run, bag, report) is moved to ``<out_dir>.previous`` first (the
+    one before that is deleted), so the demo can run again and the last run stays for comparison.
+    """
+    keep_previous(s.out_dir)
     s.out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
     summary: dict = {"train_return": None}

@@ -50,3 +50,20 @@ def test_reduced_demo_produces_every_artifact(tmp_path, ros_env, monkeypatch):
     report = (out / "report.md").read_text()
     for png in ("deployed_trajectories.png", "latency_hist.png"):
         assert png in report and (out / png).stat().st_size > 0
+
+
+def test_a_second_demo_run_keeps_the_previous_output(tmp_path):
+    """Re-running the demo into the same directory moves the last output aside instead of failing on it."""
+    from robot_rl.demo import keep_previous
+
+    out = tmp_path / "demo"
+    assert keep_previous(out) is None  # nothing there yet
+    (out / "bag").mkdir(parents=True)
+    (out / "report.md").write_text("first")
+    assert keep_previous(out) == tmp_path / "demo.previous"
+    assert not out.exists() and (tmp_path / "demo.previous" / "report.md").read_text() == "first"
+    (out / "train").mkdir(parents=True)
+    (out / "report.md").write_text("second")
+    keep_previous(out)  # the older .previous is replaced by the newer one
+    assert (tmp_path / "demo.previous" / "report.md").read_text() == "second"
+    assert not (tmp_path / "demo.previous" / "bag").exists()
