@@ -252,7 +252,9 @@ class PolicyNode(Node):
         d = self.safety.diagnostics()
         level = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN}.get(d["level"], DiagnosticStatus.ERROR)
         values = [KeyValue(key=k, value=str(v)) for k, v in d["values"].items()]
-        lat = self.loop.latency.summary()
+        # the last second of samples: percentiles of the whole run would sort up to the stats' buffer (milliseconds)
+        # inside the control thread once a second; the whole run is logged at exit
+        lat = self.loop.latency.summary(recent=max(1, round(1.0 / self.period_s)))
         values += [KeyValue(key=f"latency_{k}", value=f"{v:.4g}") for k, v in lat.items()]
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: safety", message=d["message"],
                                   hardware_id=self.profile.name, values=values)

@@ -127,6 +127,23 @@ def test_latency_stats():
     assert LatencyStats("e").summary()["n"] == 0
 
 
+def test_latency_stats_ring_buffer_bounds_memory_and_keeps_all_time_counters():
+    s = LatencyStats("x", deadline_s=0.002, capacity=8)
+    values = [0.001 * (k + 1) for k in range(20)]  # 1 .. 20 ms
+    for v in values:
+        s.add(v)
+    out = s.summary()
+    assert len(s) == 20 and out["n"] == 20 and out["misses"] == 18  # all-time: every sample above 2 ms but two
+    assert out["max_ms"] == pytest.approx(20.0) and out["mean_ms"] == pytest.approx(10.5)
+    assert out["p50_ms"] == pytest.approx(np.percentile(np.arange(13, 21), 50))  # percentiles: the last 8 stored
+    recent = s.summary(recent=3)  # wrapped buffer: the last 3 are 18, 19, 20 ms
+    assert recent["n"] == 3 and recent["max_ms"] == pytest.approx(20.0) and recent["mean_ms"] == pytest.approx(19.0)
+    assert s.summary(recent=6)["mean_ms"] == pytest.approx(17.5)  # 15..20 ms, across the wrap point
+    assert "(percentiles over the last 8)" in s.format()
+    with pytest.raises(ValueError, match="capacity"):
+        LatencyStats("bad", capacity=0)
+
+
 def test_state_builder_scatters_to_qpos_qvel(profile):
     model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
     sb = StateBuilder(model, ["hinge", "slider"])
