@@ -131,22 +131,13 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         ctrlrange; a task clips the scalars it uses in its reward).
         """
 
-    def _evaluate_batch(self, qpos: np.ndarray, qvel: np.ndarray, action: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``_evaluate`` for N envs of this task at once (the batched vector env, ``robot_rl.envs.batched``).
-
-        Args:
-            qpos: ``(N, nq)`` true positions.
-            qvel: ``(N, nv)`` true velocities.
-            action: ``(N, n_act)`` normalized actions after noise / latency (float64, not clipped).
-
-        Returns:
-            reward ``(N,)`` float64, terminated ``(N,)`` bool, is_success ``(N,)`` bool or None; row ``i`` must be
-            bit-identical to ``_evaluate`` of env ``i`` (use ``rewards.libm`` for transcendental functions). A task
-            without this method cannot run in the batched vector env.
-
-        """
-        raise NotImplementedError(f"{type(self).__name__} has no batched evaluation")
+    # Optional: ``_evaluate_batch(qpos (N, nq), qvel (N, nv), action (N, n_act)) -> (reward (N,) float64,
+    # terminated (N,) bool, is_success (N,) bool or None)``, ``_evaluate`` for N envs of this task at once (the batched
+    # vector env, ``robot_rl.envs.batched``); ``action`` is normalized after noise / latency (float64, not clipped).
+    # Row ``i`` must be bit-identical to ``_evaluate`` of env ``i`` (use ``rewards.libm`` / ``rewards.elementwise`` for
+    # transcendental functions). A task that leaves it None runs in the one-by-one vector env instead
+    # (``batched.batch_support`` names the reason).
+    _evaluate_batch = None
 
     def _make_observation_space(self) -> gym.Space:
         n = self.observation_builder.n_obs

@@ -41,7 +41,7 @@ def batch_support(env) -> str | None:
     cls = type(u)
     if not isinstance(u, MujocoTaskEnv):
         return f"{cls.__name__} is not a robot_rl MuJoCo task (MujocoTaskEnv)"
-    if cls._evaluate_batch is MujocoTaskEnv._evaluate_batch:
+    if cls._evaluate_batch is None:
         return f"{cls.__name__} has no batched reward (_evaluate_batch)"
     for hook in _HOOKS:
         if getattr(cls, hook) is not getattr(MujocoTaskEnv, hook):
