@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_host_jitter  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 PUBLISHER = textwrap.dedent("""
@@ -80,7 +83,7 @@ def write_profile(path: Path, period_s: float) -> Path:
 
 
 def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile_path: Path, env: dict,
-            executor_kind: str = "events", priority: int = 0, warmup: float = 0.5) -> dict:
+            executor_kind: str = "events", priority: int = 0, warmup: float = 0.5, host_probe: bool = True) -> dict:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64MultiArray
@@ -120,10 +123,13 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     # (a full collection here would delay the receive time, i.e. the measurement, by milliseconds).
     gc.collect()
     gc.disable()
+    # Host stall detectors (bench_host_jitter.py): one sleeping SCHED_FIFO-90 process per CPU, for the whole traffic.
+    probes = bench_host_jitter.start_probes(duration + 1.0) if host_probe else []
     pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(rate), str(duration), str(priority)], env=env,
                          capture_output=True, text=True, timeout=duration + 60)
     time.sleep(0.5)
     gc.enable()
+    host = bench_host_jitter.collect(probes) if probes else []
     node.send_signal(2)
     node.wait(timeout=20)
     stop.set()
@@ -134,7 +140,7 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     node_log.seek(0)
     log = node_log.read()
     n = min(len(arrivals), len(timings))
-    lat, warm_lat, safe_after_sample, first, t_first = [], [], 0, None, None
+    lat, warm_lat, safe_after_sample, first, t_first, miss_windows = [], [], 0, None, None, []
     for k in range(n):
         seq, stamp_s, age_s, _compute, safe = timings[k]
         if np.isfinite(age_s):  # the first command after a newly accepted sample
@@ -143,11 +149,18 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
                 warm_lat.append(arrivals[k] * 1e-9 - stamp_s)
                 continue
             lat.append(arrivals[k] * 1e-9 - stamp_s)
+            if lat[-1] > period:
+                miss_windows.append((stamp_s, arrivals[k] * 1e-9))
             safe_after_sample += int(safe)
             first = k if first is None else first
     arr = np.asarray(arrivals[first or 0:n], dtype=np.float64) * 1e-9  # from the first sample on
     gaps = np.diff(arr) if arr.size > 1 else np.zeros(0)
     lat_ms = np.asarray(lat) * 1e3
+    stalls = bench_host_jitter.stall_intervals(host)
+    # A miss "coincides" with a host stall when a stall overlaps its [publish, arrival] window. Chance level: the
+    # fraction of the run covered by stalls widened by one period on each side.
+    hits = int(bench_host_jitter.coinciding(np.asarray(miss_windows).reshape(-1, 2), stalls).sum())
+    covered = float(np.sum(stalls[:, 1] - stalls[:, 0] + 2 * period)) / duration if stalls.size else 0.0
     internal = [ln.split("]: ", 1)[1] for ln in log.splitlines() if "sensor receive -> command publish" in ln]
     return {
         "trigger": trigger, "published": pub.stdout.strip(), "commands": int(arr.size), "timings": len(timings),
@@ -158,7 +171,9 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
         "late_ticks": int((gaps > 1.5 * period).sum()), "internal": internal[0] if internal else "(not logged)",
         "exit": node.returncode, "log_tail": "\n".join(log.splitlines()[-5:]), "lat_ms": lat_ms,
         "warmup_samples": len(warm_lat), "warmup_misses": int((np.asarray(warm_lat) > period).sum()),
-        "executor": executor_kind, "priority": priority,
+        "executor": executor_kind, "priority": priority, "host_probe": bool(probes), "host_stalls": len(stalls),
+        "host_worst_ms": max((r["worst_ns"] for r in host), default=0) * 1e-6, "miss_on_stall": hits,
+        "stall_cover": covered,
     }
 
 
@@ -186,6 +201,8 @@ def main(argv=None) -> int:
                          "limit, else the node warns and runs unprioritized)")
     ap.add_argument("--warmup", type=float, default=0.5,
                     help="seconds of first traffic left out of the statistics (counted separately)")
+    ap.add_argument("--no-host-probe", dest="host_probe", action="store_false",
+                    help="do not run the host stall probes (bench_host_jitter.py) alongside the traffic")
     ap.add_argument("--out", default=None, help="write a markdown report here")
     args = ap.parse_args(argv)
     setups = parse_setups(args.setups)
@@ -203,7 +220,7 @@ def main(argv=None) -> int:
     for kind, prio in setups:
         for trigger in args.triggers.split(","):
             r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env, kind, prio,
-                        args.warmup)
+                        args.warmup, args.host_probe)
             results.append(r)
             print(f"{kind}:{prio} {trigger}: " + ", ".join(f"{k}={v}" for k, v in r.items() if k != "lat_ms"),
                   flush=True)
@@ -228,16 +245,23 @@ def main(argv=None) -> int:
         "publisher, policy_node and the measuring process (0: normal scheduling). The measuring process runs with "
         "its garbage collector paused while it records. `sensor` trigger: the node acts in the joint-state "
         "callback; `timer`: every period on the latest sample, so up to one period of phase waiting is part of its "
-        "latency by design.", "",
+        "latency by design. `host stalls`: wake-ups more than 1 ms late of the host probes of "
+        "`bench/bench_host_jitter.py` (one sleeping SCHED_FIFO-90 process per CPU, no ROS, running during the "
+        "traffic): time when the virtual CPU ran nothing of this machine's user space. `misses during a host stall`: "
+        "deadline misses whose [publish, arrival] window overlaps such a stall; in parentheses the share of the run "
+        "covered by stalls widened by one period, i.e. the fraction expected by chance.", "",
         "| executor | prio | trigger | commands | latency samples (safe) | p50 [ms] | p99 [ms] | max [ms] | misses "
-        "| warm-up samples (misses) | command gap p99 [ms] | late ticks |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| warm-up samples (misses) | command gap p99 [ms] | late ticks | host stalls (worst [ms]) "
+        "| misses during a host stall (chance) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(f"| {r['executor']} | {r['priority']} | {r['trigger']} | {r['commands']} | {r['samples']} "
                      f"({r['safe']}) | {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.3f} | {r['misses']} "
                      f"({100 * r['misses'] / max(1, r['samples']):.2f} %) | {r['warmup_samples']} "
-                     f"({r['warmup_misses']}) | {r['gap_p99']:.3f} | {r['late_ticks']} |")
+                     f"({r['warmup_misses']}) | {r['gap_p99']:.3f} | {r['late_ticks']} | "
+                     + (f"{r['host_stalls']} ({r['host_worst_ms']:.1f}) | {r['miss_on_stall']} of {r['misses']} "
+                        f"({100 * min(1.0, r['stall_cover']):.1f} %) |" if r["host_probe"] else "- | - |"))
     lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit, whole run):",
               ""]
     lines += [f"- {r['executor']}:{r['priority']} {r['trigger']}: {r['internal']}" for r in results]
