@@ -25,6 +25,8 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
+from robot_rl.control import mujoco_jit
+
 DEFAULT_MAX_ABS_STATE = 1e6
 _DIVERGENCE_WARNINGS = tuple(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
                                               mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADCTRL))
@@ -193,18 +195,27 @@ class MujocoDynamics:
             control period: about ``frame_skip x`` cheaper derivatives and rollouts). ``dt`` is unchanged; then
             ``self.model`` / ``scenario_models`` are the coarse copies and ``self.frame_skip`` is 1. Default False:
             the exact ``frame_skip`` substeps of the simulator.
+        backend: ``"auto"`` (default): the compiled loops of :mod:`robot_rl.control.mujoco_jit` for ``jacobians``
+            and ``closed_loop`` when numba is installed, else Python loops; ``"python"``: always the Python loops;
+            ``"numba"``: the compiled loops or an error. Same C calls in the same order either way (bit-identical
+            results on one-actuator models).
 
     """
 
     def __init__(self, model: mujoco.MjModel, frame_skip: int = 1, *,
                  scenario_models: Sequence[mujoco.MjModel] | None = None, nthread: int = 0, fd_eps: float = 1e-6,
-                 max_abs_state: float = DEFAULT_MAX_ABS_STATE, coarse: bool = False):
+                 max_abs_state: float = DEFAULT_MAX_ABS_STATE, coarse: bool = False, backend: str = "auto"):
         if model.nq != model.nv:
             raise ValueError(f"MujocoDynamics: needs nq == nv (no free/ball joints), got nq={model.nq} nv={model.nv}")
         if model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:
             raise ValueError("MujocoDynamics: the RK4 integrator is not supported (use Euler or implicitfast)")
         if frame_skip < 1:
             raise ValueError(f"MujocoDynamics: frame_skip must be >= 1, got {frame_skip}")
+        if backend not in ("auto", "python", "numba"):
+            raise ValueError(f"MujocoDynamics: backend must be 'auto', 'python' or 'numba', got {backend!r}")
+        if backend == "numba" and not mujoco_jit.AVAILABLE:
+            raise ValueError(f"MujocoDynamics: backend='numba' but {mujoco_jit.unavailable_reason()}")
+        self.backend = "numba" if backend == "numba" or (backend == "auto" and mujoco_jit.AVAILABLE) else "python"
         self.coarse = bool(coarse)
         self.dt = float(model.opt.timestep) * int(frame_skip)
         self._coarsen = int(frame_skip) if self.coarse else 1
@@ -295,12 +306,15 @@ class MujocoDynamics:
         S[0, 0], S[0, 1:] = 0.0, x0
         Un = np.empty((T, nu))
         d.time = 0.0
-        mujoco.mj_setState(m, d, S[0, 1:].copy(), self._xspec)
         w = d.warning
         before = sum(w[i].number for i in _DIVERGENCE_WARNINGS)
         ctrl, step, get, spec = d.ctrl, mujoco.mj_step, mujoco.mj_getState, self._tspec
         lo, hi = self.u_min, self.u_max
-        if nu == 1:  # one actuator: the feedback in Python floats (cheaper than array ops on 4-vectors)
+        if self.backend == "numba":  # the same calls from compiled code (robot_rl.control.mujoco_jit)
+            mujoco_jit.kernels()[1](m._address, d._address, S[0, 1:].copy(), np.ascontiguousarray(c),
+                                    np.ascontiguousarray(K), S, Un, ctrl, self._xspec, spec, fs, lo, hi)
+        elif nu == 1:  # one actuator: the feedback in Python floats (cheaper than array ops on 4-vectors)
+            mujoco.mj_setState(m, d, S[0, 1:].copy(), self._xspec)
             cl, l0, h0 = c[:, 0].tolist(), float(lo[0]), float(hi[0])
             Kl = np.concatenate([np.zeros((T, 1)), K[:, 0]], axis=1).tolist()  # [0, K_t]: S rows are [time, x]
             us = []
@@ -314,6 +328,7 @@ class MujocoDynamics:
                 get(m, d, S[t + 1], spec)
             Un[:, 0] = us
         else:
+            mujoco.mj_setState(m, d, S[0, 1:].copy(), self._xspec)
             for t in range(T):
                 u = Un[t]
                 np.matmul(K[t], S[t, 1:], out=u)
@@ -351,15 +366,18 @@ class MujocoDynamics:
         Bs = np.empty((fs, T, self.nx, self.nu))
         ctrl, fd, setstate, step = d.ctrl, mujoco.mjd_transitionFD, mujoco.mj_setState, mujoco.mj_step
         X = np.ascontiguousarray(X, float)
-        A0, B0 = list(As[0]), list(Bs[0])
-        Ul = U.tolist()
-        for t in range(T):
-            setstate(m, d, X[t], spec)
-            ctrl[:] = Ul[t]
-            fd(m, d, eps, False, A0[t], B0[t], None, None)
-            for j in range(1, fs):
-                step(m, d)
-                fd(m, d, eps, False, As[j, t], Bs[j, t], None, None)
+        if self.backend == "numba":  # the same calls from compiled code (robot_rl.control.mujoco_jit)
+            mujoco_jit.kernels()[0](m._address, d._address, X, np.ascontiguousarray(U), ctrl, As, Bs, spec, eps, fs)
+        else:
+            A0, B0 = list(As[0]), list(Bs[0])
+            Ul = U.tolist()
+            for t in range(T):
+                setstate(m, d, X[t], spec)
+                ctrl[:] = Ul[t]
+                fd(m, d, eps, False, A0[t], B0[t], None, None)
+                for j in range(1, fs):
+                    step(m, d)
+                    fd(m, d, eps, False, As[j, t], Bs[j, t], None, None)
         A, B = As[0], Bs[0]
         for j in range(1, fs):
             B = As[j] @ B + Bs[j]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_rl.control import ilqr, ilqr_jit, sampling
+from robot_rl.control import ilqr, ilqr_jit, mujoco_jit, sampling
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ class Plan:
 
 class IlqrPlanner:
     """iLQR as an MPC planner: ``optimize(x0, U0, deadline) -> Solution``. With the numba backend (``settings.jit``)
-    the kernel is compiled (or loaded from its disk cache) here, at construction.
+    the kernel is compiled (or loaded from its disk cache) here, at construction; so are the compiled MuJoCo loops of
+    a ``MujocoDynamics`` with ``backend == "numba"`` (:mod:`robot_rl.control.mujoco_jit`).
     """
 
     def __init__(self, dynamics, cost, settings: ilqr.IlqrSettings | None = None):
@@ -102,6 +103,8 @@ class IlqrPlanner:
         self.settings = ilqr.IlqrSettings(max_iterations=2) if settings is None else settings
         if self.settings.jit and getattr(dynamics, "nu", 0) == 1:  # compile now, not in the first replan
             ilqr_jit.warm_up()
+        if getattr(dynamics, "backend", None) == "numba":  # MujocoDynamics' compiled loops (not disk-cacheable)
+            mujoco_jit.warm_up()
 
     def optimize(self, x0: np.ndarray, U0: np.ndarray, deadline: float, X_ref=None, K0=None) -> ilqr.Solution:
         return ilqr.solve(self.dynamics, self.cost, x0, U0, self.settings, deadline=deadline, X_ref=X_ref, K0=K0)

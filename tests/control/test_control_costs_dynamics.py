@@ -6,6 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from robot_rl.control import mujoco_jit
 from robot_rl.control.costs import Cost, CostConfig, CostTermConfig
 from robot_rl.control.dynamics import CallableDynamics, MujocoDynamics, fd_jacobians
 from robot_rl.control.randomize import perturbed_models
@@ -194,11 +195,12 @@ def test_coarse_planning_model_has_one_physics_step_per_control_period():
     np.testing.assert_allclose(coarse.step(x, u), exact.step(x, u), atol=0.02)
 
 
+@pytest.mark.parametrize("backend", ["python", "numba"])
 @pytest.mark.parametrize("asset,frame_skip", [("sim/cartpole/cartpole.xml", 2), ("sim/reacher/reacher.xml", 2)])
-def test_closed_loop_forward_pass_equals_stepping_the_policy(asset, frame_skip):
+def test_closed_loop_forward_pass_equals_stepping_the_policy(asset, frame_skip, backend):
     # the in-place forward pass (nu = 1 scalar path for the cart-pole, array path for the 2-motor reacher)
     m = mujoco.MjModel.from_xml_path(str(find_asset(asset)))
-    dyn = MujocoDynamics(m, frame_skip=frame_skip)
+    dyn = MujocoDynamics(m, frame_skip=frame_skip, backend=backend)
     rng = np.random.default_rng(0)
     T, nx, nu = 15, dyn.nx, dyn.nu
     x0 = 0.3 * rng.standard_normal(nx)
@@ -215,10 +217,11 @@ def test_closed_loop_forward_pass_equals_stepping_the_policy(asset, frame_skip):
     assert np.any(np.abs(Un) == dyn.u_max)  # the clip was exercised
 
 
-def test_closed_loop_forward_pass_marks_divergence():
+@pytest.mark.parametrize("backend", ["python", "numba"])
+def test_closed_loop_forward_pass_marks_divergence(backend):
     m = cartpole_model()
     m.actuator_ctrllimited[:] = 0  # an absurd force gets through: MuJoCo warns (bad control / acceleration)
-    dyn = MujocoDynamics(m, frame_skip=2)
+    dyn = MujocoDynamics(m, frame_skip=2, backend=backend)
     cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
     T = 10
     X, U = np.zeros((T + 1, 4)), np.zeros((T, 1))
@@ -228,3 +231,33 @@ def test_closed_loop_forward_pass_marks_divergence():
         Xn, Un = dyn.closed_loop(np.zeros(4), X, U, K, k, 1.0)
         assert np.all(np.isfinite(Xn[:5])) and np.all(np.isnan(Xn[5:])), (bad, Xn)
         assert cost.total(Xn, Un) == np.inf
+
+
+@pytest.mark.parametrize("asset,frame_skip,exact", [("sim/cartpole/cartpole.xml", 2, True),
+                                                    ("sim/cartpole/cartpole.xml", 1, True),
+                                                    ("sim/reacher/reacher.xml", 2, False)])
+def test_compiled_mujoco_loops_equal_the_python_loops(asset, frame_skip, exact):
+    # numba is in requirements.txt: the compiled loops must be available where the tests run
+    assert mujoco_jit.AVAILABLE, mujoco_jit.unavailable_reason()
+    m = mujoco.MjModel.from_xml_path(str(find_asset(asset)))
+    py, jit = MujocoDynamics(m, frame_skip, backend="python"), MujocoDynamics(m, frame_skip)
+    assert (py.backend, jit.backend) == ("python", "numba")
+    rng = np.random.default_rng(1)
+    T, nx, nu = 40, py.nx, py.nu
+    X, U = 0.3 * rng.standard_normal((T + 1, nx)), py.u_max * rng.uniform(-1.5, 1.5, (T, nu))
+    K, k = py.u_max[:, None] * rng.standard_normal((T, nu, nx)), py.u_max * rng.standard_normal((T, nu))
+    for a, b in zip(py.jacobians(X, U), jit.jacobians(X, U), strict=True):
+        np.testing.assert_array_equal(a, b)  # same mjd_transitionFD calls on the same states
+    (Xp, Up), (Xj, Uj) = py.closed_loop(X[0], X, U, K, k, 0.7), jit.closed_loop(X[0], X, U, K, k, 0.7)
+    if exact:  # one actuator: the feedback sum in the same order
+        np.testing.assert_array_equal(Xp, Xj)
+        np.testing.assert_array_equal(Up, Uj)
+    else:
+        np.testing.assert_allclose(Xj, Xp, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(Uj, Up, rtol=0, atol=1e-10)
+    assert not np.array_equal(Xp[1:], np.broadcast_to(Xp[0], Xp[1:].shape))  # the loop really stepped
+
+
+def test_mujoco_dynamics_backend_is_validated():
+    with pytest.raises(ValueError, match="backend must be 'auto', 'python' or 'numba', got 'cuda'"):
+        MujocoDynamics(cartpole_model(), backend="cuda")
