@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from robot_rl.algos.ppo_grads import STAT_NAMES, FlatAdam, fused_supported, ppo_grads
+from robot_rl.algos.sac import pack_parameters
 from robot_rl.data.rollout import RolloutStorage
 from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
 from robot_rl.scale.config import RayConfig, RolloutConfig
@@ -192,7 +194,13 @@ class PpoLearner:
         self.critic = mlp(self.n_obs, 1, c.critic_hidden, c.activation, output_gain=1.0)
         self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))
         self.params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
-        self.opt = torch.optim.Adam(self.params, lr=c.learning_rate, eps=1e-5, fused=True)
+        # parameters and their .grad become views of one flat vector each: the gradient-norm clip and Adam are one
+        # pass over it; the hand-derived gradients (robot_rl.algos.ppo_grads) are written into the views
+        self.flat, self.flat_grad = pack_parameters(self.params)
+        self.opt = FlatAdam(self.flat, self.flat_grad, c.learning_rate, eps=1e-5)
+        self._fused = fused_supported(c.activation)
+        self._actor_layers = [m for m in self.actor if isinstance(m, nn.Linear)]
+        self._critic_layers = [m for m in self.critic if isinstance(m, nn.Linear)]
         # numpy views of the actor / critic weights (Adam and load_state_dict update them in place) for rollouts
         self._np_nets = (_np_layers(self.actor), _np_layers(self.critic)) if c.activation in ("relu", "tanh") \
             else None
@@ -290,60 +298,81 @@ class PpoLearner:
         s.compute_returns(last_values, c.gamma, c.gae_lambda)
 
     def _update(self) -> None:
-        c = self.cfg
+        """``n_epochs`` passes of minibatch gradient steps over the rollout in ``self.storage`` (KL early stop)."""
+        c, s = self.cfg, self.storage
         if c.lr_schedule == "linear":
-            for g in self.opt.param_groups:
-                g["lr"] = c.learning_rate * max(0.0, 1.0 - self.iteration / self.total_iterations)
-        data = self.storage.flat()
-        n = data["obs"].shape[0]
+            self.opt.lr = c.learning_rate * max(0.0, 1.0 - self.iteration / self.total_iterations)
+        n = s.n_steps * s.n_envs
         mb = n // c.n_minibatches
-        stats = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clip_frac": []}
+        # one [n, n_obs + n_act + 4] table: a minibatch is one row gather per epoch and views of it
+        table = torch.cat([s.obs.reshape(n, -1), s.actions.reshape(n, -1), s.log_probs.reshape(n, 1),
+                           s.values.reshape(n, 1), s.advantages.reshape(n, 1), s.returns.reshape(n, 1)], dim=1)
+        stats = []
         stop = False
-        for _ in range(c.n_epochs):
-            perm = torch.randperm(n)
-            for start in range(0, n, mb):
-                i = perm[start:start + mb]
-                adv = data["advantages"][i]
-                if c.normalize_advantages:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                mean = self.actor(data["obs"][i])
-                log_ratio = gaussian_log_prob(data["actions"][i], mean, self.log_std) - data["log_probs"][i]
-                ratio = log_ratio.exp()
-                pg = ppo_clip_loss(ratio, adv, c.clip_coef)
-                v = self.critic(data["obs"][i]).squeeze(-1)
-                vl = value_loss(v, data["values"][i], data["returns"][i], c.clip_coef if c.clip_value_loss else None)
-                entropy = (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
-                loss = pg + c.value_coef * vl - c.entropy_coef * entropy
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
-                self.opt.step()
-                with torch.no_grad():
-                    kl = approx_kl(log_ratio).item()
-                    stats["clip_frac"].append(((ratio - 1.0).abs() > c.clip_coef).float().mean().item())
-                stats["policy_loss"].append(pg.item())
-                stats["value_loss"].append(vl.item())
-                stats["entropy"].append(entropy.item())
-                stats["approx_kl"].append(kl)
-                if c.lr_schedule == "adaptive":
-                    self._adapt_lr(kl)
-                if c.target_kl is not None and kl > c.target_kl:
-                    stop = True
+        # Denormal floats (e.g. Adam moments of a gradient that stays ~0) cost ~30x a normal float on x86; flushed
+        # to zero during the update only
+        torch.set_flush_denormal(True)
+        try:
+            for _ in range(c.n_epochs):
+                shuffled = table[torch.randperm(n)]
+                for start in range(0, n, mb):
+                    st = self.compute_grads(shuffled[start:start + mb])
+                    norm = torch.linalg.vector_norm(self.flat_grad)  # global-norm clip, as clip_grad_norm_
+                    self.flat_grad.mul_(torch.clamp(c.max_grad_norm / (norm + 1e-6), max=1.0))
+                    self.opt.step()
+                    stats.append(st)
+                    kl = float(st[3])
+                    if c.lr_schedule == "adaptive":
+                        self._adapt_lr(kl)
+                    if c.target_kl is not None and kl > c.target_kl:
+                        stop = True
+                        break
+                if stop:
                     break
-            if stop:
-                break
-        for k, v in stats.items():
-            self._stats.setdefault(k, []).append(float(np.mean(v)))
-        self._stats.setdefault("learning_rate", []).append(self.opt.param_groups[0]["lr"])
+        finally:
+            torch.set_flush_denormal(False)
+        for k, v in zip(STAT_NAMES, torch.stack(stats).mean(0).tolist()):
+            self._stats.setdefault(k, []).append(v)
+        self._stats.setdefault("learning_rate", []).append(self.opt.lr)
+
+    def compute_grads(self, minibatch: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
+        """Gradient of the PPO loss on one minibatch into ``self.flat_grad`` (before the norm clip).
+
+        ``minibatch`` ``[B, n_obs + n_act + 4]``: rows of the update's table, columns normalized obs, actions,
+        behaviour log-prob, value estimate, (raw) advantage, return. ``fused`` (default: when the activation allows)
+        uses the hand-derived gradients of ``robot_rl.algos.ppo_grads``; ``False`` uses autograd. Returns the
+        statistics ``[policy_loss, value_loss, entropy, approx_kl, clip_frac]``.
+        """
+        c = self.cfg
+        k = self.n_obs + self.n_act
+        obs, act = minibatch[:, :self.n_obs], minibatch[:, self.n_obs:k]
+        old_logp, old_v, adv, ret = (minibatch[:, k + j] for j in range(4))
+        if self._fused if fused is None else fused:
+            return ppo_grads(self._actor_layers, self._critic_layers, self.log_std, c.activation, obs, act, old_logp,
+                             old_v, adv, ret, clip_coef=c.clip_coef, clip_value_loss=c.clip_value_loss,
+                             value_coef=c.value_coef, entropy_coef=c.entropy_coef,
+                             normalize_advantages=c.normalize_advantages)
+        if c.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        log_ratio = gaussian_log_prob(act, self.actor(obs), self.log_std) - old_logp
+        ratio = log_ratio.exp()
+        pg = ppo_clip_loss(ratio, adv, c.clip_coef)
+        vl = value_loss(self.critic(obs).squeeze(-1), old_v, ret, c.clip_coef if c.clip_value_loss else None)
+        entropy = (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+        loss = pg + c.value_coef * vl - c.entropy_coef * entropy
+        self.flat_grad.zero_()
+        loss.backward()  # accumulates into the .grad views of self.flat_grad
+        with torch.no_grad():
+            clip_frac = ((ratio - 1.0).abs() > c.clip_coef).float().mean()
+            return torch.stack([pg, vl, entropy, approx_kl(log_ratio), clip_frac]).detach()
 
     def _adapt_lr(self, kl: float) -> None:
-        lr = self.opt.param_groups[0]["lr"]
+        lr = self.opt.lr
         if kl > 2.0 * self.cfg.desired_kl:
             lr = max(1e-5, lr / 1.5)
         elif kl < 0.5 * self.cfg.desired_kl:
             lr = min(1e-2, lr * 1.5)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
+        self.opt.lr = lr
 
     # ---- logging, policy, state
 
