@@ -134,8 +134,10 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
     # Optional: ``_evaluate_batch(qpos (N, nq), qvel (N, nv), action (N, n_act)) -> (reward (N,) float64,
     # terminated (N,) bool, is_success (N,) bool or None)``, ``_evaluate`` for N envs of this task at once (the batched
     # vector env, ``robot_rl.envs.batched``); ``action`` is normalized after noise / latency (float64, not clipped).
-    # Row ``i`` must be bit-identical to ``_evaluate`` of env ``i`` (use ``rewards.libm`` / ``rewards.elementwise`` for
-    # transcendental functions). A task that leaves it None runs in the one-by-one vector env instead
+    # Row ``i`` must equal ``_evaluate`` of env ``i``: the reward to rounding (numpy's transcendental functions may
+    # differ from ``math`` in the last bit; tests use rtol 1e-12), terminated / is_success exactly (compare angles
+    # with ``rewards.abs_wrapped_angle``). Called under ``np.errstate(all="ignore")`` when a row has diverged (its
+    # results are replaced). A task that leaves it None runs in the one-by-one vector env instead
     # (``batched.batch_support`` names the reason).
     _evaluate_batch = None
 

@@ -4,13 +4,15 @@ A Python loop over N single envs pays the env's Python work (action noise and la
 reward, checks) N times per step, about twice the physics of a small model. ``BatchedBlock`` keeps the N real envs
 (their models, data, random generators and randomizers) and steps them together: MuJoCo runs per env (``mj_step``
 on each env's own ``MjData``), action noise and latency, state reads, sensor noise, observations and checks are
-numpy operations over the whole batch, and the reward is the task's own scalar function mapped over the rows
-(``_evaluate_batch``). Results are bit-identical to stepping the single envs: the same random draws from each env's
-own generator in the same order (each env's randomizer draws its noise chunks; the batch keeps copies arranged so
-that every env reads the same column at a step), the same IEEE operations, and ``math`` (not numpy's SIMD kernels,
-which may differ in the last bit) for transcendental functions (``rewards.elementwise``). Resets (including
-same-step autoresets), randomization sampling and per-step randomization terms (interval resampling, pushes) run
-through the single env's own code.
+numpy operations over the whole batch, and so is the reward (the task's ``_evaluate_batch``). Observations,
+terminations, truncations, success flags, physics errors and autoresets are bit-identical to stepping the single
+envs: the same random draws from each env's own generator in the same order (each env's randomizer draws its noise
+chunks; the batch keeps copies arranged so that every env reads the same column at a step), the same IEEE
+operations, and ``math`` (not numpy's SIMD kernels, which may differ in the last bit) for the observation's cos/sin
+(``rewards.elementwise``). Rewards use the scalar reward's operations in the same order but numpy's cos/exp/arctan2,
+so they may differ from the single env's in the last bits (tests hold them to rtol 1e-12; threshold tests such as
+termination are exact, ``rewards.abs_wrapped_angle``). Resets (including same-step autoresets), randomization
+sampling and per-step randomization terms (interval resampling, pushes) run through the single env's own code.
 
 A task can run batched when it provides ``_evaluate_batch``, keeps the base class's step, observation and
 packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms
@@ -264,13 +266,15 @@ class BatchedBlock:
         qpos, qvel, q, qd, warn = self._measure()
         self._g += 1  # (before the autoresets below: their envs start at the next global step)
         obs = self._builder._build_batch(q, qd, np.array([u._goal for u in self.u]) if self._builder.goal_dim else None)
-        rew, term, succ = self._task._evaluate_batch(qpos, qvel, a)  # diverged rows are replaced below
-        if succ is None:
-            succ = np.zeros(self.n, dtype=bool)
         # As the single env: a divergence-warning counter moved, or the float32 obs . obs is not finite.
         changed = warn.tobytes() != self._last_warn_b
         flat = obs.ravel()
-        if changed or not math.isfinite(flat.dot(flat)):  # one dot product: no row diverged (the usual case)
+        if not changed and math.isfinite(flat.dot(flat)):  # one dot product: no row diverged (the usual case)
+            rew, term, succ = self._task._evaluate_batch(qpos, qvel, a)
+            err = None
+        else:
+            with np.errstate(all="ignore"):  # numpy rewards of a diverged (inf / NaN) row; replaced below
+                rew, term, succ = self._task._evaluate_batch(qpos, qvel, a)
             err = np.array([not math.isfinite(o.dot(o)) for o in obs])
             if changed:
                 warn = warn.reshape(self._last_warn.shape)
@@ -279,9 +283,12 @@ class BatchedBlock:
             obs[err] = np.nan_to_num(obs[err], nan=0.0, posinf=0.0, neginf=0.0)
             rew = np.where(err, 0.0, rew)
             term = term | err
-            succ = succ & ~err
-        else:
+            if succ is not None:
+                succ = succ & ~err
+        if err is None:
             err = np.zeros(self.n, dtype=bool)
+        if succ is None:
+            succ = np.zeros(self.n, dtype=bool)
         trunc = self._t >= self._max_steps
         self.returns += rew
         self.lengths += 1

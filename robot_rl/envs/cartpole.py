@@ -23,7 +23,7 @@ import numpy as np
 
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.obs import ObservationBuilder
-from robot_rl.envs.rewards import _GAUSS_SCALE_01, elementwise
+from robot_rl.envs.rewards import _GAUSS_SCALE_01, abs_wrapped_angle
 
 OBS_TERMS = (
     ("cart_position", "pos", "slider"),
@@ -33,6 +33,8 @@ OBS_TERMS = (
     ("pole_angular_velocity", "vel", "hinge"),
 )
 OBS_UNITS = ("m", "1", "1", "m/s", "rad/s")
+# -0.5 (scale / margin)^2 of the gaussian tolerances of the cart position (margin 2 m) and pole velocity (5 rad/s).
+_GAUSS_EXPONENT = -0.5 * (_GAUSS_SCALE_01 / np.array([[2.0], [5.0]])) ** 2
 
 
 class CartpoleEnv(MujocoTaskEnv):
@@ -76,15 +78,30 @@ class CartpoleEnv(MujocoTaskEnv):
         return reward, terminated, None
 
     def _evaluate_batch(self, qpos, qvel, action):
-        # Python floats through the same function as _evaluate: bit-identical, and for tens of envs cheaper than
-        # the ~40 numpy calls of an array version.
-        pos, vel = qpos.T.tolist(), qvel.T.tolist()
-        angle = pos[self._th]
-        reward = np.array(elementwise(cartpole_reward, pos[self._x], angle, vel[self._thd], action[:, 0].tolist()))
+        # cartpole_reward over the batch with numpy, in fewer operations: -0.5 (x / margin * scale)^2 as
+        # x^2 * (-0.5 (scale / margin)^2), 4 + (1 - u^2) as 5 - u^2 (0 at |u| == 1 either way) and the three
+        # "(1 + f) / 2" factors in one (3, N) array. Rows equal the scalar rewards to a few ulp (rounding order and
+        # numpy's SIMD cos / exp; the test holds them to rtol 1e-12).
+        n = len(qpos)
+        f = np.empty((3, n))  # upright, centered, small_velocity
+        np.cos(qpos[:, self._th], out=f[0])
+        d = f[1:]
+        d[0], d[1] = qpos[:, self._x], qvel[:, self._thd]
+        d *= d
+        d *= _GAUSS_EXPONENT
+        np.exp(d, out=d)
+        f += 1.0
+        u = np.fmin(np.fmax(action[:, 0], -1.0), 1.0)  # fmax / fmin: NaN -> -1.0 as min(1, max(-1, nan))
+        u *= u
+        np.subtract(5.0, u, out=u)  # (4 + small-control tolerance) before its / 5
+        reward = f[0] * f[1]
+        reward *= u
+        reward *= f[2]
+        reward *= 1.0 / 40.0  # the three / 2 and the / 5
         if self.fall_angle is None:
-            terminated = np.zeros(len(qpos), dtype=bool)
+            terminated = np.zeros(n, dtype=bool)
         else:
-            terminated = np.abs(np.array(elementwise(_wrapped, angle))) > self.fall_angle
+            terminated = abs_wrapped_angle(qpos[:, self._th], self.fall_angle) > self.fall_angle
         return reward, terminated, None
 
 
@@ -102,7 +119,3 @@ def cartpole_reward(x: float, angle: float, omega: float, a: float) -> float:
     dw = omega / 5.0 * _GAUSS_SCALE_01
     small_velocity = (1.0 + math.exp(-0.5 * dw * dw)) / 2.0
     return upright * centered * small_control * small_velocity
-
-
-def _wrapped(angle: float) -> float:
-    return math.atan2(math.sin(angle), math.cos(angle))

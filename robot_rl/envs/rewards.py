@@ -71,6 +71,25 @@ def _safe(fn, *args: float) -> float:
         return math.nan
 
 
+def abs_wrapped_angle(angle: np.ndarray, threshold: float) -> np.ndarray:
+    """``|atan2(sin a, cos a)|`` [rad] of the angles ``angle`` ``(N,)`` [rad] with numpy, except that the elements
+    within 1e-9 rad of ``threshold`` are recomputed with ``math`` (as the scalar ``_evaluate`` does), so comparing
+    the result with ``threshold`` (termination, success) gives exactly the scalar path's answer; the other elements
+    may differ from ``math`` in the last bit (numpy's SIMD ``arctan2``). Call under ``np.errstate(invalid="ignore")``
+    when ``angle`` may be non-finite.
+    """
+    w = np.abs(np.arctan2(np.sin(angle), np.cos(angle)))
+    near = np.abs(w - threshold) < 1e-9
+    if near.any():
+        idx = np.flatnonzero(near)
+        w[idx] = np.abs(elementwise(_atan2_sin_cos, angle[idx].tolist()))
+    return w
+
+
+def _atan2_sin_cos(a: float) -> float:
+    return math.atan2(math.sin(a), math.cos(a))
+
+
 def libm(fn, x: np.ndarray) -> np.ndarray:
     """``fn`` (a ``math`` function) applied elementwise to a float64 array, shape kept (see ``elementwise``)."""
     return np.array(elementwise(fn, x.ravel().tolist()), dtype=np.float64).reshape(x.shape)

@@ -1,4 +1,11 @@
-"""Batched vector env (backend "batched"): bit-identical to N single envs, for every task that supports it."""
+"""Batched vector env (backend "batched"): the same results as N single envs, for every task that supports it.
+
+Observations, terminations, truncations, physics errors, success flags and autoresets are bit-identical; rewards
+are computed with numpy over the batch and match the single env's scalar reward to ``REWARD_TOL`` (numpy's SIMD
+exp / arctan2 may differ from the C library's in the last bit).
+"""
+
+import math
 
 import numpy as np
 import pytest
@@ -8,6 +15,7 @@ from robot_rl.envs.batched import batch_support
 from robot_rl.envs.vector import make_vec
 
 BATCHED_TASKS = ["CartpoleSwingup-v0", "CartpoleBalance-v0", "PendulumSwingup-v0"]
+REWARD_TOL = {"rel": 1e-12, "abs": 1e-12}
 
 
 def _compare(vec, singles, steps: int, rng, stats: dict | None = None) -> int:
@@ -26,14 +34,15 @@ def _compare(vec, singles, steps: int, rng, stats: dict | None = None) -> int:
             o, r, te, tr, info = e.step(a[i])
             returns[i] += r
             lengths[i] += 1
-            assert (rew[i], term[i], trunc[i]) == (r, te, tr), (t, i)
+            assert (term[i], trunc[i]) == (te, tr), (t, i)
+            assert rew[i] == pytest.approx(r, **REWARD_TOL), (t, i)
             assert infos["physics_error"][i] == info["physics_error"]
             assert infos["is_success"][i] == info.get("is_success", False)
             assert infos["_final_obs"][i] == infos["_episode"][i] == (te or tr)
             if te or tr:
                 episodes += 1
                 assert np.array_equal(infos["final_obs"][i], o)
-                assert infos["episode"]["r"][i] == pytest.approx(returns[i])
+                assert infos["episode"]["r"][i] == pytest.approx(returns[i], **REWARD_TOL)
                 assert infos["episode"]["l"][i] == lengths[i]
                 returns[i], lengths[i] = 0.0, 0
                 o, _ = e.reset()
@@ -107,7 +116,7 @@ def test_attributes_and_calls_mid_episode_keep_the_batch_in_step():
     stepped = vec.call("step", a)
     for e, (o, r, *_rest) in zip(singles, stepped):
         o_ref, r_ref, *_ = e.step(a)
-        assert np.array_equal(o, o_ref) and r == r_ref
+        assert np.array_equal(o, o_ref) and r == pytest.approx(r_ref, **REWARD_TOL)
     vec.set_attr("randomization_scale", 0.5)
     for e in singles:
         e.unwrapped.randomization_scale = 0.5
@@ -136,7 +145,7 @@ def test_physics_errors_match_single_envs():
     assert np.isfinite(obs).all() and np.isfinite(infos["final_obs"]).all()
     for i, e in enumerate(singles):
         o, r, te, tr, info = e.step(a[i])
-        assert info["physics_error"] == infos["physics_error"][i] and r == rew[i]
+        assert info["physics_error"] == infos["physics_error"][i] and r == pytest.approx(rew[i], **REWARD_TOL)
         assert np.array_equal(infos["final_obs"][i] if te else obs[i], o)
         if te:
             o, _ = e.reset()
@@ -168,3 +177,35 @@ def test_unseeded_envs_reset_later():
     assert np.array_equal(obs, np.stack([e.reset(seed=s)[0] for e, s in zip(singles, (3, 8))]))
     assert _compare(vec, singles, 20, np.random.default_rng(2)) == 0
     vec.close()
+
+
+@pytest.mark.parametrize("env_id", BATCHED_TASKS)
+def test_batched_reward_matches_the_scalar_reward(env_id):
+    # _evaluate_batch (numpy over the batch) against _evaluate (Python floats, math) state by state: rewards to
+    # REWARD_TOL, terminations and success flags exactly, also at the clipping edges of the action (|a| = 1, > 1,
+    # NaN) and for angles within a few ulp of the termination / success thresholds (wrapped by 2 pi or not).
+    u = E.make(env_id, seed=0).unwrapped
+    rng = np.random.default_rng(11)
+    n = 2000
+    qpos = rng.normal(0.0, [1.0, 4.0][:u.model.nq], (n, u.model.nq))
+    qvel = rng.normal(0.0, 6.0, (n, u.model.nv))
+    act = rng.uniform(-1.5, 1.5, (n, 1))
+    act[:8, 0] = [-1.0, 1.0, -1.5, 1.5, np.nan, 0.0, np.nextafter(1.0, 0.0), np.inf]
+    th = u._th
+    threshold = u.fall_angle if env_id == "CartpoleBalance-v0" else 0.1
+    k = np.arange(-40, 41)
+    edge = np.concatenate([threshold + k * 2.0 ** -52, -threshold + k * 2.0 ** -52,
+                           threshold + 2 * math.pi + k * 2.0 ** -50, -threshold - 4 * math.pi + k * 2.0 ** -49])
+    qpos[8:8 + len(edge), th] = edge
+    reward, term, succ = u._evaluate_batch(qpos, qvel, act)
+    assert reward.shape == term.shape == (n,) and reward.dtype == np.float64 and term.dtype == bool
+    flips = 0
+    for i in range(n):
+        u.data.qpos[:], u.data.qvel[:] = qpos[i], qvel[i]
+        r, te, su = u._evaluate(act[i].copy())
+        assert reward[i] == pytest.approx(r, **REWARD_TOL), (i, qpos[i], qvel[i], act[i])
+        assert term[i] == te, (i, qpos[i])
+        assert (succ is None and su is None) or succ[i] == su, (i, qpos[i])
+        flips += te if succ is None else su
+    if env_id != "CartpoleSwingup-v0":  # (swing-up never terminates) the threshold is crossed in the sample
+        assert 0 < flips < n

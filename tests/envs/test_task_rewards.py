@@ -7,7 +7,14 @@ import pytest
 from dm_control.utils import rewards as dm_rewards
 
 import robot_rl.envs as E
-from robot_rl.envs.rewards import elementwise, gaussian_tolerance, libm, quadratic_tolerance, tolerance
+from robot_rl.envs.rewards import (
+    abs_wrapped_angle,
+    elementwise,
+    gaussian_tolerance,
+    libm,
+    quadratic_tolerance,
+    tolerance,
+)
 
 
 def test_tolerance_matches_dm_control():
@@ -118,3 +125,18 @@ def test_elementwise_math_is_exact_and_nan_outside_the_domain():
     assert out.shape == (2, 2) and out[0, 0] == 1.0 and np.isnan(out[0, 1]) and np.isnan(out[1, 0])
     assert elementwise(math.atan2, [1.0, 0.0], [0.0, 1.0]) == [math.atan2(1.0, 0.0), 0.0]
     assert np.isnan(elementwise(math.exp, [1e6])[0])  # OverflowError -> NaN
+
+
+def test_abs_wrapped_angle_is_exact_near_the_threshold():
+    # Numpy's arctan2 differs from math.atan2 in the last bit for some angles; near the threshold the helper must
+    # give math's value (so a termination / success test flips exactly where the scalar reward's does).
+    a = np.random.default_rng(5).uniform(-10.0, 10.0, 20000)
+    ref = np.abs([math.atan2(math.sin(v), math.cos(v)) for v in a.tolist()])
+    fast = abs_wrapped_angle(a, 100.0)  # no element near the threshold: all numpy
+    assert np.allclose(fast, ref, rtol=1e-15, atol=1e-15)
+    differ = np.flatnonzero(fast != ref)
+    if len(differ) == 0:
+        pytest.skip("numpy's arctan2 equals math.atan2 on all samples on this machine: no near-threshold case")
+    for i in differ[:20].tolist():
+        out = abs_wrapped_angle(a, float(ref[i]))
+        assert out[i] == ref[i] and np.array_equal(out[differ[20:]], fast[differ[20:]])
