@@ -164,6 +164,24 @@ def _np_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, activati
     return x
 
 
+def gae_numpy(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray, gamma: float,
+              lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """``robot_rl.data.rollout.gae`` on numpy arrays (same formula and operation order; the torch loop costs about
+    six dispatches per step). ``[T, N]`` rewards, values, dones (1 = terminated), ``[N]`` last_values ->
+    (advantages, returns) ``[T, N]``.
+    """
+    not_done = 1.0 - dones
+    next_values = np.concatenate([values[1:], last_values[None]])
+    delta = rewards + gamma * not_done * next_values - values
+    decay = gamma * lam * not_done
+    adv = np.empty_like(rewards)
+    next_adv = np.zeros_like(last_values)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        np.multiply(decay[t], next_adv, out=adv[t])
+        next_adv = np.add(delta[t], adv[t], out=adv[t])
+    return adv, adv + values
+
+
 def train_reset_seed(seed: int, segment: int) -> int:
     """Vector-env reset seed of training segment ``segment`` (env i gets this + i; all < TRAIN_SEED_LIMIT)."""
     return (seed * 1_000_003 + segment * 7_919) % (TRAIN_SEED_LIMIT - 10_000)
@@ -247,11 +265,57 @@ class PpoLearner:
         with torch.no_grad():
             return (self.actor, self.critic)[which](torch.from_numpy(obs)).numpy()
 
+    def _joint_np_net(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Actor and critic as one numpy MLP ``[n_obs] -> [mean (n_act), value]`` (stacked first layer, block-diagonal
+        later ones), a copy of the current weights for one rollout; None unless both have the same hidden widths and
+        a numpy-able activation. One pass per env step instead of two.
+        """
+        if self._np_nets is None or tuple(self.cfg.actor_hidden) != tuple(self.cfg.critic_hidden):
+            return None
+        layers = []
+        for i, ((wa, ba), (wc, bc)) in enumerate(zip(*self._np_nets)):
+            if i == 0:
+                w = np.concatenate([wa, wc])
+            else:
+                w = np.zeros((wa.shape[0] + wc.shape[0], wa.shape[1] + wc.shape[1]), dtype=np.float32)
+                w[:wa.shape[0], :wa.shape[1]] = wa
+                w[wa.shape[0]:, wa.shape[1]:] = wc
+            layers.append((w, np.concatenate([ba, bc])))
+        return layers
+
     def _np_normalize(self, obs: np.ndarray) -> np.ndarray:
         n = self.normalizer
         if not isinstance(n, RunningNormalizer):
             return obs
         return np.clip((obs - n.mean_f32.numpy()) * n.inv_std_f32.numpy(), -n.clip, n.clip)
+
+    def _fold_normalize(self, obs: np.ndarray) -> np.ndarray:
+        """``normalizer.update(obs)`` then ``_np_normalize(obs)`` for raw float32 obs ``[N, n_obs]``.
+
+        The same float64 Chan merge as ``RunningNormalizer.update`` (bit-identical statistics, see
+        tests/algos/test_ppo_losses.py) on numpy views of its buffers, in about a third of the numpy calls: the
+        rollout folds every vector step in.
+        """
+        n = self.normalizer
+        if not isinstance(n, RunningNormalizer):
+            return obs
+        mean, var, count_v = n.mean.numpy(), n.var.numpy(), n.count.numpy()
+        x = obs.astype(np.float64)
+        k = x.shape[0]
+        batch_mean = np.add.reduce(x, 0) / k  # = x.mean(0)
+        d = x - batch_mean
+        batch_var = np.add.reduce(d * d, 0) / k  # = x.var(0)
+        count = float(count_v)
+        total = count + k
+        delta = batch_mean - mean
+        m2 = var * count + batch_var * k + np.square(delta) * (count * k / total)
+        mean += delta * (k / total)
+        np.divide(m2, total, out=var)
+        count_v[()] = total
+        mean_f32, inv_std_f32 = n.mean_f32.numpy(), n.inv_std_f32.numpy()
+        mean_f32[:] = mean
+        inv_std_f32[:] = 1.0 / np.sqrt(var + n.eps)
+        return np.clip((obs - mean_f32) * inv_std_f32, -n.clip, n.clip)
 
     def _rollout(self) -> None:
         """Collect ``n_steps`` vector steps into ``self.storage`` (numpy throughout, written into its tensors)."""
@@ -262,18 +326,21 @@ class PpoLearner:
         std = np.exp(log_std)
         logp_const = np.float32(-log_std.sum() - 0.5 * math.log(2 * math.pi) * self.n_act)
         obs_raw = self._obs.numpy()
+        joint = self._joint_np_net()
         for t in range(c.n_steps):
-            if isinstance(self.normalizer, RunningNormalizer):
-                self.normalizer.update(obs_raw)
-            obs = self._np_normalize(obs_raw)
-            mean = self._np_forward(0, obs)
+            obs = self._fold_normalize(obs_raw)
+            if joint is not None:
+                out = _np_mlp(joint, obs, c.activation)
+                mean, value = out[:, :self.n_act], out[:, self.n_act]
+            else:
+                mean, value = self._np_forward(0, obs), self._np_forward(1, obs)[:, 0]
             noise = torch.randn(mean.shape).numpy()  # torch's generator, as before
             action = mean + std * noise
             s_obs[t] = obs
             s_act[t] = action
             # gaussian_log_prob(action, mean, log_std) with (action - mean) / std recomputed as in the torch form
             s_logp[t] = (-0.5 * np.square((action - mean) / std)).sum(-1) + logp_const
-            s_val[t] = self._np_forward(1, obs)[:, 0]
+            s_val[t] = value
             next_obs, rew, terminated, truncated, infos = self.env.step(np.clip(action, -1.0, 1.0))
             rew = np.asarray(rew, dtype=np.float32).copy()
             self._ep_return += rew.astype(np.float64)
@@ -294,8 +361,9 @@ class PpoLearner:
             obs_raw = np.asarray(flatten_goal_obs(next_obs), dtype=np.float32).copy()
             self.env_steps += c.num_envs
         self._obs = torch.from_numpy(obs_raw)
-        last_values = torch.from_numpy(self._np_forward(1, self._np_normalize(obs_raw))[:, 0].copy())
-        s.compute_returns(last_values, c.gamma, c.gae_lambda)
+        last_values = self._np_forward(1, self._np_normalize(obs_raw))[:, 0]
+        adv, ret = gae_numpy(s_rew, s_val, s_done, last_values, c.gamma, c.gae_lambda)
+        s.advantages, s.returns = torch.from_numpy(adv), torch.from_numpy(ret)
 
     def _update(self) -> None:
         """``n_epochs`` passes of minibatch gradient steps over the rollout in ``self.storage`` (KL early stop)."""

@@ -81,7 +81,8 @@ def ppo_grads(actor: list[nn.Linear], critic: list[nn.Linear], log_std: nn.Param
         B = obs.shape[0]
         adv = advantages
         if normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            std, mean = torch.std_mean(adv)
+            adv = (adv - mean) / (std + 1e-8)
         # ---- policy: log-ratio, clipped surrogate and its gradient w.r.t. the ratio
         ha = _mlp_forward(actor, obs, activation)
         mean = ha[-1]
@@ -92,7 +93,7 @@ def ppo_grads(actor: list[nn.Linear], critic: list[nn.Linear], log_std: nn.Param
         ratio = torch.exp(log_ratio)
         s1 = -adv * ratio
         s2 = -adv * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
-        pg = torch.maximum(s1, s2).mean()
+        pg_sum = torch.maximum(s1, s2).sum()
         # d pg / d ratio: -A / B where the unclipped term is the max (inside the clip range both terms are equal and
         # each gets half of it, summing to the same), 0 where the clipped (constant) term wins
         g_logp = torch.where(s1 >= s2, adv, 0.0).mul_(ratio).mul_(-1.0 / B)  # d pg / d log_prob
@@ -109,18 +110,19 @@ def ppo_grads(actor: list[nn.Linear], critic: list[nn.Linear], log_std: nn.Param
             dv_raw = v - old_values
             err_c = old_values + dv_raw.clamp(-clip_coef, clip_coef) - returns
             u, c = err * err, err_c * err_c
-            vl = 0.5 * torch.maximum(u, c).mean()
+            vl_sum = torch.maximum(u, c).sum()
             g_c = err_c * (dv_raw.abs() <= clip_coef)  # the clamp passes gradient inside [-eps, eps] (inclusive)
             g_v = torch.where(u > c, err, torch.where(u < c, g_c, 0.5 * (err + g_c)))
         else:
-            vl = 0.5 * (err * err).mean()
+            vl_sum = torch.dot(err, err)
             g_v = err
         _mlp_backward(critic, hc, g_v.mul(value_coef / B).unsqueeze(1), activation)
         # ---- statistics
+        # ---- statistics: sums over the rows, divided by B once
         entropy = log_std.sum() + _ENTROPY_CONST * log_std.numel()
-        kl = (ratio - 1.0 - log_ratio).mean()
-        clip_frac = ((ratio - 1.0).abs() > clip_coef).float().mean()
-        return torch.stack([pg, vl, entropy, kl, clip_frac])
+        kl_sum = (ratio - 1.0 - log_ratio).sum()
+        clip_sum = ((ratio - 1.0).abs() > clip_coef).sum()
+        return torch.stack([pg_sum, 0.5 * vl_sum, B * entropy, kl_sum, clip_sum]).div_(B)
 
 
 class FlatAdam:

@@ -84,3 +84,42 @@ def test_numpy_rollout_matches_the_torch_networks():
         torch.testing.assert_close(s.values, learner.critic(s.obs).squeeze(-1))
         assert (s.actions - mean).abs().max() > 0  # exploration noise was added
     assert learner.normalizer.count == learner.env_steps  # every raw observation was folded in once
+
+
+def test_numpy_gae_equals_the_torch_gae():
+    import numpy as np
+
+    from robot_rl.algos.ppo import gae_numpy
+
+    g = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(50, 6, generator=g), torch.randn(50, 6, generator=g)
+    dones = (torch.rand(50, 6, generator=g) < 0.1).float()
+    last = torch.randn(6, generator=g)
+    adv, ret = gae(rewards, values, dones, last, gamma=0.99, lam=0.95)
+    adv_np, ret_np = gae_numpy(rewards.numpy(), values.numpy(), dones.numpy(), last.numpy(), 0.99, 0.95)
+    assert adv_np.dtype == np.float32 and adv_np.shape == (50, 6)
+    torch.testing.assert_close(torch.from_numpy(adv_np), adv, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.from_numpy(ret_np), ret, atol=1e-6, rtol=1e-6)
+
+
+def test_rollout_normalizer_fold_is_bit_identical_to_running_normalizer_update():
+    import numpy as np
+
+    from robot_rl.algos.ppo import PpoLearner
+    from robot_rl.nets import RunningNormalizer
+    from robot_rl.train.config import load_experiment
+
+    cfg = load_experiment(raw={"algo": "ppo", "env": {"id": "robot_rl/CartpoleBalance-v0"},
+                               "ppo": {"num_envs": 3, "n_steps": 8, "n_minibatches": 2}})
+    learner = PpoLearner(cfg)
+    ref = RunningNormalizer(learner.n_obs)
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        obs = (rng.normal(size=(3, learner.n_obs)) * (1 + i) + i).astype(np.float32)
+        out = learner._fold_normalize(obs)
+        ref.update(obs)
+        n = learner.normalizer
+        for name in ("mean", "var", "count", "mean_f32", "inv_std_f32"):
+            assert torch.equal(getattr(n, name), getattr(ref, name)), name
+        assert np.array_equal(out, ref(torch.from_numpy(obs)).numpy())
+    learner.close()
