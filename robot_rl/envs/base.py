@@ -93,6 +93,10 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         self._all_joints = self._qadr_l == list(range(self.model.nq)) and self._dadr_l == list(range(self.model.nv))
         # Cached views of MjData arrays (each `data.qpos` attribute access builds a new numpy view).
         self._qpos, self._qvel, self._ctrl = self.data.qpos, self.data.qvel, self.data.ctrl
+        # Hooks that a task overrides (the no-op defaults are not called per step).
+        cls = type(self)
+        self._hooked_physics = cls._before_physics is not MujocoTaskEnv._before_physics
+        self._packaged_obs = cls._package_obs is not MujocoTaskEnv._package_obs
         clamp_off = self.model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL
         if not self.model.actuator_ctrllimited.all() or clamp_off:
             raise ValueError(f"{type(self).__name__}: every actuator needs a ctrlrange that MuJoCo clamps to")
@@ -273,8 +277,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         # No numpy clip here (it costs more than the physics of a small model): MuJoCo clamps ctrl to the
         # actuator ctrlrange (checked in __init__), which is the same as clipping the action to [-1, 1]; tasks
         # clip the scalars they use in rewards. A NaN makes MuJoCo zero the controls and count mjWARN_BADCTRL.
-        if self.randomization_enabled:
-            rz, rng = self.randomizer, self._np_random  # (the np_random property costs a call per access)
+        if self._randomization_enabled:  # (properties cost a call per access)
+            rz, rng = self.randomizer, self._np_random
             if rz.acts_on_action:
                 a = rz.process_action(a, self._t, rng)
             if rz.acts_per_step:
@@ -284,7 +288,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             np.multiply(self._ctrl_half, a, out=self._ctrl)
         else:
             np.add(self._ctrl_mid, self._ctrl_half * a, out=self._ctrl)
-        self._before_physics()
+        if self._hooked_physics:
+            self._before_physics()
         mujoco.mj_step(m, d, self.frame_skip)
         self._t += 1
         warn = self._warnings.tobytes()  # cheaper than a numpy reduction on 4 ints
@@ -303,7 +308,9 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             info["is_success"] = success
         if error and not math.isfinite(float(np.sum(action))):
             info["error"] = "non-finite action"
-        return self._package_obs(obs), reward, terminated, self._t >= self.max_episode_steps, info
+        if self._packaged_obs:
+            obs = self._package_obs(obs)
+        return obs, reward, terminated, self._t >= self.max_episode_steps, info
 
     def render(self):
         if self.render_mode != "rgb_array":
