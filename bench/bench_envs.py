@@ -19,10 +19,12 @@ machine inflate less than wall time.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
 import time
+import timeit
 from pathlib import Path
 
 import mujoco
@@ -176,6 +178,82 @@ def _worker_wait(vec, actions, n: int) -> tuple[float, float]:
     return local / n * 1e6, wait / n * 1e6
 
 
+def _best_us(fn, number: int = 20000, repeat: int = 7) -> float:
+    """Best (over ``repeat`` runs) CPU time of this thread for one ``fn()`` call [us]."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat, timer=time.thread_time)) / number * 1e6
+
+
+def profile_parts(num_envs: int = 16) -> dict:
+    """Cost [us] of the parts of one cart-pole control step (randomization ``default``), each timed alone (best of
+    7): the single env's ``step`` and the batched vector env's ``step_arrays`` for ``num_envs`` envs. Parts are
+    called out of sequence on throwaway envs (their per-step state is not kept consistent)."""
+    env = E.make("CartpoleSwingup-v0", randomization="default", seed=0)
+    u = env.unwrapped
+    rz, rng, m, d = u.randomizer, u._np_random, u.model, u.data
+    a = np.array([0.3], np.float32)
+    q, qd = u._qpos.tolist(), u._qvel.tolist()
+    obs = u._observe()
+    a64 = rz.process_action(a, 5, rng)
+
+    def step():
+        _, _, te, tr, _ = env.step(a)
+        if te or tr:
+            env.reset()
+
+    def sense():
+        rz._obs_i = 5
+        return rz.sense_lists(q, qd, rng)
+
+    def check():
+        return u._warnings.tobytes() != u._last_warn or not math.isfinite(obs.dot(obs))
+
+    info = u._rand_info
+    single = {
+        "`mj_step(m, d, 2)` on the env's (randomized) model": _best_us(lambda: mujoco.mj_step(m, d, 2)),
+        "action noise + latency (`Randomizer.process_action`)": _best_us(lambda: rz.process_action(a, 5, rng)),
+        "ctrl write (`np.multiply(half, a, out=data.ctrl)`)": _best_us(
+            lambda: np.multiply(u._ctrl_half, a64, out=u._ctrl)),
+        "state read (`qpos.tolist()`, `qvel.tolist()`)": _best_us(lambda: (u._qpos.tolist(), u._qvel.tolist())),
+        "sensor noise (`Randomizer.sense_lists`)": _best_us(sense),
+        "observation build (`ObservationBuilder.build_lists`)": _best_us(
+            lambda: u.observation_builder.build_lists(q, qd, None)),
+        "divergence check (warning counters, `obs . obs` finite)": _best_us(check),
+        "reward (`_evaluate`)": _best_us(lambda: u._evaluate(a64)),
+        "info dict (`{\"randomization\": dict(...), ...}`)": _best_us(
+            lambda: {"randomization": dict(info), "physics_error": False}),
+    }
+    total = _best_us(step)
+    single["rest (step's own bookkeeping: checks, attribute reads, return tuple)"] = total - sum(single.values())
+    single["**whole `env.step`**"] = total
+    vec = make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", backend="batched")
+    vec.reset(seed=0)
+    blk = vec._blocks[0]
+    # A global step whose noise column no env refills at (else every call would draw a new noise chunk).
+    blk._g = next(g for g in range(1, 512) if g % 256 not in blk._refill_a and g % 256 not in blk._refill_s)
+    acts = np.full((num_envs, 1), 0.3, np.float32)
+    qpos, qvel, qs, qds, _ = blk._measure()
+    ctrl = blk._actions(acts).ravel().tolist()
+
+    def physics():
+        for mm, dd, c, v in zip(blk._models, blk._datas, blk._ctrl_v, ctrl):
+            c[0] = v
+            mujoco.mj_step(mm, dd, 2)
+
+    n = 2000
+    batched = {
+        f"{num_envs} x `mj_step(m, d, 2)` (the loop over the envs)": _best_us(physics, n),
+        "actions (noise, latency over the batch)": _best_us(lambda: blk._actions(acts), n),
+        "state read + sensor noise (`_measure`)": _best_us(blk._measure, n),
+        "observations (`_build_batch`)": _best_us(lambda: blk._builder._build_batch(qs, qds, None), n),
+        "rewards (`_evaluate_batch`, numpy)": _best_us(lambda: blk._task._evaluate_batch(qpos, qvel, acts), n),
+    }
+    total = _best_us(lambda: vec.step(acts), n)
+    batched["rest (checks, episode statistics, autoresets amortized, result arrays)"] = total - sum(batched.values())
+    batched["**whole `vec.step`**"] = total
+    vec.close()
+    return {"single": single, "batched": batched, "num_envs": num_envs}
+
+
 def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int = 150, vec_repeats: int = 15) -> dict:
     ours, ours_dt = robot_rl_runner(n=n)
     raw, raw_dt = raw_runner()
@@ -213,6 +291,7 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
         "gym_sync_speedup": v["gym_sync_ratio"], "gym_async_speedup": v["gym_async_ratio"],
         "vec_sync_steps_s": v["vec_sync"], "gym_sync_steps_s": v["gym_sync"], "gym_async_steps_s": v["gym_async"],
         "num_envs": num_envs, "local_us": v["local_us"], "wait_us": v["wait_us"],
+        "parts": profile_parts(num_envs),
     }
 
 
@@ -282,6 +361,21 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
         "the worker).",
         "",
     ]
+    parts = r.get("parts")
+    if parts:
+        lines += [
+            f"Per-part cost of one control step [us], each part timed alone (best of 7, CPU time; command as above, "
+            f"`profile_parts`): the single env, and the batched vector env's step for {parts['num_envs']} envs.",
+            "",
+            "| single env `CartpoleSwingup-v0` step | us |",
+            "|---|---:|",
+            *(f"| {k} | {v:.2f} |" for k, v in parts["single"].items()),
+            "",
+            f"| batched vector env, {parts['num_envs']} envs, one step | us |",
+            "|---|---:|",
+            *(f"| {k} | {v:.1f} |" for k, v in parts["batched"].items()),
+            "",
+        ]
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
