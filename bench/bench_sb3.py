@@ -180,15 +180,62 @@ def ppo_time_to_threshold(seeds: list[int], max_steps: int, eval_every: int = 81
     return res
 
 
-def _sb3_ppo_time(env_id: str, seed: int, c, max_steps: int, eval_every: int) -> tuple[float, int | None]:
+def ppo_time_per_step(seeds: list[int], steps: int = 16384, rounds: int = 2) -> dict:
+    """PPO training time per env step [s] (rollout + update, no evaluation), robot_rl and SB3 interleaved.
+
+    Same config as ``ppo_time_to_threshold``; each of ``rounds`` x ``seeds`` trains a fresh learner of each library
+    for ``steps`` env steps (16 iterations of 1024 steps by default). Returns per-run wall and process-CPU seconds
+    per env step (``ours_wall``, ``ours_cpu``, ``sb3_wall``, ``sb3_cpu``: lists) and the load average before/after.
+    """
+    from robot_rl.algos.ppo import PpoLearner
+    from robot_rl.train.config import load_experiment
+
+    env_id = "robot_rl/CartpoleBalance-v0"
+    cfg_path = Path(__file__).resolve().parents[1] / "config" / "ppo_cartpole_balance.yaml"
+    res = {"ours_wall": [], "ours_cpu": [], "sb3_wall": [], "sb3_cpu": [], "load": [os.getloadavg()[0]],
+           "steps": steps}
+    for _ in range(rounds):
+        for seed in seeds:
+            cfg = load_experiment(cfg_path, [f"seed={seed}", f"train.total_steps={steps}"])
+            learner = PpoLearner(cfg)
+            learner.begin_segment(0)
+            w, t = time.perf_counter(), time.process_time()
+            learner.train_until(steps)
+            res["ours_wall"].append((time.perf_counter() - w) / steps)
+            res["ours_cpu"].append((time.process_time() - t) / steps)
+            learner.close()
+            model = _sb3_ppo_model(env_id, seed, cfg.ppo)
+            w, t = time.perf_counter(), time.process_time()
+            model.learn(steps)
+            res["sb3_wall"].append((time.perf_counter() - w) / steps)
+            res["sb3_cpu"].append((time.process_time() - t) / steps)
+    res["load"].append(os.getloadavg()[0])
+    return res
+
+
+def _sb3_ppo_model(env_id: str, seed: int, c):
+    """SB3 PPO with the robot_rl config's sizes (VecNormalize for the observation normalization)."""
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     import robot_rl.envs as E
 
     venv = VecNormalize(DummyVecEnv([lambda i=i: E.make(env_id, randomization="default", seed=seed * 100 + i)
                                      for i in range(c.num_envs)]), norm_obs=True, norm_reward=False)
+    lr = c.learning_rate
+    return PPO("MlpPolicy", venv, n_steps=c.n_steps, batch_size=c.num_envs * c.n_steps // c.n_minibatches,
+               n_epochs=c.n_epochs, learning_rate=lambda f: lr * f, gamma=c.gamma, gae_lambda=c.gae_lambda,
+               clip_range=c.clip_coef, target_kl=c.target_kl, ent_coef=c.entropy_coef, vf_coef=c.value_coef,
+               max_grad_norm=c.max_grad_norm, seed=seed, device="cpu", verbose=0,
+               policy_kwargs={"net_arch": {"pi": list(c.actor_hidden), "vf": list(c.critic_hidden)},
+                              "log_std_init": c.init_log_std})
+
+
+def _sb3_ppo_time(env_id: str, seed: int, c, max_steps: int, eval_every: int) -> tuple[float, int | None]:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    model = _sb3_ppo_model(env_id, seed, c)
+    venv = model.get_env()
 
     class Stop(BaseCallback):
         def __init__(self):
@@ -213,13 +260,6 @@ def _sb3_ppo_time(env_id: str, seed: int, c, max_steps: int, eval_every: int) ->
             return True
 
     cb = Stop()
-    lr = c.learning_rate
-    model = PPO("MlpPolicy", venv, n_steps=c.n_steps, batch_size=c.num_envs * c.n_steps // c.n_minibatches,
-                n_epochs=c.n_epochs, learning_rate=lambda f: lr * f, gamma=c.gamma, gae_lambda=c.gae_lambda,
-                clip_range=c.clip_coef, target_kl=c.target_kl, ent_coef=c.entropy_coef, vf_coef=c.value_coef,
-                max_grad_norm=c.max_grad_norm, seed=seed, device="cpu", verbose=0,
-                policy_kwargs={"net_arch": {"pi": list(c.actor_hidden), "vf": list(c.critic_hidden)},
-                               "log_std_init": c.init_log_std})
     model.learn(max_steps, callback=cb)
     return cb.hit, cb.hit_steps
 
@@ -240,6 +280,7 @@ def run(quick: bool) -> dict:
         results["speed"][hidden] = sac_speed("robot_rl/PendulumSwingup-v0", hidden, seeds, steps)
         results["load"].append(os.getloadavg())
     write_report(results)  # partial reports after each section: a long bench interrupted still leaves numbers
+    results["ppo_step"] = ppo_time_per_step(seeds, 8192 if quick else 16384, rounds=1 if quick else 2)
     results["ppo"] = ppo_time_to_threshold(seeds, 40960 if quick else 81920)
     results["load"].append(os.getloadavg())
     write_report(results)
@@ -312,8 +353,19 @@ def write_report(results: dict) -> Path:
               "excluded); inf = not reached within the budget.", "",
               "| | robot_rl | SB3 |", "|---|---|---|",
               f"| seconds | {_fmt(p['ours'])} | {_fmt(p['sb3'])} |",
-              f"| env steps | {p['ours_steps']} | {p['sb3_steps']} |", "",
-              "![curves](sb3_curves.png)", ""]
+              f"| env steps | {p['ours_steps']} | {p['sb3_steps']} |", ""]
+    q = results.get("ppo_step")
+    if q:
+        med = {k: float(np.median(q[k])) * 1e3 for k in ("ours_wall", "ours_cpu", "sb3_wall", "sb3_cpu")}
+        lines += [f"PPO training time per env step (rollout + update, no evaluation; {q['steps']} env steps per run, "
+                  "robot_rl and SB3 interleaved per seed; median over runs; load average "
+                  f"{q['load'][0]:.1f} -> {q['load'][-1]:.1f}):", "",
+                  "| | robot_rl | SB3 | ratio |", "|---|---|---|---|",
+                  f"| wall ms per env step | {med['ours_wall']:.3f} | {med['sb3_wall']:.3f} | "
+                  f"{med['ours_wall'] / med['sb3_wall']:.2f} |",
+                  f"| CPU ms per env step | {med['ours_cpu']:.3f} | {med['sb3_cpu']:.3f} | "
+                  f"{med['ours_cpu'] / med['sb3_cpu']:.2f} |", ""]
+    lines += ["![curves](sb3_curves.png)", ""]
     out = RESULTS / "sb3.md"
     out.write_text("\n".join(lines))
     return out
