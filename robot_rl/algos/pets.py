@@ -80,7 +80,15 @@ class PetsConfig:
     batch_size: int = 128
     """Bootstrap minibatch per member."""
     train_steps: int = 400
-    """Gradient steps per refit."""
+    """Gradient steps per refit (``train_epochs = 0``)."""
+    train_epochs: int = 0
+    """> 0: each refit trains in epochs instead (every member passes once per epoch over its own bootstrap resample
+    of the training split, minibatches of ``batch_size``), at most ``train_epochs``, stopping early when no member's
+    held-out MSE improved for ``patience`` epochs; every member keeps its weights of its best held-out epoch."""
+    holdout_fraction: float = 0.1
+    """Share of the transitions held out for early stopping (``train_epochs > 0``; at least 1 transition)."""
+    patience: int = 5
+    """Epochs without held-out improvement before a refit stops (``train_epochs > 0``)."""
     logvar_bounds_weight: float = 0.01
     """Weight of the learned log-variance bounds penalty."""
     propagation: Literal["ts1", "tsinf"] = "tsinf"
@@ -93,6 +101,9 @@ class PetsConfig:
     planner: Literal["ensemble_cem", "sampling"] = "ensemble_cem"
     """``ensemble_cem``: ``robot_rl.control.ensemble_cem.EnsembleCEM`` (float32 numpy forward, common random numbers
     over the CEM iterations); ``sampling``: ``SamplingPlanner`` on ``LearnedDynamics`` (torch forward per step)."""
+    cem_plan: Literal["best", "mean"] = "best"
+    """Plan an ``ensemble_cem`` replan returns: ``best`` sampled sequence or the final CEM ``mean`` (the PETS
+    choice: robust to lucky single-particle draws)."""
     eval_episodes: int = 3
     """Evaluation episodes after every refit (``robot-rl train`` runs; 0 = none)."""
     eval_steps: int = 500
@@ -128,6 +139,9 @@ class PetsConfig:
             raise ValueError("prev_action needs planner ensemble_cem (the sampling planner's model takes u only)")
         if self.planner == "ensemble_cem" and self.cem.method != "cem":
             raise ValueError(f"planner ensemble_cem runs CEM only, got cem.method {self.cem.method!r}")
+        if self.train_epochs < 0 or self.patience < 1 or not 0.0 < self.holdout_fraction < 0.5:
+            raise ValueError(f"train_epochs must be >= 0, patience >= 1 and 0 < holdout_fraction < 0.5, got "
+                             f"{self.train_epochs}, {self.patience}, {self.holdout_fraction}")
         if self.eval_seed_start < 1_000_000:
             raise ValueError(f"eval_seed_start must be >= 1e6 (training seeds are below), got {self.eval_seed_start}")
 
@@ -218,19 +232,81 @@ class ProbabilisticEnsemble(nn.Module):
 
 def fit(model: ProbabilisticEnsemble, data: dict[str, np.ndarray], cfg: PetsConfig, opt: torch.optim.Optimizer,
         gen: torch.Generator) -> float:
-    """Refit on all transitions (bootstrap minibatches per member). Returns the last loss."""
+    """Refit on the transitions ``data`` (``x [N, nx]``, ``u [N, nu]``, ``x_next [N, nx]``): ``cfg.train_steps``
+    bootstrap minibatch steps per member, or with ``cfg.train_epochs > 0`` epochs with held-out early stopping
+    (:func:`fit_epochs`). Returns the last training loss.
+    """
     X, U, Xn = (torch.as_tensor(data[k], dtype=torch.float32) for k in ("x", "u", "x_next"))
     model.fit_normalizers(X, U, Xn)
+    if cfg.train_epochs > 0:
+        return fit_epochs(model, X, U, Xn, cfg, opt, gen)
     n, E = len(X), model.n_members
     loss = torch.zeros(())
     for _ in range(cfg.train_steps):
         idx = torch.randint(0, n, (E, min(cfg.batch_size, n)), generator=gen)  # with replacement: bootstrap
-        nll = model.loss(X[idx], U[idx], Xn[idx])
-        loss = nll + cfg.logvar_bounds_weight * (model.max_logvar.sum() - model.min_logvar.sum())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = _step(model, X[idx], U[idx], Xn[idx], cfg, opt)
     return float(loss.detach())
+
+
+def _step(model: ProbabilisticEnsemble, x, u, x_next, cfg: PetsConfig, opt: torch.optim.Optimizer) -> torch.Tensor:
+    """One Adam step on member-stacked minibatches ``[E, B, ..]``: NLL plus the log-variance bound penalty."""
+    loss = model.loss(x, u, x_next) + cfg.logvar_bounds_weight * (model.max_logvar.sum() - model.min_logvar.sum())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def fit_epochs(model: ProbabilisticEnsemble, X: torch.Tensor, U: torch.Tensor, Xn: torch.Tensor, cfg: PetsConfig,
+               opt: torch.optim.Optimizer, gen: torch.Generator) -> float:
+    """Epoch training with early stopping (``PetsConfig.train_epochs``): a random ``holdout_fraction`` of the
+    transitions is held out; each member trains on its own bootstrap resample of the rest; after every epoch the
+    per-member MSE of the normalized mean delta on the held-out set decides which members improved (their weights
+    are snapshot). Stops after ``patience`` epochs without any improvement; restores every member's best weights.
+    Returns the last training loss.
+    """
+    n, E = len(X), model.n_members
+    n_hold = max(1, int(round(cfg.holdout_fraction * n))) if n > 1 else 0
+    perm = torch.randperm(n, generator=gen)
+    hold, train = perm[:n_hold], perm[n_hold:]
+    boot = train[torch.randint(0, len(train), (E, len(train)), generator=gen)]  # [E, n_train], with replacement
+    members = [p for p in model.net.parameters() if p.dim() >= 1 and p.shape[0] == E]
+    best_w = [p.detach().clone() for p in members]
+    with torch.no_grad():
+        best = _holdout_mse(model, X, U, Xn, hold)
+    since, loss, B = 0, torch.zeros(()), min(cfg.batch_size, len(train))
+    for _ in range(cfg.train_epochs):
+        order = torch.gather(boot, 1, torch.argsort(torch.rand(boot.shape, generator=gen), dim=1))
+        for i in range(0, len(train) - B + 1, B):
+            idx = order[:, i:i + B]
+            loss = _step(model, X[idx], U[idx], Xn[idx], cfg, opt)
+        if n_hold == 0:  # a single transition: nothing to hold out, no early stopping
+            continue
+        with torch.no_grad():
+            mse = _holdout_mse(model, X, U, Xn, hold)
+            better = mse < best
+            if bool(better.any()):
+                for p, b in zip(members, best_w):
+                    b[better] = p[better]
+                best = torch.where(better, mse, best)
+                since = 0
+            else:
+                since += 1
+        if since >= cfg.patience:
+            break
+    if n_hold:
+        with torch.no_grad():
+            for p, b in zip(members, best_w):
+                p.copy_(b)
+    return float(loss.detach())
+
+
+def _holdout_mse(model: ProbabilisticEnsemble, X, U, Xn, hold: torch.Tensor) -> torch.Tensor:
+    """Per-member MSE ``[E]`` of the normalized mean delta on the rows ``hold``."""
+    x, u, xn = X[hold], U[hold], Xn[hold]
+    E = model.n_members
+    mean, _ = model(x.expand(E, -1, -1), u.expand(E, -1, -1))
+    return ((mean - (xn - x - model.out_mean) / model.out_std) ** 2).mean(dim=(1, 2))
 
 
 def make_predictor(model: ProbabilisticEnsemble, propagation: str, gen: torch.Generator):
@@ -332,7 +408,8 @@ def make_controller(model: ProbabilisticEnsemble, cfg: PetsConfig, sim, cost: Co
     lo, hi = sim.model.actuator_ctrlrange[:, 0], sim.model.actuator_ctrlrange[:, 1]
     if cfg.planner == "ensemble_cem":
         planner = EnsembleCEM(model.numpy_params(), cost, EnsembleCEMSettings(cfg.cem, cfg.propagation,
-                                                                              cfg.n_particles, cfg.prev_action),
+                                                                              cfg.n_particles, cfg.prev_action,
+                                                                              cfg.cem_plan),
                               dt=sim.control_dt, u_min=lo, u_max=hi, rng=np.random.default_rng(seed))
     else:
         dyn = LearnedDynamics(make_predictor(model, cfg.propagation, gen), nx, nu, sim.control_dt,

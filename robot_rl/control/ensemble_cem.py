@@ -252,6 +252,10 @@ class EnsembleCEMSettings:
     prev_action: bool = False
     """The model's action input is ``[u_prev, u]`` (``2 nu`` entries: the previously applied command, then this
     step's): it can represent a 0-1 step actuation latency. Rollouts feed ``U[t-1]`` (``last_action`` at t = 0)."""
+    plan: Literal["best", "mean"] = "best"
+    """Returned plan: ``best`` = the lowest-cost sequence evaluated; ``mean`` = the CEM mean after the last
+    iteration's elite refit (PETS; with few particles the best single sequence is biased towards lucky model
+    draws, the elite mean averages them out)."""
 
 
 class EnsembleCEM:
@@ -270,6 +274,8 @@ class EnsembleCEM:
         if s.n_particles < 1 or (s.propagation == "tsinf" and s.n_particles % E):
             raise ValueError(f"EnsembleCEM: tsinf needs n_particles ({s.n_particles}) to be a positive multiple of "
                              f"the member count ({E})")
+        if s.plan not in ("best", "mean"):
+            raise ValueError(f"EnsembleCEM: plan must be 'best' or 'mean', got {s.plan!r}")
         nu = params.nu // 2 if s.prev_action else params.nu
         if s.prev_action and params.nu % 2:
             raise ValueError(f"EnsembleCEM: prev_action needs an ensemble action input of 2 nu entries, got "
@@ -379,6 +385,8 @@ class EnsembleCEM:
             if time.perf_counter() >= deadline:
                 break
         self._std = std
+        if self.settings.plan == "mean":
+            best_U = np.clip(mean, lo, hi)
         X_plan = (np.repeat(x0[None], T + 1, axis=0) if best_X is None
                   else best_X.astype(float).mean(axis=1))
         return Solution(X=X_plan, U=np.array(best_U), K=np.zeros((T, nu, self.nx)), k=np.zeros((T, nu)),

@@ -94,6 +94,73 @@ def test_fit_learns_linear_dynamics_and_disagreement_shrinks_on_data():
     assert model.disagreement(X[0], U[0]) < model.disagreement(np.array([8.0, -8.0]), np.array([5.0]))
 
 
+def linear_data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    A = np.array([[1.0, 0.02], [-0.1, 0.98]])
+    B = np.array([[0.0], [0.05]])
+    X = rng.uniform(-1, 1, (n, 2))
+    U = rng.uniform(-1, 1, (n, 1))
+    return {"x": X, "u": U, "x_next": X @ A.T + U @ B.T + 0.001 * rng.standard_normal((n, 2))}
+
+
+def test_fit_epochs_learns_and_stops_early():
+    data = linear_data()
+    cfg = PetsConfig(train_epochs=60, patience=5, n_members=3, n_particles=3, hidden=(32, 32), angle_indices=())
+    torch.manual_seed(0)
+    model = ProbabilisticEnsemble(2, 1, (), 3, cfg.hidden, "silu")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(0)
+    fit(model, data, cfg, opt, gen)
+    X, U, Xn = data["x"][:100], data["u"][:100], data["x_next"][:100]
+    pred = make_predictor(model, "tsinf", gen)(X[None].repeat(3, 0), U[None].repeat(3, 0)).mean(0)
+    assert np.abs(pred - Xn).mean() < 0.2 * np.abs(Xn - X).mean()
+
+
+def test_fit_epochs_keeps_each_members_best_heldout_weights():
+    # a learning rate that wrecks the model: the held-out MSE never beats the initial weights, so every member is
+    # restored to them after `patience` epochs (the Adam steps did move them in between)
+    cfg = PetsConfig(train_epochs=50, patience=2, n_members=3, n_particles=3, hidden=(16,), angle_indices=(),
+                     lr=50.0)
+    torch.manual_seed(0)
+    model = ProbabilisticEnsemble(2, 1, (), 3, cfg.hidden, "silu")
+    before = [p.detach().clone() for p in model.net.parameters()]
+    steps = []
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt.register_step_post_hook(lambda *_: steps.append(1))
+    fit(model, linear_data(), cfg, opt, torch.Generator().manual_seed(0))
+    n_batches = int(0.9 * 600) // cfg.batch_size
+    assert len(steps) == (cfg.patience) * n_batches  # stopped after `patience` epochs without improvement
+    for a, b in zip(before, model.net.parameters()):
+        torch.testing.assert_close(a, b.detach())
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        PetsConfig(train_epochs=5, holdout_fraction=0.0)
+
+
+def test_ensemble_cem_plan_mean_returns_the_final_cem_mean():
+    from robot_rl.control.costs import Cost
+    from robot_rl.control.ensemble_cem import EnsembleCEM, EnsembleCEMSettings
+    from robot_rl.control.sampling import SamplingSettings
+
+    torch.manual_seed(0)
+    params = ProbabilisticEnsemble(4, 1, (1,), 5, (16,), "silu").numpy_params()
+    cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
+    x0, U0 = np.array([0.0, np.pi, 0.0, 0.0]), np.zeros((20, 1))
+
+    def solve(plan, iterations):
+        cem = SamplingSettings(method="cem", num_samples=50, iterations=iterations, num_elites=5, noise_std=0.5)
+        planner = EnsembleCEM(params, cost, EnsembleCEMSettings(cem, "ts1", 1, plan=plan), dt=0.02,
+                              u_min=[-10], u_max=[10], rng=np.random.default_rng(3))
+        return planner.optimize(x0, U0, deadline=float("inf"))
+
+    best, mean = solve("best", 2), solve("mean", 2)
+    assert not np.allclose(best.U, mean.U)
+    assert np.all(np.abs(mean.U) <= 10) and np.abs(mean.U).max() > 0
+    assert np.abs(np.diff(mean.U[:, 0])).mean() < np.abs(np.diff(best.U[:, 0])).mean()  # elite mean is smoother
+    with pytest.raises(ValueError, match="plan must be"):
+        EnsembleCEM(params, cost, EnsembleCEMSettings(SamplingSettings(method="cem"), "ts1", 1, plan="median"),
+                    dt=0.02, u_min=[-10], u_max=[10])
+
+
 @pytest.mark.slow
 def test_pets_swings_up_cartpole_within_8_episodes():
     # 1 random + at most 8 MPC episodes of 3 s (<= 1350 transitions, 27 s of experience), no randomization; seed 0
