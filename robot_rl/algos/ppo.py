@@ -5,6 +5,11 @@ observation normalization, entropy bonus, approximate-KL early stopping and a co
 schedule. The policy is a diagonal Gaussian with a state-independent log-std; sampled actions are clipped to
 [-1, 1] by the env interface, the deterministic action is ``clip(mean, -1, 1)``. Time-limit truncations bootstrap:
 ``r += gamma V(final_obs)`` (Pardo et al. 2018, "Time Limits in Reinforcement Learning").
+
+Speed (bench/results/sb3.md): minibatch gradients derived by hand (``robot_rl.algos.ppo_grads``; autograd for
+activations it lacks), parameters and gradients as views of one flat vector each (global-norm clip and Adam are one
+pass), rollouts in numpy (joint actor+critic pass per env step on a copy of the live weights, observation statistics
+folded in numpy, numpy GAE).
 """
 
 from __future__ import annotations
