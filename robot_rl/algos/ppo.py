@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.algos.ppo_grads import STAT_NAMES, FlatAdam, fused_supported, ppo_grads
+from robot_rl.algos.ppo_grads import STAT_NAMES, FlatAdam, clip_grad_norm_flat_, fused_supported, ppo_grads
 from robot_rl.algos.sac import pack_parameters
 from robot_rl.data.rollout import RolloutStorage
 from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
@@ -390,8 +390,7 @@ class PpoLearner:
                 shuffled = table[torch.randperm(n)]
                 for start in range(0, n, mb):
                     st = self.compute_grads(shuffled[start:start + mb])
-                    norm = torch.linalg.vector_norm(self.flat_grad)  # global-norm clip, as clip_grad_norm_
-                    self.flat_grad.mul_(torch.clamp(c.max_grad_norm / (norm + 1e-6), max=1.0))
+                    clip_grad_norm_flat_(self.flat_grad, c.max_grad_norm)
                     self.opt.step()
                     stats.append(st)
                     kl = float(st[3])

@@ -125,6 +125,15 @@ def ppo_grads(actor: list[nn.Linear], critic: list[nn.Linear], log_std: nn.Param
         return torch.stack([pg_sum, 0.5 * vl_sum, B * entropy, kl_sum, clip_sum]).div_(B)
 
 
+def clip_grad_norm_flat_(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``nn.utils.clip_grad_norm_`` on one flat gradient ``[n]``: scale it by ``min(1, max_norm / (norm + 1e-6))``
+    in place. Returns the norm before clipping (0-d).
+    """
+    norm = torch.linalg.vector_norm(grad)
+    grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
 class FlatAdam:
     """Adam (Kingma & Ba 2015) on one flat parameter vector with one, changeable, learning rate ``lr``.
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from robot_rl.algos.ppo_grads import FlatAdam, ppo_grads
+from robot_rl.algos.ppo_grads import FlatAdam, clip_grad_norm_flat_, ppo_grads
 from robot_rl.train.config import load_experiment
 
 
@@ -150,3 +150,20 @@ def test_flat_adam_matches_torch_adam_and_loads_its_state():
     assert restored.t == 4 and restored.lr == ref.param_groups[0]["lr"]
     with pytest.raises(ValueError, match="moments of \\(3,\\) elements"):
         restored.load_state_dict({"m": torch.zeros(3), "v": torch.zeros(3), "t": 1, "lr": 1e-3})
+
+
+@pytest.mark.parametrize("max_norm", [0.1, 100.0])
+def test_flat_grad_norm_clip_matches_torch(max_norm):
+    torch.manual_seed(2)
+    params = [torch.nn.Parameter(torch.zeros(4, 3)), torch.nn.Parameter(torch.zeros(5))]
+    flat = torch.randn(17)
+    params[0].grad, params[1].grad = flat[:12].view(4, 3).clone(), flat[12:].clone()
+    ref_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    before = flat.clone()
+    norm = clip_grad_norm_flat_(flat, max_norm)
+    torch.testing.assert_close(norm, ref_norm)
+    torch.testing.assert_close(flat, torch.cat([params[0].grad.reshape(-1), params[1].grad]))
+    if max_norm < norm:  # clipped to the max norm
+        torch.testing.assert_close(torch.linalg.vector_norm(flat), torch.tensor(max_norm), rtol=1e-4, atol=0.0)
+    else:  # untouched
+        torch.testing.assert_close(flat, before)
