@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
@@ -121,19 +122,24 @@ def cem_replan_ms(model: ProbabilisticEnsemble, dt: float, lo: np.ndarray, hi: n
 
 
 def pets_curve(cfg: PetsConfig, log=print) -> dict:
-    """``train_pets`` with an evaluation after every refit. Returns the curves (module docstring)."""
-    train_rows, eval_rows = [], []
+    """``train_pets`` with an evaluation after every refit. Returns the curves (module docstring) and, for
+    :func:`confirm`, the model of every refit (``snapshots``: state dicts in refit order, the same order as ``eval``).
+    """
+    train_rows, eval_rows, snapshots = [], [], []
 
     def on_event(e):
         if isinstance(e, EpisodeLog):
             train_rows.append({"episode": e.episode, "kind": e.kind, "return": e.env_return,
                                "env_steps": e.env_steps})
         elif isinstance(e, EvalLog):
-            eval_rows.append({"env_steps": e.env_steps, "return_mean": e.return_mean, "returns": e.returns,
-                              "wall_s": e.wall_s})
+            eval_rows.append({"env_steps": e.env_steps, "return_mean": e.return_mean, "returns": list(e.returns),
+                              "wall_s": e.wall_s, "refits": e.refits})
+
+    def on_refit(model):
+        snapshots.append(copy.deepcopy(model.state_dict()))
 
     t0 = time.perf_counter()
-    _, model = train_pets(cfg, log=log, callback=on_event, evaluate_every_refit=True)
+    _, model = train_pets(cfg, log=log, callback=on_event, on_refit=on_refit, evaluate_every_refit=True)
     import robot_rl.envs as envs
 
     env = envs.make(cfg.env_id)
@@ -142,7 +148,49 @@ def pets_curve(cfg: PetsConfig, log=print) -> dict:
     dt = sim.control_dt
     env.close()
     return {"train": train_rows, "eval": eval_rows, "model": model, "dt": dt, "lo": lo, "hi": hi,
-            "cost": Cost.from_yaml(find_asset(cfg.cost)), "wall_s": time.perf_counter() - t0}
+            "cost": Cost.from_yaml(find_asset(cfg.cost)), "wall_s": time.perf_counter() - t0,
+            "snapshots": snapshots}
+
+
+def confirm(p: dict, cfg: PetsConfig, level: float, n_total: int, log=print) -> list[int]:
+    """Add evaluation episodes (seeds ``1e9 + cfg.eval_episodes .. 1e9 + n_total - 1``, same planner seeding as
+    ``train_pets``'s evaluation) to the points that decide the comparison: the first point whose mean reaches
+    ``level`` (repeated with the next reaching point while the extended mean falls below) and the last point. Updates
+    ``p["eval"]`` rows in place (``returns``, ``return_mean``); returns the indices of the extended rows.
+    """
+    import robot_rl.envs as envs
+    from robot_rl.algos.pets import evaluate
+
+    if n_total <= cfg.eval_episodes:
+        return []
+    ecfg = dataclasses.replace(cfg, eval_episodes=n_total)
+    env = envs.make(cfg.env_id, randomization=cfg.randomization, seed=cfg.eval_seed_start,
+                    max_episode_steps=cfg.eval_steps)
+    cost = Cost.from_yaml(find_asset(cfg.cost))
+    model = copy.deepcopy(p["model"])
+    done: list[int] = []
+
+    def extend(i: int) -> None:
+        row = p["eval"][i]
+        model.load_state_dict(p["snapshots"][i])
+        more = evaluate(model, ecfg, env, cost, torch.Generator().manual_seed(cfg.seed + 12345), row["refits"],
+                        first=len(row["returns"]))
+        row["returns"] = row["returns"] + more
+        row["return_mean"] = float(np.mean(row["returns"]))
+        done.append(i)
+        log(f"confirm: {row['env_steps']} steps: {len(row['returns'])} episodes, mean {row['return_mean']:.1f}")
+
+    try:
+        for i, row in enumerate(p["eval"]):
+            if row["return_mean"] >= level:
+                extend(i)
+                if p["eval"][i]["return_mean"] >= level:
+                    break
+        if len(p["eval"]) - 1 not in done:
+            extend(len(p["eval"]) - 1)
+    finally:
+        env.close()
+    return done
 
 
 # --------------------------------------------------------------------------- SAC curve, comparison
@@ -202,17 +250,22 @@ def plot(pets, sac, level: float, path: Path) -> None:
     plt.close(fig)
 
 
-def run(cfg: PetsConfig, sac_run: Path, timing_n: int, *, timing_only: bool = False) -> dict:
-    """PETS curve (unless ``timing_only``: then the model is trained without evaluations) and CEM timing."""
+def run(cfg: PetsConfig, sac_run: Path, timing_n: int, *, timing_only: bool = False, confirm_episodes: int = 5
+        ) -> dict:
+    """PETS curve (unless ``timing_only``: then the model is trained without evaluations), the deciding points
+    extended to ``confirm_episodes`` evaluation episodes (:func:`confirm`), and CEM timing."""
     if timing_only:
         cfg = dataclasses.replace(cfg, eval_episodes=0)
+    sac, status = read_sac(sac_run)
     p = pets_curve(cfg)
+    p["confirmed"] = confirm(p, cfg, sac[-1][1], confirm_episodes) if p["eval"] else []
     timing = cem_replan_ms(p["model"], p["dt"], p["lo"], p["hi"], p["cost"], n=timing_n)
     load = os.getloadavg()
-    sac, status = read_sac(sac_run)
     pets = [(row["env_steps"], row["return_mean"]) for row in p["eval"]]
     return {"load": load, "pets": p, "pets_curve": pets, "sac_curve": sac, "sac_status": status,
-            "sac_run": str(sac_run), "timing": timing, "cmp": compare(pets, sac) if pets else None, "cfg": cfg}
+            "sac_run": str(sac_run), "timing": timing,
+            "confirm_episodes": max(confirm_episodes, cfg.eval_episodes), "cmp": compare(pets, sac) if pets else None,
+            "cfg": cfg}
 
 
 def report(r: dict, command: str) -> str:
@@ -262,22 +315,31 @@ def report(r: dict, command: str) -> str:
         f"Same env (`{cfg.env_id}`), same randomization (`{cfg.randomization}`), same evaluation seeds and length: "
         f"{cfg.eval_episodes} episode(s) (PETS) / 5 (SAC) of {cfg.eval_steps} steps (10 s at 50 Hz, max return "
         f"{cfg.eval_steps}) on the seeds 1e9 + i. PETS: `{CONFIG}` ({cfg.random_episodes} random + {cfg.episodes} "
-        f"MPC training episodes of {cfg.episode_steps} steps, {cfg.train_steps} gradient steps per refit; planner "
-        f"`{cfg.planner}`, {cfg.propagation.upper()} with {cfg.n_particles} particle(s), {cfg.cem.num_samples} "
-        f"samples, {cfg.cem.iterations} CEM iterations, {cfg.cem.num_elites} elites, horizon {cfg.mpc.horizon}), "
-        f"evaluated with CEM-MPC after every refit (evaluation episodes are not training data and not counted). "
+        f"MPC training episodes of {cfg.episode_steps} steps, "
+        + (f"ensemble {cfg.n_members} x {list(cfg.hidden)} {cfg.activation}, refit up to {cfg.train_epochs} epochs "
+           f"with early stopping on {cfg.holdout_fraction:.0%} held-out transitions (patience {cfg.patience})"
+           if cfg.train_epochs else f"{cfg.train_steps} gradient steps per refit")
+        + f"; planner `{cfg.planner}`, {cfg.propagation.upper()} with {cfg.n_particles} particle(s), "
+        f"{cfg.cem.num_samples} samples, {cfg.cem.iterations} CEM iterations, {cfg.cem.num_elites} elites, horizon "
+        f"{cfg.mpc.horizon}, executed plan: CEM {cfg.cem_plan}), evaluated with CEM-MPC after every refit "
+        f"(evaluation episodes are not training data and not counted); the points that decide the comparison (the "
+        f"first reaching SAC's final return, and the last) are extended to {r['confirm_episodes']} episodes "
+        f"(seeds 1e9 + 0 .. {r['confirm_episodes'] - 1}) and their extended mean is what the table and the "
+        f"comparison use. "
         f"SAC: `{r['sac_run']}/eval.csv` (run status `{r['sac_status']}`), evaluated every 5000 steps, so its "
         "steps-to-reach is only known to 5000-step resolution.",
         "",
-        "| PETS env steps | PETS eval return | | SAC env steps | SAC eval return |",
-        "|---|---|---|---|---|",
+        "| PETS env steps | PETS eval return (mean) | episodes | per-episode returns | | SAC env steps | "
+        "SAC eval return |",
+        "|---|---|---|---|---|---|---|",
     ]
     n = max(len(r["pets_curve"]), len(r["sac_curve"]))
     for i in range(n):
         a = r["pets_curve"][i] if i < len(r["pets_curve"]) else ("", None)
         b = r["sac_curve"][i] if i < len(r["sac_curve"]) else ("", None)
-        lines.append(f"| {a[0]} | {'' if a[1] is None else f'{a[1]:.1f}'} | | {b[0]} | "
-                     f"{'' if b[1] is None else f'{b[1]:.1f}'} |")
+        rets = p["eval"][i]["returns"] if i < len(p["eval"]) else []
+        lines.append(f"| {a[0]} | {'' if a[1] is None else f'{a[1]:.1f}'} | {len(rets) or ''} | "
+                     f"{', '.join(f'{x:.0f}' for x in rets)} | | {b[0]} | {'' if b[1] is None else f'{b[1]:.1f}'} |")
     tr = ", ".join(f"{row['return']:.1f}" for row in p["train"])
     lines += [
         "",
@@ -297,7 +359,8 @@ def report(r: dict, command: str) -> str:
            "randomization's 0-1 step action latency; " if cfg.prev_action else
            "the randomization includes a 0-1 step action latency that the PETS model's input (`[qpos, qvel]`, u; "
            "no previous action) cannot represent; ")
-        + f"PETS is evaluated with a stochastic planner ({cfg.eval_episodes} episodes), SAC deterministically (5).",
+        + f"PETS is evaluated with a stochastic planner ({cfg.eval_episodes} episodes, {r['confirm_episodes']} at the "
+        "deciding points), SAC deterministically (5).",
         "",
         "Plot: `bench/results/pets_vs_sac.png`.",
         "",
@@ -314,6 +377,10 @@ def test_bench_pets(tmp_path):
     p = pets_curve(cfg, log=lambda *_: None)
     assert [row["env_steps"] for row in p["eval"]] == [cfg.episode_steps, 2 * cfg.episode_steps]
     assert all(np.isfinite(row["return_mean"]) and 0 <= row["return_mean"] <= 20 for row in p["eval"])
+    first = [list(row["returns"]) for row in p["eval"]]
+    assert confirm(p, cfg, level=-1.0, n_total=2, log=lambda *_: None) == [0, 1]  # first reaching point, last
+    assert [row["returns"][:1] for row in p["eval"]] == first and all(len(row["returns"]) == 2 for row in p["eval"])
+    assert all(row["return_mean"] == np.mean(row["returns"]) for row in p["eval"])
     t = cem_replan_ms(p["model"], p["dt"], p["lo"], p["hi"], p["cost"], n=3, n_slow=2)
     assert len(t) == len(PLANNERS) and all(0 < r["best_ms"] <= r["median_ms"] < 2000.0 for r in t)
     sac_dir = tmp_path / "sac"
@@ -335,9 +402,12 @@ def main(argv=None) -> int:
     ap.add_argument("--sac-run", default="runs/cartpole_swingup_sac_ship", help="SAC run dir with eval.csv")
     ap.add_argument("--timing-n", type=int, default=30)
     ap.add_argument("--timing-only", action="store_true", help="train without evaluations; CEM timing only")
+    ap.add_argument("--confirm-episodes", type=int, default=5,
+                    help="evaluation episodes at the deciding points (first reaching SAC's final return, last)")
     args = ap.parse_args(argv)
     cfg = load_config(PetsConfig, args.config, overrides=["progress=false", *args.set])
-    res = run(cfg, Path(args.sac_run), args.timing_n, timing_only=args.timing_only)
+    res = run(cfg, Path(args.sac_run), args.timing_n, timing_only=args.timing_only,
+              confirm_episodes=args.confirm_episodes)
     text = report(res, ".venv/bin/python bench/bench_pets.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -433,13 +433,14 @@ def mpc_policy(mpc: MPCController):
 
 
 def evaluate(model: ProbabilisticEnsemble, cfg: PetsConfig, env, cost: Cost, gen: torch.Generator,
-             refits: int) -> list[float]:
-    """Returns of ``cfg.eval_episodes`` CEM-MPC episodes of ``cfg.eval_steps`` on seeds ``eval_seed_start + i``
-    (planner seeds depend on ``refits``); nothing is added to the training data.
+             refits: int, first: int = 0) -> list[float]:
+    """Returns of the CEM-MPC episodes ``i = first .. cfg.eval_episodes - 1`` of ``cfg.eval_steps`` on seeds
+    ``eval_seed_start + i`` (planner seeds depend on ``refits`` and i, so episodes can be added later: ``first``);
+    nothing is added to the training data.
     """
     angle = cfg.angle_indices[0] if cfg.angle_indices else 0
     rets = []
-    for i in range(cfg.eval_episodes):
+    for i in range(first, cfg.eval_episodes):
         mpc = make_controller(model, cfg, env.unwrapped, cost, gen=gen, seed=cfg.eval_seed_start + 7919 * refits + i)
         ret, _, _ = run_episode(env, mpc_policy(mpc), cfg.eval_steps, cfg.eval_seed_start + i, None, angle,
                                 {"x": [], "u": [], "x_next": []}, cfg.prev_action)

@@ -23,8 +23,9 @@ whole replan in numpy with preallocated buffers and no per-sample Python work:
 
   The aleatoric noise and the TS-1 member assignment are drawn once per replan and shared by its CEM iterations
   (common random numbers: sequences of different iterations are compared under the same model draws, and the
-  random draws cost once instead of once per iteration). The returned plan is the best sequence evaluated (the
-  current mean is a candidate of every iteration); its ``X`` is the particle-mean trajectory. Warm start: the
+  random draws cost once instead of once per iteration). The returned plan (``EnsembleCEMSettings.plan``) is the
+  best sequence evaluated (``best``; the current mean is a candidate of every iteration) or the CEM mean after the
+  last elite refit (``mean``, as PETS); ``X`` is the particle-mean trajectory of the best sequence. Warm start: the
   controller shifts the previous plan (``U0``); the CEM std is kept between calls and re-inflated to at least half
   of ``noise_std`` (as ``robot_rl.control.sampling.solve``).
 
