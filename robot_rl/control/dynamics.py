@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 
 import mujoco
@@ -216,6 +217,7 @@ class MujocoDynamics:
         if backend == "numba" and not mujoco_jit.AVAILABLE:
             raise ValueError(f"MujocoDynamics: backend='numba' but {mujoco_jit.unavailable_reason()}")
         self.backend = "numba" if backend == "numba" or (backend == "auto" and mujoco_jit.AVAILABLE) else "python"
+        self._requested_backend = backend
         self.coarse = bool(coarse)
         self.dt = float(model.opt.timestep) * int(frame_skip)
         self._coarsen = int(frame_skip) if self.coarse else 1
@@ -259,6 +261,23 @@ class MujocoDynamics:
         self.scenario_models = models
         self.n_scenarios = len(models)
 
+    def _kernel(self, i: int):
+        """Compiled loop ``i`` (0: jacobians, 1: closed_loop) of :mod:`mujoco_jit`, or None for the Python loops.
+        With ``backend="auto"`` a failure to build them (a broken numba) falls back to the Python loops, warning
+        once; with ``"numba"`` it raises.
+        """
+        if self.backend != "numba":
+            return None
+        try:
+            return mujoco_jit.kernels()[i]
+        except RuntimeError:
+            if self._requested_backend == "numba":
+                raise
+            warnings.warn(f"MujocoDynamics: compiled loops unavailable ({mujoco_jit.unavailable_reason()}); "
+                          "using the Python loops", RuntimeWarning, stacklevel=3)
+            self.backend = "python"
+            return None
+
     # ---- state helpers
     def set_data_state(self, d: mujoco.MjData, x: np.ndarray) -> None:
         """Write ``x = [qpos, qvel, act]`` into ``d`` (time untouched)."""
@@ -300,7 +319,12 @@ class MujocoDynamics:
         """
         m, d, fs, nx, nu = self.model, self.data, self.frame_skip, self.nx, self.nu
         T = len(U)
-        K = np.asarray(K, float)
+        K, k, U, X = (np.asarray(a, float) for a in (K, k, U, X))
+        if (np.shape(x0) != (nx,) or X.ndim != 2 or X.shape[0] < T or X.shape[1] != nx or U.shape != (T, nu)
+                or k.shape != (T, nu) or K.shape != (T, nu, nx)):
+            raise ValueError(f"MujocoDynamics.closed_loop: expected x0 [{nx}], X [>={T}, {nx}], U [T, {nu}], "
+                             f"k [T, {nu}], K [T, {nu}, {nx}]; got {np.shape(x0)}, {X.shape}, {U.shape}, {k.shape}, "
+                             f"{K.shape}")
         c = U + alpha * k - np.einsum("tij,tj->ti", K, X[:T])  # u_t = c_t + K_t x_t before clipping
         S = np.empty((T + 1, 1 + nx))  # [time, x] after each control step
         S[0, 0], S[0, 1:] = 0.0, x0
@@ -310,9 +334,10 @@ class MujocoDynamics:
         before = sum(w[i].number for i in _DIVERGENCE_WARNINGS)
         ctrl, step, get, spec = d.ctrl, mujoco.mj_step, mujoco.mj_getState, self._tspec
         lo, hi = self.u_min, self.u_max
-        if self.backend == "numba":  # the same calls from compiled code (robot_rl.control.mujoco_jit)
-            mujoco_jit.kernels()[1](m._address, d._address, S[0, 1:].copy(), np.ascontiguousarray(c),
-                                    np.ascontiguousarray(K), S, Un, ctrl, self._xspec, spec, fs, lo, hi)
+        loop = self._kernel(1)
+        if loop is not None:  # the same calls from compiled code (robot_rl.control.mujoco_jit); shapes checked above
+            loop(m._address, d._address, S[0, 1:].copy(), np.ascontiguousarray(c), np.ascontiguousarray(K), S, Un,
+                 ctrl, self._xspec, spec, fs, lo, hi)
         elif nu == 1:  # one actuator: the feedback in Python floats (cheaper than array ops on 4-vectors)
             mujoco.mj_setState(m, d, S[0, 1:].copy(), self._xspec)
             cl, l0, h0 = c[:, 0].tolist(), float(lo[0]), float(hi[0])
@@ -366,8 +391,12 @@ class MujocoDynamics:
         Bs = np.empty((fs, T, self.nx, self.nu))
         ctrl, fd, setstate, step = d.ctrl, mujoco.mjd_transitionFD, mujoco.mj_setState, mujoco.mj_step
         X = np.ascontiguousarray(X, float)
-        if self.backend == "numba":  # the same calls from compiled code (robot_rl.control.mujoco_jit)
-            mujoco_jit.kernels()[0](m._address, d._address, X, np.ascontiguousarray(U), ctrl, As, Bs, spec, eps, fs)
+        if X.ndim != 2 or X.shape[0] < T or X.shape[1] != self.nx or U.shape != (T, self.nu):
+            raise ValueError(f"MujocoDynamics.jacobians: expected X [>={T}, {self.nx}] and U [T, {self.nu}], got "
+                             f"{X.shape} and {U.shape}")
+        jac = self._kernel(0)
+        if jac is not None:  # the same calls from compiled code (robot_rl.control.mujoco_jit); shapes checked above
+            jac(m._address, d._address, X, np.ascontiguousarray(U, float), ctrl, As, Bs, spec, eps, fs)
         else:
             A0, B0 = list(As[0]), list(Bs[0])
             Ul = U.tolist()

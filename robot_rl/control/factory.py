@@ -56,6 +56,10 @@ class MpcConfig:
     coarse_model: bool = False
     """Plan on a copy of the MJCF with timestep = control period (one physics step and one finite-difference
     Jacobian per control period, ~frame_skip x cheaper; MJPC style) instead of the exact frame_skip substeps."""
+    dynamics_backend: Literal["auto", "python", "numba"] = "auto"
+    """MuJoCo derivative and forward-pass loops: ``numba`` = compiled loops calling libmujoco directly (optional
+    dependency; same results, no per-step interpreter work; a MuJoCo fatal error then ends the process),
+    ``python`` = loops over the bindings (fatal errors raise ``mujoco.FatalError``), ``auto`` = numba when installed."""
 
     def __post_init__(self):
         if self.scenarios < 1 or self.warmup_iterations < 0 or self.nthread < 0:
@@ -117,7 +121,7 @@ def build_mpc(config: MpcConfig) -> MpcRuntime:
     scenarios = (perturbed_models(model, config.scenarios, rng, config.randomization) if config.scenarios > 1
                  else None)
     dyn = MujocoDynamics(model, frame_skip, scenario_models=scenarios, nthread=config.nthread,
-                         coarse=config.coarse_model)
+                         coarse=config.coarse_model, backend=config.dynamics_backend)
     cost = Cost.from_yaml(find_asset(config.cost))
     if (cost.nx, cost.nu) != (dyn.nx, dyn.nu):
         raise ValueError(f"cost {config.cost!r} expects nx={cost.nx}, nu={cost.nu}; robot {profile.name!r} model "

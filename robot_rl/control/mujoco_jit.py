@@ -12,13 +12,20 @@ rounding otherwise (the feedback product's summation order).
 numba is OPTIONAL (``pip install numba==0.68.1``): without it, or with a libmujoco that cannot be matched,
 ``AVAILABLE`` is False and :class:`MujocoDynamics` keeps its Python loops. The kernels compile on first use (about
 1 s per process: they embed the function pointers of this process, so numba cannot cache them on disk) and release
-the GIL while they run, so a planner thread does not hold up the control loop.
+the GIL while they run, so a planner thread does not hold up the control loop (a ``MujocoDynamics`` and its
+MjData belong to one thread at a time, as with the Python loops).
+
+Two differences from the bindings: the kernels do not check array shapes (``MujocoDynamics`` validates them before
+every call), and a MuJoCo *fatal* error inside them (``mju_error``, e.g. an arena too small for the contacts) is not
+turned into ``mujoco.FatalError``: MuJoCo's default handler prints it and ends the process. Use
+``backend="python"`` (``MpcConfig.dynamics_backend``, mpc_node ``dynamics_backend:=python``) to get the exception.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import threading
 from pathlib import Path
 
@@ -36,7 +43,10 @@ def _find_library() -> ctypes.CDLL:
     candidates = sorted(pkg.glob("libmujoco.so*")) + sorted(pkg.glob("libmujoco*.dylib"))
     if not candidates:
         raise OSError(f"no libmujoco shared library in {pkg}")
-    lib = ctypes.CDLL(str(candidates[0]))
+    if not hasattr(mujoco.MjModel, "_address") or not hasattr(mujoco.MjData, "_address"):
+        raise OSError("these mujoco bindings do not expose MjModel._address / MjData._address")
+    # RTLD_NOLOAD: only the copy the bindings already loaded (a second copy would have its own global state)
+    lib = ctypes.CDLL(str(candidates[0]), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
     lib.mj_versionString.restype = ctypes.c_char_p
     got, want = lib.mj_versionString().decode(), mujoco.mj_versionString()
     if got != want:
@@ -115,13 +125,21 @@ def _compile():
 
 
 def kernels():
-    """``(jacobians, closed_loop)`` compiled kernels (compiled on the first call, thread-safe)."""
-    global _kernels
+    """``(jacobians, closed_loop)`` compiled kernels (compiled on the first call, thread-safe).
+
+    Raises RuntimeError when they are unavailable or fail to build (e.g. a broken numba install); after a failure
+    ``AVAILABLE`` is False and :func:`unavailable_reason` says why.
+    """
+    global _kernels, _reason, AVAILABLE
     if not AVAILABLE:
         raise RuntimeError(f"robot_rl.control.mujoco_jit: unavailable: {_reason}")
     with _lock:
         if _kernels is None:
-            _kernels = _compile()
+            try:
+                _kernels = _compile()
+            except Exception as exc:  # noqa: BLE001 - any failure to import numba or compile: report and stop using it
+                _reason, AVAILABLE = f"building the kernels failed: {type(exc).__name__}: {exc}", False
+                raise RuntimeError(f"robot_rl.control.mujoco_jit: {_reason}") from exc
     return _kernels
 
 

@@ -45,6 +45,9 @@ class MpcNode(PolicyNode):
                                "steps per control period); coarse: plan on a copy whose timestep is the control "
                                "period (one physics step and one derivative call per period: about half the replan "
                                "time, slightly less accurate)", choices=("exact", "coarse"))
+        dyn_backend = p.str("dynamics_backend", "auto", "MuJoCo derivative / forward-pass loops: numba (compiled, "
+                            "calls libmujoco directly; a MuJoCo fatal error ends the node), python (loops over the "
+                            "bindings), auto (numba when installed)", choices=("auto", "python", "numba"))
         misses = p.int("max_missed_deadlines", 3, "consecutive late replans before the fallback command",
                        min_value=1)
         model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
@@ -53,7 +56,7 @@ class MpcNode(PolicyNode):
             raise StartupError(f"parameter 'control_period_s': {self.period_s} s is not a multiple of the MJCF "
                                f"timestep {model.opt.timestep} s")
         try:
-            dynamics = MujocoDynamics(model, frame_skip, coarse=planning_model == "coarse")
+            dynamics = MujocoDynamics(model, frame_skip, coarse=planning_model == "coarse", backend=dyn_backend)
             cost = Cost.from_yaml(find_asset(cost_path))
             builder = StateBuilder(model, profile.joint_names)
         except (ValueError, KeyError, FileNotFoundError) as exc:

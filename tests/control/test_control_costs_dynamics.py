@@ -261,3 +261,39 @@ def test_compiled_mujoco_loops_equal_the_python_loops(asset, frame_skip, exact):
 def test_mujoco_dynamics_backend_is_validated():
     with pytest.raises(ValueError, match="backend must be 'auto', 'python' or 'numba', got 'cuda'"):
         MujocoDynamics(cartpole_model(), backend="cuda")
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+def test_mujoco_dynamics_loops_refuse_wrong_shapes(backend):
+    # the compiled loops do not bounds-check: a wrong shape must be refused before it reaches them (a U wider than
+    # nu would otherwise write past d.ctrl into the rest of MjData)
+    dyn = MujocoDynamics(cartpole_model(), 2, backend=backend)
+    T = 5
+    X, U, K, k = np.zeros((T + 1, 4)), np.zeros((T, 1)), np.zeros((T, 1, 4)), np.zeros((T, 1))
+    with pytest.raises(ValueError, match=r"jacobians: expected X \[>=5, 4\] and U \[T, 1\], got \(6, 4\) and \(5, 12\)"):
+        dyn.jacobians(X, np.zeros((T, 12)))
+    with pytest.raises(ValueError, match="jacobians: expected"):
+        dyn.jacobians(X[:3], U)
+    with pytest.raises(ValueError, match=r"closed_loop: expected x0 \[4\].*got \(4,\), \(6, 4\), \(5, 1\), \(5, 1\), "
+                                         r"\(5, 3, 4\)"):
+        dyn.closed_loop(np.zeros(4), X, U, np.zeros((T, 3, 4)), k, 1.0)
+    with pytest.raises(ValueError, match="closed_loop: expected"):
+        dyn.closed_loop(np.zeros(4), X, U, K, np.zeros((T, 2)), 1.0)
+    np.testing.assert_array_equal(dyn.data.qfrc_applied, 0.0)  # nothing was written anywhere
+
+
+def test_auto_backend_falls_back_to_python_loops_when_the_kernels_fail(monkeypatch):
+    def broken():
+        raise RuntimeError("robot_rl.control.mujoco_jit: building the kernels failed: ImportError: test")
+
+    monkeypatch.setattr(mujoco_jit, "kernels", broken)
+    X, U = np.zeros((4, 4)), np.zeros((3, 1))
+    auto = MujocoDynamics(cartpole_model(), 2)
+    with pytest.warns(RuntimeWarning, match="compiled loops unavailable"):
+        A, B = auto.jacobians(X, U)
+    assert auto.backend == "python"
+    ref = MujocoDynamics(cartpole_model(), 2, backend="python").jacobians(X, U)
+    np.testing.assert_array_equal(A, ref[0])
+    np.testing.assert_array_equal(B, ref[1])
+    with pytest.raises(RuntimeError, match="building the kernels failed"):
+        MujocoDynamics(cartpole_model(), 2, backend="numba").jacobians(X, U)
