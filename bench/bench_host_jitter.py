@@ -46,7 +46,6 @@ PROBE = textwrap.dedent("""
     hist = [0] * 64          # lateness histogram, bins of 100 us (last bin: >= 6.3 ms)
     stalls = []              # (deadline CLOCK_REALTIME ns, lateness ns)
     mono, real = time.monotonic_ns, time.time_ns
-    offset = real() - mono()
     deadline = mono() + period_ns
     worst = 0
     for _ in range(n):
@@ -57,8 +56,8 @@ PROBE = textwrap.dedent("""
         hist[min(63, late // 100_000)] += 1
         if late > worst:
             worst = late
-        if late > stall_ns:
-            stalls.append((deadline + offset, late))
+        if late > stall_ns:  # its start on CLOCK_REALTIME (the clock of the ROS header stamps), read now
+            stalls.append((real() - late, late))
         deadline += period_ns
         if late > period_ns:  # skip the deadlines already missed: one stall is counted once
             deadline += (late // period_ns) * period_ns
@@ -96,10 +95,34 @@ def collect(procs: list[subprocess.Popen], timeout: float = 60.0) -> list[dict]:
     return out
 
 
+def merge(intervals: np.ndarray) -> np.ndarray:
+    """Union of ``[start, end]`` rows as sorted disjoint rows (a hypervisor pause seen by every CPU's probe once)."""
+    out: list[list[float]] = []
+    for a, b in sorted(map(tuple, np.asarray(intervals, dtype=np.float64).reshape(-1, 2))):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
+
+
 def stall_intervals(results: list[dict]) -> np.ndarray:
-    """All stalls of all CPUs as an (n, 2) array of [start, end] in CLOCK_REALTIME seconds."""
-    rows = [(t * 1e-9, (t + late) * 1e-9) for r in results for t, late in r["stalls"]]
-    return np.asarray(sorted(rows), dtype=np.float64).reshape(-1, 2)
+    """The stalls of all CPUs merged into disjoint ``[start, end]`` rows, CLOCK_REALTIME seconds."""
+    return merge(np.asarray([(t * 1e-9, (t + late) * 1e-9) for r in results for t, late in r["stalls"]]))
+
+
+def chance_fraction(stalls: np.ndarray, lengths: np.ndarray, span: tuple[float, float]) -> float:
+    """Expected share of windows that overlap a stall by chance: a window of length ``L`` starting at a uniformly
+    random time in ``span`` overlaps a stall ``[s, e]`` iff it starts in ``[s - L, e]``; averaged over ``lengths``."""
+    t0, t1 = span
+    if t1 <= t0 or len(lengths) == 0 or stalls.size == 0:
+        return 0.0
+    fracs = []
+    for length in lengths:
+        cover = merge(np.column_stack([stalls[:, 0] - length, stalls[:, 1]]))
+        cover = np.clip(cover, t0, t1)
+        fracs.append(float(np.sum(cover[:, 1] - cover[:, 0])) / (t1 - t0))
+    return float(np.mean(fracs))
 
 
 def coinciding(windows: np.ndarray, stalls: np.ndarray, slack_s: float = 0.0) -> np.ndarray:
@@ -154,7 +177,8 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|---|---|",
         *summarize(results, args.period_ms), "",
         f"Steal time reported by the kernel during the run: {steal:.2f} s of {args.duration * len(results):g} CPU-s.",
-        f"Time between stalls (any CPU): median {np.median(gaps):.2f} s, min {gaps.min():.3f} s." if gaps.size
+        f"Time between stalls (any CPU, overlapping ones merged): median {np.median(gaps):.2f} s, "
+        f"min {gaps.min():.3f} s." if gaps.size
         else "Fewer than two stalls: no spacing to report.", "",
     ]
     text = "\n".join(lines)
@@ -175,6 +199,10 @@ def test_host_jitter_short(tmp_path):
     windows = np.array([[0.0, 1.0], [5.0, 6.0]])
     assert coinciding(windows, np.array([[0.5, 0.6]])).tolist() == [True, False]
     assert coinciding(windows, np.array([[6.2, 6.3]]), slack_s=0.25).tolist() == [False, True]
+    # one 3 ms pause seen by both CPUs is one stall; a 2 ms window hits it by chance in 5 ms of a 10 s span
+    both = merge(np.array([[1.000, 1.003], [1.0005, 1.003]]))
+    assert both.tolist() == [[1.0, 1.003]]
+    assert abs(chance_fraction(both, np.array([0.002]), (0.0, 10.0)) - 0.0005) < 1e-12
 
 
 if __name__ == "__main__":

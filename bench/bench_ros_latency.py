@@ -158,9 +158,11 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     lat_ms = np.asarray(lat) * 1e3
     stalls = bench_host_jitter.stall_intervals(host)
     # A miss "coincides" with a host stall when a stall overlaps its [publish, arrival] window. Chance level: the
-    # fraction of the run covered by stalls widened by one period on each side.
-    hits = int(bench_host_jitter.coinciding(np.asarray(miss_windows).reshape(-1, 2), stalls).sum())
-    covered = float(np.sum(stalls[:, 1] - stalls[:, 0] + 2 * period)) / duration if stalls.size else 0.0
+    # expected share of windows of the misses' lengths, placed at random in the analysed span, that overlap one.
+    windows = np.asarray(miss_windows).reshape(-1, 2)
+    hits = int(bench_host_jitter.coinciding(windows, stalls).sum())
+    span = (t_first + warmup, float(arrivals[n - 1]) * 1e-9) if t_first is not None and n else (0.0, 0.0)
+    covered = bench_host_jitter.chance_fraction(stalls, windows[:, 1] - windows[:, 0], span)
     internal = [ln.split("]: ", 1)[1] for ln in log.splitlines() if "sensor receive -> command publish" in ln]
     return {
         "trigger": trigger, "published": pub.stdout.strip(), "commands": int(arr.size), "timings": len(timings),
@@ -172,6 +174,7 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
         "exit": node.returncode, "log_tail": "\n".join(log.splitlines()[-5:]), "lat_ms": lat_ms,
         "warmup_samples": len(warm_lat), "warmup_misses": int((np.asarray(warm_lat) > period).sum()),
         "executor": executor_kind, "priority": priority, "host_probe": bool(probes), "host_stalls": len(stalls),
+        "host_rt": min((r["rt"] for r in host), default=0),
         "host_worst_ms": max((r["worst_ns"] for r in host), default=0) * 1e-6, "miss_on_stall": hits,
         "stall_cover": covered,
     }
@@ -247,9 +250,11 @@ def main(argv=None) -> int:
         "callback; `timer`: every period on the latest sample, so up to one period of phase waiting is part of its "
         "latency by design. `host stalls`: wake-ups more than 1 ms late of the host probes of "
         "`bench/bench_host_jitter.py` (one sleeping SCHED_FIFO-90 process per CPU, no ROS, running during the "
-        "traffic): time when the virtual CPU ran nothing of this machine's user space. `misses during a host stall`: "
-        "deadline misses whose [publish, arrival] window overlaps such a stall; in parentheses the share of the run "
-        "covered by stalls widened by one period, i.e. the fraction expected by chance.", "",
+        "traffic; stalls seen by both CPUs' probes at once count once): time when the virtual CPU ran nothing of "
+        "this machine's user space. The probes wake 1000 times a second each, a few microseconds of CPU per wake-up "
+        "(`--no-host-probe` leaves them out). `misses during a host stall`: deadline misses whose [publish, arrival] "
+        "window overlaps such a stall; in parentheses the share expected by chance (windows of the same lengths "
+        "placed at random in the analysed span).", "",
         "| executor | prio | trigger | commands | latency samples (safe) | p50 [ms] | p99 [ms] | max [ms] | misses "
         "| warm-up samples (misses) | command gap p99 [ms] | late ticks | host stalls (worst [ms]) "
         "| misses during a host stall (chance) |",
@@ -261,7 +266,9 @@ def main(argv=None) -> int:
                      f"({100 * r['misses'] / max(1, r['samples']):.2f} %) | {r['warmup_samples']} "
                      f"({r['warmup_misses']}) | {r['gap_p99']:.3f} | {r['late_ticks']} | "
                      + (f"{r['host_stalls']} ({r['host_worst_ms']:.1f}) | {r['miss_on_stall']} of {r['misses']} "
-                        f"({100 * min(1.0, r['stall_cover']):.1f} %) |" if r["host_probe"] else "- | - |"))
+                        f"({100 * r['stall_cover']:.2f} %) |" if r["host_probe"] and r["host_rt"] else
+                        "- | - (probes not run, or SCHED_FIFO refused: their stalls would include this machine's "
+                        "own load) |"))
     lines += ["", "In-node measurement (sensor receive -> command publish, logged by policy_node at exit, whole run):",
               ""]
     lines += [f"- {r['executor']}:{r['priority']} {r['trigger']}: {r['internal']}" for r in results]
