@@ -468,7 +468,8 @@ class PpoLearner:
     def policy_spec(self) -> dict:
         return {"n_obs": self.n_obs, "n_act": self.n_act, "n_out": self.n_act, "hidden": list(self.cfg.actor_hidden),
                 "activation": self.cfg.activation, "squash": "clip", "normalize_obs": self.cfg.normalize_obs,
-                "state_dict": self.policy_module().state_dict()}
+                # clones: the parameters are views of the flat vector, which torch.save would store whole
+                "state_dict": {k: v.clone() for k, v in self.policy_module().state_dict().items()}}
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),

@@ -86,7 +86,7 @@ def test_ratio_gradient_ties_and_clipping_hand_numbers():
     with torch.no_grad():
         lin.weight.zero_(), lin.bias.zero_(), crit.weight.zero_(), crit.bias.zero_()
     obs = torch.zeros(3, 1)
-    act = torch.tensor([[0.0], [1.0], [1.0]])  # log N(a; 0, 1)
+    act = torch.tensor([[0.5], [1.0], [1.0]])  # log N(a; 0, 1)
     logp_now = -0.5 * act[:, 0] ** 2 - 0.5 * math.log(2 * math.pi)
     # ratios 1 (inside), e^0.5 (above 1.2), e^-0.5 (below 0.8); advantages +1, +1, +1
     old = logp_now - torch.tensor([0.0, 0.5, -0.5])
@@ -94,9 +94,10 @@ def test_ratio_gradient_ties_and_clipping_hand_numbers():
     stats = ppo_grads([lin], [crit], log_std, "tanh", obs, act, old, torch.zeros(3), adv, torch.zeros(3),
                       clip_coef=0.2, clip_value_loss=False, value_coef=0.5, entropy_coef=0.0,
                       normalize_advantages=False)
-    # row 0: -A rho' = -1 * (a - mu) = 0 ; row 1: clipped term wins (rho > 1 + eps, A > 0): 0 ;
-    # row 2: unclipped wins: -A * rho * (a - mu) / std^2 = -e^-0.5 ; mean over 3 rows
-    torch.testing.assert_close(lin.bias.grad, torch.tensor([-math.exp(-0.5) / 3]))
+    # row 0: ratio 1, the two surrogate terms tie and have the same slope: -A rho (a - mu) / std^2 = -0.5 ;
+    # row 1: clipped term wins (rho > 1 + eps, A > 0): 0 ; row 2: unclipped wins: -A * rho * (a - mu) / std^2 =
+    # -e^-0.5 ; mean over 3 rows
+    torch.testing.assert_close(lin.bias.grad, torch.tensor([(-0.5 - math.exp(-0.5)) / 3]))
     torch.testing.assert_close(stats[4], torch.tensor(2 / 3))  # clip fraction
     torch.testing.assert_close(stats[0], -(1.0 + 1.2 + math.exp(-0.5)) / 3 * torch.ones(()))
 
