@@ -322,7 +322,8 @@ def report(r: dict, command: str) -> str:
         + f"; planner `{cfg.planner}`, {cfg.propagation.upper()} with {cfg.n_particles} particle(s), "
         f"{cfg.cem.num_samples} samples, {cfg.cem.iterations} CEM iterations, {cfg.cem.num_elites} elites, horizon "
         f"{cfg.mpc.horizon}, executed plan: CEM {cfg.cem_plan}), evaluated with CEM-MPC after every refit "
-        f"(evaluation episodes are not training data and not counted); the points that decide the comparison (the "
+        + (f"(the same planner with {cfg.eval_cem_iterations} CEM iterations) " if cfg.eval_cem_iterations else "")
+        + f"(evaluation episodes are not training data and not counted); the points that decide the comparison (the "
         f"first reaching SAC's final return, and the last) are extended to {r['confirm_episodes']} episodes "
         f"(seeds 1e9 + 0 .. {r['confirm_episodes'] - 1}) and their extended mean is what the table and the "
         f"comparison use. "

@@ -106,6 +106,9 @@ class PetsConfig:
     choice: robust to lucky single-particle draws)."""
     eval_episodes: int = 3
     """Evaluation episodes after every refit (``robot-rl train`` runs; 0 = none)."""
+    eval_cem_iterations: int = 0
+    """CEM iterations per replan in the evaluation episodes (0 = ``cem.iterations``): an evaluation can afford more
+    planner compute than the training episodes' control loop."""
     eval_steps: int = 500
     """Steps per evaluation episode (500 = 10 s at 50 Hz, the SAC evaluation length)."""
     eval_seed_start: int = 1_000_000_000
@@ -129,6 +132,8 @@ class PetsConfig:
                              f"({self.n_members})")
         if self.n_members < 1 or self.random_episodes < 1 or self.episode_steps < 1 or self.n_particles < 1:
             raise ValueError("n_members, random_episodes, episode_steps and n_particles must be >= 1")
+        if self.eval_cem_iterations < 0:
+            raise ValueError(f"eval_cem_iterations must be >= 0 (0 = cem.iterations), got {self.eval_cem_iterations}")
         if self.episodes < 0 or self.eval_episodes < 0 or self.eval_steps < 1:
             raise ValueError("episodes and eval_episodes must be >= 0 and eval_steps >= 1")
         if self.planner == "ensemble_cem" and (self.cem.num_samples * self.n_particles) % self.n_members:
@@ -432,6 +437,13 @@ def mpc_policy(mpc: MPCController):
     return policy
 
 
+def eval_config(cfg: PetsConfig) -> PetsConfig:
+    """The settings evaluation episodes plan with: ``cfg``, ``cem.iterations = eval_cem_iterations`` when set."""
+    if not cfg.eval_cem_iterations:
+        return cfg
+    return dataclasses.replace(cfg, cem=dataclasses.replace(cfg.cem, iterations=cfg.eval_cem_iterations))
+
+
 def evaluate(model: ProbabilisticEnsemble, cfg: PetsConfig, env, cost: Cost, gen: torch.Generator,
              refits: int, first: int = 0) -> list[float]:
     """Returns of the CEM-MPC episodes ``i = first .. cfg.eval_episodes - 1`` of ``cfg.eval_steps`` on seeds
@@ -439,6 +451,7 @@ def evaluate(model: ProbabilisticEnsemble, cfg: PetsConfig, env, cost: Cost, gen
     nothing is added to the training data.
     """
     angle = cfg.angle_indices[0] if cfg.angle_indices else 0
+    cfg = eval_config(cfg)
     rets = []
     for i in range(first, cfg.eval_episodes):
         mpc = make_controller(model, cfg, env.unwrapped, cost, gen=gen, seed=cfg.eval_seed_start + 7919 * refits + i)

@@ -1,5 +1,6 @@
 """PETS pieces: bounded log-variance, Gaussian NLL, trajectory sampling, model fit; the learning test is slow."""
 
+import dataclasses
 import json
 import math
 
@@ -186,6 +187,19 @@ def test_pets_config_file_loads():
     assert rnd.randomization == "default" and rnd.prev_action and rnd.propagation == "ts1" and rnd.n_particles == 1
     with pytest.raises(ValueError, match="multiple of n_members"):
         load_config(PetsConfig, "config/pets_cartpole_swingup.yaml", overrides=["n_particles=7"])
+
+
+def test_eval_config_overrides_only_the_cem_iterations():
+    from robot_rl.algos.pets import eval_config
+    from robot_rl.core.config import load_config
+
+    cfg = load_config(PetsConfig, "config/pets_cartpole_swingup_randomized.yaml")
+    ev = eval_config(cfg)
+    assert cfg.eval_cem_iterations == 5 and ev.cem.iterations == 5 and cfg.cem.iterations == 3
+    assert dataclasses.replace(ev, cem=cfg.cem) == cfg
+    assert eval_config(dataclasses.replace(cfg, eval_cem_iterations=0)).cem.iterations == 3
+    with pytest.raises(ValueError, match="eval_cem_iterations"):
+        PetsConfig(eval_cem_iterations=-1)
 
 
 def test_numpy_params_forward_matches_the_torch_model():
