@@ -270,7 +270,8 @@ def test_mujoco_dynamics_loops_refuse_wrong_shapes(backend):
     dyn = MujocoDynamics(cartpole_model(), 2, backend=backend)
     T = 5
     X, U, K, k = np.zeros((T + 1, 4)), np.zeros((T, 1)), np.zeros((T, 1, 4)), np.zeros((T, 1))
-    with pytest.raises(ValueError, match=r"jacobians: expected X \[>=5, 4\] and U \[T, 1\], got \(6, 4\) and \(5, 12\)"):
+    msg = r"jacobians: expected X \[>=5, 4\] and U \[T, 1\], got \(6, 4\) and \(5, 12\)"
+    with pytest.raises(ValueError, match=msg):
         dyn.jacobians(X, np.zeros((T, 12)))
     with pytest.raises(ValueError, match="jacobians: expected"):
         dyn.jacobians(X[:3], U)
