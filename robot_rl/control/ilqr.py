@@ -246,7 +246,7 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str, *, jit: b
     eye = mu * np.eye(nu)
     boxed = limits == "boxqp" and bool(np.isfinite(u_min).any() or np.isfinite(u_max).any())
     if nu == 1:
-        if jit:
+        if jit and ilqr_jit.usable():
             return ilqr_jit.backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
         return _backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
     lo, hi = u_min - U, u_max - U  # [T, nu] bounds on the control step

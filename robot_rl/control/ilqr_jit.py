@@ -3,7 +3,9 @@
 The numpy backward pass (:func:`robot_rl.control.ilqr.backward_pass`) costs a few small array ops per timestep,
 which dominate for a 4-state model; compiled, the same recursion is ~15x faster. numba is an OPTIONAL dependency:
 without it ``backend="auto"`` uses numpy. The kernel is compiled on first use (~2 s; ``cache=True`` keeps the machine
-code in ``__pycache__`` for the next process, ~0.2 s to load) and releases the GIL while it runs.
+code in ``__pycache__`` for the next process, ~0.2 s to load) and releases the GIL while it runs. When numba is
+installed but cannot build the kernel (a broken install, an unsupported CPU), the first use warns once
+(RuntimeWarning naming the cause) and iLQR continues on the numpy recursion: same results, slower.
 
 The math is :func:`robot_rl.control.ilqr._backward_pass_one_control`'s (Tassa 2012 eq. 11, Tassa 2014 clamping):
 ``Q_uu = l_uu + B'Vxx B``, ``k = -Q_u / (Q_uu + mu)``; a clamped step has ``K = 0``.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import warnings
 
 import numpy as np
 
@@ -21,6 +24,8 @@ AVAILABLE = importlib.util.find_spec("numba") is not None
 
 _lock = threading.Lock()
 _compiled = None
+_reason: str | None = None
+_warned = False
 
 
 def _recursion(A, B, lx, lu, lxx, luu, lux, lo, hi, mu, boxed, K, k):  # pragma: no cover - runs compiled
@@ -97,29 +102,68 @@ def _recursion(A, B, lx, lu, lxx, luu, lux, lo, hi, mu, boxed, K, k):  # pragma:
 
 
 def _kernel():
-    global _compiled
+    """The compiled recursion (built on the first call). Raises ImportError without numba, RuntimeError when numba
+    is present but fails to build it (after which ``AVAILABLE`` is False and :func:`unavailable_reason` says why).
+    """
+    global _compiled, _reason, AVAILABLE
     with _lock:
         if _compiled is None:
             if not AVAILABLE:
+                if _reason is not None:
+                    raise RuntimeError(f"robot_rl.control.ilqr_jit: {_reason}")
                 raise ImportError("iLQR backend 'numba' needs the numba package (pip install numba==0.68.1)")
-            import numba
+            try:
+                import numba
 
-            _compiled = numba.njit(cache=True, nogil=True)(_recursion)
+                fn = numba.njit(cache=True, nogil=True)(_recursion)
+                fn(*_tiny_problem())  # numba compiles lazily: build (or load from the disk cache) now
+                _compiled = fn
+            except Exception as exc:  # noqa: BLE001 - a broken numba install: report and stop using it
+                _reason, AVAILABLE = f"building the kernel failed: {type(exc).__name__}: {exc}", False
+                raise RuntimeError(f"robot_rl.control.ilqr_jit: {_reason}") from exc
     return _compiled
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel cannot be used (None while it can, or has not failed yet)."""
+    if _reason is None and not AVAILABLE:
+        return "numba is not installed (pip install numba==0.68.1)"
+    return _reason
+
+
+def usable() -> bool:
+    """Build the kernel if needed; False (with one RuntimeWarning naming the cause) when it cannot be built, so the
+    caller runs the numpy recursion instead.
+    """
+    global _warned
+    if _compiled is not None:
+        return True
+    try:
+        _kernel()
+        return True
+    except (ImportError, RuntimeError) as exc:
+        if not _warned:
+            _warned = True
+            warnings.warn(f"{exc}; the iLQR backward pass runs on numpy instead", RuntimeWarning, stacklevel=3)
+        return False
+
+
+def _tiny_problem() -> tuple:
+    z = np.zeros
+    return (z((2, 4, 4)), z((2, 4, 1)), z((3, 4)), z((2, 1)), z((3, 4, 4)), np.ones((2, 1, 1)), z((2, 1, 4)),
+            np.full(2, -1.0), np.ones(2), 0.0, True, z((2, 1, 4)), z((2, 1)))
 
 
 def warm_up() -> float:
     """Compile (or load from the disk cache) the kernel now, on a 2-step problem; returns the seconds it took.
 
     Called by :class:`robot_rl.control.mpc.IlqrPlanner` at construction so the first replan is not the one that
-    pays for the compilation.
+    pays for the compilation. A kernel that cannot be built warns once (see :func:`usable`) instead of raising.
     """
     import time
 
     t0 = time.perf_counter()
-    z = np.zeros
-    _kernel()(z((2, 4, 4)), z((2, 4, 1)), z((3, 4)), z((2, 1)), z((3, 4, 4)), np.ones((2, 1, 1)), z((2, 1, 4)),
-              np.full(2, -1.0), np.ones(2), 0.0, True, z((2, 1, 4)), z((2, 1)))
+    usable()
     return time.perf_counter() - t0
 
 

@@ -167,3 +167,41 @@ def test_backends_give_the_same_constrained_solve(backend):
     assert sol.converged and sol.iterations == ref.iterations
     np.testing.assert_allclose(sol.U, ref.U, atol=1e-9)
     np.testing.assert_allclose(sol.K, ref.K, atol=1e-9)
+
+
+def test_ilqr_falls_back_to_numpy_when_the_kernel_fails_to_build(monkeypatch):
+    """A numba that cannot build the kernel: one RuntimeWarning naming the cause, then the numpy recursion (same
+    solution as backend="numpy")."""
+    import sys
+    import types
+
+    broken = types.ModuleType("numba")
+
+    def njit(**_):
+        def wrap(fn):
+            def call(*a):
+                raise TypeError("LLVM says no")
+            return call
+        return wrap
+
+    broken.njit = njit
+    monkeypatch.setitem(sys.modules, "numba", broken)
+    monkeypatch.setattr(ilqr_jit, "_compiled", None)
+    monkeypatch.setattr(ilqr_jit, "_reason", None)
+    monkeypatch.setattr(ilqr_jit, "_warned", False)
+    monkeypatch.setattr(ilqr_jit, "AVAILABLE", True)
+    rng = np.random.default_rng(1)
+    T, nx = 10, 4
+    A = np.eye(nx) + 0.1 * rng.standard_normal((T, nx, nx))
+    B = rng.standard_normal((T, nx, 1))
+    M = rng.standard_normal((T + 1, nx, nx))
+    exp = CostExpansion(c=np.zeros(T + 1), lx=rng.standard_normal((T + 1, nx)), lu=rng.standard_normal((T, 1)),
+                        lxx=M @ M.transpose(0, 2, 1) + 0.1 * np.eye(nx), luu=rng.uniform(0.1, 1.0, (T, 1, 1)),
+                        lux=0.1 * rng.standard_normal((T, 1, nx)))
+    U, lo, hi = np.zeros((T, 1)), -np.ones(1), np.ones(1)
+    with pytest.warns(RuntimeWarning, match="LLVM says no.*numpy instead"):
+        got = ilqr.backward_pass(A, B, exp, U, None, 0.1, lo, hi, "boxqp", jit=True)
+    assert not ilqr_jit.AVAILABLE and "LLVM says no" in ilqr_jit.unavailable_reason()
+    want = ilqr.backward_pass(A, B, exp, U, None, 0.1, lo, hi, "boxqp", jit=False)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
