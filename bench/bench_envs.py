@@ -169,11 +169,11 @@ def _worker_wait(vec, actions, n: int) -> tuple[float, float]:
     local = wait = 0.0
     for _ in range(n):
         vec._buf.actions[:] = actions
-        vec._conns[0].send(("step", ()))
+        vec._send_workers("step", [()])
         t1 = time.perf_counter()
         vec._blocks[0].step()
         t2 = time.perf_counter()
-        vec._recv(vec._conns[0])
+        vec._collect_workers()
         local, wait = local + (t2 - t1), wait + (time.perf_counter() - t2)
     return local / n * 1e6, wait / n * 1e6
 

@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
+from robot_rl.envs import fast_step as _fast_step
 from robot_rl.envs.obs import ObservationBuilder
 from robot_rl.envs.randomization import RandomizationControls
 
@@ -54,13 +55,18 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             ``RandomizationConfig``.
         seed: seeds ``np_random`` (the only source of randomness of the env and its randomization).
         render_mode: None or ``"rgb_array"``.
+        compiled_step: None (default): run ``step``'s per-step work between action and reward as one compiled call
+            (:mod:`robot_rl.envs.fast_step`) when the task allows it and numba builds the kernel, else in Python;
+            True: require it (ValueError naming why a task cannot); False: always Python. The two give bit-identical
+            results.
 
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, profile: str | RobotProfile, *, frame_skip: int, max_episode_steps: int,
-                 randomization=None, seed: int | None = None, render_mode: str | None = None):
+                 randomization=None, seed: int | None = None, render_mode: str | None = None,
+                 compiled_step: bool | None = None):
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.model = mujoco.MjModel.from_xml_path(str(self.profile.mjcf_path()))
         self.data = mujoco.MjData(self.model)
@@ -109,8 +115,51 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         self.randomization_enabled = self.randomizer is not None
         self._rand_info: dict = {}
         self._setup()
+        self._init_compiled_step(compiled_step)
         if seed is not None:
             self.reset(seed=seed)
+
+    def _init_compiled_step(self, compiled_step: bool | None) -> None:
+        why = None
+        if not self._list_obs:
+            why = "its observation needs forward kinematics"
+        elif self._hooked_physics:
+            why = "it overrides _before_physics"
+        elif not self._ctrl_symmetric:
+            why = "an actuator ctrlrange is not symmetric"
+        if compiled_step and why is not None:
+            raise ValueError(f"{type(self).__name__}: compiled_step=True is not possible: {why}")
+        self._compiled = compiled_step is not False and why is None
+        self._kernel = None  # built (once per process) on the first step
+        if self._compiled:
+            ob, nu = self.observation_builder, self.model.nu
+            head = [self.model._address, self.data._address, self.frame_skip, len(self._qadr), int(ob._trig)]
+            lay = np.concatenate([np.asarray(head, np.int64), self._qadr, self._dadr, ob._index]).astype(np.int64)
+            fbuf = np.concatenate([self._ctrl_half, np.zeros(nu)])
+            self._a_out = fbuf[nu:]  # the action the reward sees (written by the kernel)
+            self._empty2, self._empty1 = np.zeros((0, 0)), np.zeros(0)
+            self._n_obs = len(ob._index)
+            self._last_warn_arr = np.array(self._warnings)
+            # Arguments that stay the same for the env's life (views of the model's and data's arrays).
+            self._reward_compiled = type(self)._reward_kernel_factory is not None
+            rp = np.asarray(self._reward_kernel_params(), dtype=np.float64)
+            self._kernel_tail = (lay, fbuf, rp, self._ctrl, self._qpos, self._qvel, self._warnings,
+                                 self._last_warn_arr)
+        self._require_compiled = bool(compiled_step)
+
+    # Optional compiled reward for the compiled step: ``factory(njit) -> evaluate(qpos, qvel, action, params) ->
+    # (reward, terminated, success -1 none / 0 / 1)`` (a staticmethod), returning what ``_evaluate`` returns,
+    # bit for bit, for the float64 ``action`` after noise / latency; ``params`` = ``_reward_kernel_params()``.
+    _reward_kernel_factory = None
+
+    def _reward_kernel_params(self) -> np.ndarray:
+        """Float64 parameters of the task's compiled reward (indices, thresholds; NaN for "none")."""
+        return np.zeros(0)
+
+    @property
+    def compiled_step(self) -> bool:
+        """Whether ``step`` runs the compiled kernel (:mod:`robot_rl.envs.fast_step`)."""
+        return self._compiled
 
     # ------------------------------------------------------------------ task hooks
     def _setup(self) -> None:
@@ -258,6 +307,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         mujoco.mj_forward(m, d)
         self._t = 0
         self._last_warn = self._warnings.tobytes()
+        if self._compiled:
+            self._last_warn_arr[:] = self._warnings
         info = {"randomization": dict(self._rand_info), "physics_error": False}
         success = self._success_at_reset()
         if success is not None:
@@ -273,6 +324,39 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             a = a.reshape(-1)
             if a.shape != self._act_shape:
                 raise ValueError(f"action must have shape {self.action_space.shape}, got {np.shape(action)}")
+        k = self._kernel
+        if k is None and self._compiled:
+            k = self._build_kernel()
+        if k is not None:  # the compiled step (robot_rl.envs.fast_step): same random draws, same results
+            t, e2 = self._t, self._empty2
+            noise = lat_buf = sn = e2
+            lat = oi = 0
+            if self._randomization_enabled:
+                rz, rng = self.randomizer, self._np_random
+                if rz.acts_on_action:
+                    noise, lat_buf, lat = rz.compiled_action_inputs(t, rng, e2)
+                if rz.acts_per_step:
+                    self._rand_info = rz.before_step(t, rng, self._rand_info)
+                if rz.acts_on_sensors:
+                    sn, oi = rz.compiled_sensor_inputs(rng)
+            obs = np.empty(self._n_obs, np.float32)
+            error, reward, terminated, success = k(a, t, noise, lat_buf, lat, sn, oi,
+                                                   self._empty1 if self._goal is None else self._goal, obs,
+                                                   *self._kernel_tail)
+            self._t = t + 1
+            if not error:
+                if self._reward_compiled:
+                    success = None if success < 0 else success == 1
+                else:  # the reward sees the action after noise / latency (a new float64 array), else the input
+                    reward, terminated, success = self._evaluate(self._a_out if noise is not e2 or lat else a)
+                info = {"randomization": dict(self._rand_info), "physics_error": False}
+                if success is not None:
+                    info["is_success"] = success
+                if self._packaged_obs:
+                    obs = self._package_obs(obs)
+                return obs, reward, terminated, self._t >= self.max_episode_steps, info
+            self._last_warn = self._warnings.tobytes()
+            return self._diverged(obs, action)
         m, d = self.model, self.data
         # No numpy clip here (it costs more than the physics of a small model): MuJoCo clamps ctrl to the
         # actuator ctrlrange (checked in __init__), which is the same as clipping the action to [-1, 1]; tasks
@@ -311,6 +395,48 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         if self._packaged_obs:
             obs = self._package_obs(obs)
         return obs, reward, terminated, self._t >= self.max_episode_steps, info
+
+    def _build_kernel(self):
+        """The compiled step kernel (None: Python step), after one warm-up step from the current state that compiles
+        it for this env's argument types; the state (and the divergence counters) are restored after it.
+        """
+        k = _fast_step.kernel(type(self)._reward_kernel_factory)
+        if k is not None:
+            m, d = self.model, self.data
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION
+            state = np.empty(mujoco.mj_stateSize(m, spec))
+            mujoco.mj_getState(m, d, state, spec)
+            counters = d.warning.number.copy()
+            tail = list(self._kernel_tail)
+            tail[1], tail[-1] = tail[1].copy(), tail[-1].copy()  # fbuf, last_warn: scratch copies
+            try:
+                for dtype in (np.float32, np.float64):  # the action dtypes of policies and of lists
+                    k(np.zeros(self.model.nu, dtype), 0, self._empty2, self._empty2, 0, self._empty2, 0,
+                      self._empty1 if self._goal is None else self._goal, np.empty(self._n_obs, np.float32), *tail)
+            except Exception as exc:  # noqa: BLE001 - a kernel numba cannot type for this task: use Python
+                _fast_step.failed(f"{type(self).__name__}: the compiled step failed its warm-up: "
+                                  f"{type(exc).__name__}: {exc}")
+                k = None
+            finally:
+                mujoco.mj_setState(m, d, state, spec)
+                d.warning.number[:] = counters
+                mujoco.mj_forward(m, d)
+        self._kernel = k
+        if k is None:
+            if self._require_compiled:
+                raise RuntimeError(f"compiled_step=True but {_fast_step.unavailable_reason()}")
+            self._compiled = False
+        return k
+
+    def _diverged(self, obs: np.ndarray, action):
+        """The compiled step's result for a diverged step (as the Python step's error branch)."""
+        obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        info = {"randomization": dict(self._rand_info), "physics_error": True, "is_success": False}
+        if not math.isfinite(float(np.sum(action))):
+            info["error"] = "non-finite action"
+        if self._packaged_obs:
+            obs = self._package_obs(obs)
+        return obs, 0.0, True, self._t >= self.max_episode_steps, info
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -77,6 +77,23 @@ class CartpoleEnv(MujocoTaskEnv):
             terminated = abs(math.atan2(math.sin(angle), math.cos(angle))) > self.fall_angle
         return reward, terminated, None
 
+    @staticmethod
+    def _reward_kernel_factory(njit):
+        reward = njit(cartpole_reward)
+
+        def evaluate(qpos, qvel, action, p):  # pragma: no cover - runs compiled (robot_rl.envs.fast_step)
+            angle = qpos[int(p[1])]
+            r = reward(qpos[int(p[0])], angle, qvel[int(p[2])], action[0])
+            terminated = False
+            if p[3] == p[3]:  # fall_angle (NaN: None)
+                terminated = abs(math.atan2(math.sin(angle), math.cos(angle))) > p[3]
+            return r, terminated, -1
+
+        return njit(evaluate)
+
+    def _reward_kernel_params(self):
+        return [self._x, self._th, self._thd, math.nan if self.fall_angle is None else self.fall_angle]
+
     def _evaluate_batch(self, qpos, qvel, action):
         # cartpole_reward over the batch with numpy, in fewer operations: -0.5 (x / margin * scale)^2 as
         # x^2 * (-0.5 (scale / margin)^2), 4 + (1 - u^2) as 5 - u^2 (0 at |u| == 1 either way) and the three

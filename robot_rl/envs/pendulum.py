@@ -51,6 +51,19 @@ class PendulumEnv(MujocoTaskEnv):
                                         self._ctrl_mid[0], self._ctrl_half[0], float(action[0]))
         return float(reward), False, bool(abs(angle) < 0.1)
 
+    @staticmethod
+    def _reward_kernel_factory(njit):
+        reward = njit(pendulum_reward)
+
+        def evaluate(qpos, qvel, action, p):  # pragma: no cover - runs compiled (robot_rl.envs.fast_step)
+            r, angle = reward(qpos[int(p[0])], qvel[int(p[1])], p[2], p[3], action[0])
+            return r, False, 1 if abs(angle) < 0.1 else 0
+
+        return njit(evaluate)
+
+    def _reward_kernel_params(self):
+        return [self._th, self._thd, self._ctrl_mid[0], self._ctrl_half[0]]
+
     def _evaluate_batch(self, qpos, qvel, action):
         # pendulum_reward over the batch with numpy, the same operations in the same order: rows equal the scalar
         # rewards up to numpy's SIMD arctan2 (a few ulp); success is exact (abs_wrapped_angle).

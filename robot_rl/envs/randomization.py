@@ -301,6 +301,33 @@ class Randomizer:
                 info["push/step"] = t
         return info
 
+    def compiled_action_inputs(self, t: int, rng: np.random.Generator, empty: np.ndarray) -> tuple:
+        """``process_action``'s state for the compiled env step (:mod:`robot_rl.envs.fast_step`) at control step
+        ``t``: ``(noise chunk or empty, latency buffer or empty, latency)``, drawing a new noise chunk where
+        ``process_action`` would (same random stream).
+        """
+        noise = self._act_noise
+        if noise is None:
+            noise = empty
+        elif t % _CHUNK == 0:
+            noise = self._act_noise = self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std)
+        return noise, (self._lat_buf if self._latency else empty), self._latency
+
+    def compiled_sensor_inputs(self, rng: np.random.Generator) -> tuple:
+        """``sense``'s state for the compiled env step: ``(noise, row)`` with ``noise`` the position and velocity noise
+        side by side (bias + white, float64 ``(chunk, 2 n_joints)``), advancing the row and refilling the chunk where
+        ``sense`` would.
+        """
+        i = self._obs_i
+        if i == _CHUNK:
+            self._refill_sensor_noise(rng)
+            i = 0
+        self._obs_i = i + 1
+        noise = self._sensor_noise
+        if noise is None:
+            noise = self._sensor_noise = np.concatenate([self._q_noise, self._qd_noise], axis=1)
+        return noise, i
+
     def sense(self, q: np.ndarray, qd: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Measured joint positions/velocities with bias and white noise (new arrays)."""
         i = self._obs_i
@@ -325,6 +352,7 @@ class Randomizer:
         self._qd_noise = self._bias_qd + self._noise_chunk(rng, (n,), on.velocity_std)
         # The same values as Python floats for sense_lists (one conversion per chunk instead of one per step).
         self._q_noise_l, self._qd_noise_l = self._q_noise.tolist(), self._qd_noise.tolist()
+        self._sensor_noise = None  # [q | qd] noise for the compiled env step, built when it asks
         self._obs_i = 0
 
     def sense_flat(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -30,6 +30,7 @@ and step through the workers' pipes would cost throughput); read them on demand 
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 import traceback
 
 import gymnasium as gym
@@ -162,23 +163,51 @@ class _Block:
             env.close()
 
 
-def _worker(conn, block_cls, env_id, indices, seed, randomization, kwargs, buf):
+SPIN_S = 0.002
+"""How long a process backend party busy-waits for the other before it sleeps in the pipe read [s].
+
+A pipe read that sleeps costs a wake-up per message: ~70 us round trip on the 2-vCPU VM of bench/results/envs.md,
+more than a block of 8 cart-pole steps. Each command is still sent through the pipe; a shared counter announces it,
+and a party that sees the counter move reads a message that is already there. The busy-wait ends after ``SPIN_S``
+(e.g. while the learner updates between rollouts), so an idle vector env does not keep a core busy."""
+
+
+def _spin_until(ctl, i: int, value: int) -> None:
+    """Busy-wait until ``ctl[i] >= value``, for at most ``SPIN_S``."""
+    if ctl[i] >= value:
+        return
+    end = time.perf_counter() + SPIN_S
+    while True:
+        for _ in range(200):
+            if ctl[i] >= value:
+                return
+        if time.perf_counter() > end:
+            return
+
+
+def _worker(conn, block_cls, env_id, indices, seed, randomization, kwargs, buf, ctl):
     try:
         block = block_cls(env_id, indices, seed, randomization, kwargs, buf)
         conn.send(("ok", None))
     except Exception:  # noqa: BLE001 - report any construction error to the parent
         conn.send(("error", traceback.format_exc()))
         return
+    ctl = np.frombuffer(ctl, dtype=np.int64)  # [commands sent, commands answered]
+    seen = 0
     while True:
+        _spin_until(ctl, 0, seen + 1)  # the parent bumps ctl[0] after each send
         cmd, arg = conn.recv()
+        seen += 1
         try:
             if cmd == "close":
                 block.close()
                 conn.send(("ok", None))
                 return
-            conn.send(("ok", getattr(block, cmd)(*arg)))
+            reply = ("ok", getattr(block, cmd)(*arg))
         except Exception:  # noqa: BLE001 - the parent re-raises with the worker traceback
-            conn.send(("error", traceback.format_exc()))
+            reply = ("error", traceback.format_exc())
+        conn.send(reply)
+        ctl[1] = seen  # after the send: a parent that sees it finds the reply in the pipe
 
 
 BATCHED_MIN_ENVS = 4  # the default backend is "batched" from this many envs on (bench: 3 envs 0.8x, 4 envs 1.2x)
@@ -224,7 +253,8 @@ class RobotVecEnv(VectorEnv):
         self.spec = None
         self.render_mode = None
         self.closed = False
-        self._conns, self._procs, self._blocks = [], [], []
+        self._conns, self._procs, self._blocks, self._ctl = [], [], [], []
+        self._sent = 0  # commands sent to each worker (all workers get every command)
         if backend != "process":
             self._buf = _Buffers(self.single_observation_space, self.single_action_space.shape, num_envs)
             self._slices = [slice(0, num_envs)]
@@ -244,9 +274,11 @@ class RobotVecEnv(VectorEnv):
                                   kwargs, self._buf.rows(self._slices[0]))]
         for sl in self._slices[1:]:
             parent, child = ctx.Pipe()
+            ctl = ctx.RawArray("q", 2)
             p = ctx.Process(target=_worker, daemon=True,
                             args=(child, block_cls, env_id, range(sl.start, sl.stop), seed, randomization, kwargs,
-                                  self._buf.rows(sl)))
+                                  self._buf.rows(sl), ctl))
+            self._ctl.append(np.frombuffer(ctl, dtype=np.int64))
             p.start()
             child.close()
             self._conns.append(parent)
@@ -268,10 +300,22 @@ class RobotVecEnv(VectorEnv):
         """Run ``cmd`` on every block: workers first (asynchronously), then the local block, then collect."""
         if self.backend != "process":
             return [getattr(b, cmd)(*a) for b, a in zip(self._blocks, args_per_block)]
-        for c, a in zip(self._conns, args_per_block[1:]):
-            c.send((cmd, a))
+        self._send_workers(cmd, args_per_block[1:])
         local = getattr(self._blocks[0], cmd)(*args_per_block[0])
-        return [local] + [self._recv(c) for c in self._conns]
+        return [local] + self._collect_workers()
+
+    def _send_workers(self, cmd: str, args_per_worker: list) -> None:
+        self._sent += 1
+        for c, ctl, a in zip(self._conns, self._ctl, args_per_worker):
+            c.send((cmd, a))
+            ctl[0] = self._sent  # after the send: a worker that sees it finds the message in the pipe
+
+    def _collect_workers(self) -> list:
+        out = []
+        for c, ctl in zip(self._conns, self._ctl):
+            _spin_until(ctl, 1, self._sent)
+            out.append(self._recv(c))
+        return out
 
     # ------------------------------------------------------------------ VectorEnv API
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
@@ -327,9 +371,11 @@ class RobotVecEnv(VectorEnv):
     def close_extras(self, **kwargs) -> None:
         for b in self._blocks:
             b.close()
-        for c in self._conns:
+        self._sent += 1
+        for c, ctl in zip(self._conns, self._ctl):
             try:
                 c.send(("close", ()))
+                ctl[0] = self._sent
                 c.recv()
             except (BrokenPipeError, EOFError, OSError):
                 pass

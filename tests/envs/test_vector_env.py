@@ -67,3 +67,34 @@ def test_vec_errors():
     with pytest.raises(ValueError, match="shape"):
         vec.step(np.zeros((3, 1)))
     vec.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="needs /proc")
+def test_process_backend_workers_sleep_when_idle():
+    """Workers busy-wait for the next command only briefly (SPIN_S), then sleep in the pipe read: an idle vector
+    env costs no CPU; commands sent after the idle time still work."""
+    import time
+
+    from robot_rl.envs import vector
+
+    vec = make_vec("CartpoleSwingup-v0", 4, num_workers=2, seed=0)
+    try:
+        vec.reset(seed=0)
+        vec.step(np.zeros((4, 1), np.float32))
+        time.sleep(0.2)  # past SPIN_S (2 ms)
+        pid = vec._procs[0].pid
+        before = _cpu_seconds(pid)
+        time.sleep(0.5)
+        idle_cpu = _cpu_seconds(pid) - before
+        assert idle_cpu < 0.1, f"worker used {idle_cpu:.2f} CPU-s while idle for 0.5 s (SPIN_S {vector.SPIN_S})"
+        obs, *_ = vec.step(np.zeros((4, 1), np.float32))
+        assert obs.shape == (4, 5) and len(vec.get_attr("control_dt")) == 4
+    finally:
+        vec.close()

@@ -1,0 +1,149 @@
+"""Compiled single-env step (``MujocoTaskEnv(..., compiled_step=...)``): the per-step work between the action and the
+reward in one numba call.
+
+For a small model the physics of a control step costs a few microseconds (cart-pole: ~5 us for two ``mj_step``), and
+the Python around it (action noise and latency, the ctrl write, reading the state, sensor noise, building the
+observation, the divergence check) cost more than the physics itself. This kernel does that work in one compiled call
+that runs ``mj_step`` on the model's and data's raw addresses through libmujoco (the same library copy the bindings
+use, see :mod:`robot_rl.control.mujoco_jit`); the reward, ``info`` and everything that draws random numbers (noise
+chunks, pushes, interval resampling) stay in Python, in the same order as before, so the random stream and every
+returned value are those of the Python step (tests compare the two bit for bit).
+
+It applies to tasks whose observation needs no forward kinematics, with symmetric actuator ranges and no
+``_before_physics`` hook (cart-pole, pendulum, reacher; not the arm); other tasks, or a process where numba is missing
+or fails to build the kernel, use the Python step. The kernel is built on the first use in a process (about 1-2 s;
+ctypes function pointers cannot go into numba's disk cache).
+
+A fatal MuJoCo error inside ``mj_step`` (``mju_error``, e.g. the arena running out of memory) ends the process here
+instead of raising ``mujoco.FatalError``; warnings (the divergence counters) behave as in the Python step.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+_lock = threading.Lock()
+_kernels: dict = {}  # reward factory (or None) -> compiled kernel
+_reason: str | None = None
+
+
+def unavailable_reason() -> str | None:
+    """Why the compiled step cannot be used in this process (None when it can, or was not tried yet)."""
+    return _reason
+
+
+def kernel(reward_factory=None):
+    """The compiled step kernel for a task (built on the first call per task class); None (with one RuntimeWarning
+    per process) when it cannot be built.
+
+    ``reward_factory``: None (the kernel returns no reward; the env calls its ``_evaluate``) or the task's
+    ``_reward_kernel_factory``: ``factory(njit) -> evaluate(qpos, qvel, action, params) -> (reward, terminated,
+    success: -1 none / 0 / 1)``, compiled into the kernel.
+    """
+    global _reason
+    k = _kernels.get(reward_factory)
+    if k is not None or _reason is not None:
+        return k
+    with _lock:
+        if reward_factory not in _kernels and _reason is None:
+            from robot_rl.control import mujoco_jit
+
+            if not mujoco_jit.AVAILABLE:
+                _reason = mujoco_jit.unavailable_reason()
+            else:
+                try:
+                    _kernels[reward_factory] = _compile(mujoco_jit._find_library(), reward_factory)
+                except Exception as exc:  # noqa: BLE001 - any failure to import numba or compile: use Python
+                    _reason = f"building the compiled env step failed: {type(exc).__name__}: {exc}"
+            if _reason is not None:
+                warnings.warn(f"robot_rl.envs.fast_step: {_reason}; envs use the Python step", RuntimeWarning,
+                              stacklevel=3)
+    return _kernels.get(reward_factory)
+
+
+def failed(reason: str) -> None:
+    """Record that a kernel failed to build or run its warm-up (every env of this process then uses Python)."""
+    global _reason
+    if _reason is None:
+        _reason = reason
+        warnings.warn(f"robot_rl.envs.fast_step: {reason}; envs use the Python step", RuntimeWarning, stacklevel=3)
+
+
+def _compile(lib, reward_factory):
+    import ctypes
+
+    import numba
+    import numpy as np
+
+    njit = numba.njit(nogil=True, cache=False)
+    if reward_factory is None:
+        def evaluate(qpos, qvel, a, p):  # pragma: no cover - runs compiled
+            return 0.0, False, -1
+
+        evaluate = njit(evaluate)
+    else:
+        evaluate = reward_factory(njit)
+    step = lib.mj_step
+    step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None  # addresses as integers
+
+    @numba.njit(nogil=True, cache=False)
+    def env_step(a_in, t, noise, lat_buf, lat, sn, oi, goal, obs, lay, fbuf, rp, ctrl, qpos, qvel, warn,
+                 last_warn):  # pragma: no cover - runs compiled
+        # lay (int64): [model address, data address, frame_skip, n_joints, trig, qadr (n), dadr (n),
+        # obs source index (n_obs)]; fbuf (float64): [ctrl half-range (nu), action the reward sees (nu, written
+        # here)]; sn: sensor noise [q | qd] per row (empty: none); rp: the task's reward parameters.
+        # Returns (diverged, reward, terminated, success -1 / 0 / 1) with the reward of the task's compiled
+        # evaluate (0, False, -1 without one, or when diverged).
+        mp, dp, fs, n, trig = lay[0], lay[1], lay[2], lay[3], lay[4]
+        nu = a_in.shape[0]
+        # Action: noise row t % len(noise) (empty: none), then latency (lat 0: none), as Randomizer.process_action.
+        for i in range(nu):
+            v = np.float64(a_in[i])
+            if noise.shape[0] > 0:
+                v += noise[t % noise.shape[0], i]
+            fbuf[nu + i] = v
+        if lat > 0:
+            L = lat_buf.shape[0]
+            for i in range(nu):
+                lat_buf[t % L, i] = fbuf[nu + i]
+            for i in range(nu):
+                fbuf[nu + i] = lat_buf[(t - lat) % L, i] if t >= lat else 0.0
+        for i in range(nu):
+            ctrl[i] = fbuf[i] * fbuf[nu + i]
+        for _ in range(fs):
+            step(mp, dp)
+        # Observation: element j is source[index[j]] of build_lists' source [q, cos q, sin q, qd, goal], with the
+        # sensor noise row oi added to q and qd (empty qn: no noise).
+        acc = np.float32(0.0)
+        for j in range(obs.shape[0]):
+            src = lay[5 + 2 * n + j]
+            kind, jj = src // n, src % n
+            if kind >= 4:
+                v = goal[src - 4 * n]
+            elif kind == 3:
+                v = qvel[lay[5 + n + jj]]
+                if sn.shape[0] > 0:
+                    v += sn[oi, n + jj]
+            else:
+                v = qpos[lay[5 + jj]]
+                if sn.shape[0] > 0:
+                    v += sn[oi, jj]
+                if kind == 1:
+                    v = np.cos(v) if trig else 0.0
+                elif kind == 2:
+                    v = np.sin(v) if trig else 0.0
+            o = np.float32(v)
+            obs[j] = o
+            acc += o * o
+        error = not np.isfinite(acc)
+        for i in range(warn.shape[0]):
+            if warn[i] != last_warn[i]:
+                error = True
+                last_warn[i] = warn[i]
+        if error:
+            return True, 0.0, True, 0
+        r, term, succ = evaluate(qpos, qvel, fbuf[nu:], rp)
+        return False, r, term, succ
+
+    return env_step
