@@ -14,13 +14,15 @@ the same actions and reset on done -- bit for bit, whatever the backend:
 * ``"batched"`` (default with ``num_workers == 1`` and at least 4 envs for the tasks that support it: the
   cart-poles and the pendulum; see ``robot_rl.envs.batched``) steps the envs in this process as one batch:
   ``mj_step`` per env, the rest (action noise and latency, observation, sensor noise, reward, divergence checks) as
-  one numpy pass over all of them. About 1.5x the throughput of the envs stepped one by one on the same core (16
-  envs). ``backend="batched"`` on a task without support raises ``ValueError`` naming the reason.
+  one numpy pass over all of them. About 1.4-1.5x the throughput of Python-step envs stepped one by one on the
+  same core (16 envs), about the same as envs with the compiled step (``robot_rl.envs.fast_step``) one by one.
+  ``backend="batched"`` on a task without support raises ``ValueError`` naming the reason.
 * ``"sync"`` (default for the other tasks and for fewer than 4 envs) steps the envs one by one in this process.
 * ``"process"`` (default when ``num_workers > 1``) runs the envs in ``num_workers`` processes (a contiguous block
   each, batched where the task allows it and a block has at least 4 envs: this process steps the first block,
-  forked workers the others; results in shared memory, one tiny pipe message per worker and step). It only pays on
-  cores that are otherwise free.
+  forked workers the others; results in shared memory, one tiny pipe message per worker and step, announced by a
+  shared counter that the other side busy-waits on for up to ``SPIN_S``). It only pays on cores that are otherwise
+  free.
 
 See bench/results/envs.md for speed. Per-env randomization values are not copied into the step infos (a dict per env
 and step through the workers' pipes would cost throughput); read them on demand with
