@@ -31,6 +31,7 @@ import math
 import mujoco
 import numpy as np
 
+from robot_rl.envs import fast_step
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.randomization import _CHUNK
 
@@ -114,6 +115,46 @@ class BatchedBlock:
         for i in range(n):
             self._import(i)
         self._refresh()
+        self._kernel = self._build_kernel()
+
+    def _build_kernel(self):
+        """The compiled batch kernel (``robot_rl.envs.fast_step``) when the task has a compiled step and reward and
+        numba builds it, after a warm-up step of env 0 that is undone; else None (numpy path).
+        """
+        u0 = self.u[0]
+        factory = type(u0)._reward_kernel_factory
+        if not u0.compiled_step or factory is None or u0._warnings.strides != (8,):
+            return None
+        k = fast_step.kernel(factory, batch=True)
+        if k is None:
+            return None
+        self._ptrs = np.array([[u.model._address, u.data._address, u.data.ctrl.ctypes.data, u.data.qpos.ctypes.data,
+                                u.data.qvel.ctypes.data, u._warnings.ctypes.data, u.model.nq, u.model.nv,
+                                len(u._warnings)] for u in self.u], dtype=np.int64)
+        self._lay = u0._kernel_tail[0]
+        self._rp = u0._kernel_tail[2]
+        self._n_obs = u0._n_obs
+        self._no_goals = np.zeros((self.n, 0))
+        m, d = u0.model, u0.data
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(m, spec))
+        mujoco.mj_getState(m, d, state, spec)
+        counters = d.warning.number.copy()
+        try:
+            z = np.zeros
+            k(z((1, m.nu), np.float32), z(1, bool), self._act_noise[:1].copy(), 0, self._lat[:1].copy(),
+              self._latency[:1], self._ptrs[:1], self._lay, self._half, self._noise[:1], 0, z(1, bool),
+              self._no_goals[:1] if not self._builder.goal_dim else z((1, self._builder.goal_dim)), self._rp,
+              z((1, self._n_obs), np.float32), z(1), z(1, bool), z(1, bool), z(1, np.int64), self._last_warn[:1].copy())
+        except Exception as exc:  # noqa: BLE001 - a kernel numba cannot type for this task: numpy path
+            fast_step.failed(f"batched {type(u0).__name__}: the compiled batch step failed its warm-up: "
+                             f"{type(exc).__name__}: {exc}")
+            k = None
+        finally:
+            mujoco.mj_setState(m, d, state, spec)
+            d.warning.number[:] = counters
+            mujoco.mj_forward(m, d)
+        return k
 
     # ------------------------------------------------------------------ env <-> block state
     def _import(self, i: int) -> None:
@@ -196,16 +237,29 @@ class BatchedBlock:
         self.returns[:] = 0.0
         self.lengths[:] = 0
 
+    def _action_draws(self, nu: int) -> None:
+        """The random draws before the physics, per env as the single env makes them: new action-noise chunks
+        (the envs whose chunk column the batch reaches), then interval resampling and pushes.
+        """
+        rows = self._rows
+        if "noise" in rows:
+            for i in self._refill_a.get(self._g % _CHUNK, ()):  # drawn as the single env draws it (step 0, 256, ...)
+                rz = self.u[i].randomizer
+                rz._act_noise = rz._noise_chunk(self.u[i]._np_random, (nu,), rz.config.action_noise.std)
+                self._act_noise[i] = np.roll(rz._act_noise, self._off_a[i], axis=0)
+        if "per_step" in rows:
+            t = self._t
+            for i in rows["per_step"].tolist():
+                u = self.u[i]
+                u._rand_info = u.randomizer.before_step(int(t[i]), u._np_random, u._rand_info)
+
     def _actions(self, actions: np.ndarray) -> np.ndarray:
         """Normalized actions after each env's action noise, per-step randomization and latency, ``(n, nu)``."""
-        t, rows, sel = self._t, self._rows, self._sel
+        rows, sel = self._rows, self._sel
         a = None if len(rows.get("noise", ())) == self.n else actions.astype(np.float64)
+        self._action_draws(actions.shape[1])
         if "noise" in rows:
             c = self._g % _CHUNK
-            for i in self._refill_a.get(c, ()):  # a new chunk, drawn as the single env draws it (step 0, 256, ...)
-                rz = self.u[i].randomizer
-                rz._act_noise = rz._noise_chunk(self.u[i]._np_random, (actions.shape[1],), rz.config.action_noise.std)
-                self._act_noise[i] = np.roll(rz._act_noise, self._off_a[i], axis=0)
             if a is None:  # every env adds noise: float32 + float64 -> a fresh float64 array
                 a = actions + self._act_noise[:, c]
             else:
@@ -215,10 +269,6 @@ class BatchedBlock:
             buf[:, 1:] = buf[:, :-1]  # shift register: position p holds the action of p steps ago
             buf[:, 0] = a
             a = buf[self._ar, self._latency]  # zeros before the episode start (the register starts zeroed)
-        if "per_step" in rows:
-            for i in rows["per_step"].tolist():
-                u = self.u[i]
-                u._rand_info = u.randomizer.before_step(int(t[i]), u._np_random, u._rand_info)
         return a
 
     def _measure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -251,6 +301,8 @@ class BatchedBlock:
         """Step every env with ``actions`` ``(n, nu)``; returns fresh arrays ``(obs, reward, terminated, truncated,
         physics_error, is_success, final_obs, episode_return, episode_length)``, each with n rows.
         """
+        if self._kernel is not None:
+            return self._step_compiled(actions)
         a = self._actions(actions)
         ctrl = self._half * a if self._sym else self._mid + self._half * a
         mj_step, skip = mujoco.mj_step, self._skip
@@ -289,6 +341,33 @@ class BatchedBlock:
             err = np.zeros(self.n, dtype=bool)
         if succ is None:
             succ = np.zeros(self.n, dtype=bool)
+        return self._finish(obs, rew, term, err, succ)
+
+    def _step_compiled(self, actions: np.ndarray) -> tuple:
+        """``step_arrays`` with action noise and latency, ctrl, physics, sensor noise, observations, divergence
+        checks and the task's compiled reward of every env in one numba call (the single env's compiled step, bit
+        for bit); the random draws stay here, in the single env's order.
+        """
+        n = self.n
+        self._action_draws(actions.shape[1])
+        c = self._g % _CHUNK
+        if "sense" in self._rows:
+            for i in self._refill_s.get(c, ()):  # a new chunk (the env's observation index reached _CHUNK)
+                self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
+                self._load_sensor_noise(i)
+        obs = np.empty((n, self._n_obs), np.float32)
+        rew, term, err, succ = np.empty(n), np.empty(n, bool), np.empty(n, bool), np.empty(n, np.int64)
+        goals = np.array([u._goal for u in self.u]) if self._builder.goal_dim else self._no_goals
+        on = self._on
+        self._kernel(actions, on["noise"], self._act_noise, int("latency" in self._rows), self._lat, self._latency,
+                     self._ptrs, self._lay, self._half, self._noise, c, on["sense"], goals, self._rp, obs, rew, term,
+                     err, succ, self._last_warn)
+        self._t += 1
+        self._g += 1  # (before the autoresets in _finish: their envs start at the next global step)
+        return self._finish(obs, rew, term, err, succ > 0)
+
+    def _finish(self, obs, rew, term, err, succ) -> tuple:
+        """Truncation, episode statistics and same-step autoresets; the ``step_arrays`` result."""
         trunc = self._t >= self._max_steps
         self.returns += rew
         self.lengths += 1

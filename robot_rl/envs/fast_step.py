@@ -33,33 +33,36 @@ def unavailable_reason() -> str | None:
     return _reason
 
 
-def kernel(reward_factory=None):
+def kernel(reward_factory=None, batch: bool = False):
     """The compiled step kernel for a task (built on the first call per task class); None (with one RuntimeWarning
     per process) when it cannot be built.
 
     ``reward_factory``: None (the kernel returns no reward; the env calls its ``_evaluate``) or the task's
     ``_reward_kernel_factory``: ``factory(njit) -> evaluate(qpos, qvel, action, params) -> (reward, terminated,
-    success: -1 none / 0 / 1)``, compiled into the kernel.
+    success: -1 none / 0 / 1)``, compiled into the kernel. ``batch``: the kernel of ``BatchedBlock`` (N envs of one
+    task per call, :func:`_compile_batch`) instead of the single env's.
     """
     global _reason
-    k = _kernels.get(reward_factory)
+    key = (reward_factory, batch)
+    k = _kernels.get(key)
     if k is not None or _reason is not None:
         return k
     with _lock:
-        if reward_factory not in _kernels and _reason is None:
+        if key not in _kernels and _reason is None:
             from robot_rl.control import mujoco_jit
 
             if not mujoco_jit.AVAILABLE:
                 _reason = mujoco_jit.unavailable_reason()
             else:
                 try:
-                    _kernels[reward_factory] = _compile(mujoco_jit._find_library(), reward_factory)
+                    _kernels[key] = (_compile_batch if batch else _compile)(mujoco_jit._find_library(),
+                                                                             reward_factory)
                 except Exception as exc:  # noqa: BLE001 - any failure to import numba or compile: use Python
                     _reason = f"building the compiled env step failed: {type(exc).__name__}: {exc}"
             if _reason is not None:
                 warnings.warn(f"robot_rl.envs.fast_step: {_reason}; envs use the Python step", RuntimeWarning,
                               stacklevel=3)
-    return _kernels.get(reward_factory)
+    return _kernels.get(key)
 
 
 def failed(reason: str) -> None:
@@ -147,3 +150,110 @@ def _compile(lib, reward_factory):
         return False, r, term, succ
 
     return env_step
+
+
+def _compile_batch(lib, reward_factory):
+    import ctypes
+
+    import numba
+    import numpy as np
+    from numba import types
+    from numba.extending import intrinsic
+
+    njit = numba.njit(nogil=True, cache=False)
+    if reward_factory is None:
+        raise ValueError("the batched kernel needs the task's compiled reward (_reward_kernel_factory)")
+    evaluate = reward_factory(njit)
+    step = lib.mj_step
+    step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None
+
+    @intrinsic
+    def f64_at(typingctx, addr):  # pragma: no cover - compile-time
+        sig = types.CPointer(types.float64)(types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float64)))
+
+        return sig, codegen
+
+    @intrinsic
+    def i32_at(typingctx, addr):  # pragma: no cover - compile-time
+        sig = types.CPointer(types.int32)(types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int32)))
+
+        return sig, codegen
+
+    @njit
+    def batch_step(a, act_on, act_noise, lat_on, lat_buf, lat, ptrs, lay, half, noise, c, sense, goals, rp, obs,
+                   rew, term, err, succ, last_warn):  # pragma: no cover - runs compiled
+        # Env e: a[e] the policy's action; act_noise [N, chunk, nu] the rotated action-noise chunks, column c (rows
+        # with act_on[e]); lat_on: the latency shift register lat_buf [N, R, nu] runs (slot p = the action of p
+        # steps ago; env e applies slot lat[e]), as BatchedBlock._actions. ptrs[e] = [model, data, ctrl, qpos, qvel,
+        # warning counters (int32, stride 2), nq, nv, n counters] addresses / sizes; noise [N, chunk, 2 n_joints]
+        # the rotated sensor-noise chunks, column c (rows with sense[e]); goals [N, g]; lay / the observation and
+        # reward as the single env's kernel. Writes obs, rew, term, err, succ (-1 / 0 / 1) and last_warn.
+        fs, n, trig = lay[2], lay[3], lay[4]
+        nu = a.shape[1]
+        arow = np.empty(nu)
+        for e in range(a.shape[0]):
+            p = ptrs[e]
+            ctrl = numba.carray(f64_at(p[2]), (nu,))
+            qpos = numba.carray(f64_at(p[3]), (p[6],))
+            qvel = numba.carray(f64_at(p[4]), (p[7],))
+            warn = numba.carray(i32_at(p[5]), (2 * p[8],))
+            for i in range(nu):
+                v = np.float64(a[e, i])
+                if act_on[e]:
+                    v += act_noise[e, c, i]
+                arow[i] = v
+            if lat_on:
+                for s in range(lat_buf.shape[1] - 1, 0, -1):
+                    for i in range(nu):
+                        lat_buf[e, s, i] = lat_buf[e, s - 1, i]
+                for i in range(nu):
+                    lat_buf[e, 0, i] = arow[i]
+                    arow[i] = lat_buf[e, lat[e], i]
+            for i in range(nu):
+                ctrl[i] = half[i] * arow[i]
+            for _ in range(fs):
+                step(p[0], p[1])
+            acc = np.float32(0.0)
+            for j in range(obs.shape[1]):
+                src = lay[5 + 2 * n + j]
+                kind, jj = src // n, src % n
+                if kind >= 4:
+                    v = goals[e, src - 4 * n]
+                elif kind == 3:
+                    v = qvel[lay[5 + n + jj]]
+                    if sense[e]:
+                        v += noise[e, c, n + jj]
+                else:
+                    v = qpos[lay[5 + jj]]
+                    if sense[e]:
+                        v += noise[e, c, jj]
+                    if kind == 1:
+                        v = np.cos(v) if trig else 0.0
+                    elif kind == 2:
+                        v = np.sin(v) if trig else 0.0
+                o = np.float32(v)
+                obs[e, j] = o
+                acc += o * o
+            error = not np.isfinite(acc)
+            for i in range(p[8]):
+                w = warn[2 * i]
+                if w != last_warn[e, i]:
+                    error = True
+                    last_warn[e, i] = w
+            err[e] = error
+            if error:
+                for j in range(obs.shape[1]):
+                    if not np.isfinite(obs[e, j]):
+                        obs[e, j] = 0.0
+                rew[e], term[e], succ[e] = 0.0, True, 0
+            else:
+                r, t, sc = evaluate(qpos, qvel, arow, rp)
+                rew[e], term[e], succ[e] = r, t, sc
+
+    return batch_step

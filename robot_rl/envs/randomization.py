@@ -344,14 +344,21 @@ class Randomizer:
             self._refill_sensor_noise(rng)
             i = 0
         self._obs_i = i + 1
-        return list(map(operator.add, q, self._q_noise_l[i])), list(map(operator.add, qd, self._qd_noise_l[i]))
+        ql = self._q_noise_l
+        if ql is None:
+            if i == 0:  # a reset's observation (the compiled step reads the arrays): convert only this row
+                return (list(map(operator.add, q, self._q_noise[0].tolist())),
+                        list(map(operator.add, qd, self._qd_noise[0].tolist())))
+            # The Python step: the chunk as Python floats, one conversion per chunk instead of one per step.
+            ql = self._q_noise_l = self._q_noise.tolist()
+            self._qd_noise_l = self._qd_noise.tolist()
+        return list(map(operator.add, q, ql[i])), list(map(operator.add, qd, self._qd_noise_l[i]))
 
     def _refill_sensor_noise(self, rng: np.random.Generator) -> None:
         on, n = self.config.observation_noise, len(self.joint_names)
         self._q_noise = self._bias_q + self._noise_chunk(rng, (n,), on.position_std)
         self._qd_noise = self._bias_qd + self._noise_chunk(rng, (n,), on.velocity_std)
-        # The same values as Python floats for sense_lists (one conversion per chunk instead of one per step).
-        self._q_noise_l, self._qd_noise_l = self._q_noise.tolist(), self._qd_noise.tolist()
+        self._q_noise_l = self._qd_noise_l = None  # Python-float copies for sense_lists, made when it asks
         self._sensor_noise = None  # [q | qd] noise for the compiled env step, built when it asks
         self._obs_i = 0
 

@@ -1,8 +1,8 @@
 """Batched vector env (backend "batched"): the same results as N single envs, for every task that supports it.
 
 Observations, terminations, truncations, physics errors, success flags and autoresets are bit-identical; rewards
-are computed with numpy over the batch and match the single env's scalar reward to ``REWARD_TOL`` (numpy's SIMD
-exp / arctan2 may differ from the C library's in the last bit).
+of the numpy pass (``compiled_step=False``) match the single env's scalar reward to ``REWARD_TOL`` (numpy's SIMD
+exp / arctan2 may differ from the C library's in the last bit), those of the compiled batch kernel exactly.
 """
 
 import math
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import robot_rl.envs as E
+from robot_rl.control import mujoco_jit
 from robot_rl.envs.batched import batch_support
 from robot_rl.envs.vector import make_vec
 
@@ -18,7 +19,7 @@ BATCHED_TASKS = ["CartpoleSwingup-v0", "CartpoleBalance-v0", "PendulumSwingup-v0
 REWARD_TOL = {"rel": 1e-12, "abs": 1e-12}
 
 
-def _compare(vec, singles, steps: int, rng, stats: dict | None = None) -> int:
+def _compare(vec, singles, steps: int, rng, stats: dict | None = None, exact_rewards: bool = False) -> int:
     """Step both with the same random actions; assert identical results; return the number of autoresets.
 
     ``stats``: running episode returns/lengths ``{"r": (n,), "l": (n,)}`` of the vector env, kept across calls.
@@ -35,7 +36,7 @@ def _compare(vec, singles, steps: int, rng, stats: dict | None = None) -> int:
             returns[i] += r
             lengths[i] += 1
             assert (term[i], trunc[i]) == (te, tr), (t, i)
-            assert rew[i] == pytest.approx(r, **REWARD_TOL), (t, i)
+            assert rew[i] == r if exact_rewards else rew[i] == pytest.approx(r, **REWARD_TOL), (t, i)
             assert infos["physics_error"][i] == info["physics_error"]
             assert infos["is_success"][i] == info.get("is_success", False)
             assert infos["_final_obs"][i] == infos["_episode"][i] == (te or tr)
@@ -52,20 +53,23 @@ def _compare(vec, singles, steps: int, rng, stats: dict | None = None) -> int:
     return episodes
 
 
+@pytest.mark.parametrize("compiled", [None, False], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("env_id", BATCHED_TASKS)
 @pytest.mark.parametrize("randomization", [None, "default", "reality"])
-def test_batched_equals_single_envs(env_id, randomization):
+def test_batched_equals_single_envs(env_id, randomization, compiled):
     # 300-step episodes cross the 256-step noise chunks; balance episodes end early (termination), the others
-    # are truncated, so every run crosses same-step autoresets.
-    n, seed, kw = 4, 7, {"max_episode_steps": 300}
+    # are truncated, so every run crosses same-step autoresets. compiled: the block's compiled batch kernel
+    # (robot_rl.envs.fast_step, rewards bit-identical); numpy: the numpy pass (compiled_step=False).
+    n, seed, kw = 4, 7, {"max_episode_steps": 300, "compiled_step": compiled}
     vec = make_vec(env_id, n, seed=seed, randomization=randomization, backend="batched", **kw)
     assert vec.backend == "batched" and vec.batched
+    assert (vec._blocks[0]._kernel is not None) == (compiled is None and mujoco_jit.AVAILABLE)
     singles = [E.make(env_id, seed=seed + i, randomization=randomization, **kw) for i in range(n)]
     obs, info = vec.reset(seed=seed)
     ref = [e.reset(seed=seed + i) for i, e in enumerate(singles)]
     assert np.array_equal(obs, np.stack([o for o, _ in ref]))
     assert list(info["is_success"]) == [i.get("is_success", False) for _, i in ref]
-    assert _compare(vec, singles, 620, np.random.default_rng(0)) >= n
+    assert _compare(vec, singles, 620, np.random.default_rng(0), exact_rewards=vec._blocks[0]._kernel is not None) >= n
     assert obs.dtype == np.float32
     vec.close()
 
@@ -127,11 +131,12 @@ def test_attributes_and_calls_mid_episode_keep_the_batch_in_step():
     vec.close()
 
 
-def test_physics_errors_match_single_envs():
+@pytest.mark.parametrize("compiled", [None, False], ids=["compiled", "numpy"])
+def test_physics_errors_match_single_envs(compiled):
     n, seed = 3, 5
     # No randomization: with action latency a non-finite action would only reach MuJoCo a step later.
-    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, backend="batched")
-    singles = [E.make("CartpoleSwingup-v0", seed=seed + i) for i in range(n)]
+    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, backend="batched", compiled_step=compiled)
+    singles = [E.make("CartpoleSwingup-v0", seed=seed + i, compiled_step=compiled) for i in range(n)]
     vec.reset(seed=seed)
     for i, e in enumerate(singles):
         e.reset(seed=seed + i)
