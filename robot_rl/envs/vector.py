@@ -13,9 +13,10 @@ the same actions and reset on done -- bit for bit, whatever the backend:
 
 * ``"batched"`` (default with ``num_workers == 1`` and at least 4 envs for the tasks that support it: the
   cart-poles and the pendulum; see ``robot_rl.envs.batched``) steps the envs in this process as one batch:
-  ``mj_step`` per env, the rest (action noise and latency, observation, sensor noise, reward, divergence checks) as
-  one numpy pass over all of them. About 1.4-1.5x the throughput of Python-step envs stepped one by one on the
-  same core (16 envs), about the same as envs with the compiled step (``robot_rl.envs.fast_step``) one by one.
+  one compiled call for the whole batch (action noise and latency, ``mj_step`` per env, observation, sensor noise,
+  reward, divergence checks; ``robot_rl.envs.fast_step``), or one numpy pass with ``compiled_step=False``. About
+  1.4x the throughput of compiled-step envs stepped one by one on the same core (16 envs), 2.2x that of
+  Python-step envs.
   ``backend="batched"`` on a task without support raises ``ValueError`` naming the reason.
 * ``"sync"`` (default for the other tasks and for fewer than 4 envs) steps the envs one by one in this process.
 * ``"process"`` (default when ``num_workers > 1``) runs the envs in ``num_workers`` processes (a contiguous block
