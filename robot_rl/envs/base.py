@@ -402,25 +402,17 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         """
         k = _fast_step.kernel(type(self)._reward_kernel_factory)
         if k is not None:
-            m, d = self.model, self.data
-            spec = mujoco.mjtState.mjSTATE_INTEGRATION
-            state = np.empty(mujoco.mj_stateSize(m, spec))
-            mujoco.mj_getState(m, d, state, spec)
-            counters = d.warning.number.copy()
             tail = list(self._kernel_tail)
             tail[1], tail[-1] = tail[1].copy(), tail[-1].copy()  # fbuf, last_warn: scratch copies
-            try:
+            goal = self._empty1 if self._goal is None else self._goal
+
+            def call():
                 for dtype in (np.float32, np.float64):  # the action dtypes of policies and of lists
-                    k(np.zeros(self.model.nu, dtype), 0, self._empty2, self._empty2, 0, self._empty2, 0,
-                      self._empty1 if self._goal is None else self._goal, np.empty(self._n_obs, np.float32), *tail)
-            except Exception as exc:  # noqa: BLE001 - a kernel numba cannot type for this task: use Python
-                _fast_step.failed(f"{type(self).__name__}: the compiled step failed its warm-up: "
-                                  f"{type(exc).__name__}: {exc}")
+                    k(np.zeros(self.model.nu, dtype), 0, self._empty2, self._empty2, 0, self._empty2, 0, goal,
+                      np.empty(self._n_obs, np.float32), *tail)
+
+            if not _fast_step.warm_up(self.model, self.data, call, f"{type(self).__name__}: the compiled step"):
                 k = None
-            finally:
-                mujoco.mj_setState(m, d, state, spec)
-                d.warning.number[:] = counters
-                mujoco.mj_forward(m, d)
         self._kernel = k
         if k is None:
             if self._require_compiled:

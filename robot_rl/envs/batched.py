@@ -141,25 +141,17 @@ class BatchedBlock:
         self._rp = u0._kernel_tail[2]
         self._n_obs = u0._n_obs
         self._no_goals = np.zeros((self.n, 0))
-        m, d = u0.model, u0.data
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        state = np.empty(mujoco.mj_stateSize(m, spec))
-        mujoco.mj_getState(m, d, state, spec)
-        counters = d.warning.number.copy()
-        try:
-            z = np.zeros
-            k(z((1, m.nu), np.float32), z(1, bool), self._act_noise[:1].copy(), 0, self._lat[:1].copy(),
-              self._latency[:1], self._ptrs[:1], self._lay, self._half, self._noise[:1], 0, z(1, bool),
-              self._no_goals[:1] if not self._builder.goal_dim else z((1, self._builder.goal_dim)), self._rp,
-              z((1, self._n_obs), np.float32), z(1), z(1, bool), z(1, bool), z(1, np.int64), self._last_warn[:1].copy())
-        except Exception as exc:  # noqa: BLE001 - a kernel numba cannot type for this task: numpy path
-            fast_step.failed(f"batched {type(u0).__name__}: the compiled batch step failed its warm-up: "
-                             f"{type(exc).__name__}: {exc}")
+        z, nu = np.zeros, u0.model.nu
+        goals = self._no_goals[:1] if not self._builder.goal_dim else z((1, self._builder.goal_dim))
+
+        def call():
+            k(z((1, nu), np.float32), z(1, bool), self._act_noise[:1].copy(), 0, self._lat[:1].copy(),
+              self._latency[:1], self._ptrs[:1], self._lay, self._half, self._noise[:1], 0, z(1, bool), goals,
+              self._rp, z((1, self._n_obs), np.float32), z(1), z(1, bool), z(1, bool), z(1, np.int64),
+              self._last_warn[:1].copy())
+
+        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the compiled batch step"):
             k = None
-        finally:
-            mujoco.mj_setState(m, d, state, spec)
-            d.warning.number[:] = counters
-            mujoco.mj_forward(m, d)
         return k
 
     # ------------------------------------------------------------------ env <-> block state

@@ -65,6 +65,30 @@ def kernel(reward_factory=None, batch: bool = False):
     return _kernels.get(key)
 
 
+def warm_up(model, data, call, what: str) -> bool:
+    """Run ``call()`` (a first kernel call that compiles it for the caller's argument types) and undo its physics:
+    the integration state and the warning counters of ``data`` are restored. False (the failure recorded with
+    :func:`failed`, so every env of the process uses Python) when the call raises.
+    """
+    import mujoco
+    import numpy as np
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    counters = data.warning.number.copy()
+    try:
+        call()
+        return True
+    except Exception as exc:  # noqa: BLE001 - a kernel numba cannot type for this task: use Python
+        failed(f"{what} failed its warm-up: {type(exc).__name__}: {exc}")
+        return False
+    finally:
+        mujoco.mj_setState(model, data, state, spec)
+        data.warning.number[:] = counters
+        mujoco.mj_forward(model, data)
+
+
 def failed(reason: str) -> None:
     """Record that a kernel failed to build or run its warm-up (every env of this process then uses Python)."""
     global _reason
@@ -167,23 +191,20 @@ def _compile_batch(lib, reward_factory):
     step = lib.mj_step
     step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None
 
-    @intrinsic
-    def f64_at(typingctx, addr):  # pragma: no cover - compile-time
-        sig = types.CPointer(types.float64)(types.int64)
+    def pointer_cast(dtype):
+        """An intrinsic that turns an integer address into a ``dtype`` pointer (for ``numba.carray``)."""
+        ptr = types.CPointer(dtype)
 
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float64)))
+        @intrinsic
+        def cast(typingctx, addr):  # pragma: no cover - compile-time
+            def codegen(context, builder, signature, args):
+                return builder.inttoptr(args[0], context.get_value_type(ptr))
 
-        return sig, codegen
+            return ptr(types.int64), codegen
 
-    @intrinsic
-    def i32_at(typingctx, addr):  # pragma: no cover - compile-time
-        sig = types.CPointer(types.int32)(types.int64)
+        return cast
 
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int32)))
-
-        return sig, codegen
+    f64_at, i32_at = pointer_cast(types.float64), pointer_cast(types.int32)
 
     @njit
     def batch_step(a, act_on, act_noise, lat_on, lat_buf, lat, ptrs, lay, half, noise, c, sense, goals, rp, obs,
