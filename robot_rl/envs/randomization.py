@@ -313,16 +313,21 @@ class Randomizer:
             noise = self._act_noise = self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std)
         return noise, (self._lat_buf if self._latency else empty), self._latency
 
-    def compiled_sensor_inputs(self, rng: np.random.Generator) -> tuple:
-        """``sense``'s state for the compiled env step: ``(noise, row)`` with ``noise`` the position and velocity noise
-        side by side (bias + white, float64 ``(chunk, 2 n_joints)``), advancing the row and refilling the chunk where
-        ``sense`` would.
-        """
+    def _next_sensor_row(self, rng: np.random.Generator) -> int:
+        """Row of the sensor-noise chunk for this observation (a new chunk is drawn after its last row)."""
         i = self._obs_i
         if i == _CHUNK:
             self._refill_sensor_noise(rng)
             i = 0
         self._obs_i = i + 1
+        return i
+
+    def compiled_sensor_inputs(self, rng: np.random.Generator) -> tuple:
+        """``sense``'s state for the compiled env step: ``(noise, row)`` with ``noise`` the position and velocity noise
+        side by side (bias + white, float64 ``(chunk, 2 n_joints)``), advancing the row and refilling the chunk where
+        ``sense`` would.
+        """
+        i = self._next_sensor_row(rng)
         noise = self._sensor_noise
         if noise is None:
             noise = self._sensor_noise = np.concatenate([self._q_noise, self._qd_noise], axis=1)
@@ -330,20 +335,12 @@ class Randomizer:
 
     def sense(self, q: np.ndarray, qd: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Measured joint positions/velocities with bias and white noise (new arrays)."""
-        i = self._obs_i
-        if i == _CHUNK:
-            self._refill_sensor_noise(rng)
-            i = 0
-        self._obs_i = i + 1
+        i = self._next_sensor_row(rng)
         return q + self._q_noise[i], qd + self._qd_noise[i]
 
     def sense_lists(self, q: list, qd: list, rng: np.random.Generator) -> tuple[list, list]:
         """``sense`` on Python lists of floats (same values: the same noise, added in float64)."""
-        i = self._obs_i
-        if i == _CHUNK:
-            self._refill_sensor_noise(rng)
-            i = 0
-        self._obs_i = i + 1
+        i = self._next_sensor_row(rng)
         ql = self._q_noise_l
         if ql is None:
             if i == 0:  # a reset's observation (the compiled step reads the arrays): convert only this row
