@@ -104,9 +104,8 @@ class BatchedBlock:
         nj = len(self._qadr)
         rz = u0.randomizer
         lat = rz.config.action_latency if rz is not None else None
-        # White-noise chunks (action; sensor [position | velocity]) of every env, rotated so that all envs read
-        # column g % _CHUNK at global step g (a view, no gather): env row r sits at column (r + offset_i) % _CHUNK.
-        # The envs keep their own (unrotated) chunks, the source of truth for _import.
+        # White-noise chunks (action; sensor [position | velocity]) of every env, copies of the envs' own chunks (the
+        # source of truth for _import): at global step g, env i reads row (g - offset_i) % _CHUNK.
         self._g = 0
         self._act_noise = np.zeros((n, _CHUNK, nu))
         self._noise = np.zeros((n, _CHUNK, 2 * nj))
@@ -134,6 +133,7 @@ class BatchedBlock:
         k = fast_step.kernel(factory, batch=True)
         if k is None:
             return None
+        self._max_steps = int(self._max_steps)
         self._ptrs = np.array([[u.model._address, u.data._address, u.data.ctrl.ctypes.data, u.data.qpos.ctypes.data,
                                 u.data.qvel.ctypes.data, u._warnings.ctypes.data, u.model.nq, u.model.nv,
                                 len(u._warnings)] for u in self.u], dtype=np.int64)
@@ -145,10 +145,11 @@ class BatchedBlock:
         goals = self._no_goals[:1] if not self._builder.goal_dim else z((1, self._builder.goal_dim))
 
         def call():
-            k(z((1, nu), np.float32), z(1, bool), self._act_noise[:1].copy(), 0, self._lat[:1].copy(),
-              self._latency[:1], self._ptrs[:1], self._lay, self._half, self._noise[:1], 0, z(1, bool), goals,
-              self._rp, z((1, self._n_obs), np.float32), z(1), z(1, bool), z(1, bool), z(1, np.int64),
-              self._last_warn[:1].copy())
+            o, b = z((1, self._n_obs), np.float32), z(1, bool)
+            k(z((1, nu), np.float32), b, self._act_noise[:1].copy(), self._off_a[:1], False, self._lat[:1].copy(),
+              self._latency[:1], self._ptrs[:1], self._lay, self._half, self._noise[:1], self._off_s[:1], 0, b,
+              goals, self._rp, self._t[:1].copy(), self._max_steps, z(1), z(1, np.int64), o, z(1), b, b, b, b, o,
+              z(1), z(1, np.int64), b, b, self._last_warn[:1].copy())
 
         if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the compiled batch step"):
             k = None
@@ -168,7 +169,7 @@ class BatchedBlock:
         self._on["noise"][i] = noise = on and rz._act_noise is not None
         if noise:  # the next step uses row t % _CHUNK (drawing a new chunk first when that is 0)
             self._off_a[i] = (self._g - t) % _CHUNK
-            self._act_noise[i] = np.roll(rz._act_noise, self._off_a[i], axis=0)
+            self._act_noise[i] = rz._act_noise
         self._on["latency"][i] = latency = on and rz._latency > 0
         self._latency[i] = lat = rz._latency if latency else 0
         if latency:
@@ -187,8 +188,9 @@ class BatchedBlock:
         self._on["per_step"][i] = on and rz.acts_per_step
 
     def _load_sensor_noise(self, i: int) -> None:
-        rz = self.u[i].randomizer
-        self._noise[i] = np.roll(np.concatenate([rz._q_noise, rz._qd_noise], axis=1), self._off_s[i], axis=0)
+        rz, nj = self.u[i].randomizer, len(self._qadr)
+        self._noise[i, :, :nj] = rz._q_noise
+        self._noise[i, :, nj:] = rz._qd_noise
 
     def _refresh(self) -> None:
         """Rows of the envs each per-step term applies to (kinds that apply to no env are left out); ``_sel`` is
@@ -243,8 +245,8 @@ class BatchedBlock:
         if "noise" in rows:
             for i in self._refill_a.get(self._g % _CHUNK, ()):  # drawn as the single env draws it (step 0, 256, ...)
                 rz = self.u[i].randomizer
-                rz._act_noise = rz._noise_chunk(self.u[i]._np_random, (nu,), rz.config.action_noise.std)
-                self._act_noise[i] = np.roll(rz._act_noise, self._off_a[i], axis=0)
+                rz._act_noise = self._act_noise[i] = rz._noise_chunk(self.u[i]._np_random, (nu,),
+                                                                     rz.config.action_noise.std)
         if "per_step" in rows:
             t = self._t
             for i in rows["per_step"].tolist():
@@ -258,10 +260,12 @@ class BatchedBlock:
         self._action_draws(actions.shape[1])
         if "noise" in rows:
             c = self._g % _CHUNK
+            r = rows["noise"]
+            noise = self._act_noise[r, (c - self._off_a[r]) % _CHUNK]
             if a is None:  # every env adds noise: float32 + float64 -> a fresh float64 array
-                a = actions + self._act_noise[:, c]
+                a = actions + noise
             else:
-                a[sel["noise"]] += self._act_noise[rows["noise"], c]
+                a[sel["noise"]] += noise
         if "latency" in rows:
             buf = self._lat
             buf[:, 1:] = buf[:, :-1]  # shift register: position p holds the action of p steps ago
@@ -284,10 +288,10 @@ class BatchedBlock:
             for i in self._refill_s.get(c, ()):  # a new chunk (the env's observation index reached _CHUNK)
                 self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
                 self._load_sensor_noise(i)
+            noise = self._noise[r, (c - self._off_s[r]) % _CHUNK]
             if self._all_joints and len(r) == self.n:  # every env senses, measured joints = all coordinates
-                sensed = state + self._noise[:, c]
+                sensed = state + noise
                 return qpos, qvel, sensed[:, :nq], sensed[:, nq:], warn
-            noise = self._noise[r, c]
         q, qd = qpos[:, self._qadr], qvel[:, self._dadr]
         if sense:
             nj = len(self._qadr)
@@ -297,7 +301,8 @@ class BatchedBlock:
 
     def step_arrays(self, actions: np.ndarray) -> tuple:
         """Step every env with ``actions`` ``(n, nu)``; returns fresh arrays ``(obs, reward, terminated, truncated,
-        physics_error, is_success, final_obs, episode_return, episode_length)``, each with n rows.
+        physics_error, is_success, final_obs, episode_return, episode_length, done, done)`` (done: terminated or
+        truncated, twice: two arrays), each with n rows.
         """
         if self._kernel is not None:
             return self._step_compiled(actions)
@@ -312,7 +317,6 @@ class BatchedBlock:
             for m, d, c, row in zip(self._models, self._datas, self._ctrl_v, ctrl):
                 c[:] = row
                 mj_step(m, d, skip)
-        self._t += 1
         qpos, qvel, q, qd, warn = self._measure()
         self._g += 1  # (before the autoresets below: their envs start at the next global step)
         obs = self._builder._build_batch(q, qd, np.array([u._goal for u in self.u]) if self._builder.goal_dim else None)
@@ -343,29 +347,35 @@ class BatchedBlock:
 
     def _step_compiled(self, actions: np.ndarray) -> tuple:
         """``step_arrays`` with action noise and latency, ctrl, physics, sensor noise, observations, divergence
-        checks and the task's compiled reward of every env in one numba call (the single env's compiled step, bit
-        for bit); the random draws stay here, in the single env's order.
+        checks, the task's compiled reward and the episode bookkeeping of every env in one numba call (the single
+        env's compiled step, bit for bit); the random draws and the autoresets stay here, in the single env's order.
         """
-        n = self.n
+        n, m = self.n, self._n_obs
         self._action_draws(actions.shape[1])
         c = self._g % _CHUNK
         if "sense" in self._rows:
             for i in self._refill_s.get(c, ()):  # a new chunk (the env's observation index reached _CHUNK)
                 self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
                 self._load_sensor_noise(i)
-        obs = np.empty((n, self._n_obs), np.float32)
-        rew, term, err, succ = np.empty(n), np.empty(n, bool), np.empty(n, bool), np.empty(n, np.int64)
+        e = np.empty
+        obs, final = e((n, m), np.float32), e((n, m), np.float32)
+        rew, term, trunc, err, succ, ep_r, ep_l, done, done2 = (e(n), e(n, bool), e(n, bool), e(n, bool),
+                                                                e(n, bool), e(n), e(n, np.int64), e(n, bool),
+                                                                e(n, bool))
         goals = np.array([u._goal for u in self.u]) if self._builder.goal_dim else self._no_goals
         on = self._on
-        self._kernel(actions, on["noise"], self._act_noise, int("latency" in self._rows), self._lat, self._latency,
-                     self._ptrs, self._lay, self._half, self._noise, c, on["sense"], goals, self._rp, obs, rew, term,
-                     err, succ, self._last_warn)
-        self._t += 1
-        self._g += 1  # (before the autoresets in _finish: their envs start at the next global step)
-        return self._finish(obs, rew, term, err, succ > 0)
+        n_done = self._kernel(actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows, self._lat,
+                              self._latency, self._ptrs, self._lay, self._half, self._noise, self._off_s, c,
+                              on["sense"], goals, self._rp, self._t, self._max_steps, self.returns, self.lengths, obs,
+                              rew, term, trunc, err, succ, final, ep_r, ep_l, done, done2, self._last_warn)
+        self._g += 1  # (before the autoresets: their envs start at the next global step)
+        if n_done:
+            self._autoreset(obs, np.flatnonzero(done).tolist())
+        return obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done, done2
 
     def _finish(self, obs, rew, term, err, succ) -> tuple:
-        """Truncation, episode statistics and same-step autoresets; the ``step_arrays`` result."""
+        """Truncation, episode statistics and same-step autoresets; the ``step_arrays`` result (numpy pass)."""
+        self._t += 1
         trunc = self._t >= self._max_steps
         self.returns += rew
         self.lengths += 1
@@ -377,17 +387,21 @@ class BatchedBlock:
             final[idx] = obs[idx]
             ep_r[idx], ep_l[idx] = self.returns[idx], self.lengths[idx]
             self.returns[idx], self.lengths[idx] = 0.0, 0
-            for i in idx.tolist():
-                obs[i], _ = self.envs[i].reset()
-                self._import(i)
-            self._refresh()
-        return obs, rew, term, trunc, err, succ, final, ep_r, ep_l
+            self._autoreset(obs, idx.tolist())
+        return obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done, done.copy()
+
+    def _autoreset(self, obs: np.ndarray, idx: list) -> None:
+        """Reset envs ``idx`` (same-step autoreset: their reset observations go into ``obs``)."""
+        for i in idx:
+            obs[i], _ = self.envs[i].reset()
+            self._import(i)
+        self._refresh()
 
     def step(self) -> None:
         """``step_arrays(buf.actions)`` written into the result buffer rows (the process backend's workers)."""
         b = self.buf
         (b.obs[""][:], b.rew[:], b.term[:], b.trunc[:], b.err[:], b.succ[:], b.final_obs[""][:], b.ep_r[:],
-         b.ep_l[:]) = self.step_arrays(b.actions)
+         b.ep_l[:]) = self.step_arrays(b.actions)[:9]
 
     # ------------------------------------------------------------------ attributes
     def get_attr(self, name: str) -> list:

@@ -207,27 +207,35 @@ def _compile_batch(lib, reward_factory):
     f64_at, i32_at = pointer_cast(types.float64), pointer_cast(types.int32)
 
     @njit
-    def batch_step(a, act_on, act_noise, lat_on, lat_buf, lat, ptrs, lay, half, noise, c, sense, goals, rp, obs,
-                   rew, term, err, succ, last_warn):  # pragma: no cover - runs compiled
-        # Env e: a[e] the policy's action; act_noise [N, chunk, nu] the rotated action-noise chunks, column c (rows
-        # with act_on[e]); lat_on: the latency shift register lat_buf [N, R, nu] runs (slot p = the action of p
-        # steps ago; env e applies slot lat[e]), as BatchedBlock._actions. ptrs[e] = [model, data, ctrl, qpos, qvel,
-        # warning counters (int32, stride 2), nq, nv, n counters] addresses / sizes; noise [N, chunk, 2 n_joints]
-        # the rotated sensor-noise chunks, column c (rows with sense[e]); goals [N, g]; lay / the observation and
-        # reward as the single env's kernel. Writes obs, rew, term, err, succ (-1 / 0 / 1) and last_warn.
+    def batch_step(a, act_on, act_noise, off_a, lat_on, lat_buf, lat, ptrs, lay, half, noise, off_s, c, sense, goals,
+                   rp, t, max_steps, returns, lengths, obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done,
+                   done2, last_warn):  # pragma: no cover - runs compiled
+        # Env e: a[e] the policy's action; act_noise [N, chunk, nu] each env's action-noise chunk, row
+        # (c - off_a[e]) % chunk at global column c (envs with act_on[e]); lat_on: the latency shift register
+        # lat_buf [N, R, nu] runs (slot p = the action of p steps ago; env e applies slot lat[e]), as
+        # BatchedBlock._actions. ptrs[e] = [model, data, ctrl, qpos, qvel, warning counters (int32, stride 2), nq,
+        # nv, n counters] addresses / sizes; noise [N, chunk, 2 n_joints] each env's sensor-noise chunk, row
+        # (c - off_s[e]) % chunk (envs with sense[e]); goals [N, g]; lay / the observation and reward as the single
+        # env's kernel. Then the episode bookkeeping of BatchedBlock._finish: t[e] += 1, truncation at max_steps,
+        # returns / lengths, and for the envs whose episode ended (done) the final observation, episode return and
+        # length (zeros elsewhere). Writes obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done and done2
+        # (a copy) and last_warn; returns the number of ended episodes (the envs to reset).
         fs, n, trig = lay[2], lay[3], lay[4]
         nu = a.shape[1]
+        chunk_a, chunk_s = act_noise.shape[1], noise.shape[1]
         arow = np.empty(nu)
+        n_done = 0
         for e in range(a.shape[0]):
             p = ptrs[e]
             ctrl = numba.carray(f64_at(p[2]), (nu,))
             qpos = numba.carray(f64_at(p[3]), (p[6],))
             qvel = numba.carray(f64_at(p[4]), (p[7],))
             warn = numba.carray(i32_at(p[5]), (2 * p[8],))
+            ra = (c - off_a[e]) % chunk_a
             for i in range(nu):
                 v = np.float64(a[e, i])
                 if act_on[e]:
-                    v += act_noise[e, c, i]
+                    v += act_noise[e, ra, i]
                 arow[i] = v
             if lat_on:
                 for s in range(lat_buf.shape[1] - 1, 0, -1):
@@ -240,6 +248,7 @@ def _compile_batch(lib, reward_factory):
                 ctrl[i] = half[i] * arow[i]
             for _ in range(fs):
                 step(p[0], p[1])
+            rs = (c - off_s[e]) % chunk_s
             acc = np.float32(0.0)
             for j in range(obs.shape[1]):
                 src = lay[5 + 2 * n + j]
@@ -249,11 +258,11 @@ def _compile_batch(lib, reward_factory):
                 elif kind == 3:
                     v = qvel[lay[5 + n + jj]]
                     if sense[e]:
-                        v += noise[e, c, n + jj]
+                        v += noise[e, rs, n + jj]
                 else:
                     v = qpos[lay[5 + jj]]
                     if sense[e]:
-                        v += noise[e, c, jj]
+                        v += noise[e, rs, jj]
                     if kind == 1:
                         v = np.cos(v) if trig else 0.0
                     elif kind == 2:
@@ -272,9 +281,28 @@ def _compile_batch(lib, reward_factory):
                 for j in range(obs.shape[1]):
                     if not np.isfinite(obs[e, j]):
                         obs[e, j] = 0.0
-                rew[e], term[e], succ[e] = 0.0, True, 0
+                r, tm, sc = 0.0, True, 0
             else:
-                r, t, sc = evaluate(qpos, qvel, arow, rp)
-                rew[e], term[e], succ[e] = r, t, sc
+                r, tm, sc = evaluate(qpos, qvel, arow, rp)
+            rew[e], term[e], succ[e] = r, tm, sc > 0
+            # Episode bookkeeping (BatchedBlock._finish).
+            t[e] += 1
+            tr = t[e] >= max_steps
+            trunc[e] = tr
+            returns[e] += r
+            lengths[e] += 1
+            d = tm or tr
+            done[e] = done2[e] = d
+            if d:
+                for j in range(obs.shape[1]):
+                    final[e, j] = obs[e, j]
+                ep_r[e], ep_l[e] = returns[e], lengths[e]
+                returns[e], lengths[e] = 0.0, 0
+                n_done += 1
+            else:
+                for j in range(obs.shape[1]):
+                    final[e, j] = 0.0
+                ep_r[e], ep_l[e] = 0.0, 0
+        return n_done
 
     return batch_step

@@ -341,10 +341,9 @@ class RobotVecEnv(VectorEnv):
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
         if self.backend == "batched":  # fresh arrays straight from the block: no buffer round trip, no copies
-            obs, rew, term, trunc, err, succ, final, ep_r, ep_l = self._blocks[0].step_arrays(actions)
-            done = term | trunc
+            obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done, done2 = self._blocks[0].step_arrays(actions)
             infos = {"final_obs": final, "_final_obs": done, "episode": {"r": ep_r, "l": ep_l},
-                     "_episode": done.copy(), "physics_error": err, "is_success": succ}
+                     "_episode": done2, "physics_error": err, "is_success": succ}
             return obs, rew, term, trunc, infos
         b = self._buf
         b.actions[:] = actions
