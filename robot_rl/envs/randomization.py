@@ -29,6 +29,8 @@ _MODEL_TERMS = {
     "frictionloss": (mujoco.mjtObj.mjOBJ_JOINT, "dof_frictionloss", None, 0.0),
     "actuator_gain": (mujoco.mjtObj.mjOBJ_ACTUATOR, "actuator_gainprm", 0, None),
 }
+_TERM_ORDER = ("body_mass", "body_inertia", "com_offset", "friction", "joint_damping", "armature", "frictionloss",
+               "actuator_gain")  # sampled at reset in this order
 _CHUNK = 256  # steps of white noise drawn at once
 _JOINT_DOFS = {int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3}
 _ONE_DOF = (int(mujoco.mjtJoint.mjJNT_SLIDE), int(mujoco.mjtJoint.mjJNT_HINGE))
@@ -75,6 +77,7 @@ class Randomizer:
         self._scratch = mujoco.MjData(model)
         self.scale = 1.0
         self._nominal = {k: getattr(model, k).copy() for k in _NOMINAL_ARRAYS}
+        self._restore = [(getattr(model, k), v) for k, v in self._nominal.items()]  # (model array, nominal copy)
         self._dirty = False
         # Per-body factors of the current sample: body_inertia = nominal * mass_scale * inertia_scale + offset.
         self._mass_scale = np.ones(model.nbody)
@@ -110,8 +113,12 @@ class Randomizer:
             self._targets["push"] = match(model, "push", mujoco.mjtObj.mjOBJ_BODY, config.push.targets)
         # Sensor channels: profile joints (positions, velocities) or, without a profile, the flat observation.
         self.joint_names = tuple(profile.joint_names) if profile is not None else None
-        self._interval_terms = [t for t in (*_MODEL_TERMS, "com_offset")
-                                if getattr(config, t) is not None and config.__getattribute__(t).mode == "interval"]
+        # Terms sampled at every reset (in this order: the random stream) and (term, every k steps) resampled at
+        # intervals.
+        self._reset_terms = tuple(t for t in _TERM_ORDER if getattr(config, t) is not None)
+        self._interval_terms = [(t, getattr(config, t).interval_steps) for t in (*_MODEL_TERMS, "com_offset")
+                                if getattr(config, t) is not None and getattr(config, t).mode == "interval"]
+        self._samplers: dict[tuple, _Sampler] = {}  # terms -> their sampler, built on first use
         sc = model.jnt_type
         self._init_qadr = np.asarray([model.jnt_qposadr[j] for j in range(model.njnt)
                                       if int(sc[j]) in _ONE_DOF],
@@ -137,8 +144,8 @@ class Randomizer:
     def restore_nominal(self) -> None:
         """Write back every nominal array; re-derive constants if anything had changed."""
         m = self.model
-        for k, v in self._nominal.items():
-            np.copyto(getattr(m, k), v)
+        for arr, v in self._restore:
+            arr[...] = v
         self._mass_scale.fill(1.0)
         self._inertia_scale.fill(1.0)
         self._inertia_offset.fill(0.0)
@@ -146,71 +153,20 @@ class Randomizer:
             mujoco.mj_setConst(m, self._scratch)
             self._dirty = False
 
-    def _uniform(self, rng, lo_hi, size, center: float) -> np.ndarray:
-        f = self.scale
-        lo, hi = center + f * (lo_hi[0] - center), center + f * (lo_hi[1] - center)
-        return rng.uniform(lo, hi, size=size)
-
-    def _apply_model_term(self, term: str, rng, info: dict) -> None:
-        cfg = getattr(self.config, term)
-        _, array, col, clip = _MODEL_TERMS[term]
-        idx, names = self._targets[term]
-        s = self._uniform(rng, cfg.scale, len(idx), 1.0)
-        o = self._uniform(rng, cfg.offset, len(idx), 0.0)
-        arr, nom = getattr(self.model, array), self._nominal[array]
-        if term == "body_inertia":  # on top of the mass term's density scaling (kept in _mass_scale)
-            new = nom[idx] * (self._mass_scale[idx] * s)[:, None] + o[:, None]
-        elif col is None:
-            new = nom[idx] * s + o
-        else:
-            new = nom[idx, col] * s + o
-        if clip is not None:
-            new = np.maximum(new, clip)
-        if col is None:
-            arr[idx] = new
-        else:
-            arr[idx, col] = new
-        if term == "body_mass":  # same density change for the inertia (times the inertia term's own factor)
-            self._mass_scale[idx] = s
-            inertia = (self._nominal["body_inertia"][idx] * (s * self._inertia_scale[idx])[:, None]
-                       + self._inertia_offset[idx, None])
-            self.model.body_inertia[idx] = np.maximum(inertia, _MODEL_TERMS["body_inertia"][3])
-        if term == "actuator_gain":  # servo bias gains (position/velocity actuators) scale with the motor
-            self.model.actuator_biasprm[idx, 1:3] = self._nominal["actuator_biasprm"][idx, 1:3] * s[:, None]
-        if term == "body_inertia":
-            self._inertia_scale[idx], self._inertia_offset[idx] = s, o
-        for n, sv, ov in zip(names, s, o):
-            if cfg.scale != (1.0, 1.0):
-                info[f"{term}_scale/{n}"] = float(sv)
-            if cfg.offset != (0.0, 0.0):
-                info[f"{term}_offset/{n}"] = float(ov)
-
-    def _apply_com(self, rng, info: dict) -> None:
-        idx, names = self._targets["com_offset"]
-        r = self.config.com_offset.max_offset_m * self.scale
-        off = rng.uniform(-r, r, size=(len(idx), 3))
-        self.model.body_ipos[idx] = self._nominal["body_ipos"][idx] + off
-        for n, v in zip(names, off):
-            for axis, x in zip("xyz", v):
-                info[f"com_offset/{n}/{axis}"] = float(x)
-
-    def _apply_term(self, term: str, rng, info: dict) -> None:
-        if term == "com_offset":
-            self._apply_com(rng, info)
-        else:
-            self._apply_model_term(term, rng, info)
+    def _sample(self, terms: tuple, rng: np.random.Generator, info: dict) -> None:
+        """Sample and apply ``terms`` (in this order, see ``_Sampler``), then re-derive the model constants."""
+        sampler = self._samplers.get(terms)
+        if sampler is None:
+            sampler = self._samplers[terms] = _Sampler(self, terms)
+        sampler.apply(self, rng, info)
         self._dirty = True
+        mujoco.mj_setConst(self.model, self._scratch)
 
     def on_reset(self, rng: np.random.Generator) -> dict:
         """Sample this episode's values, apply them to the model; return them as a flat dict."""
         cfg, info = self.config, {}
-        order = ("body_mass", "body_inertia", "com_offset", "friction", "joint_damping", "armature", "frictionloss",
-                 "actuator_gain")
-        for term in order:
-            if getattr(cfg, term) is not None:
-                self._apply_term(term, rng, info)
-        if self._dirty:
-            mujoco.mj_setConst(self.model, self._scratch)
+        if self._reset_terms:
+            self._sample(self._reset_terms, rng, info)
         nu = self.model.nu
         if cfg.action_latency is not None:
             lo, hi = (round(self.scale * s) for s in cfg.action_latency.steps)
@@ -272,15 +228,10 @@ class Randomizer:
     def before_step(self, t: int, rng: np.random.Generator, info: dict) -> dict:
         """Interval resampling and pushes before control step ``t``; returns the (possibly new) info dict."""
         if self._interval_terms and t > 0:
-            changed = False
-            for term in self._interval_terms:
-                if t % getattr(self.config, term).interval_steps == 0:
-                    if not changed:
-                        info = dict(info)
-                        changed = True
-                    self._apply_term(term, rng, info)
-            if changed:
-                mujoco.mj_setConst(self.model, self._scratch)
+            due = tuple(term for term, every in self._interval_terms if t % every == 0)
+            if due:
+                info = dict(info)
+                self._sample(due, rng, info)
         push = self.config.push
         if push is not None:
             if t == self._push_end:
@@ -368,6 +319,111 @@ class Randomizer:
             self._bias_q = self.scale * on.position_bias_std * rng.standard_normal(obs.shape)
         noise = self._bias_q + self.scale * on.position_std * rng.standard_normal(obs.shape)
         return (obs + noise).astype(obs.dtype)
+
+
+def _index(idx: np.ndarray):
+    """``idx`` as a slice when it is a contiguous range (basic indexing: cheaper than a fancy index)."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
+
+
+class _Sampler:
+    """Samples and applies a list of randomization terms in one pass (a reset samples every term, and for arrays of
+    a few elements, per-term numpy calls, fancy indexing and key formatting cost more than the arithmetic).
+
+    Targets, model arrays, nominal values and ``info`` keys are resolved once. ``apply`` draws every term's values
+    with one ``rng.random`` call, mapped as ``Generator.uniform`` maps them (``lo + (hi - lo) * u``: the same values
+    from the same random stream as one ``uniform`` call per range, in the order scale range then offset range per
+    term, ``com_offset`` ``(k, 3)`` offsets in ``[-r, r]``); the new values of the scaled terms are one vector
+    operation, written back per model array.
+    """
+
+    def __init__(self, rz: Randomizer, terms: tuple):
+        model, self.config = rz.model, rz.config
+        self.terms, self.segments = terms, []  # (term, first draw, k, element selection)
+        self.keys, self.pos = [], []  # info keys, their values' draw positions
+        scaled, n = [], 0  # scaled terms: (term, first draw, k, selection, model array, column)
+        nom, clip = [], []
+        for term in terms:
+            cfg = getattr(rz.config, term)
+            idx, names = rz._targets[term]
+            k, sel = len(idx), _index(idx)
+            self.segments.append((term, n, k, sel))
+            if term == "com_offset":
+                self.keys += [f"com_offset/{name}/{axis}" for name in names for axis in "xyz"]
+                self.pos += range(n, n + 3 * k)
+                n += 3 * k
+                continue
+            for j, name in enumerate(names):  # per element the scale, then the offset (when not constant)
+                if cfg.scale != (1.0, 1.0):
+                    self.keys.append(f"{term}_scale/{name}")
+                    self.pos.append(n + j)
+                if cfg.offset != (0.0, 0.0):
+                    self.keys.append(f"{term}_offset/{name}")
+                    self.pos.append(n + k + j)
+            if term != "body_inertia":
+                _, array, col, lower = _MODEL_TERMS[term]
+                scaled.append((term, n, k, sel, getattr(model, array), col))
+                nominal = rz._nominal[array][sel]
+                nom.append(nominal if col is None else nominal[:, col])
+                clip.append(np.full(k, -np.inf if lower is None else lower))
+            n += 2 * k
+        self.n = n
+        self.writes, self.s_idx, self.o_idx, a = [], [], [], 0
+        for _term, start, k, sel, arr, col in scaled:
+            self.writes.append((arr, sel if col is None else (sel, col), slice(a, a + k)))
+            self.s_idx += range(start, start + k)
+            self.o_idx += range(start + k, start + 2 * k)
+            a += k
+        self.s_idx, self.o_idx = np.asarray(self.s_idx, np.intp), np.asarray(self.o_idx, np.intp)
+        self.nom = np.concatenate(nom) if nom else np.zeros(0)
+        self.clip = np.concatenate(clip) if clip else np.zeros(0)
+        self.nominal = rz._nominal
+        self.model = model
+        self._scale = None
+
+    def _bounds(self, f: float) -> None:
+        """Per-draw ``lo`` and ``hi - lo`` for curriculum scale ``f`` (ranges shrink toward no randomization)."""
+        lo, span = np.empty(self.n), np.empty(self.n)
+        for term, start, k, _ in self.segments:
+            cfg = getattr(self.config, term)
+            if term == "com_offset":
+                r = cfg.max_offset_m * f
+                lo[start:start + 3 * k], span[start:start + 3 * k] = -r, r - -r
+                continue
+            for first, (a, b), center in ((start, cfg.scale, 1.0), (start + k, cfg.offset, 0.0)):
+                low, high = center + f * (a - center), center + f * (b - center)
+                lo[first:first + k], span[first:first + k] = low, high - low
+        self.lo, self.span, self._scale = lo, span, f
+
+    def apply(self, rz: Randomizer, rng: np.random.Generator, info: dict) -> None:
+        if rz.scale != self._scale:
+            self._bounds(rz.scale)
+        v = self.lo + self.span * rng.random(self.n)
+        if self.writes:
+            new = np.maximum(self.nom * v[self.s_idx] + v[self.o_idx], self.clip)
+            for arr, where, part in self.writes:
+                arr[where] = new[part]
+        m, nominal = self.model, self.nominal
+        for term, start, k, sel in self.segments:  # the terms' other effects, in order
+            if term == "body_mass":  # same density change for the inertia (times the inertia term's own factor)
+                s = v[start:start + k]
+                rz._mass_scale[sel] = s
+                inertia = nominal["body_inertia"][sel] * (s * rz._inertia_scale[sel])[:, None] + \
+                    rz._inertia_offset[sel, None]
+                m.body_inertia[sel] = np.maximum(inertia, _MODEL_TERMS["body_inertia"][3])
+            elif term == "body_inertia":  # on top of the mass term's density scaling (kept in _mass_scale)
+                s, o = v[start:start + k], v[start + k:start + 2 * k]
+                new_i = nominal["body_inertia"][sel] * (rz._mass_scale[sel] * s)[:, None] + o[:, None]
+                m.body_inertia[sel] = np.maximum(new_i, _MODEL_TERMS["body_inertia"][3])
+                rz._inertia_scale[sel], rz._inertia_offset[sel] = s, o
+            elif term == "com_offset":
+                m.body_ipos[sel] = nominal["body_ipos"][sel] + v[start:start + 3 * k].reshape(k, 3)
+            elif term == "actuator_gain":  # servo bias gains (position/velocity actuators) scale with the motor
+                m.actuator_biasprm[sel, 1:3] = nominal["actuator_biasprm"][sel, 1:3] * v[start:start + k, None]
+        values = v.tolist()
+        info.update(zip(self.keys, [values[i] for i in self.pos]))
 
 
 def _random_vector(rng: np.random.Generator, max_norm: float) -> np.ndarray:

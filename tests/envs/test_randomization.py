@@ -62,6 +62,54 @@ def test_sampled_values_inside_declared_ranges(env_id):
         assert any(k.startswith("com_offset/") for k in r)
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.4])
+def test_reset_sample_equals_one_uniform_draw_per_range_in_term_order(scale):
+    """The sampler draws every term with one ``rng.random`` call: the values must be those of ``Generator.uniform``
+    per range (scale, then offset, per term in the documented order) from the env's seeded stream, and the model
+    must hold nominal * scale + offset (bit for bit).
+    """
+    from gymnasium.utils import seeding
+
+    profile = {"body_mass": {"scale": [0.7, 1.3], "offset": [0.0, 0.01]},
+               "body_inertia": {"scale": [0.8, 1.25], "offset": [0.0, 0.001]},
+               "com_offset": {"max_offset_m": 0.02}, "friction": {"scale": [0.5, 1.5]},
+               "joint_damping": {"scale": [0.6, 1.5], "offset": [0.0, 0.02]}, "armature": {"scale": [0.7, 1.4]},
+               "frictionloss": {"offset": [0.0, 0.01]}, "actuator_gain": {"scale": [0.85, 1.1]}}
+    env = E.make("Reacher2-v0", randomization=profile, seed=0)
+    u = env.unwrapped
+    u.randomization_scale = scale
+    nom = {k: v.copy() for k, v in u.randomizer._nominal.items()}
+    _, info = env.reset(seed=11)
+    r = info["randomization"]
+    rng = seeding.np_random(11)[0]
+    targets = u.randomizer._targets
+
+    def draw(lo_hi, center, k):
+        lo, hi = (center + scale * (x - center) for x in lo_hi)
+        return rng.uniform(lo, hi, size=k)
+
+    expected = {}
+    for term in ("body_mass", "body_inertia", "com_offset", "friction", "joint_damping", "armature", "frictionloss",
+                 "actuator_gain"):
+        idx, names = targets[term]
+        if term == "com_offset":
+            off = rng.uniform(-0.02 * scale, 0.02 * scale, size=(len(idx), 3))
+            assert np.array_equal(u.model.body_ipos[idx], nom["body_ipos"][idx] + off)
+            expected.update({f"com_offset/{n}/{a}": float(v) for n, row in zip(names, off) for a, v in zip("xyz", row)})
+            continue
+        cfg = profile[term]
+        s = draw(cfg.get("scale", [1.0, 1.0]), 1.0, len(idx))
+        o = draw(cfg.get("offset", [0.0, 0.0]), 0.0, len(idx))
+        expected.update({f"{term}_scale/{n}": float(v) for n, v in zip(names, s) if "scale" in cfg})
+        expected.update({f"{term}_offset/{n}": float(v) for n, v in zip(names, o) if "offset" in cfg})
+        if term == "joint_damping":
+            assert np.array_equal(u.model.dof_damping[idx], np.maximum(nom["dof_damping"][idx] * s + o, 0.0))
+        if term == "friction":
+            assert np.array_equal(u.model.geom_friction[idx, 0], np.maximum(nom["geom_friction"][idx, 0] * s + o, 0))
+    assert {k: v for k, v in r.items() if k in expected} == expected
+    assert set(expected) <= set(r)
+
+
 @pytest.mark.parametrize("env_id", ["CartpoleSwingup-v0", "ArmReach-v0", "dmc-cheetah-run-v0"])
 def test_nominal_model_restored_exactly_when_switched_off(env_id):
     env = E.make(env_id, randomization="reality", seed=0)
