@@ -202,14 +202,12 @@ def profile_parts(num_envs: int = 16) -> dict:
 
     info = u._rand_info
     kernel = u._kernel or u._build_kernel()
-    a0, e2 = np.zeros(1, np.float32), u._empty2
-    noise, lat_buf, lat = rz.compiled_action_inputs(5, rng, e2)
-    sn, oi = rz.compiled_sensor_inputs(rng)
+    a0 = np.zeros(1, np.float32)
     buf = np.empty(u._n_obs, np.float32)
 
-    def sensor_inputs():
+    def random_inputs():
         rz._obs_i = 5
-        return rz.compiled_sensor_inputs(rng)
+        return rz.compiled_inputs(5, rng, info)
 
     py = E.make("CartpoleSwingup-v0", randomization="default", seed=0, compiled_step=False)
 
@@ -222,10 +220,9 @@ def profile_parts(num_envs: int = 16) -> dict:
         "`mj_step(m, d, 2)` on the env's (randomized) model": _best_us(lambda: mujoco.mj_step(m, d, 2)),
         "compiled kernel minus `mj_step` (action noise + latency, ctrl, sensor noise, observation, divergence "
         "check, reward; call overhead included)": _best_us(
-            lambda: kernel(a0, 5, noise, lat_buf, lat, sn, 3, u._empty1, buf, *u._kernel_tail))
+            lambda: kernel(a0, 5, 3, u._empty1, buf, u._k_lay, u._k_env, rz.kernel_ptrs))
         - _best_us(lambda: mujoco.mj_step(m, d, 2)),
-        "random inputs (`compiled_action_inputs`, `compiled_sensor_inputs`)": _best_us(
-            lambda: rz.compiled_action_inputs(5, rng, e2)) + _best_us(sensor_inputs),
+        "random inputs (`Randomizer.compiled_inputs`)": _best_us(random_inputs),
         "observation array (`np.empty`)": _best_us(lambda: np.empty(5, np.float32)),
         "info dict (`{\"randomization\": dict(...), ...}`)": _best_us(
             lambda: {"randomization": dict(info), "physics_error": False}),

@@ -137,15 +137,27 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             lay = np.concatenate([np.asarray(head, np.int64), self._qadr, self._dadr, ob._index]).astype(np.int64)
             fbuf = np.concatenate([self._ctrl_half, np.zeros(nu)])
             self._a_out = fbuf[nu:]  # the action the reward sees (written by the kernel)
-            self._empty2, self._empty1 = np.zeros((0, 0)), np.zeros(0)
+            self._empty1 = np.zeros(0)
             self._n_obs = len(ob._index)
             self._last_warn_arr = np.array(self._warnings)
-            # Arguments that stay the same for the env's life (views of the model's and data's arrays).
             self._reward_compiled = type(self)._reward_kernel_factory is not None
             rp = np.asarray(self._reward_kernel_params(), dtype=np.float64)
-            self._kernel_tail = (lay, fbuf, rp, self._ctrl, self._qpos, self._qvel, self._warnings,
-                                 self._last_warn_arr)
+            # The kernel's layout and the env's arrays it reads and writes, by address (fewer arguments: numba's
+            # dispatch costs per argument); the env keeps every array alive (views of the model's and data's arrays,
+            # fbuf, rp, last_warn).
+            self._k_lay, self._k_fbuf, self._k_rp = lay, fbuf, rp
+            self._k_env = self._kernel_pointers(fbuf, self._last_warn_arr)
+            self._k_no_rand = np.zeros(8, np.int64)  # the randomizer's kernel_ptrs when randomization is off
         self._require_compiled = bool(compiled_step)
+
+    def _kernel_pointers(self, fbuf: np.ndarray, last_warn: np.ndarray) -> np.ndarray:
+        """The compiled step's env table: [ctrl, qpos, qvel, warning counters (int32), fbuf, reward parameters,
+        last_warn (int32) addresses; nq, nv, number of counters, their stride in int32s, number of parameters].
+        """
+        w = self._warnings
+        arrays = (self._ctrl, self._qpos, self._qvel, w, fbuf, self._k_rp, last_warn)
+        return np.array([a.ctypes.data for a in arrays] + [self.model.nq, self.model.nv, len(w), w.strides[0] // 4,
+                                                           len(self._k_rp)], dtype=np.int64)
 
     # Optional compiled reward for the compiled step: ``factory(njit) -> evaluate(qpos, qvel, action, params) ->
     # (reward, terminated, success -1 none / 0 / 1)`` (a staticmethod), returning what ``_evaluate`` returns,
@@ -328,27 +340,23 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         if k is None and self._compiled:
             k = self._build_kernel()
         if k is not None:  # the compiled step (robot_rl.envs.fast_step): same random draws, same results
-            t, e2 = self._t, self._empty2
-            noise = lat_buf = sn = e2
-            lat = oi = 0
+            t = self._t
             if self._randomization_enabled:
-                rz, rng = self.randomizer, self._np_random
-                if rz.acts_on_action:
-                    noise, lat_buf, lat = rz.compiled_action_inputs(t, rng, e2)
-                if rz.acts_per_step:
-                    self._rand_info = rz.before_step(t, rng, self._rand_info)
-                if rz.acts_on_sensors:
-                    sn, oi = rz.compiled_sensor_inputs(rng)
+                rz = self.randomizer
+                oi, self._rand_info = rz.compiled_inputs(t, self._np_random, self._rand_info)
+                ptrs = rz.kernel_ptrs
+            else:
+                oi, ptrs = 0, self._k_no_rand
             obs = np.empty(self._n_obs, np.float32)
-            error, reward, terminated, success = k(a, t, noise, lat_buf, lat, sn, oi,
-                                                   self._empty1 if self._goal is None else self._goal, obs,
-                                                   *self._kernel_tail)
+            goal = self._goal
+            error, reward, terminated, success = k(a, t, oi, self._empty1 if goal is None else goal, obs, self._k_lay,
+                                                   self._k_env, ptrs)
             self._t = t + 1
             if not error:
                 if self._reward_compiled:
                     success = None if success < 0 else success == 1
                 else:  # the reward sees the action after noise / latency (a new float64 array), else the input
-                    reward, terminated, success = self._evaluate(self._a_out if noise is not e2 or lat else a)
+                    reward, terminated, success = self._evaluate(self._a_out if ptrs[1] or ptrs[4] else a)
                 info = {"randomization": dict(self._rand_info), "physics_error": False}
                 if success is not None:
                     info["is_success"] = success
@@ -402,14 +410,14 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         """
         k = _fast_step.kernel(type(self)._reward_kernel_factory)
         if k is not None:
-            tail = list(self._kernel_tail)
-            tail[1], tail[-1] = tail[1].copy(), tail[-1].copy()  # fbuf, last_warn: scratch copies
+            scratch = (self._k_fbuf.copy(), self._last_warn_arr.copy())  # kept alive while the warm-up runs
+            env = self._kernel_pointers(*scratch)
             goal = self._empty1 if self._goal is None else self._goal
 
             def call():
                 for dtype in (np.float32, np.float64):  # the action dtypes of policies and of lists
-                    k(np.zeros(self.model.nu, dtype), 0, self._empty2, self._empty2, 0, self._empty2, 0, goal,
-                      np.empty(self._n_obs, np.float32), *tail)
+                    k(np.zeros(self.model.nu, dtype), 0, 0, goal, np.empty(self._n_obs, np.float32), self._k_lay, env,
+                      self._k_no_rand)
 
             if not _fast_step.warm_up(self.model, self.data, call, f"{type(self).__name__}: the compiled step"):
                 k = None

@@ -137,8 +137,7 @@ class BatchedBlock:
         self._ptrs = np.array([[u.model._address, u.data._address, u.data.ctrl.ctypes.data, u.data.qpos.ctypes.data,
                                 u.data.qvel.ctypes.data, u._warnings.ctypes.data, u.model.nq, u.model.nv,
                                 len(u._warnings)] for u in self.u], dtype=np.int64)
-        self._lay = u0._kernel_tail[0]
-        self._rp = u0._kernel_tail[2]
+        self._lay, self._rp = u0._k_lay, u0._k_rp
         self._n_obs = u0._n_obs
         self._no_goals = np.zeros((self.n, 0))
         z, nu = np.zeros, u0.model.nu
@@ -245,8 +244,8 @@ class BatchedBlock:
         if "noise" in rows:
             for i in self._refill_a.get(self._g % _CHUNK, ()):  # drawn as the single env draws it (step 0, 256, ...)
                 rz = self.u[i].randomizer
-                rz._act_noise = self._act_noise[i] = rz._noise_chunk(self.u[i]._np_random, (nu,),
-                                                                     rz.config.action_noise.std)
+                rz._set_action_noise(rz._noise_chunk(self.u[i]._np_random, (nu,), rz.config.action_noise.std))
+                self._act_noise[i] = rz._act_noise
         if "per_step" in rows:
             t = self._t
             for i in rows["per_step"].tolist():

@@ -97,6 +97,26 @@ def failed(reason: str) -> None:
         warnings.warn(f"robot_rl.envs.fast_step: {reason}; envs use the Python step", RuntimeWarning, stacklevel=3)
 
 
+def _pointer_casts():
+    """Numba intrinsics turning an integer address into a float64 / int32 pointer (for ``numba.carray``)."""
+    from numba import types
+    from numba.extending import intrinsic
+
+    def pointer_cast(dtype):
+        ptr = types.CPointer(dtype)
+
+        @intrinsic
+        def cast(typingctx, addr):  # pragma: no cover - compile-time
+            def codegen(context, builder, signature, args):
+                return builder.inttoptr(args[0], context.get_value_type(ptr))
+
+            return ptr(types.int64), codegen
+
+        return cast
+
+    return pointer_cast(types.float64), pointer_cast(types.int32)
+
+
 def _compile(lib, reward_factory):
     import ctypes
 
@@ -113,25 +133,38 @@ def _compile(lib, reward_factory):
         evaluate = reward_factory(njit)
     step = lib.mj_step
     step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None  # addresses as integers
+    f64_at, i32_at = _pointer_casts()
 
     @numba.njit(nogil=True, cache=False)
-    def env_step(a_in, t, noise, lat_buf, lat, sn, oi, goal, obs, lay, fbuf, rp, ctrl, qpos, qvel, warn,
-                 last_warn):  # pragma: no cover - runs compiled
-        # lay (int64): [model address, data address, frame_skip, n_joints, trig, qadr (n), dadr (n),
-        # obs source index (n_obs)]; fbuf (float64): [ctrl half-range (nu), action the reward sees (nu, written
-        # here)]; sn: sensor noise [q | qd] per row (empty: none); rp: the task's reward parameters.
-        # Returns (diverged, reward, terminated, success -1 / 0 / 1) with the reward of the task's compiled
-        # evaluate (0, False, -1 without one, or when diverged).
+    def env_step(a_in, t, oi, goal, obs, lay, ep, rz):  # pragma: no cover - runs compiled
+        # lay (int64): [model address, data address, frame_skip, n_joints, trig, qadr (n), dadr (n), obs source
+        # index (n_obs)]; ep: the env's arrays (MujocoTaskEnv._kernel_pointers): ctrl, qpos, qvel, the warning
+        # counters (int32, stride ep[10]), fbuf (float64: ctrl half-range (nu), then the action the reward sees
+        # (nu), written here), the task's reward parameters, last_warn (int32); rz: the randomizer's kernel_ptrs
+        # (zeros: randomization off). Returns (diverged, reward, terminated, success -1 / 0 / 1) with the reward of
+        # the task's compiled evaluate (0, False, -1 without one, or when diverged).
         mp, dp, fs, n, trig = lay[0], lay[1], lay[2], lay[3], lay[4]
         nu = a_in.shape[0]
-        # Action: noise row t % len(noise) (empty: none), then latency (lat 0: none), as Randomizer.process_action.
+        ctrl = numba.carray(f64_at(ep[0]), (nu,))
+        qpos = numba.carray(f64_at(ep[1]), (ep[7],))
+        qvel = numba.carray(f64_at(ep[2]), (ep[8],))
+        nw, ws = ep[9], ep[10]
+        warn = numba.carray(i32_at(ep[3]), (nw * ws,))
+        fbuf = numba.carray(f64_at(ep[4]), (2 * nu,))
+        rp = numba.carray(f64_at(ep[5]), (ep[11],))
+        last_warn = numba.carray(i32_at(ep[6]), (nw,))
+        # Action: noise row t % rows (rows 0: none), then latency (0: none), as Randomizer.process_action.
+        rows = rz[1]
+        noise = numba.carray(f64_at(rz[0]), (rows, nu))
         for i in range(nu):
             v = np.float64(a_in[i])
-            if noise.shape[0] > 0:
-                v += noise[t % noise.shape[0], i]
+            if rows > 0:
+                v += noise[t % rows, i]
             fbuf[nu + i] = v
+        lat = rz[4]
         if lat > 0:
-            L = lat_buf.shape[0]
+            L = rz[3]
+            lat_buf = numba.carray(f64_at(rz[2]), (L, nu))
             for i in range(nu):
                 lat_buf[t % L, i] = fbuf[nu + i]
             for i in range(nu):
@@ -141,7 +174,10 @@ def _compile(lib, reward_factory):
         for _ in range(fs):
             step(mp, dp)
         # Observation: element j is source[index[j]] of build_lists' source [q, cos q, sin q, qd, goal], with the
-        # sensor noise row oi added to q and qd (empty qn: no noise).
+        # sensor noise row oi added to q and qd (rows 0: no noise).
+        sn = rz[7] > 0
+        qn = numba.carray(f64_at(rz[5]), (rz[7], n))
+        qdn = numba.carray(f64_at(rz[6]), (rz[7], n))
         acc = np.float32(0.0)
         for j in range(obs.shape[0]):
             src = lay[5 + 2 * n + j]
@@ -150,12 +186,12 @@ def _compile(lib, reward_factory):
                 v = goal[src - 4 * n]
             elif kind == 3:
                 v = qvel[lay[5 + n + jj]]
-                if sn.shape[0] > 0:
-                    v += sn[oi, n + jj]
+                if sn:
+                    v += qdn[oi, jj]
             else:
                 v = qpos[lay[5 + jj]]
-                if sn.shape[0] > 0:
-                    v += sn[oi, jj]
+                if sn:
+                    v += qn[oi, jj]
                 if kind == 1:
                     v = np.cos(v) if trig else 0.0
                 elif kind == 2:
@@ -164,10 +200,11 @@ def _compile(lib, reward_factory):
             obs[j] = o
             acc += o * o
         error = not np.isfinite(acc)
-        for i in range(warn.shape[0]):
-            if warn[i] != last_warn[i]:
+        for i in range(nw):
+            w = warn[i * ws]
+            if w != last_warn[i]:
                 error = True
-                last_warn[i] = warn[i]
+                last_warn[i] = w
         if error:
             return True, 0.0, True, 0
         r, term, succ = evaluate(qpos, qvel, fbuf[nu:], rp)
@@ -181,8 +218,6 @@ def _compile_batch(lib, reward_factory):
 
     import numba
     import numpy as np
-    from numba import types
-    from numba.extending import intrinsic
 
     njit = numba.njit(nogil=True, cache=False)
     if reward_factory is None:
@@ -191,20 +226,7 @@ def _compile_batch(lib, reward_factory):
     step = lib.mj_step
     step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None
 
-    def pointer_cast(dtype):
-        """An intrinsic that turns an integer address into a ``dtype`` pointer (for ``numba.carray``)."""
-        ptr = types.CPointer(dtype)
-
-        @intrinsic
-        def cast(typingctx, addr):  # pragma: no cover - compile-time
-            def codegen(context, builder, signature, args):
-                return builder.inttoptr(args[0], context.get_value_type(ptr))
-
-            return ptr(types.int64), codegen
-
-        return cast
-
-    f64_at, i32_at = pointer_cast(types.float64), pointer_cast(types.int32)
+    f64_at, i32_at = _pointer_casts()
 
     @njit
     def batch_step(a, act_on, act_noise, off_a, lat_on, lat_buf, lat, ptrs, lay, half, noise, off_s, c, sense, goals,

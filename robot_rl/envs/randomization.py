@@ -123,9 +123,13 @@ class Randomizer:
         self._init_qadr = np.asarray([model.jnt_qposadr[j] for j in range(model.njnt)
                                       if int(sc[j]) in _ONE_DOF],
                                      dtype=np.intp)
-        self._lat_buf = np.zeros((1, model.nu))
-        self._latency = 0
-        self._act_noise = None
+        # Addresses and sizes of the per-episode arrays for the compiled env step (robot_rl.envs.fast_step), kept in
+        # step with the arrays: [action-noise chunk, its rows (0: none), latency ring, its rows, latency, sensor
+        # position noise, sensor velocity noise, their rows (0: none)]. The arrays are only ever replaced through
+        # _set_action_noise / _set_latency / _refill_sensor_noise, which update this table.
+        self.kernel_ptrs = np.zeros(8, dtype=np.int64)
+        self._set_latency(0, model.nu)
+        self._set_action_noise(None)
         self._obs_i = 0
         # Flags read by the env every step, so terms that are off cost nothing.
         self.acts_on_action = config.action_latency is not None or (
@@ -170,11 +174,10 @@ class Randomizer:
         nu = self.model.nu
         if cfg.action_latency is not None:
             lo, hi = (round(self.scale * s) for s in cfg.action_latency.steps)
-            self._latency = int(rng.integers(lo, hi + 1))
+            self._set_latency(int(rng.integers(lo, hi + 1)), nu)
             info["action_latency_steps"] = self._latency
         else:
-            self._latency = 0
-        self._lat_buf = np.zeros((self._latency + 1, nu))
+            self._set_latency(0, nu)
         if cfg.observation_noise is not None:
             on, f = cfg.observation_noise, self.scale
             n = len(self.joint_names) if self.joint_names is not None else None
@@ -188,7 +191,7 @@ class Randomizer:
             else:
                 self._bias_q = None  # sized on the first flat observation (see sense_flat)
         an = cfg.action_noise
-        self._act_noise = np.zeros((_CHUNK, nu)) if an is not None and an.std > 0 else None
+        self._set_action_noise(np.zeros((_CHUNK, nu)) if an is not None and an.std > 0 else None)
         if cfg.push is not None:
             self._next_push = int(rng.integers(cfg.push.interval_steps[0], cfg.push.interval_steps[1] + 1))
             self._push_end = -1
@@ -212,7 +215,7 @@ class Randomizer:
         if self._act_noise is not None:
             i = t % _CHUNK
             if i == 0:
-                self._act_noise = self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std)
+                self._set_action_noise(self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std))
             action = action + self._act_noise[i]
         if self._latency == 0:
             return action
@@ -252,17 +255,37 @@ class Randomizer:
                 info["push/step"] = t
         return info
 
-    def compiled_action_inputs(self, t: int, rng: np.random.Generator, empty: np.ndarray) -> tuple:
-        """``process_action``'s state for the compiled env step (:mod:`robot_rl.envs.fast_step`) at control step
-        ``t``: ``(noise chunk or empty, latency buffer or empty, latency)``, drawing a new noise chunk where
-        ``process_action`` would (same random stream).
+    def _set_action_noise(self, chunk: np.ndarray | None) -> None:
+        """The action-noise chunk in use (None: no action noise), with its address for the compiled step."""
+        self._act_noise = chunk
+        p = self.kernel_ptrs
+        p[0], p[1] = (0, 0) if chunk is None else (chunk.ctypes.data, len(chunk))
+
+    def _set_latency(self, steps: int, nu: int) -> None:
+        """Set the episode's action latency and its (zeroed) ring of ``steps + 1`` actions."""
+        self._latency = steps
+        self._lat_buf = np.zeros((steps + 1, nu))
+        p = self.kernel_ptrs
+        p[2], p[3], p[4] = self._lat_buf.ctypes.data, steps + 1, steps
+
+    def compiled_inputs(self, t: int, rng: np.random.Generator, info: dict) -> tuple[int, dict]:
+        """The random work of control step ``t`` for the compiled env step (:mod:`robot_rl.envs.fast_step`), in the
+        Python step's order (same random stream): a new action-noise chunk where ``process_action`` draws one,
+        ``before_step``, then the sensor-noise row (a new chunk where ``sense`` draws one). The kernel reads the
+        arrays through ``kernel_ptrs``. Returns ``(sensor-noise row, info)``.
         """
-        noise = self._act_noise
-        if noise is None:
-            noise = empty
-        elif t % _CHUNK == 0:
-            noise = self._act_noise = self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std)
-        return noise, (self._lat_buf if self._latency else empty), self._latency
+        if self._act_noise is not None and t % _CHUNK == 0:
+            self._set_action_noise(self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std))
+        if self.acts_per_step:
+            info = self.before_step(t, rng, info)
+        if not self.acts_on_sensors:
+            return 0, info
+        i = self._obs_i
+        if i == _CHUNK:
+            self._refill_sensor_noise(rng)
+            i = 0
+        self._obs_i = i + 1
+        return i, info
 
     def _next_sensor_row(self, rng: np.random.Generator) -> int:
         """Row of the sensor-noise chunk for this observation (a new chunk is drawn after its last row)."""
@@ -272,17 +295,6 @@ class Randomizer:
             i = 0
         self._obs_i = i + 1
         return i
-
-    def compiled_sensor_inputs(self, rng: np.random.Generator) -> tuple:
-        """``sense``'s state for the compiled env step: ``(noise, row)`` with ``noise`` the position and velocity noise
-        side by side (bias + white, float64 ``(chunk, 2 n_joints)``), advancing the row and refilling the chunk where
-        ``sense`` would.
-        """
-        i = self._next_sensor_row(rng)
-        noise = self._sensor_noise
-        if noise is None:
-            noise = self._sensor_noise = np.concatenate([self._q_noise, self._qd_noise], axis=1)
-        return noise, i
 
     def sense(self, q: np.ndarray, qd: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Measured joint positions/velocities with bias and white noise (new arrays)."""
@@ -307,8 +319,9 @@ class Randomizer:
         self._q_noise = self._bias_q + self._noise_chunk(rng, (n,), on.position_std)
         self._qd_noise = self._bias_qd + self._noise_chunk(rng, (n,), on.velocity_std)
         self._q_noise_l = self._qd_noise_l = None  # Python-float copies for sense_lists, made when it asks
-        self._sensor_noise = None  # [q | qd] noise for the compiled env step, built when it asks
         self._obs_i = 0
+        p = self.kernel_ptrs
+        p[5], p[6], p[7] = self._q_noise.ctypes.data, self._qd_noise.ctypes.data, _CHUNK
 
     def sense_flat(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flat-observation noise (dm_control tasks): ``position_std`` white + ``position_bias_std`` bias."""
