@@ -244,7 +244,7 @@ class BatchedBlock:
         if "noise" in rows:
             for i in self._refill_a.get(self._g % _CHUNK, ()):  # drawn as the single env draws it (step 0, 256, ...)
                 rz = self.u[i].randomizer
-                rz._set_action_noise(rz._noise_chunk(self.u[i]._np_random, (nu,), rz.config.action_noise.std))
+                rz._refill_action_noise(self.u[i]._np_random)
                 self._act_noise[i] = rz._act_noise
         if "per_step" in rows:
             t = self._t

@@ -123,13 +123,20 @@ class Randomizer:
         self._init_qadr = np.asarray([model.jnt_qposadr[j] for j in range(model.njnt)
                                       if int(sc[j]) in _ONE_DOF],
                                      dtype=np.intp)
-        # Addresses and sizes of the per-episode arrays for the compiled env step (robot_rl.envs.fast_step), kept in
-        # step with the arrays: [action-noise chunk, its rows (0: none), latency ring, its rows, latency, sensor
-        # position noise, sensor velocity noise, their rows (0: none)]. The arrays are only ever replaced through
-        # _set_action_noise / _set_latency / _refill_sensor_noise, which update this table.
-        self.kernel_ptrs = np.zeros(8, dtype=np.int64)
-        self._set_latency(0, model.nu)
-        self._set_action_noise(None)
+        # Noise chunks and the latency ring live in buffers allocated once (draws fill them in place), so the compiled
+        # env step (robot_rl.envs.fast_step) reads them at fixed addresses: kernel_ptrs = [action-noise chunk, its
+        # rows (0: none), latency ring, its rows, latency, sensor position noise, sensor velocity noise, their rows
+        # (0: none)].
+        nu = model.nu
+        max_latency = config.action_latency.steps[1] if config.action_latency is not None else 0
+        self._act_buf = np.zeros((_CHUNK, nu))
+        self._lat_store = np.zeros((max_latency + 1, nu))
+        nj = len(self.joint_names) if self.joint_names is not None else 0
+        self._q_noise, self._qd_noise = np.zeros((_CHUNK, nj)), np.zeros((_CHUNK, nj))
+        self.kernel_ptrs = np.array([self._act_buf.ctypes.data, 0, self._lat_store.ctypes.data, 1, 0,
+                                     self._q_noise.ctypes.data, self._qd_noise.ctypes.data, 0], dtype=np.int64)
+        self._set_latency(0)
+        self._act_noise = None
         self._obs_i = 0
         # Flags read by the env every step, so terms that are off cost nothing.
         self.acts_on_action = config.action_latency is not None or (
@@ -171,13 +178,12 @@ class Randomizer:
         cfg, info = self.config, {}
         if self._reset_terms:
             self._sample(self._reset_terms, rng, info)
-        nu = self.model.nu
         if cfg.action_latency is not None:
             lo, hi = (round(self.scale * s) for s in cfg.action_latency.steps)
-            self._set_latency(int(rng.integers(lo, hi + 1)), nu)
+            self._set_latency(int(rng.integers(lo, hi + 1)))
             info["action_latency_steps"] = self._latency
         else:
-            self._set_latency(0, nu)
+            self._set_latency(0)
         if cfg.observation_noise is not None:
             on, f = cfg.observation_noise, self.scale
             n = len(self.joint_names) if self.joint_names is not None else None
@@ -191,7 +197,12 @@ class Randomizer:
             else:
                 self._bias_q = None  # sized on the first flat observation (see sense_flat)
         an = cfg.action_noise
-        self._set_action_noise(np.zeros((_CHUNK, nu)) if an is not None and an.std > 0 else None)
+        if an is not None and an.std > 0:  # zeros until step 0 draws the first chunk
+            self._act_buf.fill(0.0)
+            self._act_noise = self._act_buf
+        else:
+            self._act_noise = None
+        self.kernel_ptrs[1] = 0 if self._act_noise is None else _CHUNK
         if cfg.push is not None:
             self._next_push = int(rng.integers(cfg.push.interval_steps[0], cfg.push.interval_steps[1] + 1))
             self._push_end = -1
@@ -215,7 +226,7 @@ class Randomizer:
         if self._act_noise is not None:
             i = t % _CHUNK
             if i == 0:
-                self._set_action_noise(self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std))
+                self._refill_action_noise(rng)
             action = action + self._act_noise[i]
         if self._latency == 0:
             return action
@@ -224,9 +235,13 @@ class Randomizer:
         # Slot (t - latency) mod L holds the action from `latency` steps ago (zeros before the episode start).
         return buf[(t - self._latency) % len(buf)].copy() if t >= self._latency else np.zeros_like(action)
 
-    def _noise_chunk(self, rng: np.random.Generator, shape: tuple, std: float) -> np.ndarray:
-        """White noise for the next ``_CHUNK`` steps in one draw (per-step draws cost more than the physics)."""
-        return (self.scale * std) * rng.standard_normal((_CHUNK, *shape))
+    def _noise_chunk(self, rng: np.random.Generator, out: np.ndarray, std: float) -> np.ndarray:
+        """White noise for the next ``_CHUNK`` steps in one draw (per-step draws cost more than the physics), written
+        into ``out`` ``(_CHUNK, n)`` (the values of ``(scale * std) * rng.standard_normal((_CHUNK, n))``).
+        """
+        rng.standard_normal(out=out)
+        out *= self.scale * std
+        return out
 
     def before_step(self, t: int, rng: np.random.Generator, info: dict) -> dict:
         """Interval resampling and pushes before control step ``t``; returns the (possibly new) info dict."""
@@ -255,18 +270,18 @@ class Randomizer:
                 info["push/step"] = t
         return info
 
-    def _set_action_noise(self, chunk: np.ndarray | None) -> None:
-        """The action-noise chunk in use (None: no action noise), with its address for the compiled step."""
-        self._act_noise = chunk
-        p = self.kernel_ptrs
-        p[0], p[1] = (0, 0) if chunk is None else (chunk.ctypes.data, len(chunk))
+    def _refill_action_noise(self, rng: np.random.Generator) -> None:
+        """Draw the action noise of the next ``_CHUNK`` steps (into the chunk buffer)."""
+        self._noise_chunk(rng, self._act_buf, self.config.action_noise.std)
 
-    def _set_latency(self, steps: int, nu: int) -> None:
-        """Set the episode's action latency and its (zeroed) ring of ``steps + 1`` actions."""
+    def _set_latency(self, steps: int) -> None:
+        """Set the episode's action latency; its ring of ``steps + 1`` actions starts zeroed."""
+        if steps >= len(self._lat_store):
+            raise ValueError(f"action latency {steps} steps exceeds the profile's maximum {len(self._lat_store) - 1}")
         self._latency = steps
-        self._lat_buf = np.zeros((steps + 1, nu))
-        p = self.kernel_ptrs
-        p[2], p[3], p[4] = self._lat_buf.ctypes.data, steps + 1, steps
+        self._lat_buf = self._lat_store[:steps + 1]
+        self._lat_buf.fill(0.0)
+        self.kernel_ptrs[3], self.kernel_ptrs[4] = steps + 1, steps
 
     def compiled_inputs(self, t: int, rng: np.random.Generator, info: dict) -> tuple[int, dict]:
         """The random work of control step ``t`` for the compiled env step (:mod:`robot_rl.envs.fast_step`), in the
@@ -275,7 +290,7 @@ class Randomizer:
         arrays through ``kernel_ptrs``. Returns ``(sensor-noise row, info)``.
         """
         if self._act_noise is not None and t % _CHUNK == 0:
-            self._set_action_noise(self._noise_chunk(rng, (self.model.nu,), self.config.action_noise.std))
+            self._refill_action_noise(rng)
         if self.acts_per_step:
             info = self.before_step(t, rng, info)
         if not self.acts_on_sensors:
@@ -315,13 +330,14 @@ class Randomizer:
         return list(map(operator.add, q, ql[i])), list(map(operator.add, qd, self._qd_noise_l[i]))
 
     def _refill_sensor_noise(self, rng: np.random.Generator) -> None:
-        on, n = self.config.observation_noise, len(self.joint_names)
-        self._q_noise = self._bias_q + self._noise_chunk(rng, (n,), on.position_std)
-        self._qd_noise = self._bias_qd + self._noise_chunk(rng, (n,), on.velocity_std)
+        on = self.config.observation_noise
+        self._noise_chunk(rng, self._q_noise, on.position_std)
+        self._q_noise += self._bias_q  # (bias + white noise, the same values as bias + chunk)
+        self._noise_chunk(rng, self._qd_noise, on.velocity_std)
+        self._qd_noise += self._bias_qd
         self._q_noise_l = self._qd_noise_l = None  # Python-float copies for sense_lists, made when it asks
         self._obs_i = 0
-        p = self.kernel_ptrs
-        p[5], p[6], p[7] = self._q_noise.ctypes.data, self._qd_noise.ctypes.data, _CHUNK
+        self.kernel_ptrs[7] = _CHUNK
 
     def sense_flat(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flat-observation noise (dm_control tasks): ``position_std`` white + ``position_bias_std`` bias."""
