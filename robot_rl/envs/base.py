@@ -341,18 +341,22 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             k = self._build_kernel()
         if k is not None:  # the compiled step (robot_rl.envs.fast_step): same random draws, same results
             t = self._t
+            oi = -1  # the kernel takes the sensor-noise row from the randomizer's table and advances it
             if self._randomization_enabled:
                 rz = self.randomizer
-                oi, self._rand_info = rz.compiled_inputs(t, self._np_random, self._rand_info)
                 ptrs = rz.kernel_ptrs
+                if rz.acts_per_step:  # pushes / interval terms: every step's draws in the Python step's order
+                    oi, self._rand_info = rz.compiled_inputs(t, self._np_random, self._rand_info)
             else:
-                oi, ptrs = 0, self._k_no_rand
+                ptrs = self._k_no_rand
             obs = np.empty(self._n_obs, np.float32)
-            goal = self._goal
-            error, reward, terminated, success = k(a, t, oi, self._empty1 if goal is None else goal, obs, self._k_lay,
-                                                   self._k_env, ptrs)
+            goal = self._empty1 if self._goal is None else self._goal
+            status, reward, terminated, success = k(a, t, oi, goal, obs, self._k_lay, self._k_env, ptrs)
+            if status == 2:  # a noise chunk runs out at this step (nothing done yet): draw it, then step
+                oi, self._rand_info = rz.compiled_inputs(t, self._np_random, self._rand_info)
+                status, reward, terminated, success = k(a, t, oi, goal, obs, self._k_lay, self._k_env, ptrs)
             self._t = t + 1
-            if not error:
+            if not status:
                 if self._reward_compiled:
                     success = None if success < 0 else success == 1
                 else:  # the reward sees the action after noise / latency (a new float64 array), else the input

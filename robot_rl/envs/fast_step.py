@@ -141,8 +141,18 @@ def _compile(lib, reward_factory):
         # index (n_obs)]; ep: the env's arrays (MujocoTaskEnv._kernel_pointers): ctrl, qpos, qvel, the warning
         # counters (int32, stride ep[10]), fbuf (float64: ctrl half-range (nu), then the action the reward sees
         # (nu), written here), the task's reward parameters, last_warn (int32); rz: the randomizer's kernel_ptrs
-        # (zeros: randomization off). Returns (diverged, reward, terminated, success -1 / 0 / 1) with the reward of
-        # the task's compiled evaluate (0, False, -1 without one, or when diverged).
+        # (zeros: randomization off); oi: the sensor-noise row, or -1: take it from rz (advancing it there), and
+        # first return status 2 without doing anything when a noise chunk runs out at this step (the env draws it and
+        # calls again with the row). Returns (status 0 / 1 diverged / 2, reward, terminated, success -1 / 0 / 1)
+        # with the reward of the task's compiled evaluate (0, False, -1 without one, or when diverged).
+        if oi < 0:
+            if rz[1] > 0 and t % rz[1] == 0:
+                return 2, 0.0, False, -1
+            if rz[7] > 0:
+                oi = rz[8]
+                if oi == rz[7]:
+                    return 2, 0.0, False, -1
+                rz[8] = oi + 1
         mp, dp, fs, n, trig = lay[0], lay[1], lay[2], lay[3], lay[4]
         nu = a_in.shape[0]
         ctrl = numba.carray(f64_at(ep[0]), (nu,))
@@ -206,9 +216,9 @@ def _compile(lib, reward_factory):
                 error = True
                 last_warn[i] = w
         if error:
-            return True, 0.0, True, 0
+            return 1, 0.0, True, 0
         r, term, succ = evaluate(qpos, qvel, fbuf[nu:], rp)
-        return False, r, term, succ
+        return 0, r, term, succ
 
     return env_step
 

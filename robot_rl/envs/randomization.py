@@ -126,7 +126,7 @@ class Randomizer:
         # Noise chunks and the latency ring live in buffers allocated once (draws fill them in place), so the compiled
         # env step (robot_rl.envs.fast_step) reads them at fixed addresses: kernel_ptrs = [action-noise chunk, its
         # rows (0: none), latency ring, its rows, latency, sensor position noise, sensor velocity noise, their rows
-        # (0: none)].
+        # (0: none), the next sensor-noise row (_obs_i: the compiled step advances it)].
         nu = model.nu
         max_latency = config.action_latency.steps[1] if config.action_latency is not None else 0
         self._act_buf = np.zeros((_CHUNK, nu))
@@ -134,7 +134,7 @@ class Randomizer:
         nj = len(self.joint_names) if self.joint_names is not None else 0
         self._q_noise, self._qd_noise = np.zeros((_CHUNK, nj)), np.zeros((_CHUNK, nj))
         self.kernel_ptrs = np.array([self._act_buf.ctypes.data, 0, self._lat_store.ctypes.data, 1, 0,
-                                     self._q_noise.ctypes.data, self._qd_noise.ctypes.data, 0], dtype=np.int64)
+                                     self._q_noise.ctypes.data, self._qd_noise.ctypes.data, 0, 0], dtype=np.int64)
         self._set_latency(0)
         self._act_noise = None
         self._obs_i = 0
@@ -283,11 +283,21 @@ class Randomizer:
         self._lat_buf.fill(0.0)
         self.kernel_ptrs[3], self.kernel_ptrs[4] = steps + 1, steps
 
+    @property
+    def _obs_i(self) -> int:
+        """Row of the sensor-noise chunk for the next observation (``_CHUNK``: draw a new chunk first)."""
+        return int(self.kernel_ptrs[8])
+
+    @_obs_i.setter
+    def _obs_i(self, i: int) -> None:
+        self.kernel_ptrs[8] = i
+
     def compiled_inputs(self, t: int, rng: np.random.Generator, info: dict) -> tuple[int, dict]:
         """The random work of control step ``t`` for the compiled env step (:mod:`robot_rl.envs.fast_step`), in the
         Python step's order (same random stream): a new action-noise chunk where ``process_action`` draws one,
         ``before_step``, then the sensor-noise row (a new chunk where ``sense`` draws one). The kernel reads the
-        arrays through ``kernel_ptrs``. Returns ``(sensor-noise row, info)``.
+        arrays through ``kernel_ptrs``. Returns ``(sensor-noise row, info)``. Without per-step terms the env calls
+        this only when the kernel reports that a chunk ran out (the kernel advances the sensor row itself).
         """
         if self._act_noise is not None and t % _CHUNK == 0:
             self._refill_action_noise(rng)
