@@ -8,7 +8,7 @@ Run as a script (``python bench/bench_envs.py``, writes bench/results/envs.md) o
 * raw ``mujoco.mj_step(model, data, 2)`` on the same model with a constant control (no Python env at all);
 * dm_control ``suite.load("cartpole", "swingup")`` ``env.step`` (timestep 0.01 s, one physics step per step);
 * raw ``mujoco.mj_step`` on the env's own randomized model (the parameters its first episode sampled);
-* ``make_vec(..., 16 envs)`` backends (``batched``: one numpy pass over the batch, the default; ``process``:
+* ``make_vec(..., 16 envs)`` backends (``batched``: one compiled call for the batch, the default; ``process``:
   2 processes; ``sync``: a loop over the envs) vs 16 single envs stepped in a Python loop (env steps per second).
 
 Targets: robot_rl >= 3x dm_control, >= 50 % of raw mj_step, vector >= 1.5x single on 2 cores.

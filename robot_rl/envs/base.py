@@ -131,6 +131,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             raise ValueError(f"{type(self).__name__}: compiled_step=True is not possible: {why}")
         self._compiled = compiled_step is not False and why is None
         self._kernel = None  # built (once per process) on the first step
+        self._fast = False  # step's short path (set when the kernel is built)
         if self._compiled:
             ob, nu = self.observation_builder, self.model.nu
             head = [self.model._address, self.data._address, self.frame_skip, len(self._qadr), int(ob._trig)]
@@ -147,7 +148,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             # fbuf, rp, last_warn).
             self._k_lay, self._k_fbuf, self._k_rp = lay, fbuf, rp
             self._k_env = self._kernel_pointers(fbuf, self._last_warn_arr)
-            self._k_no_rand = np.zeros(8, np.int64)  # the randomizer's kernel_ptrs when randomization is off
+            self._k_no_rand = np.zeros(9, np.int64)  # the randomizer's kernel_ptrs when randomization is off
+            self._k_rand = self._k_no_rand if self.randomizer is None else self.randomizer.kernel_ptrs
         self._require_compiled = bool(compiled_step)
 
     def _kernel_pointers(self, fbuf: np.ndarray, last_warn: np.ndarray) -> np.ndarray:
@@ -331,6 +333,28 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         return None
 
     def step(self, action):
+        if self._fast and type(action) is np.ndarray and action.shape == self._act_shape:
+            # The usual case, the compiled step with the task's compiled reward and no per-step randomization terms
+            # (see _build_kernel), with as little Python around it as possible; _step has the same logic in full.
+            t, goal = self._t, self._goal
+            obs = np.empty(self._n_obs, np.float32)
+            status, reward, terminated, success = self._kernel(
+                action, t, -1, self._empty1 if goal is None else goal, obs, self._k_lay, self._k_env,
+                self._k_rand if self._randomization_enabled else self._k_no_rand)
+            if status == 0:
+                self._t = t + 1
+                info = {"randomization": dict(self._rand_info), "physics_error": False}
+                if success >= 0:
+                    info["is_success"] = success == 1
+                return obs, reward, terminated, t + 1 >= self.max_episode_steps, info
+            if status == 1:
+                self._t = t + 1
+                self._last_warn = self._warnings.tobytes()
+                return self._diverged(obs, action)
+            # status 2: a noise chunk runs out at this step (nothing was done): _step draws it first.
+        return self._step(action)
+
+    def _step(self, action):
         a = action if type(action) is np.ndarray else np.asarray(action, dtype=np.float64)  # read only below
         if a.shape != self._act_shape:
             a = a.reshape(-1)
@@ -426,6 +450,9 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             if not _fast_step.warm_up(self.model, self.data, call, f"{type(self).__name__}: the compiled step"):
                 k = None
         self._kernel = k
+        rz = self.randomizer
+        self._fast = (k is not None and self._reward_compiled and not self._packaged_obs
+                      and (rz is None or not rz.acts_per_step))
         if k is None:
             if self._require_compiled:
                 raise RuntimeError(f"compiled_step=True but {_fast_step.unavailable_reason()}")

@@ -17,8 +17,9 @@ sampling and per-step randomization terms (interval resampling, pushes) run thro
 Where the envs have the compiled step (``robot_rl.envs.fast_step``: the default for the cart-poles and the pendulum)
 the block runs the compiled batch kernel instead of the numpy pass: one numba call does, per env, the action noise
 and latency, the ctrl write, ``mj_step``, sensor noise, observation, divergence check and the task's compiled reward
-(the single env's compiled step, rewards included, bit for bit); the random draws (noise chunks, interval terms,
-pushes), episode statistics and autoresets stay in Python as above. ``compiled_step=False`` keeps the numpy pass.
+(the single env's compiled step, rewards included, bit for bit) and the episode bookkeeping (truncation, returns,
+lengths, final observations); the random draws (noise chunks, interval terms, pushes) and the autoresets stay in
+Python as above. ``compiled_step=False`` keeps the numpy pass.
 
 A task can run batched when it provides ``_evaluate_batch``, keeps the base class's step, observation and
 packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms

@@ -5,9 +5,13 @@ For a small model the physics of a control step costs a few microseconds (cart-p
 the Python around it (action noise and latency, the ctrl write, reading the state, sensor noise, building the
 observation, the divergence check) cost more than the physics itself. This kernel does that work in one compiled call
 that runs ``mj_step`` on the model's and data's raw addresses through libmujoco (the same library copy the bindings
-use, see :mod:`robot_rl.control.mujoco_jit`); the reward, ``info`` and everything that draws random numbers (noise
-chunks, pushes, interval resampling) stay in Python, in the same order as before, so the random stream and every
-returned value are those of the Python step (tests compare the two bit for bit).
+use, see :mod:`robot_rl.control.mujoco_jit`); ``info`` and everything that draws random numbers (noise chunks,
+pushes, interval resampling) stay in Python, in the same order as before, so the random stream and every returned
+value are those of the Python step (tests compare the two bit for bit). The kernel reads the env's arrays and the
+randomizer's noise buffers through tables of addresses (``MujocoTaskEnv._kernel_pointers``,
+``Randomizer.kernel_ptrs``): numba's dispatch costs per argument, and it is a sizeable part of a 10 us step. It
+advances the sensor-noise row itself and returns early (status 2) when a noise chunk runs out, so that the env calls
+the randomizer only then (or every step, with pushes or interval terms).
 
 It applies to tasks whose observation needs no forward kinematics, with symmetric actuator ranges and no
 ``_before_physics`` hook (cart-pole, pendulum, reacher; not the arm); other tasks, or a process where numba is missing

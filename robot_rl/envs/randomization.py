@@ -276,8 +276,9 @@ class Randomizer:
 
     def _set_latency(self, steps: int) -> None:
         """Set the episode's action latency; its ring of ``steps + 1`` actions starts zeroed."""
-        if steps >= len(self._lat_store):
-            raise ValueError(f"action latency {steps} steps exceeds the profile's maximum {len(self._lat_store) - 1}")
+        if steps >= len(self._lat_store):  # a scale above 1 (planning models) widens the profile's range
+            self._lat_store = np.zeros((steps + 1, self._lat_store.shape[1]))
+            self.kernel_ptrs[2] = self._lat_store.ctypes.data
         self._latency = steps
         self._lat_buf = self._lat_store[:steps + 1]
         self._lat_buf.fill(0.0)
