@@ -192,7 +192,7 @@ def profile_parts(num_envs: int = 16) -> dict:
     called out of sequence on throwaway envs (their per-step state is not kept consistent)."""
     env = E.make("CartpoleSwingup-v0", randomization="default", seed=0)
     u = env.unwrapped
-    rz, rng, m, d = u.randomizer, u._np_random, u.model, u.data
+    rz, m, d = u.randomizer, u.model, u.data
     a = np.array([0.3], np.float32)
 
     def step():
@@ -204,10 +204,6 @@ def profile_parts(num_envs: int = 16) -> dict:
     kernel = u._kernel or u._build_kernel()
     a0 = np.zeros(1, np.float32)
     buf = np.empty(u._n_obs, np.float32)
-
-    def random_inputs():
-        rz._obs_i = 5
-        return rz.compiled_inputs(5, rng, info)
 
     py = E.make("CartpoleSwingup-v0", randomization="default", seed=0, compiled_step=False)
 
@@ -222,13 +218,13 @@ def profile_parts(num_envs: int = 16) -> dict:
         "check, reward; call overhead included)": _best_us(
             lambda: kernel(a0, 5, 3, u._empty1, buf, u._k_lay, u._k_env, rz.kernel_ptrs))
         - _best_us(lambda: mujoco.mj_step(m, d, 2)),
-        "random inputs (`Randomizer.compiled_inputs`)": _best_us(random_inputs),
         "observation array (`np.empty`)": _best_us(lambda: np.empty(5, np.float32)),
         "info dict (`{\"randomization\": dict(...), ...}`)": _best_us(
             lambda: {"randomization": dict(info), "physics_error": False}),
     }
     total = _best_us(step)
-    single["rest (step's own bookkeeping: checks, attribute reads, autoresets amortized, return tuple)"] = (
+    single["rest (step's own bookkeeping: checks, attribute reads, new noise chunks and autoresets amortized, "
+           "return tuple)"] = (
         total - sum(single.values()))
     single["**whole `env.step`** (compiled step)"] = total
     single["whole `env.step` with the Python step (`compiled_step=False`), for comparison"] = _best_us(py_step)

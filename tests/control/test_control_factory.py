@@ -35,8 +35,12 @@ def test_state_and_command_maps_follow_profile_names():
 
 
 def test_warm_start_then_threaded_controller_balances_in_sim():
-    rt = build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml",
-                               overrides=["mpc.replan_budget_s=0.5", "mpc.replan_period_s=0.5", "mpc.horizon=50"]))
+    cfg = load_config(MpcConfig, "config/mpc_cartpole.yaml",
+                      overrides=["mpc.replan_budget_s=0.5", "mpc.replan_period_s=0.5", "mpc.horizon=50"])
+    rt = build_mpc(cfg)
+    # The plant has its own MjData: the planner thread steps rt.dynamics' data (in nogil compiled loops) while this
+    # thread simulates, so sharing it would be a data race (a crash or a wrong plan now and then).
+    plant = build_mpc(cfg).dynamics
     x = np.array([0.0, 0.15, 0.0, 0.0])
     sol = rt.warm_start(x)
     assert np.isfinite(sol.cost)
@@ -50,7 +54,7 @@ def test_warm_start_then_threaded_controller_balances_in_sim():
             ctl.set_state(x, t)
             while time.perf_counter() - t0 < t:
                 time.sleep(0.001)
-            x = rt.dynamics.step(x, ctl.action(x, t))
+            x = plant.step(x, ctl.action(x, t))
     finally:
         ctl.stop()
     st = ctl.stats()
