@@ -34,6 +34,9 @@ block reads every env's state again.
 from __future__ import annotations
 
 import math
+import os
+import threading
+import weakref
 
 import mujoco
 import numpy as np
@@ -41,6 +44,11 @@ import numpy as np
 from robot_rl.envs import fast_step
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.randomization import _CHUNK
+
+THREAD_SPIN_S = 0.002
+"""How long a batch worker thread busy-waits for the next step before it sleeps (a futex wake-up costs tens of
+microseconds on a VM, a step of 8 cart-poles ~100 us): while the caller runs its policy between steps the worker
+keeps a core busy for at most this long."""
 
 _HOOKS = ("step", "_observe", "_before_physics", "_package_obs")
 
@@ -68,8 +76,12 @@ class BatchedBlock:
     rows of ``buf`` (shape ``(len(indices), ...)``); ``step_arrays(actions)`` returns fresh arrays instead.
     """
 
-    def __init__(self, env_id: str, indices: range, seed: int | None, randomization, kwargs: dict, buf):
+    def __init__(self, env_id: str, indices: range, seed: int | None, randomization, kwargs: dict, buf,
+                 num_threads: int = 1):
         from robot_rl.envs import make
+
+        if int(num_threads) != num_threads or num_threads < 1:
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
 
         self.envs = [make(env_id, randomization=randomization, seed=None if seed is None else seed + i, **kwargs)
                      for i in indices]
@@ -121,7 +133,11 @@ class BatchedBlock:
         for i in range(n):
             self._import(i)
         self._refresh()
+        self._threads: list = []
         self._kernel = self._build_kernel()
+        self.num_threads = 1
+        if num_threads > 1:
+            self._start_threads(min(int(num_threads), n))
 
     def _build_kernel(self):
         """The compiled batch kernel (``robot_rl.envs.fast_step``) when the task has a compiled step and reward and
@@ -131,9 +147,11 @@ class BatchedBlock:
         factory = type(u0)._reward_kernel_factory
         if not u0.compiled_step or factory is None or u0._warnings.strides != (8,):
             return None
-        k = fast_step.kernel(factory, batch=True)
-        if k is None:
+        kernels = fast_step.kernel(factory, batch=True)
+        if kernels is None:
             return None
+        self._kernels = kernels
+        k = kernels.step
         self._max_steps = int(self._max_steps)
         self._ptrs = np.array([[u.model._address, u.data._address, u.data.ctrl.ctypes.data, u.data.qpos.ctypes.data,
                                 u.data.qvel.ctypes.data, u._warnings.ctypes.data, u.model.nq, u.model.nv,
@@ -154,6 +172,70 @@ class BatchedBlock:
         if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the compiled batch step"):
             k = None
         return k
+
+    # ------------------------------------------------------------------ threads
+    def _start_threads(self, num_threads: int) -> None:
+        """Split the compiled batch step over ``num_threads`` threads (this one and ``num_threads - 1`` workers,
+        ``fast_step._compile_threaded``): contiguous blocks of envs, the first for the calling thread.
+        """
+        k = self._kernels if self._kernel is not None else None
+        if k is None or k.step_mt is None:
+            why = fast_step.threads_unavailable_reason() if k is not None else (
+                fast_step.unavailable_reason() or "this task has no compiled batch step")
+            raise ValueError(f"num_threads={num_threads} needs the compiled batch step on threads: {why}")
+        n, w = self.n, num_threads - 1
+        self._bounds = np.linspace(0, n, num_threads + 1).round().astype(np.int64)
+        m = self._n_obs
+        z = np.zeros
+        self._abuf = z((n, self._act_noise.shape[2]))
+        self._gbuf = z((n, self._builder.goal_dim))
+        self._sh = (z((n, m), np.float32), z(n), z(n, bool), z(n, bool), z(n, bool), z(n, bool), z((n, m), np.float32),
+                    z(n), z(n, np.int64), z(n, bool))
+        self._ctl = z((w, fast_step.CTL_WIDTH), np.int64)
+        self._ctl[:, fast_step.CTL_SPIN_NS] = int(THREAD_SPIN_S * 1e9)
+        # The persistent arrays the workers read and write (the block never rebinds them: updates are in place).
+        self._worker_args = (self._on["noise"], self._act_noise, self._off_a, self._lat, self._latency, self._ptrs,
+                             self._lay, self._half, self._noise, self._off_s, self._on["sense"], self._rp, self._t,
+                             self._max_steps, self.returns, self.lengths, self._last_warn, self._abuf, self._gbuf,
+                             self._sh, self._ctl, self._bounds)
+        warm = self._ctl[:1].copy()
+        warm[0, fast_step.CTL_STOP] = 1
+        k.worker(0, *self._worker_args[:-2], warm, self._bounds)  # compiles it, returns at once (STOP set)
+        self._warm_up_mt()
+        failures: list = []
+        for i in range(w):
+            th = threading.Thread(target=_run_worker, args=(k.worker, i, self._worker_args, failures),
+                                  name=f"robot_rl-batch-{i + 1}", daemon=True)
+            th.start()
+            self._threads.append(th)
+        self._failures = failures
+        self.num_threads = num_threads
+        _finalize(self, k.stop, self._ctl, self._threads)
+        _THREADED.add(self)
+
+    def _warm_up_mt(self) -> None:
+        """Compile ``step_mt`` for this block's argument types (a call with no worker rows: env 0 only, undone)."""
+        u0, k = self.u[0], self._kernels
+        bounds, ctl = np.array([0, 1], np.int64), np.zeros((0, fast_step.CTL_WIDTH), np.int64)
+        z, nu, b = np.zeros, u0.model.nu, np.zeros(1, bool)
+
+        def call():
+            o = z((1, self._n_obs), np.float32)
+            k.step_mt(z((1, nu), np.float32), b, self._act_noise[:1].copy(), self._off_a[:1], False,
+                      self._lat[:1].copy(), self._latency[:1], self._ptrs[:1], self._lay, self._half,
+                      self._noise[:1], self._off_s[:1], 0, b, self._gbuf[:1].copy(), self._rp, self._t[:1].copy(),
+                      self._max_steps, z(1), z(1, np.int64), o, z(1), b, b, b, b, o, z(1), z(1, np.int64), b, b,
+                      self._last_warn[:1].copy(), self._abuf[:1].copy(), self._gbuf[:1].copy(),
+                      tuple(v[:1].copy() for v in self._sh), ctl, bounds)
+
+        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the threaded batch step"):
+            raise RuntimeError(f"the threaded batch step failed its warm-up: {fast_step.unavailable_reason()}")
+
+    def _stop_threads(self) -> None:
+        if self._threads:
+            _stop(self._kernels.stop, self._ctl, self._threads)
+            self._threads = []
+            self.num_threads = 1
 
     # ------------------------------------------------------------------ env <-> block state
     def _import(self, i: int) -> None:
@@ -364,10 +446,21 @@ class BatchedBlock:
                                                                 e(n, bool))
         goals = np.array([u._goal for u in self.u]) if self._builder.goal_dim else self._no_goals
         on = self._on
-        n_done = self._kernel(actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows, self._lat,
-                              self._latency, self._ptrs, self._lay, self._half, self._noise, self._off_s, c,
-                              on["sense"], goals, self._rp, self._t, self._max_steps, self.returns, self.lengths, obs,
-                              rew, term, trunc, err, succ, final, ep_r, ep_l, done, done2, self._last_warn)
+        if self._threads:
+            n_done = self._kernels.step_mt(
+                actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows, self._lat, self._latency,
+                self._ptrs, self._lay, self._half, self._noise, self._off_s, c, on["sense"], goals, self._rp, self._t,
+                self._max_steps, self.returns, self.lengths, obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done,
+                done2, self._last_warn, self._abuf, self._gbuf, self._sh, self._ctl, self._bounds)
+            if n_done < 0:
+                self._threads = []  # (dead)
+                raise RuntimeError(f"a batch worker thread failed: {self._failures[0] if self._failures else '?'}")
+        else:
+            n_done = self._kernel(actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows,
+                                  self._lat, self._latency, self._ptrs, self._lay, self._half, self._noise,
+                                  self._off_s, c, on["sense"], goals, self._rp, self._t, self._max_steps, self.returns,
+                                  self.lengths, obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done, done2,
+                                  self._last_warn)
         self._g += 1  # (before the autoresets: their envs start at the next global step)
         if n_done:
             self._autoreset(obs, np.flatnonzero(done).tolist())
@@ -428,5 +521,40 @@ class BatchedBlock:
             self._import_all()
 
     def close(self) -> None:
+        self._stop_threads()
         for env in self.envs:
             env.close()
+
+
+_THREADED: weakref.WeakSet = weakref.WeakSet()  # blocks with worker threads (a forked child has none of them)
+
+
+def _forget_threads_in_child() -> None:
+    for block in list(_THREADED):
+        block._threads, block.num_threads = [], 1  # a fork copies only the forking thread: step in this one
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_in_child)
+
+
+def _run_worker(worker, w: int, args: tuple, failures: list) -> None:
+    """A worker thread: the compiled worker loop (nogil) until stopped; a failure is reported to the stepping
+    thread through the DONE slot.
+    """
+    try:
+        worker(w, *args)
+    except BaseException as exc:  # noqa: BLE001 - reported by the stepping thread
+        failures.append(f"{type(exc).__name__}: {exc}")
+        args[-2][w, fast_step.CTL_DONE] = fast_step.DONE_FAILED
+
+
+def _stop(stop, ctl: np.ndarray, threads: list) -> None:
+    stop(ctl)
+    for th in threads:
+        th.join(timeout=5)
+
+
+def _finalize(block, stop, ctl, threads) -> None:
+    """Stop the worker threads when the block is garbage-collected (they hold its arrays, not the block)."""
+    weakref.finalize(block, _stop, stop, ctl, threads)

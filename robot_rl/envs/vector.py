@@ -222,7 +222,7 @@ class RobotVecEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, env_id: str, num_envs: int, *, seed: int | None = 0, randomization=None,
-                 num_workers: int = 1, backend: str | None = None, **kwargs):
+                 num_workers: int = 1, backend: str | None = None, num_threads: int = 1, **kwargs):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if backend not in (None, "process", "sync", "batched"):
@@ -236,8 +236,12 @@ class RobotVecEnv(VectorEnv):
             raise ValueError(f"vector env backend 'batched' cannot run {env_id!r}: {why_not_batched}; use "
                              "backend='sync' or 'process'")
         if backend is None:  # batching pays from about 4 envs on (its numpy calls cost as much as ~3 env steps)
-            batch = why_not_batched is None and num_envs >= BATCHED_MIN_ENVS
+            batch = why_not_batched is None and (num_envs >= BATCHED_MIN_ENVS or num_threads > 1)
             backend = "process" if num_workers > 1 else "batched" if batch else "sync"
+        if num_threads != 1 and backend != "batched":
+            probe.close()
+            raise ValueError(f"num_threads={num_threads} needs backend 'batched' (got {backend!r}"
+                             + (f": {why_not_batched}" if why_not_batched else "") + ")")
         # Blocks step their envs as one batch where the task allows it and the blocks are large enough to pay
         # (bit-identical to the loop of _Block).
         workers = max(1, min(num_workers, num_envs)) if backend == "process" else 1
@@ -246,6 +250,7 @@ class RobotVecEnv(VectorEnv):
         self.num_envs = num_envs
         self.backend = backend
         self.batched = block_cls is BatchedBlock
+        self.num_threads = 1
         self.single_observation_space = probe.observation_space
         self.single_action_space = probe.action_space
         self.obs_names = probe.unwrapped.obs_names
@@ -261,7 +266,9 @@ class RobotVecEnv(VectorEnv):
         if backend != "process":
             self._buf = _Buffers(self.single_observation_space, self.single_action_space.shape, num_envs)
             self._slices = [slice(0, num_envs)]
-            self._blocks = [block_cls(env_id, range(num_envs), seed, randomization, kwargs, self._buf)]
+            extra = {"num_threads": num_threads} if block_cls is BatchedBlock else {}
+            self._blocks = [block_cls(env_id, range(num_envs), seed, randomization, kwargs, self._buf, **extra)]
+            self.num_threads = getattr(self._blocks[0], "num_threads", 1)
             return
         # fork: no re-import of the caller's __main__ (spawn would need an `if __name__ == "__main__"` guard in
         # every script) and the shared buffers are inherited; workers only run numpy/mujoco, never torch.
@@ -388,7 +395,7 @@ class RobotVecEnv(VectorEnv):
 
 
 def make_vec(env_id: str, num_envs: int, *, seed: int | None = 0, randomization=None, num_workers: int = 1,
-             backend: str | None = None, **kwargs) -> RobotVecEnv:
+             backend: str | None = None, num_threads: int = 1, **kwargs) -> RobotVecEnv:
     """Vector env of ``num_envs`` copies of ``env_id`` (see module docstring); ``kwargs`` go to every env."""
     return RobotVecEnv(env_id, num_envs, seed=seed, randomization=randomization, num_workers=num_workers,
-                       backend=backend, **kwargs)
+                       backend=backend, num_threads=num_threads, **kwargs)

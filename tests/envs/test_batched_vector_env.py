@@ -12,6 +12,7 @@ import pytest
 
 import robot_rl.envs as E
 from robot_rl.control import mujoco_jit
+from robot_rl.envs import fast_step
 from robot_rl.envs.batched import batch_support
 from robot_rl.envs.vector import make_vec
 
@@ -53,16 +54,23 @@ def _compare(vec, singles, steps: int, rng, stats: dict | None = None, exact_rew
     return episodes
 
 
-@pytest.mark.parametrize("compiled", [None, False], ids=["compiled", "numpy"])
+THREADS_OK = mujoco_jit.AVAILABLE and fast_step.threads_unavailable_reason() is None
+MODES = [pytest.param((None, 1), id="compiled"), pytest.param((False, 1), id="numpy"),
+         pytest.param((None, 2), id="threads", marks=pytest.mark.skipif(not THREADS_OK, reason="no threaded step"))]
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("env_id", BATCHED_TASKS)
 @pytest.mark.parametrize("randomization", [None, "default", "reality"])
-def test_batched_equals_single_envs(env_id, randomization, compiled):
+def test_batched_equals_single_envs(env_id, randomization, mode):
     # 300-step episodes cross the 256-step noise chunks; balance episodes end early (termination), the others
     # are truncated, so every run crosses same-step autoresets. compiled: the block's compiled batch kernel
-    # (robot_rl.envs.fast_step, rewards bit-identical); numpy: the numpy pass (compiled_step=False).
+    # (robot_rl.envs.fast_step, rewards bit-identical); numpy: the numpy pass (compiled_step=False); threads: the
+    # compiled kernel split over this thread and a worker thread (envs 0-1 here, 2-3 there).
+    compiled, threads = mode
     n, seed, kw = 4, 7, {"max_episode_steps": 300, "compiled_step": compiled}
-    vec = make_vec(env_id, n, seed=seed, randomization=randomization, backend="batched", **kw)
-    assert vec.backend == "batched" and vec.batched
+    vec = make_vec(env_id, n, seed=seed, randomization=randomization, backend="batched", num_threads=threads, **kw)
+    assert vec.backend == "batched" and vec.batched and vec.num_threads == threads
     assert (vec._blocks[0]._kernel is not None) == (compiled is None and mujoco_jit.AVAILABLE)
     singles = [E.make(env_id, seed=seed + i, randomization=randomization, **kw) for i in range(n)]
     obs, info = vec.reset(seed=seed)
@@ -100,11 +108,14 @@ def test_unsupported_tasks_name_the_reason(env_id, reason):
         make_vec(env_id, 2, backend="batched")
 
 
-def test_attributes_and_calls_mid_episode_keep_the_batch_in_step():
+@pytest.mark.parametrize("threads", [1, pytest.param(3, marks=pytest.mark.skipif(not THREADS_OK, reason="no threads"))])
+def test_attributes_and_calls_mid_episode_keep_the_batch_in_step(threads):
     # get_attr / call / set_attr see the envs' true per-step state (step counter, latency ring, sensor noise
     # position), and after a call that changes the envs the batch continues exactly as the single envs do.
+    # threads=3: one env per thread (two workers).
     n, seed = 3, 2
-    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, randomization="reality", backend="batched")
+    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, randomization="reality", backend="batched", num_threads=threads)
+    assert vec.num_threads == threads
     singles = [E.make("CartpoleSwingup-v0", seed=seed + i, randomization="reality") for i in range(n)]
     vec.reset(seed=seed)
     for i, e in enumerate(singles):
@@ -131,11 +142,12 @@ def test_attributes_and_calls_mid_episode_keep_the_batch_in_step():
     vec.close()
 
 
-@pytest.mark.parametrize("compiled", [None, False], ids=["compiled", "numpy"])
-def test_physics_errors_match_single_envs(compiled):
+@pytest.mark.parametrize("mode", MODES)
+def test_physics_errors_match_single_envs(mode):
+    compiled, threads = mode
     n, seed = 3, 5
     # No randomization: with action latency a non-finite action would only reach MuJoCo a step later.
-    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, backend="batched", compiled_step=compiled)
+    vec = make_vec("CartpoleSwingup-v0", n, seed=seed, backend="batched", compiled_step=compiled, num_threads=threads)
     singles = [E.make("CartpoleSwingup-v0", seed=seed + i, compiled_step=compiled) for i in range(n)]
     vec.reset(seed=seed)
     for i, e in enumerate(singles):
@@ -214,3 +226,86 @@ def test_batched_reward_matches_the_scalar_reward(env_id):
         flips += te if succ is None else su
     if env_id != "CartpoleSwingup-v0":  # (swing-up never terminates) the threshold is crossed in the sample
         assert 0 < flips < n
+
+
+def test_num_threads_errors_name_the_problem():
+    with pytest.raises(ValueError, match="num_threads must be an integer >= 1"):
+        make_vec("CartpoleSwingup-v0", 4, backend="batched", num_threads=0)
+    with pytest.raises(ValueError, match="needs backend 'batched'.*'sync'"):
+        make_vec("CartpoleSwingup-v0", 4, backend="sync", num_threads=2)
+    with pytest.raises(ValueError, match="needs backend 'batched'.*no batched reward"):
+        make_vec("Reacher2-v0", 4, num_threads=2)
+    with pytest.raises(ValueError, match="needs the compiled batch step on threads"):
+        make_vec("CartpoleSwingup-v0", 4, num_threads=2, compiled_step=False)
+
+
+def _thread_cpu_seconds(native_id: int) -> float:
+    import os
+
+    fields = open(f"/proc/self/task/{native_id}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not THREADS_OK, reason="no threaded batch step here")
+def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
+    """A worker thread spins for the next step only briefly (batched.THREAD_SPIN_S), then sleeps in a futex wait:
+    an idle vector env costs no CPU, steps after the idle time still work, close() ends the threads, and so does
+    dropping an unclosed vector env."""
+    import gc
+    import os
+    import time
+
+    from robot_rl.envs import batched
+
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("needs /proc")
+    vec = make_vec("CartpoleSwingup-v0", 4, seed=0, num_threads=2)
+    assert vec.backend == "batched" and vec.num_threads == 2
+    ref = make_vec("CartpoleSwingup-v0", 4, seed=0)
+    vec.reset(seed=0)
+    ref.reset(seed=0)
+    a = np.full((4, 1), 0.5, np.float32)
+    vec.step(a)
+    ref.step(a)
+    (th,) = vec._blocks[0]._threads
+    time.sleep(0.2)  # past THREAD_SPIN_S (2 ms)
+    before = _thread_cpu_seconds(th.native_id)
+    time.sleep(0.5)
+    idle = _thread_cpu_seconds(th.native_id) - before
+    assert idle < 0.1, f"worker thread used {idle:.2f} CPU-s while idle for 0.5 s"
+    assert np.array_equal(vec.step(a)[0], ref.step(a)[0])  # woken from its sleep, still exact
+    vec.close()
+    assert not th.is_alive()
+    vec = make_vec("CartpoleSwingup-v0", 4, seed=0, num_threads=2)
+    (th,) = vec._blocks[0]._threads
+    del vec
+    gc.collect()
+    th.join(timeout=5)
+    assert not th.is_alive(), "an unclosed, dropped vector env left its worker thread running"
+    assert batched.THREAD_SPIN_S < 0.1
+    ref.close()
+
+
+@pytest.mark.skipif(not THREADS_OK, reason="no threaded batch step here")
+def test_forked_child_steps_a_threaded_vector_env_in_its_one_thread():
+    # A fork copies only the forking thread: the child's block steps every env itself, with the same results.
+    import multiprocessing as mp
+
+    vec = make_vec("CartpoleSwingup-v0", 4, seed=3, randomization="default", num_threads=2)
+    vec.reset(seed=3)
+    a = np.full((4, 1), -0.25, np.float32)
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+
+    def child():
+        q.put((vec._blocks[0].num_threads, [vec.step(a)[0] for _ in range(5)][-1]))
+
+    p = ctx.Process(target=child)
+    p.start()
+    threads, obs_child = q.get(timeout=60)
+    p.join(timeout=10)
+    assert p.exitcode == 0 and threads == 1
+    for _ in range(5):
+        obs = vec.step(a)[0]
+    assert np.array_equal(obs, obs_child)
+    vec.close()
