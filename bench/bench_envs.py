@@ -8,7 +8,8 @@ Run as a script (``python bench/bench_envs.py``, writes bench/results/envs.md) o
 * raw ``mujoco.mj_step(model, data, 2)`` on the same model with a constant control (no Python env at all);
 * dm_control ``suite.load("cartpole", "swingup")`` ``env.step`` (timestep 0.01 s, one physics step per step);
 * raw ``mujoco.mj_step`` on the env's own randomized model (the parameters its first episode sampled);
-* ``make_vec(..., 16 envs)`` backends (``batched``: one compiled call for the batch, the default; ``process``:
+* ``make_vec(..., 16 envs)`` backends (``batched``: one compiled call for the batch, the default, and with
+  ``num_threads=2`` split over two threads; ``process``:
   2 processes; ``sync``: a loop over the envs) vs 16 single envs stepped in a Python loop (env steps per second).
 
 Targets: robot_rl >= 3x dm_control, >= 50 % of raw mj_step, vector >= 1.5x single on 2 cores.
@@ -31,6 +32,7 @@ import numpy as np
 import pytest
 
 import robot_rl.envs as E
+from robot_rl.envs import fast_step
 from robot_rl.envs.vector import make_vec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "envs.md"
@@ -159,6 +161,7 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
     vecs = {
         "vec_batched": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", backend="batched"),
         "vec_sync": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", backend="sync"),
+        "vec_threads": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", num_threads=2),
         "vec": make_vec("CartpoleSwingup-v0", num_envs, seed=0, randomization="default", num_workers=2),
         "gym_sync": gym.vector.SyncVectorEnv([env_fn(i) for i in range(num_envs)], autoreset_mode=same_step),
         "gym_async": gym.vector.AsyncVectorEnv([env_fn(i) for i in range(num_envs)], context="fork",
@@ -171,8 +174,14 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
         v.reset(seed=0)
         runners[name] = lambda k, v=v: [v.step(a) for _ in range(k)]
     cpu: dict = {}
+    ctl = vecs["vec_threads"]._blocks[0]._ctl
+    ctl0 = ctl.copy()
     try:
         best, rounds = _measure(runners, dict.fromkeys(runners, n), repeats, cpu)
+        steps = n * repeats
+        d = (ctl - ctl0)[0]
+        threads = {"wait_us": d[fast_step.CTL_WAIT_NS] / steps / 1e3, "work_us": d[fast_step.CTL_WORK_NS] / steps / 1e3,
+                   "sleeps": int(d[fast_step.CTL_SLEEPS]), "steps": steps}
         local_us, wait_us = _worker_wait(vecs["vec"], a, n)
     finally:
         for v in vecs.values():
@@ -181,6 +190,9 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
     out.update({f"{k}_cpu": r * num_envs for k, r in cpu.items()})
     out.update({f"{k}_ratio": _paired_ratio(rounds, k, "single") for k in runners})
     out["batched_vs_raw"] = _paired_ratio(rounds, "vec_batched", "raw")
+    out["threads_vs_raw"] = _paired_ratio(rounds, "vec_threads", "raw")
+    out["threads_vs_batched"] = _paired_ratio(rounds, "vec_threads", "vec_batched")
+    out["threads"] = threads
     out.update({f"{k}_vs_py": _paired_ratio(rounds, k, "single_py") for k in runners})
     out.update(local_us=local_us, wait_us=wait_us)
     return out
@@ -213,7 +225,7 @@ def profile_parts(num_envs: int = 16) -> dict:
     called out of sequence on throwaway envs (their per-step state is not kept consistent)."""
     env = E.make("CartpoleSwingup-v0", randomization="default", seed=0)
     u = env.unwrapped
-    rz, m, d = u.randomizer, u.model, u.data
+    m, d = u.model, u.data
     a = np.array([0.3], np.float32)
 
     def step():
@@ -225,6 +237,8 @@ def profile_parts(num_envs: int = 16) -> dict:
     kernel = u._kernel or u._build_kernel()
     a0 = np.zeros(1, np.float32)
     buf = np.empty(u._n_obs, np.float32)
+    tab = u._k_tab.copy()
+    tab[fast_step.TAB_OI] = 3  # a fixed sensor-noise row (the randomizer's position is not advanced)
 
     py = E.make("CartpoleSwingup-v0", randomization="default", seed=0, compiled_step=False)
 
@@ -237,7 +251,7 @@ def profile_parts(num_envs: int = 16) -> dict:
         "`mj_step(m, d, 2)` on the env's (randomized) model": _best_us(lambda: mujoco.mj_step(m, d, 2)),
         "compiled kernel minus `mj_step` (action noise + latency, ctrl, sensor noise, observation, divergence "
         "check, reward; call overhead included)": _best_us(
-            lambda: kernel(a0, 5, 3, u._empty1, buf, u._k_lay, u._k_env, rz.kernel_ptrs))
+            lambda: kernel(a0, 5, u._k_goal, buf, tab))
         - _best_us(lambda: mujoco.mj_step(m, d, 2)),
         "observation array (`np.empty`)": _best_us(lambda: np.empty(5, np.float32)),
         "info dict (`{\"randomization\": dict(...), ...}`)": _best_us(
@@ -336,6 +350,9 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
         "vec_sync_cpu_speedup": v["vec_sync_cpu"] / v["single_cpu"], "vec_sync_speedup": v["vec_sync_ratio"],
         "gym_sync_speedup": v["gym_sync_ratio"], "gym_async_speedup": v["gym_async_ratio"],
         "vec_sync_steps_s": v["vec_sync"], "gym_sync_steps_s": v["gym_sync"], "gym_async_steps_s": v["gym_async"],
+        "vec_threads_steps_s": v["vec_threads"], "vec_threads_speedup": v["vec_threads_ratio"],
+        "vec_threads_vs_raw": v["threads_vs_raw"], "vec_threads_vs_batched": v["threads_vs_batched"],
+        "vec_threads_vs_py": v["vec_threads_vs_py"], "threads": v["threads"],
         "num_envs": num_envs, "local_us": v["local_us"], "wait_us": v["wait_us"],
         "single_py_steps_s": v["single_py"], "single_py_ratio": v["single_py_ratio"],
         "single_py_cpu_ratio": v["single_py_cpu"] / v["single_cpu"],
@@ -385,6 +402,10 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
         ("`make_vec(...)` default = `backend=\"batched\"` (in-process, one compiled call for the batch)",
          r["vec_batched_steps_s"], f"{r['vec_batched_speedup']:.2f} ({r['vec_batched_vs_py']:.2f} vs Python-step "
          "envs)", f"{r['vec_batched_cpu_speedup']:.2f} ({r['vec_batched_cpu_vs_py']:.2f})", ">= 1.5"),
+        ("`make_vec(..., num_threads=2)` (batched, the compiled batch step split over this thread and a worker "
+         "thread)", r["vec_threads_steps_s"], f"{r['vec_threads_speedup']:.2f} ({r['vec_threads_vs_py']:.2f}; "
+         f"{r['vec_threads_vs_batched']:.2f} x one thread; {r['vec_threads_vs_raw']:.2f} x raw `mj_step`)", "",
+         ">= 1.5 on 2 cores"),
         ("`make_vec(..., num_workers=2)` (this process + 1 forked worker, batched blocks)", r["vec_steps_s"],
          f"{r['vec_speedup']:.2f} ({r['vec_vs_py']:.2f})", "", ">= 1.5 on 2 free cores"),
         ("`make_vec(..., backend=\"sync\")` (in-process loop over the envs, the old default)", r["vec_sync_steps_s"],
@@ -418,6 +439,13 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
         f"{r['local_us']:.0f} us, then the main process waited {r['wait_us']:.0f} us more for the worker's equal "
         "block (about 0 on two free cores; large when the machine is oversubscribed and the scheduler starves "
         "the worker).",
+        "",
+        f"Diagnosis of the 2-thread row: per step the worker thread stepped its {ne // 2} envs in "
+        f"{r['threads']['work_us']:.0f} us, and the calling thread, done with its own {ne // 2}, waited "
+        f"{r['threads']['wait_us']:.0f} us for it; the worker slept {r['threads']['sleeps']} times in "
+        f"{r['threads']['steps']} steps (between the benchmark's rounds). Alone, {ne // 2} envs take about half "
+        "of the 1-thread step's kernel time; more means the two threads slow each other down (two vCPUs that "
+        "share a physical core, or a busy host).",
         "",
     ]
     parts = r.get("parts")

@@ -24,6 +24,7 @@ from robot_rl.envs import fast_step as _fast_step
 from robot_rl.envs.obs import ObservationBuilder
 from robot_rl.envs.randomization import RandomizationControls
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # action dtypes of the compiled step
 _DIVERGENCE_WARNINGS = sorted(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                                  mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL))
 # The four counters are adjacent in mjtWarning, so one slice (a view, no fancy indexing) reads them every step.
@@ -106,7 +107,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         clamp_off = self.model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL
         if not self.model.actuator_ctrllimited.all() or clamp_off:
             raise ValueError(f"{type(self).__name__}: every actuator needs a ctrlrange that MuJoCo clamps to")
-        self._goal: np.ndarray | None = None
+        self._empty1 = np.zeros(0)
+        self._goal = None
         self._t = 0
         self._renderer = None
         from robot_rl.envs.randomization import Randomizer  # local: randomization imports this module's helpers
@@ -138,28 +140,45 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             lay = np.concatenate([np.asarray(head, np.int64), self._qadr, self._dadr, ob._index]).astype(np.int64)
             fbuf = np.concatenate([self._ctrl_half, np.zeros(nu)])
             self._a_out = fbuf[nu:]  # the action the reward sees (written by the kernel)
-            self._empty1 = np.zeros(0)
             self._n_obs = len(ob._index)
             self._last_warn_arr = np.array(self._warnings)
             self._reward_compiled = type(self)._reward_kernel_factory is not None
             rp = np.asarray(self._reward_kernel_params(), dtype=np.float64)
-            # The kernel's layout and the env's arrays it reads and writes, by address (fewer arguments: numba's
-            # dispatch costs per argument); the env keeps every array alive (views of the model's and data's arrays,
-            # fbuf, rp, last_warn).
-            self._k_lay, self._k_fbuf, self._k_rp = lay, fbuf, rp
-            self._k_env = self._kernel_pointers(fbuf, self._last_warn_arr)
+            # The kernel's layout and the env's arrays it reads and writes, by address, in one table (fewer
+            # arguments: numba's dispatch costs per argument); the env keeps every array alive (views of the model's
+            # and data's arrays, fbuf, rp, last_warn, the randomizer's table).
+            self._k_fbuf, self._k_rp = fbuf, rp
             self._k_no_rand = np.zeros(9, np.int64)  # the randomizer's kernel_ptrs when randomization is off
-            self._k_rand = self._k_no_rand if self.randomizer is None else self.randomizer.kernel_ptrs
+            self._k_tab = self._kernel_table(fbuf, self._last_warn_arr, lay)
+            self._k_lay = self._k_tab[_fast_step.TAB_LAY:]
+            self._randomization_switched()
         self._require_compiled = bool(compiled_step)
 
-    def _kernel_pointers(self, fbuf: np.ndarray, last_warn: np.ndarray) -> np.ndarray:
-        """The compiled step's env table: [ctrl, qpos, qvel, warning counters (int32), fbuf, reward parameters,
-        last_warn (int32) addresses; nq, nv, number of counters, their stride in int32s, number of parameters].
+    def _kernel_table(self, fbuf: np.ndarray, last_warn: np.ndarray, lay: np.ndarray) -> np.ndarray:
+        """The compiled step's table (``fast_step.TAB_*``): [ctrl, qpos, qvel, warning counters (int32), fbuf, reward
+        parameters, last_warn (int32) addresses; nq, nv, number of counters, their stride in int32s, number of
+        parameters; the randomizer table's address (no randomization here), the sensor-noise row (-1), nu; lay].
         """
         w = self._warnings
         arrays = (self._ctrl, self._qpos, self._qvel, w, fbuf, self._k_rp, last_warn)
-        return np.array([a.ctypes.data for a in arrays] + [self.model.nq, self.model.nv, len(w), w.strides[0] // 4,
-                                                           len(self._k_rp)], dtype=np.int64)
+        head = [a.ctypes.data for a in arrays] + [self.model.nq, self.model.nv, len(w), w.strides[0] // 4,
+                                                  len(self._k_rp), self._k_no_rand.ctypes.data, -1, self.model.nu]
+        return np.concatenate([np.array(head, np.int64), lay])
+
+    def _randomization_switched(self) -> None:
+        if getattr(self, "_k_tab", None) is not None:
+            on = self._randomization_enabled and self.randomizer is not None
+            self._k_tab[_fast_step.TAB_RZ] = (self.randomizer.kernel_ptrs if on else self._k_no_rand).ctypes.data
+
+    @property
+    def _goal(self) -> np.ndarray | None:
+        """The task's goal vector (float64) or None; the compiled step reads ``_k_goal`` (an empty array for None)."""
+        return self._goal_v
+
+    @_goal.setter
+    def _goal(self, goal: np.ndarray | None) -> None:
+        self._goal_v = goal
+        self._k_goal = self._empty1 if goal is None else np.require(goal, np.float64, ("C", "W"))
 
     # Optional compiled reward for the compiled step: ``factory(njit) -> evaluate(qpos, qvel, action, params) ->
     # (reward, terminated, success -1 none / 0 / 1)`` (a staticmethod), returning what ``_evaluate`` returns,
@@ -333,14 +352,15 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         return None
 
     def step(self, action):
-        if self._fast and type(action) is np.ndarray and action.shape == self._act_shape:
+        if self._fast:
             # The usual case, the compiled step with the task's compiled reward and no per-step randomization terms
             # (see _build_kernel), with as little Python around it as possible; _step has the same logic in full.
-            t, goal = self._t, self._goal
+            t = self._t
             obs = np.empty(self._n_obs, np.float32)
-            status, reward, terminated, success = self._kernel(
-                action, t, -1, self._empty1 if goal is None else goal, obs, self._k_lay, self._k_env,
-                self._k_rand if self._randomization_enabled else self._k_no_rand)
+            try:
+                status, reward, terminated, success = self._kernel(action, t, self._k_goal, obs, self._k_tab)
+            except TypeError:  # not an array type the kernel is compiled for (a list, another dtype, a strided view)
+                return self._step(action)
             if status == 0:
                 self._t = t + 1
                 info = {"randomization": dict(self._rand_info), "physics_error": False}
@@ -351,7 +371,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
                 self._t = t + 1
                 self._last_warn = self._warnings.tobytes()
                 return self._diverged(obs, action)
-            # status 2: a noise chunk runs out at this step (nothing was done): _step draws it first.
+            # status 2: a noise chunk runs out at this step (nothing was done): _step draws it first; status 3: the
+            # action has the wrong length (_step raises).
         return self._step(action)
 
     def _step(self, action):
@@ -364,21 +385,25 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         if k is None and self._compiled:
             k = self._build_kernel()
         if k is not None:  # the compiled step (robot_rl.envs.fast_step): same random draws, same results
-            t = self._t
-            oi = -1  # the kernel takes the sensor-noise row from the randomizer's table and advances it
-            if self._randomization_enabled:
-                rz = self.randomizer
-                ptrs = rz.kernel_ptrs
-                if rz.acts_per_step:  # pushes / interval terms: every step's draws in the Python step's order
-                    oi, self._rand_info = rz.compiled_inputs(t, self._np_random, self._rand_info)
-            else:
-                ptrs = self._k_no_rand
-            obs = np.empty(self._n_obs, np.float32)
-            goal = self._empty1 if self._goal is None else self._goal
-            status, reward, terminated, success = k(a, t, oi, goal, obs, self._k_lay, self._k_env, ptrs)
-            if status == 2:  # a noise chunk runs out at this step (nothing done yet): draw it, then step
-                oi, self._rand_info = rz.compiled_inputs(t, self._np_random, self._rand_info)
-                status, reward, terminated, success = k(a, t, oi, goal, obs, self._k_lay, self._k_env, ptrs)
+            if a.dtype not in _KERNEL_DTYPES or not (a.flags.c_contiguous and a.flags.writeable):
+                a = np.array(a, dtype=np.float64)  # the kernel is compiled for these (see _build_kernel)
+            t, tab = self._t, self._k_tab
+            ptrs = self._k_no_rand
+            try:
+                if self._randomization_enabled:
+                    rz = self.randomizer
+                    ptrs = rz.kernel_ptrs
+                    if rz.acts_per_step:  # pushes / interval terms: every step's draws in the Python step's order
+                        tab[_fast_step.TAB_OI], self._rand_info = rz.compiled_inputs(t, self._np_random,
+                                                                                      self._rand_info)
+                obs = np.empty(self._n_obs, np.float32)
+                status, reward, terminated, success = k(a, t, self._k_goal, obs, tab)
+                if status == 2:  # a noise chunk runs out at this step (nothing done yet): draw it, then step
+                    tab[_fast_step.TAB_OI], self._rand_info = rz.compiled_inputs(t, self._np_random,
+                                                                                  self._rand_info)
+                    status, reward, terminated, success = k(a, t, self._k_goal, obs, tab)
+            finally:
+                tab[_fast_step.TAB_OI] = -1  # the kernel takes the row from the randomizer's table (and advances it)
             self._t = t + 1
             if not status:
                 if self._reward_compiled:
@@ -439,13 +464,15 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         k = _fast_step.kernel(type(self)._reward_kernel_factory)
         if k is not None:
             scratch = (self._k_fbuf.copy(), self._last_warn_arr.copy())  # kept alive while the warm-up runs
-            env = self._kernel_pointers(*scratch)
-            goal = self._empty1 if self._goal is None else self._goal
+            tab = self._kernel_table(*scratch, self._k_lay)
+            tab[_fast_step.TAB_OI] = 0
 
             def call():
-                for dtype in (np.float32, np.float64):  # the action dtypes of policies and of lists
-                    k(np.zeros(self.model.nu, dtype), 0, 0, goal, np.empty(self._n_obs, np.float32), self._k_lay, env,
-                      self._k_no_rand)
+                for dtype in _KERNEL_DTYPES:  # the action dtypes of policies and of lists
+                    k(np.zeros(self.model.nu, dtype), 0, self._k_goal, np.empty(self._n_obs, np.float32), tab)
+                # No other signatures: an argument of another type raises TypeError (step then converts the action)
+                # instead of compiling a variant for a second or two in the middle of an episode.
+                k.disable_compile()
 
             if not _fast_step.warm_up(self.model, self.data, call, f"{type(self).__name__}: the compiled step"):
                 k = None

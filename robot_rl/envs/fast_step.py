@@ -7,11 +7,14 @@ observation, the divergence check) cost more than the physics itself. This kerne
 that runs ``mj_step`` on the model's and data's raw addresses through libmujoco (the same library copy the bindings
 use, see :mod:`robot_rl.control.mujoco_jit`); ``info`` and everything that draws random numbers (noise chunks,
 pushes, interval resampling) stay in Python, in the same order as before, so the random stream and every returned
-value are those of the Python step (tests compare the two bit for bit). The kernel reads the env's arrays and the
-randomizer's noise buffers through tables of addresses (``MujocoTaskEnv._kernel_pointers``,
-``Randomizer.kernel_ptrs``): numba's dispatch costs per argument, and it is a sizeable part of a 10 us step. It
-advances the sensor-noise row itself and returns early (status 2) when a noise chunk runs out, so that the env calls
-the randomizer only then (or every step, with pushes or interval terms).
+value are those of the Python step (tests compare the two bit for bit).
+
+The kernel reads the env's arrays, its layout and the randomizer's noise buffers through tables of addresses
+(``MujocoTaskEnv._k_tab``, which holds the address of ``Randomizer.kernel_ptrs``): numba's dispatch costs per
+argument, and it is a sizeable part of a 10 us step. It is compiled for float32 and float64 actions only (contiguous,
+writeable): the env converts any other action before the call instead of letting numba compile a variant
+mid-episode. It advances the sensor-noise row itself and returns early (status 2) when a noise chunk runs out, so that
+the env calls the randomizer only then (or every step, with pushes or interval terms).
 
 It applies to tasks whose observation needs no forward kinematics, with symmetric actuator ranges and no
 ``_before_physics`` hook (cart-pole, pendulum, reacher; not the arm); other tasks, or a process where numba is missing
@@ -28,6 +31,9 @@ import threading
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
+
+# The single-env kernel's table (MujocoTaskEnv._k_tab): the env's arrays [0, TAB_RZ), then these slots.
+TAB_RZ, TAB_OI, TAB_NU, TAB_LAY = 12, 13, 14, 15
 
 _lock = threading.Lock()
 _kernels: dict = {}  # reward factory (or None) -> compiled kernel
@@ -104,7 +110,7 @@ def failed(reason: str) -> None:
 
 
 def _pointer_casts():
-    """Numba intrinsics turning an integer address into a float64 / int32 pointer (for ``numba.carray``)."""
+    """Numba intrinsics turning an integer address into a float64 / int32 / int64 pointer (for ``numba.carray``)."""
     from numba import types
     from numba.extending import intrinsic
 
@@ -120,7 +126,7 @@ def _pointer_casts():
 
         return cast
 
-    return pointer_cast(types.float64), pointer_cast(types.int32)
+    return pointer_cast(types.float64), pointer_cast(types.int32), pointer_cast(types.int64)
 
 
 def _compile(lib, reward_factory):
@@ -139,18 +145,27 @@ def _compile(lib, reward_factory):
         evaluate = reward_factory(njit)
     step = lib.mj_step
     step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None  # addresses as integers
-    f64_at, i32_at = _pointer_casts()
+    f64_at, i32_at, i64_at = _pointer_casts()
 
     @numba.njit(nogil=True, cache=False)
-    def env_step(a_in, t, oi, goal, obs, lay, ep, rz):  # pragma: no cover - runs compiled
-        # lay (int64): [model address, data address, frame_skip, n_joints, trig, qadr (n), dadr (n), obs source
-        # index (n_obs)]; ep: the env's arrays (MujocoTaskEnv._kernel_pointers): ctrl, qpos, qvel, the warning
-        # counters (int32, stride ep[10]), fbuf (float64: ctrl half-range (nu), then the action the reward sees
-        # (nu), written here), the task's reward parameters, last_warn (int32); rz: the randomizer's kernel_ptrs
-        # (zeros: randomization off); oi: the sensor-noise row, or -1: take it from rz (advancing it there), and
-        # first return status 2 without doing anything when a noise chunk runs out at this step (the env draws it and
-        # calls again with the row). Returns (status 0 / 1 diverged / 2, reward, terminated, success -1 / 0 / 1)
-        # with the reward of the task's compiled evaluate (0, False, -1 without one, or when diverged).
+    def env_step(a_in, t, goal, obs, tab):  # pragma: no cover - runs compiled
+        # tab (int64, MujocoTaskEnv._k_tab): [the env's arrays (slots 0 .. TAB_RZ - 1: ctrl, qpos, qvel, the warning
+        # counters (int32, stride tab[10]), fbuf (float64: ctrl half-range (nu), then the action the reward sees (nu),
+        # written here), the task's reward parameters, last_warn (int32) addresses; nq, nv, n counters, stride, n
+        # parameters), the randomizer's kernel_ptrs address (TAB_RZ; a table of zeros: randomization off), the
+        # sensor-noise row (TAB_OI), nu (TAB_NU), then the layout (TAB_LAY: model address, data address,
+        # frame_skip, n_joints, trig, qadr (n), dadr (n), obs source index (n_obs))]. The sensor-noise row -1: take
+        # it from the randomizer's table (advancing it there), and first return status 2 without doing anything
+        # when a noise chunk runs out at this step (the env draws it and calls again with the row). Returns (status
+        # 0 / 1 diverged / 2 / 3 the action has the wrong length, reward, terminated, success -1 / 0 / 1) with the
+        # reward of the task's compiled evaluate (0, False, -1 without one, or when diverged).
+        nu = a_in.shape[0]
+        if nu != tab[TAB_NU]:
+            return 3, 0.0, False, -1
+        rz = numba.carray(i64_at(tab[TAB_RZ]), (9,))
+        ep = tab
+        lay = tab[TAB_LAY:]
+        oi = tab[TAB_OI]
         if oi < 0:
             if rz[1] > 0 and t % rz[1] == 0:
                 return 2, 0.0, False, -1
@@ -160,7 +175,6 @@ def _compile(lib, reward_factory):
                     return 2, 0.0, False, -1
                 rz[8] = oi + 1
         mp, dp, fs, n, trig = lay[0], lay[1], lay[2], lay[3], lay[4]
-        nu = a_in.shape[0]
         ctrl = numba.carray(f64_at(ep[0]), (nu,))
         qpos = numba.carray(f64_at(ep[1]), (ep[7],))
         qvel = numba.carray(f64_at(ep[2]), (ep[8],))
@@ -242,7 +256,7 @@ def _compile_batch(lib, reward_factory):
     step = lib.mj_step
     step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None
 
-    f64_at, i32_at = _pointer_casts()
+    f64_at, i32_at, _ = _pointer_casts()
 
     @njit
     def batch_range(lo, hi, a, act_on, act_noise, off_a, lat_on, lat_buf, lat, ptrs, lay, half, noise, off_s, c,
@@ -472,8 +486,8 @@ def _sync_primitives():
 
 def _compile_threaded(njit, batch_range):
     """The batch step split over threads: ``step_mt`` (the calling thread's part, publishing the others' parts and
-    waiting for them) and ``worker`` (the loop a worker thread runs, nogil, until told to stop). (None, None, None) where
-    :func:`threads_unavailable_reason` says no.
+    waiting for them), ``worker`` (the loop a worker thread runs, nogil, until told to stop) and ``stop``; (None,
+    None, None) where :func:`threads_unavailable_reason` says no.
 
     Protocol per worker row ``w`` of ``ctl`` (slots ``CTL_*``): the caller copies the actions (and goals) of the
     worker's envs into the persistent float64 buffers ``abuf`` / ``gbuf``, writes the chunk column and the latency

@@ -505,6 +505,10 @@ class RandomizationControls:
             raise ValueError("this env was made without a randomization profile (randomization=None); "
                              "pass one to make() to switch randomization on")
         self._randomization_enabled = bool(value)
+        self._randomization_switched()
+
+    def _randomization_switched(self) -> None:
+        """Called when ``randomization_enabled`` is set (the compiled step points its table at the new state)."""
 
     @property
     def randomization_scale(self) -> float:

@@ -35,6 +35,12 @@ def _rollout(env_id, randomization, compiled, steps=1100, seed=3):
             a = a.astype(np.float64)
         elif i % 11 == 5:
             a = a.tolist()
+        elif i % 13 == 6:  # a strided view
+            a = np.repeat(a, 2)[::2]
+        elif i % 17 == 8:  # read-only
+            a.flags.writeable = False
+        elif i % 19 == 9:  # a batch of one
+            a = a[None]
         step = env.step(a)
         out.append(step)
         if step[2] or step[3]:
@@ -55,6 +61,32 @@ def test_compiled_step_is_bit_identical_to_the_python_step(env_id, randomization
     o1, *_ = env_c.step(np.zeros(1, np.float32))
     o2, *_ = env_c.step(np.zeros(1, np.float32))
     assert o1 is not o2 and not np.shares_memory(o1, o2)
+    # The other action forms went through the float64 kernel: no variant was compiled mid-episode.
+    assert len(env_c.unwrapped._kernel.signatures) == 2
+
+
+def test_compiled_step_rejects_a_wrong_action_length():
+    env = E.make("CartpoleSwingup-v0", randomization="default", seed=0)
+    env.step(np.zeros(1, np.float32))
+    for bad in (np.zeros(2, np.float32), np.zeros(3), [0.1, 0.2]):
+        with pytest.raises(ValueError, match=r"action must have shape \(1,\)"):
+            env.step(bad)
+    assert env.unwrapped.step_count == 1
+
+
+@pytest.mark.parametrize("profile", ["default", "reality"])
+def test_switching_randomization_mid_episode_matches_the_python_step(profile):
+    # randomization_enabled takes effect at once for the noise terms (the compiled step's table follows it).
+    def run(compiled):
+        env = E.make("CartpoleSwingup-v0", randomization=profile, seed=4, compiled_step=compiled)
+        out = []
+        for i in range(60):
+            if i in (20, 40):
+                env.unwrapped.randomization_enabled = i == 40
+            out.append(env.step(np.array([0.3 * math.sin(i)], np.float32)))
+        return out
+
+    assert _same(run(None), run(False))
 
 
 def test_compiled_step_divergence_matches_the_python_step():
