@@ -24,7 +24,8 @@ from robot_rl.envs import fast_step as _fast_step
 from robot_rl.envs.obs import ObservationBuilder
 from robot_rl.envs.randomization import RandomizationControls
 
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # action dtypes of the compiled step
+_F32 = np.dtype(np.float32)
+_KERNEL_DTYPES = (_F32, np.dtype(np.float64))  # action dtypes of the compiled step
 _DIVERGENCE_WARNINGS = sorted(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                                                  mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL))
 # The four counters are adjacent in mjtWarning, so one slice (a view, no fancy indexing) reads them every step.
@@ -356,7 +357,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             # The usual case, the compiled step with the task's compiled reward and no per-step randomization terms
             # (see _build_kernel), with as little Python around it as possible; _step has the same logic in full.
             t = self._t
-            obs = np.empty(self._n_obs, np.float32)
+            obs = np.empty(self._n_obs, _F32)  # (a dtype object: numpy converts a type on every call)
             try:
                 status, reward, terminated, success = self._kernel(action, t, self._k_goal, obs, self._k_tab)
             except TypeError:  # not an array type the kernel is compiled for (a list, another dtype, a strided view)
@@ -396,7 +397,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
                     if rz.acts_per_step:  # pushes / interval terms: every step's draws in the Python step's order
                         tab[_fast_step.TAB_OI], self._rand_info = rz.compiled_inputs(t, self._np_random,
                                                                                       self._rand_info)
-                obs = np.empty(self._n_obs, np.float32)
+                obs = np.empty(self._n_obs, _F32)
                 status, reward, terminated, success = k(a, t, self._k_goal, obs, tab)
                 if status == 2:  # a noise chunk runs out at this step (nothing done yet): draw it, then step
                     tab[_fast_step.TAB_OI], self._rand_info = rz.compiled_inputs(t, self._np_random,

@@ -45,6 +45,8 @@ from robot_rl.envs import fast_step
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.randomization import _CHUNK
 
+_F32, _F64, _I64, _BOOL = (np.dtype(t) for t in (np.float32, np.float64, np.int64, np.bool_))
+
 THREAD_SPIN_S = 0.002
 """How long a batch worker thread busy-waits for the next step before it sleeps (a futex wake-up costs tens of
 microseconds on a VM, a step of 8 cart-poles ~100 us): while the caller runs its policy between steps the worker
@@ -158,6 +160,7 @@ class BatchedBlock:
                                 len(u._warnings)] for u in self.u], dtype=np.int64)
         self._lay, self._rp = u0._k_lay, u0._k_rp
         self._n_obs = u0._n_obs
+        self._obs_shape = (self.n, self._n_obs)
         self._no_goals = np.zeros((self.n, 0))
         z, nu = np.zeros, u0.model.nu
         goals = self._no_goals[:1] if not self._builder.goal_dim else z((1, self._builder.goal_dim))
@@ -432,18 +435,18 @@ class BatchedBlock:
         checks, the task's compiled reward and the episode bookkeeping of every env in one numba call (the single
         env's compiled step, bit for bit); the random draws and the autoresets stay here, in the single env's order.
         """
-        n, m = self.n, self._n_obs
+        n = self.n
         self._action_draws(actions.shape[1])
         c = self._g % _CHUNK
         if "sense" in self._rows:
             for i in self._refill_s.get(c, ()):  # a new chunk (the env's observation index reached _CHUNK)
                 self.u[i].randomizer._refill_sensor_noise(self.u[i]._np_random)
                 self._load_sensor_noise(i)
-        e = np.empty
-        obs, final = e((n, m), np.float32), e((n, m), np.float32)
-        rew, term, trunc, err, succ, ep_r, ep_l, done, done2 = (e(n), e(n, bool), e(n, bool), e(n, bool),
-                                                                e(n, bool), e(n), e(n, np.int64), e(n, bool),
-                                                                e(n, bool))
+        e, f32, f64, b = np.empty, _F32, _F64, _BOOL  # (dtype objects: numpy converts a type on every call)
+        om = self._obs_shape
+        obs, final = e(om, f32), e(om, f32)
+        rew, term, trunc, err, succ, ep_r, ep_l, done, done2 = (e(n, f64), e(n, b), e(n, b), e(n, b), e(n, b),
+                                                                e(n, f64), e(n, _I64), e(n, b), e(n, b))
         goals = np.array([u._goal for u in self.u]) if self._builder.goal_dim else self._no_goals
         on = self._on
         if self._threads:
