@@ -25,6 +25,15 @@ A task can run batched when it provides ``_evaluate_batch``, keeps the base clas
 packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms
 (``batch_support`` says why not otherwise): the cart-pole tasks and the pendulum.
 
+With ``num_threads > 1`` (``make_vec(..., num_threads=k)``) the compiled batch step runs on k threads: the calling
+thread steps the first contiguous part of the batch, k - 1 worker threads the others, each in a nogil compiled loop
+(``fast_step._compile_threaded``: sequentially consistent atomics announce a step and its completion, a worker spins
+for ``THREAD_SPIN_S`` and then sleeps in a futex wait that the caller wakes; the spin loops use the CPU's pause hint,
+so that a spinning thread slows a hyperthread sibling less). The random draws and autoresets stay in the calling
+thread, before and after the kernel, so the results are those of one thread, bit for bit. The worker threads stop on
+``close()``, when the block is garbage-collected, and do not exist in a forked child (its block steps every env
+itself).
+
 The per-step state (``step_count``, the sensor-noise position, the action-latency ring, the divergence-warning
 baseline) lives in the block while it steps and is written back to the envs before ``get_attr`` / ``call`` /
 ``set_attr``; after ``call`` and ``set_attr`` (which may step or reset an env, or switch its randomization) the
