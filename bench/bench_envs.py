@@ -443,10 +443,10 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
         "",
         f"Diagnosis of the 2-thread row: per step the worker thread stepped its {ne // 2} envs in "
         f"{r['threads']['work_us']:.0f} us, and the calling thread, done with its own {ne // 2}, waited "
-        f"{r['threads']['wait_us']:.0f} us for it; the worker slept {r['threads']['sleeps']} times in "
-        f"{r['threads']['steps']} steps (between the benchmark's rounds). Alone, {ne // 2} envs take about half "
-        "of the 1-thread step's kernel time; more means the two threads slow each other down (two vCPUs that "
-        "share a physical core, or a busy host).",
+        f"{r['threads']['wait_us']:.0f} us for it; {r['threads']['sleeps']} of the {r['threads']['steps']} steps "
+        "had to wake the worker from its sleep (the first of each round: other runners run in between). Alone, "
+        f"{ne // 2} envs take about half of the 1-thread step's kernel time; more means the two threads slow each "
+        "other down (two vCPUs that share a physical core, or a busy host).",
         "",
     ]
     parts = r.get("parts")

@@ -383,8 +383,8 @@ class BatchKernels(NamedTuple):
 # Slots of a worker's row in the threaded batch's control array (int64 [W, CTL_WIDTH], one 128-byte row per worker
 # so that the two sides' spinning reads do not share a cache line).
 CTL_GEN, CTL_DONE, CTL_NDONE, CTL_SLEEP, CTL_STOP, CTL_COL, CTL_LAT, CTL_TS, CTL_SPIN_NS = 0, 1, 2, 3, 4, 5, 6, 8, 10
-CTL_SLEEPS, CTL_WAIT_NS, CTL_MAIN_TS, CTL_WORK_NS = 11, 12, 13, 15  # statistics: the worker's sleeps, the caller's
-# waits and the worker's stepping [ns]
+CTL_SLEEPS, CTL_WAIT_NS, CTL_MAIN_TS, CTL_WORK_NS = 11, 12, 13, 15  # statistics: steps that had to wake the worker,
+# the caller's waits and the worker's stepping [ns]
 CTL_WIDTH = 16
 DONE_FAILED = -1  # CTL_DONE when the worker thread died (its Python wrapper writes it)
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98}
@@ -570,19 +570,21 @@ def _compile_threaded(njit, batch_range):
         while True:
             start = now_ns(ts)
             spins = 0
+            idle = False  # True after a sleep that timed out: sleep again without spinning first
             while True:
                 g = load(gen)
                 if g != seen:
                     break
                 spins += 1
                 relax()
-                if spins % 256 == 0 and now_ns(ts) - start > ctl[w, CTL_SPIN_NS]:
+                if spins % 256 == 0 and (idle or now_ns(ts) - start > ctl[w, CTL_SPIN_NS]):
                     store(at + 8 * CTL_SLEEP, 1)
                     if load(gen) == seen:
-                        ctl[w, CTL_SLEEPS] += 1
                         sleep_on(gen, seen, ts)
                     store(at + 8 * CTL_SLEEP, 0)
-                    start = now_ns(ts)
+                    idle = load(gen) == seen
+                    if not idle:
+                        ctl[w, CTL_SLEEPS] += 1  # a step had to wake this worker
             seen = g
             if load(at + 8 * CTL_STOP):
                 return
