@@ -291,8 +291,9 @@ class _Kinematics:
                 raise KeyError(f"site {s!r} not in the MuJoCo model")
             ids.append(sid)
         self._sid = np.asarray(ids, dtype=np.intp)
+        self._qpos, self._site_xpos = self.data.qpos, self.data.site_xpos  # cached views
 
     def sites(self, q: np.ndarray) -> np.ndarray:
-        self.data.qpos[self._qadr] = q
+        self._qpos[self._qadr] = q
         self._mj.mj_kinematics(self.model, self.data)
-        return self.data.site_xpos[self._sid]
+        return self._site_xpos[self._sid]

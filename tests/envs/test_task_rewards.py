@@ -88,6 +88,26 @@ def test_arm_compute_reward_vectorized_and_gravity_compensated():
     assert np.abs(obs["observation"][7:]).max() < 1e-6
 
 
+@pytest.mark.parametrize("reward_type", ["sparse", "dense"])
+def test_arm_step_reward_is_compute_reward_of_the_true_end_effector(reward_type):
+    # The step computes compute_reward's value without calling it (see ArmReachEnv._evaluate): bit for bit, the
+    # sign of a zero reward included, and is_success is ||ee - goal|| <= threshold; steps that reach the goal too.
+    env = E.make("ArmReach-v0", reward_type=reward_type, distance_threshold=0.3, randomization="default", seed=1)
+    u = env.unwrapped
+    rng = np.random.default_rng(0)
+    successes = 0
+    for _ in range(300):
+        _, r, te, tr, info = env.step(rng.uniform(-0.3, 0.3, 7).astype(np.float32))
+        ee, goal = u.end_effector(), u._goal
+        ref = float(u.compute_reward(ee, goal))
+        assert r == ref and math.copysign(1.0, r) == math.copysign(1.0, ref)
+        assert info["is_success"] == bool(np.linalg.norm(ee - goal) <= u.distance_threshold)
+        successes += info["is_success"]
+        if te or tr:
+            env.reset()
+    assert 0 < successes < 300
+
+
 def _energy_pump(obs):
     """Bang-bang energy pumping with a PD catch near upright (sign conventions of sim/cartpole)."""
     x, c, s, xd, w = (float(v) for v in obs)
