@@ -193,7 +193,8 @@ class BatchedBlock:
         k = self._kernels if self._kernel is not None else None
         if k is None or k.step_mt is None:
             why = fast_step.threads_unavailable_reason() if k is not None else (
-                fast_step.unavailable_reason() or "this task has no compiled batch step")
+                fast_step.unavailable_reason() or "the envs run the Python step (compiled_step=False, or the task has "
+                "no compiled step and reward)")
             raise ValueError(f"num_threads={num_threads} needs the compiled batch step on threads: {why}")
         n, w = self.n, num_threads - 1
         self._bounds = np.linspace(0, n, num_threads + 1).round().astype(np.int64)
