@@ -238,6 +238,7 @@ def profile_parts(num_envs: int = 16) -> dict:
     kernel = u._kernel or u._build_kernel()
     a0 = np.zeros(1, np.float32)
     buf = np.empty(u._n_obs, np.float32)
+    f32 = np.dtype(np.float32)  # (as the step: a dtype object, not the type)
     tab = u._k_tab.copy()
     tab[fast_step.TAB_OI] = 3  # a fixed sensor-noise row (the randomizer's position is not advanced)
 
@@ -254,7 +255,7 @@ def profile_parts(num_envs: int = 16) -> dict:
         "check, reward; call overhead included)": _best_us(
             lambda: kernel(a0, 5, u._k_goal, buf, tab))
         - _best_us(lambda: mujoco.mj_step(m, d, 2)),
-        "observation array (`np.empty`)": _best_us(lambda: np.empty(5, np.float32)),
+        "observation array (`np.empty`)": _best_us(lambda: np.empty(5, f32)),
         "info dict (`{\"randomization\": dict(...), ...}`)": _best_us(
             lambda: {"randomization": dict(info), "physics_error": False}),
     }

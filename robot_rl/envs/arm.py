@@ -56,7 +56,7 @@ class ArmReachEnv(MujocoTaskEnv):
         self._comp_data = mujoco.MjData(self._comp_model)
         self._comp_force = np.zeros(self.model.nv)
         # Cached views (each MjData attribute access builds a new numpy view).
-        self._comp_qpos, self._comp_qvel = self._comp_data.qpos, self._comp_data.qvel
+        self._comp_qpos = self._comp_data.qpos
         self._qfrc_applied = self.data.qfrc_applied
         self._achieved, self._achieved_for = np.zeros(3), None
         lo, hi = self.model.jnt_range[:7, 0], self.model.jnt_range[:7, 1]
@@ -77,8 +77,7 @@ class ArmReachEnv(MujocoTaskEnv):
     def gravity_compensation(self, q: np.ndarray) -> np.ndarray:
         """Gravity torques [N m] of the nominal model at joint positions ``q`` (7,)."""
         m, d = self._comp_model, self._comp_data
-        self._comp_qpos[:] = q
-        self._comp_qvel[:] = 0.0
+        self._comp_qpos[:] = q  # (its qvel stays zero: nothing else uses this MjData)
         mujoco.mj_kinematics(m, d)
         mujoco.mj_comPos(m, d)
         mujoco.mj_rne(m, d, 0, self._comp_force)
@@ -120,7 +119,7 @@ class ArmReachEnv(MujocoTaskEnv):
 
     def end_effector(self) -> np.ndarray:
         """True end-effector position [m] (3,)."""
-        return self.observation_builder.site_position(self.data.qpos[self._qadr], "ee")
+        return self.observation_builder.site_position(self._qpos[self._qadr], "ee")
 
     def compute_reward(self, achieved_goal, desired_goal, info=None):
         """Reward for (batches of) goals, shape ``(...)`` from ``(..., 3)`` inputs; ``info`` is unused."""
@@ -134,9 +133,11 @@ class ArmReachEnv(MujocoTaskEnv):
 
     def _evaluate(self, action):
         # compute_reward(ee, goal) and the success test with np.linalg.norm's own arithmetic (axis=-1: the square
-        # root of the sum of squares; no axis: of the dot product), without its Python layers (~10 us per call).
+        # root of the sum of squares, added left to right as numpy's reduction of 3 elements does; no axis: of the
+        # dot product), without its Python layers (~10 us per call). Tests hold the two to bit equality.
         diff = self.end_effector() - self._goal
-        d = float(np.sqrt(np.add.reduce(diff * diff, axis=-1)))
+        dx, dy, dz = diff.tolist()
+        d = math.sqrt(dx * dx + dy * dy + dz * dz)
         thr = self.distance_threshold
         reward = (-1.0 if d > thr else -0.0) if self.reward_type == "sparse" else -d
         return reward, False, math.sqrt(diff.dot(diff)) <= thr

@@ -115,6 +115,8 @@ class ObservationBuilder:
         self._pad = [0.0] * (2 * n)
         self._gather = operator.itemgetter(*index) if len(index) > 1 else (lambda src, i=index[0]: (src[i],))
         self._out_shape = (len(index),)
+        # The layout [positions, velocities] of every joint in joint order (the arm's): one concatenate.
+        self._pos_vel = g == 0 and index == list(range(n)) + list(range(3 * n, 4 * n))
         self._fk = None
         if sites:
             self._fk = _Kinematics(model, self.joint_names, sites)
@@ -139,6 +141,8 @@ class ObservationBuilder:
         if q.shape != self._jshape or np.shape(velocities) != self._jshape:
             raise ValueError(f"expected positions and velocities of shape {self._jshape} for joints "
                              f"{list(self.joint_names)}, got {q.shape} and {np.shape(velocities)}")
+        if self._pos_vel:  # float64 -> float32 as _build_small's conversion: the same values
+            return np.concatenate((q, velocities)).astype(np.float32)
         if not self._layout_fk:
             return self._build_small(q, velocities, goal)
         # Precomputed views into the source vector: no slicing, no temporaries on this per-step path.
@@ -254,7 +258,7 @@ class ObservationBuilder:
         """World position [m] of ``site`` for joint positions ``positions`` (forward kinematics), shape (3,)."""
         if self._fk is None or site not in self._sites:
             raise KeyError(f"site {site!r} is not part of this observation layout (sites: {list(self._sites)})")
-        return self._fk.sites(np.asarray(positions, dtype=np.float64))[self._sites.index(site)].copy()
+        return self._fk.site(np.asarray(positions, dtype=np.float64), self._sites.index(site))
 
     def describe(self) -> list[dict]:
         """Layout as data: ``[{"name", "kind", "ref", "unit"}]`` (for policy sidecars and docs)."""
@@ -292,6 +296,13 @@ class _Kinematics:
             ids.append(sid)
         self._sid = np.asarray(ids, dtype=np.intp)
         self._qpos, self._site_xpos = self.data.qpos, self.data.site_xpos  # cached views
+        self._sid_list = ids
+
+    def site(self, q: np.ndarray, k: int) -> np.ndarray:
+        """Position of site ``k`` (a new array)."""
+        self._qpos[self._qadr] = q
+        self._mj.mj_kinematics(self.model, self.data)
+        return self._site_xpos[self._sid_list[k]].copy()
 
     def sites(self, q: np.ndarray) -> np.ndarray:
         self._qpos[self._qadr] = q
