@@ -6,6 +6,7 @@ exp / arctan2 may differ from the C library's in the last bit), those of the com
 """
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -247,18 +248,16 @@ def _thread_cpu_seconds(native_id: int) -> float:
 
 
 @pytest.mark.skipif(not THREADS_OK, reason="no threaded batch step here")
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads a thread's CPU time from /proc")
 def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
     """A worker thread spins for the next step only briefly (batched.THREAD_SPIN_S), then sleeps in a futex wait:
     an idle vector env costs no CPU, steps after the idle time still work, close() ends the threads, and so does
     dropping an unclosed vector env."""
     import gc
-    import os
     import time
 
     from robot_rl.envs import batched
 
-    if not os.path.exists("/proc/self/task"):
-        pytest.skip("needs /proc")
     vec = make_vec("CartpoleSwingup-v0", 4, seed=0, num_threads=2)
     assert vec.backend == "batched" and vec.num_threads == 2
     ref = make_vec("CartpoleSwingup-v0", 4, seed=0)
