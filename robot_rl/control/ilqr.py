@@ -20,7 +20,8 @@ online trajectory optimization"; Tassa, Mansard & Todorov 2014 "Control-limited 
    on success ``delta = min(1/delta0, delta/delta0), mu = mu*delta`` (0 below ``mu_min``).
 6. Stop: relative cost change < ``tol_rel_cost``, or gradient norm ``mean_t max_i |k_t,i| / (|U_t,i| + 1)`` <
    ``tol_grad`` (Tassa 2012), or ``max_iterations`` / ``mu > mu_max`` / wall-clock ``deadline`` (anytime: the best
-   plan so far is returned; the cost only ever decreases).
+   plan so far is returned; the cost only ever decreases). The solve stops before an iteration that, taking as long
+   as the last one, would end past the deadline, so a replan ends within its budget instead of overrunning it.
 
 The returned policy is ``u = clip(U[t] + K[t] (x - X[t]), u_min, u_max)``.
 
@@ -408,7 +409,8 @@ def solve(dynamics, cost, x0, U0, settings: IlqrSettings = IlqrSettings(), *, de
             if mu > settings.mu_max:
                 reason = "regularization exceeded mu_max in the line search"
                 break
-        if time.perf_counter() >= deadline:
+        now = time.perf_counter()
+        if now + (now - t0) > deadline:  # anytime: the next iteration, as long as this one, would overrun
             reason = "time budget"
             break
     return Solution(X, U, K, k, J, it, converged, reason, history, mu, time.perf_counter() - t_start, timings)

@@ -114,6 +114,7 @@ def solve(dynamics, cost, x0, U0, settings: SamplingSettings = SamplingSettings(
     T, nu = mean.shape
     n = settings.num_samples
     best_U, best_c, history, it = mean, np.inf, [], 0
+    t_it, last = t_start, 0.0
     for it in range(1, settings.iterations + 1):  # noqa: B007 (reported)
         eps = rng.standard_normal((n, T, nu)) * std
         eps[0] = 0.0  # the current mean is always a candidate
@@ -141,10 +142,15 @@ def solve(dynamics, cost, x0, U0, settings: SamplingSettings = SamplingSettings(
                 w = np.exp(-(cf - cf[finite].min()) / lam)
                 w /= w.sum()
                 mean = np.clip(mean + np.einsum("n,ntu->tu", w, U - mean[None]), lo, hi)
-        if time.perf_counter() >= deadline:
+        # anytime: stop when the next iteration, as long as this one, would end past the deadline (the replan
+        # then ends within its budget instead of overrunning it by most of an iteration)
+        now = time.perf_counter()
+        t_it, last = now, now - t_it
+        if now + last > deadline:
             break
     # the final mean may beat the best sample (CEM / MPPI average); score it once more when time allows
-    if settings.method != "predictive" and time.perf_counter() < deadline:
+    # (one rollout: about 1 / num_samples of an iteration)
+    if settings.method != "predictive" and time.perf_counter() + last / n < deadline:
         c_mean, _ = score(dynamics, cost, x0, mean[None], settings.scenario_aggregate)
         if c_mean[0] < best_c:
             best_c, best_U = float(c_mean[0]), mean

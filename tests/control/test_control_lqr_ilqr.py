@@ -205,3 +205,34 @@ def test_ilqr_falls_back_to_numpy_when_the_kernel_fails_to_build(monkeypatch):
     want = ilqr.backward_pass(A, B, exp, U, None, 0.1, lo, hi, "boxqp", jit=False)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_ilqr_stops_before_an_iteration_that_would_overrun_the_deadline(monkeypatch):
+    """Anytime: iterations of 10 ms (fake clock advanced by the derivative call) and a 35 ms budget: 3 run, the solve
+    ends within its budget; without a deadline all run."""
+
+    class Clock:
+        now = 50.0
+
+        def perf_counter(self):
+            return self.now
+
+    clock = Clock()
+    A, B = double_integrator()
+    Q, R, Qf = np.eye(2), 0.1 * np.eye(1), 10.0 * np.eye(2)
+    dyn = linear(A, B, 0.05)
+    jac = dyn.jacobians
+
+    def timed_jacobians(X, U):
+        clock.now += 0.010
+        return jac(X, U)
+
+    dyn.jacobians = timed_jacobians
+    monkeypatch.setattr(ilqr, "time", clock)
+    settings = ilqr.IlqrSettings(max_iterations=8, tol_rel_cost=0.0, tol_grad=0.0)
+    sol = ilqr.solve(dyn, quadratic(Q, R, Qf), np.ones(A.shape[0]), np.zeros((10, 1)), settings,
+                     deadline=clock.now + 0.035)
+    assert sol.iterations == 3 and sol.reason == "time budget" and sol.solve_time_s <= 0.035, sol
+    sol = ilqr.solve(dyn, quadratic(Q, R, Qf), np.ones(A.shape[0]), np.zeros((10, 1)), settings,
+                     deadline=clock.now + 10.0)
+    assert sol.iterations == 8

@@ -269,3 +269,38 @@ def test_prev_action_rollout_feeds_the_previous_command():
         x = A @ x + B[:, 0] * u_prev
     np.testing.assert_allclose(X[-1, 0], x, atol=1e-5)
     np.testing.assert_allclose(planner.step(np.zeros(2), np.array([4.0])), B[:, 0] * 2.0, atol=1e-6)
+
+
+class _FakeClock:
+    """``time`` stand-in: ``perf_counter`` only moves when the planner scores samples (``per_sample`` s each)."""
+
+    def __init__(self, per_sample: float):
+        self.now, self.per_sample = 100.0, per_sample
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("method", ["predictive", "cem"])
+def test_sampling_stops_before_an_iteration_that_would_overrun_the_deadline(monkeypatch, method):
+    """Anytime: with 10 ms per iteration and a 25 ms budget, 2 iterations run (a third would end at 30 ms), and the
+    solve ends within its budget instead of overrunning it (an overrun is a deadline miss in the MPC)."""
+    A, B, Q, R, Qf = problem()
+    dyn, cost = linear(A, B, 0.05), quadratic(Q, R, Qf)
+    clock = _FakeClock(per_sample=0.010 / 16)
+    score = sampling.score
+
+    def timed_score(dynamics, cost_, x0, U, aggregate):
+        clock.now += clock.per_sample * len(U)
+        return score(dynamics, cost_, x0, U, aggregate)
+
+    monkeypatch.setattr(sampling, "time", clock)
+    monkeypatch.setattr(sampling, "score", timed_score)
+    s = sampling.SamplingSettings(method=method, num_samples=16, iterations=5)
+    sol = sampling.solve(dyn, cost, np.array([1.0, 0.0]), np.zeros((20, 1)), s, rng=np.random.default_rng(0),
+                         deadline=clock.now + 0.025)
+    assert sol.iterations == 2 and sol.solve_time_s <= 0.025 + 1e-12, (sol.iterations, sol.solve_time_s)
+    # with room for them, all iterations run
+    sol = sampling.solve(dyn, cost, np.array([1.0, 0.0]), np.zeros((20, 1)), s, rng=np.random.default_rng(0),
+                         deadline=clock.now + 1.0)
+    assert sol.iterations == 5
