@@ -12,14 +12,18 @@ import importlib
 
 import gymnasium as gym
 
-# id -> (module:class, fixed kwargs). Tasks are imported lazily so `import robot_rl.envs` stays cheap.
-TASKS: dict[str, tuple[str, dict]] = {
-    "robot_rl/CartpoleSwingup-v0": ("robot_rl.envs.cartpole:CartpoleEnv", {"swingup": True}),
-    "robot_rl/CartpoleBalance-v0": ("robot_rl.envs.cartpole:CartpoleEnv", {"swingup": False}),
-    "robot_rl/PendulumSwingup-v0": ("robot_rl.envs.pendulum:PendulumEnv", {}),
-    "robot_rl/Reacher2-v0": ("robot_rl.envs.reacher:ReacherEnv", {}),
-    "robot_rl/ArmReach-v0": ("robot_rl.envs.arm:ArmReachEnv", {}),
+# The task registry: id -> (task declaration factory "module:function", its fixed options, env class or None for
+# the plain MujocoTaskEnv). Modules are imported lazily so `import robot_rl.envs` stays cheap. Adding a task is one
+# entry here (docs/tasks.md); every test that covers "all tasks" is parametrized over this table.
+TASKS: dict[str, tuple[str, dict, str | None]] = {
+    "robot_rl/CartpoleSwingup-v0": ("robot_rl.envs.cartpole:task", {"swingup": True}, None),
+    "robot_rl/CartpoleBalance-v0": ("robot_rl.envs.cartpole:task", {"swingup": False}, None),
+    "robot_rl/PendulumSwingup-v0": ("robot_rl.envs.pendulum:task", {}, None),
+    "robot_rl/Reacher2-v0": ("robot_rl.envs.reacher:task", {}, None),
+    "robot_rl/ArmReach-v0": ("robot_rl.envs.arm:task", {}, "robot_rl.envs.arm:ArmReachEnv"),
 }
+# Keyword arguments of ``make`` that go to the env rather than to the task declaration.
+ENV_KWARGS = ("max_episode_steps", "render_mode", "compiled_step")
 DMC_PREFIX = "robot_rl/dmc-"
 # dm_control ids registered with Gymnasium up front (``make`` accepts any suite task without registration).
 DMC_REGISTERED = ("acrobot-swingup", "ball_in_cup-catch", "cartpole-balance", "cartpole-swingup", "cheetah-run",
@@ -63,11 +67,34 @@ def make(env_id: str, *, randomization=None, seed: int | None = None, **kwargs) 
     else:
         if env_id not in TASKS:
             raise KeyError(f"unknown env id {env_id!r}; known: {sorted(TASKS)} and {DMC_PREFIX}<domain>-<task>-v0")
-        entry, fixed = TASKS[env_id]
-        env = _load(entry)(**fixed, randomization=randomization, seed=seed, **kwargs)
+        env = _make_task_env(env_id, randomization, seed, kwargs)
     env.spec = gym.envs.registration.EnvSpec(env_id, entry_point=_entry_point, kwargs={"env_id": env_id},
                                              max_episode_steps=None)
     return env
+
+
+def task_spec(env_id: str, **options):
+    """The declaration (:class:`robot_rl.envs.task.TaskSpec`) of registered task ``env_id`` with task ``options``."""
+    if not env_id.startswith("robot_rl/"):
+        env_id = "robot_rl/" + env_id
+    if env_id not in TASKS:
+        raise KeyError(f"unknown env id {env_id!r}; known: {sorted(TASKS)}")
+    factory, fixed, _ = TASKS[env_id]
+    try:
+        return _load(factory)(**fixed, **options)
+    except TypeError as exc:
+        raise TypeError(f"{env_id}: {exc}") from None
+
+
+def _make_task_env(env_id: str, randomization, seed, kwargs: dict):
+    env_kw = {k: kwargs.pop(k) for k in ENV_KWARGS if k in kwargs}
+    spec = task_spec(env_id, **kwargs)
+    cls_entry = TASKS[env_id][2]
+    if cls_entry is None:
+        from robot_rl.envs.base import MujocoTaskEnv as cls
+    else:
+        cls = _load(cls_entry)
+    return cls(spec, randomization=randomization, seed=seed, **env_kw)
 
 
 def _entry_point(env_id: str, **kwargs) -> gym.Env:
@@ -91,4 +118,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["make", "observation_builder", "TASKS", "parse_dmc_id"]
+__all__ = ["make", "observation_builder", "task_spec", "TASKS", "parse_dmc_id"]

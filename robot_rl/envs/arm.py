@@ -26,31 +26,60 @@ import mujoco
 import numpy as np
 
 from robot_rl.envs.base import MujocoTaskEnv
-from robot_rl.envs.obs import ObservationBuilder
+from robot_rl.envs.task import TaskSpec, Term, goal, param, site
 
 HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+
+
+def distance(ee, target):
+    """End-effector-target distance [m] of ``(..., 3)`` positions."""
+    return np.linalg.norm(ee - target, axis=-1)
+
+
+def sparse_reach(ee, target, distance_threshold):
+    """-1 while farther than ``distance_threshold`` [m] from the target, else 0 (Gymnasium-Robotics sparse)."""
+    return -(distance(ee, target) > distance_threshold).astype(np.float64)
+
+
+def reached(ee, target, distance_threshold):
+    """Within ``distance_threshold`` [m] of the target."""
+    return distance(ee, target) <= distance_threshold
+
+
+def _initial_state(env, rng):
+    d, m = env.data, env.model
+    d.qpos[env.joint_qpos_addresses] = HOME + rng.uniform(-0.1, 0.1, size=7)
+    d.qvel[:] = 0.0
+    lo, hi = m.jnt_range[:7, 0], m.jnt_range[:7, 1]
+    for _ in range(100):
+        target = env.observation_builder.site_position(rng.uniform(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo)), "ee")
+        if np.hypot(target[0], target[1]) >= 0.25 and target[2] >= 0.15:
+            break
+    d.mocap_pos[m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")]] = target
+    return target
+
+
+def task(reward_type: str = "sparse", distance_threshold: float = 0.05) -> TaskSpec:
+    """Reach a random end-effector target; ``reward_type`` ``"sparse"`` (-(d > threshold)) or ``"dense"`` (-d)."""
+    if reward_type not in ("sparse", "dense"):
+        raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+    reward = Term("reach", sparse_reach) if reward_type == "sparse" else Term("distance", distance, -1.0)
+    observation = tuple((f"{n}_position", "pos", n, "rad") for n in JOINTS) + tuple(
+        (f"{n}_velocity", "vel", n, "rad/s") for n in JOINTS)
+    return TaskSpec(
+        name="ArmReach", robot="arm7", frame_skip=10, max_episode_steps=100, observation=observation, goal_dim=3,
+        inputs={"ee": site("ee"), "target": goal(), "distance_threshold": param(distance_threshold)},
+        reward=(reward,), success=Term("reached", reached), achieved_goal="ee", initial_state=_initial_state,
+        options={"reward_type": reward_type, "distance_threshold": float(distance_threshold)})
 
 
 class ArmReachEnv(MujocoTaskEnv):
-    """7-DoF reach (see module docstring).
-
-    Args:
-        reward_type: ``"sparse"`` (-(d > threshold)) or ``"dense"`` (-d) [m].
-        distance_threshold: success radius [m].
-        **kw: ``MujocoTaskEnv`` arguments.
-
+    """The arm's env: the task's declaration plus gravity compensation before every physics step and the
+    Gymnasium-Robotics dict observation (see module docstring).
     """
 
-    def __init__(self, *, reward_type: str = "sparse", distance_threshold: float = 0.05, max_episode_steps: int = 100,
-                 **kw):
-        if reward_type not in ("sparse", "dense"):
-            raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
-        self.reward_type = reward_type
-        self.distance_threshold = float(distance_threshold)
-        super().__init__("arm7", frame_skip=10, max_episode_steps=max_episode_steps, **kw)
-
     def _setup(self):
-        self._mocap = self.model.body_mocapid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "target")]
         # The robot's own model for gravity compensation: the nominal model, never randomized.
         self._comp_model = copy.copy(self.model)
         self._comp_data = mujoco.MjData(self._comp_model)
@@ -59,14 +88,6 @@ class ArmReachEnv(MujocoTaskEnv):
         self._comp_qpos = self._comp_data.qpos
         self._qfrc_applied = self.data.qfrc_applied
         self._achieved, self._achieved_for = np.zeros(3), None
-        lo, hi = self.model.jnt_range[:7, 0], self.model.jnt_range[:7, 1]
-        self._target_lo, self._target_hi = lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo)
-
-    def _make_observation_builder(self) -> ObservationBuilder:
-        names = self.profile.joint_names
-        terms = [(f"{n}_position", "pos", n) for n in names] + [(f"{n}_velocity", "vel", n) for n in names]
-        units = ["rad"] * len(names) + ["rad/s"] * len(names)
-        return ObservationBuilder(names, terms, model=self.model, units=units, fk_sites=("ee",))
 
     def _make_observation_space(self):
         n = self.observation_builder.n_obs
@@ -85,17 +106,6 @@ class ArmReachEnv(MujocoTaskEnv):
 
     def _before_physics(self):
         self._qfrc_applied[:] = self.gravity_compensation(self._qpos)
-
-    def _initial_state(self, rng):
-        d = self.data
-        d.qpos[self._qadr] = HOME + rng.uniform(-0.1, 0.1, size=7)
-        d.qvel[:] = 0.0
-        for _ in range(100):
-            goal = self.observation_builder.site_position(rng.uniform(self._target_lo, self._target_hi), "ee")
-            if np.hypot(goal[0], goal[1]) >= 0.25 and goal[2] >= 0.15:
-                break
-        d.mocap_pos[self._mocap] = goal
-        return goal
 
     def _observe(self):
         # Achieved goal from the same measured (possibly noisy) float64 joint angles as the observation; cached
@@ -120,24 +130,3 @@ class ArmReachEnv(MujocoTaskEnv):
     def end_effector(self) -> np.ndarray:
         """True end-effector position [m] (3,)."""
         return self.observation_builder.site_position(self._qpos[self._qadr], "ee")
-
-    def compute_reward(self, achieved_goal, desired_goal, info=None):
-        """Reward for (batches of) goals, shape ``(...)`` from ``(..., 3)`` inputs; ``info`` is unused."""
-        d = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
-        if self.reward_type == "sparse":
-            return -(d > self.distance_threshold).astype(np.float64)
-        return -d
-
-    def _success_at_reset(self):
-        return bool(np.linalg.norm(self.end_effector() - self._goal) <= self.distance_threshold)
-
-    def _evaluate(self, action):
-        # compute_reward(ee, goal) and the success test with np.linalg.norm's own arithmetic (axis=-1: the square
-        # root of the sum of squares, added left to right as numpy's reduction of 3 elements does; no axis: of the
-        # dot product), without its Python layers (~10 us per call). Tests hold the two to bit equality.
-        diff = self.end_effector() - self._goal
-        dx, dy, dz = diff.tolist()
-        d = math.sqrt(dx * dx + dy * dy + dz * dz)
-        thr = self.distance_threshold
-        reward = (-1.0 if d > thr else -0.0) if self.reward_type == "sparse" else -d
-        return reward, False, math.sqrt(diff.dot(diff)) <= thr

@@ -1,8 +1,8 @@
-"""Shared machinery of the MuJoCo tasks: action scaling, frame skip, physics-error checks, randomization, time limit.
+"""The MuJoCo task env: one class that runs any task declaration (:class:`robot_rl.envs.task.TaskSpec`).
 
-A task subclasses ``MujocoTaskEnv`` and supplies the model, its observation layout and three small methods:
-``_initial_state(rng)`` (sets ``data.qpos``/``data.qvel``, returns the goal or None), ``_evaluate(action)`` (reward,
-terminated, success) and optionally ``_extra_info``. State is read by joint name through the robot profile.
+It does the shared work: action scaling, frame skip, physics-error checks, randomization, time limit, and evaluates
+the task's declared observation, reward, termination and success terms. A task with extra physics (the arm's gravity
+compensation) or a dict observation subclasses it and overrides ``_before_physics`` / ``_package_obs``.
 
 Per-step cost is kept low (see bench/bench_envs.py): index arrays are precomputed, ``mj_step`` runs ``frame_skip``
 steps in one call, and divergence is detected from MuJoCo's warning counters (mjWARN_BADQPOS/QVEL/QACC/CTRL) plus a
@@ -12,7 +12,6 @@ finiteness check of the state, every step. MuJoCo resets a diverged state silent
 
 from __future__ import annotations
 
-import abc
 import math
 
 import gymnasium as gym
@@ -23,6 +22,7 @@ from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 from robot_rl.envs import fast_step as _fast_step
 from robot_rl.envs.obs import ObservationBuilder
 from robot_rl.envs.randomization import RandomizationControls
+from robot_rl.envs.task import TaskSpec, evaluate_terms, reward_kernel, reward_value, scalar_parameters
 
 _F32 = np.dtype(np.float32)
 _KERNEL_DTYPES = (_F32, np.dtype(np.float64))  # action dtypes of the compiled step
@@ -45,14 +45,12 @@ def joint_addresses(model, names) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(qadr, dtype=np.intp), np.asarray(dadr, dtype=np.intp)
 
 
-class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
-    """Base class of the robot_rl MuJoCo tasks (Gymnasium API, actions in [-1, 1]).
+class MujocoTaskEnv(RandomizationControls, gym.Env):
+    """A robot_rl MuJoCo task (Gymnasium API, actions in [-1, 1]) running the declaration ``spec``.
 
     Args:
-        profile: robot profile name (``hardware/<name>.yaml``) or a ``RobotProfile``.
-        frame_skip: physics steps per control step; ``control_dt = frame_skip * model.opt.timestep`` must equal the
-            profile's ``control_period_s``.
-        max_episode_steps: control steps until ``truncated=True``.
+        spec: the task declaration (robot profile, frame skip, observation, inputs, terms, initial state).
+        max_episode_steps: control steps until ``truncated=True`` (default: the spec's).
         randomization: None (off), a profile name (``sim/randomization/<name>.yaml``), a path or a
             ``RandomizationConfig``.
         seed: seeds ``np_random`` (the only source of randomness of the env and its randomization).
@@ -66,26 +64,30 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
-    def __init__(self, profile: str | RobotProfile, *, frame_skip: int, max_episode_steps: int,
-                 randomization=None, seed: int | None = None, render_mode: str | None = None,
-                 compiled_step: bool | None = None):
-        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+    def __init__(self, spec: TaskSpec, *, max_episode_steps: int | None = None, randomization=None,
+                 seed: int | None = None, render_mode: str | None = None, compiled_step: bool | None = None,
+                 profile: RobotProfile | None = None):
+        self.task = spec
+        self.name = spec.name
+        for key, value in spec.options.items():  # task options as attributes (env.swingup, env.distance_threshold)
+            setattr(self, key, value)
+        self.profile = load_profile(spec.robot) if profile is None else profile
         self.model = mujoco.MjModel.from_xml_path(str(self.profile.mjcf_path()))
         self.data = mujoco.MjData(self.model)
-        self.frame_skip = int(frame_skip)
+        self.frame_skip = int(spec.frame_skip)
         self.control_dt = self.frame_skip * float(self.model.opt.timestep)
         if not math.isclose(self.control_dt, self.profile.control_period_s, rel_tol=1e-9):
-            raise ValueError(f"{type(self).__name__}: frame_skip {frame_skip} x timestep {self.model.opt.timestep} = "
+            raise ValueError(f"{self.name}: frame_skip {self.frame_skip} x timestep {self.model.opt.timestep} = "
                              f"{self.control_dt} s differs from profile control_period_s "
                              f"{self.profile.control_period_s} s")
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = int(spec.max_episode_steps if max_episode_steps is None else max_episode_steps)
         self.render_mode = render_mode
         self.metadata = dict(self.metadata, render_fps=round(1.0 / self.control_dt))
         # Measured joints (profile order) and actuated joints (command order).
         self._qadr, self._dadr = joint_addresses(self.model, self.profile.joint_names)
         self._act = np.asarray([actuator_for_joint(self.model, n) for n in self.profile.command_joints], dtype=np.intp)
         if len(self._act) != self.model.nu or not np.array_equal(self._act, np.arange(self.model.nu)):
-            raise ValueError(f"{type(self).__name__}: command_joints {self.profile.command_joints} must drive the "
+            raise ValueError(f"{self.name}: command_joints {self.profile.command_joints} must drive the "
                              f"model's actuators 0..{self.model.nu - 1} in order")
         lo, hi = self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
         self._ctrl_mid, self._ctrl_half = (hi + lo) / 2.0, (hi - lo) / 2.0
@@ -107,7 +109,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         self._packaged_obs = cls._package_obs is not MujocoTaskEnv._package_obs
         clamp_off = self.model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL
         if not self.model.actuator_ctrllimited.all() or clamp_off:
-            raise ValueError(f"{type(self).__name__}: every actuator needs a ctrlrange that MuJoCo clamps to")
+            raise ValueError(f"{self.name}: every actuator needs a ctrlrange that MuJoCo clamps to")
         self._empty1 = np.zeros(0)
         self._goal = None
         self._t = 0
@@ -117,6 +119,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         self.randomizer = Randomizer.from_spec(randomization, self.model, self.data, self.profile)
         self.randomization_enabled = self.randomizer is not None
         self._rand_info: dict = {}
+        self._setup_terms()
         self._setup()
         self._init_compiled_step(compiled_step)
         if seed is not None:
@@ -131,7 +134,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         elif not self._ctrl_symmetric:
             why = "an actuator ctrlrange is not symmetric"
         if compiled_step and why is not None:
-            raise ValueError(f"{type(self).__name__}: compiled_step=True is not possible: {why}")
+            raise ValueError(f"{self.name}: compiled_step=True is not possible: {why}")
         self._compiled = compiled_step is not False and why is None
         self._kernel = None  # built (once per process) on the first step
         self._fast = False  # step's short path (set when the kernel is built)
@@ -143,8 +146,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
             self._a_out = fbuf[nu:]  # the action the reward sees (written by the kernel)
             self._n_obs = len(ob._index)
             self._last_warn_arr = np.array(self._warnings)
-            self._reward_compiled = type(self)._reward_kernel_factory is not None
-            rp = np.asarray(self._reward_kernel_params(), dtype=np.float64)
+            self._reward_compiled = self._reward_kernel_factory is not None
+            rp = self._rp
             # The kernel's layout and the env's arrays it reads and writes, by address, in one table (fewer
             # arguments: numba's dispatch costs per argument); the env keeps every array alive (views of the model's
             # and data's arrays, fbuf, rp, last_warn, the randomizer's table).
@@ -181,14 +184,48 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         self._goal_v = goal
         self._k_goal = self._empty1 if goal is None else np.require(goal, np.float64, ("C", "W"))
 
-    # Optional compiled reward for the compiled step: ``factory(njit) -> evaluate(qpos, qvel, action, params) ->
-    # (reward, terminated, success -1 none / 0 / 1)`` (a staticmethod), returning what ``_evaluate`` returns,
-    # bit for bit, for the float64 ``action`` after noise / latency; ``params`` = ``_reward_kernel_params()``.
-    _reward_kernel_factory = None
+    def _setup_terms(self) -> None:
+        """Resolve the declaration's inputs: the parameter vector and evaluator of a scalar task (its terms read
+        only joint state, actions and parameters), or the input getters of a task that reads sites or the goal.
+        """
+        spec = self.task
+        names = self.profile.joint_names
+        qadr = dict(zip(names, self._qadr.tolist()))
+        dadr = dict(zip(names, self._dadr.tolist()))
+        self._rp = scalar_parameters(spec, qadr, dadr) if spec.scalar else np.zeros(0)
+        self._eval = reward_kernel(spec).evaluator() if spec.scalar else None
+        self._reward_kernel_factory = reward_kernel(spec) if spec.scalar else None
+        if not spec.scalar:
+            for name, inp in spec.inputs.items():
+                if inp.kind in ("qpos", "qvel") and inp.arg not in qadr:
+                    raise KeyError(f"task {spec.name!r}: input {name!r} reads joint {inp.arg!r}, which the robot "
+                                   f"profile does not measure ({list(names)})")
+        self._inputs = [(name, inp.kind, qadr.get(inp.arg) if inp.kind == "qpos" else dadr.get(inp.arg)
+                         if inp.kind == "qvel" else inp.arg) for name, inp in spec.inputs.items()]
+
+    def _input_values(self, action: np.ndarray) -> dict:
+        """Input name -> value of the current true state (a task that reads sites or the goal)."""
+        q = None
+        out = {}
+        for name, kind, ref in self._inputs:
+            if kind == "qpos":
+                out[name] = self._qpos.item(ref)
+            elif kind == "qvel":
+                out[name] = self._qvel.item(ref)
+            elif kind == "action":
+                out[name] = float(action[ref])
+            elif kind == "param":
+                out[name] = ref
+            elif kind == "site":
+                q = self._qpos[self._qadr] if q is None else q
+                out[name] = self.observation_builder.site_position(q, ref)
+            else:
+                out[name] = self._goal
+        return out
 
     def _reward_kernel_params(self) -> np.ndarray:
-        """Float64 parameters of the task's compiled reward (indices, thresholds; NaN for "none")."""
-        return np.zeros(0)
+        """Float64 parameters of the task's compiled terms (``robot_rl.envs.task.scalar_parameters``)."""
+        return self._rp
 
     @property
     def compiled_step(self) -> bool:
@@ -197,36 +234,63 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
 
     # ------------------------------------------------------------------ task hooks
     def _setup(self) -> None:
-        """Task-specific indices etc., called at the end of ``__init__`` (before the seeding reset)."""
+        """Subclass hook: extra indices and buffers, called at the end of ``__init__`` (before the seeding reset)."""
 
-    @abc.abstractmethod
     def _make_observation_builder(self) -> ObservationBuilder:
-        """The task's observation builder (its obs layout is the task's contract with the robot)."""
+        spec = self.task
+        sites = tuple(dict.fromkeys((*spec.fk_sites, *spec.sites)))
+        needs_model = bool(sites) or any(k in ("site", "site_minus_goal") for _, k, _, _ in spec.observation)
+        goal_terms = any(k in ("goal", "site_minus_goal") for _, k, _, _ in spec.observation)
+        return ObservationBuilder(self.profile.joint_names, [t[:3] for t in spec.observation],
+                                  units=[t[3] for t in spec.observation], goal_dim=spec.goal_dim if goal_terms else 0,
+                                  model=self.model if needs_model else None, fk_sites=sites)
 
     def _before_physics(self) -> None:
         """Called after ``data.ctrl`` is set, before ``mj_step`` (e.g. to add gravity compensation)."""
 
-    @abc.abstractmethod
     def _initial_state(self, rng: np.random.Generator) -> np.ndarray | None:
-        """Set ``data.qpos`` / ``data.qvel`` (the data was reset to qpos0); return the goal or None."""
+        return self.task.initial_state(self, rng)
 
-    @abc.abstractmethod
     def _evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
-        """(reward, terminated, is_success or None) after a step.
+        """(reward, terminated, is_success or None) of the current state: the task's terms.
 
         ``action``: the normalized action after action noise / latency, not clipped (MuJoCo clamps the ctrl to the
-        ctrlrange; a task clips the scalars it uses in its reward).
+        ctrlrange; terms clip what they use).
         """
+        if self._eval is None:
+            return evaluate_terms(self.task, self._input_values(action))
+        a = action
+        if a.dtype != np.float64 or not (a.flags.c_contiguous and a.flags.writeable):
+            a = np.array(a, dtype=np.float64)
+        reward, terminated, success = self._eval(self._qpos, self._qvel, a, self._rp)
+        return reward, terminated, None if success < 0 else success == 1
 
-    # Optional: ``_evaluate_batch(qpos (N, nq), qvel (N, nv), action (N, n_act)) -> (reward (N,) float64,
-    # terminated (N,) bool, is_success (N,) bool or None)``, ``_evaluate`` for N envs of this task at once (the batched
-    # vector env, ``robot_rl.envs.batched``); ``action`` is normalized after noise / latency (float64, not clipped).
-    # Row ``i`` must equal ``_evaluate`` of env ``i``: the reward to rounding (numpy's transcendental functions may
-    # differ from ``math`` in the last bit; tests use rtol 1e-12), terminated / is_success exactly (compare angles
-    # with ``rewards.abs_wrapped_angle``). Called under ``np.errstate(all="ignore")`` when a row has diverged (its
-    # results are replaced). A task that leaves it None runs in the one-by-one vector env instead
-    # (``batched.batch_support`` names the reason).
-    _evaluate_batch = None
+    def _evaluate_batch(self, qpos: np.ndarray, qvel: np.ndarray, action: np.ndarray):
+        """``_evaluate`` for N envs of this (scalar) task at once from their ``qpos (N, nq)``, ``qvel (N, nv)`` and
+        normalized ``action (N, n_act)`` (float64, after noise / latency): the same term functions on ``(N,)`` arrays
+        (rewards equal the single env's to rounding: numpy's SIMD transcendental functions may differ from the C
+        library in the last bit). Returns ``(reward (N,), terminated (N,), is_success (N,) or None)``.
+        """
+        values = {}
+        for name, kind, ref in self._inputs:
+            values[name] = (qpos[:, ref] if kind == "qpos" else qvel[:, ref] if kind == "qvel"
+                            else action[:, ref] if kind == "action" else ref)
+        return evaluate_terms(self.task, values, n=len(qpos))
+
+    def compute_reward(self, achieved_goal, desired_goal, info=None):
+        """Goal-conditioned tasks: the reward of (batches of) achieved and desired goals, shape ``(...)`` from
+        ``(..., goal_dim)`` inputs (the task's reward terms; ``info`` is unused).
+        """
+        spec = self.task
+        if spec.achieved_goal is None:
+            raise TypeError(f"{self.name} is not goal-conditioned (its spec has no achieved_goal)")
+        values = {name: ref for name, kind, ref in self._inputs if kind == "param"}
+        for name, kind, _ in self._inputs:
+            if kind == "site":
+                values[name] = np.asarray(achieved_goal, dtype=np.float64)
+            elif kind == "goal":
+                values[name] = np.asarray(desired_goal, dtype=np.float64)
+        return np.asarray(reward_value(spec, values), dtype=np.float64)
 
     def _make_observation_space(self) -> gym.Space:
         n = self.observation_builder.n_obs
@@ -253,7 +317,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         q = np.asarray(q, dtype=np.float64)
         n = len(self._qadr)
         if q.shape[-1:] != (n,) or q.ndim > 2:
-            raise ValueError(f"{type(self).__name__}.qpos_from_joints: expected ({n},) or (T, {n}) joint positions "
+            raise ValueError(f"{self.name}.qpos_from_joints: expected ({n},) or (T, {n}) joint positions "
                              f"in profile order {list(self.profile.joint_names)}, got shape {q.shape}")
         qpos = np.broadcast_to(self.model.qpos0, q.shape[:-1] + (self.model.nq,)).copy()
         qpos[..., self._qadr] = q
@@ -266,7 +330,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         """
         qd = np.asarray(qd, dtype=np.float64)
         if qd.shape != (len(self._dadr),):
-            raise ValueError(f"{type(self).__name__}.set_joint_state: qd must have shape ({len(self._dadr)},), "
+            raise ValueError(f"{self.name}.set_joint_state: qd must have shape ({len(self._dadr)},), "
                              f"got {qd.shape}")
         qvel = np.zeros(self.model.nv)
         qvel[self._dadr] = qd
@@ -350,7 +414,9 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         return self._package_obs(self._observe()), info
 
     def _success_at_reset(self) -> bool | None:
-        return None
+        if self.task.success is None:
+            return None
+        return self._evaluate(np.zeros(self.model.nu))[2]
 
     def step(self, action):
         if self._fast:
@@ -462,7 +528,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
         """The compiled step kernel (None: Python step), after one warm-up step from the current state that compiles
         it for this env's argument types; the state (and the divergence counters) are restored after it.
         """
-        k = _fast_step.kernel(type(self)._reward_kernel_factory)
+        k = _fast_step.kernel(self._reward_kernel_factory)
         if k is not None:
             scratch = (self._k_fbuf.copy(), self._last_warn_arr.copy())  # kept alive while the warm-up runs
             tab = self._kernel_table(*scratch, self._k_lay)
@@ -475,7 +541,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env, abc.ABC):
                 # instead of compiling a variant for a second or two in the middle of an episode.
                 k.disable_compile()
 
-            if not _fast_step.warm_up(self.model, self.data, call, f"{type(self).__name__}: the compiled step"):
+            if not _fast_step.warm_up(self.model, self.data, call, f"{self.name}: the compiled step"):
                 k = None
         self._kernel = k
         rz = self.randomizer

@@ -4,14 +4,14 @@ A Python loop over N single envs pays the env's Python work (action noise and la
 reward, checks) N times per step, about twice the physics of a small model. ``BatchedBlock`` keeps the N real envs
 (their models, data, random generators and randomizers) and steps them together: MuJoCo runs per env (``mj_step``
 on each env's own ``MjData``), action noise and latency, state reads, sensor noise, observations and checks are
-numpy operations over the whole batch, and so is the reward (the task's ``_evaluate_batch``). Observations,
-terminations, truncations, success flags, physics errors and autoresets are bit-identical to stepping the single
-envs: the same random draws from each env's own generator in the same order (each env's randomizer draws its noise
-chunks; the batch keeps copies arranged so that every env reads the same column at a step), the same IEEE
-operations, and ``math`` (not numpy's SIMD kernels, which may differ in the last bit) for the observation's cos/sin
-(``rewards.elementwise``). Rewards use the scalar reward's operations in the same order but numpy's cos/exp/arctan2,
-so they may differ from the single env's in the last bits (tests hold them to rtol 1e-12; threshold tests such as
-termination are exact, ``rewards.abs_wrapped_angle``). Resets (including same-step autoresets), randomization
+numpy operations over the whole batch, and so is the reward (the task's declared terms on ``(N,)`` arrays,
+``MujocoTaskEnv._evaluate_batch``). Observations, terminations, truncations, success flags, physics errors and
+autoresets are bit-identical to stepping the single envs: the same random draws from each env's own generator in
+the same order (each env's randomizer draws its noise chunks; the batch keeps copies arranged so that every env
+reads the same column at a step), the same IEEE operations, and ``math`` (not numpy's SIMD kernels, which may differ
+in the last bit) for the observation's cos/sin (``rewards.elementwise``). Rewards are the same term functions on
+arrays, so numpy's cos/exp/arctan2 may make them differ from the single env's in the last bits (tests hold them to
+rtol 1e-12). Resets (including same-step autoresets), randomization
 sampling and per-step randomization terms (interval resampling, pushes) run through the single env's own code.
 
 Where the envs have the compiled step (``robot_rl.envs.fast_step``: the default for the cart-poles and the pendulum)
@@ -21,9 +21,9 @@ and latency, the ctrl write, ``mj_step``, sensor noise, observation, divergence 
 lengths, final observations); the random draws (noise chunks, interval terms, pushes) and the autoresets stay in
 Python as above. ``compiled_step=False`` keeps the numpy pass.
 
-A task can run batched when it provides ``_evaluate_batch``, keeps the base class's step, observation and
-packaging (no ``_before_physics`` hook) and its observation layout has no forward-kinematics terms
-(``batch_support`` says why not otherwise): the cart-pole tasks and the pendulum.
+A task can run batched when its terms read only joint state, actions and parameters (``TaskSpec.scalar``), its env
+keeps the base class's step, observation and packaging (no ``_before_physics`` hook) and its observation layout has
+no forward-kinematics terms (``batch_support`` says why not otherwise): the cart-pole tasks and the pendulum.
 
 With ``num_threads > 1`` (``make_vec(..., num_threads=k)``) the compiled batch step runs on k threads: the calling
 thread steps the first contiguous part of the batch, k - 1 worker threads the others, each in a nogil compiled loop
@@ -70,8 +70,8 @@ def batch_support(env) -> str | None:
     cls = type(u)
     if not isinstance(u, MujocoTaskEnv):
         return f"{cls.__name__} is not a robot_rl MuJoCo task (MujocoTaskEnv)"
-    if cls._evaluate_batch is None:
-        return f"{cls.__name__} has no batched reward (_evaluate_batch)"
+    if not u.task.scalar:
+        return f"{u.name} has no batched reward (its terms read sites or the goal)"
     for hook in _HOOKS:
         if getattr(cls, hook) is not getattr(MujocoTaskEnv, hook):
             return f"{cls.__name__} overrides {hook}"
@@ -155,7 +155,7 @@ class BatchedBlock:
         numba builds it, after a warm-up step of env 0 that is undone; else None (numpy path).
         """
         u0 = self.u[0]
-        factory = type(u0)._reward_kernel_factory
+        factory = u0._reward_kernel_factory
         if not u0.compiled_step or factory is None or u0._warnings.strides != (8,):
             return None
         kernels = fast_step.kernel(factory, batch=True)

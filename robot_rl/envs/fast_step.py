@@ -50,7 +50,8 @@ def kernel(reward_factory=None, batch: bool = False):
     per process) when it cannot be built.
 
     ``reward_factory``: None (the kernel returns no reward; the env calls its ``_evaluate``) or the task's
-    ``_reward_kernel_factory``: ``factory(njit) -> evaluate(qpos, qvel, action, params) -> (reward, terminated,
+    ``robot_rl.envs.task.RewardKernel`` (generated from its declared terms): ``factory(njit) -> evaluate(qpos, qvel,
+    action, params) -> (reward, terminated,
     success: -1 none / 0 / 1)``, compiled into the kernel. ``batch``: the kernel of ``BatchedBlock`` (N envs of one
     task per call, :func:`_compile_batch`) instead of the single env's.
     """
@@ -251,7 +252,7 @@ def _compile_batch(lib, reward_factory):
 
     njit = numba.njit(nogil=True, cache=False)
     if reward_factory is None:
-        raise ValueError("the batched kernel needs the task's compiled reward (_reward_kernel_factory)")
+        raise ValueError("the batched kernel needs the task's compiled reward terms (robot_rl.envs.task.RewardKernel)")
     evaluate = reward_factory(njit)
     step = lib.mj_step
     step.argtypes, step.restype = [ctypes.c_int64, ctypes.c_int64], None

@@ -13,80 +13,51 @@ import math
 
 import numpy as np
 
-from robot_rl.envs.base import MujocoTaskEnv
-from robot_rl.envs.obs import ObservationBuilder
-from robot_rl.envs.rewards import abs_wrapped_angle
+from robot_rl.envs.rewards import clip_unit, wrapped_angle
+from robot_rl.envs.task import TaskSpec, Term, action, param, qpos, qvel
 
-OBS_TERMS = (
-    ("pole_angle_cos", "cos", "hinge"),
-    ("pole_angle_sin", "sin", "hinge"),
-    ("pole_angular_velocity", "vel", "hinge"),
+OBSERVATION = (
+    ("pole_angle_cos", "cos", "hinge", "1"),
+    ("pole_angle_sin", "sin", "hinge", "1"),
+    ("pole_angular_velocity", "vel", "hinge", "rad/s"),
 )
-OBS_UNITS = ("1", "1", "rad/s")
+MAX_TORQUE_NM = 2.0  # the MJCF actuator's ctrlrange (tests/envs/test_task_rewards.py holds them equal)
 
 
-class PendulumEnv(MujocoTaskEnv):
-    """Pendulum swing-up (see module docstring)."""
-
-    def __init__(self, *, max_episode_steps: int = 200, **kw):
-        super().__init__("pendulum", frame_skip=5, max_episode_steps=max_episode_steps, **kw)
-
-    def _setup(self):
-        self._th, self._thd = self._qadr[0], self._dadr[0]
-
-    def _make_observation_builder(self) -> ObservationBuilder:
-        return ObservationBuilder(self.profile.joint_names, OBS_TERMS, units=OBS_UNITS)
-
-    def _initial_state(self, rng):
-        self.data.qpos[self._th] = rng.uniform(-math.pi, math.pi)
-        self.data.qvel[self._thd] = rng.uniform(-1.0, 1.0)
-        return None
-
-    def _success_at_reset(self):
-        th = float(self.data.qpos[self._th])
-        return abs(math.atan2(math.sin(th), math.cos(th))) < 0.1
-
-    def _evaluate(self, action):
-        reward, angle = pendulum_reward(self.data.qpos[self._th], self.data.qvel[self._thd],
-                                        self._ctrl_mid[0], self._ctrl_half[0], float(action[0]))
-        return float(reward), False, bool(abs(angle) < 0.1)
-
-    @staticmethod
-    def _reward_kernel_factory(njit):
-        reward = njit(pendulum_reward)
-
-        def evaluate(qpos, qvel, action, p):  # pragma: no cover - runs compiled (robot_rl.envs.fast_step)
-            r, angle = reward(qpos[int(p[0])], qvel[int(p[1])], p[2], p[3], action[0])
-            return r, False, 1 if abs(angle) < 0.1 else 0
-
-        return njit(evaluate)
-
-    def _reward_kernel_params(self):
-        return [self._th, self._thd, self._ctrl_mid[0], self._ctrl_half[0]]
-
-    def _evaluate_batch(self, qpos, qvel, action):
-        # pendulum_reward over the batch with numpy, the same operations in the same order: rows equal the scalar
-        # rewards up to numpy's SIMD arctan2 (a few ulp); success is exact (abs_wrapped_angle).
-        angle = abs_wrapped_angle(qpos[:, self._th], 0.1)  # |angle|: angle * angle is the same
-        omega = qvel[:, self._thd]
-        torque = np.fmin(np.fmax(action[:, 0], -1.0), 1.0)  # NaN -> -1.0 as min(1, max(-1, nan))
-        torque *= self._ctrl_half[0]
-        torque += self._ctrl_mid[0]
-        reward = angle * angle
-        v = 0.1 * omega
-        v *= omega
-        reward += v
-        torque *= 0.001 * torque
-        reward += torque
-        np.negative(reward, out=reward)
-        return reward, np.zeros(len(qpos), dtype=bool), angle < 0.1
+def angle_cost(angle):
+    """Squared angle from upright [rad^2], wrapped."""
+    a = wrapped_angle(angle)
+    return a * a
 
 
-def pendulum_reward(th: float, omega: float, mid: float, half: float, a: float) -> tuple[float, float]:
-    """Pendulum-v1 reward of hinge angle ``th`` [rad] (0 up), velocity ``omega`` [rad/s] and normalized action
-    ``a`` (clipped as MuJoCo clamps the ctrl; torque = ``mid + half * a`` N m); returns (reward, angle wrapped to
-    [-pi, pi]).
-    """
-    angle = math.atan2(math.sin(th), math.cos(th))
-    torque = mid + half * min(1.0, max(-1.0, a))
-    return -(angle * angle + 0.1 * omega * omega + 0.001 * torque * torque), angle
+def velocity_cost(omega):
+    """Squared angular velocity [(rad/s)^2]."""
+    return omega * omega
+
+
+def torque_cost(u, max_torque):
+    """Squared applied torque [(N m)^2] (the action clipped as MuJoCo clamps the ctrl)."""
+    torque = max_torque * clip_unit(u)
+    return torque * torque
+
+
+def upright(angle):
+    """Within 0.1 rad of upright."""
+    return np.abs(wrapped_angle(angle)) < 0.1
+
+
+def _initial_state(env, rng):
+    env.data.qpos[env.joint_qpos_addresses[0]] = rng.uniform(-math.pi, math.pi)
+    env.data.qvel[env.joint_qvel_addresses[0]] = rng.uniform(-1.0, 1.0)
+    return None
+
+
+def task() -> TaskSpec:
+    """Pendulum-v1's swing-up (see module docstring)."""
+    return TaskSpec(
+        name="PendulumSwingup", robot="pendulum", frame_skip=5, max_episode_steps=200, observation=OBSERVATION,
+        inputs={"angle": qpos("hinge"), "omega": qvel("hinge"), "u": action(0), "max_torque": param(MAX_TORQUE_NM)},
+        reward=(Term("angle", angle_cost, -1.0), Term("velocity", velocity_cost, -0.1),
+                Term("torque", torque_cost, -0.001)),
+        success=Term("upright", upright), initial_state=_initial_state)
+

@@ -15,61 +15,47 @@ import math
 import mujoco
 import numpy as np
 
-from robot_rl.envs.base import MujocoTaskEnv
-from robot_rl.envs.obs import ObservationBuilder
+from robot_rl.envs.task import TaskSpec, Term, goal, param, site
 
-OBS_TERMS = (
-    ("joint0_cos", "cos", "joint0"),
-    ("joint1_cos", "cos", "joint1"),
-    ("joint0_sin", "sin", "joint0"),
-    ("joint1_sin", "sin", "joint1"),
-    ("target_x", "goal", 0),
-    ("target_y", "goal", 1),
-    ("joint0_velocity", "vel", "joint0"),
-    ("joint1_velocity", "vel", "joint1"),
-    ("fingertip_minus_target_x", "site_minus_goal", "fingertip:x"),
-    ("fingertip_minus_target_y", "site_minus_goal", "fingertip:y"),
+OBSERVATION = (
+    ("joint0_cos", "cos", "joint0", "1"),
+    ("joint1_cos", "cos", "joint1", "1"),
+    ("joint0_sin", "sin", "joint0", "1"),
+    ("joint1_sin", "sin", "joint1", "1"),
+    ("target_x", "goal", 0, "m"),
+    ("target_y", "goal", 1, "m"),
+    ("joint0_velocity", "vel", "joint0", "rad/s"),
+    ("joint1_velocity", "vel", "joint1", "rad/s"),
+    ("fingertip_minus_target_x", "site_minus_goal", "fingertip:x", "m"),
+    ("fingertip_minus_target_y", "site_minus_goal", "fingertip:y", "m"),
 )
-OBS_UNITS = ("1", "1", "1", "1", "m", "m", "rad/s", "rad/s", "m", "m")
 
 
-class ReacherEnv(MujocoTaskEnv):
-    """Planar two-link reach (see module docstring).
+def distance(tip, target):
+    """Planar fingertip-target distance [m] of ``(..., 3)`` tip positions and ``(..., 2)`` targets."""
+    dx, dy = tip[..., 0] - target[..., 0], tip[..., 1] - target[..., 1]
+    return np.sqrt(dx * dx + dy * dy)
 
-    Args:
-        success_distance: fingertip-target distance counted as success [m].
-        **kw: ``MujocoTaskEnv`` arguments.
 
-    """
+def reached(tip, target, success_distance):
+    """The fingertip is within ``success_distance`` [m] of the target."""
+    return distance(tip, target) < success_distance
 
-    def __init__(self, *, success_distance: float = 0.02, max_episode_steps: int = 100, **kw):
-        self.success_distance = float(success_distance)
-        super().__init__("reacher2", frame_skip=2, max_episode_steps=max_episode_steps, **kw)
 
-    def _setup(self):
-        self._tip = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "fingertip")
-        self._mocap = self.model.body_mocapid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "target")]
+def _initial_state(env, rng):
+    d = env.data
+    d.qpos[env.joint_qpos_addresses] = [rng.uniform(-math.pi, math.pi), rng.uniform(-2.5, 2.5)]
+    d.qvel[env.joint_qvel_addresses] = rng.uniform(-0.005, 0.005, size=2)
+    angle, radius = rng.uniform(-math.pi, math.pi), rng.uniform(0.05, 0.20)
+    target = np.array([radius * math.cos(angle), radius * math.sin(angle)])
+    d.mocap_pos[env.model.body_mocapid[mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, "target")], :2] = target
+    return target
 
-    def _make_observation_builder(self) -> ObservationBuilder:
-        return ObservationBuilder(self.profile.joint_names, OBS_TERMS, goal_dim=2, model=self.model, units=OBS_UNITS)
 
-    def _initial_state(self, rng):
-        d = self.data
-        d.qpos[self._qadr] = [rng.uniform(-math.pi, math.pi), rng.uniform(-2.5, 2.5)]
-        d.qvel[self._dadr] = rng.uniform(-0.005, 0.005, size=2)
-        angle, radius = rng.uniform(-math.pi, math.pi), rng.uniform(0.05, 0.20)
-        goal = np.array([radius * math.cos(angle), radius * math.sin(angle)])
-        d.mocap_pos[self._mocap, :2] = goal
-        return goal
-
-    def distance(self) -> float:
-        """Fingertip-target distance [m] from the true joint state (forward kinematics)."""
-        tip = self.observation_builder.site_position(self.data.qpos[self._qadr], "fingertip")
-        return math.hypot(tip[0] - self._goal[0], tip[1] - self._goal[1])
-
-    def _success_at_reset(self):
-        return self.distance() < self.success_distance
-
-    def _evaluate(self, action):
-        dist = self.distance()
-        return -dist, False, dist < self.success_distance
+def task(success_distance: float = 0.02) -> TaskSpec:
+    """Reach a random planar target; success within ``success_distance`` [m]."""
+    return TaskSpec(
+        name="Reacher2", robot="reacher2", frame_skip=2, max_episode_steps=100, observation=OBSERVATION, goal_dim=2,
+        inputs={"tip": site("fingertip"), "target": goal(), "success_distance": param(success_distance)},
+        reward=(Term("distance", distance, -1.0),), success=Term("reached", reached), initial_state=_initial_state,
+        options={"success_distance": float(success_distance)})

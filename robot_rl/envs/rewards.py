@@ -1,5 +1,7 @@
 """Reward shaping helpers (pure functions).
 
+``gaussian``, ``quadratic`` and ``wrapped_angle`` are term building blocks for task declarations
+(:mod:`robot_rl.envs.task`): numpy ufuncs only, so they work on scalars and arrays, in numpy and in numba.
 ``tolerance`` follows ``dm_control.utils.rewards.tolerance`` (Tassa et al. 2018, DeepMind Control Suite) for the
 ``gaussian`` and ``quadratic`` sigmoids, so rewards match the suite's.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from robot_rl.envs.task import helper
 
 _GAUSS_SCALE_01 = math.sqrt(-2.0 * math.log(0.1))  # gaussian with value 0.1 at the margin
 
@@ -39,24 +43,44 @@ def tolerance(x, *, bounds=(0.0, 0.0), margin: float = 0.0, sigmoid: str = "gaus
     return float(out) if out.ndim == 0 else out
 
 
-def gaussian_tolerance(x: float, margin: float) -> float:
-    """Scalar fast path of ``tolerance(x, margin=margin)`` (bounds 0, gaussian, 0.1 at margin)."""
+@helper
+def gaussian(x, margin):
+    """``tolerance(x, margin=margin)`` as a term building block: bounds 0, gaussian, 0.1 at the margin. Elementwise
+    (scalars or arrays, numpy or numba).
+    """
     d = x / margin * _GAUSS_SCALE_01
-    return math.exp(-0.5 * d * d)
+    return np.exp(-0.5 * d * d)
 
 
-def quadratic_tolerance(x: float, margin: float) -> float:
-    """Scalar fast path of ``tolerance(x, margin=margin, sigmoid='quadratic', value_at_margin=0)``."""
+@helper
+def quadratic(x, margin):
+    """``tolerance(x, margin=margin, sigmoid='quadratic', value_at_margin=0)`` as a term building block:
+    ``max(1 - (x / margin)^2, 0)``. Elementwise (scalars or arrays, numpy or numba).
+    """
     d = x / margin
-    return 1.0 - d * d if abs(d) < 1.0 else 0.0
+    return np.maximum(1.0 - d * d, 0.0)
+
+
+@helper
+def clip_unit(u):
+    """``u`` clipped to [-1, 1] (a normalized action as MuJoCo clamps its ctrl); NaN gives -1 (``fmin`` / ``fmax``
+    ignore NaN). Elementwise (scalars or arrays, numpy or numba).
+    """
+    return np.fmin(1.0, np.fmax(-1.0, u))
+
+
+@helper
+def wrapped_angle(angle):
+    """``angle`` [rad] wrapped to [-pi, pi]. Elementwise (scalars or arrays, numpy or numba)."""
+    return np.arctan2(np.sin(angle), np.cos(angle))
 
 
 def elementwise(fn, *columns: list) -> list:
     """``[fn(*args) for args in zip(*columns)]`` for lists of Python floats; an argument outside ``fn``'s domain
     (``math`` functions raise on a diverged, infinite state) gives NaN for that element instead of raising.
 
-    The batched vector env evaluates task rewards this way: the very function the single env calls, so the result
-    is bit-identical (numpy's SIMD kernels for exp/cos/... may differ from the C library in the last bit).
+    The batched vector env builds observations this way (cos / sin of joint angles): the very function the single
+    env calls, so the result is bit-identical (numpy's SIMD kernels may differ from the C library in the last bit).
     """
     try:
         return list(map(fn, *columns))
@@ -69,27 +93,3 @@ def _safe(fn, *args: float) -> float:
         return fn(*args)
     except (ValueError, OverflowError):
         return math.nan
-
-
-def abs_wrapped_angle(angle: np.ndarray, threshold: float) -> np.ndarray:
-    """``|atan2(sin a, cos a)|`` [rad] of the angles ``angle`` ``(N,)`` [rad] with numpy, except that the elements
-    within 1e-9 rad of ``threshold`` are recomputed with ``math`` (as the scalar ``_evaluate`` does), so comparing
-    the result with ``threshold`` (termination, success) gives exactly the scalar path's answer; the other elements
-    may differ from ``math`` in the last bit (numpy's SIMD ``arctan2``). Call under ``np.errstate(invalid="ignore")``
-    when ``angle`` may be non-finite.
-    """
-    w = np.abs(np.arctan2(np.sin(angle), np.cos(angle)))
-    near = np.abs(w - threshold) < 1e-9
-    if near.any():
-        idx = np.flatnonzero(near)
-        w[idx] = np.abs(elementwise(_atan2_sin_cos, angle[idx].tolist()))
-    return w
-
-
-def _atan2_sin_cos(a: float) -> float:
-    return math.atan2(math.sin(a), math.cos(a))
-
-
-def libm(fn, x: np.ndarray) -> np.ndarray:
-    """``fn`` (a ``math`` function) applied elementwise to a float64 array, shape kept (see ``elementwise``)."""
-    return np.array(elementwise(fn, x.ravel().tolist()), dtype=np.float64).reshape(x.shape)

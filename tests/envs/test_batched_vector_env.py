@@ -209,7 +209,7 @@ def test_batched_reward_matches_the_scalar_reward(env_id):
     qvel = rng.normal(0.0, 6.0, (n, u.model.nv))
     act = rng.uniform(-1.5, 1.5, (n, 1))
     act[:8, 0] = [-1.0, 1.0, -1.5, 1.5, np.nan, 0.0, np.nextafter(1.0, 0.0), np.inf]
-    th = u._th
+    th = int(u.joint_qpos_addresses[-1])  # the pole / pendulum hinge
     threshold = u.fall_angle if env_id == "CartpoleBalance-v0" else 0.1
     k = np.arange(-40, 41)
     edge = np.concatenate([threshold + k * 2.0 ** -52, -threshold + k * 2.0 ** -52,

@@ -108,7 +108,7 @@ def test_compiled_step_divergence_matches_the_python_step():
 def test_compiled_step_refused_where_a_task_cannot_use_it():
     arm = E.make("ArmReach-v0", seed=0)
     assert not arm.unwrapped.compiled_step  # auto: gravity compensation hook -> Python step
-    with pytest.raises(ValueError, match="ArmReachEnv: compiled_step=True is not possible: it overrides "
+    with pytest.raises(ValueError, match="ArmReach: compiled_step=True is not possible: it overrides "
                                          "_before_physics"):
         E.make("ArmReach-v0", compiled_step=True)
     with pytest.raises(ValueError, match="compiled_step=True is not possible: its observation needs forward"):

@@ -1,0 +1,344 @@
+"""A task as a declaration: what it observes, what it rewards, when it ends and where it starts, kept as data.
+
+A task is its MJCF, its robot profile and one ``TaskSpec`` (in the spirit of dm_control's task files and Isaac Lab's
+manager-based terms). Reward, termination and success terms are named pure functions whose parameter names are the
+names of declared *inputs*: joint positions and velocities by joint name, normalized actions, task parameters,
+site positions and the goal. Each term is written once, with numpy ufuncs only (``np.cos``, ``np.exp``,
+``np.minimum``, ...: no ``math``, no ``if`` on values), so the same function runs
+
+- on Python or numpy scalars (the single env; compiled with numba into one small evaluator when numba is installed,
+  and into the compiled single-env and batch steps of :mod:`robot_rl.envs.fast_step`),
+- on ``(N,)`` arrays, one element per env (the batched vector env's numpy pass),
+- on ``(..., 3)`` arrays for site and goal inputs (``compute_reward`` of goal-conditioned tasks, relabeling).
+
+The evaluator is generated from the declaration (:func:`scalar_evaluator`); nothing is written twice. See
+docs/tasks.md for a walk-through of adding a task.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+INPUT_KINDS = ("qpos", "qvel", "action", "param", "site", "goal")
+SCALAR_KINDS = ("qpos", "qvel", "action", "param")
+
+
+@dataclass(frozen=True)
+class Input:
+    """A named value that terms read: ``qpos``/``qvel`` of a joint (by name), ``action`` ``i`` (normalized, after
+    action noise and latency, not clipped), a task ``param`` (a float), the world position of a ``site`` [m]
+    (forward kinematics of the true joint positions) or the ``goal`` vector.
+    """
+
+    kind: str
+    arg: Any = None
+
+    def __post_init__(self):
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"input kind {self.kind!r} is not one of {INPUT_KINDS}")
+
+
+def qpos(joint: str) -> Input:
+    """Position of 1-dof joint ``joint`` [rad or m]."""
+    return Input("qpos", joint)
+
+
+def qvel(joint: str) -> Input:
+    """Velocity of 1-dof joint ``joint`` [rad/s or m/s]."""
+    return Input("qvel", joint)
+
+
+def action(index: int) -> Input:
+    """Normalized action component ``index`` (in [-1, 1] for a well-behaved policy; not clipped)."""
+    return Input("action", int(index))
+
+
+def param(value: float) -> Input:
+    """A task constant (a margin, a threshold, an actuator range)."""
+    return Input("param", float(value))
+
+
+def site(name: str) -> Input:
+    """World position of MJCF site ``name`` [m], shape ``(3,)``."""
+    return Input("site", name)
+
+
+def goal() -> Input:
+    """The episode's goal vector (task units)."""
+    return Input("goal")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named term: ``fn(**inputs)`` -> reward contribution, termination flag or success flag.
+
+    ``fn``'s parameter names are input names of the task; it must be elementwise (scalars in, scalar out; arrays
+    in, arrays out) and built from numpy ufuncs so numba can compile it too. ``weight`` scales a ``sum`` reward.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    weight: float = 1.0
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return tuple(inspect.signature(self.fn).parameters)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Declaration of a MuJoCo task (see module docstring and docs/tasks.md).
+
+    ``initial_state(env, rng)`` sets ``env.data.qpos`` / ``qvel`` after ``mj_resetData`` and returns the goal
+    (float64 array) or None; it reads joint addresses as ``env.joint_qpos_addresses`` etc.
+    """
+
+    name: str
+    """Task name (the env id without ``robot_rl/`` and ``-v0``), used in messages."""
+    robot: str
+    """Robot profile (``hardware/<robot>.yaml``), which names the MJCF."""
+    frame_skip: int
+    """Physics steps per control step (``frame_skip * timestep`` must equal the profile's control period)."""
+    max_episode_steps: int
+    """Control steps until ``truncated``."""
+    observation: tuple[tuple[str, str, Any, str], ...]
+    """Observation terms ``(name, kind, ref, unit)`` (:class:`robot_rl.envs.obs.ObservationBuilder` kinds)."""
+    inputs: Mapping[str, Input]
+    """Named inputs of the terms."""
+    reward: tuple[Term, ...]
+    """Reward terms."""
+    initial_state: Callable[[Any, np.random.Generator], np.ndarray | None]
+    """Initial state distribution (see class docstring)."""
+    combine: Literal["sum", "product"] = "sum"
+    """``sum``: reward = sum of weight * term; ``product``: reward = product of the terms (weights must be 1)."""
+    terminations: tuple[Term, ...] = ()
+    """Termination terms: the episode ends when any is true."""
+    success: Term | None = None
+    """Success term (``info["is_success"]``, also reported at reset), or None."""
+    goal_dim: int = 0
+    """Length of the goal vector (0: no goal)."""
+    achieved_goal: str | None = None
+    """Goal-conditioned tasks: the ``site`` input that is the achieved goal (``compute_reward(achieved, desired)``
+    evaluates the reward terms with it and the goal)."""
+    fk_sites: tuple[str, ...] = ()
+    """Sites the observation builder computes besides its own terms (site inputs are added automatically)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The task options the spec was made with (for attribute access, e.g. ``env.swingup``)."""
+
+    def __post_init__(self):
+        names = set(self.inputs)
+        for term in (*self.reward, *self.terminations, *((self.success,) if self.success else ())):
+            missing = [a for a in term.arguments if a not in names]
+            if missing:
+                raise ValueError(f"task {self.name!r}: term {term.name!r} reads {missing}, which are not declared "
+                                 f"inputs ({sorted(names)})")
+        if self.combine not in ("sum", "product"):
+            raise ValueError(f"task {self.name!r}: combine must be 'sum' or 'product', got {self.combine!r}")
+        if self.combine == "product" and any(t.weight != 1.0 for t in self.reward):
+            raise ValueError(f"task {self.name!r}: a product reward takes no weights")
+        if not self.reward:
+            raise ValueError(f"task {self.name!r}: at least one reward term is required")
+        if self.achieved_goal is not None and self.inputs.get(self.achieved_goal, Input("goal")).kind != "site":
+            raise ValueError(f"task {self.name!r}: achieved_goal {self.achieved_goal!r} must name a site input")
+
+    @property
+    def scalar(self) -> bool:
+        """Every input is a scalar per env (joint state, action, parameter): the task's terms can be compiled and
+        evaluated over a batch from ``qpos`` / ``qvel`` rows alone.
+        """
+        return all(i.kind in SCALAR_KINDS for i in self.inputs.values())
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(i.arg for i in self.inputs.values() if i.kind == "site")
+
+    def describe(self) -> dict:
+        """Terms and inputs as plain data (for docs and run metadata)."""
+        def term(t):
+            return {"name": t.name, "weight": t.weight, "inputs": list(t.arguments)}
+
+        return {"reward": [term(t) for t in self.reward], "combine": self.combine,
+                "terminations": [term(t) for t in self.terminations],
+                "success": term(self.success) if self.success else None,
+                "inputs": {k: [v.kind, v.arg] for k, v in self.inputs.items()}}
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+_HELPERS: list = []
+_registered: set = set()
+
+
+def helper(fn: Callable) -> Callable:
+    """Mark ``fn`` (an elementwise building block such as ``rewards.gaussian``) as callable from term functions in
+    compiled code too: numba compiles a call to it inline. ``fn`` itself is returned unchanged.
+    """
+    _HELPERS.append(fn)
+    return fn
+
+
+def _register_helpers() -> None:
+    from numba.extending import register_jitable
+
+    for fn in _HELPERS:
+        if fn not in _registered:
+            register_jitable(fn)
+            _registered.add(fn)
+
+
+def scalar_parameters(spec: TaskSpec, qpos_address: Mapping[str, int], qvel_address: Mapping[str, int]) -> np.ndarray:
+    """The float64 parameter vector of :func:`scalar_evaluator`: per input in declaration order, the qpos / qvel
+    address, the action index or the parameter value.
+    """
+    out = []
+    for name, inp in spec.inputs.items():
+        table = {"qpos": qpos_address, "qvel": qvel_address}.get(inp.kind)
+        if table is not None:
+            if inp.arg not in table:
+                raise KeyError(f"task {spec.name!r}: input {name!r} reads joint {inp.arg!r}, which the robot profile "
+                               f"does not measure ({sorted(table)})")
+            out.append(float(table[inp.arg]))
+        else:
+            out.append(float(inp.arg))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _source(spec: TaskSpec) -> str:
+    lines = ["def evaluate(qpos, qvel, action, p):"]
+    for k, (name, inp) in enumerate(spec.inputs.items()):
+        src = {"qpos": f"qpos[int(p[{k}])]", "qvel": f"qvel[int(p[{k}])]", "action": f"action[int(p[{k}])]",
+               "param": f"p[{k}]"}[inp.kind]
+        lines.append(f"    {name} = {src}")
+
+    def call(prefix, i, t):
+        return f"{prefix}{i}({', '.join(t.arguments)})"
+
+    parts = []
+    for i, t in enumerate(spec.reward):
+        c = call("r", i, t)
+        parts.append(c if t.weight == 1.0 else f"{t.weight!r} * {c}")
+    lines.append("    reward = " + (" * " if spec.combine == "product" else " + ").join(parts))
+    lines.append("    terminated = False")
+    for i, t in enumerate(spec.terminations):
+        lines.append(f"    if {call('t', i, t)}:")
+        lines.append("        terminated = True")
+    succ = "-1" if spec.success is None else f"1 if {call('s', 0, spec.success)} else 0"
+    lines.append(f"    success = {succ}")
+    lines.append("    return reward, terminated, success")
+    return "\n".join(lines) + "\n"
+
+
+_cache: dict = {}
+_lock = threading.Lock()
+
+
+def _build(spec: TaskSpec, wrap) -> Callable:
+    ns: dict = {"np": np}
+    for i, t in enumerate(spec.reward):
+        ns[f"r{i}"] = wrap(t.fn)
+    for i, t in enumerate(spec.terminations):
+        ns[f"t{i}"] = wrap(t.fn)
+    if spec.success is not None:
+        ns["s0"] = wrap(spec.success.fn)
+    exec(compile(_source(spec), f"<task {spec.name} evaluator>", "exec"), ns)  # noqa: S102 - our own generated code
+    return wrap(ns["evaluate"])
+
+
+def _key(spec: TaskSpec):
+    fns = tuple(t.fn for t in (*spec.reward, *spec.terminations, *((spec.success,) if spec.success else ())))
+    return _source(spec), fns
+
+
+class RewardKernel:
+    """The compiled-step hook of a scalar task: ``factory(njit) -> evaluate(qpos, qvel, action, p) -> (reward,
+    terminated, success -1 none / 0 / 1)``, generated from the declaration. One object per distinct declaration
+    (it keys the compiled kernels of :mod:`robot_rl.envs.fast_step`).
+    """
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self._evaluator = None
+
+    def __call__(self, njit):
+        with _lock:
+            _register_helpers()
+        return _build(self.spec, njit)
+
+    def evaluator(self) -> Callable:
+        """The single-env evaluator (see :func:`scalar_evaluator`), built once."""
+        if self._evaluator is None:
+            try:
+                import numba
+            except ImportError:
+                self._evaluator = _python_evaluator(self.spec)
+            else:
+                self._evaluator = self(numba.njit(nogil=True, cache=False))
+        return self._evaluator
+
+
+def reward_kernel(spec: TaskSpec) -> RewardKernel:
+    """The (cached) :class:`RewardKernel` of a scalar task."""
+    key = _key(spec)
+    with _lock:
+        k = _cache.get(key)
+        if k is None:
+            k = _cache[key] = RewardKernel(spec)
+    return k
+
+
+def scalar_evaluator(spec: TaskSpec) -> Callable:
+    """``evaluate(qpos, qvel, action, p) -> (reward, terminated, success -1 / 0 / 1)`` of a scalar task on one env's
+    float64 ``qpos`` / ``qvel`` / ``action`` arrays, ``p`` from :func:`scalar_parameters`: compiled with numba when it
+    is installed (the very code the compiled steps inline, so all single-env paths agree bit for bit), else plain
+    Python over numpy scalars.
+    """
+    return reward_kernel(spec).evaluator()
+
+
+def _python_evaluator(spec: TaskSpec) -> Callable:
+    evaluate = _build(spec, lambda f: f)
+
+    def run(qpos, qvel, act, p):
+        r, term, succ = evaluate(qpos, qvel, act, p)
+        return float(r), bool(term), int(succ)
+
+    return run
+
+
+def reward_value(spec: TaskSpec, values: Mapping[str, Any]):
+    """The combined reward of the terms on ``values`` (input name -> scalar or array): the raw numpy result, shaped
+    like the inputs (``compute_reward`` of goal-conditioned tasks evaluates it over ``(..., 3)`` goals).
+    """
+    reward = None
+    for t in spec.reward:
+        v = t.fn(**{a: values[a] for a in t.arguments})
+        if spec.combine == "sum" and t.weight != 1.0:
+            v = t.weight * v
+        reward = v if reward is None else (reward * v if spec.combine == "product" else reward + v)
+    return reward
+
+
+def evaluate_terms(spec: TaskSpec, values: Mapping[str, Any], n: int | None = None):
+    """Evaluate the reward, termination and success terms on ``values`` (input name -> scalar or array, all with the
+    same leading shape). Returns ``(reward, terminated, success or None)``; with ``n`` (a batch size) the results
+    are ``(n,)`` arrays (float64, bool, bool), else Python scalars.
+    """
+    reward = reward_value(spec, values)
+    term = None
+    for t in spec.terminations:
+        v = np.asarray(t.fn(**{a: values[a] for a in t.arguments}), dtype=bool)
+        term = v if term is None else term | v
+    succ = None
+    if spec.success is not None:
+        succ = np.asarray(spec.success.fn(**{a: values[a] for a in spec.success.arguments}), dtype=bool)
+    if n is None:
+        return float(reward), bool(term) if term is not None else False, None if succ is None else bool(succ)
+    reward = np.broadcast_to(np.asarray(reward, dtype=np.float64), (n,)).copy()
+    term = np.zeros(n, dtype=bool) if term is None else np.broadcast_to(term, (n,)).copy()
+    succ = None if succ is None else np.broadcast_to(succ, (n,)).copy()
+    return reward, term, succ
