@@ -32,7 +32,9 @@ DMC_REGISTERED = ("acrobot-swingup", "ball_in_cup-catch", "cartpole-balance", "c
                   "walker-walk")
 
 
-def _load(entry: str):
+def _load(entry):
+    if callable(entry):
+        return entry
     mod, _, cls = entry.partition(":")
     return getattr(importlib.import_module(mod), cls)
 
@@ -71,6 +73,19 @@ def make(env_id: str, *, randomization=None, seed: int | None = None, **kwargs) 
     env.spec = gym.envs.registration.EnvSpec(env_id, entry_point=_entry_point, kwargs={"env_id": env_id},
                                              max_episode_steps=None)
     return env
+
+
+def register(env_id: str, factory, *, options: dict | None = None, env_class=None) -> None:
+    """Register a task: ``factory(**options) -> TaskSpec`` (a callable or ``"module:function"``) under ``env_id``
+    (``robot_rl/<Name>-v0``), with fixed ``options`` and an optional ``MujocoTaskEnv`` subclass (or
+    ``"module:Class"``); ``make`` and ``gymnasium.make`` then build it. See docs/tasks.md.
+    """
+    if not env_id.startswith("robot_rl/") or not env_id.endswith("-v0") or env_id.startswith(DMC_PREFIX):
+        raise ValueError(f"task id {env_id!r} must look like 'robot_rl/<Name>-v0' (and not start with 'dmc-')")
+    if env_id in TASKS:
+        raise ValueError(f"task id {env_id!r} is already registered")
+    TASKS[env_id] = (factory, dict(options or {}), env_class)
+    _register()
 
 
 def task_spec(env_id: str, **options):
@@ -118,4 +133,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["make", "observation_builder", "task_spec", "TASKS", "parse_dmc_id"]
+__all__ = ["make", "observation_builder", "register", "task_spec", "TASKS", "parse_dmc_id"]

@@ -6,8 +6,7 @@ import pytest
 
 import robot_rl.envs as E
 
-TASK_IDS = ["robot_rl/CartpoleSwingup-v0", "robot_rl/CartpoleBalance-v0", "robot_rl/PendulumSwingup-v0",
-            "robot_rl/Reacher2-v0", "robot_rl/ArmReach-v0", "robot_rl/dmc-cartpole-swingup-v0"]
+TASK_IDS = [*E.TASKS, "robot_rl/dmc-cartpole-swingup-v0"]  # every registered task and a dm_control one
 RANDOMIZATION = [None, "default", "reality"]
 
 

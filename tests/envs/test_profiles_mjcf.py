@@ -10,8 +10,8 @@ import robot_rl.envs as E
 from robot_rl.core.config import load_config
 from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 
-ROBOTS = {"cartpole": "CartpoleSwingup-v0", "pendulum": "PendulumSwingup-v0", "reacher2": "Reacher2-v0",
-          "arm7": "ArmReach-v0"}
+# Every robot of the task registry, with one of its tasks.
+ROBOTS = {E.task_spec(t).robot: t for t in reversed(list(E.TASKS))}
 
 
 @pytest.mark.parametrize("robot", sorted(ROBOTS))

@@ -236,7 +236,7 @@ def test_shipped_profiles_load_for_every_robot():
     for name in ("default", "reality"):
         cfg = load_randomization(name)
         assert cfg.body_mass is not None
-        for env_id in ("CartpoleSwingup-v0", "PendulumSwingup-v0", "Reacher2-v0", "ArmReach-v0"):
+        for env_id in E.TASKS:
             E.make(env_id, randomization=cfg, seed=0)
 
 
