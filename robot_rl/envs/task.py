@@ -86,9 +86,11 @@ class Term:
     fn: Callable[..., Any]
     weight: float = 1.0
 
-    @property
-    def arguments(self) -> tuple[str, ...]:
-        return tuple(inspect.signature(self.fn).parameters)
+    arguments: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """``fn``'s parameter names (the inputs it reads)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "arguments", tuple(inspect.signature(self.fn).parameters))
 
 
 @dataclass(frozen=True)
