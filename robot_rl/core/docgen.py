@@ -26,7 +26,7 @@ CONFIG_SCHEMAS: tuple[tuple[str, str], ...] = (
     ("Planner cost (config/costs/<name>.yaml)", "robot_rl.control.costs:CostConfig"),
     ("iLQR settings", "robot_rl.control.ilqr:IlqrSettings"),
     ("MPC settings", "robot_rl.control.mpc:MPCSettings"),
-    ("MPC node / planner config (config/mpc_*.yaml)", "robot_rl.control.factory:MpcConfig"),
+    ("MPC config (config/mpc_*.yaml) and mpc_node parameters", "robot_rl.control.factory:MpcConfig"),
     ("Offline: IQL (config/iql_*.yaml)", "robot_rl.algos.iql:IqlExperiment"),
     ("Offline: goal-conditioned IQL (config/gciql_*.yaml)", "robot_rl.algos.gciql:GcIqlExperiment"),
     ("Offline: GCBC", "robot_rl.algos.gcbc:GcbcExperiment"),
