@@ -7,6 +7,7 @@ bad model, missing file: the message names what was wrong).
 
 from __future__ import annotations
 
+import difflib
 import gc
 import math
 import os
@@ -139,6 +140,22 @@ def _parameter_error(exc: ConfigError, values: dict[str, Any]) -> str:
     return f"parameters {where}: {exc.message}"
 
 
+def undeclared_overrides(node: Node) -> dict[str, list[str]]:
+    """Parameters given to the node (``-p``, parameter files) that it never declared, which rclpy ignores, each with
+    the declared names it may have meant (same last word, ``horizon`` -> ``mpc.horizon``, or a close spelling).
+    """
+    # rclpy keeps the overrides privately (no public accessor); a wildcard parameter file may list some on purpose
+    given = getattr(node, "_parameter_overrides", {})
+    declared = list(node.list_parameters([], 0).names)
+    out = {}
+    for pname in sorted(given):
+        if node.has_parameter(pname):
+            continue
+        close = [d for d in declared if d.rsplit(".", 1)[-1] == pname or d.rsplit(".", 1)[-1].endswith("_" + pname)]
+        out[pname] = close or difflib.get_close_matches(pname, declared, n=2, cutoff=0.7)
+    return out
+
+
 def steady_clock() -> Clock:
     """A steady clock for timers: watchdogs keep firing when the ROS (sim) clock freezes."""
     return Clock(clock_type=ClockType.STEADY_TIME)
@@ -227,6 +244,9 @@ def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None 
         except StartupError as exc:
             print(f"[{name}] refusing to start: {exc}", file=sys.stderr, flush=True)
             return EXIT_REFUSED
+        for pname, close in undeclared_overrides(node).items():  # e.g. a renamed parameter in an old launch file
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            node.get_logger().warning(f"parameter {pname!r} is not a parameter of {name} and is ignored{hint}")
         if priority:
             problem = set_realtime_priority(priority)
             if problem:

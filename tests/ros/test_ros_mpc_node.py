@@ -49,8 +49,11 @@ def test_declared_parameters_are_the_mpc_config_fields(procs, probe, tmp_path):
     from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
     from rclpy.parameter import parameter_value_to_python
 
-    procs.node("mpc_node", params={"state_dir": str(tmp_path / "state")})
-    procs.wait_log("mpc_node", "parameter overrides: none", 90.0)
+    # `horizon` was a parameter before the node's parameters became MpcConfig's: rclpy ignores it, the node says so
+    procs.node("mpc_node", params={"state_dir": str(tmp_path / "state"), "horizon": 25})
+    procs.wait_log("mpc_node", "parameter 'horizon' is not a parameter of mpc_node and is ignored (did you mean "
+                               "'mpc.horizon'?)", 90.0)
+    assert "parameter overrides: none" in procs.log("mpc_node")
     names = set(probe.call(ListParameters, "/mpc_node/list_parameters", request=ListParameters.Request()
                            ).result.names)
     fields = leaf_fields(MpcConfig)
