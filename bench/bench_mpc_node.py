@@ -1,6 +1,7 @@
 """mpc_node on the simulated cart-pole over real DDS: replan rate, solve-time percentiles, deadline misses.
 
-Each setup runs ``launch/sim_mpc.launch.yaml`` through ``robot-rl launch`` (sim_robot with a held-out reality
+Each setup is ``config/mpc_cartpole.yaml`` with a few fields overridden (written to a temporary MPC config) and
+runs ``launch/sim_mpc.launch.yaml config:=<it>`` through ``robot-rl launch`` (sim_robot with a held-out reality
 sample + mpc_node, no recorder) for ``--duration`` seconds of wall time on loopback with its own ROS domain id, then
 reads the numbers the nodes log at exit: mpc_node's planner statistics (replans, solve time p50/p99/max, deadline
 misses, fallback actions) and sim_robot's return (the task reward, once per 0.02 s control step, summed over the
@@ -26,25 +27,33 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# (label, launch arguments)
+BASE_CONFIG = REPO / "config" / "mpc_cartpole.yaml"
+# (label, overrides of BASE_CONFIG: MpcConfig key paths, the same names as mpc_node's parameters)
 SETUPS = {
-    "ilqr-h25": ("iLQR, horizon 25 (0.5 s), 1 iteration per replan", ["planner:=ilqr", "horizon:=25", "iterations:=1"]),
-    "ilqr-h50": ("iLQR, horizon 50 (1.0 s), 1 iteration per replan", ["planner:=ilqr", "horizon:=50", "iterations:=1"]),
+    "ilqr-h25": ("iLQR, horizon 25 (0.5 s), 1 iteration per replan", ["mpc.horizon=25", "ilqr.max_iterations=1"]),
+    "ilqr-h50": ("iLQR, horizon 50 (1.0 s), 1 iteration per replan", ["mpc.horizon=50", "ilqr.max_iterations=1"]),
     "ilqr-h100": ("iLQR, horizon 100 (2.0 s), 1 iteration per replan",
-                  ["planner:=ilqr", "horizon:=100", "iterations:=1"]),
+                  ["mpc.horizon=100", "ilqr.max_iterations=1"]),
     "ilqr-h100-coarse": ("iLQR, horizon 100, 1 iteration, coarse planning model (timestep = control period)",
-                         ["planner:=ilqr", "horizon:=100", "iterations:=1", "planning_model:=coarse"]),
-    "sampling-h25": ("predictive sampling, horizon 25, 64 rollouts", ["planner:=sampling", "horizon:=25"]),
+                         ["mpc.horizon=100", "ilqr.max_iterations=1", "coarse_model=true"]),
+    "sampling-h25": ("CEM sampling, horizon 25, 64 samples", ["planner=cem", "mpc.horizon=25",
+                                                               "sampling.num_samples=64"]),
 }
 STAT = re.compile(r"(\w+)=([^,\s]+)")
 
 
 def run_setup(key: str, duration: float, env_id: str, seed: int, env: dict) -> dict:
     """Run one setup; return the parsed statistics (and the log tail when something is missing)."""
-    _label, largs = SETUPS[key]
+    from robot_rl.control.factory import MpcConfig
+    from robot_rl.core.config import dump_yaml, load_config
+
+    _label, overrides = SETUPS[key]
     state = tempfile.mkdtemp(prefix="bench_mpc_state_")
-    cmd = [sys.executable, "-m", "robot_rl.cli", "launch", str(REPO / "launch" / "sim_mpc.launch.yaml"), *largs,
-           f"env_id:={env_id}", f"seed:={seed}", "record:=false", f"state_dir:={state}", "--duration", str(duration)]
+    config = Path(state) / f"mpc_{key}.yaml"
+    config.write_text(dump_yaml(load_config(MpcConfig, BASE_CONFIG, overrides=overrides)))
+    cmd = [sys.executable, "-m", "robot_rl.cli", "launch", str(REPO / "launch" / "sim_mpc.launch.yaml"),
+           f"config:={config}", f"env_id:={env_id}", f"seed:={seed}", "record:=false", f"state_dir:={state}",
+           "--duration", str(duration)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 120, cwd=REPO)
     out = proc.stdout + proc.stderr
     planner = [ln for ln in out.splitlines() if "planner: replans=" in ln]

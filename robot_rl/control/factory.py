@@ -1,4 +1,5 @@
-"""Build an MPC controller from a YAML config (``config/mpc_*.yaml``): the entry point of the ROS ``mpc_node``.
+"""Build an MPC controller from a YAML config (``config/mpc_*.yaml``): the entry point of the ROS ``mpc_node``,
+whose parameters are the fields of ``MpcConfig`` (dotted names for the sections: ``mpc.horizon``).
 
     ctl = build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml"))
     x = ctl.state_from_joints(position, velocity)   # profile joint order (as mapped from /joint_states) -> [nx]
@@ -29,7 +30,7 @@ from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 
 @dataclass(frozen=True)
 class MpcConfig:
-    """MPC controller config."""
+    """MPC controller config: an MPC YAML file, and field by field the ROS mpc_node's parameters (``mpc.horizon``)."""
 
     robot: str
     """Robot profile name (``hardware/<robot>.yaml``) or path; its MJCF is the planner's model."""
@@ -42,7 +43,8 @@ class MpcConfig:
     ilqr: ilqr.IlqrSettings = field(default_factory=lambda: ilqr.IlqrSettings(max_iterations=2))
     """iLQR settings per replan (planner ilqr)."""
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
-    """Sampling settings per replan (planner predictive / cem / mppi); ``method`` is overridden by ``planner``."""
+    """Sampling settings per replan (planner predictive / cem / mppi); ``method`` is ignored: ``planner`` chooses
+    (mpc_node has no ``sampling.method`` parameter)."""
     scenarios: int = 1
     """Sampling planners: number of models scored per sample (1 = nominal; more = randomized copies)."""
     randomization: str = "default"

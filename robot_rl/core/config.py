@@ -12,13 +12,20 @@
 Usage::
 
     cfg = load_config(SacConfig, "config/sac_pendulum.yaml", overrides=["algo.batch_size=512"])
+
+The same schema gives flat parameters (``parameter_specs``: one per leaf field, nested sections as dotted names such
+as ``mpc.horizon``, described by the docstring under the field) and takes them back (``from_parameters``, with the
+same checks): the ROS nodes declare their parameters this way (``robot_rl.nodes._common.ParamReader.config``).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import math
 import re
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -37,6 +44,7 @@ class ConfigError(ValueError):
     def __init__(self, message: str, *, source: str | None = None, path: str | None = None):
         self.source = source
         self.key_path = path
+        self.message = message
         where = ": ".join(p for p in (source, path) if p)
         super().__init__(f"{where}: {message}" if where else message)
 
@@ -304,3 +312,97 @@ def config_hash(obj: Any) -> str:
     import json
 
     return hashlib.sha256(json.dumps(to_dict(obj), sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- field docs and flat parameters
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` from the string literal written under each annotated field of ``cls``."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, nxt in zip(body, body[1:] + [None]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
+    return docs
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """One leaf field of a config schema as a flat parameter."""
+
+    name: str
+    """Dotted key path (``planner``, ``mpc.horizon``): the parameter name and the YAML key path at once."""
+    default: Any
+    """The field's value in the config the specs were made from (``str``, ``int``, ``float``, ``bool`` or a list)."""
+    description: str
+    """The docstring under the field."""
+    constraints: str
+    """Accepted values in words (``integer``, ``one of ['ilqr', 'cem']``, ``list of float``)."""
+
+
+def _constraint_text(tp: Any, field: dataclasses.Field) -> str:
+    if get_origin(tp) is Literal:
+        return f"one of {list(get_args(tp))}"
+    if get_origin(tp) is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_constraint_text(args[0], field)}"
+        return f"list of {len(args)}: " + ", ".join(_constraint_text(a, field) for a in args)
+    if tp is float:
+        return "number (.inf allowed)" if field.metadata.get("allow_nonfinite") else "finite number"
+    names = {bool: "true or false", int: "integer", str: "string"}
+    if tp in names:
+        return names[tp]
+    raise TypeError(f"{_type_name(tp)} cannot be a flat parameter (str, int, float, bool, Literal or tuple only)")
+
+
+def parameter_specs(config: Any, *, exclude: typing.Collection[str] = (), prefix: str = "") -> list[ParameterSpec]:
+    """Every leaf field of the dataclass instance ``config`` as a flat parameter, in field order; nested dataclass
+    sections become dotted names (``mpc.horizon``); the default is the field's value in ``config``. Names in
+    ``exclude`` are left out (``from_parameters`` then gives those fields their dataclass default).
+
+    Fields of other types (mappings, optional values, sections inside lists) have no flat form: ``TypeError``.
+    """
+    hints = get_type_hints(type(config))
+    docs = field_docs(type(config))
+    out: list[ParameterSpec] = []
+    for f in dataclasses.fields(config):
+        name, value, tp = f"{prefix}{f.name}", getattr(config, f.name), hints[f.name]
+        if not f.init or name in exclude:
+            continue
+        if dataclasses.is_dataclass(tp):
+            out.extend(parameter_specs(value, exclude=exclude, prefix=f"{name}."))
+            continue
+        try:
+            constraints = _constraint_text(tp, f)
+        except TypeError as exc:
+            raise TypeError(f"{type(config).__name__}.{f.name}: {exc}") from None
+        out.append(ParameterSpec(name, list(value) if isinstance(value, tuple) else value, docs.get(f.name, ""),
+                                 constraints))
+    return out
+
+
+def from_parameters(cls: type[T], values: typing.Mapping[str, Any], *, source: str | None = None) -> T:
+    """Build dataclass ``cls`` from flat ``{dotted name: value}`` parameters (``parameter_specs``' names), with the
+    checks of a YAML file: the error's ``key_path`` is the parameter name (or the section whose ``__post_init__``
+    refused the combination).
+    """
+    raw: dict = {}
+    for name, value in values.items():
+        keys = name.split(".")
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        # ROS hands array parameters over as array.array (or lists): the loader takes lists
+        is_list = isinstance(value, typing.Iterable) and not isinstance(value, (str, bytes, typing.Mapping))
+        node[keys[-1]] = list(value) if is_list else value
+    return _build_dataclass(cls, raw, "", source)

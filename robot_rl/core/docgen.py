@@ -5,16 +5,16 @@ fails when the checked-in files are stale, so the docs cannot drift from the cod
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib
 import inspect
 import io
 import math
-import textwrap
 import typing
 from contextlib import redirect_stdout
 from pathlib import Path
+
+from robot_rl.core.config import field_docs
 
 # (title, "module:Class") of every user-facing config schema, in reading order.
 CONFIG_SCHEMAS: tuple[tuple[str, str], ...] = (
@@ -26,30 +26,12 @@ CONFIG_SCHEMAS: tuple[tuple[str, str], ...] = (
     ("Planner cost (config/costs/<name>.yaml)", "robot_rl.control.costs:CostConfig"),
     ("iLQR settings", "robot_rl.control.ilqr:IlqrSettings"),
     ("MPC settings", "robot_rl.control.mpc:MPCSettings"),
-    ("MPC node / planner config (config/mpc_*.yaml)", "robot_rl.control.factory:MpcConfig"),
+    ("MPC config (config/mpc_*.yaml) and mpc_node parameters", "robot_rl.control.factory:MpcConfig"),
     ("Offline: IQL (config/iql_*.yaml)", "robot_rl.algos.iql:IqlExperiment"),
     ("Offline: goal-conditioned IQL (config/gciql_*.yaml)", "robot_rl.algos.gciql:GcIqlExperiment"),
     ("Offline: GCBC", "robot_rl.algos.gcbc:GcbcExperiment"),
     ("PETS (config/pets_*.yaml)", "robot_rl.algos.pets:PetsConfig"),
 )
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field: docstring}`` from the string literal written under each annotated field of ``cls``."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, nxt in zip(body, body[1:] + [None]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-                docs[node.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
-    return docs
 
 
 def _type_text(tp) -> str:

@@ -7,14 +7,16 @@ bad model, missing file: the message names what was wrong).
 
 from __future__ import annotations
 
+import difflib
 import gc
 import math
 import os
+import re
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
@@ -23,6 +25,9 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from robot_rl.core.config import ConfigError, from_parameters, parameter_specs
+
+T = TypeVar("T")
 EXIT_OK, EXIT_FAULT, EXIT_REFUSED = 0, 1, 2
 
 
@@ -41,10 +46,29 @@ class ParamReader:
         self.node = node
         self.values: dict[str, Any] = {}
 
-    def _declare(self, name: str, default: Any, description: str) -> Any:
-        desc = ParameterDescriptor(description=description, dynamic_typing=True)
+    def _declare(self, name: str, default: Any, description: str, constraints: str = "") -> Any:
+        desc = ParameterDescriptor(description=description, additional_constraints=constraints, dynamic_typing=True)
         value = self.node.declare_parameter(name, default, desc).value
         return value
+
+    def config(self, defaults: T, *, exclude: Collection[str] = ()) -> T:
+        """Declare every leaf field of the config dataclass ``defaults`` as a parameter and return the config the
+        parameter values make.
+
+        Names, descriptions and accepted values come from the schema (``robot_rl.core.config.parameter_specs``:
+        nested sections as dotted names, ``mpc.horizon``; the description is the docstring under the field); each
+        default is the field's value in ``defaults`` (e.g. a config YAML). The values are checked like a YAML file
+        (types, choices, finite numbers, the dataclasses' own checks); a bad one is a ``StartupError`` naming the
+        parameter(s).
+        """
+        specs = parameter_specs(defaults, exclude=exclude)
+        values = {s.name: self._declare(s.name, s.default, s.description, s.constraints) for s in specs}
+        try:
+            config = from_parameters(type(defaults), values)
+        except ConfigError as exc:
+            raise StartupError(_parameter_error(exc, values)) from None
+        self.values.update(values)
+        return config
 
     def float(self, name: str, default: float, description: str, *, min_value: float | None = None,
               max_value: float | None = None, strict_min: bool = False) -> float:
@@ -101,6 +125,35 @@ class ParamReader:
             raise StartupError(f"parameter {name!r}: expected {length} values, got {len(values)}")
         self.values[name] = values
         return values
+
+
+def _parameter_error(exc: ConfigError, values: dict[str, Any]) -> str:
+    """``parameter 'mpc.horizon': expected int, got ...``; a section's own check (``__post_init__``, which names
+    fields without their section) is reported with the values of the parameters it mentions.
+    """
+    if exc.key_path in values:
+        return f"parameter {exc.key_path!r}: {exc.message}"
+    prefix = f"{exc.key_path}." if exc.key_path else ""
+    words = set(re.findall(r"\w+", exc.message))
+    named = [n for n in values if n.startswith(prefix) and "." not in n[len(prefix):] and n[len(prefix):] in words]
+    where = ", ".join(f"{n}={values[n]!r}" for n in named) or f"section {exc.key_path or '(top level)'!r}"
+    return f"parameters {where}: {exc.message}"
+
+
+def undeclared_overrides(node: Node) -> dict[str, list[str]]:
+    """Parameters given to the node (``-p``, parameter files) that it never declared, which rclpy ignores, each with
+    the declared names it may have meant (same last word, ``horizon`` -> ``mpc.horizon``, or a close spelling).
+    """
+    # rclpy keeps the overrides privately (no public accessor); a wildcard parameter file may list some on purpose
+    given = getattr(node, "_parameter_overrides", {})
+    declared = list(node.list_parameters([], 0).names)
+    out = {}
+    for pname in sorted(given):
+        if node.has_parameter(pname):
+            continue
+        close = [d for d in declared if d.rsplit(".", 1)[-1] == pname or d.rsplit(".", 1)[-1].endswith("_" + pname)]
+        out[pname] = close or difflib.get_close_matches(pname, declared, n=2, cutoff=0.7)
+    return out
 
 
 def steady_clock() -> Clock:
@@ -191,6 +244,9 @@ def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None 
         except StartupError as exc:
             print(f"[{name}] refusing to start: {exc}", file=sys.stderr, flush=True)
             return EXIT_REFUSED
+        for pname, close in undeclared_overrides(node).items():  # e.g. a renamed parameter in an old launch file
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            node.get_logger().warning(f"parameter {pname!r} is not a parameter of {name} and is ignored{hint}")
         if priority:
             problem = set_realtime_priority(priority)
             if problem:

@@ -1,99 +1,134 @@
-"""mpc_node: receding-horizon MPC on a robot (``robot_rl.control.mpc.MPCController``) through the safety filter.
+"""mpc_node: receding-horizon MPC on a robot (``robot_rl.control.factory.build_mpc``) through the safety filter.
 
-A planner thread (iLQR or predictive sampling, MuJoCo dynamics of the robot's MJCF) replans from the newest measured
-state with a wall-clock budget (``replan_budget_s``); the control loop runs every ``control_period_s`` of steady
-time and applies ``u = U[i] + K[i] (x - X[i])`` from the latest plan. Everything else (topics, safety filter,
-e-stop latch and services, diagnostics, timing, exit codes) is the policy node's. A planner-thread exception
-stops the node: final safe command, exit 1 (``allow_fault_injection`` + ``~/inject_fault`` makes the next replan
-raise). Planner statistics (solve time p50/p99/max, deadline misses, fallbacks) are logged at exit.
+The controller is the one ``build_mpc`` makes from an ``MpcConfig``: parameter ``config`` names the MPC YAML
+(default ``config/mpc_cartpole.yaml``) and every field of ``MpcConfig`` is a parameter of the same dotted name
+(``planner``, ``cost``, ``mpc.horizon``, ``ilqr.max_iterations``, ``sampling.num_samples``, ...) whose default is
+the file's value; setting one overrides the file. Names, descriptions and checks come from the dataclasses
+(``ParamReader.config``), so the node and the factory cannot disagree; docs/configuration.md lists them.
 
-Run: ``python -m robot_rl.nodes.mpc_node --ros-args -p robot:=cartpole -p planner:=ilqr``
+On the first measured state the factory's warm start (``warmup_iterations`` of iLQR) runs in its own thread and
+then the planner thread starts; it replans from the newest state within ``mpc.replan_budget_s`` while the control
+loop runs every ``mpc.control_period_s`` of steady time (the robot profile's period) and applies
+``u = U[i] + K[i] (x - X[i])`` from the latest plan (the zero fallback until the first plan). Everything else
+(topics, safety filter, e-stop latch and services, diagnostics, timing, exit codes) is the policy node's. A
+planner-thread exception stops the node: final safe command, exit 1 (``allow_fault_injection`` +
+``~/inject_fault`` makes the next replan raise). Planner statistics (solve time p50/p99/max, deadline misses,
+fallbacks) are logged at exit.
+
+Run: ``python -m robot_rl.nodes.mpc_node --ros-args -p config:=config/mpc_cartpole.yaml -p mpc.horizon:=50``
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
+import numpy as np
+
 from robot_rl.nodes._common import ParamReader, StartupError, run_node
-from robot_rl.nodes.policy_node import PolicyNode
+from robot_rl.nodes.policy_node import PolicyNode, load_robot_profile
 
 NAME = "mpc_node"
+DEFAULT_CONFIG = "config/mpc_cartpole.yaml"
+# Overridden by ``planner`` in build_mpc: a parameter for it would be a second name for the same choice.
+EXCLUDED = ("sampling.method",)
 
 
 class MpcNode(PolicyNode):
     NAME = NAME
 
-    def make_controller(self, p: ParamReader, profile):
-        import mujoco
-
-        from robot_rl.control import ilqr, mpc, sampling
-        from robot_rl.control.costs import Cost
-        from robot_rl.control.dynamics import MujocoDynamics
+    def robot_and_period(self, p: ParamReader):
+        """Parameters ``config`` and one per ``MpcConfig`` field; the robot and period are the config's."""
+        from robot_rl.control.factory import MpcConfig
         from robot_rl.core.assets import find_asset
+        from robot_rl.core.config import ConfigError, load_config
+
+        self.config_name = p.str("config", DEFAULT_CONFIG, "MPC config YAML (robot_rl.control.factory.MpcConfig, "
+                                 "docs/configuration.md): the defaults of every other planner parameter, which "
+                                 "override the file's values when set")
+        try:
+            file_config = load_config(MpcConfig, find_asset(self.config_name))
+        except (ConfigError, FileNotFoundError) as exc:
+            raise StartupError(f"parameter 'config': {exc}") from None
+        self.config = config = p.config(file_config, exclude=EXCLUDED)
+        flat, in_file = _flat(config), _flat(file_config)
+        self.overrides = {k: v for k, v in flat.items() if v != in_file[k]}
+        profile = load_robot_profile(config.robot)
+        if abs(config.mpc.control_period_s - profile.control_period_s) > 1e-9:
+            raise StartupError(f"parameter 'mpc.control_period_s': {config.mpc.control_period_s} s differs from the "
+                               f"control period {profile.control_period_s} s of robot profile {profile.name!r} "
+                               f"(the planner steps the profile's period)")
+        return profile, config.mpc.control_period_s
+
+    def make_controller(self, p: ParamReader, profile):
+        from robot_rl.control.factory import build_mpc
         from robot_rl.deploy.state_builder import StateBuilder
 
-        planner_kind = p.str("planner", "ilqr", "ilqr (iLQR with feedback gains) or sampling (predictive sampling)",
-                             choices=("ilqr", "sampling"))
-        cost_path = p.str("cost", "config/costs/cartpole_swingup.yaml", "planner cost YAML (docs/control.md)")
-        horizon = p.int("horizon", 50, "plan length [control periods]", min_value=1)
-        budget = p.float("replan_budget_s", 0.0, "wall-clock budget of one replan [s]; 0: one control period",
-                         min_value=0.0) or self.period_s
-        iterations = p.int("iterations", 2, "iLQR iterations per replan", min_value=1)
-        samples = p.int("samples", 64, "sampling planner: rollouts per replan", min_value=2)
-        planning_model = p.str("planning_model", "exact", "exact: plan on the MJCF timestep (frame_skip physics "
-                               "steps per control period); coarse: plan on a copy whose timestep is the control "
-                               "period (one physics step and one derivative call per period: about half the replan "
-                               "time, slightly less accurate)", choices=("exact", "coarse"))
-        dyn_backend = p.str("dynamics_backend", "auto", "MuJoCo derivative / forward-pass loops: numba (compiled, "
-                            "calls libmujoco directly; a MuJoCo fatal error ends the node), python (loops over the "
-                            "bindings), auto (numba when installed)", choices=("auto", "python", "numba"))
-        misses = p.int("max_missed_deadlines", 3, "consecutive late replans before the fallback command",
-                       min_value=1)
-        model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
-        frame_skip = round(self.period_s / model.opt.timestep)
-        if frame_skip < 1 or abs(frame_skip * model.opt.timestep - self.period_s) > 1e-9:
-            raise StartupError(f"parameter 'control_period_s': {self.period_s} s is not a multiple of the MJCF "
-                               f"timestep {model.opt.timestep} s")
+        cfg = self.config
         try:
-            dynamics = MujocoDynamics(model, frame_skip, coarse=planning_model == "coarse", backend=dyn_backend)
-            cost = Cost.from_yaml(find_asset(cost_path))
-            builder = StateBuilder(model, profile.joint_names)
-        except (ValueError, KeyError, FileNotFoundError) as exc:
-            raise StartupError(f"parameter 'cost'/'robot': {exc}") from None
-        if (cost.config.nx, cost.config.nu) != (dynamics.nx, dynamics.nu):
-            raise StartupError(f"parameter 'cost': {cost_path} expects nx={cost.config.nx}, nu={cost.config.nu}; "
-                               f"the {profile.name} model has nx={dynamics.nx}, nu={dynamics.nu}")
+            rt = build_mpc(cfg)
+        except FileNotFoundError as exc:
+            raise StartupError(f"parameter 'cost': {exc}") from None
+        except ValueError as exc:  # the message names the config keys, which are the parameter names
+            raise StartupError(f"MPC config {self.config_name} (parameter overrides: {_text(self.overrides)}): {exc}"
+                               ) from None
         try:
-            if planner_kind == "ilqr":
-                planner = mpc.IlqrPlanner(dynamics, cost, ilqr.IlqrSettings(max_iterations=iterations))
-            else:
-                planner = mpc.SamplingPlanner(dynamics, cost, sampling.SamplingSettings(
-                    num_samples=samples, num_elites=min(8, samples)))
-            settings = mpc.MPCSettings(horizon=horizon, control_period_s=self.period_s, replan_budget_s=budget,
-                                       replan_period_s=self.period_s, max_missed_deadlines=misses)
-        except ValueError as exc:
-            raise StartupError(f"planner parameters: {exc}") from None
+            builder = StateBuilder(rt.dynamics.model, profile.joint_names)
+        except (ValueError, KeyError) as exc:
+            raise StartupError(f"parameter 'robot': {exc}") from None
+        self.runtime, ctl = rt, rt.controller
         self._planner_fault = False
-        optimize = planner.optimize
+        self._warm_thread: threading.Thread | None = None
+        self._warm_error: str | None = None
+        self._start_lock = threading.Lock()
+        self._stopped = False
+        optimize = ctl.planner.optimize
 
         def optimize_checked(*args, **kwargs):
             if self._planner_fault:  # allow_fault_injection: an exception inside the planner thread
                 raise RuntimeError("injected fault (allow_fault_injection): exception in the planner thread")
             return optimize(*args, **kwargs)
 
-        planner.optimize = optimize_checked
-        self.mpc = mpc.MPCController(planner, settings, u_min=profile.command_min, u_max=profile.command_max,
-                                     clock=time.monotonic)
-        self.mpc.start()
+        ctl.planner.optimize = optimize_checked
 
         def act(x):
             now = time.monotonic()
-            self.mpc.set_state(x, now)
-            return self.mpc.action(x, now)
+            if self._warm_thread is None:
+                self._warm_thread = threading.Thread(target=self._warm_start_then_plan, args=(x, now),
+                                                     name="mpc-warm-start", daemon=True)
+                self._warm_thread.start()
+            ctl.set_state(x, now)
+            return rt.command_from_control(ctl.action(x, now))
 
-        return builder, act, (f"{planner_kind} MPC (horizon {horizon}, budget {budget} s, {planning_model} planning "
-                              f"model, cost {cost_path})")
+        return builder, act, (f"{cfg.planner} MPC from {self.config_name} (parameter overrides: "
+                              f"{_text(self.overrides)}; horizon {cfg.mpc.horizon}, budget {cfg.mpc.replan_budget_s} "
+                              f"s, {'coarse' if cfg.coarse_model else 'exact'} planning model, cost {cfg.cost})")
+
+    def _warm_start_then_plan(self, x: np.ndarray, t_s: float) -> None:
+        """Factory warm start from the first state (a long iLQR solve; the control loop meanwhile sends the fallback
+        command), shifted by the periods it took and installed as the first plan's initial guess; then the planner
+        thread.
+        """
+        rt = self.runtime
+        try:
+            if self.config.warmup_iterations:
+                U = rt.warm_start(x, np.random.default_rng(self.config.seed)).U
+                late = min(int((time.monotonic() - t_s) / self.period_s), len(U) - 1)
+                rt.controller.set_initial_guess(np.concatenate([U[late:], np.repeat(U[-1:], late, axis=0)]))
+        except Exception as exc:  # noqa: BLE001 - reported by check_health: the node stops with the safe command
+            self._warm_error = f"{type(exc).__name__}: {exc}"
+            return
+        with self._start_lock:
+            if not self._stopped:
+                rt.controller.start()
+
+    def _stop_planner(self, timeout_s: float) -> None:
+        with self._start_lock:
+            self._stopped = True
+        self.runtime.controller.stop(timeout_s=timeout_s)
+        if self._warm_thread is not None:
+            self._warm_thread.join(timeout_s)
 
     def _on_inject(self, _req, resp):
         self._planner_fault = True
@@ -101,19 +136,32 @@ class MpcNode(PolicyNode):
         return resp
 
     def check_health(self) -> str | None:
-        err = self.mpc.last_error
+        if self._warm_error:
+            return f"planner warm start failed: {self._warm_error}"
+        err = self.runtime.controller.last_error
         return f"planner thread failed: {err}" if err else None
 
     def on_shutdown(self) -> None:
-        self.mpc.stop()
+        self._stop_planner(2.0)
         super().on_shutdown()
-        stats = self.mpc.stats()
+        stats = self.runtime.controller.stats()
         self.get_logger().info("planner: " + ", ".join(
             f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
 
     def fail_safe(self, clean: bool = False) -> None:
-        self.mpc.stop(timeout_s=0.5)
+        self._stop_planner(0.5)
         super().fail_safe(clean)
+
+
+def _flat(config) -> dict:
+    """``{parameter name: value}`` of an ``MpcConfig``."""
+    from robot_rl.core.config import parameter_specs
+
+    return {s.name: s.default for s in parameter_specs(config, exclude=EXCLUDED)}
+
+
+def _text(overrides: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
 
 
 def main(argv=None) -> int:

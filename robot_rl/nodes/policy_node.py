@@ -58,6 +58,17 @@ def load_policy(model_dir: str, profile, obs_names):
         raise StartupError(f"parameter 'model': refusing policy artifact {model_dir}: {exc}") from None
 
 
+def load_robot_profile(robot: str):
+    """The robot profile named by parameter ``robot`` (a refusal names the parameter)."""
+    from robot_rl.core.config import ConfigError
+    from robot_rl.core.profile import load_profile
+
+    try:
+        return load_profile(robot)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise StartupError(f"parameter 'robot': cannot load robot profile {robot!r}: {exc}") from None
+
+
 def observation_builder(env_id: str, profile):
     """The env's ``ObservationBuilder`` (the same code that built the training observations); for dict-observation
     tasks wrapped so the input is ``concat(observation, desired_goal)`` like in training.
@@ -86,22 +97,14 @@ class PolicyNode(Node):
 
     def __init__(self):
         super().__init__(self.NAME)
-        from robot_rl.core.config import ConfigError
-        from robot_rl.core.profile import load_profile
         from robot_rl.deploy.estop_latch import EstopLatch
         from robot_rl.deploy.policy_loop import PolicyLoop
         from robot_rl.safety import SafetyFilter
 
         self.fatal_error: str | None = None
         p = ParamReader(self)
-        robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
-        try:
-            profile = load_profile(robot)
-        except (ConfigError, FileNotFoundError) as exc:
-            raise StartupError(f"parameter 'robot': cannot load robot profile {robot!r}: {exc}") from None
+        profile, self.period_s = self.robot_and_period(p)
         self.profile = profile
-        self.period_s = p.float("control_period_s", 0.0, "control period [s] (steady clock); 0: the profile's "
-                                "control_period_s", min_value=0.0) or profile.control_period_s
         self.trigger = p.str("trigger", "timer", "timer: act every control period; sensor: act on every "
                              "joint-state message (the timer stays as the stale-sensor watchdog)",
                              choices=("timer", "sensor"))
@@ -145,6 +148,14 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"robot {profile.name}: {described}, inputs {list(builder.names)}, period {self.period_s} s "
             f"(trigger {self.trigger}), commands on {topics.commands}, e-stop latch {self.latch.path}")
+
+    def robot_and_period(self, p: ParamReader):
+        """Declare the robot and control-period parameters; return (robot profile, control period [s])."""
+        robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
+        profile = load_robot_profile(robot)
+        period_s = p.float("control_period_s", 0.0, "control period [s] (steady clock); 0: the profile's "
+                           "control_period_s", min_value=0.0) or profile.control_period_s
+        return profile, period_s
 
     def make_controller(self, p: ParamReader, profile):
         """Declare the controller's parameters; return (input builder, ``f(input) -> command``, description)."""

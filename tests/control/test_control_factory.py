@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robot_rl.control.factory import MpcConfig, build_mpc
-from robot_rl.core.config import ConfigError, load_config
+from robot_rl.core.config import ConfigError, from_parameters, load_config, parameter_specs
 
 
 @pytest.mark.parametrize("path", ["config/mpc_cartpole.yaml", "config/mpc_cartpole_cem.yaml"])
@@ -16,6 +16,17 @@ def test_mpc_configs_build(path):
     assert rt.dynamics.dt == pytest.approx(rt.profile.control_period_s)
     assert rt.dynamics.n_scenarios == load_config(MpcConfig, path).scenarios
     np.testing.assert_allclose(rt.dynamics.u_max, [rt.profile.joint("slider").effort_max])
+
+
+@pytest.mark.parametrize("path", ["config/mpc_cartpole.yaml", "config/mpc_cartpole_cem.yaml"])
+def test_every_config_field_is_a_flat_parameter(path):
+    """mpc_node declares one ROS parameter per MpcConfig field: the schema must stay expressible that way."""
+    cfg = load_config(MpcConfig, path)
+    specs = parameter_specs(cfg)
+    assert {"planner", "mpc.horizon", "ilqr.max_iterations", "sampling.num_samples", "coarse_model"} <= {
+        s.name for s in specs}
+    assert all(s.description for s in specs), [s.name for s in specs if not s.description]
+    assert from_parameters(MpcConfig, {s.name: s.default for s in specs}) == cfg
 
 
 def test_coarse_model_option_builds_a_one_step_planning_model():

@@ -14,7 +14,9 @@ from robot_rl.core.config import (
     config_hash,
     dump_yaml,
     from_dict,
+    from_parameters,
     load_config,
+    parameter_specs,
     parse_yaml,
 )
 
@@ -142,3 +144,64 @@ def test_fuzzed_yaml_never_raises_anything_but_config_error():
             from_dict(Outer, parse_yaml(text, source="fuzz"), source="fuzz")
         except ConfigError:
             pass
+
+
+@dataclass(frozen=True)
+class Section:
+    gain: float = 2.0
+    """Gain [N m s/rad]."""
+    modes: tuple[str, ...] = ("a",)
+    """Modes, in order."""
+    budget_s: float = field(default=math.inf, metadata={"allow_nonfinite": True})
+    """Budget [s]."""
+
+    def __post_init__(self):
+        if self.gain <= 0:
+            raise ValueError(f"gain must be > 0, got {self.gain}")
+
+
+@dataclass(frozen=True)
+class Node:
+    robot: str
+    """Robot profile."""
+    kind: Literal["x", "y"] = "x"
+    """Kind of thing."""
+    section: Section = Section()
+
+
+def test_flat_parameters_follow_the_schema():
+    cfg = Node(robot="arm", section=Section(gain=3.0, modes=("a", "b")))
+    specs = parameter_specs(cfg)
+    assert [(s.name, s.default, s.description, s.constraints) for s in specs] == [
+        ("robot", "arm", "Robot profile.", "string"),
+        ("kind", "x", "Kind of thing.", "one of ['x', 'y']"),
+        ("section.gain", 3.0, "Gain [N m s/rad].", "finite number"),
+        ("section.modes", ["a", "b"], "Modes, in order.", "list of string"),
+        ("section.budget_s", math.inf, "Budget [s].", "number (.inf allowed)"),
+    ]
+    values = {s.name: s.default for s in specs}
+    assert from_parameters(Node, values) == cfg
+    # ints for floats and tuples for lists are accepted, as ROS hands them over
+    assert from_parameters(Node, {**values, "section.gain": 4, "section.modes": ("b",)}).section == Section(4.0, ("b",))
+    left = parameter_specs(cfg, exclude=("section.modes", "kind"))
+    assert [s.name for s in left] == ["robot", "section.gain", "section.budget_s"]
+    assert from_parameters(Node, {s.name: s.default for s in left}).section.modes == ("a",)  # the field default
+
+
+@pytest.mark.parametrize("name, value, key_path, message", [
+    ("kind", "z", "kind", "expected one of ['x', 'y'], got str 'z'"),
+    ("section.gain", "fast", "section.gain", "expected float, got str 'fast'"),
+    ("section.gain", math.nan, "section.gain", "expected a finite float, got nan"),
+    ("section.gain", 0.0, "section", "gain must be > 0, got 0.0"),
+    ("section.modes", [1], "section.modes[0]", "expected str, got int 1 (quote it in YAML if it is meant as text)"),
+])
+def test_flat_parameter_errors_name_the_parameter(name, value, key_path, message):
+    values = {s.name: s.default for s in parameter_specs(Node(robot="arm"))}
+    with pytest.raises(ConfigError) as err:
+        from_parameters(Node, {**values, name: value})
+    assert (err.value.key_path, err.value.message) == (key_path, message)
+
+
+def test_fields_without_a_flat_form_are_refused():
+    with pytest.raises(TypeError, match=r"Outer.seed: int \| None cannot be a flat parameter"):
+        parameter_specs(Outer(name="x"))

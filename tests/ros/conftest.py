@@ -139,11 +139,12 @@ class Probe:
             time.sleep(0.01)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-    def call(self, srv_type, name: str, timeout: float = 5.0):
+    def call(self, srv_type, name: str, timeout: float = 5.0, request=None):
+        """Call service ``name`` with ``request`` (default: an empty request) and return the response."""
         client = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise AssertionError(f"service {name} not available within {timeout} s")
-        future = client.call_async(srv_type.Request())
+        future = client.call_async(srv_type.Request() if request is None else request)
         end = time.monotonic() + timeout
         while not future.done() and time.monotonic() < end:
             time.sleep(0.01)
