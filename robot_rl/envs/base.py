@@ -22,7 +22,7 @@ from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 from robot_rl.envs import fast_step as _fast_step
 from robot_rl.envs.obs import ObservationBuilder
 from robot_rl.envs.randomization import RandomizationControls
-from robot_rl.envs.task import TaskSpec, evaluate_terms, reward_kernel, reward_value, scalar_parameters
+from robot_rl.envs.task import BoundTask, TaskSpec
 
 _F32 = np.dtype(np.float32)
 _KERNEL_DTYPES = (_F32, np.dtype(np.float64))  # action dtypes of the compiled step
@@ -119,7 +119,9 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
         self.randomizer = Randomizer.from_spec(randomization, self.model, self.data, self.profile)
         self.randomization_enabled = self.randomizer is not None
         self._rand_info: dict = {}
-        self._setup_terms()
+        self.terms = BoundTask(spec, self)
+        self._rp = self.terms.params
+        self._reward_kernel_factory = self.terms.kernel_factory
         self._setup()
         self._init_compiled_step(compiled_step)
         if seed is not None:
@@ -184,49 +186,6 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
         self._goal_v = goal
         self._k_goal = self._empty1 if goal is None else np.require(goal, np.float64, ("C", "W"))
 
-    def _setup_terms(self) -> None:
-        """Resolve the declaration's inputs: the parameter vector and evaluator of a scalar task (its terms read
-        only joint state, actions and parameters), or the input getters of a task that reads sites or the goal.
-        """
-        spec = self.task
-        names = self.profile.joint_names
-        qadr = dict(zip(names, self._qadr.tolist()))
-        dadr = dict(zip(names, self._dadr.tolist()))
-        self._rp = scalar_parameters(spec, qadr, dadr) if spec.scalar else np.zeros(0)
-        self._eval = reward_kernel(spec).evaluator() if spec.scalar else None
-        self._reward_kernel_factory = reward_kernel(spec) if spec.scalar else None
-        if not spec.scalar:
-            for name, inp in spec.inputs.items():
-                if inp.kind in ("qpos", "qvel") and inp.arg not in qadr:
-                    raise KeyError(f"task {spec.name!r}: input {name!r} reads joint {inp.arg!r}, which the robot "
-                                   f"profile does not measure ({list(names)})")
-        self._inputs = [(name, inp.kind, qadr.get(inp.arg) if inp.kind == "qpos" else dadr.get(inp.arg)
-                         if inp.kind == "qvel" else inp.arg) for name, inp in spec.inputs.items()]
-
-    def _input_values(self, action: np.ndarray) -> dict:
-        """Input name -> value of the current true state (a task that reads sites or the goal)."""
-        q = None
-        out = {}
-        for name, kind, ref in self._inputs:
-            if kind == "qpos":
-                out[name] = self._qpos.item(ref)
-            elif kind == "qvel":
-                out[name] = self._qvel.item(ref)
-            elif kind == "action":
-                out[name] = float(action[ref])
-            elif kind == "param":
-                out[name] = ref
-            elif kind == "site":
-                q = self._qpos[self._qadr] if q is None else q
-                out[name] = self.observation_builder.site_position(q, ref)
-            else:
-                out[name] = self._goal
-        return out
-
-    def _reward_kernel_params(self) -> np.ndarray:
-        """Float64 parameters of the task's compiled terms (``robot_rl.envs.task.scalar_parameters``)."""
-        return self._rp
-
     @property
     def compiled_step(self) -> bool:
         """Whether ``step`` runs the compiled kernel (:mod:`robot_rl.envs.fast_step`)."""
@@ -252,45 +211,22 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
         return self.task.initial_state(self, rng)
 
     def _evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
-        """(reward, terminated, is_success or None) of the current state: the task's terms.
-
-        ``action``: the normalized action after action noise / latency, not clipped (MuJoCo clamps the ctrl to the
-        ctrlrange; terms clip what they use).
+        """(reward, terminated, is_success or None) of the current state: the task's declared terms
+        (:class:`robot_rl.envs.task.BoundTask`). ``action``: normalized, after action noise / latency, not clipped.
         """
-        if self._eval is None:
-            return evaluate_terms(self.task, self._input_values(action))
-        a = action
-        if a.dtype != np.float64 or not (a.flags.c_contiguous and a.flags.writeable):
-            a = np.array(a, dtype=np.float64)
-        reward, terminated, success = self._eval(self._qpos, self._qvel, a, self._rp)
-        return reward, terminated, None if success < 0 else success == 1
+        return self.terms.evaluate(action)
 
     def _evaluate_batch(self, qpos: np.ndarray, qvel: np.ndarray, action: np.ndarray):
-        """``_evaluate`` for N envs of this (scalar) task at once from their ``qpos (N, nq)``, ``qvel (N, nv)`` and
-        normalized ``action (N, n_act)`` (float64, after noise / latency): the same term functions on ``(N,)`` arrays
-        (rewards equal the single env's to rounding: numpy's SIMD transcendental functions may differ from the C
-        library in the last bit). Returns ``(reward (N,), terminated (N,), is_success (N,) or None)``.
+        """``_evaluate`` of N envs of this (scalar) task from their ``qpos (N, nq)``, ``qvel (N, nv)`` and
+        ``action (N, n_act)`` rows (``BoundTask.evaluate_batch``).
         """
-        values = {}
-        for name, kind, ref in self._inputs:
-            values[name] = (qpos[:, ref] if kind == "qpos" else qvel[:, ref] if kind == "qvel"
-                            else action[:, ref] if kind == "action" else ref)
-        return evaluate_terms(self.task, values, n=len(qpos))
+        return self.terms.evaluate_batch(qpos, qvel, action)
 
     def compute_reward(self, achieved_goal, desired_goal, info=None):
         """Goal-conditioned tasks: the reward of (batches of) achieved and desired goals, shape ``(...)`` from
         ``(..., goal_dim)`` inputs (the task's reward terms; ``info`` is unused).
         """
-        spec = self.task
-        if spec.achieved_goal is None:
-            raise TypeError(f"{self.name} is not goal-conditioned (its spec has no achieved_goal)")
-        values = {name: ref for name, kind, ref in self._inputs if kind == "param"}
-        for name, kind, _ in self._inputs:
-            if kind == "site":
-                values[name] = np.asarray(achieved_goal, dtype=np.float64)
-            elif kind == "goal":
-                values[name] = np.asarray(desired_goal, dtype=np.float64)
-        return np.asarray(reward_value(spec, values), dtype=np.float64)
+        return self.terms.compute_reward(achieved_goal, desired_goal)
 
     def _make_observation_space(self) -> gym.Space:
         n = self.observation_builder.n_obs

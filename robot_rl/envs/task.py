@@ -11,7 +11,7 @@ site positions and the goal. Each term is written once, with numpy ufuncs only (
 - on ``(N,)`` arrays, one element per env (the batched vector env's numpy pass),
 - on ``(..., 3)`` arrays for site and goal inputs (``compute_reward`` of goal-conditioned tasks, relabeling).
 
-The evaluator is generated from the declaration (:func:`scalar_evaluator`); nothing is written twice. See
+The evaluator is generated from the declaration (:meth:`RewardKernel.evaluator`); nothing is written twice. See
 docs/tasks.md for a walk-through of adding a task.
 """
 
@@ -194,8 +194,8 @@ def _register_helpers() -> None:
 
 
 def scalar_parameters(spec: TaskSpec, qpos_address: Mapping[str, int], qvel_address: Mapping[str, int]) -> np.ndarray:
-    """The float64 parameter vector of :func:`scalar_evaluator`: per input in declaration order, the qpos / qvel
-    address, the action index or the parameter value.
+    """The float64 parameter vector ``p`` of the generated evaluator (:meth:`RewardKernel.evaluator`): per input
+    in declaration order, the qpos / qvel address, the action index or the parameter value.
     """
     out = []
     for name, inp in spec.inputs.items():
@@ -272,7 +272,11 @@ class RewardKernel:
         return _build(self.spec, njit)
 
     def evaluator(self) -> Callable:
-        """The single-env evaluator (see :func:`scalar_evaluator`), built once."""
+        """``evaluate(qpos, qvel, action, p) -> (reward, terminated, success -1 / 0 / 1)`` on one env's float64
+        ``qpos`` / ``qvel`` / ``action`` arrays, ``p`` from :func:`scalar_parameters`: compiled with numba when it is
+        installed (the very code the compiled steps inline, so all single-env paths agree bit for bit), else plain
+        Python over numpy scalars. Built once per declaration.
+        """
         if self._evaluator is None:
             try:
                 import numba
@@ -291,15 +295,6 @@ def reward_kernel(spec: TaskSpec) -> RewardKernel:
         if k is None:
             k = _cache[key] = RewardKernel(spec)
     return k
-
-
-def scalar_evaluator(spec: TaskSpec) -> Callable:
-    """``evaluate(qpos, qvel, action, p) -> (reward, terminated, success -1 / 0 / 1)`` of a scalar task on one env's
-    float64 ``qpos`` / ``qvel`` / ``action`` arrays, ``p`` from :func:`scalar_parameters`: compiled with numba when it
-    is installed (the very code the compiled steps inline, so all single-env paths agree bit for bit), else plain
-    Python over numpy scalars.
-    """
-    return reward_kernel(spec).evaluator()
 
 
 def _python_evaluator(spec: TaskSpec) -> Callable:
@@ -344,3 +339,88 @@ def evaluate_terms(spec: TaskSpec, values: Mapping[str, Any], n: int | None = No
     term = np.zeros(n, dtype=bool) if term is None else np.broadcast_to(term, (n,)).copy()
     succ = None if succ is None else np.broadcast_to(succ, (n,)).copy()
     return reward, term, succ
+
+
+class BoundTask:
+    """A declaration bound to one env: its inputs resolved to the env's joint addresses, and the evaluation of its
+    terms on the env's true state (single step), on ``(N,)`` rows (batch) and on goals (``compute_reward``).
+
+    ``env`` provides ``profile.joint_names``, ``_qadr`` / ``_dadr`` (qpos / dof addresses in profile order),
+    ``_qpos`` / ``_qvel`` (cached ``MjData`` views), ``observation_builder`` (forward kinematics of site inputs)
+    and ``_goal``.
+    """
+
+    def __init__(self, spec: TaskSpec, env):
+        self.spec, self._env = spec, env
+        names = env.profile.joint_names
+        qadr, dadr = dict(zip(names, env._qadr.tolist())), dict(zip(names, env._dadr.tolist()))
+        for name, inp in spec.inputs.items():
+            table = {"qpos": qadr, "qvel": dadr}.get(inp.kind)
+            if table is not None and inp.arg not in table:
+                raise KeyError(f"task {spec.name!r}: input {name!r} reads joint {inp.arg!r}, which the robot profile "
+                               f"does not measure ({list(names)})")
+        self.params = scalar_parameters(spec, qadr, dadr) if spec.scalar else np.zeros(0)
+        """Float64 parameters of the compiled terms (:func:`scalar_parameters`; empty for a non-scalar task)."""
+        self.kernel_factory = reward_kernel(spec) if spec.scalar else None
+        """The compiled steps' reward hook (:class:`RewardKernel`), None for a non-scalar task."""
+        self._eval = self.kernel_factory.evaluator() if spec.scalar else None
+        self._inputs = [(name, inp.kind, qadr.get(inp.arg) if inp.kind == "qpos" else dadr.get(inp.arg)
+                         if inp.kind == "qvel" else inp.arg) for name, inp in spec.inputs.items()]
+
+    def input_values(self, action: np.ndarray) -> dict:
+        """Input name -> value on the env's current true state and the normalized ``action``."""
+        env = self._env
+        q = None
+        out = {}
+        for name, kind, ref in self._inputs:
+            if kind == "qpos":
+                out[name] = env._qpos.item(ref)
+            elif kind == "qvel":
+                out[name] = env._qvel.item(ref)
+            elif kind == "action":
+                out[name] = float(action[ref])
+            elif kind == "param":
+                out[name] = ref
+            elif kind == "site":
+                q = env._qpos[env._qadr] if q is None else q
+                out[name] = env.observation_builder.site_position(q, ref)
+            else:
+                out[name] = env._goal
+        return out
+
+    def evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
+        """(reward, terminated, is_success or None) of the env's current state for the normalized ``action``."""
+        if self._eval is None:
+            return evaluate_terms(self.spec, self.input_values(action))
+        a = action
+        if a.dtype != np.float64 or not (a.flags.c_contiguous and a.flags.writeable):
+            a = np.array(a, dtype=np.float64)  # (the evaluator is compiled for this array type)
+        env = self._env
+        reward, terminated, success = self._eval(env._qpos, env._qvel, a, self.params)
+        return reward, terminated, None if success < 0 else success == 1
+
+    def evaluate_batch(self, qpos: np.ndarray, qvel: np.ndarray, action: np.ndarray):
+        """``evaluate`` for N envs of a scalar task from ``qpos (N, nq)``, ``qvel (N, nv)`` and ``action (N, n_act)``
+        (float64, after noise / latency): the term functions on ``(N,)`` arrays. Rewards equal the single env's to
+        rounding (numpy's SIMD transcendental functions may differ from the C library in the last bit). Returns
+        ``(reward (N,), terminated (N,), is_success (N,) or None)``.
+        """
+        values = {name: (qpos[:, ref] if kind == "qpos" else qvel[:, ref] if kind == "qvel"
+                         else action[:, ref] if kind == "action" else ref) for name, kind, ref in self._inputs}
+        return evaluate_terms(self.spec, values, n=len(qpos))
+
+    def compute_reward(self, achieved_goal, desired_goal) -> np.ndarray:
+        """Goal-conditioned tasks: the reward terms on (batches of) achieved goals (the ``achieved_goal`` site
+        input) and desired goals (the goal input), shape ``(...)`` from ``(..., goal_dim)`` arrays.
+        """
+        if self.spec.achieved_goal is None:
+            raise TypeError(f"{self.spec.name} is not goal-conditioned (its spec has no achieved_goal)")
+        values = {}
+        for name, kind, ref in self._inputs:
+            if kind == "param":
+                values[name] = ref
+            elif kind == "site":
+                values[name] = np.asarray(achieved_goal, dtype=np.float64)
+            elif kind == "goal":
+                values[name] = np.asarray(desired_goal, dtype=np.float64)
+        return np.asarray(reward_value(self.spec, values), dtype=np.float64)

@@ -27,7 +27,7 @@ def test_step_reward_is_the_declared_terms(env_id):
     for _ in range(60):
         a = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
         _, r, te, tr, info = env.step(a)
-        ref_r, ref_te, ref_s = evaluate_terms(spec, u._input_values(a.astype(np.float64)))
+        ref_r, ref_te, ref_s = evaluate_terms(spec, u.terms.input_values(a.astype(np.float64)))
         assert r == pytest.approx(ref_r, rel=1e-12, abs=1e-12)
         assert te == ref_te and info.get("is_success") == ref_s
         rewards.append(r)
