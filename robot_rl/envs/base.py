@@ -70,6 +70,8 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
         self.task = spec
         self.name = spec.name
         for key, value in spec.options.items():  # task options as attributes (env.swingup, env.distance_threshold)
+            if hasattr(self, key):
+                raise ValueError(f"{self.name}: task option {key!r} would shadow the env attribute of that name")
             setattr(self, key, value)
         self.profile = load_profile(spec.robot) if profile is None else profile
         self.model = mujoco.MjModel.from_xml_path(str(self.profile.mjcf_path()))
