@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: venv test lint demo bench models colcon clean help
 
 help:
-	@echo "make test   - set up .venv, lint, run the test suite (fast + learning + ROS tests)"
+	@echo "make test   - set up .venv, lint (ruff, import contracts), run the test suite (fast + learning + ROS tests)"
 	@echo "make demo   - set up .venv and run the end-to-end workflow"
 	@echo "make bench  - set up .venv (+ bench-only peers) and run the benchmarks in bench/"
 	@echo "make models - rebuild the shipped models in models/ from their configs (see models/README.md)"
@@ -34,6 +34,8 @@ venv: $(STAMP)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	@# import contracts (.importlinter): layers without cycles, a torch-free robot side, rclpy only in nodes
+	$(VENV)/bin/lint-imports --no-cache
 
 test: venv lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

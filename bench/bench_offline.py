@@ -30,9 +30,9 @@ import torch  # noqa: E402
 
 from robot_rl.algos.iql import DatasetConfig, IqlConfig, IqlExperiment  # noqa: E402
 from robot_rl.commands.collect import collect  # noqa: E402
+from robot_rl.core.experiment import EnvConfig  # noqa: E402
 from robot_rl.data.dataset import load_dataset  # noqa: E402
 from robot_rl.data.relabel import GoalEpisodes, RelabelConfig, Transitions  # noqa: E402
-from robot_rl.train.config import EnvConfig  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "offline.md"
 HIDDEN = (256, 256)

@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     setups = parse_setups(args.setups)
     from robot_rl.core.profile import load_profile
-    from robot_rl.deploy.lqr_policy import write_lqr_artifact
+    from robot_rl.export.lqr import write_lqr_artifact
 
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
     env.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(150, 199)))

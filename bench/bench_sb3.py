@@ -65,7 +65,8 @@ def _sb3_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: i
 
 
 def _eval(policy, env_id: str) -> float:
-    from robot_rl.train.envs import evaluate_episodes, make_env
+    from robot_rl.scale.envs import make_env
+    from robot_rl.train.evaluate import evaluate_episodes
 
     env = make_env(env_id, randomization="default", seed=EVAL_SEEDS[0])
     rows = evaluate_episodes(policy, env, EVAL_SEEDS)

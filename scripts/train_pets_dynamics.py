@@ -52,10 +52,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from robot_rl.algos.pets import PetsConfig, train_pets
-    from robot_rl.algos.pets_artifact import StateUnits, random_transitions
     from robot_rl.core.config import config_hash, load_config, to_dict
     from robot_rl.core.profile import load_profile
     from robot_rl.export.onnx import export_ensemble
+    from robot_rl.train.pets_artifact import StateUnits, random_transitions
 
     cfg = load_config(PetsConfig, args.config, overrides=args.set)
     if cfg.prev_action:

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from robot_rl.algos.iql import DatasetConfig, gaussian_log_prob
+from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.dataset import load_dataset
 from robot_rl.data.relabel import GoalEpisodes, RelabelConfig
 from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
-from robot_rl.train.config import EnvConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class GcbcExperiment:
             raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
 
     def make_learner(self):
-        """The learner for ``robot_rl.train.runner`` (the runner's registry calls this)."""
+        """``GcbcLearner(self)``, as the runner builds it from ``robot_rl.algos.registry``."""
         return GcbcLearner(self)
 
 

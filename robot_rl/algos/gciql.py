@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 from robot_rl.algos.iql import DatasetConfig, IqlConfig, IqlLearner
+from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.relabel import GoalEpisodes, RelabelConfig
-from robot_rl.train.config import EnvConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class GcIqlExperiment:
             raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
 
     def make_learner(self):
-        """The learner for ``robot_rl.train.runner`` (the runner's registry calls this)."""
+        """``GcIqlLearner(self)``, as the runner builds it from ``robot_rl.algos.registry``."""
         return GcIqlLearner(self)
 
 

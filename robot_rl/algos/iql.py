@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.dataset import load_dataset
 from robot_rl.data.relabel import Transitions
 from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, mlp
-from robot_rl.train.config import EnvConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class IqlExperiment:
             raise ValueError(f"seed must be in [0, 1000), got {self.seed}")
 
     def make_learner(self):
-        """The learner for ``robot_rl.train.runner`` (the runner's registry calls this)."""
+        """``IqlLearner(self)``, as the runner builds it from ``robot_rl.algos.registry``."""
         return IqlLearner(self)
 
 

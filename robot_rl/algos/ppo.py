@@ -24,11 +24,14 @@ from torch import nn
 
 from robot_rl.algos.ppo_grads import STAT_NAMES, FlatAdam, clip_grad_norm_flat_, fused_supported, ppo_grads
 from robot_rl.algos.sac import pack_parameters
+from robot_rl.core.experiment import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.data.rollout import RolloutStorage
 from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets.distributions import gaussian_log_prob
 from robot_rl.scale.config import RayConfig, RolloutConfig
-from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
-from robot_rl.train.envs import final_obs_rows, flatten_goal_obs, make_vec_env
+from robot_rl.scale.envs import final_obs_rows, flatten_goal_obs, make_vec_env
+from robot_rl.scale.ppo_rollout import collect_ppo_rollout
+from robot_rl.scale.source import make_rollout_source
 
 # --------------------------------------------------------------------------- config
 
@@ -141,11 +144,6 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return 0.5 * torch.max(unclipped, clipped).mean()
 
 
-def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """Diagonal Gaussian log-density summed over action dims. ``[B, n_act]`` -> ``[B]``."""
-    return (-0.5 * ((actions - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-
 def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """Low-variance estimator ``E[(rho - 1) - log rho]`` of KL(old || new) (Schulman 2020, "Approximating KL")."""
     return ((log_ratio.exp() - 1.0) - log_ratio).mean()
@@ -203,8 +201,6 @@ class PpoLearner:
         torch.manual_seed(cfg.seed)
         self.ray_rollouts = cfg.rollout.backend == "ray"
         if self.ray_rollouts:  # Ray rollout workers stand in for the vector env (robot_rl.scale.source)
-            from robot_rl.scale.source import make_rollout_source
-
             self.env = make_rollout_source(cfg, c.num_envs, default_staleness=0)
         else:
             self.env = make_vec_env(cfg.env.id, c.num_envs, randomization=cfg.env.randomization, seed=cfg.seed)
@@ -253,8 +249,6 @@ class PpoLearner:
         """Run whole iterations (rollout + update) until ``env_steps >= target_step``."""
         while self.env_steps < target_step:
             if self.ray_rollouts:
-                from robot_rl.scale.ppo_rollout import collect_ppo_rollout
-
                 collect_ppo_rollout(self, self.env)
             else:
                 self._rollout()

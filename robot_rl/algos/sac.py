@@ -23,12 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from robot_rl.core.experiment import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.data.replay import Batch, ReplayBuffer
 from robot_rl.nets import EnsembleLinear, EnsembleMLP, PolicyModule, RunningNormalizer, mlp
 from robot_rl.nets.distributions import LOG_STD_MAX, LOG_STD_MIN, squash_log_std, tanh_gaussian_sample
 from robot_rl.scale.config import RayConfig, RolloutConfig
-from robot_rl.train.config import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
-from robot_rl.train.envs import episode_success, make_env
+from robot_rl.scale.envs import episode_success, make_env
+from robot_rl.scale.offpolicy_rollout import offpolicy_train_until
+from robot_rl.scale.source import make_rollout_source
 
 # --------------------------------------------------------------------------- config
 
@@ -235,8 +237,6 @@ class SacLearner:
         self.source = None
         self.batch_steps = cfg.rollout.batch_steps
         if cfg.rollout.backend == "ray":  # one env per Ray rollout worker; stale batches kept (off-policy)
-            from robot_rl.scale.source import make_rollout_source
-
             self.source = make_rollout_source(cfg, cfg.rollout.workers, default_staleness=None)
         self.n_obs = int(np.prod(self.env.observation_space.shape))
         self.n_act = int(np.prod(self.env.action_space.shape))
@@ -323,8 +323,6 @@ class SacLearner:
     def train_until(self, target_step: int) -> None:
         """Step the env (and update) until ``env_steps == target_step``."""
         if self.source is not None:
-            from robot_rl.scale.offpolicy_rollout import offpolicy_train_until
-
             offpolicy_train_until(self, self.source, target_step, self.batch_steps)
             return
         c = self.cfg

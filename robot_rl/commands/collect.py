@@ -189,8 +189,8 @@ def make_controller(spec: str, env, *, noise: float, random_prob: float) -> tupl
     elif spec.startswith("policy:"):
         import torch
 
+        from robot_rl.scale.envs import flatten_goal_obs
         from robot_rl.train import load_policy
-        from robot_rl.train.envs import flatten_goal_obs
 
         loaded = load_policy(spec.partition(":")[2])
 
@@ -220,7 +220,7 @@ def collect(env_id: str, controller: str, episodes: int, out: str, *, randomizat
 
     from robot_rl.data.dataset import DatasetWriter, load_dataset, record_episode
     from robot_rl.envs import make
-    from robot_rl.train.runner import code_version
+    from robot_rl.train.run_dir import code_version
 
     env = make(env_id, randomization=randomization)
     act, info = make_controller(controller, env, noise=noise, random_prob=random_prob)

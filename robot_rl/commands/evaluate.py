@@ -32,8 +32,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import numpy as np
 
+    from robot_rl.scale.envs import make_env
     from robot_rl.train.checkpoint import CheckpointError
-    from robot_rl.train.envs import evaluate_episodes, make_env
+    from robot_rl.train.evaluate import evaluate_episodes
     from robot_rl.train.policy import load_policy
 
     if args.episodes < 1:

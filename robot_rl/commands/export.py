@@ -93,9 +93,9 @@ def _is_pets_run(path: Path) -> bool:
 
 def _export_pets(args, fail) -> int:
     """PETS run: the dynamics ensemble -> dynamics.onnx + dynamics.json (+ ensemble.npz for the numpy planner)."""
-    from robot_rl.algos.pets_artifact import NPZ_FILE, export_run
     from robot_rl.export.onnx import ExportCheckError
     from robot_rl.train.checkpoint import CheckpointError
+    from robot_rl.train.pets_artifact import NPZ_FILE, export_run
 
     print(f"export PETS dynamics ensemble from {args.run_dir} -> {args.out}")
     try:
@@ -113,8 +113,8 @@ def run(args) -> int:
     from robot_rl.core.profile import load_profile
     from robot_rl.export.onnx import ExportCheckError, export_policy
     from robot_rl.export.runtime import ArtifactError, OnnxPolicy
+    from robot_rl.scale.envs import make_env, obs_names_of
     from robot_rl.train.checkpoint import CheckpointError
-    from robot_rl.train.envs import make_env, obs_names_of
     from robot_rl.train.policy import load_policy
 
     def fail(msg: str) -> int:

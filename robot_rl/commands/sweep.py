@@ -40,7 +40,7 @@ def run(args) -> int:
     import logging
 
     from robot_rl.core.config import ConfigError
-    from robot_rl.scale.sweep import parse_grid, run_sweep
+    from robot_rl.train.sweep import parse_grid, run_sweep
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

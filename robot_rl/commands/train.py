@@ -6,7 +6,7 @@
 The run directory gets config.yaml (resolved), metrics.csv, eval.csv, tb/ (TensorBoard), checkpoints/latest.pt
 (resumable) and best.pt (best evaluation), learning_curve.png and run.json. See docs/training.md. PETS
 (``algo: pets``, config/pets_*.yaml) writes the same files with the ensemble in its checkpoints (not resumable; export
-with ``python -m robot_rl.algos.pets_artifact RUN_DIR --out DIR``).
+with ``python -m robot_rl.train.pets_artifact RUN_DIR --out DIR``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 (``robot_rl.control.lqr.infinite_horizon``): ``u = K (x - x_eq)`` with ``x = [qpos, qvel]``. ``observation_gain``
 re-expresses that law on an env observation made of ``pos`` / ``sin`` / ``cos`` / ``vel`` terms (small-angle:
 ``sin q ~ q`` about ``q = 0``, ``cos`` terms get weight 0), so a plain linear layer ``command = W obs`` implements it
-and can be exported to ONNX like any policy.
+and can be exported to ONNX like any policy (``robot_rl.export.lqr.write_lqr_artifact``, build time: torch).
 """
 
 from __future__ import annotations
@@ -91,42 +91,3 @@ def linear_policy_onnx(W: np.ndarray, path, *, bias: np.ndarray | None = None, o
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-
-
-def write_lqr_artifact(out_dir, profile, env_id: str, *, n_parity: int = 1000, seed: int = 0):
-    """Export the saturating LQR law ``clip(W obs)`` for ``env_id``'s observation as a policy artifact.
-
-    Goes through ``robot_rl.export.onnx.export_policy`` (torch; build-time only) like a trained policy: a linear
-    layer giving the normalized action ``W obs / half_range - center / half_range``, parity-checked on
-    ``n_parity`` observations of LQR-controlled episodes of the env. Returns the artifact directory.
-    """
-    from pathlib import Path
-
-    import torch
-
-    from robot_rl.envs import make
-    from robot_rl.export.onnx import export_policy
-
-    env = make(env_id, seed=seed)
-    builder = env.unwrapped.observation_builder
-    K, _ = lqr_gain(profile)
-    W = observation_gain(K, profile, builder.terms)
-    lo, hi = np.asarray(profile.command_min), np.asarray(profile.command_max)
-    center, half = (hi + lo) / 2.0, (hi - lo) / 2.0
-    layer = torch.nn.Linear(W.shape[1], W.shape[0])
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(W / half[:, None], dtype=torch.float32))
-        layer.bias.copy_(torch.as_tensor(-center / half, dtype=torch.float32))
-    obs_list = []
-    obs, _ = env.reset(seed=seed)
-    while len(obs_list) < n_parity:
-        obs_list.append(obs)
-        obs, _, term, trunc, _ = env.step(np.clip((W @ obs - center) / half, -1.0, 1.0))
-        if term or trunc:
-            obs, _ = env.reset()
-    out = Path(out_dir)
-    export_policy(layer, out, profile=profile, obs_names=builder.names, obs_units=builder.units,
-                  parity_obs=np.asarray(obs_list), env_id=env_id, algo="lqr", name=out.name,
-                  parity_source=f"{n_parity} observations of LQR-controlled {env_id} episodes (seed {seed})",
-                  extra={"K": K.tolist(), "W": W.tolist()})
-    return out

@@ -120,7 +120,7 @@ class PolicyLoop:
 class GoalInputBuilder:
     """Policy input of a goal-conditioned (dict-observation) task: ``concat(observation, desired_goal)``.
 
-    The training contract (docs/contracts.md, ``robot_rl.train.envs``): the flat input is the env's observation
+    The training contract (docs/contracts.md, ``robot_rl.scale.envs``): the flat input is the env's observation
     followed by the desired goal, named ``desired_goal[i]``. ``builder`` builds the observation part from the joints.
     """
 

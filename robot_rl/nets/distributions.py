@@ -1,4 +1,7 @@
-"""Tanh-squashed diagonal Gaussian (SAC's policy distribution, Haarnoja et al. 2018, appendix C)."""
+"""Policy distributions: tanh-squashed diagonal Gaussian (SAC, Haarnoja et al. 2018, appendix C); diagonal Gaussian.
+
+The plain diagonal Gaussian is PPO's; its rollout workers (``robot_rl.scale.worker``) use the same log-density.
+"""
 
 from __future__ import annotations
 
@@ -36,3 +39,8 @@ def tanh_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
 def tanh_gaussian_deterministic(mean: torch.Tensor) -> torch.Tensor:
     """The deterministic (evaluation / deployment) action ``tanh(mean)``. Shape ``[B, n_act]``."""
     return torch.tanh(mean)
+
+
+def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density summed over action dims. ``[B, n_act]`` -> ``[B]``."""
+    return (-0.5 * ((actions - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_rl.scale.protocol import OffPolicyLearner
 from robot_rl.scale.worker import next_observations, tanh_gaussian_snapshot, uniform_snapshot
 
 
@@ -23,7 +24,7 @@ def transitions(batch: dict) -> tuple[np.ndarray, ...]:
             batch["rewards"].reshape(-1), nxt.reshape(-1, n_obs), batch["terminated"].reshape(-1))
 
 
-def offpolicy_train_until(learner, source, target_step: int, batch_steps: int) -> None:
+def offpolicy_train_until(learner: OffPolicyLearner, source, target_step: int, batch_steps: int) -> None:
     """Pull batches (``batch_steps`` per env) into the replay and update until ``env_steps >= target_step``."""
     c = learner.cfg
     while learner.env_steps < target_step:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from robot_rl.scale.protocol import OnPolicyLearner
 from robot_rl.scale.worker import gaussian_snapshot
 
 
@@ -23,7 +24,7 @@ def _stack(batches: list[dict], key: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def collect_ppo_rollout(learner, source) -> None:
+def collect_ppo_rollout(learner: OnPolicyLearner, source) -> None:
     """Publish the learner's policy, pull one batch per worker and write ``learner.storage`` (+ GAE).
 
     Updates ``learner.env_steps``, its episode statistics and its observation normalizer.
@@ -64,7 +65,7 @@ def collect_ppo_rollout(learner, source) -> None:
     learner.env_steps += T * N
 
 
-def ppo_train_until(learner, source, target_step: int) -> None:
+def ppo_train_until(learner: OnPolicyLearner, source, target_step: int) -> None:
     """Whole PPO iterations (source rollout + ``learner._update()``) until ``learner.env_steps >= target_step``."""
     while learner.env_steps < target_step:
         collect_ppo_rollout(learner, source)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.train.config import TRAIN_SEED_LIMIT
+from robot_rl.core.experiment import TRAIN_SEED_LIMIT
 
 SEED_SPAN = TRAIN_SEED_LIMIT - 100_000
 """Training env seeds stay below this, so ``seed + i`` for a worker's envs stays below TRAIN_SEED_LIMIT (held-out

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.scale.worker import RolloutWorker
 
 log = logging.getLogger("robot_rl.scale")
@@ -260,8 +261,6 @@ def make_rollout_source(cfg, num_envs: int, *, default_staleness: int | None, ro
     ``default_staleness`` is the algorithm's policy when ``rollout.max_staleness`` is null (0 for PPO, None for
     off-policy). ``backend: ray`` connects to ``ray.address`` or starts a private loopback cluster.
     """
-    from robot_rl.scale.config import RayConfig, RolloutConfig
-
     rollout = rollout or getattr(cfg, "rollout", None) or RolloutConfig()
     ray_cfg = ray_cfg or getattr(cfg, "ray", None) or RayConfig()
     staleness = rollout.max_staleness if rollout.max_staleness is not None else default_staleness

@@ -27,13 +27,18 @@ import time
 
 import numpy as np
 import torch
+from torch import nn
 
+from robot_rl.nets import RunningNormalizer, mlp
+from robot_rl.nets.distributions import gaussian_log_prob, squash_log_std, tanh_gaussian_sample
+from robot_rl.scale.envs import final_obs_rows, flatten_goal_obs, make_vec_env
+from robot_rl.scale.protocol import GaussianSnapshotLearner, SnapshotLearner
 from robot_rl.scale.seeding import worker_env_seed, worker_reset_seed, worker_reset_torch_seed, worker_torch_seed
 
 # --------------------------------------------------------------------------- policy snapshots
 
 
-def gaussian_snapshot(learner) -> dict:
+def gaussian_snapshot(learner: GaussianSnapshotLearner) -> dict:
     """Acting policy of a ``PpoLearner`` (normalizer + mean MLP + state-independent log-std) as plain tensors."""
     c = learner.cfg
     return {"kind": "gaussian", "n_obs": learner.n_obs, "n_act": learner.n_act, "hidden": tuple(c.actor_hidden),
@@ -43,7 +48,7 @@ def gaussian_snapshot(learner) -> dict:
             "log_std": learner.log_std.detach().clone()}
 
 
-def tanh_gaussian_snapshot(learner) -> dict:
+def tanh_gaussian_snapshot(learner: SnapshotLearner) -> dict:
     """Acting policy of a ``SacLearner`` (normalizer + ``[mean, raw log-std]`` MLP) as plain tensors."""
     c = learner.cfg
     return {"kind": "tanh_gaussian", "n_obs": learner.n_obs, "n_act": learner.n_act, "hidden": tuple(c.actor_hidden),
@@ -61,10 +66,6 @@ class _Actor:
     """Torch module rebuilt from a snapshot; ``act(obs [n, n_obs], gen) -> (action [n, n_act], log_prob [n])``."""
 
     def __init__(self, snap: dict):
-        from torch import nn
-
-        from robot_rl.nets import RunningNormalizer, mlp
-
         self.kind = snap["kind"]
         self.n_act = snap["n_act"]
         if self.kind == "uniform":
@@ -86,13 +87,9 @@ class _Actor:
             return a.numpy(), np.full(n, np.nan, dtype=np.float32)
         out = self.actor(self.normalizer(torch.from_numpy(obs)))
         if self.kind == "gaussian":
-            from robot_rl.algos.ppo import gaussian_log_prob
-
             noise = torch.randn(out.shape, generator=gen)
             a = out + self.log_std.exp() * noise
             return a.numpy(), gaussian_log_prob(a, out, self.log_std).numpy()
-        from robot_rl.nets.distributions import squash_log_std, tanh_gaussian_sample
-
         noise = torch.randn(n, self.n_act, generator=gen)
         a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]), noise)
         return a.numpy(), logp.numpy()
@@ -117,8 +114,6 @@ class RolloutWorker:
         self._build(incarnation)
 
     def _build(self, incarnation: int) -> None:
-        from robot_rl.train.envs import flatten_goal_obs, make_vec_env
-
         if self.env is not None:
             self.env.close()
         self.incarnation = int(incarnation)
@@ -159,8 +154,6 @@ class RolloutWorker:
 
         Returns the flat observations ``[num_envs, n_obs]``.
         """
-        from robot_rl.train.envs import flatten_goal_obs
-
         self._sync(incarnation)
         obs, _ = self.env.reset(seed=worker_reset_seed(reset_seed, self.worker_index, self.incarnation))
         self.gen.manual_seed(worker_reset_torch_seed(reset_seed, self.worker_index, self.incarnation))
@@ -171,8 +164,6 @@ class RolloutWorker:
 
     def collect(self, n_steps: int, snapshot: dict, version: int, incarnation: int = 0) -> dict:
         """Step every env ``n_steps`` times with policy ``snapshot`` (version ``version``); returns a batch."""
-        from robot_rl.train.envs import final_obs_rows, flatten_goal_obs
-
         self._sync(incarnation)
         if version != self.version or self.actor is None:
             self.actor = _Actor(snapshot)

@@ -6,7 +6,7 @@ training transitions so far, ``train_return``, upright fraction, disagreement, m
 refit: CEM-MPC episodes of ``eval_steps`` on held-out seeds; ``step`` = transitions the model was fit on),
 ``checkpoints/latest.pt`` (the ensemble after the latest refit) and ``best.pt`` (best evaluation), ``tb/``,
 ``learning_curve.png`` and ``run.json``. Checkpoints hold the ensemble (``kind: pets_model``), not a resumable loop
-state: a PETS run is short (minutes) and is re-run rather than resumed. Export: ``robot_rl.algos.pets_artifact``.
+state: a PETS run is short (minutes) and is re-run rather than resumed. Export: ``robot_rl.train.pets_artifact``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from robot_rl.core.config import config_hash, dump_yaml, to_dict
 from robot_rl.train.checkpoint import FORMAT_VERSION, CheckpointError, save_atomic
 from robot_rl.train.logger import CsvLog, TensorBoard, plot_learning_curve
+from robot_rl.train.run_dir import code_version, write_json
 
 CHECKPOINT_KIND = "pets_model"
 
@@ -35,8 +36,8 @@ def train_pets_run(cfg, run_dir: str | Path, *, resume: bool = False) -> dict[st
     """Run PETS ``cfg`` (a ``PetsConfig``) into ``run_dir``. Returns the ``run.json`` content."""
     from tqdm import tqdm
 
+    # PETS pulls in the planners (and their numba kernels): imported when a PETS run starts, not with the runner
     from robot_rl.algos.pets import EpisodeLog, EvalLog, train_pets
-    from robot_rl.train.runner import _write_json, code_version
 
     run_dir = Path(run_dir)
     if resume:
@@ -51,7 +52,7 @@ def train_pets_run(cfg, run_dir: str | Path, *, resume: bool = False) -> dict[st
             "config_hash": config_hash(cfg), "code_version": code_version()}
     run_info: dict[str, Any] = {**{k: meta[k] for k in ("env_id", "algo", "seed", "config_hash", "code_version")},
                                 "run_dir": str(run_dir), "status": "running", "env_steps": 0}
-    _write_json(run_dir / "run.json", run_info)
+    write_json(run_dir / "run.json", run_info)
     metrics_log, eval_log = CsvLog(run_dir / "metrics.csv"), CsvLog(run_dir / "eval.csv")
     tb = TensorBoard(run_dir / "tb")
     total = cfg.random_episodes + cfg.episodes
@@ -99,6 +100,6 @@ def train_pets_run(cfg, run_dir: str | Path, *, resume: bool = False) -> dict[st
         run_info.update(status="complete" if finished else "interrupted", env_steps=state["env_steps"],
                         wall_time_s=time.perf_counter() - t0, final_eval=state["last_eval"],
                         best_eval_return=state["best"] if math.isfinite(state["best"]) else None)
-        _write_json(run_dir / "run.json", run_info)
+        write_json(run_dir / "run.json", run_info)
     return run_info
 

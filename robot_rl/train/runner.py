@@ -11,9 +11,7 @@ the checkpoint holds every other piece of state (networks, optimizers, normalize
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from robot_rl.algos.registry import algo_spec
 from robot_rl.core.config import ConfigError, config_hash, dump_yaml, to_dict
+from robot_rl.scale.envs import make_env, obs_names_of
 from robot_rl.train.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -31,32 +31,15 @@ from robot_rl.train.checkpoint import (
     save_atomic,
 )
 from robot_rl.train.config import load_experiment
-from robot_rl.train.envs import evaluate_episodes, make_env, obs_names_of
+from robot_rl.train.evaluate import evaluate_episodes
 from robot_rl.train.logger import CsvLog, TensorBoard, plot_learning_curve
+from robot_rl.train.pets_run import train_pets_run
+from robot_rl.train.run_dir import code_version, write_json
 
 
 def make_learner(cfg):
-    if hasattr(cfg, "make_learner"):  # dataset-based experiments (IQL, GC-IQL, GCBC) build their own learner
-        return cfg.make_learner()
-    if cfg.algo == "sac":
-        from robot_rl.algos.sac import SacLearner
-
-        return SacLearner(cfg)
-    from robot_rl.algos.ppo import PpoLearner
-
-    return PpoLearner(cfg)
-
-
-def code_version() -> str:
-    import robot_rl
-
-    version = getattr(robot_rl, "__version__", "unknown")
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
-    return f"{version}+g{rev}" if rev else version
+    """The learner of ``cfg`` (its ``algo`` row of ``robot_rl.algos.registry``)."""
+    return algo_spec(cfg.algo).make_learner(cfg)
 
 
 def configure_torch(threads: int, deterministic: bool) -> None:
@@ -75,6 +58,11 @@ def load_resume_config(run_dir: Path, overrides: list[str]):
     if not cfg_path.is_file():
         raise CheckpointError(f"cannot resume {run_dir}: no config.yaml (not a run directory?)")
     return load_experiment(cfg_path, overrides)
+
+
+OWN_LOOPS = {"pets": train_pets_run}
+"""Registry loops (``AlgoSpec.loop``) with a loop of their own; every other loop kind runs through ``train``'s
+segment loop below (``begin_segment`` / ``train_until`` / evaluation / checkpoints)."""
 
 
 class _Boundaries:
@@ -105,10 +93,9 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     evaluation; tests use it to simulate an interrupted run. Returns the ``run.json`` content.
     """
     run_dir = Path(run_dir)
-    if getattr(cfg, "algo", None) == "pets":  # episodic model-based loop with its own run-dir writer
-        from robot_rl.train.pets_run import train_pets_run
-
-        return train_pets_run(cfg, run_dir, resume=resume)
+    loop = algo_spec(cfg.algo).loop
+    if loop in OWN_LOOPS:
+        return OWN_LOOPS[loop](cfg, run_dir, resume=resume)
     tc = cfg.train
     configure_torch(tc.torch_threads, tc.deterministic)
     ckpt_dir = run_dir / "checkpoints"
@@ -146,7 +133,7 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
             "obs_names": obs_names, "code_version": code_version()}
     run_info = {**{k: meta[k] for k in ("env_id", "algo", "seed", "config_hash", "code_version")},
                 "run_dir": str(run_dir), "status": "running", "env_steps": learner.env_steps}
-    _write_json(run_dir / "run.json", run_info)
+    write_json(run_dir / "run.json", run_info)
 
     def meta_payload() -> dict:
         return {**meta, "metrics": last_eval}
@@ -205,7 +192,7 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
         run_info.update(status="complete" if finished else "interrupted", env_steps=learner.env_steps,
                         wall_time_s=elapsed, final_eval=last_eval, best_eval_return=best_eval
                         if math.isfinite(best_eval) else None)
-        _write_json(run_dir / "run.json", run_info)
+        write_json(run_dir / "run.json", run_info)
     return run_info
 
 
@@ -222,9 +209,3 @@ def _evaluate(learner, eval_env, tc, step: int) -> dict[str, float]:
             "return_min": float(returns.min()), "length_mean": float(np.mean([e["length"] for e in eps])),
             "success_rate": float(success.mean()) if not np.isnan(success).any() else float("nan"),
             "physics_errors": float(sum(e["physics_error"] for e in eps))}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    tmp.replace(path)

@@ -109,7 +109,7 @@ def evaluate_video_cli(pol, env_id: str, randomization, seed: int, episodes: int
     """
     import sys
 
-    from robot_rl.train.envs import make_env
+    from robot_rl.scale.envs import make_env
     from robot_rl.viz.video import RenderUnavailable
 
     env = make_env(env_id, randomization=randomization, seed=seed)

@@ -226,7 +226,6 @@ def tiny_overrides():
 
 
 def test_robot_rl_train_pets_writes_a_run_dir_that_exports(tmp_path):
-    from robot_rl.algos.pets_artifact import NPZ_FILE, StateUnits, export_run, load_ensemble
     from robot_rl.cli import main
     from robot_rl.control.ensemble_cem import EnsembleParams
     from robot_rl.core.config import config_hash
@@ -235,6 +234,7 @@ def test_robot_rl_train_pets_writes_a_run_dir_that_exports(tmp_path):
     from robot_rl.train.checkpoint import CheckpointError
     from robot_rl.train.config import load_experiment
     from robot_rl.train.logger import read_csv
+    from robot_rl.train.pets_artifact import NPZ_FILE, StateUnits, export_run, load_ensemble
     from robot_rl.train.runner import train
 
     run = tmp_path / "run"
@@ -287,11 +287,11 @@ def test_robot_rl_train_pets_writes_a_run_dir_that_exports(tmp_path):
 def test_prev_action_model_trains_plans_and_exports(tmp_path):
     """``prev_action``: the model input carries the previous command; the planner feeds it and the export takes it as
     extra state inputs ``prev_<joint>``."""
-    from robot_rl.algos.pets_artifact import StateUnits, export_run, load_ensemble
     from robot_rl.core.config import load_config
     from robot_rl.core.profile import load_profile
     from robot_rl.export.runtime import OnnxEnsemble
     from robot_rl.train.config import load_experiment
+    from robot_rl.train.pets_artifact import StateUnits, export_run, load_ensemble
     from robot_rl.train.runner import train
 
     cfg = load_experiment("config/pets_cartpole_swingup_randomized.yaml", tiny_overrides())

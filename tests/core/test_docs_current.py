@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_generated_reference_docs_are_current(tmp_path):
     code = (
         "import os, sys; os.environ['COLUMNS'] = '100'; from pathlib import Path; "
-        "from robot_rl.core.docgen import write_docs; write_docs(Path(sys.argv[1]))"
+        "from robot_rl.docgen import write_docs; write_docs(Path(sys.argv[1]))"
     )
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
                          cwd=REPO)
@@ -21,7 +21,7 @@ def test_generated_reference_docs_are_current(tmp_path):
     for rel in ("docs/configuration.md", "docs/cli.md"):
         fresh = (tmp_path / rel).read_text()
         current = (REPO / rel).read_text()
-        assert fresh == current, f"{rel} is stale: run `.venv/bin/python -m robot_rl.core.docgen`"
+        assert fresh == current, f"{rel} is stale: run `.venv/bin/python -m robot_rl.docgen`"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Top:
 
 
 def test_field_docs_reads_docstrings_under_fields():
-    from robot_rl.core.docgen import field_docs, schema_table
+    from robot_rl.docgen import field_docs, schema_table
 
     assert field_docs(Top) == {"period_s": "Control period [s]."}
     rows = schema_table(Top)

@@ -71,8 +71,8 @@ def test_cli_resim_on_a_dataset(tmp_path):
 def test_cli_policy_agreement_report(tmp_path):
     from robot_rl.algos.gcbc import GcbcConfig, GcbcExperiment
     from robot_rl.algos.iql import DatasetConfig
+    from robot_rl.core.experiment import EnvConfig
     from robot_rl.train import save_atomic
-    from robot_rl.train.config import EnvConfig
 
     env = make("robot_rl/ArmReach-v0", max_episode_steps=30)
     with DatasetWriter(tmp_path / "d", dataset_id="robot_rl/arm-v0", observation_space=env.observation_space,
@@ -97,7 +97,7 @@ def test_cli_policy_agreement_report(tmp_path):
     from robot_rl.commands.replay import onnx_policy
     from robot_rl.data.dataset import load_dataset
     from robot_rl.export.onnx import export_policy
-    from robot_rl.train.envs import flatten_goal_obs
+    from robot_rl.scale.envs import flatten_goal_obs
 
     eps = load_dataset(tmp_path / "d").episodes
     parity = np.concatenate([flatten_goal_obs(e.observations) for e in eps] * 20)

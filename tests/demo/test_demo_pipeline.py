@@ -54,7 +54,7 @@ def test_reduced_demo_produces_every_artifact(tmp_path, ros_env, monkeypatch):
 
 def test_a_second_demo_run_keeps_the_previous_output(tmp_path):
     """Re-running the demo into the same directory moves the last output aside instead of failing on it."""
-    from robot_rl.demo import keep_previous
+    from robot_rl.commands.demo import keep_previous
 
     out = tmp_path / "demo"
     assert keep_previous(out) is None  # nothing there yet

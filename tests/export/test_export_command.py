@@ -11,8 +11,8 @@ import yaml
 from robot_rl.cli import main
 from robot_rl.core.profile import load_profile
 from robot_rl.export.runtime import OnnxPolicy
+from robot_rl.scale.envs import make_env
 from robot_rl.train import load_policy
-from robot_rl.train.envs import make_env
 
 ENV_ID = "robot_rl/CartpoleBalance-v0"
 SAC_TINY = {

@@ -35,7 +35,7 @@ def test_one_step_nrmse_and_rail_mask():
 
 def test_state_units_wrapper_undoes_normalization():
     from robot_rl.algos.pets import ProbabilisticEnsemble
-    from robot_rl.algos.pets_artifact import StateUnits
+    from robot_rl.train.pets_artifact import StateUnits
 
     torch.manual_seed(0)
     model = ProbabilisticEnsemble(4, 1, [1], 3, [16], "silu")

@@ -134,7 +134,7 @@ def test_refuses_the_other_robot(name):
 
 def _arm_success(name: str, zero_torque: bool = False) -> float:
     """Success rate on ``ARM_GOALS`` held-out goals with the ONNX policy (or zero torque: the floor of the check)."""
-    from robot_rl.train.envs import obs_names_of
+    from robot_rl.scale.envs import obs_names_of
 
     env = make("robot_rl/ArmReach-v0", distance_threshold=ARM_SUCCESS_M)
     obs, _ = env.reset(seed=HELD_OUT_SEED)

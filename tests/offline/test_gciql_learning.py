@@ -21,11 +21,11 @@ from robot_rl.algos.gcbc import GcbcConfig, GcbcExperiment
 from robot_rl.algos.gciql import GcIqlExperiment
 from robot_rl.algos.iql import DatasetConfig, IqlConfig
 from robot_rl.commands.collect import ReachExpert
+from robot_rl.core.experiment import EnvConfig
 from robot_rl.data.dataset import DatasetWriter, record_episode
 from robot_rl.data.relabel import RelabelConfig
 from robot_rl.envs import make
-from robot_rl.train.config import EnvConfig
-from robot_rl.train.envs import FlattenGoalObservation
+from robot_rl.scale.envs import FlattenGoalObservation
 
 SUCCESS_M = 0.1
 HORIZON = 50

@@ -12,10 +12,10 @@ import torch
 from robot_rl.algos.gcbc import GcbcConfig, GcbcExperiment
 from robot_rl.algos.gciql import GcIqlExperiment
 from robot_rl.algos.iql import DatasetConfig, IqlConfig, IqlExperiment
+from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.dataset import DatasetWriter, record_episode
 from robot_rl.envs import make
 from robot_rl.train import load_policy, save_atomic
-from robot_rl.train.config import EnvConfig, TrainConfig
 
 
 def _dataset(path, env_id, n=4, steps=25):
@@ -97,17 +97,10 @@ def test_policy_round_trips_through_load_policy(arm_data, cartpole_data, tmp_pat
         assert out.abs().max() <= 1.0
 
 
-def test_offline_run_through_the_training_loop(arm_data, cartpole_data, tmp_path, monkeypatch):
+def test_offline_run_through_the_training_loop(arm_data, cartpole_data, tmp_path):
     from robot_rl.train import runner
-    from robot_rl.train.config import EXPERIMENTS
 
-    # Registration of the offline algorithms in robot_rl.train (owned by the training module): done here until
-    # config.EXPERIMENTS and runner.make_learner carry it (see docs/datasets.md "Training").
-    for algo, cls in (("iql", IqlExperiment), ("gciql", GcIqlExperiment), ("gcbc", GcbcExperiment)):
-        monkeypatch.setitem(EXPERIMENTS, algo, lambda cls=cls: cls)
-    base = runner.make_learner
-    monkeypatch.setattr(runner, "make_learner", lambda cfg: cfg.make_learner() if hasattr(cfg, "make_learner")
-                        else base(cfg))
+    # the algorithm registry (robot_rl.algos.registry) gives the runner the GC-IQL learner and the segment loop
     cfg = _experiments(arm_data, cartpole_data)[1]
     info = runner.train(cfg, tmp_path / "run")
     assert info["status"] == "complete" and info["env_steps"] == 40

@@ -143,7 +143,7 @@ def test_shipped_sim_policy_launch_balances_and_records(tmp_path, ros_env):
     from rosbags.typesys import Stores, get_typestore
 
     from robot_rl.core.profile import load_profile
-    from robot_rl.deploy.lqr_policy import write_lqr_artifact
+    from robot_rl.export.lqr import write_lqr_artifact
 
     model = write_lqr_artifact(tmp_path / "lqr", load_profile("cartpole"), "robot_rl/CartpoleBalance-v0")
     bag = tmp_path / "bag"

@@ -4,7 +4,7 @@
 process (tests/ros/joint_state_injector.py).
 
 Policy: no trained SAC model ships yet, so the tests use the LQR gain of the cart-pole (linearized MJCF, discrete
-LQR) exported as a linear ONNX layer with a sidecar (``robot_rl.deploy.lqr_policy.write_lqr_artifact``), run by the
+LQR) exported as a linear ONNX layer with a sidecar (``robot_rl.export.lqr.write_lqr_artifact``), run by the
 real ``OnnxPolicy`` inside the node.
 """
 
@@ -30,7 +30,7 @@ ENV_ID = "robot_rl/CartpoleBalance-v0"
 @pytest.fixture(scope="module")
 def lqr_model(tmp_path_factory):
     from robot_rl.core.profile import load_profile
-    from robot_rl.deploy.lqr_policy import write_lqr_artifact
+    from robot_rl.export.lqr import write_lqr_artifact
 
     return write_lqr_artifact(tmp_path_factory.mktemp("lqr") / "cartpole_lqr", load_profile("cartpole"), ENV_ID)
 

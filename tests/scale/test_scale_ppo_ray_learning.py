@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 from robot_rl.algos.ppo import PpoLearner
+from robot_rl.scale.envs import make_env
 from robot_rl.scale.ppo_rollout import ppo_train_until
 from robot_rl.scale.source import RayRolloutSource
 from robot_rl.train.config import load_experiment
-from robot_rl.train.envs import evaluate_episodes, make_env
+from robot_rl.train.evaluate import evaluate_episodes
 from robot_rl.train.runner import configure_torch
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "ppo_cartpole_balance.yaml"

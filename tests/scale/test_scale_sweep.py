@@ -8,9 +8,9 @@ import pytest
 import yaml
 from scale_tiny_configs import PPO_RAW
 
-from robot_rl.scale.sweep import parse_grid, plan_trials, run_sweep, run_trial, trial_overrides, trial_status
 from robot_rl.train.config import load_experiment
 from robot_rl.train.runner import train
+from robot_rl.train.sweep import parse_grid, plan_trials, run_sweep, run_trial, trial_overrides, trial_status
 
 GRID = ["ppo.learning_rate=0.001,0.0003"]
 SHORT = {**PPO_RAW, "train": {**PPO_RAW["train"], "total_steps": 256, "log_every_steps": 128,

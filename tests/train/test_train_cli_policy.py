@@ -10,9 +10,9 @@ from train_tiny_configs import SAC_TINY
 
 from robot_rl.cli import main
 from robot_rl.core.config import config_hash
+from robot_rl.scale.envs import make_env
 from robot_rl.train import CheckpointError, load_policy
 from robot_rl.train.config import load_experiment
-from robot_rl.train.envs import make_env
 
 
 @pytest.fixture(scope="module")

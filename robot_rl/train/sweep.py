@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.train.config import load_experiment
+
 log = logging.getLogger("robot_rl.scale")
 
 
@@ -101,7 +103,7 @@ def run_trial(config_path: str, overrides: list[str], run_dir: str) -> dict:
 
     Idempotent, so Ray may retry it after a crash: the retry resumes instead of starting over.
     """
-    from robot_rl.train.config import load_experiment
+    # the runner (torch, the env stack) is imported where a trial runs, which is a Ray worker on the Ray backend
     from robot_rl.train.runner import train
 
     run_dir = Path(run_dir)
@@ -125,8 +127,6 @@ def run_sweep(config_path: str | Path, grid: dict[str, list[str]], seeds: list[i
     """Run (or finish) a sweep; returns ``{"trials": [...], "actions": {name: skipped|resumed|started},
     "failed": {name: error}, "summary": path, "plot": path}``.
     """
-    from robot_rl.train.config import load_experiment
-
     out_dir = Path(out_dir)
     config_path = Path(config_path)
     overrides = ["train.progress=false", *overrides]

@@ -1,6 +1,6 @@
 """Load a PETS ensemble from a ``robot-rl train`` run and export it for the robot.
 
-    python -m robot_rl.algos.pets_artifact runs/pets_x --out models/cartpole_pets_x [--profile cartpole]
+    python -m robot_rl.train.pets_artifact runs/pets_x --out models/cartpole_pets_x [--profile cartpole]
 
 Writes ``dynamics.onnx`` + ``dynamics.json`` with ``robot_rl.export.onnx.export_ensemble`` (the same artifact as
 ``scripts/train_pets_dynamics.py``: outputs in state units, ``mean`` = predicted delta ``x' - x`` of the physics state,

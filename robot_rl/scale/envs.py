@@ -1,4 +1,4 @@
-"""Environment construction and deterministic evaluation for the learners.
+"""Environment construction for the learners and the rollout workers.
 
 ``robot_rl/...`` ids come from ``robot_rl.envs.make`` / ``robot_rl.envs.vector.make_vec``; any other id is created
 with ``gymnasium.make`` (actions rescaled to [-1, 1]) so the learners also run on stock Gymnasium tasks.
@@ -8,11 +8,8 @@ exported policy uses).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import gymnasium as gym
 import numpy as np
-import torch
 
 
 def is_goal_space(space: gym.Space) -> bool:
@@ -97,27 +94,3 @@ def episode_success(info: dict) -> float:
     if "is_success" in info:
         return float(bool(np.asarray(info["is_success"]).reshape(-1)[0]))
     return float("nan")
-
-
-@torch.no_grad()
-def evaluate_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, seeds: list[int]) -> list[dict]:
-    """Run one deterministic episode per seed with ``policy`` (raw obs ``[1, n_obs]`` -> action ``[1, n_act]``).
-
-    Returns one dict per episode: ``seed``, ``return``, ``length``, ``success`` (NaN when the task has none),
-    ``physics_error`` (bool).
-    """
-    rows = []
-    for s in seeds:
-        obs, info = env.reset(seed=int(s))
-        total, length, physics_error = 0.0, 0, False
-        while True:
-            act = policy(torch.as_tensor(flatten_goal_obs(obs)).unsqueeze(0))[0].numpy()
-            obs, rew, terminated, truncated, info = env.step(act)
-            total += float(rew)
-            length += 1
-            physics_error |= bool(info.get("physics_error", False))
-            if terminated or truncated:
-                break
-        rows.append({"seed": int(s), "return": total, "length": length, "success": episode_success(info),
-                     "physics_error": physics_error})
-    return rows
