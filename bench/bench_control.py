@@ -203,7 +203,7 @@ def report(r: dict) -> str:
         + (f", first call in this process {r['jit_s']:.2f} s: compile, or load from the `__pycache__` disk cache" if
            r["jit_s"] is not None else "") + f"). The whole-solve wall time uses the default backend ({BACKENDS[-1]}). "
         f"Jacobians and forward passes run in `MujocoDynamics`' compiled MuJoCo loops (`backend` "
-        f"{_dynamics('exact').backend}: numba calling libmujoco, robot_rl/control/mujoco_jit.py). The `native` model's "
+        f"{_dynamics('exact').backend}: numba calling libmujoco, robot_rl/core/mujoco_jit.py). The `native` model's "
         "1 s horizon is too short to swing up from hanging; its iteration is timed along its 20-iteration solve "
         "all the same.",
         "",

@@ -26,7 +26,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
-from robot_rl.control import mujoco_jit
+from robot_rl.core import mujoco_jit
 
 DEFAULT_MAX_ABS_STATE = 1e6
 _DIVERGENCE_WARNINGS = tuple(int(w) for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
@@ -196,7 +196,7 @@ class MujocoDynamics:
             control period: about ``frame_skip x`` cheaper derivatives and rollouts). ``dt`` is unchanged; then
             ``self.model`` / ``scenario_models`` are the coarse copies and ``self.frame_skip`` is 1. Default False:
             the exact ``frame_skip`` substeps of the simulator.
-        backend: ``"auto"`` (default): the compiled loops of :mod:`robot_rl.control.mujoco_jit` for ``jacobians``
+        backend: ``"auto"`` (default): the compiled loops of :mod:`robot_rl.core.mujoco_jit` for ``jacobians``
             and ``closed_loop`` when numba is installed, else Python loops; ``"python"``: always the Python loops;
             ``"numba"``: the compiled loops or an error. Same C calls in the same order either way (bit-identical
             results on one-actuator models).
@@ -335,7 +335,7 @@ class MujocoDynamics:
         ctrl, step, get, spec = d.ctrl, mujoco.mj_step, mujoco.mj_getState, self._tspec
         lo, hi = self.u_min, self.u_max
         loop = self._kernel(1)
-        if loop is not None:  # the same calls from compiled code (robot_rl.control.mujoco_jit); shapes checked above
+        if loop is not None:  # the same calls from compiled code (robot_rl.core.mujoco_jit); shapes checked above
             loop(m._address, d._address, S[0, 1:].copy(), np.ascontiguousarray(c), np.ascontiguousarray(K), S, Un,
                  ctrl, self._xspec, spec, fs, lo, hi)
         elif nu == 1:  # one actuator: the feedback in Python floats (cheaper than array ops on 4-vectors)
@@ -395,7 +395,7 @@ class MujocoDynamics:
             raise ValueError(f"MujocoDynamics.jacobians: expected X [>={T}, {self.nx}] and U [T, {self.nu}], got "
                              f"{X.shape} and {U.shape}")
         jac = self._kernel(0)
-        if jac is not None:  # the same calls from compiled code (robot_rl.control.mujoco_jit); shapes checked above
+        if jac is not None:  # the same calls from compiled code (robot_rl.core.mujoco_jit); shapes checked above
             jac(m._address, d._address, X, np.ascontiguousarray(U, float), ctrl, As, Bs, spec, eps, fs)
         else:
             A0, B0 = list(As[0]), list(Bs[0])

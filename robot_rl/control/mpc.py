@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_rl.control import ilqr, ilqr_jit, mujoco_jit, sampling
+from robot_rl.control import ilqr, ilqr_jit, sampling
+from robot_rl.core import mujoco_jit
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Plan:
 class IlqrPlanner:
     """iLQR as an MPC planner: ``optimize(x0, U0, deadline) -> Solution``. With the numba backend (``settings.jit``)
     the kernel is compiled (or loaded from its disk cache) here, at construction; so are the compiled MuJoCo loops of
-    a ``MujocoDynamics`` with ``backend == "numba"`` (:mod:`robot_rl.control.mujoco_jit`).
+    a ``MujocoDynamics`` with ``backend == "numba"`` (:mod:`robot_rl.core.mujoco_jit`).
     """
 
     def __init__(self, dynamics, cost, settings: ilqr.IlqrSettings | None = None):

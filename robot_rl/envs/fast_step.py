@@ -5,7 +5,7 @@ For a small model the physics of a control step costs a few microseconds (cart-p
 the Python around it (action noise and latency, the ctrl write, reading the state, sensor noise, building the
 observation, the divergence check) cost more than the physics itself. This kernel does that work in one compiled call
 that runs ``mj_step`` on the model's and data's raw addresses through libmujoco (the same library copy the bindings
-use, see :mod:`robot_rl.control.mujoco_jit`); ``info`` and everything that draws random numbers (noise chunks,
+use, see :mod:`robot_rl.core.mujoco_jit`); ``info`` and everything that draws random numbers (noise chunks,
 pushes, interval resampling) stay in Python, in the same order as before, so the random stream and every returned
 value are those of the Python step (tests compare the two bit for bit).
 
@@ -62,7 +62,7 @@ def kernel(reward_factory=None, batch: bool = False):
         return k
     with _lock:
         if key not in _kernels and _reason is None:
-            from robot_rl.control import mujoco_jit
+            from robot_rl.core import mujoco_jit
 
             if not mujoco_jit.AVAILABLE:
                 _reason = mujoco_jit.unavailable_reason()

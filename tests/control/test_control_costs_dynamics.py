@@ -6,10 +6,10 @@ import mujoco
 import numpy as np
 import pytest
 
-from robot_rl.control import mujoco_jit
 from robot_rl.control.costs import Cost, CostConfig, CostTermConfig
 from robot_rl.control.dynamics import CallableDynamics, MujocoDynamics, fd_jacobians
 from robot_rl.control.randomize import perturbed_models
+from robot_rl.core import mujoco_jit
 from robot_rl.core.assets import find_asset
 from robot_rl.core.config import ConfigError, from_dict
 
@@ -285,7 +285,7 @@ def test_mujoco_dynamics_loops_refuse_wrong_shapes(backend):
 
 def test_auto_backend_falls_back_to_python_loops_when_the_kernels_fail(monkeypatch):
     def broken():
-        raise RuntimeError("robot_rl.control.mujoco_jit: building the kernels failed: ImportError: test")
+        raise RuntimeError("robot_rl.core.mujoco_jit: building the kernels failed: ImportError: test")
 
     monkeypatch.setattr(mujoco_jit, "kernels", broken)
     X, U = np.zeros((4, 4)), np.zeros((3, 1))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import robot_rl.envs as E
-from robot_rl.control import mujoco_jit
+from robot_rl.core import mujoco_jit
 from robot_rl.envs.batched import batch_support
 from robot_rl.envs.vector import make_vec
 

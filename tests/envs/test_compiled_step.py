@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import robot_rl.envs as E
-from robot_rl.control import mujoco_jit
+from robot_rl.core import mujoco_jit
 from robot_rl.envs import fast_step
 
 pytestmark = pytest.mark.skipif(not mujoco_jit.AVAILABLE, reason=str(mujoco_jit.unavailable_reason()))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robot_rl.envs as E
-from robot_rl.control import mujoco_jit
+from robot_rl.core import mujoco_jit
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.cartpole import OBSERVATION, task
 from robot_rl.envs.rewards import gaussian

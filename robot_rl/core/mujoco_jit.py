@@ -132,14 +132,14 @@ def kernels():
     """
     global _kernels, _reason, AVAILABLE
     if not AVAILABLE:
-        raise RuntimeError(f"robot_rl.control.mujoco_jit: unavailable: {_reason}")
+        raise RuntimeError(f"robot_rl.core.mujoco_jit: unavailable: {_reason}")
     with _lock:
         if _kernels is None:
             try:
                 _kernels = _compile()
             except Exception as exc:  # noqa: BLE001 - any failure to import numba or compile: report and stop using it
                 _reason, AVAILABLE = f"building the kernels failed: {type(exc).__name__}: {exc}", False
-                raise RuntimeError(f"robot_rl.control.mujoco_jit: {_reason}") from exc
+                raise RuntimeError(f"robot_rl.core.mujoco_jit: {_reason}") from exc
     return _kernels
 
 
