@@ -86,11 +86,11 @@ class _Actor:
             return a.numpy(), np.full(n, np.nan, dtype=np.float32)
         out = self.actor(self.normalizer(torch.from_numpy(obs)))
         if self.kind == "gaussian":
-            from robot_rl.algos.ppo import gaussian_log_prob
+            from robot_rl.nets.distributions import gaussian_log_prob
 
             noise = torch.randn(out.shape, generator=gen)
             a = out + self.log_std.exp() * noise
-            return a.numpy(), gaussian_log_prob(a, out, self.log_std).numpy()
+            return a.numpy(), gaussian_log_prob(out, self.log_std, a).numpy()
         from robot_rl.nets.distributions import squash_log_std, tanh_gaussian_sample
 
         noise = torch.randn(n, self.n_act, generator=gen)
