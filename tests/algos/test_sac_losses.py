@@ -149,3 +149,32 @@ def test_numpy_acting_path_matches_torch_actor():
         ref = torch.tanh(mean + squash_log_std(raw).exp() * torch.randn(learner.n_act)).numpy()
     assert fast.dtype == ref.dtype and fast.shape == (learner.n_act,)
     torch.testing.assert_close(torch.from_numpy(fast), torch.from_numpy(ref))
+
+
+def test_learning_rate_groups_and_optimizer_state_round_trip():
+    """Different critic / actor learning rates give two Adam groups; without autotuning the temperature is in none.
+    A learner's state dict restores the complete optimizer state (moments and step of every group)."""
+    from robot_rl.algos.sac import SacLearner
+    from robot_rl.train.config import load_experiment
+
+    raw = {"algo": "sac", "seed": 0, "env": {"id": "robot_rl/PendulumSwingup-v0"},
+           "sac": {"learning_starts": 20, "batch_size": 16, "actor_hidden": [8], "critic_hidden": [8],
+                   "actor_lr": 1e-3, "critic_lr": 3e-4, "autotune_alpha": False}}
+    learner = SacLearner(load_experiment(raw=raw))
+    learner.begin_segment(0)
+    learner.train_until(40)
+    groups = learner.opt.param_groups
+    assert [g["lr"] for g in groups] == [3e-4, 1e-3]
+    assert groups[0]["params"][0].numel() == learner.n_critic
+    assert groups[1]["params"][0].numel() == learner.flat.numel() - learner.n_critic - 1  # not log_alpha
+    alpha_before = learner.log_alpha.item()
+    learner.update()
+    assert learner.log_alpha.item() == alpha_before
+    fresh = SacLearner(load_experiment(raw=raw))
+    fresh.load_state_dict(learner.state_dict())
+    a, b = learner.opt.state_dict(), fresh.opt.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for i in a["state"]:
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(a["state"][i][k], b["state"][i][k], rtol=0, atol=0)
+    torch.testing.assert_close(fresh.flat, learner.flat, rtol=0, atol=0)
