@@ -1,6 +1,7 @@
 """robot_rl SAC / PPO side by side with Stable-Baselines3 2.9.2 on the same robot_rl envs.
 
     python bench/bench_sb3.py [--quick]        # writes bench/results/sb3.md and bench/results/sb3_curves.png
+    python bench/bench_sb3.py --sac-speed      # prints the SAC time-per-step table only
     pytest -m bench bench/bench_sb3.py         # the --quick variant, checks the speed target
 
 Both libraries get the same env object type (``robot_rl.envs.make``, ``default`` randomization on), net sizes,
@@ -8,8 +9,9 @@ batch size, update-to-data ratio (1 gradient step per env step), learning-starts
 runs 1 thread for both. Measured:
 
 1. SAC time per env step *with updates* (after learning starts), robot_rl vs SB3, at the shipped configs' hidden
-   size (64x64) and at SB3's default (256x256). Both process CPU time (robust on a shared machine) and best-of wall
-   time are reported; runs are interleaved so both see the same machine load.
+   size (64x64) and at SB3's default (256x256) (``--sac-speed``: this section alone). Both process CPU time
+   (robust on a shared machine) and best-of wall time are reported; runs are interleaved so both see the same
+   machine load.
 2. SAC final deterministic return on held-out randomization seeds after a fixed budget, pendulum and cart-pole
    swing-up, 3 seeds.
 3. PPO wall-clock (training time, evaluation excluded) until the cart-pole balance evaluation return >= 400.
@@ -36,19 +38,14 @@ EVAL_SEEDS = [1_000_000_000 + i for i in range(5)]
 PPO_THRESHOLD = 400.0
 
 
-def _our_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: int, compile: bool = False):
+def _our_sac(env_id: str, hidden: int, seed: int, learning_starts: int, batch: int):
     from robot_rl.algos.sac import SacLearner
     from robot_rl.train.config import load_experiment
 
     cfg = load_experiment(raw={"algo": "sac", "seed": seed, "env": {"id": env_id, "randomization": "default"},
                                "sac": {"learning_starts": learning_starts, "batch_size": batch,
                                        "actor_hidden": [hidden, hidden], "critic_hidden": [hidden, hidden]}})
-    old = os.environ.get("ROBOT_RL_SAC_COMPILE")
-    os.environ["ROBOT_RL_SAC_COMPILE"] = "1" if compile else "0"
-    try:
-        learner = SacLearner(cfg)
-    finally:
-        os.environ.pop("ROBOT_RL_SAC_COMPILE") if old is None else os.environ.update(ROBOT_RL_SAC_COMPILE=old)
+    learner = SacLearner(cfg)
     learner.begin_segment(0)
     return learner
 
@@ -84,30 +81,19 @@ def _sb3_policy(model, vecnorm=None):
     return act
 
 
-def sac_speed(env_id: str, hidden: int, seeds: list[int], steps: int, compiled: bool = True) -> dict:
-    """Per env step (with one update each) after learning starts: CPU ms and best wall ms, both libraries.
-
-    ``compiled``: also time robot_rl with ``ROBOT_RL_SAC_COMPILE=1`` (its one-off compile, in the warm-up, is
-    reported as ``compile_s``: wall seconds of the warm-up beyond the eager learner's).
-    """
-    kinds = ["ours", "sb3"] + (["ourc"] if compiled else [])
+def sac_speed(env_id: str, hidden: int, seeds: list[int], steps: int) -> dict:
+    """Per env step (with one update each) after learning starts: CPU ms and best wall ms, both libraries."""
+    kinds = ["ours", "sb3"]
     out = {f"{k}_{m}": [] for k in kinds for m in ("cpu", "wall")}
-    out["compile_s"] = []
     for seed in seeds:
         learners = {}
         for k in kinds:
-            t = time.perf_counter()
             if k == "sb3":
                 learners[k] = _sb3_sac(env_id, hidden, seed, 256, 256)
                 learners[k].learn(300)
             else:
-                learners[k] = _our_sac(env_id, hidden, seed, 256, 256, compile=k == "ourc")
+                learners[k] = _our_sac(env_id, hidden, seed, 256, 256)
                 learners[k].train_until(300)
-            out["compile_s"].append(time.perf_counter() - t if k == "ourc" else 0.0)
-            if k == "ours":
-                eager_warmup = time.perf_counter() - t
-        if compiled:
-            out["compile_s"][-1] -= eager_warmup
         for _ in range(2):  # interleave: all see the same load
             for k, learner in learners.items():
                 c, w = time.process_time(), time.perf_counter()
@@ -117,8 +103,7 @@ def sac_speed(env_id: str, hidden: int, seeds: list[int], steps: int, compiled: 
                     learner.train_until(learner.env_steps + steps)
                 out[f"{k}_cpu"].append((time.process_time() - c) / steps)
                 out[f"{k}_wall"].append((time.perf_counter() - w) / steps)
-    res = {k: float(np.median(v)) if "cpu" in k else float(np.min(v)) for k, v in out.items() if k != "compile_s"}
-    res["compile_s"] = float(max(out["compile_s"]))
+    res = {k: float(np.median(v)) if "cpu" in k else float(np.min(v)) for k, v in out.items()}
     res["load_avg"] = os.getloadavg()[0]
     return res
 
@@ -294,6 +279,17 @@ def run(quick: bool) -> dict:
     return results
 
 
+def sac_speed_table(speed: dict) -> list[str]:
+    """Markdown rows of ``{hidden: sac_speed(...)}``."""
+    lines = ["| hidden | robot_rl CPU ms | SB3 CPU ms | ratio (CPU) | robot_rl wall ms | SB3 wall ms | ratio (wall) "
+             "| load |", "|---|---|---|---|---|---|---|---|"]
+    for hidden, s in speed.items():
+        oc, sc, ow, sw = s["ours_cpu"], s["sb3_cpu"], s["ours_wall"], s["sb3_wall"]
+        lines.append(f"| {hidden}x{hidden} | {oc * 1e3:.2f} | {sc * 1e3:.2f} | {oc / sc:.2f} | {ow * 1e3:.2f} | "
+                     f"{sw * 1e3:.2f} | {ow / sw:.2f} | {s['load_avg']:.1f} |")
+    return lines
+
+
 def write_report(results: dict) -> Path:
     import matplotlib
 
@@ -312,18 +308,8 @@ def write_report(results: dict) -> Path:
              f"1-minute load average at the start and after each section: {load_txt}; "
              f"{elapsed:.0f} min of wall time so far.", "",
              "## SAC time per env step (one gradient update per step, batch 256, robot_rl/PendulumSwingup-v0)", "",
-             "Process CPU ms per env step (median of the interleaved windows) and best wall ms. robot_rl: default "
-             "(eager, hand-derived gradients); compiled: `ROBOT_RL_SAC_COMPILE=1` (torch.compile of the same "
-             "update; its one-off compile time is the last column, excluded from the per-step times).", "",
-             "| hidden | robot_rl CPU ms | compiled CPU ms | SB3 CPU ms | ratio (CPU) | ratio compiled (CPU) "
-             "| robot_rl wall ms | compiled wall ms | SB3 wall ms | ratio (wall) | compile s | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for hidden, s in results["speed"].items():
-        oc, cc, sc = s["ours_cpu"], s.get("ourc_cpu", float("nan")), s["sb3_cpu"]
-        ow, cw, sw = s["ours_wall"], s.get("ourc_wall", float("nan")), s["sb3_wall"]
-        lines.append(f"| {hidden}x{hidden} | {oc * 1e3:.2f} | {cc * 1e3:.2f} | {sc * 1e3:.2f} | {oc / sc:.2f} | "
-                     f"{cc / sc:.2f} | {ow * 1e3:.2f} | {cw * 1e3:.2f} | {sw * 1e3:.2f} | {ow / sw:.2f} | "
-                     f"{s.get('compile_s', float('nan')):.0f} | {s.get('load_avg', float('nan')):.1f} |")
+             "Process CPU ms per env step (median of the interleaved windows) and best wall ms. robot_rl: autograd "
+             "update, `torch.optim.Adam(fused=True)`.", ""] + sac_speed_table(results["speed"])
     lines += ["", "## SAC final deterministic return on held-out randomization seeds (5 episodes each)", "",
               "Same hidden 64x64, batch 128, learning starts 1000, UTD 1 for both.", "",
               "| env | budget (steps) | robot_rl return | SB3 return | robot_rl train s | SB3 train s |",
@@ -375,15 +361,24 @@ def write_report(results: dict) -> Path:
 @pytest.mark.bench
 def test_sac_faster_than_sb3():
     torch.set_num_threads(1)
-    s = sac_speed("robot_rl/PendulumSwingup-v0", 64, [0], 200, compiled=False)
+    s = sac_speed("robot_rl/PendulumSwingup-v0", 64, [0], 200)
     assert s["ours_cpu"] <= 0.5 * s["sb3_cpu"], s
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 seed and shorter budgets (minutes)")
+    ap.add_argument("--sac-speed", action="store_true",
+                    help="only the SAC time-per-step section (3 seeds, 64x64 and 256x256): print its table, "
+                         "write nothing")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # SB3 may write logs in the working directory
-        print(write_report(run(args.quick)))
+        if args.sac_speed:
+            torch.set_num_threads(1)
+            print(f"1-minute load average at the start: {os.getloadavg()[0]:.1f}")
+            speed = {h: sac_speed("robot_rl/PendulumSwingup-v0", h, [0, 1, 2], 500) for h in (64, 256)}
+            print("\n".join(sac_speed_table(speed)))
+        else:
+            print(write_report(run(args.quick)))
     sys.exit(0)

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.algos.iql import DatasetConfig, gaussian_log_prob
+from robot_rl.algos.iql import DatasetConfig
 from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.dataset import load_dataset
 from robot_rl.data.relabel import GoalEpisodes, RelabelConfig
-from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets import PolicyModule, RunningNormalizer, gaussian_log_prob, mlp
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from torch import nn
 from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.dataset import load_dataset
 from robot_rl.data.relabel import Transitions
-from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, gaussian_log_prob, mlp
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,6 @@ def td_target(rew: torch.Tensor, mask: torch.Tensor, next_v: torch.Tensor, gamma
 def awr_weights(adv: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
     """``min(exp(beta adv), max_weight)``, computed as ``exp(min(beta adv, log max_weight))`` (no overflow)."""
     return torch.exp(torch.clamp(beta * adv, max=math.log(max_weight)))
-
-
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """Diagonal Gaussian log-density of ``action``, summed over action dims. ``[B, n_act] -> [B]``."""
-    z = (action - mean) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def awr_actor_loss(weights: torch.Tensor, log_prob: torch.Tensor) -> torch.Tensor:

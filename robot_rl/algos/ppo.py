@@ -6,14 +6,15 @@ schedule. The policy is a diagonal Gaussian with a state-independent log-std; sa
 [-1, 1] by the env interface, the deterministic action is ``clip(mean, -1, 1)``. Time-limit truncations bootstrap:
 ``r += gamma V(final_obs)`` (Pardo et al. 2018, "Time Limits in Reinforcement Learning").
 
-Speed (bench/results/sb3.md): minibatch gradients derived by hand (``robot_rl.algos.ppo_grads``; autograd for
-activations it lacks), parameters and gradients as views of one flat vector each (global-norm clip and Adam are one
-pass), rollouts in numpy (joint actor+critic pass per env step on a copy of the live weights, observation statistics
-folded in numpy, numpy GAE).
+Speed (bench/results/sb3.md): parameters and gradients as views of one flat vector each, so autograd accumulates
+into one gradient and the global-norm clip and ``torch.optim.Adam(fused=True)`` are one pass each; rollouts in
+numpy (joint actor+critic pass per env step on a copy of the live weights, observation statistics folded in numpy,
+numpy GAE).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,12 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.algos.ppo_grads import STAT_NAMES, FlatAdam, clip_grad_norm_flat_, fused_supported, ppo_grads
-from robot_rl.algos.sac import pack_parameters
 from robot_rl.core.experiment import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.data.rollout import RolloutStorage
-from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
-from robot_rl.nets.distributions import gaussian_log_prob
+from robot_rl.nets import (
+    PolicyModule,
+    RunningNormalizer,
+    flat_adam,
+    gaussian_log_prob,
+    load_adam_state,
+    mlp,
+    pack_parameters,
+)
 from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.scale.envs import final_obs_rows, flatten_goal_obs, make_vec_env
 from robot_rl.scale.ppo_rollout import collect_ppo_rollout
@@ -149,6 +155,19 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     return ((log_ratio.exp() - 1.0) - log_ratio).mean()
 
 
+def clip_grad_norm_flat_(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``nn.utils.clip_grad_norm_`` on one flat gradient ``[n]``: scale it by ``min(1, max_norm / (norm + 1e-6))``
+    in place. Returns the norm before clipping (0-d).
+    """
+    norm = torch.linalg.vector_norm(grad)
+    grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
+STAT_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
+_ENTROPY_CONST = 0.5 * math.log(2 * math.pi * math.e)  # entropy of N(0, 1) per dimension
+
+
 # --------------------------------------------------------------------------- learner
 
 
@@ -213,13 +232,10 @@ class PpoLearner:
         self.critic = mlp(self.n_obs, 1, c.critic_hidden, c.activation, output_gain=1.0)
         self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))
         self.params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
-        # parameters and their .grad become views of one flat vector each: the gradient-norm clip and Adam are one
-        # pass over it; the hand-derived gradients (robot_rl.algos.ppo_grads) are written into the views
+        # parameters and their .grad become views of one flat vector each: autograd accumulates into one gradient,
+        # the gradient-norm clip and Adam are one pass over it
         self.flat, self.flat_grad = pack_parameters(self.params)
-        self.opt = FlatAdam(self.flat, self.flat_grad, c.learning_rate, eps=1e-5)
-        self._fused = fused_supported(c.activation)
-        self._actor_layers = [m for m in self.actor if isinstance(m, nn.Linear)]
-        self._critic_layers = [m for m in self.critic if isinstance(m, nn.Linear)]
+        self.opt = flat_adam(self.flat, self.flat_grad, [(0, self.flat.numel(), c.learning_rate)], eps=1e-5)
         # numpy views of the actor / critic weights (Adam and load_state_dict update them in place) for rollouts
         self._np_nets = (_np_layers(self.actor), _np_layers(self.critic)) if c.activation in ("relu", "tanh") \
             else None
@@ -337,7 +353,7 @@ class PpoLearner:
             action = mean + std * noise
             s_obs[t] = obs
             s_act[t] = action
-            # gaussian_log_prob(action, mean, log_std) with (action - mean) / std recomputed as in the torch form
+            # gaussian_log_prob(mean, log_std, action) of robot_rl.nets, in numpy
             s_logp[t] = (-0.5 * np.square((action - mean) / std)).sum(-1) + logp_const
             s_val[t] = value
             next_obs, rew, terminated, truncated, infos = self.env.step(np.clip(action, -1.0, 1.0))
@@ -368,7 +384,7 @@ class PpoLearner:
         """``n_epochs`` passes of minibatch gradient steps over the rollout in ``self.storage`` (KL early stop)."""
         c, s = self.cfg, self.storage
         if c.lr_schedule == "linear":
-            self.opt.lr = c.learning_rate * max(0.0, 1.0 - self.iteration / self.total_iterations)
+            self.lr = c.learning_rate * max(0.0, 1.0 - self.iteration / self.total_iterations)
         n = s.n_steps * s.n_envs
         mb = n // c.n_minibatches
         # one [n, n_obs + n_act + 4] table: a minibatch is one row gather per epoch and views of it
@@ -399,46 +415,50 @@ class PpoLearner:
             torch.set_flush_denormal(False)
         for k, v in zip(STAT_NAMES, torch.stack(stats).mean(0).tolist()):
             self._stats.setdefault(k, []).append(v)
-        self._stats.setdefault("learning_rate", []).append(self.opt.lr)
+        self._stats.setdefault("learning_rate", []).append(self.lr)
 
-    def compute_grads(self, minibatch: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
-        """Gradient of the PPO loss on one minibatch into ``self.flat_grad`` (before the norm clip).
+    def compute_grads(self, minibatch: torch.Tensor) -> torch.Tensor:
+        """Gradient of the PPO loss on one minibatch into ``self.flat_grad`` (autograd; before the norm clip).
 
         ``minibatch`` ``[B, n_obs + n_act + 4]``: rows of the update's table, columns normalized obs, actions,
-        behaviour log-prob, value estimate, (raw) advantage, return. ``fused`` (default: when the activation allows)
-        uses the hand-derived gradients of ``robot_rl.algos.ppo_grads``; ``False`` uses autograd. Returns the
-        statistics ``[policy_loss, value_loss, entropy, approx_kl, clip_frac]``.
+        behaviour log-prob, value estimate, (raw) advantage, return. Returns the statistics
+        ``[policy_loss, value_loss, entropy, approx_kl, clip_frac]`` (``STAT_NAMES``).
         """
         c = self.cfg
         k = self.n_obs + self.n_act
         obs, act = minibatch[:, :self.n_obs], minibatch[:, self.n_obs:k]
         old_logp, old_v, adv, ret = (minibatch[:, k + j] for j in range(4))
-        if self._fused if fused is None else fused:
-            return ppo_grads(self._actor_layers, self._critic_layers, self.log_std, c.activation, obs, act, old_logp,
-                             old_v, adv, ret, clip_coef=c.clip_coef, clip_value_loss=c.clip_value_loss,
-                             value_coef=c.value_coef, entropy_coef=c.entropy_coef,
-                             normalize_advantages=c.normalize_advantages)
         if c.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        log_ratio = gaussian_log_prob(act, self.actor(obs), self.log_std) - old_logp
+            std, mean = torch.std_mean(adv)
+            adv = (adv - mean) / (std + 1e-8)
+        log_ratio = gaussian_log_prob(self.actor(obs), self.log_std, act) - old_logp
         ratio = log_ratio.exp()
         pg = ppo_clip_loss(ratio, adv, c.clip_coef)
         vl = value_loss(self.critic(obs).squeeze(-1), old_v, ret, c.clip_coef if c.clip_value_loss else None)
-        entropy = (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum()
+        entropy = self.log_std.sum() + _ENTROPY_CONST * self.n_act
         loss = pg + c.value_coef * vl - c.entropy_coef * entropy
-        self.flat_grad.zero_()
-        loss.backward()  # accumulates into the .grad views of self.flat_grad
+        self.flat_grad.zero_()  # not opt.zero_grad(): that would detach the .grad views from the flat gradient
+        loss.backward()
         with torch.no_grad():
             clip_frac = ((ratio - 1.0).abs() > c.clip_coef).float().mean()
             return torch.stack([pg, vl, entropy, approx_kl(log_ratio), clip_frac]).detach()
 
+    @property
+    def lr(self) -> float:
+        """Adam's current learning rate (the schedules change it between minibatches)."""
+        return self.opt.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.opt.param_groups[0]["lr"] = float(value)
+
     def _adapt_lr(self, kl: float) -> None:
-        lr = self.opt.lr
+        lr = self.lr
         if kl > 2.0 * self.cfg.desired_kl:
             lr = max(1e-5, lr / 1.5)
         elif kl < 0.5 * self.cfg.desired_kl:
             lr = min(1e-2, lr * 1.5)
-        self.opt.lr = lr
+        self.lr = lr
 
     # ---- logging, policy, state
 
@@ -468,7 +488,7 @@ class PpoLearner:
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "log_std": self.log_std.detach().clone(), "normalizer": self.normalizer.state_dict(),
-                "opt": self.opt.state_dict(), "env_steps": self.env_steps, "iteration": self.iteration,
+                "opt": copy.deepcopy(self.opt.state_dict()), "env_steps": self.env_steps, "iteration": self.iteration,
                 "segment": self.segment, "stats": {k: list(v) for k, v in self._stats.items()},
                 "episodes": [list(e) for e in self._episodes]}
 
@@ -478,7 +498,7 @@ class PpoLearner:
         with torch.no_grad():
             self.log_std.copy_(s["log_std"])
         self.normalizer.load_state_dict(s["normalizer"])
-        self.opt.load_state_dict(s["opt"])
+        load_adam_state(self.opt, s["opt"], self.flat)
         self.env_steps, self.iteration, self.segment = s["env_steps"], s["iteration"], s["segment"]
         self._stats = {k: list(v) for k, v in s["stats"].items()}
         self._episodes = [tuple(e) for e in s["episodes"]]

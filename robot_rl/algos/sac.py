@@ -4,18 +4,18 @@ Twin Q critics evaluated as one batched ensemble forward pass (``EnsembleMLP`` w
 targets, a tanh-squashed Gaussian actor, automatic entropy temperature, configurable update-to-data ratio, and
 running observation normalization (raw observations are stored in replay and normalized when sampled).
 
-Hot-loop choices (see docs/training.md, "Speed"): critic, actor and temperature gradients come from one
-hand-derived forward/backward pass (``robot_rl.algos.sac_grads``; autograd for activations it does not cover,
-same losses) and one fused Adam step per update (their gradients are independent), denormal floats are flushed
+Hot-loop choices (see docs/training.md, "Speed"): critic, actor and temperature losses are summed and
+differentiated by one autograd backward pass (their gradients are independent), accumulated in place into one flat
+gradient vector, and one ``torch.optim.Adam(fused=True)`` step updates all three; denormal floats are flushed
 during the update, replay sampling gathers into preallocated tensors, Polyak averaging is one ``lerp_``, loss
 statistics are summed on-tensor (no ``.item()`` per update) and the exploration actor runs in numpy on views of
-the live weights. ``ROBOT_RL_SAC_COMPILE=1`` additionally ``torch.compile``s the gradient pass.
+the live weights.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from robot_rl.core.experiment import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.data.replay import Batch, ReplayBuffer
-from robot_rl.nets import EnsembleLinear, EnsembleMLP, PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, flat_adam, load_adam_state, mlp, pack_parameters
 from robot_rl.nets.distributions import LOG_STD_MAX, LOG_STD_MIN, squash_log_std, tanh_gaussian_sample
 from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.scale.envs import episode_success, make_env
@@ -137,85 +137,6 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
 
 
-# --------------------------------------------------------------------------- flat parameters + Adam
-
-
-def pack_parameters(params: list[nn.Parameter], with_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Make ``params`` (and their ``.grad``) views into one flat parameter and one flat gradient tensor.
-
-    Autograd then accumulates every gradient in place into the flat gradient, so the optimizer, zeroing and Polyak
-    averaging are a handful of ops on one contiguous vector instead of a loop over tensors. Returns (flat, grad).
-    """
-    n = sum(p.numel() for p in params)
-    flat, grad = torch.empty(n), torch.zeros(n)
-    offset = 0
-    for p in params:
-        k = p.numel()
-        flat[offset:offset + k].copy_(p.detach().reshape(-1))
-        p.data = flat[offset:offset + k].view_as(p)
-        if with_grad:
-            p.grad = grad[offset:offset + k].view_as(p)
-        offset += k
-    return flat, grad
-
-
-class FlatAdam:
-    """Adam (Kingma & Ba 2015, Algorithm 1) on one flat parameter vector with per-element learning rates.
-
-    Same update as ``torch.optim.Adam`` (no weight decay, no amsgrad); ``lr`` ``[n]`` lets one step serve parameter
-    groups with different learning rates. Runs of equal learning rate are found once; a step is one call of
-    torch's fused Adam kernel per run (fallback where torch lacks it: a few passes over the moments plus one
-    ``addcdiv_`` per run).
-    """
-
-    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, betas=(0.9, 0.999),
-                 eps: float = 1e-8):
-        if lr.shape != flat.shape:
-            raise ValueError(f"FlatAdam: lr has shape {tuple(lr.shape)}, the parameters {tuple(flat.shape)}")
-        self.flat, self.grad, self.lr = flat, grad, lr
-        self.beta1, self.beta2 = betas
-        self.eps = eps
-        self.m = torch.zeros_like(flat)
-        self.v = torch.zeros_like(flat)
-        self.t = 0
-        self._denom = torch.zeros_like(flat)
-        values, counts = torch.unique_consecutive(lr, return_counts=True)
-        ends = counts.cumsum(0).tolist()
-        self._runs = [(e - int(n), e, float(v)) for v, n, e in zip(values.tolist(), counts.tolist(), ends)]
-        # torch's fused CPU Adam kernel (what ``torch.optim.Adam(fused=True)`` calls): one pass per run
-        self._fused = hasattr(torch, "_fused_adam_")
-        self._step_t = torch.zeros(())
-
-    def zero_grad(self) -> None:
-        self.grad.zero_()
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        if self._fused:
-            self._step_t.fill_(self.t)
-            for start, end, lr in self._runs:
-                torch._fused_adam_([self.flat[start:end]], [self.grad[start:end]], [self.m[start:end]],
-                                   [self.v[start:end]], [], [self._step_t], amsgrad=False, lr=lr, beta1=self.beta1,
-                                   beta2=self.beta2, weight_decay=0.0, eps=self.eps, maximize=False)
-            return
-        bc1 = 1.0 - self.beta1**self.t
-        bc2 = 1.0 - self.beta2**self.t
-        self.m.lerp_(self.grad, 1.0 - self.beta1)
-        self.v.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1.0 - self.beta2)
-        torch.sqrt(self.v, out=self._denom).div_(math.sqrt(bc2)).add_(self.eps)
-        for start, end, lr in self._runs:
-            self.flat[start:end].addcdiv_(self.m[start:end], self._denom[start:end], value=-lr / bc1)
-
-    def state_dict(self) -> dict:
-        return {"m": self.m.clone(), "v": self.v.clone(), "t": self.t}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.m.copy_(s["m"])
-        self.v.copy_(s["v"])
-        self.t = int(s["t"])
-
-
 # --------------------------------------------------------------------------- learner
 
 
@@ -250,28 +171,18 @@ class SacLearner:
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(c.init_alpha)))
         # Critic, actor and temperature live in one flat parameter vector with one flat gradient; one Adam step
-        # (per-element learning rates) updates all three, see ``update``. The target critic is flat too.
+        # (one parameter group per learning rate) updates all three, see ``update``. The target critic is flat too.
         critic_params, actor_params = list(self.critic.parameters()), list(self.actor.parameters())
         self.flat, self.flat_grad = pack_parameters([*critic_params, *actor_params, self.log_alpha])
         self.target_flat, _ = pack_parameters(list(self.critic_target.parameters()), with_grad=False)
         self.n_critic = sum(p.numel() for p in critic_params)
-        n_actor = sum(p.numel() for p in actor_params)
-        lr = torch.full_like(self.flat, c.critic_lr)
-        lr[self.n_critic:] = c.actor_lr
-        if not c.autotune_alpha:
-            lr[self.n_critic + n_actor:] = 0.0
-        self.opt = FlatAdam(self.flat, self.flat_grad, lr)
+        n_trained = self.flat.numel() if c.autotune_alpha else self.flat.numel() - 1  # log_alpha is last
+        self.opt = flat_adam(self.flat, self.flat_grad, [(0, self.n_critic, c.critic_lr),
+                                                         (self.n_critic, n_trained, c.actor_lr)])
         self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
-        self._fused = fused_supported(c.activation)  # hand-derived gradients (robot_rl.algos.sac_grads)
-        # opt-in torch.compile of those gradients (one-off compile time; see robot_rl.algos.sac_grads)
-        self._grads_fn = CompiledSacGrads() if self._fused and os.environ.get("ROBOT_RL_SAC_COMPILE") == "1" \
-            else sac_grads
-        self._actor_layers = [m for m in self.actor if isinstance(m, nn.Linear)]
-        self._critic_layers = [m for m in self.critic.net if isinstance(m, EnsembleLinear)]
-        self._target_layers = [m for m in self.critic_target.net if isinstance(m, EnsembleLinear)]
         # numpy views of the live actor / normalizer tensors (updated in place) for the env-stepping path
-        self._np_actor = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in self._actor_layers] \
-            if self._fused else None
+        self._np_actor = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in self.actor
+                          if isinstance(m, nn.Linear)] if c.activation in ("relu", "tanh") else None
         self._np_norm = (self.normalizer.mean_f32.numpy(), self.normalizer.inv_std_f32.numpy(),
                          self.normalizer.clip) if isinstance(self.normalizer, RunningNormalizer) else None
 
@@ -378,21 +289,23 @@ class SacLearner:
         self._stats_n += 1
         self.n_updates += 1
 
-    def compute_grads(self, b: Batch, noise: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
-        """Gradients of the summed SAC losses on batch ``b`` (raw observations) into ``self.flat_grad``.
+    def compute_grads(self, b: Batch, noise: torch.Tensor) -> torch.Tensor:
+        """Gradients of the summed SAC losses on batch ``b`` (raw observations) into ``self.flat_grad`` (autograd).
 
         ``noise`` ``[2B, n_act]``: standard normal draws of the reparameterized actions (rows ``:B`` at ``obs``,
-        rows ``B:`` at ``next_obs``). ``fused`` (default: when the activation allows) uses the hand-derived
-        single-pass gradients of ``robot_rl.algos.sac_grads``; ``False`` uses autograd. Returns the statistics
-        ``[critic_loss, actor_loss, alpha, entropy, mean Q]``.
+        rows ``B:`` at ``next_obs``). Returns the statistics ``[critic_loss, actor_loss, alpha, entropy, mean Q]``.
         """
+        loss, stats = self.losses(b.obs, b.next_obs, b.act, b.rew, b.done, noise)
+        self.flat_grad.zero_()  # not opt.zero_grad(): that would detach the .grad views from the flat gradient
+        loss.backward()
+        return stats
+
+    def losses(self, obs: torch.Tensor, next_obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor,
+               done: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed SAC loss of one batch (raw observations) and its statistics (see ``compute_grads``)."""
         c = self.cfg
-        B = b.obs.shape[0]
-        obs2 = self.normalizer(torch.cat([b.obs, b.next_obs]))
-        if self._fused if fused is None else fused:
-            return self._grads_fn(self._actor_layers, self._critic_layers, self._target_layers, c.activation,
-                                  self.log_alpha, obs2, b.act, b.rew, b.done, noise, c.gamma, self.target_entropy,
-                                  c.autotune_alpha)
+        B = obs.shape[0]
+        obs2 = self.normalizer(torch.cat([obs, next_obs]))
         obs, next_obs = obs2[:B], obs2[B:]
         with torch.no_grad():
             alpha = self.log_alpha.exp()
@@ -400,13 +313,13 @@ class SacLearner:
             next_a, next_logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]),
                                                      noise[B:])
             next_q = self.critic_target(torch.cat([next_obs, next_a], dim=1)).squeeze(-1)
-            y = soft_q_target(b.rew, b.done, next_q, next_logp, alpha, c.gamma)
+            y = soft_q_target(rew, done, next_q, next_logp, alpha, c.gamma)
 
         # Critic, actor and temperature losses from the same parameters, summed, one backward (the simultaneous
         # update of the original implementation, Haarnoja et al.'s softlearning). The gradients do not mix: the
         # actor loss sees the critic through detached weights (``forward_frozen``) and alpha as a constant, the
         # temperature loss sees log pi as a constant, the critic loss does not involve the actor.
-        q = self.critic(torch.cat([obs, b.act], dim=1)).squeeze(-1)
+        q = self.critic(torch.cat([obs, act], dim=1)).squeeze(-1)
         out = self.actor(obs)
         a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]), noise[:B])
         q_pi = self.critic.forward_frozen(torch.cat([obs, a], dim=1)).squeeze(-1)
@@ -415,9 +328,7 @@ class SacLearner:
         loss = loss_q + loss_pi
         if c.autotune_alpha:
             loss = loss + temperature_loss(self.log_alpha, logp, self.target_entropy)
-        self.opt.zero_grad()
-        loss.backward()
-        return torch.stack([loss_q, loss_pi, alpha, -logp.mean(), q.mean()]).detach()
+        return loss, torch.stack([loss_q, loss_pi, alpha, -logp.mean(), q.mean()]).detach()
 
     # ---- logging, policy, state
 
@@ -451,7 +362,7 @@ class SacLearner:
 
     def state_dict(self) -> dict:
         return {"flat": self.flat.clone(), "target_flat": self.target_flat.clone(),
-                "normalizer": self.normalizer.state_dict(), "opt": self.opt.state_dict(),
+                "normalizer": self.normalizer.state_dict(), "opt": copy.deepcopy(self.opt.state_dict()),
                 "replay": self.replay.state_dict(),
                 "pending_obs": torch.from_numpy(np.stack(self._pending_obs)) if self._pending_obs else None,
                 "env_steps": self.env_steps, "n_updates": self.n_updates, "updates_due": self.updates_due,
@@ -466,7 +377,7 @@ class SacLearner:
             self.flat.copy_(s["flat"])
             self.target_flat.copy_(s["target_flat"])
         self.normalizer.load_state_dict(s["normalizer"])
-        self.opt.load_state_dict(s["opt"])
+        load_adam_state(self.opt, s["opt"], self.flat)
         self.replay.load_state_dict(s["replay"])
         pending = s["pending_obs"]
         self._pending_obs = [] if pending is None else list(pending.numpy())
@@ -481,5 +392,3 @@ class SacLearner:
         if self.source is not None:
             self.source.close()
 
-
-from robot_rl.algos.sac_grads import CompiledSacGrads, fused_supported, sac_grads  # noqa: E402  (it imports the losses above)

@@ -1,7 +1,4 @@
-"""Policy distributions: tanh-squashed diagonal Gaussian (SAC, Haarnoja et al. 2018, appendix C); diagonal Gaussian.
-
-The plain diagonal Gaussian is PPO's; its rollout workers (``robot_rl.scale.worker``) use the same log-density.
-"""
+"""Diagonal Gaussian densities: plain (PPO, IQL, GCBC) and tanh-squashed (SAC, Haarnoja et al. 2018, appendix C)."""
 
 from __future__ import annotations
 
@@ -13,6 +10,16 @@ import torch.nn.functional as F
 LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density ``log N(action; mean, exp(log_std)^2)`` summed over action dims.
+
+    Shapes: ``mean``, ``action`` ``[B, n_act]``; ``log_std`` ``[B, n_act]`` or ``[n_act]`` (state-independent) ->
+    ``[B]``. Same argument order as ``tanh_gaussian_sample``: distribution parameters first.
+    """
+    z = (action - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - _HALF_LOG_2PI).sum(-1)
 
 
 def squash_log_std(raw: torch.Tensor) -> torch.Tensor:
@@ -39,8 +46,3 @@ def tanh_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
 def tanh_gaussian_deterministic(mean: torch.Tensor) -> torch.Tensor:
     """The deterministic (evaluation / deployment) action ``tanh(mean)``. Shape ``[B, n_act]``."""
     return torch.tanh(mean)
-
-
-def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """Diagonal Gaussian log-density summed over action dims. ``[B, n_act]`` -> ``[B]``."""
-    return (-0.5 * ((actions - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

@@ -89,7 +89,7 @@ class _Actor:
         if self.kind == "gaussian":
             noise = torch.randn(out.shape, generator=gen)
             a = out + self.log_std.exp() * noise
-            return a.numpy(), gaussian_log_prob(a, out, self.log_std).numpy()
+            return a.numpy(), gaussian_log_prob(out, self.log_std, a).numpy()
         noise = torch.randn(n, self.n_act, generator=gen)
         a, logp = tanh_gaussian_sample(out[:, : self.n_act], squash_log_std(out[:, self.n_act:]), noise)
         return a.numpy(), logp.numpy()

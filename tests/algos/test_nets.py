@@ -83,3 +83,114 @@ def test_policy_module_bounds_and_shapes():
         assert out.shape == (7, 2) and out.abs().max() <= 1.0
     with pytest.raises(ValueError, match="squash"):
         PolicyModule(torch.nn.Identity(), net, 2, "sigmoid")
+
+
+def test_ensemble_single_output_path_matches_batched_matmul_with_gradients():
+    """``n_out == 1`` (a critic's Q) takes the multiply-and-sum path; values and all gradients equal ``baddbmm``'s."""
+    from robot_rl.nets.ensemble import ensemble_affine
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 5, requires_grad=True)
+    w = torch.randn(2, 5, 1, requires_grad=True)
+    b = torch.randn(2, 1, 1, requires_grad=True)
+    g = torch.randn(2, 7, 1)
+    y = ensemble_affine(x, w, b)
+    grads = torch.autograd.grad(y, (x, w, b), g)
+    y_ref = torch.baddbmm(b, x, w)
+    grads_ref = torch.autograd.grad(y_ref, (x, w, b), g)
+    torch.testing.assert_close(y, y_ref)
+    for got, ref in zip(grads, grads_ref):
+        torch.testing.assert_close(got, ref)
+    shared = ensemble_affine(x[0], w, b)  # [B, n_in] shared by the members
+    torch.testing.assert_close(shared[1], x[0] @ w[1] + b[1])
+
+
+def _two_nets():
+    torch.manual_seed(0)
+    net_a = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    net_b = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    net_b.load_state_dict(net_a.state_dict())
+    return net_a, net_b
+
+
+def test_flat_adam_matches_torch_adam_with_two_learning_rates():
+    from robot_rl.nets import flat_adam, pack_parameters
+
+    net_a, net_b = _two_nets()
+    ref = torch.optim.Adam([{"params": net_b[0].parameters(), "lr": 1e-2},
+                            {"params": net_b[2].parameters(), "lr": 3e-3}])
+    flat, grad = pack_parameters(list(net_a.parameters()))
+    n0 = net_a[0].weight.numel() + net_a[0].bias.numel()
+    opt = flat_adam(flat, grad, [(0, n0, 1e-2), (n0, flat.numel(), 3e-3)])
+    assert [g["lr"] for g in opt.param_groups] == [1e-2, 3e-3]
+    for _ in range(5):
+        x = torch.randn(8, 3)
+        grad.zero_()
+        net_a(x).square().sum().backward()
+        assert grad.abs().sum() > 0  # autograd accumulated into the flat gradient, through the .grad views
+        opt.step()
+        ref.zero_grad()
+        net_b(x).square().sum().backward()
+        ref.step()
+    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
+        torch.testing.assert_close(pa, pb)
+        assert flat.data_ptr() <= pa.data_ptr() < flat.data_ptr() + 4 * flat.numel()
+
+
+def test_flat_adam_merges_equal_rates_and_leaves_unlisted_elements():
+    from robot_rl.nets import flat_adam
+
+    flat, grad = torch.zeros(10), torch.ones(10)
+    opt = flat_adam(flat, grad, [(5, 9, 0.1), (0, 5, 0.1)])
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["params"][0].numel() == 9
+    opt.step()
+    torch.testing.assert_close(flat[:9], torch.full((9,), -0.1))
+    assert flat[9] == 0.0
+    with pytest.raises(ValueError, match="overlap"):
+        flat_adam(flat, grad, [(0, 5, 0.1), (4, 8, 0.2)])
+
+
+def test_adam_state_round_trips_and_loads_the_older_formats():
+    """``load_adam_state`` restores the full state (moments, step, lr), also from the flat ``{m, v, t, lr}`` state of
+    the earlier hand-written Adam and from a ``torch.optim.Adam`` over the unpacked parameters."""
+    from robot_rl.nets import flat_adam, load_adam_state, pack_parameters
+
+    net_a, net_b = _two_nets()
+    ref = torch.optim.Adam(net_b.parameters(), lr=1e-2, eps=1e-5)
+    flat, grad = pack_parameters(list(net_a.parameters()))
+    opt = flat_adam(flat, grad, [(0, flat.numel(), 1e-2)], eps=1e-5)
+    for _ in range(3):
+        x = torch.randn(8, 3)
+        grad.zero_()
+        net_a(x).square().sum().backward()
+        opt.step()
+        ref.zero_grad()
+        net_b(x).square().sum().backward()
+        ref.step()
+    opt.param_groups[0]["lr"] = ref.param_groups[0]["lr"] = 5e-3
+    saved = opt.state_dict()
+    m, v = saved["state"][0]["exp_avg"].clone(), saved["state"][0]["exp_avg_sq"].clone()
+    for state in ({"m": m, "v": v, "t": 3, "lr": 5e-3}, ref.state_dict(), saved):
+        flat2, grad2 = torch.zeros_like(flat), torch.zeros_like(grad)
+        opt2 = flat_adam(flat2, grad2, [(0, flat.numel(), 1.0)], eps=1e-5)
+        load_adam_state(opt2, state, flat2)
+        got = opt2.state_dict()
+        assert got["param_groups"][0]["lr"] == 5e-3
+        assert float(got["state"][0]["step"]) == 3.0
+        torch.testing.assert_close(got["state"][0]["exp_avg"], m)
+        torch.testing.assert_close(got["state"][0]["exp_avg_sq"], v)
+    with pytest.raises(ValueError, match="moments of 3 elements"):
+        load_adam_state(opt2, {"m": torch.zeros(3), "v": torch.zeros(3), "t": 1}, flat2)
+
+
+def test_package_calls_no_private_torch_api():
+    """No ``torch._*`` / ``torch.ops.*`` calls in robot_rl (they may change in any torch release)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "robot_rl"
+    private = re.compile(r"\btorch\.(_[a-z]\w*|ops)\.?")
+    hits = [f"{p.relative_to(root)}:{i}: {line.strip()}" for p in sorted(root.rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if private.search(line.split("#")[0]) and "``" not in line]
+    assert not hits, "private torch APIs:\n" + "\n".join(hits)

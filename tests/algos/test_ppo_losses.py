@@ -1,11 +1,13 @@
-"""PPO pure functions and GAE on hand-computed numbers."""
+"""PPO pure functions and GAE on hand-computed numbers; the flat-vector update against plain torch."""
 
 import math
 
+import pytest
 import torch
 
-from robot_rl.algos.ppo import approx_kl, gaussian_log_prob, ppo_clip_loss, value_loss
+from robot_rl.algos.ppo import approx_kl, ppo_clip_loss, value_loss
 from robot_rl.data.rollout import RolloutStorage, gae
+from robot_rl.nets import gaussian_log_prob
 
 
 def test_gae_hand_numbers_with_termination():
@@ -57,7 +59,7 @@ def test_value_loss_clipped_and_unclipped():
 
 
 def test_gaussian_log_prob_and_kl():
-    lp = gaussian_log_prob(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(2))
+    lp = gaussian_log_prob(torch.zeros(1, 2), torch.zeros(2), torch.zeros(1, 2))
     torch.testing.assert_close(lp, torch.tensor([-math.log(2 * math.pi)]))
     assert approx_kl(torch.zeros(5)).item() == 0.0
     assert approx_kl(torch.tensor([0.3, -0.3])).item() > 0.0
@@ -67,7 +69,7 @@ def test_numpy_rollout_matches_the_torch_networks():
     """The rollout's numpy actor/critic/log-prob path stores what the torch modules give for the stored obs."""
     from pathlib import Path
 
-    from robot_rl.algos.ppo import PpoLearner, gaussian_log_prob
+    from robot_rl.algos.ppo import PpoLearner
     from robot_rl.train.config import load_experiment
 
     cfg = load_experiment(Path(__file__).resolve().parents[2] / "config" / "ppo_cartpole_balance.yaml",
@@ -80,7 +82,7 @@ def test_numpy_rollout_matches_the_torch_networks():
     s = learner.storage
     with torch.no_grad():
         mean = learner.actor(s.obs)
-        torch.testing.assert_close(s.log_probs, gaussian_log_prob(s.actions, mean, learner.log_std))
+        torch.testing.assert_close(s.log_probs, gaussian_log_prob(mean, learner.log_std, s.actions))
         torch.testing.assert_close(s.values, learner.critic(s.obs).squeeze(-1))
         assert (s.actions - mean).abs().max() > 0  # exploration noise was added
     assert learner.normalizer.count == learner.env_steps  # every raw observation was folded in once
@@ -123,3 +125,83 @@ def test_rollout_normalizer_fold_is_bit_identical_to_running_normalizer_update()
             assert torch.equal(getattr(n, name), getattr(ref, name)), name
         assert np.array_equal(out, ref(torch.from_numpy(obs)).numpy())
     learner.close()
+
+
+@pytest.mark.parametrize("max_norm", [0.1, 100.0])
+def test_flat_grad_norm_clip_matches_torch(max_norm):
+    from robot_rl.algos.ppo import clip_grad_norm_flat_
+
+    torch.manual_seed(2)
+    params = [torch.nn.Parameter(torch.zeros(4, 3)), torch.nn.Parameter(torch.zeros(5))]
+    flat = torch.randn(17)
+    params[0].grad, params[1].grad = flat[:12].view(4, 3).clone(), flat[12:].clone()
+    ref_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    before = flat.clone()
+    norm = clip_grad_norm_flat_(flat, max_norm)
+    torch.testing.assert_close(norm, ref_norm)
+    torch.testing.assert_close(flat, torch.cat([params[0].grad.reshape(-1), params[1].grad]))
+    if max_norm < norm:  # clipped to the max norm
+        torch.testing.assert_close(torch.linalg.vector_norm(flat), torch.tensor(max_norm), rtol=1e-4, atol=0.0)
+    else:  # untouched
+        torch.testing.assert_close(flat, before)
+
+
+def test_update_matches_torch_adam_on_the_unpacked_networks():
+    """One ``_update`` (flat gradient, flat norm clip, ``flat_adam``, adaptive lr, KL early stop) equals the same
+    minibatch loop written with plain autograd, ``clip_grad_norm_`` and ``torch.optim.Adam`` on copies of the nets."""
+    import copy
+
+    from robot_rl.algos.ppo import PpoLearner
+    from robot_rl.train.config import load_experiment
+
+    cfg = load_experiment(raw={"algo": "ppo", "seed": 0, "env": {"id": "robot_rl/CartpoleBalance-v0"},
+                               "ppo": {"num_envs": 2, "n_steps": 32, "n_epochs": 3, "n_minibatches": 2,
+                                       "actor_hidden": [16, 12], "critic_hidden": [16, 8], "init_log_std": -0.5,
+                                       "lr_schedule": "adaptive", "learning_rate": 3e-3, "max_grad_norm": 0.05}})
+    learner = PpoLearner(cfg)
+    learner.begin_segment(0)
+    learner.train_until(128)  # two iterations: Adam state, weights and normalizer moved
+    learner._rollout()
+    c, s = learner.cfg, learner.storage
+    actor, critic = copy.deepcopy(learner.actor), copy.deepcopy(learner.critic)
+    log_std = torch.nn.Parameter(learner.log_std.detach().clone())
+    params = [*actor.parameters(), *critic.parameters(), log_std]
+    ref = torch.optim.Adam(params, lr=learner.lr, eps=1e-5)
+    ref_state = copy.deepcopy(learner.opt.state_dict()["state"][0])
+    offset = 0
+    for p in params:  # the flat Adam's moments, split per parameter
+        k = p.numel()
+        ref.state[p] = {"step": ref_state["step"].clone(),
+                        "exp_avg": ref_state["exp_avg"][offset:offset + k].view_as(p).clone(),
+                        "exp_avg_sq": ref_state["exp_avg_sq"][offset:offset + k].view_as(p).clone()}
+        offset += k
+    n = s.n_steps * s.n_envs
+    table = torch.cat([s.obs.reshape(n, -1), s.actions.reshape(n, -1), s.log_probs.reshape(n, 1),
+                       s.values.reshape(n, 1), s.advantages.reshape(n, 1), s.returns.reshape(n, 1)], dim=1)
+    gen_state = torch.get_rng_state()
+    learner._update()
+    torch.set_rng_state(gen_state)
+    k = learner.n_obs + learner.n_act
+    lr = ref.param_groups[0]["lr"]
+    for _ in range(c.n_epochs):
+        shuffled = table[torch.randperm(n)]
+        for start in range(0, n, n // c.n_minibatches):
+            mb = shuffled[start:start + n // c.n_minibatches]
+            obs, act = mb[:, :learner.n_obs], mb[:, learner.n_obs:k]
+            old_logp, old_v, adv, ret = (mb[:, k + j] for j in range(4))
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            log_ratio = gaussian_log_prob(actor(obs), log_std, act) - old_logp
+            loss = ppo_clip_loss(log_ratio.exp(), adv, c.clip_coef) + c.value_coef * value_loss(
+                critic(obs).squeeze(-1), old_v, ret, None)
+            ref.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+            ref.step()
+            kl = float(approx_kl(log_ratio.detach()))
+            lr = max(1e-5, lr / 1.5) if kl > 2 * c.desired_kl else min(1e-2, lr * 1.5) if kl < 0.5 * c.desired_kl \
+                else lr
+            ref.param_groups[0]["lr"] = lr
+            assert c.target_kl is None or kl <= c.target_kl, "this test expects no early stop"
+    expect = torch.cat([p.detach().reshape(-1) for p in params])
+    torch.testing.assert_close(learner.flat, expect, atol=1e-5, rtol=1e-4)
+    assert learner.lr == pytest.approx(lr)

@@ -1,4 +1,5 @@
-"""SAC pure functions on hand-computed numbers, and the tanh-Gaussian density against torch.distributions."""
+"""SAC pure functions on hand-computed numbers, the tanh-Gaussian density against torch.distributions, and the
+learner's one-backward update against the losses differentiated one by one."""
 
 import math
 
@@ -68,54 +69,6 @@ def test_tanh_gaussian_hand_number_and_bounds():
     torch.testing.assert_close(ls, torch.tensor([-5.0, 2.0]))
 
 
-def test_flat_adam_matches_torch_adam_and_grads_stay_in_place():
-    from robot_rl.algos.sac import FlatAdam, pack_parameters
-
-    torch.manual_seed(0)
-    net_a = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    net_b = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    net_b.load_state_dict(net_a.state_dict())
-    ref = torch.optim.Adam([{"params": net_b[0].parameters(), "lr": 1e-2},
-                            {"params": net_b[2].parameters(), "lr": 3e-3}])
-    flat, grad = pack_parameters(list(net_a.parameters()))
-    lr = torch.full_like(flat, 1e-2)
-    lr[net_a[0].weight.numel() + net_a[0].bias.numel():] = 3e-3
-    opt = FlatAdam(flat, grad, lr)
-    for _ in range(5):
-        x = torch.randn(8, 3)
-        opt.zero_grad()
-        net_a(x).square().sum().backward()
-        assert all(p.grad.data_ptr() >= grad.data_ptr() for p in net_a.parameters())  # accumulated in place
-        assert grad.abs().sum() > 0
-        opt.step()
-        ref.zero_grad()
-        net_b(x).square().sum().backward()
-        ref.step()
-    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
-        torch.testing.assert_close(pa, pb)
-
-
-def test_flat_adam_fallback_matches_fused_kernel():
-    from robot_rl.algos.sac import FlatAdam
-
-    torch.manual_seed(1)
-    lr = torch.cat([torch.full((7,), 1e-2), torch.full((5,), 3e-3), torch.zeros(1)])
-    params, opts = [], []
-    for fused in (True, False):
-        flat, grad = torch.zeros(13), torch.zeros(13)
-        opt = FlatAdam(flat, grad, lr)
-        opt._fused = fused and opt._fused
-        params.append((flat, grad))
-        opts.append(opt)
-    for _ in range(4):
-        g = torch.randn(13)
-        for (_flat, grad), opt in zip(params, opts):
-            grad.copy_(g)
-            opt.step()
-    torch.testing.assert_close(params[0][0], params[1][0])
-    assert params[0][0][-1] == 0.0 and params[0][0][:12].abs().min() > 0  # lr 0 run untouched
-
-
 def _tiny_learner(activation: str, autotune: bool):
     from robot_rl.algos.sac import SacLearner
     from robot_rl.train.config import load_experiment
@@ -131,21 +84,55 @@ def _tiny_learner(activation: str, autotune: bool):
 
 
 @pytest.mark.parametrize("activation,autotune", [("relu", True), ("relu", False), ("tanh", True)])
-def test_fused_gradients_match_autograd(activation, autotune):
-    """The hand-derived single-pass gradients equal autograd's on the same batch and noise, parameter by parameter."""
+def test_update_gradients_are_the_separate_losses_gradients(activation, autotune):
+    """One backward of the summed losses gives each parameter group exactly its own loss's gradient: critic from
+    the critic loss only, actor from the actor loss only (critic weights frozen), temperature from its loss only.
+    Reference: each loss differentiated on its own with ``torch.autograd.grad`` on an unpacked copy of the nets."""
+    import copy
+
     learner = _tiny_learner(activation, autotune)
-    assert learner._fused
     batch = learner.replay.sample()
     noise = torch.randn(2 * batch.obs.shape[0], learner.n_act)
-    stats_ref = learner.compute_grads(batch, noise, fused=False)
-    ref = learner.flat_grad.clone()
-    learner.flat_grad.fill_(7.0)  # every element must be overwritten
-    stats = learner.compute_grads(batch, noise, fused=True)
-    assert ref[: learner.n_critic].abs().sum() > 0 and ref[learner.n_critic:-1].abs().sum() > 0
-    torch.testing.assert_close(learner.flat_grad, ref, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(stats, stats_ref)
-    if not autotune:
-        assert learner.flat_grad[-1] == 0.0
+    stats = learner.compute_grads(batch, noise)
+    got = learner.flat_grad.clone()
+
+    B, n = batch.obs.shape[0], learner.n_act
+    actor, critic, target = (copy.deepcopy(m) for m in (learner.actor, learner.critic, learner.critic_target))
+    log_alpha = torch.nn.Parameter(learner.log_alpha.detach().clone())
+    obs2 = learner.normalizer(torch.cat([batch.obs, batch.next_obs]))
+    obs, next_obs = obs2[:B], obs2[B:]
+    alpha = log_alpha.detach().exp()
+    with torch.no_grad():
+        out = actor(next_obs)
+        next_a, next_logp = tanh_gaussian_sample(out[:, :n], squash_log_std(out[:, n:]), noise[B:])
+        y = soft_q_target(batch.rew, batch.done, target(torch.cat([next_obs, next_a], 1)).squeeze(-1), next_logp,
+                          alpha, learner.cfg.gamma)
+    q = critic(torch.cat([obs, batch.act], 1)).squeeze(-1)
+    g_critic = torch.autograd.grad(critic_loss(q, y), list(critic.parameters()))
+    out = actor(obs)
+    a, logp = tanh_gaussian_sample(out[:, :n], squash_log_std(out[:, n:]), noise[:B])
+    q_pi = critic(torch.cat([obs, a], 1)).squeeze(-1)
+    g_actor = torch.autograd.grad(actor_loss(logp, q_pi, alpha), list(actor.parameters()))
+    g_alpha = torch.autograd.grad(temperature_loss(log_alpha, logp, learner.target_entropy), [log_alpha])
+    expect = torch.cat([g.reshape(-1) for g in (*g_critic, *g_actor)] +
+                       [g_alpha[0].reshape(1) if autotune else torch.zeros(1)])
+    assert expect[: learner.n_critic].abs().sum() > 0 and expect[learner.n_critic:-1].abs().sum() > 0
+    torch.testing.assert_close(got, expect, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(stats[0], critic_loss(q, y).detach())
+
+
+def test_update_steps_one_adam_over_all_parameters_and_polyak_averages_the_target():
+    """``update`` = gradients + one Adam step with per-group learning rates + Polyak target, all on the flat views."""
+    learner = _tiny_learner("relu", True)
+    assert [g["lr"] for g in learner.opt.param_groups] == [learner.cfg.critic_lr]  # equal lrs: one group
+    before, target_before = learner.flat.clone(), learner.target_flat.clone()
+    learner.update()
+    moved = learner.flat - before
+    assert moved[: learner.n_critic].abs().max() > 0 and moved[learner.n_critic:].abs().max() > 0
+    torch.testing.assert_close(learner.target_flat,
+                               target_before + learner.cfg.tau * (learner.flat[: learner.n_critic] - target_before))
+    for p in [*learner.actor.parameters(), *learner.critic.parameters()]:  # modules still see the flat storage
+        assert learner.flat.data_ptr() <= p.data_ptr() < learner.flat.data_ptr() + 4 * learner.flat.numel()
 
 
 def test_numpy_acting_path_matches_torch_actor():
@@ -164,23 +151,30 @@ def test_numpy_acting_path_matches_torch_actor():
     torch.testing.assert_close(torch.from_numpy(fast), torch.from_numpy(ref))
 
 
-def test_compiled_gradients_fall_back_to_eager_with_a_warning():
-    from robot_rl.algos.sac_grads import CompiledSacGrads
+def test_learning_rate_groups_and_optimizer_state_round_trip():
+    """Different critic / actor learning rates give two Adam groups; without autotuning the temperature is in none.
+    A learner's state dict restores the complete optimizer state (moments and step of every group)."""
+    from robot_rl.algos.sac import SacLearner
+    from robot_rl.train.config import load_experiment
 
-    learner = _tiny_learner("relu", True)
-    batch = learner.replay.sample()
-    noise = torch.randn(2 * batch.obs.shape[0], learner.n_act)
-    learner.compute_grads(batch, noise, fused=False)
-    ref = learner.flat_grad.clone()
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("no C++ compiler found")
-
-    grads = CompiledSacGrads()
-    grads._fn = broken  # what a failing Inductor compile looks like from the outside
-    learner._grads_fn = grads
-    learner.flat_grad.zero_()
-    with pytest.warns(RuntimeWarning, match="torch.compile of the SAC update failed.*no C\\+\\+ compiler"):
-        learner.compute_grads(batch, noise)
-    assert not grads.compiled
-    torch.testing.assert_close(learner.flat_grad, ref, atol=1e-5, rtol=1e-4)
+    raw = {"algo": "sac", "seed": 0, "env": {"id": "robot_rl/PendulumSwingup-v0"},
+           "sac": {"learning_starts": 20, "batch_size": 16, "actor_hidden": [8], "critic_hidden": [8],
+                   "actor_lr": 1e-3, "critic_lr": 3e-4, "autotune_alpha": False}}
+    learner = SacLearner(load_experiment(raw=raw))
+    learner.begin_segment(0)
+    learner.train_until(40)
+    groups = learner.opt.param_groups
+    assert [g["lr"] for g in groups] == [3e-4, 1e-3]
+    assert groups[0]["params"][0].numel() == learner.n_critic
+    assert groups[1]["params"][0].numel() == learner.flat.numel() - learner.n_critic - 1  # not log_alpha
+    alpha_before = learner.log_alpha.item()
+    learner.update()
+    assert learner.log_alpha.item() == alpha_before
+    fresh = SacLearner(load_experiment(raw=raw))
+    fresh.load_state_dict(learner.state_dict())
+    a, b = learner.opt.state_dict(), fresh.opt.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for i in a["state"]:
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(a["state"][i][k], b["state"][i][k], rtol=0, atol=0)
+    torch.testing.assert_close(fresh.flat, learner.flat, rtol=0, atol=0)

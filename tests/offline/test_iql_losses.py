@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from robot_rl.algos.gcbc import bc_loss
-from robot_rl.algos.iql import awr_actor_loss, awr_weights, expectile_loss, gaussian_log_prob, td_target
+from robot_rl.algos.iql import awr_actor_loss, awr_weights, expectile_loss, td_target
+from robot_rl.nets import gaussian_log_prob
 
 
 def test_expectile_loss_weights_positive_and_negative_errors():
