@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from robot_rl.data.bags import export_bag, import_bag, walk_mcap
+from robot_rl.data.bag_reader import walk_mcap
+from robot_rl.data.bags import export_bag, import_bag
 from robot_rl.data.dataset import DatasetWriter, load_dataset, record_episode
 from robot_rl.envs import make
 

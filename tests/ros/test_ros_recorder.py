@@ -14,7 +14,7 @@ def test_sigterm_closes_a_readable_bag(procs, probe, tmp_path):
     from rosbags.rosbag2 import Reader
     from sensor_msgs.msg import JointState
 
-    from robot_rl.data.bags import walk_mcap
+    from robot_rl.data.bag_reader import walk_mcap
 
     states = probe.record(JointState, "/joint_states")
     bag = tmp_path / "bag"
