@@ -175,8 +175,14 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
         v.reset(seed=0)
         runners[name] = lambda k, v=v: [v.step(a) for _ in range(k)]
     cpu: dict = {}
+    ctl = vecs["vec_threads"]._blocks[0]._ctl
+    ctl0 = ctl.copy()
     try:
         best, rounds = _measure(runners, dict.fromkeys(runners, n), repeats, cpu)
+        steps = n * repeats
+        d = (ctl - ctl0)[0]
+        threads = {"wait_us": d[fast_step.CTL_WAIT_NS] / steps / 1e3, "work_us": d[fast_step.CTL_WORK_NS] / steps / 1e3,
+                   "sleeps": int(d[fast_step.CTL_SLEEPS]), "steps": steps}
         local_us, wait_us = _worker_wait(vecs["vec"], a, n)
     finally:
         for v in vecs.values():
@@ -187,6 +193,7 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
     out["batched_vs_raw"] = _paired_ratio(rounds, "vec_batched", "raw")
     out["threads_vs_raw"] = _paired_ratio(rounds, "vec_threads", "raw")
     out["threads_vs_batched"] = _paired_ratio(rounds, "vec_threads", "vec_batched")
+    out["threads"] = threads
     out.update({f"{k}_vs_py": _paired_ratio(rounds, k, "single_py") for k in runners})
     out.update(local_us=local_us, wait_us=wait_us)
     return out
@@ -347,7 +354,7 @@ def run_all(n: int = 20000, repeats: int = 5, num_envs: int = 16, vec_steps: int
         "vec_sync_steps_s": v["vec_sync"], "gym_sync_steps_s": v["gym_sync"], "gym_async_steps_s": v["gym_async"],
         "vec_threads_steps_s": v["vec_threads"], "vec_threads_speedup": v["vec_threads_ratio"],
         "vec_threads_vs_raw": v["threads_vs_raw"], "vec_threads_vs_batched": v["threads_vs_batched"],
-        "vec_threads_vs_py": v["vec_threads_vs_py"],
+        "vec_threads_vs_py": v["vec_threads_vs_py"], "threads": v["threads"],
         "num_envs": num_envs, "local_us": v["local_us"], "wait_us": v["wait_us"],
         "single_py_steps_s": v["single_py"], "single_py_ratio": v["single_py_ratio"],
         "single_py_cpu_ratio": v["single_py_cpu"] / v["single_cpu"],
@@ -434,6 +441,13 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
         f"{r['local_us']:.0f} us, then the main process waited {r['wait_us']:.0f} us more for the worker's equal "
         "block (about 0 on two free cores; large when the machine is oversubscribed and the scheduler starves "
         "the worker).",
+        "",
+        f"Diagnosis of the 2-thread row: per step the worker thread stepped its {ne // 2} envs in "
+        f"{r['threads']['work_us']:.0f} us, and the calling thread, done with its own {ne // 2}, waited "
+        f"{r['threads']['wait_us']:.0f} us for it; {r['threads']['sleeps']} of the {r['threads']['steps']} steps "
+        "had to wake the worker from its sleep (the first of each round: other runners run in between). Alone, "
+        f"{ne // 2} envs take about half of the 1-thread step's kernel time; more means the two threads slow each "
+        "other down (two vCPUs that share a physical core, or a busy host).",
         "",
     ]
     parts = r.get("parts")

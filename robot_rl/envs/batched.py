@@ -26,12 +26,13 @@ keeps the base class's step, observation and packaging (no ``_before_physics`` h
 no forward-kinematics terms (``batch_support`` says why not otherwise): the cart-pole tasks and the pendulum.
 
 With ``num_threads > 1`` (``make_vec(..., num_threads=k)``) the compiled batch step runs on k threads: the calling
-thread steps the first contiguous part of the batch, k - 1 worker threads (plain ``threading`` threads, woken by a
-semaphore per step) the others; the kernel runs without the GIL (numba ``nogil``, MuJoCo's ``mj_step`` through
-libmujoco), so the parts run in parallel. Each thread writes only its own envs' rows of the shared arrays; the random
-draws and autoresets stay in the calling thread, before and after the kernel, so the results are those of one
-thread, bit for bit. Idle workers block on their semaphore (no CPU). The worker threads stop on ``close()``, when the
-block is garbage-collected, and do not exist in a forked child (its block steps every env itself).
+thread steps the first contiguous part of the batch, k - 1 worker threads the others, each in a nogil compiled loop
+(``fast_step._compile_threaded``: sequentially consistent atomics announce a step and its completion, a worker spins
+for ``THREAD_SPIN_S`` and then sleeps in a futex wait that the caller wakes; the spin loops use the CPU's pause hint,
+so that a spinning thread slows a hyperthread sibling less). The random draws and autoresets stay in the calling
+thread, before and after the kernel, so the results are those of one thread, bit for bit. The worker threads stop on
+``close()``, when the block is garbage-collected, and do not exist in a forked child (its block steps every env
+itself).
 
 The per-step state (``step_count``, the sensor-noise position, the action-latency ring, the divergence-warning
 baseline) lives in the block while it steps and is written back to the envs before ``get_attr`` / ``call`` /
@@ -54,6 +55,11 @@ from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.randomization import _CHUNK
 
 _F32, _F64, _I64, _BOOL = (np.dtype(t) for t in (np.float32, np.float64, np.int64, np.bool_))
+
+THREAD_SPIN_S = 0.002
+"""How long a batch worker thread busy-waits for the next step before it sleeps (a futex wake-up costs tens of
+microseconds on a VM, a step of 8 cart-poles ~100 us): while the caller runs its policy between steps the worker
+keeps a core busy for at most this long."""
 
 _HOOKS = ("step", "_observe", "_before_physics", "_package_obs")
 
@@ -139,7 +145,6 @@ class BatchedBlock:
             self._import(i)
         self._refresh()
         self._threads: list = []
-        self._pool = None
         self._kernel = self._build_kernel()
         self.num_threads = 1
         if num_threads > 1:
@@ -182,24 +187,67 @@ class BatchedBlock:
 
     # ------------------------------------------------------------------ threads
     def _start_threads(self, num_threads: int) -> None:
-        """Split the compiled batch step over ``num_threads`` threads (this one and ``num_threads - 1`` workers):
-        contiguous blocks of envs, the first for the calling thread.
+        """Split the compiled batch step over ``num_threads`` threads (this one and ``num_threads - 1`` workers,
+        ``fast_step._compile_threaded``): contiguous blocks of envs, the first for the calling thread.
         """
-        if self._kernel is None:
-            why = fast_step.unavailable_reason() or ("the envs run the Python step (compiled_step=False, or the task "
-                                                     "has no compiled step and reward)")
+        k = self._kernels if self._kernel is not None else None
+        if k is None or k.step_mt is None:
+            why = fast_step.threads_unavailable_reason() if k is not None else (
+                fast_step.unavailable_reason() or "the envs run the Python step (compiled_step=False, or the task has "
+                "no compiled step and reward)")
             raise ValueError(f"num_threads={num_threads} needs the compiled batch step on threads: {why}")
-        bounds = np.linspace(0, self.n, num_threads + 1).round().astype(np.int64).tolist()
-        self._pool = _ThreadPool(self._kernels.range, bounds)
-        self._threads = self._pool.threads
+        n, w = self.n, num_threads - 1
+        self._bounds = np.linspace(0, n, num_threads + 1).round().astype(np.int64)
+        m = self._n_obs
+        z = np.zeros
+        self._abuf = z((n, self._act_noise.shape[2]))
+        self._gbuf = z((n, self._builder.goal_dim))
+        self._sh = (z((n, m), np.float32), z(n), z(n, bool), z(n, bool), z(n, bool), z(n, bool), z((n, m), np.float32),
+                    z(n), z(n, np.int64), z(n, bool))
+        self._ctl = z((w, fast_step.CTL_WIDTH), np.int64)
+        self._ctl[:, fast_step.CTL_SPIN_NS] = int(THREAD_SPIN_S * 1e9)
+        # The persistent arrays the workers read and write (the block never rebinds them: updates are in place).
+        self._worker_args = (self._on["noise"], self._act_noise, self._off_a, self._lat, self._latency, self._ptrs,
+                             self._lay, self._half, self._noise, self._off_s, self._on["sense"], self._rp, self._t,
+                             self._max_steps, self.returns, self.lengths, self._last_warn, self._abuf, self._gbuf,
+                             self._sh, self._ctl, self._bounds)
+        warm = self._ctl[:1].copy()
+        warm[0, fast_step.CTL_STOP] = 1
+        k.worker(0, *self._worker_args[:-2], warm, self._bounds)  # compiles it, returns at once (STOP set)
+        self._warm_up_mt()
+        failures: list = []
+        for i in range(w):
+            th = threading.Thread(target=_run_worker, args=(k.worker, i, self._worker_args, failures),
+                                  name=f"robot_rl-batch-{i + 1}", daemon=True)
+            th.start()
+            self._threads.append(th)
+        self._failures = failures
         self.num_threads = num_threads
-        weakref.finalize(self, self._pool.stop)  # the workers hold the pool, not the block
+        _finalize(self, k.stop, self._ctl, self._threads)
         _THREADED.add(self)
+
+    def _warm_up_mt(self) -> None:
+        """Compile ``step_mt`` for this block's argument types (a call with no worker rows: env 0 only, undone)."""
+        u0, k = self.u[0], self._kernels
+        bounds, ctl = np.array([0, 1], np.int64), np.zeros((0, fast_step.CTL_WIDTH), np.int64)
+        z, nu, b = np.zeros, u0.model.nu, np.zeros(1, bool)
+
+        def call():
+            o = z((1, self._n_obs), np.float32)
+            k.step_mt(z((1, nu), np.float32), b, self._act_noise[:1].copy(), self._off_a[:1], False,
+                      self._lat[:1].copy(), self._latency[:1], self._ptrs[:1], self._lay, self._half,
+                      self._noise[:1], self._off_s[:1], 0, b, self._gbuf[:1].copy(), self._rp, self._t[:1].copy(),
+                      self._max_steps, z(1), z(1, np.int64), o, z(1), b, b, b, b, o, z(1), z(1, np.int64), b, b,
+                      self._last_warn[:1].copy(), self._abuf[:1].copy(), self._gbuf[:1].copy(),
+                      tuple(v[:1].copy() for v in self._sh), ctl, bounds)
+
+        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the threaded batch step"):
+            raise RuntimeError(f"the threaded batch step failed its warm-up: {fast_step.unavailable_reason()}")
 
     def _stop_threads(self) -> None:
         if self._threads:
-            self._pool.stop()
-            self._threads, self._pool = [], None
+            _stop(self._kernels.stop, self._ctl, self._threads)
+            self._threads = []
             self.num_threads = 1
 
     # ------------------------------------------------------------------ env <-> block state
@@ -411,11 +459,21 @@ class BatchedBlock:
                                                                 e(n, f64), e(n, _I64), e(n, b), e(n, b))
         goals = np.array([u._goal for u in self.u]) if self._builder.goal_dim else self._no_goals
         on = self._on
-        args = (actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows, self._lat,
-                self._latency, self._ptrs, self._lay, self._half, self._noise, self._off_s, c, on["sense"], goals,
-                self._rp, self._t, self._max_steps, self.returns, self.lengths, obs, rew, term, trunc, err, succ, final,
-                ep_r, ep_l, done, done2, self._last_warn)
-        n_done = self._pool.step(args) if self._threads else self._kernel(*args)
+        if self._threads:
+            n_done = self._kernels.step_mt(
+                actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows, self._lat, self._latency,
+                self._ptrs, self._lay, self._half, self._noise, self._off_s, c, on["sense"], goals, self._rp, self._t,
+                self._max_steps, self.returns, self.lengths, obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done,
+                done2, self._last_warn, self._abuf, self._gbuf, self._sh, self._ctl, self._bounds)
+            if n_done < 0:
+                self._threads = []  # (dead)
+                raise RuntimeError(f"a batch worker thread failed: {self._failures[0] if self._failures else '?'}")
+        else:
+            n_done = self._kernel(actions, on["noise"], self._act_noise, self._off_a, "latency" in self._rows,
+                                  self._lat, self._latency, self._ptrs, self._lay, self._half, self._noise,
+                                  self._off_s, c, on["sense"], goals, self._rp, self._t, self._max_steps, self.returns,
+                                  self.lengths, obs, rew, term, trunc, err, succ, final, ep_r, ep_l, done, done2,
+                                  self._last_warn)
         self._g += 1  # (before the autoresets: their envs start at the next global step)
         if n_done:
             self._autoreset(obs, np.flatnonzero(done).tolist())
@@ -486,70 +544,30 @@ _THREADED: weakref.WeakSet = weakref.WeakSet()  # blocks with worker threads (a 
 
 def _forget_threads_in_child() -> None:
     for block in list(_THREADED):
-        # A fork copies only the forking thread: step in this one.
-        block._threads, block._pool, block.num_threads = [], None, 1
+        block._threads, block.num_threads = [], 1  # a fork copies only the forking thread: step in this one
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads_in_child)
 
 
-class _ThreadPool:
-    """Worker threads that run ``range_fn(lo, hi, *args)`` (a nogil compiled kernel) on their contiguous parts
-    ``bounds[w + 1] .. bounds[w + 2] - 1`` while the calling thread runs ``bounds[0] .. bounds[1] - 1``.
-
-    One semaphore per worker announces a step, one semaphore counts the finished parts; the pool holds no reference
-    to its block (so the block can be collected, which stops the pool).
+def _run_worker(worker, w: int, args: tuple, failures: list) -> None:
+    """A worker thread: the compiled worker loop (nogil) until stopped; a failure is reported to the stepping
+    thread through the DONE slot.
     """
+    try:
+        worker(w, *args)
+    except BaseException as exc:  # noqa: BLE001 - reported by the stepping thread
+        failures.append(f"{type(exc).__name__}: {exc}")
+        args[-2][w, fast_step.CTL_DONE] = fast_step.DONE_FAILED
 
-    def __init__(self, range_fn, bounds: list):
-        self._fn, self._bounds = range_fn, bounds
-        w = len(bounds) - 2
-        self._go = [threading.Semaphore(0) for _ in range(w)]
-        self._done = threading.Semaphore(0)
-        self._args = None
-        self._n = [0] * w
-        self._failures: list = []
-        self.threads = [threading.Thread(target=self._run, args=(i,), name=f"robot_rl-batch-{i + 1}", daemon=True)
-                        for i in range(w)]
-        for th in self.threads:
-            th.start()
 
-    def _run(self, w: int) -> None:
-        lo, hi = self._bounds[w + 1], self._bounds[w + 2]
-        while True:
-            self._go[w].acquire()
-            args = self._args
-            if args is None:
-                return
-            try:
-                self._n[w] = self._fn(lo, hi, *args)
-            except BaseException as exc:  # noqa: BLE001 - reported by the stepping thread
-                self._failures.append(f"{type(exc).__name__}: {exc}")
-                self._n[w] = -1
-            self._done.release()
+def _stop(stop, ctl: np.ndarray, threads: list) -> None:
+    stop(ctl)
+    for th in threads:
+        th.join(timeout=5)
 
-    def step(self, args: tuple) -> int:
-        """Run the kernel over the whole batch; the number of ended episodes (the kernel's result summed)."""
-        self._args = args
-        for go in self._go:
-            go.release()
-        try:
-            n = self._fn(self._bounds[0], self._bounds[1], *args)
-        finally:
-            for _ in self._go:  # (the workers write into args' arrays: wait for them whatever happened here)
-                self._done.acquire()
-            self._args = None
-        if self._failures:
-            raise RuntimeError(f"a batch worker thread failed: {self._failures[0]}")
-        return n + sum(self._n)
 
-    def stop(self) -> None:
-        """End the worker threads (idempotent)."""
-        self._args = None
-        for go in self._go:
-            go.release()
-        for th in self.threads:
-            if th is not threading.current_thread():
-                th.join(timeout=5)
-        self._go = []
+def _finalize(block, stop, ctl, threads) -> None:
+    """Stop the worker threads when the block is garbage-collected (they hold its arrays, not the block)."""
+    weakref.finalize(block, _stop, stop, ctl, threads)

@@ -13,6 +13,7 @@ import pytest
 
 import robot_rl.envs as E
 from robot_rl.core import mujoco_jit
+from robot_rl.envs import fast_step
 from robot_rl.envs.batched import batch_support
 from robot_rl.envs.vector import make_vec
 
@@ -54,7 +55,7 @@ def _compare(vec, singles, steps: int, rng, stats: dict | None = None, exact_rew
     return episodes
 
 
-THREADS_OK = mujoco_jit.AVAILABLE
+THREADS_OK = mujoco_jit.AVAILABLE and fast_step.threads_unavailable_reason() is None
 MODES = [pytest.param((None, 1), id="compiled"), pytest.param((False, 1), id="numpy"),
          pytest.param((None, 2), id="threads", marks=pytest.mark.skipif(not THREADS_OK, reason="no threaded step"))]
 
@@ -249,10 +250,13 @@ def _thread_cpu_seconds(native_id: int) -> float:
 @pytest.mark.skipif(not THREADS_OK, reason="no threaded batch step here")
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads a thread's CPU time from /proc")
 def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
-    """A worker thread blocks on its semaphore between steps: an idle vector env costs no CPU, steps after the idle
-    time still work, close() ends the threads, and so does dropping an unclosed vector env."""
+    """A worker thread spins for the next step only briefly (batched.THREAD_SPIN_S), then sleeps in a futex wait:
+    an idle vector env costs no CPU, steps after the idle time still work, close() ends the threads, and so does
+    dropping an unclosed vector env."""
     import gc
     import time
+
+    from robot_rl.envs import batched
 
     vec = make_vec("CartpoleSwingup-v0", 4, seed=0, num_threads=2)
     assert vec.backend == "batched" and vec.num_threads == 2
@@ -263,7 +267,7 @@ def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
     vec.step(a)
     ref.step(a)
     (th,) = vec._blocks[0]._threads
-    time.sleep(0.2)
+    time.sleep(0.2)  # past THREAD_SPIN_S (2 ms)
     before = _thread_cpu_seconds(th.native_id)
     time.sleep(0.5)
     idle = _thread_cpu_seconds(th.native_id) - before
@@ -277,6 +281,7 @@ def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
     gc.collect()
     th.join(timeout=5)
     assert not th.is_alive(), "an unclosed, dropped vector env left its worker thread running"
+    assert batched.THREAD_SPIN_S < 0.1
     ref.close()
 
 
