@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 import robot_rl.envs as E
-from robot_rl.envs import fast_step
+from robot_rl.envs import fast_step, fast_threads
 from robot_rl.envs.vector import make_vec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "envs.md"
@@ -181,8 +181,9 @@ def bench_vector(num_envs: int, n: int, repeats: int) -> dict:
         best, rounds = _measure(runners, dict.fromkeys(runners, n), repeats, cpu)
         steps = n * repeats
         d = (ctl - ctl0)[0]
-        threads = {"wait_us": d[fast_step.CTL_WAIT_NS] / steps / 1e3, "work_us": d[fast_step.CTL_WORK_NS] / steps / 1e3,
-                   "sleeps": int(d[fast_step.CTL_SLEEPS]), "steps": steps}
+        ft = fast_threads
+        threads = {"wait_us": d[ft.CTL_WAIT_NS] / steps / 1e3, "work_us": d[ft.CTL_WORK_NS] / steps / 1e3,
+                   "sleeps": int(d[ft.CTL_SLEEPS]), "steps": steps}
         local_us, wait_us = _worker_wait(vecs["vec"], a, n)
     finally:
         for v in vecs.values():

@@ -27,7 +27,7 @@ no forward-kinematics terms (``batch_support`` says why not otherwise): the cart
 
 With ``num_threads > 1`` (``make_vec(..., num_threads=k)``) the compiled batch step runs on k threads: the calling
 thread steps the first contiguous part of the batch, k - 1 worker threads the others, each in a nogil compiled loop
-(``fast_step._compile_threaded``: sequentially consistent atomics announce a step and its completion, a worker spins
+(``fast_threads.compile_threaded``: sequentially consistent atomics announce a step and its completion, a worker spins
 for ``THREAD_SPIN_S`` and then sleeps in a futex wait that the caller wakes; the spin loops use the CPU's pause hint,
 so that a spinning thread slows a hyperthread sibling less). The random draws and autoresets stay in the calling
 thread, before and after the kernel, so the results are those of one thread, bit for bit. The worker threads stop on
@@ -50,7 +50,7 @@ import weakref
 import mujoco
 import numpy as np
 
-from robot_rl.envs import fast_step
+from robot_rl.envs import fast_step, fast_threads
 from robot_rl.envs.base import MujocoTaskEnv
 from robot_rl.envs.randomization import _CHUNK
 
@@ -181,18 +181,18 @@ class BatchedBlock:
               goals, self._rp, self._t[:1].copy(), self._max_steps, z(1), z(1, np.int64), o, z(1), b, b, b, b, o,
               z(1), z(1, np.int64), b, b, self._last_warn[:1].copy())
 
-        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the compiled batch step"):
+        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {u0.name}: the compiled batch step"):
             k = None
         return k
 
     # ------------------------------------------------------------------ threads
     def _start_threads(self, num_threads: int) -> None:
         """Split the compiled batch step over ``num_threads`` threads (this one and ``num_threads - 1`` workers,
-        ``fast_step._compile_threaded``): contiguous blocks of envs, the first for the calling thread.
+        ``fast_threads.compile_threaded``): contiguous blocks of envs, the first for the calling thread.
         """
         k = self._kernels if self._kernel is not None else None
         if k is None or k.step_mt is None:
-            why = fast_step.threads_unavailable_reason() if k is not None else (
+            why = fast_threads.threads_unavailable_reason() if k is not None else (
                 fast_step.unavailable_reason() or "the envs run the Python step (compiled_step=False, or the task has "
                 "no compiled step and reward)")
             raise ValueError(f"num_threads={num_threads} needs the compiled batch step on threads: {why}")
@@ -204,15 +204,15 @@ class BatchedBlock:
         self._gbuf = z((n, self._builder.goal_dim))
         self._sh = (z((n, m), np.float32), z(n), z(n, bool), z(n, bool), z(n, bool), z(n, bool), z((n, m), np.float32),
                     z(n), z(n, np.int64), z(n, bool))
-        self._ctl = z((w, fast_step.CTL_WIDTH), np.int64)
-        self._ctl[:, fast_step.CTL_SPIN_NS] = int(THREAD_SPIN_S * 1e9)
+        self._ctl = z((w, fast_threads.CTL_WIDTH), np.int64)
+        self._ctl[:, fast_threads.CTL_SPIN_NS] = int(THREAD_SPIN_S * 1e9)
         # The persistent arrays the workers read and write (the block never rebinds them: updates are in place).
         self._worker_args = (self._on["noise"], self._act_noise, self._off_a, self._lat, self._latency, self._ptrs,
                              self._lay, self._half, self._noise, self._off_s, self._on["sense"], self._rp, self._t,
                              self._max_steps, self.returns, self.lengths, self._last_warn, self._abuf, self._gbuf,
                              self._sh, self._ctl, self._bounds)
         warm = self._ctl[:1].copy()
-        warm[0, fast_step.CTL_STOP] = 1
+        warm[0, fast_threads.CTL_STOP] = 1
         k.worker(0, *self._worker_args[:-2], warm, self._bounds)  # compiles it, returns at once (STOP set)
         self._warm_up_mt()
         failures: list = []
@@ -229,7 +229,7 @@ class BatchedBlock:
     def _warm_up_mt(self) -> None:
         """Compile ``step_mt`` for this block's argument types (a call with no worker rows: env 0 only, undone)."""
         u0, k = self.u[0], self._kernels
-        bounds, ctl = np.array([0, 1], np.int64), np.zeros((0, fast_step.CTL_WIDTH), np.int64)
+        bounds, ctl = np.array([0, 1], np.int64), np.zeros((0, fast_threads.CTL_WIDTH), np.int64)
         z, nu, b = np.zeros, u0.model.nu, np.zeros(1, bool)
 
         def call():
@@ -241,7 +241,7 @@ class BatchedBlock:
                       self._last_warn[:1].copy(), self._abuf[:1].copy(), self._gbuf[:1].copy(),
                       tuple(v[:1].copy() for v in self._sh), ctl, bounds)
 
-        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {type(u0).__name__}: the threaded batch step"):
+        if not fast_step.warm_up(u0.model, u0.data, call, f"batched {u0.name}: the threaded batch step"):
             raise RuntimeError(f"the threaded batch step failed its warm-up: {fast_step.unavailable_reason()}")
 
     def _stop_threads(self) -> None:
@@ -559,7 +559,7 @@ def _run_worker(worker, w: int, args: tuple, failures: list) -> None:
         worker(w, *args)
     except BaseException as exc:  # noqa: BLE001 - reported by the stepping thread
         failures.append(f"{type(exc).__name__}: {exc}")
-        args[-2][w, fast_step.CTL_DONE] = fast_step.DONE_FAILED
+        args[-2][w, fast_threads.CTL_DONE] = fast_threads.DONE_FAILED
 
 
 def _stop(stop, ctl: np.ndarray, threads: list) -> None:

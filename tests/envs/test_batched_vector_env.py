@@ -13,7 +13,7 @@ import pytest
 
 import robot_rl.envs as E
 from robot_rl.core import mujoco_jit
-from robot_rl.envs import fast_step
+from robot_rl.envs import fast_threads
 from robot_rl.envs.batched import batch_support
 from robot_rl.envs.vector import make_vec
 
@@ -55,7 +55,7 @@ def _compare(vec, singles, steps: int, rng, stats: dict | None = None, exact_rew
     return episodes
 
 
-THREADS_OK = mujoco_jit.AVAILABLE and fast_step.threads_unavailable_reason() is None
+THREADS_OK = mujoco_jit.AVAILABLE and fast_threads.threads_unavailable_reason() is None
 MODES = [pytest.param((None, 1), id="compiled"), pytest.param((False, 1), id="numpy"),
          pytest.param((None, 2), id="threads", marks=pytest.mark.skipif(not THREADS_OK, reason="no threaded step"))]
 
