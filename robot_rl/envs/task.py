@@ -366,6 +366,10 @@ class BoundTask:
         self._eval = self.kernel_factory.evaluator() if spec.scalar else None
         self._inputs = [(name, inp.kind, qadr.get(inp.arg) if inp.kind == "qpos" else dadr.get(inp.arg)
                          if inp.kind == "qvel" else inp.arg) for name, inp in spec.inputs.items()]
+        if self._eval is not None:
+            # Compile now (numba: ~1 s on the first env of a process), not on the first reward: a real-time caller
+            # (the sim_robot node's physics loop, reward_for) must not stall mid-run. The evaluator is pure.
+            self.evaluate(np.zeros(env.model.nu))
 
     def input_values(self, action: np.ndarray) -> dict:
         """Input name -> value on the env's current true state and the normalized ``action``."""

@@ -147,3 +147,12 @@ def test_registry_builds_specs_with_their_options():
     assert task(swingup=True).terminations == ()
     assert E.make("CartpoleBalance-v0", fall_angle=None).unwrapped.task.terminations == ()
     assert math.isclose(E.make("Reacher2-v0", success_distance=0.05).unwrapped.success_distance, 0.05)
+
+
+@pytest.mark.skipif(not mujoco_jit.AVAILABLE, reason="numba is not installed: the evaluator is plain Python")
+@pytest.mark.parametrize("env_id", [t for t in E.TASKS if E.task_spec(t).scalar])
+def test_the_reward_evaluator_is_compiled_when_the_env_is_made(env_id):
+    # A real-time caller (the sim_robot node's physics loop calls reward_for every control step) must not pay numba's
+    # ~1 s compile on its first reward: the env compiles the evaluator while it is constructed.
+    ev = E.make(env_id).unwrapped.terms._eval
+    assert len(ev.signatures) == 1
