@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _machine import machine_header  # noqa: E402
 
 from robot_rl.control import ilqr, ilqr_jit, lqr  # noqa: E402
 from robot_rl.control.costs import Cost  # noqa: E402
@@ -169,6 +170,8 @@ def report(r: dict) -> str:
 
     lines = [
         "# Control benchmarks (cart-pole, MuJoCo)",
+        "",
+        machine_header(),
         "",
         "Command: `.venv/bin/python bench/bench_control.py` (pytest: `pytest -m bench bench/bench_control.py`).",
         f"Machine: {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, mujoco "

@@ -30,6 +30,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 import pytest
+from _machine import machine_header
 
 import robot_rl.envs as E
 from robot_rl.envs import fast_step, fast_threads
@@ -420,6 +421,8 @@ def write_table(r: dict, path: Path = RESULTS) -> str:
     ]
     lines = [
         "# Env throughput (bench/bench_envs.py, one run)",
+        "",
+        machine_header(),
         "",
         f"Machine: {platform.machine()}, {cpu} CPU cores (shared with other jobs: 1-min load average {load:.1f} at",
         f"the end of the run), Python {sys.version.split()[0]}, mujoco {mujoco.__version__}. Rates: best of several",

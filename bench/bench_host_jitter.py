@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _machine import machine_header
 
 PROBE = textwrap.dedent("""
     import gc, json, os, sys, time
@@ -166,6 +167,7 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     lines = [
         "# Host scheduling jitter (no ROS)", "",
+        machine_header(), "",
         f"Command: `.venv/bin/python bench/bench_host_jitter.py --duration {args.duration:g} --period-ms "
         f"{args.period_ms:g} --priority {args.priority} --stall-ms {args.stall_ms:g}`", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {platform.release()}, load average "

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _machine import machine_header
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     lines = [
         "# mpc_node replanning on the simulated cart-pole (ROS 2, loopback)", "",
+        machine_header(), "",
         f"Command: `.venv/bin/python bench/bench_mpc_node.py --duration {args.duration:g} --setups {args.setups} "
         f"--env-id {args.env_id} --seed {args.seed}" + (f" --out {args.out}`" if args.out else "`"), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load average "

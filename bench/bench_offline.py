@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from _machine import machine_header  # noqa: E402
 
 from robot_rl.algos.iql import DatasetConfig, IqlConfig, IqlExperiment  # noqa: E402
 from robot_rl.commands.collect import collect  # noqa: E402
@@ -120,6 +121,8 @@ def run(episodes: int, steps: int, repeats: int) -> dict:
 
 def write_results(r: dict) -> str:
     text = f"""# Offline pipeline throughput
+
+{machine_header()}
 
 `python bench/bench_offline.py` on {platform.machine()} / Python {platform.python_version()} / torch
 {torch.__version__}, one torch thread, shared 2-core machine (best of repeats; 1-min load average at the end of

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from _machine import machine_header  # noqa: E402
 
 from robot_rl.core.profile import load_profile  # noqa: E402
 from robot_rl.envs import make  # noqa: E402
@@ -146,6 +147,8 @@ def report(r: dict) -> str:
     t = rows["torch"]["p50"]
     lines = [
         "# ONNX policy inference vs torch (batch 1, one thread)",
+        "",
+        machine_header(),
         "",
         "Command: `.venv/bin/python bench/bench_onnx.py` (pytest: `pytest -m bench bench/bench_onnx.py`).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (1-min load average "

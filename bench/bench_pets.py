@@ -39,6 +39,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from _machine import machine_header  # noqa: E402
 
 from robot_rl.algos.pets import EpisodeLog, EvalLog, PetsConfig, ProbabilisticEnsemble, make_predictor, train_pets  # noqa: E402,E501
 from robot_rl.control.costs import Cost  # noqa: E402
@@ -273,6 +274,8 @@ def report(r: dict, command: str) -> str:
     la = r["load"]
     lines = [
         "# PETS vs SAC on the cart-pole swing-up",
+        "",
+        machine_header(),
         "",
         f"Command: `{command}` (pytest: `pytest -m bench bench/bench_pets.py`, tiny budget).",
         f"Machine: {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, torch "

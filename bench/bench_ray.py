@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _machine import machine_header
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ray.md"
 ENV = "robot_rl/CartpoleBalance-v0"
@@ -118,6 +119,7 @@ def write(res: dict, path: Path = RESULTS) -> str:
     r1 = res["ray1"]
     lines = [
         "# Rollout collection on Ray (bench/bench_ray.py, one run)", "",
+        machine_header(), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs (1-min load average "
         f"{load:.1f} at the end of the run), Python {sys.version.split()[0]}, ray 2.60.0, private Ray cluster on "
         f"127.0.0.1 with 2 CPUs. `{ENV}` with randomization `default`, PPO default policy (64x64 tanh) and batch "

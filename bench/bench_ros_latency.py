@@ -33,6 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_host_jitter  # noqa: E402
+from _machine import machine_header  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,6 +232,7 @@ def main(argv=None) -> int:
     period_ms = 1e3 / args.rate
     lines = [
         f"# policy_node cross-process latency ({args.rate:g} Hz)", "",
+        machine_header(), "",
         f"Command: `.venv/bin/python bench/bench_ros_latency.py --duration {args.duration:g} --rate {args.rate:g} "
         f"--setups {args.setups} --triggers {args.triggers}" + (f" --out {args.out}`" if args.out else "`"), "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
