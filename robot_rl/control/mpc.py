@@ -11,7 +11,7 @@ API (stable; used by the ROS ``mpc_node``; documented in docs/control.md)::
     mpc.stop()
 
 Warm start: each replan starts from the previous plan shifted to the new state's time (last control repeated).
-Deadlines (RELIABILITY.md scenario 7): a replan has ``replan_budget_s`` of wall-clock time; planners are anytime
+Deadlines (docs/reliability.md, scenario 7): a replan has ``replan_budget_s`` of wall-clock time; planners are anytime
 (best plan so far when time runs out). A replan that still overruns its budget (e.g. an injected delay) is a deadline
 miss: its late result is dropped and ``action`` keeps using the previous plan, time-shifted. After
 ``max_missed_deadlines`` consecutive misses, or when the plan is older than ``(max_missed_deadlines + 1)

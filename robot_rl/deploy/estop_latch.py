@@ -2,7 +2,7 @@
 
 ``trip(reason)`` writes ``<state_dir>/estop`` (temp file, fsync, ``os.replace``: never half-written); only
 ``clear()`` removes it. A policy node checks ``tripped()`` at start and latches its safety filter, so killing and
-restarting the policy does not clear an e-stop (RELIABILITY.md scenario 9).
+restarting the policy does not clear an e-stop (docs/reliability.md, scenario 9).
 """
 
 from __future__ import annotations

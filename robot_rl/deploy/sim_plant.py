@@ -3,8 +3,9 @@
 It behaves like a forward command controller on real hardware: a command (robot units, ``command_joints`` order)
 is applied ``latency_s`` after it arrives and held until the next one; if no command arrives for
 ``command_timeout_s`` (steady clock) the safe command (zero effort / hold position / zero velocity) is applied
-until commands resume (RELIABILITY.md scenario 8). Measurements carry optional Gaussian noise. Time is whatever the
-caller passes as ``now_s`` (the node passes ``time.monotonic()``), so tests can drive it deterministically.
+until commands resume (docs/reliability.md, scenario 8). Measurements carry optional Gaussian noise. Time is
+whatever the caller passes as ``now_s`` (the node passes ``time.monotonic()``), so tests can drive it
+deterministically.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class RecorderNode(Node):
         typestore = get_typestore(Stores.ROS2_KILTED)
         self.writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
         # Small chunks with CRC-32 (robot_rl.data.bags): a bag cut by a crash loses only its last chunk and replay
-        # can tell damaged ranges from intact ones (RELIABILITY.md scenario 15).
+        # can tell damaged ranges from intact ones (docs/reliability.md, scenario 15).
         from robot_rl.data.bags import CrcMcapWriter
 
         self.writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: CrcMcapWriter}

@@ -55,7 +55,7 @@ def test_dmc_physics_error():
 
 
 def test_reality_randomization_rarely_diverges():
-    # RELIABILITY scenario 11 (short form): full "reality" ranges, random actions, no divergence.
+    # docs/reliability.md, scenario 11 (short form): full "reality" ranges, random actions, no divergence.
     for env_id in MUJOCO_TASKS:
         env = E.make(env_id, randomization="reality", seed=0, max_episode_steps=60)
         errors = 0

@@ -1,4 +1,4 @@
-"""OnnxPolicy refuses every malformed artifact (RELIABILITY.md scenarios 6 and 18) with expected vs got."""
+"""OnnxPolicy refuses every malformed artifact (docs/reliability.md, scenarios 6 and 18) with expected vs got."""
 
 from __future__ import annotations
 

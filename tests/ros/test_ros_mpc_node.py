@@ -1,5 +1,6 @@
 """mpc_node over real DDS: iLQR MPC (planner thread, MuJoCo dynamics) balances the simulated cart-pole under a
-held-out reality sample; an exception in the planner thread ends with the safe command and exit 1 (scenario 10).
+held-out reality sample; an exception in the planner thread ends with the safe command and exit 1
+(docs/reliability.md, scenario 10).
 Its planner parameters are exactly the fields of ``MpcConfig`` (names, defaults from the config file, docstrings),
 and a bad value refuses the start naming the parameter."""
 

@@ -1,7 +1,7 @@
-"""policy_node over real DDS: closed loop under a held-out reality sample, and the fault scenarios of RELIABILITY.md
-(1 non-finite joint states, 2 impossible state, 3 silent sensor and frozen simulation clock, 4 old / future stamps,
-6 malformed model, 9 e-stop latch across restarts, 10 unhandled exception). Faults come from a separate injector
-process (tests/ros/joint_state_injector.py).
+"""policy_node over real DDS: closed loop under a held-out reality sample, and the fault scenarios of
+docs/reliability.md (1 non-finite joint states, 2 impossible state, 3 silent sensor and frozen simulation clock,
+4 old / future stamps, 6 malformed model, 9 e-stop latch across restarts, 10 unhandled exception). Faults come
+from a separate injector process (tests/ros/joint_state_injector.py).
 
 Policy: no trained SAC model ships yet, so the tests use the LQR gain of the cart-pole (linearized MJCF, discrete
 LQR) exported as a linear ONNX layer with a sidecar (``robot_rl.export.lqr.write_lqr_artifact``), run by the

@@ -1,4 +1,5 @@
-"""sim_robot over real DDS: joint states flow, commands act, and the robot-side command timeout (scenario 8)."""
+"""sim_robot over real DDS: joint states flow, commands act, and the robot-side command timeout
+(docs/reliability.md, scenario 8)."""
 
 from __future__ import annotations
 

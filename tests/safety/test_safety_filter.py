@@ -1,4 +1,4 @@
-"""Hand cases for robot_rl.safety.SafetyFilter (RELIABILITY.md scenarios 1-5, 9 at the pure level)."""
+"""Hand cases for robot_rl.safety.SafetyFilter (docs/reliability.md, scenarios 1-5 and 9, at the pure level)."""
 
 from __future__ import annotations
 

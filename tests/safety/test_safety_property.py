@@ -1,4 +1,5 @@
-"""Property test: adversarial sensor / command / clock sequences never produce an unsafe command (scenario 5).
+"""Property test: adversarial sensor / command / clock sequences never produce an unsafe command
+(docs/reliability.md, scenario 5).
 
 Checked after every ``filter`` call: output finite and within the command limits; a normal (non-safe) output moved
 by at most ``max_command_rate`` x one control period; a normal output never follows a latched e-stop, a stale sensor,
