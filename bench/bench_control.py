@@ -238,7 +238,7 @@ def report(r: dict) -> str:
                          f"**{'met' if st['solve_ms_p99'] <= 10.0 else 'missed'}** on this shared host; CPU-time p99 "
                          f"{st['cpu_ms_p99']:.1f} ms ({'<=' if st['cpu_ms_p99'] <= 10.0 else '>'} 10 ms: the "
                          "replan's own compute, about what an otherwise idle core would show).")
-    lines += ["", "Before these speed-ups (numbers from the issue, same host, load ~2): iteration 7.98 ms = 9.5x a "
+    lines += ["", "Before these speed-ups (the code of commit 13a2fd3, same host, load ~2): iteration 7.98 ms = 9.5x a "
               "0.84 ms floor (derivatives 3.51, backward pass 2.40, forward passes 2.07 ms); replan at horizon 100 "
               "p50 7.35 / p99 10.74 ms, horizon 50 p50 4.97 / p99 6.31 ms (wall time). Before the compiled MuJoCo "
               "loops (2026-11-22, numba backward pass only): exact 3.4x / coarse 1.9x the floor; replan at horizon "
