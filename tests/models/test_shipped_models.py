@@ -1,4 +1,4 @@
-"""The shipped models in models/ (issue 7): each one listed in models/README.md loads through the robot runtime
+"""The shipped models in models/: each one listed in models/README.md loads through the robot runtime
 against its robot profile, carries its recipe and metrics, comes from the config its README section names, and
 performs in the real MuJoCo env.
 

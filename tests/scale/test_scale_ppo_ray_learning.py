@@ -8,10 +8,10 @@ the real ``PpoLearner`` (networks, ``_update``), its rollouts collected by Ray a
 PPO settings: config/ppo_cartpole_balance.yaml's outcome depends on the rollout stream (with Ray workers we saw a best
 return of 480 with one worker seeding and 391 with another), so this test uses settings that reached >= 400 by 20480
 steps in every calibration run: the local runner with seeds 0 and 1 (371 / 476 at 16384, 495 / 434 at 20480) and
-the in-process workers with seeds 0 and 1 (see docs/scale.md). On the AMD EPYC VM of 2026-12-05 (different float
-results from torch, same seeds) learning rate 0.001 peaked at 396 (392 at 16384) and fell back; 0.0005 reached 439 at
-16384 there, and evaluating every 8192 steps (same budget) catches an early peak. The default config reached 476 at
-16384 there.
+the in-process workers with seeds 0 and 1 (see docs/scale.md). On an AMD EPYC 2-vCPU machine (2026-12-05; different
+float results from torch, same seeds) learning rate 0.001 peaked at 396 (392 at 16384) and fell back; 0.0005 reached
+439 at 16384 there, and evaluating every 8192 steps (same budget) catches an early peak. The default config reached
+476 at 16384 there.
 """
 
 from pathlib import Path
