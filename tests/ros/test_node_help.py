@@ -4,6 +4,7 @@ no bag or directory in the working directory."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import subprocess
@@ -61,8 +62,27 @@ def test_rclpy_init_would_show_in_the_log_dir(tmp_path):
     assert list((tmp_path / "ros_log").iterdir())
 
 
-def test_every_node_is_covered():
+def test_every_executable_is_covered():
+    """The console scripts of setup.py: the four nodes (here) and ``robot-rl`` (argparse, checked below)."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    table = next(n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES")
+    assert {k: v.rpartition(":")[0] for k, v in ast.literal_eval(table).items()} == \
+        {n: f"robot_rl.nodes.{n}" for n in NODES}
     assert set(NODES) == set(KNOWN)
+
+
+def test_robot_rl_command_answers_help(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "robot_rl.cli", "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0 and res.stdout.startswith("usage: robot-rl") and list(tmp_path.iterdir()) == []
+
+
+def test_help_flag_only_among_the_nodes_own_arguments():
+    from robot_rl.nodes._common import wants_help
+
+    assert wants_help(["sim_robot", "-h"]) and wants_help(["sim_robot", "--help", "--ros-args", "-p", "seed:=1"])
+    assert not wants_help(["recorder", "--ros-args", "-p", "output:=--help"])
+    assert not wants_help(["recorder"]) and not wants_help(["recorder", "--ros-args", "-p", "output:=-h"])
 
 
 @pytest.mark.parametrize("node", NODES)
