@@ -17,7 +17,9 @@ Behaviour (details and time bounds in docs/safety.md):
   length, a value is non-finite, the state is impossible (position beyond limits + ``position_margin``, speed above
   ``velocity_factor`` x ``velocity_max``), or its stamp is non-finite, repeated/backwards, older than ``max_age_s`` or
   from the future (the last two need ``clock_s``, the receipt time on the stamp's clock). Non-finite, impossible and
-  missing-joint messages are *faults*: the next ``filter`` call returns the safe command.
+  missing-joint messages are *faults*: the next ``filter`` call returns the safe command. Malformed messages (array
+  lengths that do not match ``names``, values that are not numbers) and bad stamps are only rejected, like a lost
+  message: the last accepted state stays in use until the watchdog below turns a run of them into a fault.
 * No accepted message for ``sensor_timeout_s`` of steady time -> fault (stale sensor).
 * After any fault, normal operation resumes only after ``recover_after`` consecutive accepted messages.
 * ``filter``: e-stop latched, fault, non-finite or malformed command -> safe command; otherwise clamp to the command
@@ -152,7 +154,11 @@ class SafetyFilter:
             if -age > self.future_tolerance_s:
                 return self._reject("rejected_future", f"stamp {-age:.4f} s in the future "
                                     f"(tolerance {self.future_tolerance_s} s)", fault=False)
-        # ---- map by name (cached while the message layout does not change)
+        # ---- map by name (cached while the message layout does not change). A missing joint is a fault (the driver
+        # lost a joint); a message whose arrays do not match its names says nothing about the robot, so it is
+        # dropped like a lost message (ros2_controllers' joint_trajectory_controller likewise drops a trajectory
+        # whose point arrays do not match its joint_names and keeps running) and the watchdog bounds how long the
+        # last accepted state is used if no good message follows.
         key = tuple(names)
         if key != self._names_key:
             self._map_names(key)
@@ -161,10 +167,12 @@ class SafetyFilter:
         n = len(key)
         for field, values in (("position", positions), ("velocity", velocities)):
             if len(values) != n:
-                return self._reject("rejected_malformed", f"{field} has {len(values)} values for {n} names")
+                return self._reject("rejected_malformed", f"{field} has {len(values)} values for {n} names",
+                                    fault=False)
         has_effort = efforts is not None and len(efforts) > 0
         if has_effort and len(efforts) != n:
-            return self._reject("rejected_malformed", f"effort has {len(efforts)} values for {n} names")
+            return self._reject("rejected_malformed", f"effort has {len(efforts)} values for {n} names",
+                                fault=False)
         # ---- fast path: plain float loop (a few joints: cheaper than a dozen numpy calls); any doubt -> slow path
         idx, lo, hi, vmax, pbuf, vbuf = self._idx, self._lo, self._hi, self._vmax, self._plist, self._vlist
         isfinite = math.isfinite
@@ -209,7 +217,7 @@ class SafetyFilter:
             if has_effort:
                 np.take(np.asarray(efforts, dtype=np.float64), self._names_idx, out=self._eff_buf)
         except (TypeError, ValueError) as exc:
-            return self._reject("rejected_malformed", f"joint_states values are not numbers ({exc})")
+            return self._reject("rejected_malformed", f"joint_states values are not numbers ({exc})", fault=False)
         # ---- finite
         for field, buf, used in (("position", self._pos_buf, True), ("velocity", self._vel_buf, True),
                                  ("effort", self._eff_buf, has_effort)):

@@ -21,6 +21,7 @@ same checks): the ROS nodes declare their parameters this way (``robot_rl.nodes.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -274,20 +275,64 @@ def apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
             if nxt is None:
                 nxt = node[k] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"cannot set {'.'.join(keys)}: {k!r} is not a mapping", source="--set")
+                raise ConfigError(f"cannot set {'.'.join(keys)}: {k!r} is not a mapping", source=f"--set {text}")
             node = nxt
         node[keys[-1]] = value
     return raw
 
 
+def _in_mapping(raw: Any, keys: list[str]) -> bool:
+    for k in keys:
+        if not isinstance(raw, dict) or k not in raw:
+            return False
+        raw = raw[k]
+    return True
+
+
+@contextlib.contextmanager
+def overrides_named(file_raw: Any, overrides: typing.Iterable[str]):
+    """Report a ``ConfigError`` raised inside the block against the ``--set`` argument that caused it.
+
+    ``file_raw`` is the mapping before the overrides. An error at a key an override set (or below it: a list item),
+    or at a key that only exists because an override created it (``--set no_such.key=1`` -> unknown key
+    ``no_such``), names ``--set <that argument>`` instead of the file, whose content is not at fault. A section's
+    own check refusing a combination (error at ``mpc``, an override set ``mpc.horizon``) names both.
+    """
+    overrides = list(overrides)
+    try:
+        yield
+    except ConfigError as exc:
+        path = exc.key_path or ""
+        inside, seen = [], set()
+        for text in reversed(overrides):  # the last override of a key is the one in effect
+            key = text.partition("=")[0].strip()
+            if key in seen:
+                continue
+            seen.add(key)
+            set_here = path == key or path.startswith((key + ".", key + "["))
+            created = bool(path) and key.startswith(path + ".") and not _in_mapping(file_raw, path.split("."))
+            if set_here or created:
+                raise ConfigError(exc.message, source=f"--set {text}", path=exc.key_path) from None
+            if key.startswith(path + ".") or not path:
+                inside.append(text)
+        if inside and exc.source:
+            with_set = ", ".join(f"--set {t}" for t in reversed(inside))
+            raise ConfigError(exc.message, source=f"{exc.source} with {with_set}", path=exc.key_path) from None
+        raise
+
+
 def load_config(cls: type[T], path: str | Path | None = None, *, overrides: typing.Iterable[str] = (),
                 raw: dict | None = None) -> T:
-    """Load dataclass ``cls`` from a YAML file (or ``raw`` mapping) with ``key=value`` overrides applied."""
+    """Load dataclass ``cls`` from a YAML file (or ``raw`` mapping) with ``key=value`` overrides applied (an error
+    caused by an override names the ``--set`` argument, not the file).
+    """
     source = str(path) if path is not None else "<config>"
     if path is not None:
         raw = load_yaml(path)
-    raw = apply_overrides(raw or {}, overrides)
-    return _build_dataclass(cls, raw, "", source)
+    overrides = list(overrides)
+    merged = apply_overrides(raw or {}, overrides)
+    with overrides_named(raw, overrides):
+        return _build_dataclass(cls, merged, "", source)
 
 
 def to_dict(obj: Any) -> Any:

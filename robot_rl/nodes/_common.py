@@ -3,17 +3,25 @@
 Exit codes of every node: 0 clean stop (SIGINT / SIGTERM), 1 fault while running (unhandled exception in a
 callback: the node's ``fail_safe()`` publishes a final safe command first), 2 refused to start (bad parameter,
 bad model, missing file: the message names what was wrong).
+
+``--help`` (or ``-h``) before ``--ros-args`` prints every parameter of the node (type, default, accepted values,
+description) and exits 0 without starting ROS: ``run_node`` runs the node's parameter declarations against a
+``ParameterCatalog``, a reader that records each declaration and returns its default, so the help and the running
+node read the same declarations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import gc
+import inspect
 import math
 import os
 import re
 import signal
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
@@ -42,11 +50,12 @@ class ParamReader:
     accepted; the type is checked here and a wrong one becomes a ``StartupError`` naming the parameter.
     """
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node | None):
         self.node = node
         self.values: dict[str, Any] = {}
 
-    def _declare(self, name: str, default: Any, description: str, constraints: str = "") -> Any:
+    def _declare(self, name: str, kind: str, default: Any, description: str, constraints: str = "") -> Any:
+        """Declare parameter ``name`` (``kind``: its type in words, for ``--help``) and return its value."""
         desc = ParameterDescriptor(description=description, additional_constraints=constraints, dynamic_typing=True)
         value = self.node.declare_parameter(name, default, desc).value
         return value
@@ -62,7 +71,8 @@ class ParamReader:
         parameter(s).
         """
         specs = parameter_specs(defaults, exclude=exclude)
-        values = {s.name: self._declare(s.name, s.default, s.description, s.constraints) for s in specs}
+        values = {s.name: self._declare(s.name, _kind(s.default), s.default, s.description, s.constraints)
+                  for s in specs}
         try:
             config = from_parameters(type(defaults), values)
         except ConfigError as exc:
@@ -72,7 +82,9 @@ class ParamReader:
 
     def float(self, name: str, default: float, description: str, *, min_value: float | None = None,
               max_value: float | None = None, strict_min: bool = False) -> float:
-        raw = self._declare(name, float(default), description)
+        bounds = [f"{'>' if strict_min else '>='} {min_value}"] if min_value is not None else []
+        bounds += [f"<= {max_value}"] if max_value is not None else []
+        raw = self._declare(name, "double", float(default), description, ", ".join(bounds))
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise StartupError(f"parameter {name!r}: expected a number, got {raw!r}")
         value = float(raw)
@@ -85,24 +97,30 @@ class ParamReader:
         self.values[name] = value
         return value
 
-    def int(self, name: str, default: int, description: str, *, min_value: int | None = None) -> int:
-        raw = self._declare(name, int(default), description)
+    def int(self, name: str, default: int, description: str, *, min_value: int | None = None,
+            max_value: int | None = None) -> int:
+        bounds = [f">= {min_value}"] if min_value is not None else []
+        bounds += [f"<= {max_value}"] if max_value is not None else []
+        raw = self._declare(name, "integer", int(default), description, ", ".join(bounds))
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise StartupError(f"parameter {name!r}: expected an integer, got {raw!r}")
         if min_value is not None and raw < min_value:
             raise StartupError(f"parameter {name!r}: must be >= {min_value}, got {raw}")
+        if max_value is not None and raw > max_value:
+            raise StartupError(f"parameter {name!r}: must be <= {max_value}, got {raw}")
         self.values[name] = raw
         return raw
 
     def bool(self, name: str, default: bool, description: str) -> bool:
-        raw = self._declare(name, bool(default), description)
+        raw = self._declare(name, "bool", bool(default), description)
         if not isinstance(raw, bool):
             raise StartupError(f"parameter {name!r}: expected true or false, got {raw!r}")
         self.values[name] = raw
         return raw
 
     def str(self, name: str, default: str, description: str, *, choices: Sequence[str] | None = None) -> str:
-        raw = self._declare(name, str(default), description)
+        raw = self._declare(name, "string", str(default), description,
+                            f"one of {list(choices)}" if choices is not None else "")
         if not isinstance(raw, str):
             raise StartupError(f"parameter {name!r}: expected a string, got {raw!r}")
         if choices is not None and raw not in choices:
@@ -112,7 +130,8 @@ class ParamReader:
 
     def floats(self, name: str, default: Sequence[float], description: str, *, length: int | None = None
                ) -> list[float]:
-        raw = self._declare(name, [float(v) for v in default], description)
+        raw = self._declare(name, "double array", [float(v) for v in default], description,
+                            f"{length} values" if length is not None else "")
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             raw = [raw]
         if not isinstance(raw, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, (int, float))
@@ -125,6 +144,85 @@ class ParamReader:
             raise StartupError(f"parameter {name!r}: expected {length} values, got {len(values)}")
         self.values[name] = values
         return values
+
+
+def _kind(value: Any) -> str:
+    """ROS parameter type of ``value`` in words (``--help``)."""
+    if isinstance(value, (list, tuple)):
+        inner = {_kind(v) for v in value}
+        return f"{inner.pop()} array" if len(inner) == 1 else "array"
+    return {bool: "bool", int: "integer", float: "double", str: "string"}.get(type(value), type(value).__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterInfo:
+    """One declared parameter, as ``--help`` shows it."""
+
+    name: str
+    kind: str
+    """Type in words: ``string``, ``integer``, ``double``, ``bool``, ``double array``."""
+    default: Any
+    description: str
+    constraints: str
+    """Accepted values in words (``>= 0.0``, ``one of ['timer', 'sensor']``); empty: any value of the type."""
+
+
+class ParameterCatalog(ParamReader):
+    """A ``ParamReader`` without a node: records every declaration and returns its default, so a node's declaration
+    code runs unchanged to list its parameters (``--help``) without rclpy, topics or files.
+    """
+
+    def __init__(self):
+        super().__init__(None)
+        self.declared: list[ParameterInfo] = []
+
+    def _declare(self, name: str, kind: str, default: Any, description: str, constraints: str = "") -> Any:
+        self.declared.append(ParameterInfo(name, kind, default, description, constraints))
+        return default
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def help_text(name: str, doc: str | None, parameters: Sequence[ParameterInfo]) -> str:
+    """The ``--help`` text of node ``name``: usage, the module docstring, every parameter, exit codes."""
+    out = [f"usage: {name} [-h] [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] [-r FROM:=TO ...]]", ""]
+    if doc:
+        out += [inspect.cleandoc(doc), ""]
+    out.append(f"parameters ({len(parameters)}; set with --ros-args -p NAME:=VALUE or a parameter file):")
+    for info in parameters:
+        # the schema's words for a plain type (``integer``, ``true or false``) say no more than the type
+        plain = info.constraints in ("", info.kind, "string", "integer", "true or false")
+        accepted = "" if plain else f"; {info.constraints}"
+        out.append(f"  {info.name} ({info.kind}, default {_default_text(info.default)}{accepted})")
+        out += textwrap.wrap(info.description or "(no description)", width=100, initial_indent=" " * 6,
+                             subsequent_indent=" " * 6, break_on_hyphens=False)
+    out += ["", f"exit codes: {EXIT_OK} clean stop (SIGINT / SIGTERM), {EXIT_FAULT} fault while running (the final "
+            "safe command is", f"published first), {EXIT_REFUSED} refused to start (the message names the cause)"]
+    return "\n".join(out)
+
+
+def wants_help(args: Sequence[str]) -> bool:
+    """``-h`` / ``--help`` among the node's own arguments (``args[0]`` is the program; ROS arguments excluded)."""
+    own = list(args[1:])
+    if "--ros-args" in own:
+        own = own[:own.index("--ros-args")]
+    return "-h" in own or "--help" in own
+
+
+def node_options(p: ParamReader) -> tuple[str, int]:
+    """Declare the parameters every node shares; return (executor kind, SCHED_FIFO priority, 0 = normal)."""
+    executor = p.str("executor", "events", "callback executor: events (rclpy's C++ EventsExecutor, the lowest "
+                     "per-message overhead) or single (the classic SingleThreadedExecutor)", choices=EXECUTORS)
+    priority = p.int("realtime_priority", 0, "SCHED_FIFO priority 1-98 of the node's process (as ros2_control's "
+                     "thread_priority); 0: normal scheduling. Needs CAP_SYS_NICE or an rtprio limit; refused -> a "
+                     "warning and normal scheduling", min_value=0, max_value=98)
+    return executor, priority
 
 
 def _parameter_error(exc: ConfigError, values: dict[str, Any]) -> str:
@@ -203,14 +301,26 @@ def set_realtime_priority(priority: int) -> str | None:
     return None
 
 
-def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None = None) -> int:
+def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None = None, *,
+             parameters: Callable[[ParamReader], Any]) -> int:
     """Init rclpy, build the node, spin until shutdown; map outcomes to exit codes (see module docstring).
 
     ``factory`` builds the node (raising ``StartupError`` to refuse). The node may define ``fail_safe()`` (called
     after an unhandled exception: publish the final safe command) and ``on_shutdown()`` (clean stop: flush, log
-    statistics).
+    statistics). ``parameters(reader)`` declares every parameter of the node (the node calls it too): with
+    ``--help`` it runs against a ``ParameterCatalog`` and the help is printed instead of starting ROS.
     """
     args = list(sys.argv if argv is None else argv)
+    if wants_help(args):
+        catalog = ParameterCatalog()
+        try:
+            parameters(catalog)
+            node_options(catalog)
+        except StartupError as exc:  # e.g. mpc_node's default config file missing from an install
+            print(f"[{name}] cannot list the parameters: {exc}", file=sys.stderr, flush=True)
+            return EXIT_REFUSED
+        print(help_text(name, getattr(sys.modules.get(factory.__module__), "__doc__", None), catalog.declared))
+        return EXIT_OK
     # Own signal handling: the context stays valid after SIGINT / SIGTERM so on_shutdown can still publish a
     # final command and close files; spin_once with a short timeout lets the flag be seen promptly.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -232,15 +342,8 @@ def run_node(name: str, factory: Callable[[], Node], argv: Sequence[str] | None 
             print(f"[{name}] refusing to start:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             return EXIT_REFUSED
         try:
-            params = ParamReader(node)
-            executor = make_executor(params.str(
-                "executor", "events", "callback executor: events (rclpy's C++ EventsExecutor, the lowest per-message "
-                "overhead) or single (the classic SingleThreadedExecutor)", choices=EXECUTORS))
-            priority = params.int("realtime_priority", 0, "SCHED_FIFO priority 1-98 of the node's process (as "
-                                  "ros2_control's thread_priority); 0: normal scheduling. Needs CAP_SYS_NICE or an "
-                                  "rtprio limit; refused -> a warning and normal scheduling", min_value=0)
-            if priority > 98:
-                raise StartupError(f"parameter 'realtime_priority': must be 0-98, got {priority}")
+            kind, priority = node_options(ParamReader(node))
+            executor = make_executor(kind)
         except StartupError as exc:
             print(f"[{name}] refusing to start: {exc}", file=sys.stderr, flush=True)
             return EXIT_REFUSED

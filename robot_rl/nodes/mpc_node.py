@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -38,20 +39,34 @@ EXCLUDED = ("sampling.method",)
 class MpcNode(PolicyNode):
     NAME = NAME
 
-    def robot_and_period(self, p: ParamReader):
-        """Parameters ``config`` and one per ``MpcConfig`` field; the robot and period are the config's."""
+    @classmethod
+    def robot_parameters(cls, p: ParamReader) -> dict:
+        """Parameters ``config`` and one per ``MpcConfig`` field, whose defaults are the file's values (so the
+        file is read here; ``--help`` shows the defaults of ``DEFAULT_CONFIG``).
+        """
         from robot_rl.control.factory import MpcConfig
         from robot_rl.core.assets import find_asset
         from robot_rl.core.config import ConfigError, load_config
 
-        self.config_name = p.str("config", DEFAULT_CONFIG, "MPC config YAML (robot_rl.control.factory.MpcConfig, "
-                                 "docs/configuration.md): the defaults of every other planner parameter, which "
-                                 "override the file's values when set")
+        config_name = p.str("config", DEFAULT_CONFIG, "MPC config YAML (robot_rl.control.factory.MpcConfig, "
+                            "docs/configuration.md): the defaults of every other planner parameter, which "
+                            "override the file's values when set")
         try:
-            file_config = load_config(MpcConfig, find_asset(self.config_name))
+            file_config = load_config(MpcConfig, find_asset(config_name))
         except (ConfigError, FileNotFoundError) as exc:
             raise StartupError(f"parameter 'config': {exc}") from None
-        self.config = config = p.config(file_config, exclude=EXCLUDED)
+        return {"config": config_name, "file_config": file_config,
+                "mpc_config": p.config(file_config, exclude=EXCLUDED)}
+
+    @classmethod
+    def controller_parameters(cls, p: ParamReader) -> dict:
+        """None besides the ``MpcConfig`` fields."""
+        return {}
+
+    def robot_and_period(self, a: SimpleNamespace):
+        """The robot and period are the config's (checked against the robot profile)."""
+        self.config_name, file_config = a.config, a.file_config
+        self.config = config = a.mpc_config
         flat, in_file = _flat(config), _flat(file_config)
         self.overrides = {k: v for k, v in flat.items() if v != in_file[k]}
         profile = load_robot_profile(config.robot)
@@ -61,7 +76,7 @@ class MpcNode(PolicyNode):
                                f"(the planner steps the profile's period)")
         return profile, config.mpc.control_period_s
 
-    def make_controller(self, p: ParamReader, profile):
+    def make_controller(self, a: SimpleNamespace, profile):
         from robot_rl.control.factory import build_mpc
         from robot_rl.deploy.state_builder import StateBuilder
 
@@ -165,7 +180,7 @@ def _text(overrides: dict) -> str:
 
 
 def main(argv=None) -> int:
-    return run_node(NAME, MpcNode, argv)
+    return run_node(NAME, MpcNode, argv, parameters=MpcNode.node_parameters)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -91,7 +92,9 @@ def observation_builder(env_id: str, profile):
 
 
 class PolicyNode(Node):
-    """Policy node; ``mpc_node`` subclasses it and replaces ``make_controller`` (and ``check_health``)."""
+    """Policy node; ``mpc_node`` subclasses it and replaces the parameter hooks (``robot_parameters``,
+    ``controller_parameters``), ``robot_and_period``, ``make_controller`` and ``check_health``.
+    """
 
     NAME = NAME
 
@@ -102,20 +105,16 @@ class PolicyNode(Node):
         from robot_rl.safety import SafetyFilter
 
         self.fatal_error: str | None = None
-        p = ParamReader(self)
-        profile, self.period_s = self.robot_and_period(p)
+        a = self.node_parameters(ParamReader(self))
+        profile, self.period_s = self.robot_and_period(a)
         self.profile = profile
-        self.trigger = p.str("trigger", "timer", "timer: act every control period; sensor: act on every "
-                             "joint-state message (the timer stays as the stale-sensor watchdog)",
-                             choices=("timer", "sensor"))
-        state_dir = p.str("state_dir", "auto", "directory of the persistent e-stop latch; auto (or empty): "
-                          "~/.local/state/robot_rl/<node name>")
+        self.trigger = a.trigger
+        state_dir = a.state_dir
         if state_dir in ("", "auto"):
             state_dir = os.path.join(os.path.expanduser("~/.local/state/robot_rl"), self.get_name())
-        goal = p.floats("goal", [], "initial goal for goal-conditioned policies (task units)")
-        self.fault_injection = p.bool("allow_fault_injection", False, "testing only: offer ~/inject_fault, "
-                                      "which makes the next control step raise")
-        builder, controller, described = self.make_controller(p, profile)
+        goal = a.goal
+        self.fault_injection = a.allow_fault_injection
+        builder, controller, described = self.make_controller(a, profile)
         self.safety = SafetyFilter(profile)
         try:
             self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None, control_period_s=self.period_s,
@@ -149,19 +148,48 @@ class PolicyNode(Node):
             f"robot {profile.name}: {described}, inputs {list(builder.names)}, period {self.period_s} s "
             f"(trigger {self.trigger}), commands on {topics.commands}, e-stop latch {self.latch.path}")
 
-    def robot_and_period(self, p: ParamReader):
-        """Declare the robot and control-period parameters; return (robot profile, control period [s])."""
-        robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
-        profile = load_robot_profile(robot)
-        period_s = p.float("control_period_s", 0.0, "control period [s] (steady clock); 0: the profile's "
-                           "control_period_s", min_value=0.0) or profile.control_period_s
-        return profile, period_s
+    @classmethod
+    def node_parameters(cls, p: ParamReader) -> SimpleNamespace:
+        """Declare every parameter of the node and return their values: the robot's and the controller's
+        (``robot_parameters`` / ``controller_parameters``, which mpc_node replaces) and the shared ones. ``--help``
+        lists the parameters from here (on a ``ParameterCatalog``), so nothing is loaded or built here. (Not named
+        ``declare_parameters``: rclpy's ``Node`` has a method of that name and calls it.)
+        """
+        return SimpleNamespace(
+            **cls.robot_parameters(p),
+            trigger=p.str("trigger", "timer", "timer: act every control period; sensor: act on every "
+                          "joint-state message (the timer stays as the stale-sensor watchdog)",
+                          choices=("timer", "sensor")),
+            state_dir=p.str("state_dir", "auto", "directory of the persistent e-stop latch; auto (or empty): "
+                            "~/.local/state/robot_rl/<node name>"),
+            goal=p.floats("goal", [], "initial goal for goal-conditioned policies (task units)"),
+            allow_fault_injection=p.bool("allow_fault_injection", False, "testing only: offer ~/inject_fault, "
+                                         "which makes the next control step raise"),
+            **cls.controller_parameters(p),
+        )
 
-    def make_controller(self, p: ParamReader, profile):
-        """Declare the controller's parameters; return (input builder, ``f(input) -> command``, description)."""
-        model = p.str("model", "", "policy artifact directory (policy.onnx + policy.json)")
-        env_id = p.str("env_id", "auto", "env whose observation layout the policy was trained on; auto (or "
-                       "empty): the env_id recorded in the artifact's policy.json")
+    @classmethod
+    def robot_parameters(cls, p: ParamReader) -> dict:
+        """Declare the robot and control-period parameters."""
+        return {"robot": p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path"),
+                "control_period_s": p.float("control_period_s", 0.0, "control period [s] (steady clock); 0: the "
+                                            "profile's control_period_s", min_value=0.0)}
+
+    @classmethod
+    def controller_parameters(cls, p: ParamReader) -> dict:
+        """Declare the controller's parameters."""
+        return {"model": p.str("model", "", "policy artifact directory (policy.onnx + policy.json); required"),
+                "env_id": p.str("env_id", "auto", "env whose observation layout the policy was trained on; auto "
+                                "(or empty): the env_id recorded in the artifact's policy.json")}
+
+    def robot_and_period(self, a: SimpleNamespace):
+        """(robot profile, control period [s]) from the parameter values ``a``."""
+        profile = load_robot_profile(a.robot)
+        return profile, a.control_period_s or profile.control_period_s
+
+    def make_controller(self, a: SimpleNamespace, profile):
+        """(input builder, ``f(input) -> command``, description) from the parameter values ``a``."""
+        model, env_id = a.model, a.env_id
         if env_id in ("", "auto"):
             policy = load_policy(model, profile, None)
             env_id = str(policy.sidecar.get("env_id", ""))
@@ -296,7 +324,7 @@ class PolicyNode(Node):
 
 
 def main(argv=None) -> int:
-    return run_node(NAME, PolicyNode, argv)
+    return run_node(NAME, PolicyNode, argv, parameters=PolicyNode.node_parameters)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import importlib
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -57,17 +58,26 @@ def _msg_class(mtype: str):
         raise StartupError(f"message type {mtype!r} is not installed") from None
 
 
+def node_parameters(p: ParamReader) -> SimpleNamespace:
+    """Declare every parameter of the recorder and return their values (``--help`` lists them from here: no bag is
+    created and nothing is loaded here).
+    """
+    return SimpleNamespace(
+        robot=p.str("robot", "cartpole", "robot profile name (topic names come from it)"),
+        output=p.str("output", "auto", "bag directory to create (must not exist); auto (or empty): "
+                     "runs/bags/<date-time> in the working directory"),
+        extra_topics=p.str("extra_topics", ",".join(DEFAULT_EXTRA),
+                           "comma-separated '/topic:pkg/msg/Type' entries recorded besides the profile's topics"),
+    )
+
+
 class RecorderNode(Node):
     def __init__(self):
         super().__init__(NAME)
-        p = ParamReader(self)
-        robot = p.str("robot", "cartpole", "robot profile name (topic names come from it)")
-        output = p.str("output", "auto", "bag directory to create (must not exist); auto (or empty): "
-                       "runs/bags/<date-time> in the working directory")
+        a = node_parameters(ParamReader(self))
+        robot, output, extra = a.robot, a.output, a.extra_topics
         if output in ("", "auto"):
             output = f"runs/bags/{time.strftime('%Y%m%d-%H%M%S')}"
-        extra = p.str("extra_topics", ",".join(DEFAULT_EXTRA),
-                      "comma-separated '/topic:pkg/msg/Type' entries recorded besides the profile's topics")
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.typesys import Stores, get_typestore
 
@@ -119,7 +129,7 @@ class RecorderNode(Node):
 
 
 def main(argv=None) -> int:
-    return run_node(NAME, RecorderNode, argv)
+    return run_node(NAME, RecorderNode, argv, parameters=node_parameters)
 
 
 if __name__ == "__main__":

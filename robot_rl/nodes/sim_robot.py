@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -60,40 +61,56 @@ def _load(robot: str, env_id: str, randomization: str, seed: int):
     return profile, base.model, base.data, EnvReality(env, base.np_random)
 
 
+def node_parameters(p: ParamReader) -> SimpleNamespace:
+    """Declare every parameter of sim_robot and return their values. ``--help`` lists the parameters from here (on a
+    ``ParameterCatalog``), so this only declares: loading and cross-checks are the node's.
+    """
+    return SimpleNamespace(
+        robot=p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path"),
+        env_id=p.str("env_id", "", "env whose randomization / reward to use, e.g. robot_rl/CartpoleBalance-v0; "
+                     "empty: raw MJCF, no reward"),
+        randomization=p.str("randomization", "none", "randomization profile of the held-out 'reality' sample "
+                            "(sim/randomization/<name>.yaml); none (or empty): nominal model"),
+        seed=p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0),
+        sensor_period_s=p.float("sensor_period_s", 0.0, "joint-state publication period [s] (steady clock); 0: "
+                                "the profile's sensor_period_s", min_value=0.0),
+        command_timeout_s=p.float("command_timeout_s", 0.0, "no command for this long -> safe command [s]; 0: the "
+                                  "profile's safety.command_timeout_s", min_value=0.0),
+        latency_s=p.float("latency_s", 0.0, "delay from command arrival to actuation [s]", min_value=0.0),
+        position_noise_std=p.float("position_noise_std", 0.0, "joint position measurement noise std [rad or m]",
+                                   min_value=0.0),
+        velocity_noise_std=p.float("velocity_noise_std", 0.0, "joint velocity measurement noise std [rad/s or "
+                                   "m/s]", min_value=0.0),
+        initial_positions=p.floats("initial_positions", [], "initial joint positions in the robot profile's joint "
+                                   "order [rad or m]; empty: the env's reset state (or the model's qpos0)"),
+        initial_velocities=p.floats("initial_velocities", [], "initial joint velocities in the robot profile's "
+                                    "joint order [rad/s or m/s]; empty: unchanged"),
+        hold_until_first_command=p.bool("hold_until_first_command", False, "keep the initial state (physics "
+                                        "paused) until the first command arrives, so a slow-starting commander "
+                                        "does not find the robot already moving"),
+        publish_clock=p.bool("publish_clock", False, "publish /clock with the simulation time"),
+    )
+
+
 class SimRobotNode(Node):
     def __init__(self):
         super().__init__(NAME)
-        p = ParamReader(self)
-        robot = p.str("robot", "cartpole", "robot profile name (hardware/<robot>.yaml) or path")
-        env_id = p.str("env_id", "", "env whose randomization / reward to use, e.g. robot_rl/CartpoleBalance-v0; "
-                       "empty: raw MJCF, no reward")
-        randomization = p.str("randomization", "none", "randomization profile of the held-out 'reality' sample "
-                              "(sim/randomization/<name>.yaml); none (or empty): nominal model")
-        randomization = "" if randomization == "none" else randomization
-        seed = p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0)
-        profile, model, data, reality = _load(robot, env_id, randomization, seed)
+        a = node_parameters(ParamReader(self))
+        randomization = "" if a.randomization == "none" else a.randomization
+        seed = a.seed
+        profile, model, data, reality = _load(a.robot, a.env_id, randomization, seed)
         self.profile = profile
-        self.sensor_period_s = p.float("sensor_period_s", 0.0, "joint-state publication period [s] (steady "
-                                       "clock); 0: the profile's sensor_period_s", min_value=0.0) \
-            or profile.sensor_period_s
-        timeout = p.float("command_timeout_s", 0.0, "no command for this long -> safe command [s]; 0: the "
-                          "profile's safety.command_timeout_s", min_value=0.0) or profile.safety.command_timeout_s
-        latency = p.float("latency_s", 0.0, "delay from command arrival to actuation [s]", min_value=0.0)
-        pos_noise = p.float("position_noise_std", 0.0, "joint position measurement noise std [rad or m]",
-                            min_value=0.0)
-        vel_noise = p.float("velocity_noise_std", 0.0, "joint velocity measurement noise std [rad/s or m/s]",
-                            min_value=0.0)
+        self.sensor_period_s = a.sensor_period_s or profile.sensor_period_s
+        timeout = a.command_timeout_s or profile.safety.command_timeout_s
+        latency, pos_noise, vel_noise = a.latency_s, a.position_noise_std, a.velocity_noise_std
         n = len(profile.joint_names)
-        init_q = p.floats("initial_positions", [], f"initial joint positions {list(profile.joint_names)} "
-                          "[rad or m]; empty: the env's reset state (or the model's qpos0)")
-        init_v = p.floats("initial_velocities", [], "initial joint velocities [rad/s or m/s]; empty: unchanged")
+        init_q, init_v = a.initial_positions, a.initial_velocities
         for pname, vals in (("initial_positions", init_q), ("initial_velocities", init_v)):
             if vals and len(vals) != n:
                 raise StartupError(f"parameter {pname!r}: expected {n} values for joints "
                                    f"{list(profile.joint_names)}, got {len(vals)}")
-        hold = p.bool("hold_until_first_command", False, "keep the initial state (physics paused) until the first "
-                      "command arrives, so a slow-starting commander does not find the robot already moving")
-        self.publish_clock = p.bool("publish_clock", False, "publish /clock with the simulation time")
+        hold = a.hold_until_first_command
+        self.publish_clock = a.publish_clock
         from robot_rl.deploy.sim_plant import SimPlant
 
         self.plant = SimPlant(profile, model, data, latency_s=latency, position_noise_std=pos_noise,
@@ -161,7 +178,7 @@ class SimRobotNode(Node):
 
 
 def main(argv=None) -> int:
-    return run_node(NAME, SimRobotNode, argv)
+    return run_node(NAME, SimRobotNode, argv, parameters=node_parameters)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robot_rl.algos.registry import algo_spec
-from robot_rl.core.config import ConfigError, apply_overrides, from_dict, load_yaml
+from robot_rl.core.config import ConfigError, apply_overrides, from_dict, load_yaml, overrides_named
 
 
 def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (), *,
@@ -24,6 +24,8 @@ def load_experiment(path: str | Path | None = None, overrides: tuple[str, ...] |
         raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping at the top level", source=source)
-    raw = apply_overrides(raw, overrides)
-    cls = algo_spec(raw.get("algo"), source=source).config_class()
-    return from_dict(cls, raw, source=source)
+    overrides = list(overrides)
+    merged = apply_overrides(raw, overrides)
+    with overrides_named(raw, overrides):
+        cls = algo_spec(merged.get("algo"), source=source).config_class()
+        return from_dict(cls, merged, source=source)

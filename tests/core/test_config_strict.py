@@ -124,6 +124,30 @@ def test_overrides_are_typed_and_checked(tmp_path):
         load_config(Outer, p, overrides=["nope=1"])
 
 
+@pytest.mark.parametrize(("overrides", "where"), [
+    (["nope=1"], "--set nope=1: nope: unknown key"),  # a key the file never had
+    (["nope.deeper=1"], "--set nope.deeper=1: nope: unknown key"),  # a section the override created
+    (["inner.nope=1"], "--set inner.nope=1: inner.nope: unknown key"),
+    (["inner.lr=fast"], "--set inner.lr=fast: inner.lr: expected float"),
+    (["inner.hidden=[1, x]"], "--set inner.hidden=[1, x]: inner.hidden[1]: expected int"),
+    (["steps=1", "steps=-1"], "with --set steps=-1: steps must be >= 0"),  # the one in effect; top-level check
+    (["name.x=1"], "--set name.x=1: cannot set name.x: 'name' is not a mapping"),
+])
+def test_override_errors_name_the_set_argument(tmp_path, overrides, where):
+    p = write(tmp_path, "name: x\ninner:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, p, overrides=overrides)
+    assert where in str(info.value)
+    if "with --set" not in where:
+        assert str(p) not in str(info.value)
+
+
+def test_file_errors_still_name_the_file(tmp_path):
+    p = write(tmp_path, "name: x\ninner:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: inner.lr: expected float"):
+        load_config(Outer, p, overrides=["steps=3", "inner.hidden=[8]"])
+
+
 def test_fuzzed_yaml_never_raises_anything_but_config_error():
     """Random byte soups and structure mutations: only ConfigError, never another exception type."""
     import random

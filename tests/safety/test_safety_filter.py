@@ -169,12 +169,35 @@ def test_old_and_future_stamps_rejected_with_receipt_clock(profile):
     assert f.on_joint_state(NAMES, [0, 0, 0], [0, 0, 0], [], 10.21, 1.0, clock_s=10.2)
 
 
-def test_malformed_lengths_rejected(ready):
+def test_malformed_lengths_rejected_without_fault(ready):
+    """Arrays that do not match the names: dropped like a lost message (counted, WARN), the robot keeps running on
+    the last accepted state; a driver that keeps sending them is stopped by the watchdog (docs/safety.md)."""
     f, clock = ready
     clock.stamp += DT_SENSOR
     assert not f.on_joint_state(NAMES, [0, 0], [0, 0, 0], [], clock.stamp, clock.now)
     assert not f.on_joint_state(NAMES, [0, 0, 0], [0, 0, 0], [1.0], clock.stamp, clock.now)
-    assert f.counts["rejected_malformed"] == 2
+    assert not f.on_joint_state(NAMES, [0, 0, 0], [0], [], clock.stamp, clock.now)
+    assert not f.on_joint_state(NAMES, [0, "x", 0], [0, 0, 0], [], clock.stamp, clock.now)
+    assert f.counts["rejected_malformed"] == 4
+    out, st = f.filter([0.5, 0.5], clock.now + 0.001)
+    assert not st.safe and st.mode == "normal"
+    np.testing.assert_array_equal(f.position, [0.1, 0.2, -0.3])  # the last accepted state, untouched
+    d = f.diagnostics()
+    assert d["level"] == "WARN" and "rejected_malformed" in d["values"]["last_rejected"]
+    # a good message right after is used at once (no recover_after wait: there was no fault)
+    assert feed(f, clock, 1, pos=(0.2, 0.2, -0.3))
+    assert not f.filter([0.5, 0.5], clock.now)[1].safe
+    # a driver that keeps sending them: nothing accepted -> stale-sensor fault within sensor_timeout_s + 1 T
+    last_accept = clock.now
+    while clock.now - last_accept <= f.limits.sensor_timeout_s + T:
+        clock.now += DT_SENSOR
+        clock.stamp += DT_SENSOR
+        f.on_joint_state(NAMES, [0, 0], [0, 0, 0], [], clock.stamp, clock.now)
+        out, st = f.filter([0.5, 0.5], clock.now)
+        if st.safe:
+            break
+    assert st.safe and "stale" in st.message
+    assert clock.now - last_accept <= f.limits.sensor_timeout_s + DT_SENSOR
 
 
 def test_command_clamped_to_limits(ready):

@@ -1,6 +1,7 @@
 """robot-rl train / evaluate commands, load_policy, and config / checkpoint errors."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,18 +87,38 @@ def test_train_refuses_existing_run_and_bad_resume(run_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("sac.batch_siz=3", "sac.batch_siz: unknown key 'batch_siz'"),
-    ("sac.gamma=1.5", "sac.gamma must be in (0, 1]"),
     ("train.total_steps=ten", "train.total_steps: expected int"),
     ("sac.tau=.nan", "sac.tau: expected a finite float"),
     ("algo=dqn", "algo: unknown algo 'dqn'"),
     ("env.randomization=3", "env.randomization"),
 ])
-def test_bad_config_errors_name_the_key(tmp_path, capsys, override, message):
+def test_bad_override_errors_name_the_set_argument(tmp_path, capsys, override, message):
+    """The value came from --set, not from the file: the error names the argument (and not the file)."""
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(SAC_TINY))
     assert main(["train", "--config", str(cfg_path), "--run-dir", str(tmp_path / "r"), "--set", override]) == 2
     err = capsys.readouterr().err
-    assert message in err and "c.yaml" in err
+    assert message in err and f"--set {override}: " in err and "c.yaml" not in err
+
+
+def test_combination_refused_by_a_section_names_file_and_set(tmp_path, capsys):
+    """A section's own check (sac.__post_init__) refuses the file's values with the override: both are named."""
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(SAC_TINY))
+    assert main(["train", "--config", str(cfg_path), "--run-dir", str(tmp_path / "r"), "--set", "sac.gamma=1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "sac.gamma must be in (0, 1]" in err and "c.yaml with --set sac.gamma=1.5" in err
+
+
+def test_unknown_key_from_set_names_the_argument_not_the_file(tmp_path, capsys, monkeypatch):
+    """``--set no_such.key=1`` creates a section the file never had: the error is the argument's."""
+    config = Path(__file__).resolve().parents[2] / "config" / "sac_cartpole_swingup.yaml"
+    monkeypatch.chdir(tmp_path)  # the default run directory would go here: nothing may be created
+    assert main(["train", "--config", str(config), "--set", "no_such.key=1"]) == 2
+    err = capsys.readouterr().err
+    assert "robot-rl train: config error: --set no_such.key=1: no_such: unknown key 'no_such'" in err
+    assert "sac_cartpole_swingup.yaml" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_goal_conditioned_env_is_flattened():
