@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -99,41 +100,86 @@ def _chunks(path):
     return out
 
 
-def test_bit_flipped_bag_chunk_is_reported_and_other_episodes_load(bag):
+def _part_of(part, clean, atol=1e-6):
+    """``part`` equals steps ``[k0, k0 + len(part))`` of the clean episode it starts in (a truncated episode)."""
+    (whole,) = [c for c in clean if c.time_s[0] - 1e-6 <= part.time_s[0] <= c.time_s[-1]]
+    k0 = int(np.argmin(np.abs(whole.time_s - part.time_s[0])))
+    n = len(part)
+    assert k0 + n <= len(whole)
+    np.testing.assert_allclose(part.observations, whole.observations[k0:k0 + n + 1], atol=atol)
+    np.testing.assert_allclose(part.actions, whole.actions[k0:k0 + n], atol=atol)
+    return whole, k0
+
+
+def test_bit_flipped_bag_chunk_loses_only_the_records_that_do_not_frame(bag):
+    env, eps, path, clean = bag
+    chunks = _chunks(path)
+    start, end = chunks[len(chunks) // 2]
+    flip = (start + end) // 2
+    data = bytearray(path.read_bytes())
+    data[flip] ^= 0x40
+    path.write_bytes(bytes(data))
+    got, report = import_bag(path.parent, env)
+    (dmg,) = report.damage
+    lo_b, hi_b = dmg.byte_range
+    assert start < lo_b <= flip < hi_b <= end and hi_b - lo_b < 400, dmg.byte_range  # a record or two, not the chunk
+    assert "CRC-32 mismatch" in dmg.what and "do not frame" in dmg.what
+    assert 1 <= sum(dmg.lost_messages.values()) <= 4 and "/joint_states" in dmg.lost_messages
+    lo, hi = dmg.time_range_s
+    assert hi - lo <= 0.04  # the lost messages' own log times, from the chunk's message index
+    # every episode clear of the damaged time range loads exactly as without damage; the one it hits loads as two
+    # truncated parts equal to the clean episode before and after the lost messages
+    intact = [c for c in clean if c.time_s[-1] < lo or c.time_s[0] > hi]
+    assert len(intact) == 3 and len(got) == 5
+    for ep in got:
+        whole, _ = _part_of(ep, clean)
+        assert not (ep.time_s[0] <= lo <= ep.time_s[-1]) and not (ep.time_s[0] <= hi <= ep.time_s[-1])
+        if any(whole is c for c in intact):
+            np.testing.assert_array_equal(ep.observations, whole.observations)
+    cut = [e for e in report.episodes if e.issues]
+    assert [e.ok for e in cut] == [True, True] and "truncated: ends at damaged range" in cut[0].issues[0]
+    assert "truncated: starts after damaged range" in cut[1].issues[0]
+    assert sum(len(e) for e in got) >= sum(len(c) for c in clean) - 3
+    assert f"bytes [{lo_b}, {hi_b})" in report.describe() and "TRUNCATED" in report.describe()
+
+
+def test_crc_mismatch_inside_a_value_drops_the_chunk(bag):
+    """A flipped bit inside a float that frames and decodes cannot be located: the whole chunk is lost, its episode
+    parts on either side load truncated."""
     env, eps, path, clean = bag
     chunks = _chunks(path)
     start, end = chunks[len(chunks) // 2]
     data = bytearray(path.read_bytes())
-    data[(start + end) // 2] ^= 0x40
+    # a joint position value in the chunk, as the float64 the bag stores
+    hits = [data.find(struct.pack("<d", v), start, end) for ep in eps for v in ep.infos["joint_positions"][:, 0]]
+    off = next(h for h in hits if start < h < end)
+    data[off] ^= 0x01  # lowest mantissa bit
     path.write_bytes(bytes(data))
     got, report = import_bag(path.parent, env)
     (dmg,) = report.damage
-    assert dmg.byte_range == (start, end) and "CRC-32 mismatch" in dmg.what
-    assert "message(s) on /joint_states" in dmg.lost and "/forward_effort_controller/commands" in dmg.lost
+    assert dmg.byte_range == (start, end) and "cannot be located" in dmg.what
     lo, hi = dmg.time_range_s
-    # every episode clear of the damaged time range loads exactly as without damage
-    intact = [c for c in clean if c.time_s[-1] < lo - 0.06 or c.time_s[0] > hi + 0.06]
-    assert len(got) == len(intact) >= 2
-    for a, b in zip(intact, got):
-        np.testing.assert_array_equal(a.observations, b.observations)
-        np.testing.assert_array_equal(a.actions, b.actions)
-    dropped = [e for e in report.episodes if not e.ok]
-    assert dropped and all("overlaps damaged range" in e.issues[0] for e in dropped)
-    assert f"bytes [{start}, {end})" in report.describe()
+    assert sum(dmg.lost_messages.values()) > 100
+    for ep in got:
+        _part_of(ep, clean)
+        assert ep.time_s[-1] <= lo or ep.time_s[0] >= hi  # a step may end at a state logged with a lost command
 
 
-def test_truncated_bag_keeps_intact_chunks(bag):
+def test_truncated_bag_keeps_intact_chunks_and_the_records_before_the_cut(bag):
     env, eps, path, clean = bag
     chunks = _chunks(path)
     cut = (chunks[-2][0] + chunks[-2][1]) // 2  # inside the second-to-last chunk
     path.write_bytes(path.read_bytes()[:cut])
     got, report = import_bag(path.parent, env)
     (dmg,) = report.damage
-    assert dmg.byte_range == (chunks[-2][0], cut) and "cut off at the end of the file" in dmg.what
-    assert "file truncated" in dmg.lost and dmg.time_range_s is not None
-    assert len(got) >= 2
-    for a, b in zip(clean, got):
-        np.testing.assert_array_equal(a.observations, b.observations)
+    assert chunks[-2][0] < dmg.byte_range[0] < cut == dmg.byte_range[1] and "file truncated" in dmg.what
+    lo, _hi = dmg.time_range_s
+    assert len(got) >= 3
+    for ep in got:
+        _part_of(ep, clean)
+        assert ep.time_s[-1] <= lo
+    # the records of the cut chunk before the cut are kept: the last episode reaches within 2 steps of the cut
+    assert got[-1].time_s[-1] >= lo - 0.04 and "truncated: ends at damaged range" in report.episodes[-1].issues[0]
 
 
 def test_damaged_chunk_length_resyncs_to_the_next_chunk(bag):
@@ -176,6 +222,9 @@ def test_bag_of_a_killed_writer_reports_the_unwritten_tail(bag):
     got, report = import_bag(path.parent, env)
     (dmg,) = report.damage
     assert "did not close the file" in dmg.what and dmg.byte_range == (pos, pos)
-    assert dmg.time_range_s is not None and len(got) == 3  # the episode running when the writer died is dropped
-    for a, b in zip(clean, got):
+    # the episode running when the writer died loads up to its last written step, reported as truncated
+    assert dmg.time_range_s is not None and len(got) == 4 and len(got[3]) < len(clean[3])
+    for a, b in zip(clean[:3], got):
         np.testing.assert_array_equal(a.actions, b.actions)
+    _part_of(got[3], clean)
+    assert report.episodes[3].ok and "truncated: ends at damaged range" in report.episodes[3].issues[0]
