@@ -228,3 +228,117 @@ def test_bag_of_a_killed_writer_reports_the_unwritten_tail(bag):
         np.testing.assert_array_equal(a.actions, b.actions)
     _part_of(got[3], clean)
     assert report.episodes[3].ok and "truncated: ends at damaged range" in report.episodes[3].issues[0]
+
+
+# --------------------------------------------------------------------------- bags of plain writers (one chunk, no CRC)
+
+
+def _plain_bag(path, env, seconds=20.0, period_ns=20_000_000, bad_command_at=None):
+    """A 50 Hz run written by rosbags' own MCAP writer, as plain writers make them: one uncompressed chunk, no CRC.
+    Commands are logged 1 ms after the joint state they answer; ``bad_command_at`` (a step) gets a CDR payload cut
+    by 4 bytes (it frames, but does not decode)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from robot_rl.data.bags import F64_ARRAY, JOINT_STATE, TYPESTORE, _f64_array, _stamp
+
+    profile = env.unwrapped.profile
+    JointState = TYPESTORE.types[JOINT_STATE]
+    Header = TYPESTORE.types["std_msgs/msg/Header"]
+    t0 = 1_700_000_000 * 10**9
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    with writer:
+        c_js = writer.add_connection(profile.topics.joint_states, JOINT_STATE, typestore=TYPESTORE)
+        c_cmd = writer.add_connection(profile.topics.commands, F64_ARRAY, typestore=TYPESTORE)
+        for k in range(int(round(seconds * 1e9 / period_ns)) + 1):
+            t = t0 + k * period_ns
+            x = 0.1 * np.sin(0.01 * k)
+            js = JointState(header=Header(stamp=_stamp(t), frame_id=""), name=list(profile.joint_names)[::-1],
+                            position=np.array([3.0 + x, x]), velocity=np.array([0.05, -0.05]), effort=np.zeros(0))
+            writer.write(c_js, t, TYPESTORE.serialize_cdr(js, JOINT_STATE))
+            cmd = TYPESTORE.serialize_cdr(_f64_array([0.5 * np.cos(0.02 * k)]), F64_ARRAY)
+            writer.write(c_cmd, t + 1_000_000, cmd[:-4] if k == bad_command_at else cmd)
+    mcap = path / f"{path.name}.mcap"
+    data = mcap.read_bytes()
+    (chunk,) = _chunks(mcap)
+    assert data[chunk[0] + 9 + 24:chunk[0] + 9 + 28] == b"\0\0\0\0"  # rosbags stores no chunk CRC
+    return mcap, chunk
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return make("robot_rl/CartpoleSwingup-v0")
+
+
+def test_plain_bag_cut_at_half_keeps_the_first_half(tmp_path, cartpole):
+    mcap, chunk = _plain_bag(tmp_path / "bag", cartpole)
+    (clean,), _ = import_bag(tmp_path / "bag", cartpole)
+    data = mcap.read_bytes()
+    cut = len(data) // 2
+    mcap.write_bytes(data[:cut])
+    raw = walk_mcap(mcap)
+    kept = max(t for _mt, items in raw.topics.values() for t, _ in items)
+    (dmg,) = raw.damage
+    assert dmg.byte_range[1] == cut and chunk[0] < dmg.byte_range[0] < cut and "file truncated" in dmg.what
+    lo, hi = dmg.time_range_ns
+    assert kept <= lo <= kept + 20_000_000 and hi == 1_700_000_020_001_000_000  # to the chunk's end time
+    got, report = import_bag(tmp_path / "bag", cartpole)
+    assert len(got) == 1 and got[0].time_s[-1] - got[0].time_s[0] >= 8.0
+    _part_of(got[0], [clean])
+    assert got[0].time_s[-1] <= lo / 1e9 and "truncated: ends at damaged range" in report.episodes[0].issues[0]
+
+
+@pytest.mark.parametrize("shift", [0, 37, 71])
+def test_plain_bag_with_100_flipped_bytes_keeps_the_rest(tmp_path, cartpole, shift):
+    mcap, chunk = _plain_bag(tmp_path / "bag", cartpole)
+    (clean,), _ = import_bag(tmp_path / "bag", cartpole)
+    data = bytearray(mcap.read_bytes())
+    flip = (chunk[0] + chunk[1]) // 2 + shift
+    for i in range(flip, flip + 100):
+        data[i] ^= 0xFF
+    mcap.write_bytes(bytes(data))
+    raw = walk_mcap(mcap)
+    n_kept = sum(len(items) for _mt, items in raw.topics.values())
+    assert n_kept >= 0.9 * 2002, n_kept
+    (dmg,) = raw.damage
+    assert dmg.byte_range[0] <= flip and flip + 100 <= dmg.byte_range[1] and "do not frame" in dmg.what
+    assert n_kept + sum(dmg.lost_messages.values()) == 2002  # lost counts from the message index
+    lo, hi = dmg.time_range_s
+    got, report = import_bag(tmp_path / "bag", cartpole)
+    assert len(got) == 2 and sum(len(e) for e in got) >= 0.9 * len(clean)
+    for ep in got:
+        _part_of(ep, [clean])
+        assert ep.time_s[-1] <= lo or ep.time_s[0] >= hi
+    assert all(e.ok and e.issues for e in report.episodes)  # both parts kept and reported truncated
+
+
+def test_message_that_does_not_decode_is_dropped_counted_and_splits(tmp_path, cartpole):
+    _plain_bag(tmp_path / "bag", cartpole, seconds=4.0, bad_command_at=100)
+    got, report = import_bag(tmp_path / "bag", cartpole)
+    assert "/forward_effort_controller/commands: 1 message(s) could not be decoded" in " ".join(report.notes)
+    # step 100 would hold command 99 in place of the lost one: it is left out, the run loads as two episodes
+    assert [len(e) for e in got] == [100, 99]
+    assert "undecodable message at t=1700000002.001000 s" in report.episodes[0].issues[0]
+
+
+@pytest.mark.parametrize("damage", ["cut", "flip"])
+def test_damaged_sqlite3_bag_keeps_the_intact_rows(tmp_path, cartpole_episodes, damage):
+    env, eps = cartpole_episodes
+    export_bag(eps, tmp_path / "bag", env.unwrapped.profile, storage="sqlite3")
+    clean, _ = import_bag(tmp_path / "bag", env)
+    db = tmp_path / "bag" / "bag.db3"
+    data = bytearray(db.read_bytes())
+    if damage == "cut":
+        data = data[:len(data) // 2]
+    else:
+        for i in range(len(data) // 2, len(data) // 2 + 100):
+            data[i] ^= 0xFF
+    db.write_bytes(bytes(data))
+    got, report = import_bag(tmp_path / "bag", env)
+    (dmg,) = report.damage
+    assert "unreadable" in dmg.what and dmg.time_range_s is not None and str(db) in report.describe()
+    lo, hi = dmg.time_range_s
+    kept = sum(len(e) for e in got)
+    assert kept >= (0.3 if damage == "cut" else 0.85) * sum(len(c) for c in clean) and len(got) >= 2
+    for ep in got:
+        _part_of(ep, clean)
+        assert ep.time_s[-1] <= lo or ep.time_s[0] >= hi
