@@ -2,9 +2,11 @@
 
 MCAP: the default MCAP reader skips CRCs and returns nothing from a file cut mid-way. ``walk_mcap`` reads the file
 record by record with the MCAP framing (opcode u8, length u64, body), verifies each chunk's CRC-32 when one is
-stored, checks the framing of every record inside, and keeps every intact chunk. Damage becomes a ``Damage`` entry
-(byte range, time range from the chunk header, lost messages per topic from the chunk's message index). sqlite3
-bags are read with the standard library. ``robot_rl.data.bags`` turns the messages into episodes.
+stored, checks the framing of every record inside, and keeps every intact chunk; in a damaged or cut uncompressed
+chunk it keeps every record that still frames (``_salvage``). Damage becomes a ``Damage`` entry (exact byte range,
+log-time range of the messages lost, lost messages per topic from the chunk's message index). sqlite3 bags are read
+with the standard library, row by row when a page is damaged. ``robot_rl.data.bags`` turns the messages into
+episodes.
 """
 
 from __future__ import annotations

@@ -6,15 +6,16 @@ Topics (ros2_control forward-command convention, see docs/contracts.md):
 * ``/<controller>/commands`` std_msgs/Float64MultiArray in robot command units, ``command_joints`` order;
 * ``/goal`` std_msgs/Float64MultiArray (also read: geometry_msgs/PointStamped, Point).
 
-Reading: ``robot_rl.data.bag_reader`` (``read_bag`` / ``walk_mcap``: every intact MCAP chunk, CRCs checked, damage
-reported with its byte and time range). ``export_bag`` writes chunk CRCs (rosbags' own MCAP writer stores 0 = "no
-CRC") and small chunks, so damage costs little. Bags from other writers without CRCs are still checked
-structurally (framing, CDR decoding, finite values); a bit flip inside a float payload of such a bag cannot be
-detected.
+Reading: ``robot_rl.data.bag_reader`` (``read_bag`` / ``walk_mcap``: every intact MCAP chunk, CRCs checked, every
+record of a damaged uncompressed chunk that still frames, damage reported with its byte and time range).
+``export_bag`` writes chunk CRCs (rosbags' own MCAP writer stores 0 = "no CRC") and small chunks, so damage costs
+little. Bags from other writers without CRCs are still checked structurally (framing, CDR decoding, finite values);
+a bit flip inside a float payload of such a bag cannot be detected.
 
 Import (``import_bag``) resamples to the control period: joint states are interpolated linearly, commands held
 (zero-order hold, the last command stamped at or before ``t_k + command_lookahead_s``), episodes split where a
-topic is silent longer than ``max_gap_s`` or (``split="goal"``) where a new goal arrives. Observations are built by
+topic is silent longer than ``max_gap_s``, where data was lost to damage (the parts load as truncated episodes), or
+(``split="goal"``) where a new goal arrives. Observations are built by
 the env's ``ObservationBuilder``, the same object the ROS policy node uses.
 """
 

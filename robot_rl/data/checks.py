@@ -1,9 +1,9 @@
 """Semantic checks and damage reports for episode datasets and bags.
 
 Every loader in ``robot_rl.data`` runs ``check_episode`` on every episode it returns; there is no switch to turn it
-off (RELIABILITY.md scenario 16). Damage found while reading (truncated file, checksum mismatch, undecodable record)
-goes into a ``LoadReport`` that names the file, the damaged byte range, the affected time range and what was lost
-(scenario 15); loaders never raise on damage inside a file, they skip what is damaged and keep every intact episode.
+off. Damage found while reading (truncated file, checksum mismatch, undecodable record) goes into a ``LoadReport``
+that names the file, the damaged byte range, the affected time range and what was lost; loaders never raise on
+damage inside a file, they skip what is damaged and keep every intact episode (bags: every intact part of one).
 """
 
 from __future__ import annotations

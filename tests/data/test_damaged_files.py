@@ -1,5 +1,5 @@
 """Truncated and bit-flipped datasets and bags: a report naming file, byte range, time range and what was lost,
-while every intact episode still loads identical to the original (RELIABILITY.md scenario 15)."""
+while every intact episode still loads identical to the original."""
 
 from __future__ import annotations
 
