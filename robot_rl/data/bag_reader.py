@@ -239,6 +239,8 @@ def _salvage(raw: memoryview, head: _ChunkHead, schemas: dict, channels: dict, i
         if framer.is_cut_at(p) and framer.frame(p) is None:
             out.kept_end = p
             break
+    if cut and out.bad and out.bad[-1][1] >= out.kept_end:  # damage that runs into the cut is part of the cut tail
+        out.kept_end = out.bad.pop()[0]
     return out
 
 
