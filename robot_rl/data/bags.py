@@ -6,15 +6,16 @@ Topics (ros2_control forward-command convention, see docs/contracts.md):
 * ``/<controller>/commands`` std_msgs/Float64MultiArray in robot command units, ``command_joints`` order;
 * ``/goal`` std_msgs/Float64MultiArray (also read: geometry_msgs/PointStamped, Point).
 
-Reading: ``robot_rl.data.bag_reader`` (``read_bag`` / ``walk_mcap``: every intact MCAP chunk, CRCs checked, damage
-reported with its byte and time range). ``export_bag`` writes chunk CRCs (rosbags' own MCAP writer stores 0 = "no
-CRC") and small chunks, so damage costs little. Bags from other writers without CRCs are still checked
-structurally (framing, CDR decoding, finite values); a bit flip inside a float payload of such a bag cannot be
-detected.
+Reading: ``robot_rl.data.bag_reader`` (``read_bag`` / ``walk_mcap``: every intact MCAP chunk, CRCs checked, every
+record of a damaged uncompressed chunk that still frames, damage reported with its byte and time range).
+``export_bag`` writes chunk CRCs (rosbags' own MCAP writer stores 0 = "no CRC") and small chunks, so damage costs
+little. Bags from other writers without CRCs are still checked structurally (framing, CDR decoding, finite values);
+a bit flip inside a float payload of such a bag cannot be detected.
 
 Import (``import_bag``) resamples to the control period: joint states are interpolated linearly, commands held
 (zero-order hold, the last command stamped at or before ``t_k + command_lookahead_s``), episodes split where a
-topic is silent longer than ``max_gap_s`` or (``split="goal"``) where a new goal arrives. Observations are built by
+topic is silent longer than ``max_gap_s``, where data was lost to damage (the parts load as truncated episodes), or
+(``split="goal"``) where a new goal arrives. Observations are built by
 the env's ``ObservationBuilder``, the same object the ROS policy node uses.
 """
 
@@ -163,7 +164,11 @@ class ImportSettings:
         return 3.0 * self.control_period_s if self.max_gap_s is None else self.max_gap_s
 
 
-def _decode(raw: RawMessages, topic: str, expected: tuple[str, ...], report: LoadReport) -> list[tuple[int, object]]:
+def _decode(raw: RawMessages, topic: str, expected: tuple[str, ...], report: LoadReport,
+            undecodable: list[int]) -> list[tuple[int, object]]:
+    """Decoded messages of one topic; the log times [ns] of messages whose CDR does not decode go to
+    ``undecodable`` (they are dropped, counted in the report, and split episodes like lost messages).
+    """
     if topic not in raw.topics:
         return []
     msgtype, items = raw.topics[topic]
@@ -176,6 +181,7 @@ def _decode(raw: RawMessages, topic: str, expected: tuple[str, ...], report: Loa
             out.append((t_ns, TYPESTORE.deserialize_cdr(payload, msgtype)))
         except Exception:  # malformed CDR of a damaged message: counted and reported
             bad += 1
+            undecodable.append(t_ns)
     if bad:
         report.notes.append(f"{topic}: {bad} message(s) could not be decoded and were dropped")
     return out
@@ -217,7 +223,9 @@ class JointStateTask:
 def import_bag(path: str | Path, env, settings: ImportSettings | None = None) -> tuple[list[Episode], LoadReport]:
     """Logged run -> episodes (obs from the env's ObservationBuilder, actions normalized, rewards from the task).
 
-    Episodes that overlap a damaged part of the bag are dropped and reported; every other episode loads.
+    Data lost to damage (a damaged range of the file, a message that does not decode) splits the recording there:
+    no joint state is interpolated across lost data and no command is held across it, so the intact parts on either
+    side load as (truncated) episodes, and the report names each truncated episode and the damage next to it.
     """
     u = env.unwrapped
     profile = u.profile
@@ -228,8 +236,9 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     names = list(profile.joint_names)
     topics = profile.topics
     # ---- decode
-    js_t, js_q, js_qd, dropped = [], [], [], 0
-    for t_ns, m in _decode(raw, topics.joint_states, (JOINT_STATE,), report):
+    undecodable: list[int] = []
+    js_t, js_log, js_q, js_qd, dropped = [], [], [], [], 0
+    for t_ns, m in _decode(raw, topics.joint_states, (JOINT_STATE,), report, undecodable):
         idx = {n: i for i, n in enumerate(m.name)}
         if any(n not in idx for n in names) or len(m.velocity) != len(m.name):
             dropped += 1
@@ -241,15 +250,18 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
             continue
         stamp = m.header.stamp.sec * _NS + m.header.stamp.nanosec if s.stamp == "header" else t_ns
         js_t.append(stamp)
+        js_log.append(t_ns)
         js_q.append(q)
         js_qd.append(qd)
     if dropped:
         report.notes.append(f"{topics.joint_states}: {dropped} message(s) without all joints {names} or with "
                             "non-finite values dropped")
-    cmds = [(t, np.asarray(m.data, dtype=np.float64)) for t, m in _decode(raw, topics.commands, (F64_ARRAY,), report)
+    cmds = [(t, np.asarray(m.data, dtype=np.float64))
+            for t, m in _decode(raw, topics.commands, (F64_ARRAY,), report, undecodable)
             if len(m.data) == len(profile.command_joints) and np.isfinite(m.data).all()]
     goals = [(t, _goal_vector(m)) for t, m in _decode(
-        raw, topics.goal, (F64_ARRAY, "geometry_msgs/msg/PointStamped", "geometry_msgs/msg/Point"), report)]
+        raw, topics.goal, (F64_ARRAY, "geometry_msgs/msg/PointStamped", "geometry_msgs/msg/Point"), report,
+        undecodable)]
     if not js_t or not cmds:
         report.notes.append(f"no usable {topics.joint_states} or {topics.commands} messages: no episodes")
         return [], report
@@ -259,66 +271,120 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     # Times relative to the first joint state, in seconds: absolute bag times (~1.7e9 s) in float64 keep only
     # ~0.2 us, which would perturb the resampling grid.
     t_ref = int(t_js[0])
+    log_js = (np.asarray(js_log, dtype=np.int64)[order][keep] - t_ref) / _NS
     t_js, q_js, qd_js = (t_js[keep] - t_ref) / _NS, np.asarray(js_q)[order][keep], np.asarray(js_qd)[order][keep]
     cmds.sort(key=lambda x: x[0])
     t_cmd = np.asarray([c[0] - t_ref for c in cmds], dtype=np.float64) / _NS
     u_cmd = np.asarray([c[1] for c in cmds])
     goals.sort(key=lambda x: x[0])
     t_goal = np.asarray([g[0] - t_ref for g in goals], dtype=np.float64) / _NS
-    # ---- segment at gaps, goal messages and damaged ranges
+    lost = _lost_ranges(report, undecodable, t_ref)
+    # ---- segment at gaps, goal messages and lost data (log times: the clock of the damage ranges)
     cuts = set((np.nonzero(np.diff(t_js) > s.gap)[0] + 1).tolist())
     if s.split == "goal":
         cuts |= {int(i) for i in np.searchsorted(t_js, t_goal - s.lookahead) if 0 < i < len(t_js)}
+    for lo, hi, _what in lost:  # a joint state may have been lost strictly between samples i-1 and i
+        cuts |= set((np.nonzero((log_js[1:] > lo) & (log_js[:-1] < hi))[0] + 1).tolist())
     bounds = [0, *sorted(cuts), len(t_js)]
-    bad = [(r[0] - t_ref / _NS, r[1] - t_ref / _NS) for r in (d.time_range_s for d in report.damage)
-           if r is not None]
-    unknown_damage = any(d.time_range_s is None for d in report.damage)
     episodes: list[Episode] = []
     dt = s.control_period_s
     for a, b in zip(bounds[:-1], bounds[1:]):
         ta, tb = t_js[a], t_js[b - 1]
-        tr = ((t_ref + round(ta * _NS)) / _NS, (t_ref + round(tb * _NS)) / _NS)  # absolute bag time [s]
-        name = f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s"
-        hit = [r for r in bad if r[0] - s.gap <= tb and r[1] + s.gap >= ta]
-        if hit:
-            h = (hit[0][0] + t_ref / _NS, hit[0][1] + t_ref / _NS)
-            report.episodes.append(EpisodeReport(name, b - a, False, [f"overlaps damaged range t=[{h[0]:.6f}, "
-                                                                      f"{h[1]:.6f}] s"], tr))
-            continue
         grid = ta + dt * np.arange(int(np.floor((tb - ta) / dt + 1e-6)) + 1)
-        # zero-order hold of commands: leading steps without a command yet are skipped, and the first step whose
-        # held command is older than the max gap ends the episode
+        # zero-order hold of commands: a step is fresh when it holds a command no older than the max gap and no
+        # lost data lies between that command and the step (a newer command may have been lost there)
         j = np.searchsorted(t_cmd, grid[:-1] + s.lookahead, side="right") - 1
-        fresh = (j >= 0) & (grid[:-1] + s.lookahead - t_cmd[np.maximum(j, 0)] <= s.gap)
-        first = int(np.argmax(fresh))
-        rest = fresh[first:]
-        n = 0 if not fresh.any() else len(rest) if rest.all() else int(np.argmin(rest))
-        if n < s.min_steps:
-            report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) with a fresh command "
-                                                                  f"(min_steps {s.min_steps})"], tr))
+        held = t_cmd[np.maximum(j, 0)]
+        fresh = (j >= 0) & (grid[:-1] + s.lookahead - held <= s.gap)
+        for lo, hi, _what in lost:
+            fresh &= ~((hi >= held) & (lo <= grid[:-1] + s.lookahead))
+        runs = _true_runs(fresh)
+        if not any(e - f >= s.min_steps for f, e in runs):
+            n = max((e - f for f, e in runs), default=0)
+            tr = ((t_ref + round(ta * _NS)) / _NS, (t_ref + round(tb * _NS)) / _NS)  # absolute bag time [s]
+            report.episodes.append(EpisodeReport(f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s", n, False, [
+                f"only {n} step(s) with a fresh command (min_steps {s.min_steps})"], tr))
             continue
-        grid, j = grid[first:first + n + 1], j[first:first + n]
-        goal = None
-        if task.builder.goal_dim or task.dict_obs:
-            g = np.searchsorted(t_goal, ta + s.lookahead, side="right") - 1
-            if g < 0:
-                report.episodes.append(EpisodeReport(name, n, False, ["no goal message before the segment"], tr))
+        for first, stop in runs:
+            n = stop - first
+            tr = ((t_ref + round(grid[first] * _NS)) / _NS, (t_ref + round(grid[stop] * _NS)) / _NS)
+            name = f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s"
+            if n < s.min_steps:
+                report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) with a fresh command "
+                                                                      f"(min_steps {s.min_steps})"], tr))
                 continue
-            goal = goals[g][1]
-        q = np.stack([np.interp(grid, t_js[a:b], q_js[a:b, i]) for i in range(len(names))], axis=1)
-        qd = np.stack([np.interp(grid, t_js[a:b], qd_js[a:b, i]) for i in range(len(names))], axis=1)
-        actions = command_to_action(u_cmd[j], profile).astype(np.float32)
-        obs_list = [task.observe(q[k], qd[k], goal) for k in range(n + 1)]
-        observations = ({k: np.stack([o[k] for o in obs_list]) for k in obs_list[0]} if task.dict_obs
-                        else np.stack(obs_list))
-        rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal) for k in range(n)])
-        ep = Episode(observations, actions, rewards, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
-                     grid + t_ref / _NS, {"joint_positions": q, "joint_velocities": qd},
-                     {"source": str(path), "time_range_s": list(tr)})
-        issues = check_episode(ep, u.observation_space, u.action_space)
-        report.episodes.append(EpisodeReport(name, n, not issues, issues, tr))
-        if not issues:
-            episodes.append(ep)
-    if unknown_damage:
+            ep = _episode(task, profile, grid[first:stop + 1], a, b, t_js, q_js, qd_js, u_cmd[j[first:stop]],
+                          t_goal, goals, s, t_ref, path, tr)
+            if isinstance(ep, str):
+                report.episodes.append(EpisodeReport(name, n, False, [ep], tr))
+                continue
+            truncated = _truncation(grid[first], grid[stop], lost, s, t_ref)
+            if truncated:
+                ep.metadata["truncated_by_damage"] = truncated
+            issues = check_episode(ep, u.observation_space, u.action_space)
+            report.episodes.append(EpisodeReport(name, n, not issues, issues or truncated, tr))
+            if not issues:
+                episodes.append(ep)
+    if any(d.time_range_s is None for d in report.damage):
         report.notes.append("damage without a known time range: episodes next to it may be incomplete")
     return episodes, report
+
+
+def _lost_ranges(report: LoadReport, undecodable: list[int], t_ref: int) -> list[tuple[float, float, str]]:
+    """(lo, hi, what) [s, relative to ``t_ref``, log time] of every time range whose messages were lost."""
+    out = []
+    for d in report.damage:
+        if d.time_range_ns is not None:
+            lo, hi = d.time_range_ns
+        elif d.time_range_s is not None:
+            lo, hi = (round(t * _NS) for t in d.time_range_s)
+        else:
+            continue
+        t = f"t=[{lo / _NS:.6f}, {hi / _NS:.6f}] s"
+        what = f"damaged range {t} (bytes [{d.byte_range[0]}, {d.byte_range[1]}) of {d.file or report.source})"
+        out.append(((lo - t_ref) / _NS, (hi - t_ref) / _NS, what))
+    for t_ns in undecodable:
+        out.append(((t_ns - t_ref) / _NS, (t_ns - t_ref) / _NS, f"undecodable message at t={t_ns / _NS:.6f} s"))
+    return out
+
+
+def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of the maximal runs of True in a 1-d bool array."""
+    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
+
+
+def _truncation(t_first: float, t_last: float, lost: list, s: ImportSettings, t_ref: int) -> list[str]:
+    """Why an episode spanning [t_first, t_last] (relative s) is truncated: lost data within ``max_gap_s`` of its
+    start or its end (the recording went on into data that was lost).
+    """
+    out, tol = [], 0.5 * s.control_period_s
+    for lo, hi, what in lost:
+        if lo >= t_first and lo <= t_last + s.gap and hi >= t_last - tol:
+            out.append(f"truncated: ends at {what}")
+        elif hi <= t_last and hi >= t_first - s.gap and lo <= t_first + tol:
+            out.append(f"truncated: starts after {what}")
+    return out
+
+
+def _episode(task, profile, grid, a, b, t_js, q_js, qd_js, cmd, t_goal, goals, s, t_ref, path, tr) -> Episode | str:
+    """One episode on ``grid`` (relative s, T + 1 points) from joint states ``[a, b)`` and the held commands ``cmd``
+    (T rows); a string says why there is none.
+    """
+    n = len(grid) - 1
+    goal = None
+    if task.builder.goal_dim or task.dict_obs:
+        g = np.searchsorted(t_goal, t_js[a] + s.lookahead, side="right") - 1
+        if g < 0:
+            return "no goal message before the segment"
+        goal = goals[g][1]
+    q = np.stack([np.interp(grid, t_js[a:b], q_js[a:b, i]) for i in range(q_js.shape[1])], axis=1)
+    qd = np.stack([np.interp(grid, t_js[a:b], qd_js[a:b, i]) for i in range(qd_js.shape[1])], axis=1)
+    actions = command_to_action(cmd, profile).astype(np.float32)
+    obs_list = [task.observe(q[k], qd[k], goal) for k in range(n + 1)]
+    observations = ({k: np.stack([o[k] for o in obs_list]) for k in obs_list[0]} if task.dict_obs
+                    else np.stack(obs_list))
+    rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal) for k in range(n)])
+    return Episode(observations, actions, rewards, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
+                   grid + t_ref / _NS, {"joint_positions": q, "joint_velocities": qd},
+                   {"source": str(path), "time_range_s": list(tr)})

@@ -4,7 +4,7 @@ Every loader in ``robot_rl.data`` runs ``check_episode`` on every episode it ret
 off (docs/reliability.md, scenario 16). Damage found while reading (truncated file, checksum mismatch, undecodable
 record) goes into a ``LoadReport`` that names the file, the damaged byte range, the affected time range and what was
 lost (scenario 15); loaders never raise on damage inside a file, they skip what is damaged and keep every intact
-episode.
+episode (bags: every intact part of one).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class Damage:
     lost: str
     file: str = ""
     """The damaged file (a bag directory may hold several)."""
+    lost_messages: dict[str, int] = field(default_factory=dict)
+    """Messages lost per topic, where the file says how many (an MCAP chunk's message index); empty = unknown."""
+    time_range_ns: tuple[int, int] | None = None
+    """``time_range_s`` as exact integer log times [ns] (bag readers set it; episode splitting compares with it)."""
 
     def describe(self) -> str:
         t = "time unknown"
@@ -48,7 +52,9 @@ class Damage:
 
 @dataclass
 class EpisodeReport:
-    """Outcome of loading one episode: kept (``ok``) or dropped with the reasons."""
+    """Outcome of loading one episode: kept (``ok``) or dropped with the reasons; a kept episode with issues was
+    truncated (the issues say where and by what).
+    """
 
     name: str
     steps: int
@@ -58,7 +64,7 @@ class EpisodeReport:
     byte_range: tuple[int, int] | None = None
 
     def describe(self) -> str:
-        status = "ok" if self.ok else "DROPPED"
+        status = ("ok" if not self.issues else "ok, TRUNCATED") if self.ok else "DROPPED"
         where = ""
         if self.time_range_s is not None:
             where += f" t=[{self.time_range_s[0]:.6f}, {self.time_range_s[1]:.6f}] s"
@@ -99,7 +105,7 @@ class LoadReport:
         lines = [head]
         lines += [f"  damaged: {d.describe()}" for d in self.damage]
         lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  {e.describe()}" for e in self.episodes if not e.ok]
+        lines += [f"  {e.describe()}" for e in self.episodes if not e.ok or e.issues]  # dropped or truncated
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
