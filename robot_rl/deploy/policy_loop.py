@@ -117,6 +117,40 @@ class PolicyLoop:
         return self._stamp_s
 
 
+class SensorGate:
+    """When a sensor-triggered node acts: on the first joint-state message at or after each control-period boundary.
+
+    Acting in the message's callback keeps the sensor-to-command latency at the compute time (a free-running timer
+    adds up to one period of phase waiting); the gate decimates a faster sensor stream (e.g. joint states every
+    0.01 s, control period 0.02 s) to one action per period. The boundaries form a grid that starts at the first
+    message and is phase-locked to the messages acted on (each boundary moves by ``gain`` times the arrival error,
+    at most ``slack_s``), so arrival jitter does not alternate the action between two messages. A message up to
+    ``slack_s`` (half the sensor period, at most half the control period) before a boundary counts as at the
+    boundary. After a gap of more than a period the grid starts again at the next message (no burst of actions).
+    Times are steady-clock seconds. The node's stale-sensor watchdog stays on a timer: no message, no action here.
+    """
+
+    def __init__(self, period_s: float, sensor_period_s: float, gain: float = 0.1):
+        if period_s <= 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        self.period_s = float(period_s)
+        sensor = float(sensor_period_s) if sensor_period_s and sensor_period_s > 0 else self.period_s
+        self.slack_s = 0.5 * min(sensor, self.period_s)
+        self.gain = float(gain)
+        self._due_s = -math.inf
+
+    def due(self, now_s: float) -> bool:
+        """Call for every joint-state message received at ``now_s``; True when the node acts on this one."""
+        if now_s < self._due_s - self.slack_s:
+            return False
+        error = now_s - self._due_s
+        if error >= self.period_s:  # the first message, or after a gap of more than a period: a new grid from here
+            self._due_s = now_s + self.period_s
+        else:
+            self._due_s += self.period_s + self.gain * min(error, self.slack_s)
+        return True
+
+
 class GoalInputBuilder:
     """Policy input of a goal-conditioned (dict-observation) task: ``concat(observation, desired_goal)``.
 

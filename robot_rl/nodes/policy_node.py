@@ -1,8 +1,10 @@
 """policy_node: run an exported ONNX policy on a robot through the safety filter (math in ``deploy.policy_loop``).
 
 Subscribes ``/joint_states`` (mapped by joint name) and the goal topic (std_msgs/Float64MultiArray, goal-conditioned
-policies); every ``control_period_s`` of steady time (``trigger: timer``), or on every joint-state message
-(``trigger: sensor``, with the timer kept as the stale-sensor watchdog), builds the observation with the env's
+policies); on the first joint-state message at or after each ``control_period_s`` boundary (``trigger: sensor``,
+the default: sensor-to-command latency is the compute time; a faster sensor stream is decimated to the control
+period, and a timer every period stays as the stale-sensor watchdog), or every ``control_period_s`` of steady time
+on the latest sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
 ``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
 ``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
 (Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe]``), e-stop services ``~/estop``
@@ -101,7 +103,7 @@ class PolicyNode(Node):
     def __init__(self):
         super().__init__(self.NAME)
         from robot_rl.deploy.estop_latch import EstopLatch
-        from robot_rl.deploy.policy_loop import PolicyLoop
+        from robot_rl.deploy.policy_loop import PolicyLoop, SensorGate
         from robot_rl.safety import SafetyFilter
 
         self.fatal_error: str | None = None
@@ -143,6 +145,8 @@ class PolicyNode(Node):
         self._last_mode = ""
         self._last_diag_s = 0.0
         self._cmd_msg = Float64MultiArray()
+        self._last_act_s = -np.inf
+        self._gate = SensorGate(self.period_s, profile.sensor_period_s)
         self.create_timer(self.period_s, self._on_timer, clock=steady_clock())
         self.get_logger().info(
             f"robot {profile.name}: {described}, inputs {list(builder.names)}, period {self.period_s} s "
@@ -157,9 +161,9 @@ class PolicyNode(Node):
         """
         return SimpleNamespace(
             **cls.robot_parameters(p),
-            trigger=p.str("trigger", "timer", "timer: act every control period; sensor: act on every "
-                          "joint-state message (the timer stays as the stale-sensor watchdog)",
-                          choices=("timer", "sensor")),
+            trigger=p.str("trigger", "sensor", "sensor: act on the first joint-state message at or after each "
+                          "control period boundary (lowest latency; a timer stays as the stale-sensor watchdog); "
+                          "timer: act every control period on the latest sample", choices=("sensor", "timer")),
             state_dir=p.str("state_dir", "auto", "directory of the persistent e-stop latch; auto (or empty): "
                             "~/.local/state/robot_rl/<node name>"),
             goal=p.floats("goal", [], "initial goal for goal-conditioned policies (task units)"),
@@ -218,7 +222,7 @@ class PolicyNode(Node):
         clock_s = self.get_clock().now().nanoseconds * 1e-9
         self.loop.on_joint_state(msg.name, msg.position, msg.velocity, msg.effort, stamp_to_s(msg.header.stamp),
                                  now, clock_s=clock_s)
-        if self.trigger == "sensor":
+        if self.trigger == "sensor" and self._gate.due(now):
             self._act(now)
 
     def _on_goal(self, msg: Float64MultiArray) -> None:
@@ -234,13 +238,15 @@ class PolicyNode(Node):
         if problem:
             self.fatal_error = problem  # run_node publishes the safe command and exits 1
             return
-        # sensor trigger: the timer only acts when samples stop (then the filter's watchdog decides)
-        if self.trigger == "timer" or now - self.loop.last_rx_s > 1.5 * self.period_s:
+        # sensor trigger: the timer only acts when messages stop (no action for 1.5 periods; then the filter's
+        # stale-sensor watchdog decides, so the safe command goes out within its bound without any message)
+        if self.trigger == "timer" or now - self._last_act_s > 1.5 * self.period_s:
             self._act(now)
         if now - self._last_diag_s >= 1.0:
             self._publish_diagnostics()
 
     def _act(self, start: float) -> None:
+        self._last_act_s = start
         errors = self.loop.policy_errors
         command, status, fresh = self.loop.step(start)
         if self.loop.policy_errors != errors:
@@ -295,6 +301,7 @@ class PolicyNode(Node):
         # inside the control thread once a second; the whole run is logged at exit
         lat = self.loop.latency.summary(recent=max(1, round(1.0 / self.period_s)))
         values += [KeyValue(key=f"latency_{k}", value=f"{v:.4g}") for k, v in lat.items()]
+        values.append(KeyValue(key="trigger", value=self.trigger))
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: safety", message=d["message"],
                                   hardware_id=self.profile.name, values=values)
         msg = DiagnosticArray(status=[status])

@@ -13,7 +13,7 @@ from robot_rl.core.profile import load_profile
 from robot_rl.deploy.estop_latch import EstopLatch
 from robot_rl.deploy.latency import LatencyStats
 from robot_rl.deploy.lqr_policy import lqr_gain, observation_gain
-from robot_rl.deploy.policy_loop import PolicyLoop
+from robot_rl.deploy.policy_loop import PolicyLoop, SensorGate
 from robot_rl.deploy.sim_plant import SimPlant
 from robot_rl.deploy.state_builder import StateBuilder
 
@@ -105,6 +105,52 @@ def test_policy_loop_builds_the_env_observation(profile):
     loop.step(0.05)
     assert np.allclose(seen[-1], [0.2, math.cos(0.3), math.sin(0.3), 1.0, -2.0], atol=1e-6)
     assert seen[-1].dtype == np.float32
+
+
+def _gate_run(gate, arrivals):
+    return [t for t in arrivals if gate.due(t)]
+
+
+def test_sensor_gate_decimates_a_2x_sensor_stream_to_the_control_period():
+    rng = np.random.default_rng(0)
+    # joint states every 10 ms with 1 ms (sigma) arrival jitter, control period 20 ms: one action per period, always
+    # on the same (every other) message, so jitter does not make it alternate between two messages
+    arrivals = np.arange(500) * 0.01 + np.abs(rng.normal(0.0, 0.001, 500))
+    acted = _gate_run(SensorGate(0.02, 0.01), arrivals)
+    assert 248 <= len(acted) <= 251
+    index = np.searchsorted(arrivals, acted)
+    assert set(np.diff(index)) == {2}
+    gaps = np.diff(acted)
+    assert abs(np.mean(gaps) - 0.02) < 1e-4 and gaps.min() > 0.015
+
+
+def test_sensor_gate_acts_on_every_message_at_the_control_rate_and_skips_missed_boundaries():
+    rng = np.random.default_rng(1)
+    # sensor period == control period (500 Hz): every message acts, also with jitter of a quarter period
+    arrivals = np.arange(1000) * 0.002 + rng.uniform(0.0, 0.0005, 1000)
+    assert len(_gate_run(SensorGate(0.002, 0.002), arrivals)) == 1000
+    # a 200 ms sensor gap, then 10 ms messages again: the first message after the gap acts, no burst of actions
+    gate = SensorGate(0.02, 0.01)
+    before = np.arange(10) * 0.01
+    after = 0.29 + np.arange(10) * 0.01
+    assert len(_gate_run(gate, before)) == 5
+    acted = _gate_run(gate, after)
+    assert acted[0] == after[0] and len(acted) == 5 and np.allclose(np.diff(acted), 0.02)
+
+
+def test_sensor_gate_phase_locks_onto_the_stream():
+    # the first message arrives 7 ms late (a slow first delivery): the grid starts off-phase, 3 ms before the
+    # messages it acts on (2 ms of margin left against early jitter); the lock moves the boundaries onto them
+    arrivals = np.concatenate([[0.007], 0.01 + np.arange(400) * 0.01])
+    gate = SensorGate(0.02, 0.01)
+    acted = _gate_run(gate, arrivals)
+    assert abs(len(acted) - 4.01 / 0.02) <= 2 and np.allclose(np.diff(acted[1:]), 0.02)
+    assert abs(gate._due_s - (acted[-1] + 0.02)) < 1e-4  # the next boundary sits on the next message
+    unlocked = SensorGate(0.02, 0.01, gain=0.0)  # without the lock the boundaries stay 3 ms early
+    acted = _gate_run(unlocked, arrivals)
+    assert abs(unlocked._due_s - (acted[-1] + 0.02) + 0.003) < 1e-4
+    with pytest.raises(ValueError):
+        SensorGate(0.0, 0.01)
 
 
 def test_estop_latch_persists_across_instances(tmp_path):

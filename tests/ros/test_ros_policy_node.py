@@ -95,6 +95,35 @@ def test_closed_loop_keeps_the_pole_up_under_a_reality_sample(procs, probe, lqr_
         assert counts[topic] > 0, (topic, counts)
 
 
+def test_default_trigger_acts_once_per_period_right_after_a_sensor_message(procs, probe, lqr_model, tmp_path):
+    """Joint states at 100 Hz (2x the 50 Hz control rate): the default trigger acts at the control period, not at
+    the sensor rate, on a message just received (bounds generous: a shared, loaded machine)."""
+    from std_msgs.msg import Float64MultiArray
+
+    cmds = probe.record(Float64MultiArray, "/forward_effort_controller/commands")
+    timing = probe.record(Float64MultiArray, "/policy_node/timing")
+    procs.node("policy_node", params=policy_params(lqr_model, tmp_path / "state"))  # no trigger: the default
+    procs.wait_log("policy_node", "(trigger sensor)", 40.0)
+    procs.start("injector", [sys.executable, INJECTOR, "valid:4"])
+    assert procs.wait("injector", 30.0) == 0, procs.log("injector")
+    ph = phases(procs, "injector")
+    t0, t1 = ph["valid"] + 1.0, ph["end"] - 0.2  # after discovery and the first messages
+    wall = time.time() - time.monotonic()  # probe receive times (monotonic) -> wall clock, like the header stamps
+    with probe.lock:
+        n_cmds = len(commands_between(cmds, t0, t1))
+        rows = [(t, m.data) for t, m in timing if t0 <= t < t1]
+    expected = (t1 - t0) / PERIOD  # the sensor rate would give twice as many
+    assert 0.75 * expected <= n_cmds <= 1.15 * expected, (n_cmds, expected, procs.log("policy_node"))
+    stamps = np.array([d[1] for _, d in rows])
+    age = np.array([d[2] for _, d in rows])  # policy_node: accepted-message receive -> command publish [s]
+    assert np.isfinite(age).mean() > 0.9, "nearly every command follows a new message"
+    assert np.median(np.diff(stamps)) == pytest.approx(2 * 0.01, abs=0.004), "every other message acted on"
+    stamp_to_arrival = np.array([t + wall - d[1] for t, d in rows])  # header stamp -> the probe has the timing
+    assert np.median(age[np.isfinite(age)]) < 0.1 * PERIOD, np.median(age[np.isfinite(age)])
+    assert np.median(stamp_to_arrival) < 0.25 * PERIOD, np.median(stamp_to_arrival)
+    assert procs.stop("policy_node") == 0
+
+
 def test_non_finite_and_silent_sensor_give_the_safe_command(procs, probe, lqr_model, tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Float64MultiArray
