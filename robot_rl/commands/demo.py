@@ -136,12 +136,19 @@ def bag_metrics(bag: Path) -> dict:
     timing = np.array([m.data for _, m in msgs("/policy_node/timing")], dtype=np.float64).reshape(-1, 5)
     latency = timing[:, 2][np.isfinite(timing[:, 2])] if len(timing) else np.empty(0)
     safe_cmds = int(timing[:, 4].sum()) if len(timing) else 0
-    levels = [st.level for _, m in msgs("/diagnostics") for st in m.status]
+    diagnostics = msgs("/diagnostics")
+    levels = [st.level for _, m in diagnostics for st in m.status]
+    # which trigger policy_node ran with (its diagnostics name it), so the latency numbers say what produced them
+    triggers = [kv.value for _, m in diagnostics for st in m.status for kv in st.values if kv.key == "trigger"]
     to_int = [lv if isinstance(lv, int) else int.from_bytes(lv, "little") for lv in levels]
-    commands = [np.asarray(m.data) for _, m in msgs("/forward_effort_controller/commands")]
+    command_msgs = msgs("/forward_effort_controller/commands")
+    commands = [np.asarray(m.data) for _, m in command_msgs]
     nonfinite = sum(int(not np.isfinite(c).all()) for c in commands)
+    span_s = (command_msgs[-1][0] - command_msgs[0][0]) * 1e-9 if len(command_msgs) > 1 else 0.0
     return {
         "commands": len(commands),
+        "command_rate_hz": (len(commands) - 1) / span_s if span_s > 0 else math.nan,
+        "trigger": triggers[-1] if triggers else "unknown",
         "latency_s": latency,
         "latency_p50_ms": float(np.percentile(latency, 50) * 1e3) if len(latency) else math.nan,
         "latency_p99_ms": float(np.percentile(latency, 99) * 1e3) if len(latency) else math.nan,
@@ -268,8 +275,9 @@ def _video(s: DemoSettings, replay: dict) -> str | None:
 def write_report(s: DemoSettings, summary: dict, files: dict) -> Path:
     rows = [("training return (final eval)", summary.get("train_return")),
             ("deployed return (first episode horizon)", summary["deployed_return"]),
-            ("latency p50 / p99 / max [ms]", f"{summary['latency_p50_ms']:.2f} / {summary['latency_p99_ms']:.2f} / "
-                                              f"{summary['latency_max_ms']:.2f}"),
+            (f"policy_node sensor receive -> command publish p50 / p99 / max [ms], trigger {summary['trigger']}",
+             f"{summary['latency_p50_ms']:.2f} / {summary['latency_p99_ms']:.2f} / {summary['latency_max_ms']:.2f}"),
+            ("commands per second", summary["command_rate_hz"]),
             ("safe commands (safety filter fallbacks)", summary["safe_commands"]),
             ("non-finite commands on the wire", summary["nonfinite_commands"]),
             ("ONNX vs logged command max \\|diff\\| [N]", f"{summary['agreement_max']:.3g}")]
@@ -359,6 +367,7 @@ def print_summary(summary: dict) -> None:
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
     rows = [("training return", summary.get("train_return")), ("deployed return", summary["deployed_return"]),
+            ("policy_node trigger", summary["trigger"]), ("commands per second", summary["command_rate_hz"]),
             ("latency p50 [ms]", summary["latency_p50_ms"]), ("latency p99 [ms]", summary["latency_p99_ms"]),
             ("safety fallbacks", summary["safe_commands"]), ("non-finite commands", summary["nonfinite_commands"])]
     rows += [(f"gap RMSE {j} (pos / vel)", f"{summary['gap_rmse_q'][j]:.3g} / {summary['gap_rmse_qd'][j]:.3g}")

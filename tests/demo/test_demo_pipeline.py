@@ -39,6 +39,8 @@ def test_reduced_demo_produces_every_artifact(tmp_path, ros_env, monkeypatch):
     assert summary["commands"] > 100  # >= 2 s of commands at 50 Hz inside the 9 s window
     assert summary["nonfinite_commands"] == 0
     assert 0.0 < summary["latency_p50_ms"] < 50.0, summary["latency_p50_ms"]
+    # the default trigger (read back from policy_node's diagnostics): 100 Hz joint states decimated to 50 Hz commands
+    assert summary["trigger"] == "sensor" and 35.0 < summary["command_rate_hz"] < 65.0, summary
     assert summary["steps"] > 50
     assert math.isfinite(summary["deployed_return"]) and 0.0 <= summary["deployed_return"] <= 500.0
     # The ONNX policy on the logged observations reproduces the logged commands (safety filter passes them through
@@ -48,6 +50,7 @@ def test_reduced_demo_produces_every_artifact(tmp_path, ros_env, monkeypatch):
         assert math.isfinite(rmse) and rmse < 0.2, (joint, rmse)
     # 5. report with plots
     report = (out / "report.md").read_text()
+    assert "command publish p50 / p99 / max [ms], trigger sensor |" in report
     for png in ("deployed_trajectories.png", "latency_hist.png"):
         assert png in report and (out / png).stat().st_size > 0
 
