@@ -1,15 +1,18 @@
-"""Cross-process sensor -> command latency of policy_node at 500 Hz over real DDS (loopback).
+"""Cross-process sensor -> command latency of policy_node over real DDS (loopback).
 
-Three processes: a sensor publisher (``/joint_states`` at ``--rate`` Hz from a steady-clock loop, header stamp =
-CLOCK_REALTIME at publish), ``policy_node`` (LQR linear policy exported to ONNX, run by ``OnnxPolicy`` through the
-safety filter, cart-pole profile re-timed to the rate), and this process, which receives the commands and the
+Three processes: a sensor publisher (``/joint_states`` at ``--sensor-rate`` Hz, default ``--rate``, from a
+steady-clock loop, header stamp = CLOCK_REALTIME at publish), ``policy_node`` (LQR linear policy exported to ONNX,
+run by ``OnnxPolicy`` through the safety filter, cart-pole profile re-timed to ``--rate`` Hz control and the sensor
+rate), and this process, which receives the commands and the
 node's ``~/timing`` messages. Latency of a command = its arrival time here (CLOCK_REALTIME) minus the header stamp
 of the joint-state message it was computed from (the timing message names it; both are published in the same order,
 so the k-th command pairs with the k-th timing message). A deadline miss is a latency above one period. Both
 ``trigger`` modes are measured: ``timer`` (acts every period on the latest sample: up to one period of waiting is
-part of the latency) and ``sensor`` (acts in the joint-state callback).
+part of the latency) and ``sensor``, the node's default (acts in the joint-state callback of the first message of
+each control period).
 
-    .venv/bin/python bench/bench_ros_latency.py --duration 60 --out bench/results/ros_latency.md
+    .venv/bin/python bench/bench_ros_latency.py --duration 60 --out bench/results/ros_latency.md      # 500 Hz
+    .venv/bin/python bench/bench_ros_latency.py --rate 50 --sensor-rate 100 --setups events:0   # the defaults, 50 Hz
     .venv/bin/pytest -m bench bench/bench_ros_latency.py     # short run (5 s per mode) with sanity checks
 """
 
@@ -72,11 +75,12 @@ PUBLISHER = textwrap.dedent("""
 """)
 
 
-def write_profile(path: Path, period_s: float) -> Path:
-    """The cart-pole profile re-timed: control and sensor period ``period_s``, sensor timeout 5 periods."""
+def write_profile(path: Path, period_s: float, sensor_period_s: float | None = None) -> Path:
+    """The cart-pole profile re-timed: control period ``period_s``, sensor period ``sensor_period_s`` (default
+    ``period_s``), sensor timeout 5 control periods."""
     text = (REPO / "hardware" / "cartpole.yaml").read_text()
     text = text.replace("control_period_s: 0.02", f"control_period_s: {period_s}")
-    text = text.replace("sensor_period_s: 0.01", f"sensor_period_s: {period_s}")
+    text = text.replace("sensor_period_s: 0.01", f"sensor_period_s: {sensor_period_s or period_s}")
     text = text.replace("sensor_timeout_s: 0.06", f"sensor_timeout_s: {5 * period_s}")
     text = text.replace("mjcf: sim/cartpole/cartpole.xml", f"mjcf: {REPO / 'sim/cartpole/cartpole.xml'}")
     path.write_text(text)
@@ -84,7 +88,8 @@ def write_profile(path: Path, period_s: float) -> Path:
 
 
 def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile_path: Path, env: dict,
-            executor_kind: str = "events", priority: int = 0, warmup: float = 0.5, host_probe: bool = True) -> dict:
+            executor_kind: str = "events", priority: int = 0, warmup: float = 0.5, host_probe: bool = True,
+            sensor_rate: float | None = None) -> dict:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64MultiArray
@@ -126,7 +131,8 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     gc.disable()
     # Host stall detectors (bench_host_jitter.py): one sleeping SCHED_FIFO-90 process per CPU, for the whole traffic.
     probes = bench_host_jitter.start_probes(duration + 1.0) if host_probe else []
-    pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(rate), str(duration), str(priority)], env=env,
+    pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(sensor_rate or rate), str(duration), str(priority)],
+                         env=env,
                          capture_output=True, text=True, timeout=duration + 60)
     time.sleep(0.5)
     gc.enable()
@@ -195,8 +201,10 @@ def parse_setups(text: str) -> list[tuple[str, int]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds of 500 Hz traffic per trigger mode")
-    ap.add_argument("--rate", type=float, default=500.0, help="sensor and control rate [Hz]")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of sensor traffic per trigger mode")
+    ap.add_argument("--rate", type=float, default=500.0, help="control rate [Hz]")
+    ap.add_argument("--sensor-rate", type=float, default=None,
+                    help="joint-state rate [Hz] (default: --rate; the cart-pole profile's is 2x its control rate)")
     ap.add_argument("--triggers", default="sensor,timer", help="comma-separated trigger modes to measure")
     ap.add_argument("--setups", default="events:50,events:0,single:0",
                     help="comma-separated executor:priority pairs: the rclpy executor of policy_node and of the "
@@ -210,6 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write a markdown report here")
     args = ap.parse_args(argv)
     setups = parse_setups(args.setups)
+    sensor_rate = args.sensor_rate or args.rate
+    load_before = os.getloadavg()
     from robot_rl.core.profile import load_profile
     from robot_rl.export.lqr import write_lqr_artifact
 
@@ -217,27 +227,30 @@ def main(argv=None) -> int:
     env.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(150, 199)))
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     work = Path(tempfile.mkdtemp(prefix="bench_ros_latency_"))
-    profile_path = write_profile(work / "cartpole_500hz.yaml", 1.0 / args.rate)
+    profile_path = write_profile(work / f"cartpole_{args.rate:g}hz.yaml", 1.0 / args.rate, 1.0 / sensor_rate)
     profile = load_profile(str(profile_path))
     model_dir = write_lqr_artifact(work / "lqr_policy", profile, "robot_rl/CartpoleBalance-v0")
     results = []
     for kind, prio in setups:
         for trigger in args.triggers.split(","):
             r = measure(trigger.strip(), args.duration, args.rate, model_dir, profile_path, env, kind, prio,
-                        args.warmup, args.host_probe)
+                        args.warmup, args.host_probe, sensor_rate)
             results.append(r)
             print(f"{kind}:{prio} {trigger}: " + ", ".join(f"{k}={v}" for k, v in r.items() if k != "lat_ms"),
                   flush=True)
     load = os.getloadavg()
     period_ms = 1e3 / args.rate
     lines = [
-        f"# policy_node cross-process latency ({args.rate:g} Hz)", "",
+        f"# policy_node cross-process latency ({args.rate:g} Hz control, {sensor_rate:g} Hz joint states)", "",
         machine_header(), "",
         f"Command: `.venv/bin/python bench/bench_ros_latency.py --duration {args.duration:g} --rate {args.rate:g} "
-        f"--setups {args.setups} --triggers {args.triggers}" + (f" --out {args.out}`" if args.out else "`"), "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min; the machine is "
-        "shared, so these are upper bounds). DDS: Fast DDS (rmw_fastrtps_cpp), loopback, reliable QoS.", "",
+        + (f"--sensor-rate {sensor_rate:g} " if sensor_rate != args.rate else "")
+        + f"--setups {args.setups} --triggers {args.triggers}" + (f" --out {args.out}`" if args.out else "`"), "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load average before "
+        f"the run {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}, after "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min; the bench itself adds about 1). DDS: Fast DDS "
+        "(rmw_fastrtps_cpp), loopback, reliable QoS.", "",
         "Policy: LQR gain as a linear ONNX layer (`robot_rl.deploy.lqr_policy`), run by `OnnxPolicy` inside "
         "policy_node through the safety filter. Latency = command arrival in the measuring process minus the "
         "header stamp (publish time) of the joint-state message the command was computed from; a miss is a "
@@ -248,8 +261,9 @@ def main(argv=None) -> int:
         "`late ticks` = gaps between consecutive commands above 1.5 periods. `executor`: rclpy executor of "
         "policy_node and the measuring process; `prio`: SCHED_FIFO priority of all threads of the sensor "
         "publisher, policy_node and the measuring process (0: normal scheduling). The measuring process runs with "
-        "its garbage collector paused while it records. `sensor` trigger: the node acts in the joint-state "
-        "callback; `timer`: every period on the latest sample, so up to one period of phase waiting is part of its "
+        "its garbage collector paused while it records. `sensor` trigger (policy_node's default): the node acts in "
+        "the joint-state callback of the first message at or after each control-period boundary; `timer`: every "
+        "period on the latest sample, so up to one period of phase waiting is part of its "
         "latency by design. `host stalls`: wake-ups more than 1 ms late of the host probes of "
         "`bench/bench_host_jitter.py` (one sleeping SCHED_FIFO-90 process per CPU, no ROS, running during the "
         "traffic; stalls seen by both CPUs' probes at once count once): time when the virtual CPU ran nothing of "

@@ -145,7 +145,7 @@ class PolicyNode(Node):
         self._last_mode = ""
         self._last_diag_s = 0.0
         self._cmd_msg = Float64MultiArray()
-        self._last_act_s = -np.inf
+        self._last_sensor_act_s = -np.inf  # steady time of the last action in a joint-state callback
         self._gate = SensorGate(self.period_s, profile.sensor_period_s)
         self.create_timer(self.period_s, self._on_timer, clock=steady_clock())
         self.get_logger().info(
@@ -223,6 +223,7 @@ class PolicyNode(Node):
         self.loop.on_joint_state(msg.name, msg.position, msg.velocity, msg.effort, stamp_to_s(msg.header.stamp),
                                  now, clock_s=clock_s)
         if self.trigger == "sensor" and self._gate.due(now):
+            self._last_sensor_act_s = now
             self._act(now)
 
     def _on_goal(self, msg: Float64MultiArray) -> None:
@@ -238,15 +239,14 @@ class PolicyNode(Node):
         if problem:
             self.fatal_error = problem  # run_node publishes the safe command and exits 1
             return
-        # sensor trigger: the timer only acts when messages stop (no action for 1.5 periods; then the filter's
-        # stale-sensor watchdog decides, so the safe command goes out within its bound without any message)
-        if self.trigger == "timer" or now - self._last_act_s > 1.5 * self.period_s:
+        # sensor trigger: the timer acts (every period) only while messages have stopped: no message acted on for
+        # 1.5 periods; the filter's stale-sensor watchdog then sends the safe command within its bound
+        if self.trigger == "timer" or now - self._last_sensor_act_s > 1.5 * self.period_s:
             self._act(now)
         if now - self._last_diag_s >= 1.0:
             self._publish_diagnostics()
 
     def _act(self, start: float) -> None:
-        self._last_act_s = start
         errors = self.loop.policy_errors
         command, status, fresh = self.loop.step(start)
         if self.loop.policy_errors != errors:

@@ -121,6 +121,10 @@ def test_default_trigger_acts_once_per_period_right_after_a_sensor_message(procs
     stamp_to_arrival = np.array([t + wall - d[1] for t, d in rows])  # header stamp -> the probe has the timing
     assert np.median(age[np.isfinite(age)]) < 0.1 * PERIOD, np.median(age[np.isfinite(age)])
     assert np.median(stamp_to_arrival) < 0.25 * PERIOD, np.median(stamp_to_arrival)
+    # the sensors stopped at "end": the watchdog timer keeps a command every period, the safe one once stale
+    time.sleep(max(0.0, ph["end"] + 1.3 - time.monotonic()))
+    silent = commands_between(cmds, ph["end"] + 0.3, ph["end"] + 1.3)
+    assert 0.7 / PERIOD <= len(silent) <= 1.15 / PERIOD and all(v == 0.0 for _, v in silent), silent
     assert procs.stop("policy_node") == 0
 
 
