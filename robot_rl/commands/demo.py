@@ -54,6 +54,9 @@ class DemoSettings:
     """Seed of sim_robot's held-out reality randomization sample (training never sees it)."""
     video: bool = True
     """Render the deployment (logged vs re-simulated) to a video / animated preview."""
+    trigger: str = "sensor"
+    """policy_node's ``trigger``: ``sensor`` (its default: act on the first joint-state message of each period) or
+    ``timer`` (every period on the latest sample)."""
     stage_times_s: dict = field(default_factory=dict)
 
 
@@ -111,7 +114,8 @@ def deploy_stage(s: DemoSettings, model_dir: Path) -> Path:
 
     bag = s.out_dir / "bag"
     args = {"model": str(model_dir.resolve()), "env_id": DEPLOY_ENV, "randomization": "reality",
-            "seed": str(s.reality_seed), "bag": str(bag.resolve()), "state_dir": str((s.out_dir / "state").resolve())}
+            "seed": str(s.reality_seed), "bag": str(bag.resolve()), "state_dir": str((s.out_dir / "state").resolve()),
+            "trigger": s.trigger}
     desc = load_launch(find_asset("launch/sim_policy.launch.yaml"), args)
     rc = run_launch(desc, duration_s=s.duration_s)
     if rc != 0:
@@ -391,6 +395,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=16.0, help="closed-loop run time in seconds (default 16)")
     p.add_argument("--reality-seed", type=int, default=7, help="seed of the held-out reality sample (default 7)")
     p.add_argument("--no-video", action="store_true", help="skip rendering the deployment video")
+    p.add_argument("--trigger", choices=("sensor", "timer"), default="sensor",
+                   help="policy_node trigger: sensor (default: act on the first joint-state message of each control "
+                        "period, lowest latency) or timer (every period on the latest sample)")
 
 
 def run(args) -> int:
@@ -398,7 +405,8 @@ def run(args) -> int:
         print(f"robot-rl demo: --duration must be > 2 s, got {args.duration}", file=sys.stderr)
         return 2
     settings = DemoSettings(out_dir=args.out, overrides=tuple(args.overrides), skip_train=args.skip_train,
-                            duration_s=args.duration, reality_seed=args.reality_seed, video=not args.no_video)
+                            duration_s=args.duration, reality_seed=args.reality_seed, video=not args.no_video,
+                            trigger=args.trigger)
     try:
         summary = run_demo(settings)
     except DemoError as exc:
