@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, load average before "
         f"the run {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}, after "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min; the bench itself adds about 1). DDS: Fast DDS "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min; other jobs share the machine). DDS: Fast DDS "
         "(rmw_fastrtps_cpp), loopback, reliable QoS.", "",
         "Policy: LQR gain as a linear ONNX layer (`robot_rl.deploy.lqr_policy`), run by `OnnxPolicy` inside "
         "policy_node through the safety filter. Latency = command arrival in the measuring process minus the "
