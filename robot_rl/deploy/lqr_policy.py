@@ -27,7 +27,7 @@ def lqr_gain(profile, *, Q=None, R=None, qpos_eq=None) -> tuple[np.ndarray, floa
 
     from robot_rl.control.lqr import closed_loop_is_stable, infinite_horizon
 
-    model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+    model = profile.load_model()
     data = mujoco.MjData(model)
     if qpos_eq is not None:
         data.qpos[:] = qpos_eq
@@ -54,7 +54,7 @@ def observation_gain(K: np.ndarray, profile, obs_terms) -> np.ndarray:
     """
     import mujoco
 
-    model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+    model = profile.load_model()
     nq = model.nq
     W = np.zeros((K.shape[0], len(obs_terms)))
     for i, (name, kind, ref) in enumerate(obs_terms):

@@ -21,6 +21,7 @@ TASKS: dict[str, tuple[str, dict, str | None]] = {
     "robot_rl/PendulumSwingup-v0": ("robot_rl.envs.pendulum:task", {}, None),
     "robot_rl/Reacher2-v0": ("robot_rl.envs.reacher:task", {}, None),
     "robot_rl/ArmReach-v0": ("robot_rl.envs.arm:task", {}, "robot_rl.envs.arm:ArmReachEnv"),
+    "robot_rl/Go2Joystick-v0": ("robot_rl.envs.go2:task", {}, "robot_rl.envs.locomotion:LocomotionEnv"),
 }
 # Keyword arguments of ``make`` that go to the env rather than to the task declaration.
 ENV_KWARGS = ("max_episode_steps", "render_mode", "compiled_step")
@@ -112,6 +113,27 @@ def _make_task_env(env_id: str, randomization, seed, kwargs: dict):
     return cls(spec, randomization=randomization, seed=seed, **env_kw)
 
 
+def env_class(env_id: str):
+    """The env class of registered task ``env_id`` (``MujocoTaskEnv``, a subclass, or a batched task's single-env
+    class, which names its vector env as ``vector_class``).
+    """
+    if not env_id.startswith("robot_rl/"):
+        env_id = "robot_rl/" + env_id
+    entry = TASKS[env_id][2] if env_id in TASKS else None
+    if entry is None:
+        from robot_rl.envs.base import MujocoTaskEnv
+
+        return MujocoTaskEnv
+    return _load(entry)
+
+
+def is_batched(env_id: str) -> bool:
+    """True for a batched task (a legged :class:`robot_rl.envs.locomotion.LocomotionSpec` task: its env steps all
+    copies together), False for a :class:`robot_rl.envs.task.TaskSpec` task run by ``MujocoTaskEnv``.
+    """
+    return getattr(env_class(env_id), "vector_class", None) is not None
+
+
 def _entry_point(env_id: str, **kwargs) -> gym.Env:
     return make(env_id, **kwargs)
 
@@ -133,4 +155,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["make", "observation_builder", "register", "task_spec", "TASKS", "parse_dmc_id"]
+__all__ = ["make", "observation_builder", "register", "task_spec", "TASKS", "parse_dmc_id", "env_class", "is_batched"]

@@ -74,7 +74,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
                 raise ValueError(f"{self.name}: task option {key!r} would shadow the env attribute of that name")
             setattr(self, key, value)
         self.profile = load_profile(spec.robot) if profile is None else profile
-        self.model = mujoco.MjModel.from_xml_path(str(self.profile.mjcf_path()))
+        self.model = self.profile.load_model()
         self.data = mujoco.MjData(self.model)
         self.frame_skip = int(spec.frame_skip)
         self.control_dt = self.frame_skip * float(self.model.opt.timestep)

@@ -399,6 +399,22 @@ class RobotVecEnv(VectorEnv):
 
 def make_vec(env_id: str, num_envs: int, *, seed: int | None = 0, randomization=None, num_workers: int = 1,
              backend: str | None = None, num_threads: int = 1, **kwargs) -> RobotVecEnv:
-    """Vector env of ``num_envs`` copies of ``env_id`` (see module docstring); ``kwargs`` go to every env."""
+    """Vector env of ``num_envs`` copies of ``env_id`` (see module docstring); ``kwargs`` go to every env.
+
+    A batched task (its env class names a ``vector_class``, e.g. the legged tasks) gets that class instead: it steps
+    all envs in one call on MuJoCo's thread pool (``num_threads``; 1, the default here, means all CPUs).
+    """
+    from robot_rl.envs import TASKS, env_class, task_spec
+
+    full_id = env_id if env_id.startswith("robot_rl/") else "robot_rl/" + env_id
+    if full_id in TASKS:
+        vector_class = getattr(env_class(full_id), "vector_class", None)
+        if vector_class is not None:
+            if num_workers != 1:
+                raise ValueError(f"{full_id} is a batched task: it steps on MuJoCo's thread pool (num_threads), "
+                                 f"not in worker processes (num_workers={num_workers}, backend={backend!r})")
+            env_kw = {k: kwargs.pop(k) for k in ("max_episode_steps", "render_mode") if k in kwargs}
+            return vector_class(task_spec(full_id, **kwargs), num_envs, seed=seed, randomization=randomization,
+                                num_threads=None if num_threads == 1 else num_threads, **env_kw)
     return RobotVecEnv(env_id, num_envs, seed=seed, randomization=randomization, num_workers=num_workers,
                        backend=backend, num_threads=num_threads, **kwargs)

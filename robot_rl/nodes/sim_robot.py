@@ -44,7 +44,7 @@ def _load(robot: str, env_id: str, randomization: str, seed: int):
             raise StartupError("parameter 'randomization' needs parameter 'env_id' (the env applies the sample)")
         import mujoco
 
-        model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+        model = profile.load_model()
         return profile, model, mujoco.MjData(model), None
     try:
         from robot_rl.envs import make

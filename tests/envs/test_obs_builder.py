@@ -10,7 +10,7 @@ import robot_rl.envs as E
 from robot_rl.envs.obs import ObservationBuilder
 
 
-@pytest.mark.parametrize("env_id", list(E.TASKS))
+@pytest.mark.parametrize("env_id", [t for t in E.TASKS if not E.is_batched(t)])
 def test_builder_reproduces_env_observation(env_id):
     env = E.make(env_id, seed=0)
     u = env.unwrapped

@@ -237,7 +237,8 @@ def test_shipped_profiles_load_for_every_robot():
         cfg = load_randomization(name)
         assert cfg.body_mass is not None
         for env_id in E.TASKS:
-            E.make(env_id, randomization=cfg, seed=0)
+            if not E.is_batched(env_id):  # (legged tasks: LocomotionRandomization)
+                E.make(env_id, randomization=cfg, seed=0)
 
 
 def test_switches_validate():

@@ -1,0 +1,648 @@
+"""Legged velocity tracking: a task declaration (:class:`LocomotionSpec`) and the batched env that runs it.
+
+The robot is position-controlled as on hardware: an action in [-1, 1]^n_j is an offset from the profile's standing
+pose times ``action_scale``; MuJoCo's position servos (the profile's ``kp``, ``kd``, torque limits) track the
+target at the physics rate, as the robot's firmware does. The observation is :mod:`robot_rl.envs.legged_obs`
+(IMU, joints, last action, command, gait clock). Commands (vx, vy, yaw rate) are redrawn during episodes.
+
+Rewards are named, weighted terms (:class:`robot_rl.envs.task.Term`) whose parameter names are the inputs listed in
+:data:`INPUTS`, each a batch-shaped numpy function evaluated on all envs at once; the reward is their weighted sum,
+floored at ``reward_floor`` (so staying alive never costs more than falling).
+
+Physics is batched with ``mujoco.rollout`` (its C++ thread pool steps the envs in parallel, each with its own
+model when domain randomization draws variants; the Python side is a handful of numpy calls per step, whatever
+the number of envs). See bench/results/go2.md for speed against raw ``mj_step``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.vector import VectorEnv
+from mujoco import rollout as mj_rollout
+
+from robot_rl.core.profile import load_profile
+from robot_rl.envs.legged_obs import gravity_in_frame, locomotion_observation, moving, observation_names
+from robot_rl.envs.task import Term
+
+INPUTS = {
+    "lin_vel": "(N, 3) base linear velocity, base frame [m/s] (privileged: the reward sees it, the policy does not)",
+    "ang_vel": "(N, 3) base angular velocity, base frame [rad/s] (the IMU gyro, without its noise)",
+    "gravity": "(N, 3) unit gravity direction in the base frame (upright: 0 0 -1)",
+    "base_height": "(N,) base height above the floor [m]",
+    "base_vz": "(N,) vertical base velocity, world frame [m/s]",
+    "command": "(N, 3) commanded vx, vy [m/s], yaw rate [rad/s]",
+    "moving": "(N,) float, 1 where the command is not 'stand still'",
+    "joint_pos": "(N, n_j) joint positions minus the standing pose [rad]",
+    "joint_vel": "(N, n_j) joint velocities [rad/s]",
+    "joint_lower": "(n_j,) lower joint limits minus the standing pose [rad]",
+    "joint_upper": "(n_j,) upper joint limits minus the standing pose [rad]",
+    "torque": "(N, n_j) actuator torques [N m]",
+    "action": "(N, n_j) the action (normalized, clipped to [-1, 1])",
+    "last_action": "(N, n_j) the previous action",
+    "foot_height": "(N, n_f) foot sphere bottom above the floor [m]",
+    "foot_force": "(N, n_f) normal contact force on each foot [N]",
+    "foot_slip": "(N, n_f) squared horizontal foot speed [m^2/s^2]",
+    "touchdown": "(N, n_f) float, 1 on the step a foot lands",
+    "landing_speed": "(N, n_f) squared foot speed just before the step (nonzero with touchdown) [m^2/s^2]",
+    "air_time": "(N, n_f) time the foot was in the air before this step's touchdown (0 otherwise) [s]",
+    "swing": "(N, n_f) gait schedule: sin(2 pi (clock + offset)), >0 swing, <0 stance; 0 while standing still",
+    "fell": "(N,) float, 1 where the robot fell (terminates the episode)",
+}
+
+
+@dataclass(frozen=True)
+class LocomotionSpec:
+    """Declaration of a legged velocity-tracking task (see module docstring)."""
+
+    name: str
+    robot: str
+    """Robot profile (``hardware/<robot>.yaml``): position interface, kp/kd, standing pose, IMU site."""
+    frame_skip: int
+    """Physics steps per control step (``frame_skip * timestep`` must equal the profile's control period)."""
+    max_episode_steps: int
+    feet: tuple[str, ...]
+    """Foot bodies, each holding a contact sphere at its origin (a touch site and frame sensors are added)."""
+    foot_radius: float
+    reward: tuple[Term, ...]
+    action_scale: float = 0.5
+    """Joint position offset [rad] of a unit action."""
+    command_max: tuple[float, float, float] = (1.0, 0.5, 1.0)
+    """Commands are drawn uniformly in [-max, max] per axis (vx, vy [m/s], yaw rate [rad/s])."""
+    command_min_vx: float = -0.5
+    """Lower bound of the forward command (walking backwards is slower)."""
+    command_probability: tuple[float, float, float] = (0.9, 0.3, 0.5)
+    """Chance that each axis is nonzero when a command is drawn (else 0: the robot also learns to stand and to
+    walk straight)."""
+    command_resample_s: float = 5.0
+    """Mean time between command redraws (exponential) [s]."""
+    gait_hz: float = 2.0
+    gait_offsets: tuple[float, ...] = (0.0, 0.5, 0.5, 0.0)
+    """Gait clock offset of each foot (a trot: diagonal pairs together)."""
+    reward_floor: float | None = 0.0
+    """The reward is max(sum of terms, floor) (None: no floor)."""
+    fall_tilt: float = 1.0
+    """The robot fell when its base tilts more than this from upright [rad] ..."""
+    fall_height: float = 0.12
+    """... or its base sinks below this height [m]."""
+    init_joint_noise: float = 0.1
+    """Initial joint positions: standing pose + U(-x, x) [rad]."""
+    joint_friction: bool = False
+    """Simulate the joints' dry friction in training (costs ~40 % speed; reality samples always have it)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for t in self.reward:
+            unknown = [a for a in t.arguments if a not in INPUTS]
+            if unknown:
+                raise ValueError(f"task {self.name!r}: term {t.name!r} reads {unknown}, which are not locomotion "
+                                 f"inputs ({sorted(INPUTS)})")
+        if len(self.gait_offsets) != len(self.feet):
+            raise ValueError(f"task {self.name!r}: {len(self.gait_offsets)} gait_offsets for {len(self.feet)} feet")
+        if self.frame_skip < 1 or self.max_episode_steps < 1:
+            raise ValueError(f"task {self.name!r}: frame_skip and max_episode_steps must be >= 1")
+
+    def describe(self) -> dict:
+        return {"reward": [{"name": t.name, "weight": t.weight, "inputs": list(t.arguments)} for t in self.reward],
+                "reward_floor": self.reward_floor, "inputs": dict(INPUTS)}
+
+
+@dataclass(frozen=True)
+class LocomotionRandomization:
+    """Domain randomization of a legged task. Model terms are drawn into ``variants`` models once (per env seed);
+    each episode runs on one variant picked at reset. Per-episode terms (calibration offsets, IMU bias, latency) are
+    drawn at reset; noise every step; pushes every ``push_interval_s``.
+    """
+
+    variants: int = 32
+    friction: tuple[float, float] = (0.4, 1.25)
+    """Foot-floor sliding friction coefficient."""
+    kp_scale: tuple[float, float] = (0.8, 1.2)
+    kd_scale: tuple[float, float] = (0.7, 1.3)
+    motor_strength: tuple[float, float] = (0.85, 1.0)
+    """Scale of the torque limits."""
+    payload: tuple[float, float] = (-1.0, 2.0)
+    """Mass added to the base [kg]."""
+    com_offset: float = 0.03
+    """Base centre of mass shifted by U(-x, x) per axis [m]."""
+    joint_friction: tuple[float, float] = (0.0, 0.0)
+    """Scale of the MJCF's identified joint dry friction (``frictionloss``). Off in training (each joint's friction
+    is a solver row: ~40 % of the step time); the held-out reality samples have it at full scale."""
+    calibration: float = 0.02
+    """Joint encoder zero offset U(-x, x) per joint [rad]: the robot measures q + offset and tracks targets in
+    measured coordinates."""
+    latency_probability: float = 0.3
+    """Chance per episode that actions take effect one control period late."""
+    gyro_noise: float = 0.1
+    gyro_bias: float = 0.03
+    gravity_noise: float = 0.03
+    joint_pos_noise: float = 0.01
+    joint_vel_noise: float = 0.5
+    push_interval_s: float = 4.0
+    push_velocity: float = 0.5
+    """Every ``push_interval_s`` the base gets a horizontal velocity kick of up to this [m/s] (0: no pushes)."""
+
+    @classmethod
+    def named(cls, name: str) -> LocomotionRandomization:
+        """``"train"`` (the defaults), ``"reality"`` (held-out samples: wider ranges, joint friction on, always
+        pushes and latency) or ``"none"``-like zero noise ``"nominal"``.
+        """
+        if name == "train":
+            return cls()
+        if name == "reality":
+            return cls(variants=20, friction=(0.35, 1.3), kp_scale=(0.75, 1.25), payload=(-1.0, 2.5),
+                       joint_friction=(0.8, 1.2),
+                       com_offset=0.04, calibration=0.03, latency_probability=0.5, push_interval_s=5.0,
+                       push_velocity=0.6)
+        if name == "nominal":
+            return cls(variants=1, friction=(0.8, 0.8), kp_scale=(1, 1), kd_scale=(1, 1), motor_strength=(1, 1),
+                       payload=(0, 0), com_offset=0.0, calibration=0.0, latency_probability=0.0, gyro_noise=0.0,
+                       gyro_bias=0.0, gravity_noise=0.0, joint_pos_noise=0.0, joint_vel_noise=0.0, push_velocity=0.0)
+        raise ValueError(f"unknown locomotion randomization {name!r}; known: train, reality, nominal")
+
+    def __post_init__(self):
+        if self.variants < 1:
+            raise ValueError(f"randomization.variants must be >= 1, got {self.variants}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple) and (len(v) != 2 or v[0] > v[1]):
+                raise ValueError(f"randomization.{f.name}: expected [low, high] with low <= high, got {list(v)}")
+            if isinstance(v, float) and v < 0:
+                raise ValueError(f"randomization.{f.name} must be >= 0, got {v}")
+
+
+def _as_randomization(randomization) -> LocomotionRandomization | None:
+    if randomization is None or isinstance(randomization, LocomotionRandomization):
+        return randomization
+    if isinstance(randomization, str):
+        return LocomotionRandomization.named(randomization)
+    if isinstance(randomization, Mapping):
+        return LocomotionRandomization(**{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in randomization.items()})
+    raise TypeError(f"randomization must be None, a name, a mapping or LocomotionRandomization, got "
+                    f"{type(randomization).__name__}")
+
+
+class LocomotionVecEnv(VectorEnv):
+    """``num_envs`` copies of a :class:`LocomotionSpec` task, stepped together (Gymnasium ``VectorEnv``, same-step
+    autoreset: ``infos["final_obs"]`` holds the last observation of envs that ended, ``infos["_final_obs"]`` marks
+    them).
+
+    Args:
+        spec: the task declaration.
+        num_envs: parallel envs.
+        seed: seeds everything random (variants, resets, commands, noise).
+        randomization: None, ``"train"``, ``"reality"``, ``"nominal"``, a mapping or a ``LocomotionRandomization``.
+        num_threads: threads of MuJoCo's rollout pool (default: the CPUs this process may use).
+        render_mode: None or ``"rgb_array"`` (renders env 0).
+
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(self, spec: LocomotionSpec, num_envs: int, *, seed: int | None = 0, randomization=None,
+                 num_threads: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None):
+        self.task = spec
+        self.name = spec.name
+        self.num_envs = n = int(num_envs)
+        self.render_mode = render_mode
+        self.max_episode_steps = int(max_episode_steps or spec.max_episode_steps)
+        self.profile = p = load_profile(spec.robot)
+        if p.command_interface != "position" or not p.standing_pose or not p.imu_site:
+            raise ValueError(f"{spec.name}: robot {p.name!r} needs a position interface, a standing_pose and an "
+                             f"imu_site in hardware/{p.name}.yaml")
+        self.randomization = _as_randomization(randomization)
+        self._rng = np.random.default_rng(seed)
+        self.model = p.load_model(visual=False, joint_friction=spec.joint_friction, edit=self._add_sensors)
+        m = self.model
+        period = spec.frame_skip * m.opt.timestep
+        if not math.isclose(period, p.control_period_s, rel_tol=1e-9):
+            raise ValueError(f"{spec.name}: frame_skip {spec.frame_skip} x timestep {m.opt.timestep} = {period} s, "
+                             f"but hardware/{p.name}.yaml has control_period_s {p.control_period_s}")
+        self.dt = period
+        self.n_joints = nj = len(p.command_joints)
+        self._jq = np.array([m.jnt_qposadr[m.joint(j).id] for j in p.command_joints])
+        self._jv = np.array([m.jnt_dofadr[m.joint(j).id] for j in p.command_joints])
+        self._stand = np.asarray(p.standing_pose, dtype=np.float64)
+        rng_lim = np.array([m.jnt_range[m.joint(j).id] for j in p.command_joints])
+        self._lower, self._upper = rng_lim[:, 0] - self._stand, rng_lim[:, 1] - self._stand
+        self._feet = len(spec.feet)
+        self._offsets = np.asarray(spec.gait_offsets)
+        self._spec_state = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        self._nstate = mujoco.mj_stateSize(m, self._spec_state)
+        self._qpos0 = 1  # state layout: [time, qpos, qvel, act]; checked below
+        assert mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_TIME) == 1
+        self._qvel0 = 1 + m.nq
+        self._sensor = {m.sensor(i).name: (m.sensor_adr[i], m.sensor_dim[i]) for i in range(m.nsensor)}
+        self._variants = self._make_variants()
+        self._variant = np.zeros(n, dtype=np.int64)
+        self._pinned: np.ndarray | None = None
+        self._models = [self._variants[0]] * n
+        self._pool = mj_rollout.Rollout(nthread=num_threads if num_threads is not None else _cpus())
+        self._datas = [mujoco.MjData(m) for _ in range(max(1, num_threads or _cpus()))]
+        self._scratch = mujoco.MjData(m)
+        self._state = np.zeros((n, self._nstate))
+        self._out_state = np.zeros((n, spec.frame_skip, self._nstate))
+        self._out_sensor = np.zeros((n, spec.frame_skip, m.nsensordata))
+        self._ctrl = np.zeros((n, spec.frame_skip, m.nu))
+        self._sensordata = np.zeros((n, m.nsensordata))
+        self._stand_height = self._nominal_height()
+        # per-env episode state
+        self._t = np.zeros(n, dtype=np.int64)
+        self._command = np.zeros((n, 3))
+        self._until = np.zeros(n)
+        self._phase = np.zeros(n)
+        self._action = np.zeros((n, nj))
+        self._pending = np.zeros((n, nj))
+        self._delay = np.zeros(n, dtype=bool)
+        self._calibration = np.zeros((n, nj))
+        self._gyro_bias = np.zeros((n, 3))
+        self._down = np.ones((n, self._feet), dtype=bool)
+        self._air = np.zeros((n, self._feet))
+        self._push_at = np.zeros(n)
+        self._term_names = [t.name for t in spec.reward]
+        self._term_sums = np.zeros(len(spec.reward))
+        self._term_count = 0
+        self._renderer = None
+        n_obs = len(observation_names(p.command_joints))
+        self.obs_names = observation_names(p.command_joints)
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (nj,), np.float32)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, n)
+        self._reset_rows(np.arange(n))
+
+    # ------------------------------------------------------------------ model
+    def _add_sensors(self, spec) -> None:
+        kind, site = mujoco.mjtSensor, mujoco.mjtObj.mjOBJ_SITE
+        for foot in self.task.feet:
+            body = spec.body(foot)
+            if body is None:
+                raise KeyError(f"{self.task.name}: foot body {foot!r} is not in the robot's MJCF")
+            body.add_site(name=f"{foot}_touch", size=[1.3 * self.task.foot_radius, 0, 0])
+        for foot in self.task.feet:
+            spec.add_sensor(name=f"{foot}_pos", type=kind.mjSENS_FRAMEPOS, objtype=site, objname=f"{foot}_touch")
+        for foot in self.task.feet:
+            spec.add_sensor(name=f"{foot}_vel", type=kind.mjSENS_FRAMELINVEL, objtype=site, objname=f"{foot}_touch")
+        for foot in self.task.feet:
+            spec.add_sensor(name=f"{foot}_force", type=kind.mjSENS_TOUCH, objtype=site, objname=f"{foot}_touch")
+        by_joint = {a.target: a.name for a in spec.actuators}
+        for j in self.profile.command_joints:
+            spec.add_sensor(name=f"{j}_torque", type=kind.mjSENS_ACTUATORFRC,
+                            objtype=mujoco.mjtObj.mjOBJ_ACTUATOR, objname=by_joint[j])
+
+    def _sensor_block(self, first: str, count: int, dim: int) -> slice:
+        adr = self._sensor[first][0]
+        return slice(adr, adr + count * dim)
+
+    def _make_variants(self) -> list:
+        r, m = self.randomization, self.model
+        if r is None:
+            return [m]
+        rng = self._rng
+        base = m.body(self._base_body()).id
+        act = [m.actuator(i).id for i in range(m.nu)]
+        fl = m.dof_frictionloss.copy()
+        if not self.task.joint_friction and r.joint_friction[1] > 0:  # the reality samples restore it
+            fl = self.profile.load_model(visual=False, joint_friction=True).dof_frictionloss.copy()
+        out = []
+        for _ in range(r.variants):
+            v = copy.copy(m)  # a deep copy (mj_copyModel)
+            mu = rng.uniform(*r.friction)
+            v.geom_friction[:, 0] = mu
+            kp = rng.uniform(*r.kp_scale) * m.actuator_gainprm[act, 0]
+            kd = rng.uniform(*r.kd_scale) * -m.actuator_biasprm[act, 2]
+            v.actuator_gainprm[act, 0] = kp
+            v.actuator_biasprm[act, 1] = -kp
+            v.actuator_biasprm[act, 2] = -kd
+            v.actuator_forcerange[act] = m.actuator_forcerange[act] * rng.uniform(*r.motor_strength)
+            v.body_mass[base] = m.body_mass[base] + rng.uniform(*r.payload)
+            v.body_ipos[base] = m.body_ipos[base] + rng.uniform(-r.com_offset, r.com_offset, 3)
+            v.dof_frictionloss[:] = fl * rng.uniform(*r.joint_friction)
+            out.append(v)
+        return out
+
+    def _base_body(self) -> str:
+        return self.model.body(int(self.model.site(self.profile.imu_site).bodyid[0])).name
+
+    def _nominal_height(self) -> float:
+        m, d = self.model, self._scratch
+        mujoco.mj_resetData(m, d)
+        d.qpos[self._jq] = self._stand
+        d.qpos[2] = 1.0
+        mujoco.mj_kinematics(m, d)
+        feet_z = min(d.xpos[m.body(f).id][2] for f in self.task.feet)
+        return 1.0 - feet_z + self.task.foot_radius + 0.002
+
+    # ------------------------------------------------------------------ episodes
+    def _reset_rows(self, ids: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        rng, m, r = self._rng, self.model, self.randomization
+        k = ids.size
+        nj = self.n_joints
+        self._variant[ids] = rng.integers(len(self._variants), size=k) if self._pinned is None else self._pinned[ids]
+        for i in ids:
+            self._models[i] = self._variants[self._variant[i]]
+        qpos = np.tile(m.qpos0, (k, 1))
+        qpos[:, 2] = self._stand_height
+        yaw = rng.uniform(-math.pi, math.pi, k)
+        qpos[:, 3], qpos[:, 6] = np.cos(yaw / 2), np.sin(yaw / 2)
+        qpos[:, 4:6] = 0.0
+        qpos[:, self._jq] = self._stand + rng.uniform(-1, 1, (k, nj)) * self.task.init_joint_noise
+        qvel = np.zeros((k, m.nv))
+        qvel[:, :6] = rng.uniform(-0.1, 0.1, (k, 6))
+        st = self._state
+        st[ids] = 0.0
+        st[ids, self._qpos0:self._qpos0 + m.nq] = qpos
+        st[ids, self._qvel0:self._qvel0 + m.nv] = qvel
+        d = self._scratch
+        for _row, i in enumerate(ids):  # the sensors of the initial state (foot positions, forces)
+            mujoco.mj_setState(self._models[i], d, st[i], self._spec_state)
+            mujoco.mj_forward(self._models[i], d)
+            self._sensordata[i] = d.sensordata
+        self._t[ids] = 0
+        self._resample(ids, keep=0.0)
+        self._phase[ids] = rng.uniform(0.0, 1.0, k)
+        self._action[ids] = 0.0
+        self._pending[ids] = 0.0
+        self._down[ids] = True
+        self._air[ids] = 0.0
+        if r is not None:
+            self._delay[ids] = rng.random(k) < r.latency_probability
+            self._calibration[ids] = rng.uniform(-r.calibration, r.calibration, (k, nj))
+            self._gyro_bias[ids] = rng.uniform(-r.gyro_bias, r.gyro_bias, (k, 3))
+            self._push_at[ids] = rng.uniform(0.5, 1.0, k) * r.push_interval_s
+
+    def _resample(self, ids: np.ndarray, keep: float = 0.5) -> None:
+        if ids.size == 0:
+            return
+        s, rng, k = self.task, self._rng, ids.size
+        hi = np.asarray(s.command_max)
+        lo = np.array([s.command_min_vx, -hi[1], -hi[2]])
+        fresh = rng.uniform(lo, hi, (k, 3)) * (rng.random((k, 3)) < np.asarray(s.command_probability))
+        kept = rng.random((k, 3)) < keep
+        self._command[ids] = np.where(kept, self._command[ids], fresh)
+        self._until[ids] = rng.exponential(s.command_resample_s, k)
+
+    def pin_variants(self, variants) -> None:
+        """Env ``i`` always runs model variant ``variants[i]`` (evaluation on fixed reality samples); from the next
+        reset of each env on.
+        """
+        v = np.asarray(variants, dtype=np.int64)
+        if v.shape != (self.num_envs,) or v.min() < 0 or v.max() >= len(self._variants):
+            raise ValueError(f"pin_variants: need {self.num_envs} indices in [0, {len(self._variants)}), got {v}")
+        self._pinned = v
+
+    def set_command(self, command, hold_s: float = math.inf) -> None:
+        """Set every env's command (vx, vy [m/s], yaw rate [rad/s]) and keep it for ``hold_s`` seconds."""
+        self._command[:] = np.broadcast_to(np.asarray(command, dtype=np.float64), (self.num_envs, 3))
+        self._until[:] = hold_s
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed if np.isscalar(seed) else list(seed))
+            self._variants = self._make_variants()
+        self._reset_rows(np.arange(self.num_envs))
+        return self._observe(), {}
+
+    def _measure(self):
+        """Measured quantities of the current state (with sensor noise and calibration offsets if randomized)."""
+        m, st = self.model, self._state
+        qpos = st[:, self._qpos0:self._qpos0 + m.nq]
+        qvel = st[:, self._qvel0:self._qvel0 + m.nv]
+        gyro = qvel[:, 3:6]  # a free joint's angular velocity is in the body frame: what the IMU measures
+        grav = gravity_in_frame(qpos[:, 3:7])
+        q = qpos[:, self._jq] - self._stand
+        qd = qvel[:, self._jv]
+        r = self.randomization
+        if r is not None:
+            rng, n = self._rng, self.num_envs
+            gyro = gyro + self._gyro_bias + r.gyro_noise * rng.standard_normal((n, 3))
+            grav = grav + r.gravity_noise * rng.standard_normal((n, 3))
+            grav /= np.linalg.norm(grav, axis=1, keepdims=True)
+            q = q + self._calibration + r.joint_pos_noise * rng.standard_normal(q.shape)
+            qd = qd + r.joint_vel_noise * rng.standard_normal(qd.shape)
+        return gyro, grav, q, qd
+
+    def _observe(self) -> np.ndarray:
+        gyro, grav, q, qd = self._measure()
+        return locomotion_observation(gyro, grav, q, qd, self._action, self._command, self._phase)
+
+    def step(self, actions):
+        s, _m, r, n = self.task, self.model, self.randomization, self.num_envs
+        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(n, self.n_joints), -1.0, 1.0)
+        finite = np.isfinite(a).all(axis=1)
+        a = np.where(finite[:, None], a, 0.0)
+        applied = np.where(self._delay[:, None], self._pending, a) if r is not None else a
+        target = self._stand + s.action_scale * applied
+        if r is not None:  # the robot tracks targets in its (offset) encoder coordinates
+            target = target - self._calibration
+        self._ctrl[:] = target[:, None, :]
+        self._pending = a
+        if r is not None and r.push_velocity > 0:
+            due = np.flatnonzero(self._t * self.dt >= self._push_at)
+            if due.size:
+                kick = self._rng.uniform(-r.push_velocity, r.push_velocity, (due.size, 2))
+                self._state[due, self._qvel0:self._qvel0 + 2] += kick
+                self._push_at[due] += r.push_interval_s
+        prev_foot_vel = self._sensordata[:, self._sensor_block(f"{s.feet[0]}_vel", self._feet, 3)].copy()
+        time_before = self._state[:, 0].copy()
+        self._pool.rollout(self._models, self._datas, self._state, self._ctrl, nstep=s.frame_skip,
+                           state=self._out_state, sensordata=self._out_sensor, skip_checks=True)
+        self._state[:] = self._out_state[:, -1]
+        self._sensordata[:] = self._out_sensor[:, -1]
+        self._t += 1
+        self._until -= self.dt
+        self._resample(np.flatnonzero(self._until <= 0.0))
+        self._phase = (self._phase + s.gait_hz * self.dt) % 1.0
+        # MuJoCo resets a diverged state silently (mj_step's bad-qpos/qvel/qacc check) and the rollout reports no
+        # warnings: the physics time going back instead of forward by one control period is how it shows.
+        reset_by_mujoco = self._state[:, 0] < time_before + 0.5 * self.dt
+        values, fell, physics_error = self._inputs(a, prev_foot_vel)
+        physics_error |= reset_by_mujoco
+        reward = np.zeros(n)
+        for k, t in enumerate(s.reward):
+            v = np.asarray(t.fn(**{name: values[name] for name in t.arguments}), dtype=np.float64)
+            self._term_sums[k] += float(np.mean(v)) * t.weight
+            reward += t.weight * v
+        self._term_count += 1
+        if s.reward_floor is not None:
+            reward = np.maximum(reward, s.reward_floor)
+        reward[physics_error] = 0.0
+        self._action = a
+        terminated = fell | physics_error | ~finite
+        truncated = (self._t >= self.max_episode_steps) & ~terminated
+        obs = self._observe()
+        infos: dict = {}
+        done = terminated | truncated
+        if done.any():
+            ids = np.flatnonzero(done)
+            infos["final_obs"] = obs.copy()
+            infos["_final_obs"] = done.copy()
+            infos["physics_error"] = physics_error
+            self._reset_rows(ids)
+            obs[ids] = self._observe()[ids]
+        return obs, reward.astype(np.float32), terminated, truncated, infos
+
+    def _inputs(self, action: np.ndarray, prev_foot_vel: np.ndarray):
+        s, m, st, sd = self.task, self.model, self._state, self._sensordata
+        nf = self._feet
+        qpos = st[:, self._qpos0:self._qpos0 + m.nq]
+        qvel = st[:, self._qvel0:self._qvel0 + m.nv]
+        physics_error = ~np.isfinite(st).all(axis=1)
+        if physics_error.any():
+            st[physics_error] = 0.0
+            qpos[physics_error, 3] = 1.0
+        quat = qpos[:, 3:7]
+        grav = gravity_in_frame(quat)
+        # world -> base rotation of the linear velocity: R^T v
+        rot = _rotation_matrices(quat)
+        lin_vel = np.einsum("nji,nj->ni", rot, qvel[:, 0:3])
+        foot_pos = sd[:, self._sensor_block(f"{s.feet[0]}_pos", nf, 3)].reshape(-1, nf, 3)
+        foot_vel = sd[:, self._sensor_block(f"{s.feet[0]}_vel", nf, 3)].reshape(-1, nf, 3)
+        force = sd[:, self._sensor_block(f"{s.feet[0]}_force", nf, 1)]
+        torque = sd[:, self._sensor_block(f"{self.profile.command_joints[0]}_torque", self.n_joints, 1)]
+        down = force > 0.0
+        touchdown = down & ~self._down
+        air_time = np.where(touchdown, self._air + self.dt, 0.0)
+        self._air = np.where(down, 0.0, self._air + self.dt)
+        self._down = down
+        mov = moving(self._command).astype(np.float64)
+        swing = np.sin(2 * np.pi * (self._phase[:, None] + self._offsets)) * mov[:, None]
+        tilt_cos = -grav[:, 2]
+        fell = (tilt_cos < math.cos(s.fall_tilt)) | (qpos[:, 2] < s.fall_height)
+        prev = prev_foot_vel.reshape(-1, nf, 3)
+        values = {
+            "lin_vel": lin_vel, "ang_vel": qvel[:, 3:6], "gravity": grav, "base_height": qpos[:, 2],
+            "base_vz": qvel[:, 2], "command": self._command, "moving": mov,
+            "joint_pos": qpos[:, self._jq] - self._stand, "joint_vel": qvel[:, self._jv],
+            "joint_lower": self._lower, "joint_upper": self._upper, "torque": torque, "action": action,
+            "last_action": self._action, "foot_height": foot_pos[:, :, 2] - s.foot_radius, "foot_force": force,
+            "foot_slip": np.sum(foot_vel[:, :, :2] ** 2, axis=2), "touchdown": touchdown.astype(np.float64),
+            "landing_speed": touchdown * np.sum(prev ** 2, axis=2), "air_time": air_time, "swing": swing,
+            "fell": fell.astype(np.float64),
+        }
+        return values, fell, physics_error
+
+    def pop_term_means(self) -> dict[str, float]:
+        """Mean per-step weighted value of each reward term since the last call (for training logs)."""
+        if not self._term_count:
+            return {}
+        out = {f"reward/{k}": float(v) / self._term_count for k, v in zip(self._term_names, self._term_sums)}
+        self._term_sums[:] = 0.0
+        self._term_count = 0
+        return out
+
+    # ------------------------------------------------------------------ inspection
+    def base_state(self) -> dict[str, np.ndarray]:
+        """True base position (N, 3) [m], linear velocity in the base frame (N, 3) [m/s] and yaw rate (N,)."""
+        m, st = self.model, self._state
+        qpos, qvel = st[:, self._qpos0:self._qpos0 + m.nq], st[:, self._qvel0:self._qvel0 + m.nv]
+        rot = _rotation_matrices(qpos[:, 3:7])
+        return {"position": qpos[:, :3].copy(), "lin_vel": np.einsum("nji,nj->ni", rot, qvel[:, :3]),
+                "yaw_rate": qvel[:, 5].copy(), "command": self._command.copy()}
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._render_model = self.profile.load_model(visual=True, joint_friction=False, edit=self._add_sensors)
+            self._render_data = mujoco.MjData(self._render_model)
+            self._renderer = mujoco.Renderer(self._render_model, 240, 320)
+        mujoco.mj_setState(self._render_model, self._render_data, self._state[0], self._spec_state)
+        mujoco.mj_forward(self._render_model, self._render_data)
+        self._renderer.update_scene(self._render_data, camera="scene/track")
+        return self._renderer.render()
+
+    def close_extras(self, **kwargs) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def _rotation_matrices(quat: np.ndarray) -> np.ndarray:
+    """(N, 4) w, x, y, z -> (N, 3, 3) rotation matrices (body -> world)."""
+    q = quat / np.linalg.norm(quat, axis=1, keepdims=True)
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)], axis=1)
+
+
+def _cpus() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LocomotionEnv(gym.Env):
+    """One env of a :class:`LocomotionSpec` task with the ``gym.Env`` API (a :class:`LocomotionVecEnv` of one; for
+    evaluation, video and the ROS sim). ``vector_class`` tells ``make_vec`` to build the batched env instead of
+    copies of this one.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    vector_class = LocomotionVecEnv
+
+    def __init__(self, spec: LocomotionSpec, *, randomization=None, seed: int | None = None,
+                 render_mode: str | None = None, max_episode_steps: int | None = None, num_threads: int = 1):
+        self.vec = LocomotionVecEnv(spec, 1, seed=seed, randomization=randomization, num_threads=num_threads,
+                                    render_mode=render_mode, max_episode_steps=max_episode_steps)
+        self.task, self.name, self.profile = spec, spec.name, self.vec.profile
+        self.render_mode = render_mode
+        self.max_episode_steps = self.vec.max_episode_steps
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.obs_names = self.vec.obs_names
+        self.model = self.vec.model
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs, _ = self.vec.reset(seed=seed)
+        return obs[0], {}
+
+    def step(self, action):
+        obs, rew, term, trunc, info = self.vec.step(np.asarray(action, dtype=np.float64)[None])
+        out = {"physics_error": bool(info.get("physics_error", np.zeros(1, bool))[0])}
+        if term[0] or trunc[0]:
+            out["final_obs"] = info["final_obs"][0]
+            obs = info["final_obs"]  # gym.Env: the caller resets
+        return obs[0], float(rew[0]), bool(term[0]), bool(trunc[0]), out
+
+    def pin_variants(self, variants) -> None:
+        """Env ``i`` always runs model variant ``variants[i]`` (evaluation on fixed reality samples); from the next
+        reset of each env on.
+        """
+        v = np.asarray(variants, dtype=np.int64)
+        if v.shape != (self.num_envs,) or v.min() < 0 or v.max() >= len(self._variants):
+            raise ValueError(f"pin_variants: need {self.num_envs} indices in [0, {len(self._variants)}), got {v}")
+        self._pinned = v
+
+    def set_command(self, command, hold_s: float = math.inf) -> None:
+        self.vec.set_command(command, hold_s)
+
+    def render(self):
+        return self.vec.render()
+
+    def close(self):
+        self.vec.close()
+
+
+def with_options(spec: LocomotionSpec, **changes) -> LocomotionSpec:
+    return replace(spec, **changes)
