@@ -233,8 +233,13 @@ class PpoLearner:
                          if hasattr(space, "spaces") else np.prod(space.shape))
         self.n_act = int(np.prod(self.env.single_action_space.shape))
         self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
+        # Asymmetric critic: an env with privileged observations (``privileged_size``, ``privileged()``, e.g. a
+        # legged robot's base velocity, which the robot cannot measure) shows them to the critic only; the actor,
+        # and so the exported policy, sees the observation alone.
+        self.n_priv = 0 if self.ray_rollouts else int(getattr(self.env, "privileged_size", 0))
+        self.priv_normalizer = RunningNormalizer(self.n_priv) if self.n_priv and c.normalize_obs else nn.Identity()
         self.actor = mlp(self.n_obs, self.n_act, c.actor_hidden, c.activation, output_gain=0.01)
-        self.critic = mlp(self.n_obs, 1, c.critic_hidden, c.activation, output_gain=1.0)
+        self.critic = mlp(self.n_obs + self.n_priv, 1, c.critic_hidden, c.activation, output_gain=1.0)
         self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))
         self.params = [*self.actor.parameters(), *self.critic.parameters(), self.log_std]
         # parameters and their .grad become views of one flat vector each: autograd accumulates into one gradient,
@@ -244,7 +249,7 @@ class PpoLearner:
         # numpy views of the actor / critic weights (Adam and load_state_dict update them in place) for rollouts
         self._np_nets = (_np_layers(self.actor), _np_layers(self.critic)) \
             if c.activation in ("relu", "tanh", "elu") else None
-        self.storage = RolloutStorage(c.n_steps, c.num_envs, self.n_obs, self.n_act)
+        self.storage = RolloutStorage(c.n_steps, c.num_envs, self.n_obs + self.n_priv, self.n_act)
         self.steps_per_iteration = c.num_envs * c.n_steps
         self.total_iterations = max(1, math.ceil(cfg.train.total_steps / self.steps_per_iteration))
         self.env_steps = 0
@@ -258,6 +263,7 @@ class PpoLearner:
         self.segment = int(segment)
         obs, _ = self.env.reset(seed=train_reset_seed(self.seed, self.segment))
         self._obs = torch.from_numpy(flatten_goal_obs(obs).copy())
+        self._priv = np.asarray(self.env.privileged(), dtype=np.float32) if self.n_priv else None
         self._ep_return = np.zeros(self.cfg.num_envs)
         self._ep_len = np.zeros(self.cfg.num_envs, dtype=np.int64)
 
@@ -290,7 +296,7 @@ class PpoLearner:
         later ones), a copy of the current weights for one rollout; None unless both have the same hidden widths and
         a numpy-able activation. One pass per env step instead of two.
         """
-        if self._np_nets is None or tuple(self.cfg.actor_hidden) != tuple(self.cfg.critic_hidden):
+        if self._np_nets is None or tuple(self.cfg.actor_hidden) != tuple(self.cfg.critic_hidden) or self.n_priv:
             return None
         layers = []
         for i, ((wa, ba), (wc, bc)) in enumerate(zip(*self._np_nets)):
@@ -303,20 +309,20 @@ class PpoLearner:
             layers.append((w, np.concatenate([ba, bc])))
         return layers
 
-    def _np_normalize(self, obs: np.ndarray) -> np.ndarray:
-        n = self.normalizer
+    def _np_normalize(self, obs: np.ndarray, normalizer: nn.Module | None = None) -> np.ndarray:
+        n = self.normalizer if normalizer is None else normalizer
         if not isinstance(n, RunningNormalizer):
             return obs
         return np.clip((obs - n.mean_f32.numpy()) * n.inv_std_f32.numpy(), -n.clip, n.clip)
 
-    def _fold_normalize(self, obs: np.ndarray) -> np.ndarray:
+    def _fold_normalize(self, obs: np.ndarray, normalizer: nn.Module | None = None) -> np.ndarray:
         """``normalizer.update(obs)`` then ``_np_normalize(obs)`` for raw float32 obs ``[N, n_obs]``.
 
         The same float64 Chan merge as ``RunningNormalizer.update`` (bit-identical statistics, see
         tests/algos/test_ppo_losses.py) on numpy views of its buffers, in about a third of the numpy calls: the
         rollout folds every vector step in.
         """
-        n = self.normalizer
+        n = self.normalizer if normalizer is None else normalizer
         if not isinstance(n, RunningNormalizer):
             return obs
         mean, var, count_v = n.mean.numpy(), n.var.numpy(), n.count.numpy()
@@ -346,12 +352,17 @@ class PpoLearner:
         std = np.exp(log_std)
         logp_const = np.float32(-log_std.sum() - 0.5 * math.log(2 * math.pi) * self.n_act)
         obs_raw = self._obs.numpy()
+        priv_raw = self._priv
         joint = self._joint_np_net()
         for t in range(c.n_steps):
             obs = self._fold_normalize(obs_raw)
             if joint is not None:
                 out = _np_mlp(joint, obs, c.activation)
                 mean, value = out[:, :self.n_act], out[:, self.n_act]
+            elif self.n_priv:
+                critic_in = np.concatenate([obs, self._fold_normalize(priv_raw, self.priv_normalizer)], axis=1)
+                mean, value = self._np_forward(0, obs), self._np_forward(1, critic_in)[:, 0]
+                obs = critic_in  # stored whole: the actor reads its first n_obs columns
             else:
                 mean, value = self._np_forward(0, obs), self._np_forward(1, obs)[:, 0]
             noise = torch.randn(mean.shape).numpy()  # torch's generator, as before
@@ -370,6 +381,9 @@ class PpoLearner:
             if bootstrap.any():  # time-limit truncation: bootstrap from V(final_obs)
                 idx = np.flatnonzero(bootstrap)
                 final = self._np_normalize(np.asarray(final_obs_rows(infos["final_obs"], idx), dtype=np.float32))
+                if self.n_priv:
+                    final_priv = np.asarray(infos["final_privileged"], dtype=np.float32)[idx]
+                    final = np.concatenate([final, self._np_normalize(final_priv, self.priv_normalizer)], axis=1)
                 rew[idx] += c.gamma * self._np_forward(1, final)[:, 0]
             s_rew[t] = rew
             s_done[t] = terminated
@@ -379,9 +393,15 @@ class PpoLearner:
                 self._episodes.append((float(self._ep_return[i]), int(self._ep_len[i]), success))
                 self._ep_return[i], self._ep_len[i] = 0.0, 0
             obs_raw = np.asarray(flatten_goal_obs(next_obs), dtype=np.float32).copy()
+            if self.n_priv:
+                priv_raw = np.asarray(self.env.privileged(), dtype=np.float32)
             self.env_steps += c.num_envs
         self._obs = torch.from_numpy(obs_raw)
-        last_values = self._np_forward(1, self._np_normalize(obs_raw))[:, 0]
+        self._priv = priv_raw
+        critic_in = self._np_normalize(obs_raw)
+        if self.n_priv:
+            critic_in = np.concatenate([critic_in, self._np_normalize(priv_raw, self.priv_normalizer)], axis=1)
+        last_values = self._np_forward(1, critic_in)[:, 0]
         adv, ret = gae_numpy(s_rew, s_val, s_done, last_values, c.gamma, c.gae_lambda)
         s.advantages, s.returns = torch.from_numpy(adv), torch.from_numpy(ret)
 
@@ -430,8 +450,10 @@ class PpoLearner:
         ``[policy_loss, value_loss, entropy, approx_kl, clip_frac]`` (``STAT_NAMES``).
         """
         c = self.cfg
-        k = self.n_obs + self.n_act
-        obs, act = minibatch[:, :self.n_obs], minibatch[:, self.n_obs:k]
+        n_in = self.n_obs + self.n_priv
+        k = n_in + self.n_act
+        critic_in, act = minibatch[:, :n_in], minibatch[:, n_in:k]
+        obs = critic_in[:, :self.n_obs]
         old_logp, old_v, adv, ret = (minibatch[:, k + j] for j in range(4))
         if c.normalize_advantages:
             std, mean = torch.std_mean(adv)
@@ -439,7 +461,7 @@ class PpoLearner:
         log_ratio = gaussian_log_prob(self.actor(obs), self.log_std, act) - old_logp
         ratio = log_ratio.exp()
         pg = ppo_clip_loss(ratio, adv, c.clip_coef)
-        vl = value_loss(self.critic(obs).squeeze(-1), old_v, ret, c.clip_coef if c.clip_value_loss else None)
+        vl = value_loss(self.critic(critic_in).squeeze(-1), old_v, ret, c.clip_coef if c.clip_value_loss else None)
         entropy = self.log_std.sum() + _ENTROPY_CONST * self.n_act
         loss = pg + c.value_coef * vl - c.entropy_coef * entropy
         self.flat_grad.zero_()  # not opt.zero_grad(): that would detach the .grad views from the flat gradient
@@ -495,6 +517,7 @@ class PpoLearner:
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "log_std": self.log_std.detach().clone(), "normalizer": self.normalizer.state_dict(),
+                "priv_normalizer": self.priv_normalizer.state_dict(),
                 "opt": copy.deepcopy(self.opt.state_dict()), "env_steps": self.env_steps, "iteration": self.iteration,
                 "segment": self.segment, "stats": {k: list(v) for k, v in self._stats.items()},
                 "episodes": [list(e) for e in self._episodes]}
@@ -505,6 +528,7 @@ class PpoLearner:
         with torch.no_grad():
             self.log_std.copy_(s["log_std"])
         self.normalizer.load_state_dict(s["normalizer"])
+        self.priv_normalizer.load_state_dict(s.get("priv_normalizer", {}))
         load_adam_state(self.opt, s["opt"], self.flat)
         self.env_steps, self.iteration, self.segment = s["env_steps"], s["iteration"], s["segment"]
         self._stats = {k: list(v) for k, v in s["stats"].items()}

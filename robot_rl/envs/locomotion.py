@@ -206,6 +206,9 @@ class LocomotionVecEnv(VectorEnv):
     """
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    privileged_names = ("base_lin_vel_x", "base_lin_vel_y", "base_lin_vel_z", "base_height")
+    """What :meth:`privileged` returns: true state the robot does not measure (for an asymmetric critic)."""
+    privileged_size = len(privileged_names)
 
     def __init__(self, spec: LocomotionSpec, num_envs: int, *, seed: int | None = 0, randomization=None,
                  num_threads: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None):
@@ -433,6 +436,16 @@ class LocomotionVecEnv(VectorEnv):
             qd = qd + r.joint_vel_noise * rng.standard_normal(qd.shape)
         return gyro, grav, q, qd
 
+    def privileged(self) -> np.ndarray:
+        """``(N, privileged_size)`` float32 true base velocity (base frame) [m/s] and height [m] of the current
+        state (the state the last returned observation came from; ``infos["final_privileged"]`` holds those of
+        envs that ended).
+        """
+        st = self._state
+        rot = _rotation_matrices(st[:, self._qpos0 + 3:self._qpos0 + 7])
+        lin_vel = np.einsum("nji,nj->ni", rot, st[:, self._qvel0:self._qvel0 + 3])
+        return np.concatenate([lin_vel, st[:, self._qpos0 + 2:self._qpos0 + 3]], axis=1, dtype=np.float32)
+
     def _observe(self) -> np.ndarray:
         gyro, grav, q, qd = self._measure()
         return locomotion_observation(gyro, grav, q, qd, self._action, self._command, self._phase)
@@ -488,6 +501,7 @@ class LocomotionVecEnv(VectorEnv):
             ids = np.flatnonzero(done)
             infos["final_obs"] = obs.copy()
             infos["_final_obs"] = done.copy()
+            infos["final_privileged"] = self.privileged()
             infos["physics_error"] = physics_error
             self._reset_rows(ids)
             obs[ids] = self._observe()[ids]
