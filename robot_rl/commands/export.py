@@ -63,6 +63,14 @@ def check_env_scaling(env, profile) -> None:
     from robot_rl.core.profile import actuator_for_joint
 
     base = env.unwrapped
+    if hasattr(base, "action_map"):  # position-controlled: targets = standing pose + scale x action
+        center, half = base.action_map()
+        lo, hi = center - half, center + half
+        low, high = np.asarray(profile.command_min), np.asarray(profile.command_max)
+        if np.any(lo < low - 1e-9) or np.any(hi > high + 1e-9):
+            raise ValueError(f"the env's action map reaches {lo.tolist()}..{hi.tolist()}, beyond profile "
+                             f"{profile.name!r} command limits {low.tolist()}..{high.tolist()}")
+        return
     ctrl = np.array([base.model.actuator_ctrlrange[actuator_for_joint(base.model, j)]
                      for j in profile.command_joints])
     limits = np.array([profile.command_min, profile.command_max]).T
@@ -149,7 +157,8 @@ def run(args) -> int:
             return fail(f"observation layout of {pol.env_id!r} changed since training: run has {pol.obs_names}, "
                         f"env has {list(names)}")
         builder = getattr(base, "observation_builder", None)
-        unit_of = dict(zip(builder.names, builder.units)) if builder is not None else {}
+        unit_of = dict(zip(builder.names, builder.units)) if builder is not None else \
+            dict(zip(getattr(base, "obs_names", ()), getattr(base, "obs_units", ())))
         units = [unit_of.get(n, "") for n in names]
         parity_obs, episodes = collect_observations(pol.module, env, args.n_parity, args.seed)
     finally:
@@ -162,7 +171,8 @@ def run(args) -> int:
         sc = export_policy(pol.module, args.out, profile=profile, obs_names=names, obs_units=units,
                            parity_obs=parity_obs, env_id=pol.env_id, algo=pol.algo, config=pol.config,
                            config_hash=pol.config_hash, metrics=pol.metrics, name=args.out.name,
-                           parity_source=source, parity_bound=args.parity_bound)
+                           parity_source=source, parity_bound=args.parity_bound,
+                           action_map=base.action_map() if hasattr(base, "action_map") else None)
     except ExportCheckError as exc:
         return fail(f"check failed, nothing written: {exc}")
     c = sc["checks"]

@@ -31,6 +31,12 @@ def observation_names(joints) -> list[str]:
     return out + ["command_vx", "command_vy", "command_yaw_rate", "clock_sin", "clock_cos"]
 
 
+def observation_units(joints) -> list[str]:
+    """Units of the observation entries (see :func:`observation_names`)."""
+    n = len(joints)
+    return ["rad/s"] * 3 + ["1"] * 3 + ["rad"] * n + ["rad/s"] * n + ["1"] * n + ["m/s", "m/s", "rad/s", "1", "1"]
+
+
 def observation_size(n_joints: int) -> int:
     return 11 + 3 * n_joints
 

@@ -29,7 +29,13 @@ from gymnasium.vector import VectorEnv
 from mujoco import rollout as mj_rollout
 
 from robot_rl.core.profile import load_profile
-from robot_rl.envs.legged_obs import gravity_in_frame, locomotion_observation, moving, observation_names
+from robot_rl.envs.legged_obs import (
+    gravity_in_frame,
+    locomotion_observation,
+    moving,
+    observation_names,
+    observation_units,
+)
 from robot_rl.envs.task import Term
 
 INPUTS = {
@@ -276,6 +282,7 @@ class LocomotionVecEnv(VectorEnv):
         self._renderer = None
         n_obs = len(observation_names(p.command_joints))
         self.obs_names = observation_names(p.command_joints)
+        self.obs_units = observation_units(p.command_joints)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
         self.single_action_space = gym.spaces.Box(-1.0, 1.0, (nj,), np.float32)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n)
@@ -394,6 +401,10 @@ class LocomotionVecEnv(VectorEnv):
         kept = rng.random((k, 3)) < keep
         self._command[ids] = np.where(kept, self._command[ids], fresh)
         self._until[ids] = rng.exponential(s.command_resample_s, k)
+
+    def action_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(center, half_range)`` of the joint position targets [rad] (see ``LocomotionEnv.action_map``)."""
+        return self._stand.copy(), np.full(self.n_joints, self.task.action_scale)
 
     def pin_variants(self, variants) -> None:
         """Env ``i`` always runs model variant ``variants[i]`` (evaluation on fixed reality samples); from the next
@@ -623,7 +634,7 @@ class LocomotionEnv(gym.Env):
         self.max_episode_steps = self.vec.max_episode_steps
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
-        self.obs_names = self.vec.obs_names
+        self.obs_names, self.obs_units = self.vec.obs_names, self.vec.obs_units
         self.model = self.vec.model
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -639,17 +650,15 @@ class LocomotionEnv(gym.Env):
             obs = info["final_obs"]  # gym.Env: the caller resets
         return obs[0], float(rew[0]), bool(term[0]), bool(trunc[0]), out
 
-    def pin_variants(self, variants) -> None:
-        """Env ``i`` always runs model variant ``variants[i]`` (evaluation on fixed reality samples); from the next
-        reset of each env on.
-        """
-        v = np.asarray(variants, dtype=np.int64)
-        if v.shape != (self.num_envs,) or v.min() < 0 or v.max() >= len(self._variants):
-            raise ValueError(f"pin_variants: need {self.num_envs} indices in [0, {len(self._variants)}), got {v}")
-        self._pinned = v
-
     def set_command(self, command, hold_s: float = math.inf) -> None:
+        """Hold ``command`` (vx, vy [m/s], yaw rate [rad/s]) for ``hold_s`` seconds."""
         self.vec.set_command(command, hold_s)
+
+    def action_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(center, half_range)``: a normalized action ``a`` commands joint targets ``center + half_range * a``
+        [rad] (the standing pose plus ``action_scale`` x a); the exported policy outputs these targets.
+        """
+        return self.vec.action_map()
 
     def render(self):
         return self.vec.render()

@@ -2,8 +2,10 @@
 
 ``export_policy`` bakes the whole observation -> robot command path into one graph: the policy module (raw float32
 observations in, observation normalization inside, deterministic normalized action in [-1, 1] out), then
-``clip(a, -1, 1)`` and the affine map to the profile's command limits ``min + (a + 1) / 2 * (max - min)`` (the same map
-the envs apply to the actuator range). Checks run before any file is written:
+``clip(a, -1, 1)`` and the env's affine map to robot commands ``center + half_range * a``: by default the profile's
+command limits (``center = (min + max) / 2``, ``half_range = (max - min) / 2``, the map the effort-controlled envs
+apply to the actuator range); a position-controlled legged policy passes its own (standing pose + action scale x a,
+joint targets in rad). Checks run before any file is written:
 
 * ``onnx.checker.check_model(full_check=True)``;
 * parity: torch vs onnxruntime on >= ``min_parity`` observations from the task's own distribution (the caller passes
@@ -55,18 +57,17 @@ class ExportCheckError(RuntimeError):
 
 
 class ScaledPolicy(nn.Module):
-    """``obs [B, n_obs]`` -> robot command ``[B, n_act]``: ``low + (clip(policy(obs), -1, 1) + 1) / 2 * (high - low)``.
+    """``obs [B, n_obs]`` -> robot command ``[B, n_act]``: ``center + half_range * clip(policy(obs), -1, 1)``.
 
-    ``policy`` maps raw observations to the normalized action in [-1, 1]; ``low``/``high`` are the command limits.
+    ``policy`` maps raw observations to the normalized action in [-1, 1]; ``center`` / ``half_range`` (per command
+    joint, command units) map it to robot commands.
     """
 
-    def __init__(self, policy: nn.Module, low, high):
+    def __init__(self, policy: nn.Module, center, half_range):
         super().__init__()
         self.policy = policy
-        low_t = torch.as_tensor(np.asarray(low, dtype=np.float32))
-        high_t = torch.as_tensor(np.asarray(high, dtype=np.float32))
-        self.register_buffer("center", (high_t + low_t) / 2)
-        self.register_buffer("half_range", (high_t - low_t) / 2)
+        self.register_buffer("center", torch.as_tensor(np.asarray(center, dtype=np.float32)))
+        self.register_buffer("half_range", torch.as_tensor(np.asarray(half_range, dtype=np.float32)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         a = torch.clamp(self.policy(obs), -1.0, 1.0)
@@ -181,12 +182,14 @@ def _now() -> str:
 def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names, obs_units, parity_obs,
                   env_id: str = "", algo: str = "", config=None, config_hash: str = "", metrics=None,
                   name: str | None = None, parity_source: str = "", opset: int = DEFAULT_OPSET,
-                  parity_bound: float = 1e-4, min_parity: int = 1000, extra: dict | None = None) -> dict:
+                  parity_bound: float = 1e-4, min_parity: int = 1000, extra: dict | None = None,
+                  action_map: tuple | None = None) -> dict:
     """Export ``module`` (raw obs ``[B, n_obs]`` -> normalized action ``[B, n_act]``) to ``out_dir/policy.onnx``.
 
     ``profile``: RobotProfile with command limits (command order = action order); ``obs_names``/``obs_units``:
     n_obs strings; ``parity_obs``: float array ``[N >= min_parity, n_obs]`` from the task's distribution;
-    ``parity_bound``: largest allowed torch-vs-onnxruntime difference [robot command units]. Returns the sidecar
+    ``parity_bound``: largest allowed torch-vs-onnxruntime difference [robot command units]; ``action_map``:
+    ``(center, half_range)`` per command joint (default: from the command limits). Returns the sidecar
     dict (also written to ``out_dir/policy.json``). Raises ``ExportCheckError`` (nothing written) if a check fails.
     """
     out_dir = Path(out_dir)
@@ -212,7 +215,16 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
     if shape != (len(x), n_act):
         raise ExportCheckError(f"policy output shape {shape}, expected ({len(x)}, {n_act}) for command joints "
                                f"{list(profile.command_joints)}")
-    wrapper = ScaledPolicy(module, low, high).eval()
+    if action_map is None:
+        center, half_range = (high + low) / 2, (high - low) / 2
+        scaling = "min + (clip(a, -1, 1) + 1) / 2 * (max - min), a = normalized policy action"
+    else:
+        center, half_range = (np.asarray(v, dtype=np.float64).reshape(-1) for v in action_map)
+        if center.shape != (n_act,) or half_range.shape != (n_act,):
+            raise ValueError(f"action_map needs ({n_act},) center and half_range, got {center.shape}, "
+                             f"{half_range.shape}")
+        scaling = "center + half_range * clip(a, -1, 1), a = normalized policy action"
+    wrapper = ScaledPolicy(module, center, half_range).eval()
     with torch.no_grad():
         ref = wrapper(torch.from_numpy(x)).numpy().astype(np.float64)
     raw = _to_onnx_bytes(wrapper, (torch.from_numpy(x[:2]),), ["obs"], ["action"],
@@ -266,7 +278,7 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
         "obs": {"n": n_obs, "names": obs_names, "units": obs_units},
         "action": {"n": n_act, "joints": list(profile.command_joints), "units": action_units(profile),
                    "interface": profile.command_interface, "min": low.tolist(), "max": high.tolist(),
-                   "scaling": "min + (clip(a, -1, 1) + 1) / 2 * (max - min), a = normalized policy action"},
+                   "scaling": scaling, "center": center.tolist(), "half_range": half_range.tolist()},
         "control_period_s": float(profile.control_period_s),
         "robot": {"profile": profile.name, "digest": digest, "contract": profile_contract(profile)},
         "env_id": env_id,

@@ -220,3 +220,37 @@ def test_numpy_elu_rollout_net_matches_torch():
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
     assert np.allclose(_np_mlp(_np_layers(net), x.copy(), "elu"), ref, atol=1e-5)
+
+
+def test_exported_go2_policy_outputs_joint_targets_in_radians(tmp_path):
+    """The ONNX graph maps the normalized action to standing pose + action_scale x a; the robot runtime loads it."""
+    import onnxruntime as ort
+
+    from robot_rl.commands.export import check_env_scaling
+    from robot_rl.export.onnx import export_policy
+    from robot_rl.export.runtime import OnnxPolicy
+    from robot_rl.nets import PolicyModule, RunningNormalizer
+
+    env = E.make("Go2Joystick-v0", seed=0, randomization="train")
+    obs = [env.reset(seed=0)[0]]
+    rng = np.random.default_rng(0)
+    while len(obs) < 1000:
+        o, _, te, tr, _ = env.step(rng.uniform(-0.3, 0.3, 12).astype(np.float32))
+        obs.append(o if not (te or tr) else env.reset()[0])
+    obs = np.stack(obs).astype(np.float32)
+    torch.manual_seed(0)
+    norm = RunningNormalizer(47)
+    norm.update(obs)
+    module = PolicyModule(norm, mlp(47, 12, (32, 32), "elu"), 12, "clip")
+    profile = env.profile
+    check_env_scaling(env, profile)
+    sc = export_policy(module, tmp_path / "go2", profile=profile, obs_names=env.obs_names, obs_units=env.obs_units,
+                       parity_obs=obs, env_id="robot_rl/Go2Joystick-v0", algo="ppo", action_map=env.action_map())
+    assert sc["action"]["units"] == ["rad"] * 12 and sc["action"]["interface"] == "position"
+    assert sc["action"]["center"] == list(profile.standing_pose) and sc["action"]["half_range"] == [0.5] * 12
+    with torch.no_grad():
+        a = module(torch.from_numpy(obs)).numpy()
+    got = ort.InferenceSession(str(tmp_path / "go2" / "policy.onnx")).run(["action"], {"obs": obs})[0]
+    assert np.abs(got - (np.asarray(profile.standing_pose) + 0.5 * a)).max() < 1e-5
+    OnnxPolicy(tmp_path / "go2", profile, obs_names=env.obs_names)  # the robot side accepts it
+    env.close()
