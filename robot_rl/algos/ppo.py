@@ -501,8 +501,8 @@ class PpoLearner:
         self._stats, self._episodes = {}, []
         if self.ray_rollouts:  # batches, stale batches dropped, worker restarts: into metrics.csv
             out.update(self.env.pop_stats())
-        if hasattr(self.env, "pop_term_means"):  # reward terms of declared tasks, per step, weighted
-            out.update(self.env.pop_term_means())
+        if hasattr(self.env, "pop_train_stats"):  # e.g. reward terms, tracking errors and falls of legged tasks
+            out.update(self.env.pop_train_stats())
         return out
 
     def policy_module(self) -> PolicyModule:

@@ -254,6 +254,7 @@ class LocomotionVecEnv(VectorEnv):
         self._variant = np.zeros(n, dtype=np.int64)
         self._pinned: np.ndarray | None = None
         self._models = [self._variants[0]] * n
+        self._order: np.ndarray | None = None  # envs grouped by variant for the rollout (see _physics)
         self._pool = mj_rollout.Rollout(nthread=num_threads if num_threads is not None else _cpus())
         self._datas = [mujoco.MjData(m) for _ in range(max(1, num_threads or _cpus()))]
         self._scratch = mujoco.MjData(m)
@@ -279,6 +280,8 @@ class LocomotionVecEnv(VectorEnv):
         self._term_names = [t.name for t in spec.reward]
         self._term_sums = np.zeros(len(spec.reward))
         self._term_count = 0
+        self._track_sums = np.zeros(2)  # |v_xy - command_xy|, |yaw rate - command| summed over steps (env means)
+        self._ended = np.zeros(2, dtype=np.int64)  # episodes ended: by a fall, in all
         self._renderer = None
         n_obs = len(observation_names(p.command_joints))
         self.obs_names = observation_names(p.command_joints)
@@ -361,6 +364,7 @@ class LocomotionVecEnv(VectorEnv):
         self._variant[ids] = rng.integers(len(self._variants), size=k) if self._pinned is None else self._pinned[ids]
         for i in ids:
             self._models[i] = self._variants[self._variant[i]]
+        self._order = None
         qpos = np.tile(m.qpos0, (k, 1))
         qpos[:, 2] = self._stand_height
         yaw = rng.uniform(-math.pi, math.pi, k)
@@ -480,10 +484,7 @@ class LocomotionVecEnv(VectorEnv):
                 self._push_at[due] += r.push_interval_s
         prev_foot_vel = self._sensordata[:, self._sensor_block(f"{s.feet[0]}_vel", self._feet, 3)].copy()
         time_before = self._state[:, 0].copy()
-        self._pool.rollout(self._models, self._datas, self._state, self._ctrl, nstep=s.frame_skip,
-                           state=self._out_state, sensordata=self._out_sensor, skip_checks=True)
-        self._state[:] = self._out_state[:, -1]
-        self._sensordata[:] = self._out_sensor[:, -1]
+        self._physics()
         self._t += 1
         self._until -= self.dt
         self._resample(np.flatnonzero(self._until <= 0.0))
@@ -499,6 +500,8 @@ class LocomotionVecEnv(VectorEnv):
             self._term_sums[k] += float(np.mean(v)) * t.weight
             reward += t.weight * v
         self._term_count += 1
+        self._track_sums += (float(np.mean(np.linalg.norm(values["lin_vel"][:, :2] - self._command[:, :2], axis=1))),
+                             float(np.mean(np.abs(values["ang_vel"][:, 2] - self._command[:, 2]))))
         if s.reward_floor is not None:
             reward = np.maximum(reward, s.reward_floor)
         reward[physics_error] = 0.0
@@ -508,6 +511,7 @@ class LocomotionVecEnv(VectorEnv):
         obs = self._observe()
         infos: dict = {}
         done = terminated | truncated
+        self._ended += (int(np.count_nonzero(fell & ~physics_error)), int(np.count_nonzero(done)))
         if done.any():
             ids = np.flatnonzero(done)
             infos["final_obs"] = obs.copy()
@@ -517,6 +521,21 @@ class LocomotionVecEnv(VectorEnv):
             self._reset_rows(ids)
             obs[ids] = self._observe()[ids]
         return obs, reward.astype(np.float32), terminated, truncated, infos
+
+    def _physics(self) -> None:
+        """One control period of every env on MuJoCo's rollout thread pool. Envs are passed grouped by model variant,
+        so consecutive envs of a thread's chunk share one model (it stays in cache); results do not depend on the
+        order (the rollout starts every env from its own state, tests/envs/test_locomotion.py).
+        """
+        if self._order is None:
+            self._order = np.argsort(self._variant, kind="stable")
+            self._sorted_models = [self._variants[v] for v in self._variant[self._order]]
+        o = self._order
+        self._pool.rollout(self._sorted_models, self._datas, self._state[o], self._ctrl[o],
+                           nstep=self.task.frame_skip, state=self._out_state, sensordata=self._out_sensor,
+                           skip_checks=True)
+        self._state[o] = self._out_state[:, -1]
+        self._sensordata[o] = self._out_sensor[:, -1]
 
     def _inputs(self, action: np.ndarray, prev_foot_vel: np.ndarray):
         s, m, st, sd = self.task, self.model, self._state, self._sensordata
@@ -558,12 +577,22 @@ class LocomotionVecEnv(VectorEnv):
         }
         return values, fell, physics_error
 
-    def pop_term_means(self) -> dict[str, float]:
-        """Mean per-step weighted value of each reward term since the last call (for training logs)."""
+    def pop_train_stats(self) -> dict[str, float]:
+        """Since the last call (for training logs): the mean per-step weighted value of each reward term
+        (``reward/<term>``), the mean planar-velocity and yaw-rate tracking errors (``tracking/lin_vel_error`` [m/s],
+        ``tracking/yaw_rate_error`` [rad/s]) and the fraction of ended episodes that ended in a fall
+        (``fall_rate``).
+        """
         if not self._term_count:
             return {}
-        out = {f"reward/{k}": float(v) / self._term_count for k, v in zip(self._term_names, self._term_sums)}
+        k = self._term_count
+        out = {f"reward/{name}": float(v) / k for name, v in zip(self._term_names, self._term_sums)}
+        out["tracking/lin_vel_error"] = float(self._track_sums[0]) / k
+        out["tracking/yaw_rate_error"] = float(self._track_sums[1]) / k
+        out["fall_rate"] = float(self._ended[0]) / self._ended[1] if self._ended[1] else float("nan")
         self._term_sums[:] = 0.0
+        self._track_sums[:] = 0.0
+        self._ended[:] = 0
         self._term_count = 0
         return out
 

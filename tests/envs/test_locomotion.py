@@ -254,3 +254,31 @@ def test_exported_go2_policy_outputs_joint_targets_in_radians(tmp_path):
     assert np.abs(got - (np.asarray(profile.standing_pose) + 0.5 * a)).max() < 1e-5
     OnnxPolicy(tmp_path / "go2", profile, obs_names=env.obs_names)  # the robot side accepts it
     env.close()
+
+
+def test_training_stats_report_terms_tracking_and_falls():
+    spec, env = _vec("robot_rl/Go2Joystick-v0", seed=4, randomization="nominal")
+    env.reset(seed=4)
+    env.set_command([0.5, 0.0, 0.0])
+    env._state[0, 1 + 3:1 + 7] = [0.0, 1.0, 0.0, 0.0]  # env 0 falls on the first step
+    for _ in range(10):
+        env.step(np.zeros((4, 12)))
+    stats = env.pop_train_stats()
+    assert {f"reward/{t.name}" for t in spec.reward} <= set(stats)
+    assert stats["fall_rate"] == 1.0  # one episode ended, by a fall
+    assert 0.3 < stats["tracking/lin_vel_error"] < 0.7  # standing still under a 0.5 m/s command
+    assert env.pop_train_stats() == {}  # reset by the call
+    env.close()
+
+
+def test_results_do_not_depend_on_thread_count():
+    """The rollout pool steps envs grouped by model variant on any number of threads: same results bit for bit."""
+    def run(threads):
+        env = LocomotionVecEnv(E.task_spec("Go2Joystick-v0"), 16, seed=0, randomization="train", num_threads=threads)
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        out = [env.step(rng.uniform(-1, 1, (16, 12)))[0] for _ in range(30)]
+        env.close()
+        return np.array(out)
+
+    assert np.array_equal(run(1), run(2))
