@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the shipped models in models/ (recipes in models/README.md) from the configs in config/.
 #   scripts/make_models.sh                      # every shipped model
-#   scripts/make_models.sh arm_reach_gciql      # one (arm_reach_gciql | cartpole_pets_dynamics | cartpole_swingup_sac)
+#   scripts/make_models.sh arm_reach_gciql      # one (arm_reach_gciql | cartpole_pets_dynamics | cartpole_swingup_sac
+#                                               #      | go2_joystick_ppo)
 # Datasets go to data/ and training runs to runs/ (both git-ignored); each step starts from a clean directory.
 # Everything is seeded and runs on CPU with one torch thread; re-running gives the same configs (same config hash in
 # the sidecars) and, up to floating-point nondeterminism of the platform, the same numbers.
@@ -29,6 +30,14 @@ cartpole_swingup_sac() {
     $RR export runs/cartpole_swingup_sac_ship --out models/cartpole_swingup_sac
 }
 
+go2_joystick_ppo() {
+    # PPO on 1024 Go2 envs (MuJoCo rollout threads), 7M steps: ~14 min on 2 cores; then the tracking report
+    rm -rf runs/go2_joystick_ship
+    $RR train --config config/ppo_go2_joystick.yaml --run-dir runs/go2_joystick_ship
+    $RR export runs/go2_joystick_ship --out models/go2_joystick_ppo
+    $RR evaluate runs/go2_joystick_ship --tracking --episodes 20
+}
+
 shipped() {
     sed -n 's|^### models/\([A-Za-z0-9_]*\)[[:space:]]*$|\1|p' models/README.md
 }
@@ -37,8 +46,8 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then mapfile -t targets < <(shipped); fi
 for t in "${targets[@]}"; do
     case "$t" in
-        arm_reach_gciql|cartpole_pets_dynamics|cartpole_swingup_sac) echo "== models/$t"; "$t" ;;
+        arm_reach_gciql|cartpole_pets_dynamics|cartpole_swingup_sac|go2_joystick_ppo) echo "== models/$t"; "$t" ;;
         *) echo "make_models.sh: unknown model '$t' (known: arm_reach_gciql cartpole_pets_dynamics" \
-                "cartpole_swingup_sac)" >&2; exit 2 ;;
+                "cartpole_swingup_sac go2_joystick_ppo)" >&2; exit 2 ;;
     esac
 done

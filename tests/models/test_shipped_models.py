@@ -13,6 +13,11 @@ sections, so a listed model whose files are missing fails (nothing is skipped). 
   RMSE (RMSE / RMS of the true delta, per state dim) below ``PETS_MAX_NRMSE`` in every dim on the transitions with
   the cart clear of the rail end stops (|slider| < ``RAIL_FREE_M`` before and after; the PETS data rarely hits the
   stops), i.e. far better than predicting no change (1.0 by construction), and below 1.0 on all transitions.
+* ``go2_joystick_ppo``: the ONNX policy (47 IMU / joint / command observations -> 12 joint position targets [rad];
+  mapped back to the env's normalized action with the sidecar's center / half_range) walks on ``GO2_SAMPLES`` held-out
+  reality samples (pushes, joint friction, latency, sensor noise) for ``GO2_SECONDS`` per command: forward 0.5 m/s
+  tracked within ``GO2_MAX_VX_MAE`` and +0.5 rad/s turning within ``GO2_MAX_YAW_MAE`` (mean absolute errors after
+  2 s), at most ``GO2_MAX_FALLS`` falls.
 * ``cartpole_swingup_sac``: from the hanging start the pole is swung up and held (cos(hinge) > 0.95) for >= 90 % of
   the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds, in the nominal sim and with the
   training's domain randomization (``default``).
@@ -42,12 +47,14 @@ ARM_SUCCESS_M, ARM_GOALS, ARM_MIN_SUCCESS = 0.1, 40, 0.6
 PETS_MAX_NRMSE = 0.15
 RAIL_FREE_M = 1.5
 SAC_EPISODES = 3
+GO2_SAMPLES, GO2_SECONDS, GO2_MAX_VX_MAE, GO2_MAX_YAW_MAE, GO2_MAX_FALLS = 5, 10.0, 0.15, 0.2, 1
 
 # name -> (artifact kind, robot profile, env id)
 KNOWN = {
     "arm_reach_gciql": ("policy", "arm7", "robot_rl/ArmReach-v0"),
     "cartpole_pets_dynamics": ("dynamics", "cartpole", "robot_rl/CartpoleSwingup-v0"),
     "cartpole_swingup_sac": ("policy", "cartpole", "robot_rl/CartpoleSwingup-v0"),
+    "go2_joystick_ppo": ("policy", "go2", "robot_rl/Go2Joystick-v0"),
 }
 
 
@@ -210,6 +217,26 @@ def _sac_upright(name: str, randomization: str | None = None, zero_force: bool =
     return fractions
 
 
+def _go2_tracking(name: str, zero_action: bool = False) -> dict:
+    """``tracking_report`` of the ONNX policy (or of standing still: the floor of the check) on reality samples."""
+    from robot_rl.envs.legged_obs import observation_names
+    from robot_rl.train.locomotion_eval import tracking_report
+
+    profile = load_profile("go2")
+    policy = OnnxPolicy(MODELS / name, profile, obs_names=observation_names(profile.command_joints))
+    center = np.asarray(policy.sidecar["action"]["center"])
+    half = np.asarray(policy.sidecar["action"]["half_range"])
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        targets = np.stack([policy(o) for o in obs])  # joint targets [rad], as the robot receives them
+        assert np.all(targets >= np.asarray(profile.command_min) - 1e-6)
+        assert np.all(targets <= np.asarray(profile.command_max) + 1e-6)
+        return np.zeros_like(targets) if zero_action else (targets - center) / half
+
+    return tracking_report(act, "robot_rl/Go2Joystick-v0", commands=((0.5, 0.0, 0.0), (0.4, 0.0, 0.5)),
+                           samples=GO2_SAMPLES, seconds=GO2_SECONDS, seed=HELD_OUT_SEED)
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_loads_and_performs(name):
     if name == "arm_reach_gciql":
@@ -227,6 +254,13 @@ def test_loads_and_performs(name):
             fractions = _sac_upright(name, randomization)
             print(f"{name}: upright fraction of the last 2 s per episode ({randomization or 'nominal'}): {fractions}")
             assert min(fractions) >= 0.9, f"{name}: pole not held up ({randomization or 'nominal'}): {fractions}"
+    elif name == "go2_joystick_ppo":
+        rep = _go2_tracking(name)
+        print(f"{name}: {rep['rows']}")
+        walk, turn = rep["rows"]
+        assert walk["vx_mae"] <= GO2_MAX_VX_MAE, f"{name}: forward 0.5 m/s tracked to {walk['vx_mae']:.3f} m/s"
+        assert turn["yaw_rate_mae"] <= GO2_MAX_YAW_MAE, f"{name}: turning tracked to {turn['yaw_rate_mae']:.3f}"
+        assert rep["falls"] <= GO2_MAX_FALLS, f"{name}: {rep['falls']} falls in {rep['episodes']} episodes"
     else:
         pytest.fail(f"no performance check for {name}")
 
@@ -238,6 +272,9 @@ def test_performance_bar_rejects_doing_nothing(name):
     if name == "arm_reach_gciql":
         rate = _arm_success(name, zero_torque=True)
         assert rate < ARM_MIN_SUCCESS / 2, f"zero torque reaches {rate} of the goals: the arm check does not measure"
+    elif name == "go2_joystick_ppo":
+        walk = _go2_tracking(name, zero_action=True)["rows"][0]
+        assert walk["vx_mae"] > 2 * GO2_MAX_VX_MAE, f"standing still tracks 0.5 m/s to {walk['vx_mae']}"
     else:
         fractions = _sac_upright(name, zero_force=True)
         assert max(fractions) < 0.9, f"zero force keeps the pole up {fractions}: the cart-pole check does not measure"
