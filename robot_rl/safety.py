@@ -139,6 +139,7 @@ class SafetyFilter:
         self._last_stamp = -math.inf
         self._last_rx_s = -math.inf
         self._last_filter_s: float | None = None
+        self._has_output = False
         self._streak = 0
         self._mode = "waiting"
         self._fault = "waiting for the first joint states"
@@ -377,6 +378,9 @@ class SafetyFilter:
                 c["commands_nonfinite"] += 1
                 bad = [j for j, x in zip(self.command_joints, vals) if not isfinite(x)]
                 return self._safe(out, now_s, ERROR, "normal", f"non-finite command for {bad}")
+        if not self._has_output:  # the first command ramps from the fallback (a position robot: where it is)
+            self._prev[:] = self.safe_command(now_s, out=out).tolist()
+            self._has_output = True
         rate = self.limits.max_command_rate
         step = rate * min(dt, self._max_step_dt) if rate < math.inf else math.inf
         clamped = rate_limited = False
@@ -422,6 +426,7 @@ class SafetyFilter:
         self.safe_command(now_s, out=out)
         self.counts["safe_commands"] += 1
         self._prev[:] = out.tolist()  # leaving the fallback ramps from here under the rate limit
+        self._has_output = True
         self._last_status = SafetyStatus(level, mode, True, False, False, message)
         return out, self._last_status
 

@@ -35,6 +35,7 @@ class VelocityCommand:
         if not timeout_s > 0:
             raise ValueError(f"cmd_vel timeout must be > 0 [s], got {timeout_s}")
         self.timeout_s = float(timeout_s)
+        self._low, self._high = self.low.tolist(), self.high.tolist()
         self.value = np.zeros(3)
         """The last accepted command after clipping."""
         self._rx_s = -math.inf
@@ -51,7 +52,7 @@ class VelocityCommand:
             return None
         clipped = False
         for k in range(3):
-            x = min(max(v[k], self.low[k]), self.high[k])
+            x = min(max(v[k], self._low[k]), self._high[k])
             clipped = clipped or x != v[k]
             self.value[k] = x
         self.clipped += clipped
