@@ -1,4 +1,4 @@
-"""The Go2 walking policy over real DDS (docs/robots.md, "Deploy over ROS 2"; docs/reliability.md, scenario 17).
+"""The Go2 walking policy over real DDS (docs/robots.md, "Deploy over ROS 2"; docs/reliability.md, scenario 19).
 
 Closed loop: sim_robot (a held-out reality sample of robot_rl/Go2Joystick-v0) + policy_node (models/go2_joystick_ppo,
 real onnxruntime) + cmd_vel_source; the true base pose comes from sim_robot's ~/base_state. Faults: policy_node

@@ -1,5 +1,5 @@
 """SafetyFilter with an IMU (legged robots): stale / non-finite / malformed IMU samples and fall detection
-(docs/safety.md, "IMU checks"; docs/reliability.md, scenario 17 at the pure level)."""
+(docs/safety.md, "IMU checks"; docs/reliability.md, scenario 19 at the pure level)."""
 
 from __future__ import annotations
 
