@@ -218,3 +218,10 @@ def test_shipped_sim_go2_launch_walks_and_records_imu_and_cmd_vel(tmp_path, ros_
     assert counts["/imu"] > 400 and counts["/cmd_vel"] > 20 and counts["/joint_states"] > 400, counts
     assert counts["/forward_position_controller/commands"] > 100 and counts["/policy_node/velocity_command"] > 100
     assert frames == {"imu"} and not any(b[8] for b in base) and base[-1][1] - base[0][1] > 1.0
+
+
+def test_go2_policy_refused_for_another_robot(procs):
+    procs.node("policy_node", params={"robot": "cartpole", "model": MODEL, "env_id": "robot_rl/Go2Joystick-v0"})
+    assert procs.wait("policy_node", 30.0) == 2
+    assert "parameter 'env_id': env 'robot_rl/Go2Joystick-v0' is for robot 'go2', not 'cartpole'" in \
+        procs.log("policy_node")
