@@ -28,6 +28,7 @@ NODES = {
     "policy_node": "robot_rl.nodes.policy_node:main",
     "mpc_node": "robot_rl.nodes.mpc_node:main",
     "recorder": "robot_rl.nodes.recorder:main",
+    "cmd_vel_source": "robot_rl.nodes.cmd_vel_source:main",
 }
 
 setup(

@@ -27,6 +27,11 @@ Behaviour (details and time bounds in docs/safety.md):
 * Safe command by interface: effort -> zero, or ``-damping_gain x velocity`` (``safe_command: damping``) from a fresh
   measurement only; position -> hold the last accepted measured position; velocity -> zero. Always clamped to limits.
 * ``estop(reason)`` latches until ``reset()``; nothing else clears it.
+* Robots with an IMU (``profile.imu_site``): ``on_imu`` checks each orientation / angular velocity sample. A
+  non-finite or malformed sample (not a unit quaternion within 10 %) is a fault; no accepted IMU sample for
+  ``sensor_timeout_s`` is a fault (stale IMU), and normal operation resumes only with a fresh IMU sample too. A base
+  tilt beyond ``fall_tilt`` [rad] from upright latches the e-stop (a fall; the node also trips its persistent
+  latch). ``imu_orientation`` (w, x, y, z) and ``imu_angular_velocity`` hold the last accepted sample.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ COUNTERS = (
     "rejected_malformed", "rejected_backwards", "rejected_old", "rejected_future", "stale_events",
     "commands", "commands_nonfinite", "commands_malformed", "commands_clamped", "commands_rate_limited",
     "safe_commands", "estops", "clock_backwards",
+    "imu_messages", "imu_accepted", "imu_rejected_nonfinite", "imu_rejected_malformed", "imu_stale_events", "falls",
 )
 
 
@@ -72,8 +78,11 @@ class SafetyFilter:
     under one lock.
     """
 
-    def __init__(self, profile, *, max_age_s: float | None = None, future_tolerance_s: float | None = None):
-        """``max_age_s``/``future_tolerance_s`` [s] bound ``clock_s - stamp_s``; both default to sensor_timeout_s."""
+    def __init__(self, profile, *, max_age_s: float | None = None, future_tolerance_s: float | None = None,
+                 imu: bool | None = None):
+        """``max_age_s``/``future_tolerance_s`` [s] bound ``clock_s - stamp_s``; both default to sensor_timeout_s.
+        ``imu``: require IMU samples (``on_imu``) for normal operation; default: when the profile has an imu_site.
+        """
         if not profile.command_min or not profile.command_max:
             raise ValueError(f"robot profile {profile.name!r} has no command limits (load it with load_profile)")
         self.profile = profile
@@ -117,10 +126,20 @@ class SafetyFilter:
         self._plist, self._vlist = [0.0] * self.n_joints, [0.0] * self.n_joints
         self._names_missing: list[str] = []
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self.requires_imu = bool(profile.imu_site) if imu is None else bool(imu)
+        self.imu_orientation = np.array([1.0, 0.0, 0.0, 0.0])
+        """Last accepted IMU orientation, unit quaternion w, x, y, z (IMU frame -> world)."""
+        self.imu_angular_velocity = np.zeros(3)
+        """Last accepted IMU angular velocity, IMU frame [rad/s]."""
+        self.tilt = 0.0
+        """Base tilt from upright of the last accepted IMU orientation [rad]."""
+        self._cos_fall = math.cos(lim.fall_tilt) if lim.fall_tilt < math.pi else -math.inf
+        self._imu_rx_s = -math.inf
         self._has_state = False
         self._last_stamp = -math.inf
         self._last_rx_s = -math.inf
         self._last_filter_s: float | None = None
+        self._has_output = False
         self._streak = 0
         self._mode = "waiting"
         self._fault = "waiting for the first joint states"
@@ -205,8 +224,48 @@ class SafetyFilter:
         self.counts["accepted"] += 1
         self._streak += 1
         if self._mode in ("waiting", "fault") and self._streak >= self.limits.recover_after:
+            if self.requires_imu and now_s - self._imu_rx_s > self.limits.sensor_timeout_s:
+                if self._mode == "waiting" or "IMU" not in self._fault:
+                    self._fault = ("waiting for the first IMU sample" if self._imu_rx_s == -math.inf else
+                                   f"IMU stale for {now_s - self._imu_rx_s:.4f} s "
+                                   f"(timeout {self.limits.sensor_timeout_s} s)")
+                return True
             self._mode = "normal"
             self._fault = ""
+        return True
+
+    def on_imu(self, orientation_wxyz, angular_velocity, now_s: float) -> bool:
+        """Check one IMU sample: orientation quaternion (w, x, y, z; IMU frame -> world) and angular velocity (IMU
+        frame [rad/s]) received at ``now_s`` (steady clock). Returns True if accepted. Non-finite or malformed ->
+        fault; tilt beyond ``fall_tilt`` -> e-stop latched (the sample is still accepted: it is a true measurement).
+        """
+        c = self.counts
+        c["imu_messages"] += 1
+        try:
+            w, x, y, z = (float(v) for v in orientation_wxyz)
+            gx, gy, gz = (float(v) for v in angular_velocity)
+        except (TypeError, ValueError) as exc:
+            return self._reject("imu_rejected_malformed", f"IMU sample is not 4 + 3 numbers ({exc})")
+        isfinite = math.isfinite
+        if not (isfinite(w) and isfinite(x) and isfinite(y) and isfinite(z)):
+            return self._reject("imu_rejected_nonfinite", f"non-finite IMU orientation {[w, x, y, z]}")
+        if not (isfinite(gx) and isfinite(gy) and isfinite(gz)):
+            return self._reject("imu_rejected_nonfinite", f"non-finite IMU angular velocity {[gx, gy, gz]}")
+        norm = math.sqrt(w * w + x * x + y * y + z * z)
+        if not 0.9 <= norm <= 1.1:
+            return self._reject("imu_rejected_malformed", f"IMU orientation {[w, x, y, z]} is not a unit quaternion "
+                                f"(norm {norm:.4g})")
+        q = self.imu_orientation
+        q[0], q[1], q[2], q[3] = w / norm, x / norm, y / norm, z / norm
+        g = self.imu_angular_velocity
+        g[0], g[1], g[2] = gx, gy, gz
+        cos_tilt = 1.0 - 2.0 * (q[1] * q[1] + q[2] * q[2])  # body z axis . world z
+        self.tilt = math.acos(min(1.0, max(-1.0, cos_tilt)))
+        self._imu_rx_s = float(now_s)
+        c["imu_accepted"] += 1
+        if cos_tilt < self._cos_fall and self._estop_reason is None:
+            c["falls"] += 1
+            self.estop(f"fall detected: base tilt {self.tilt:.3f} rad beyond fall_tilt {self.limits.fall_tilt} rad")
         return True
 
     def _check_values(self, positions, velocities, efforts, has_effort: bool) -> bool | None:
@@ -286,6 +345,10 @@ class SafetyFilter:
             c["stale_events"] += 1
             self._enter_fault(f"joint_states stale for {now_s - self._last_rx_s:.4f} s "
                               f"(timeout {self.limits.sensor_timeout_s} s)")
+        if self.requires_imu and self._mode == "normal" and now_s - self._imu_rx_s > self.limits.sensor_timeout_s:
+            c["imu_stale_events"] += 1
+            self._enter_fault(f"IMU stale for {now_s - self._imu_rx_s:.4f} s "
+                              f"(timeout {self.limits.sensor_timeout_s} s)")
         if out is None:
             out = np.empty(self.n_cmd)
         if self._estop_reason is not None:
@@ -315,6 +378,9 @@ class SafetyFilter:
                 c["commands_nonfinite"] += 1
                 bad = [j for j, x in zip(self.command_joints, vals) if not isfinite(x)]
                 return self._safe(out, now_s, ERROR, "normal", f"non-finite command for {bad}")
+        if not self._has_output:  # the first command ramps from the fallback (a position robot: where it is)
+            self._prev[:] = self.safe_command(now_s, out=out).tolist()
+            self._has_output = True
         rate = self.limits.max_command_rate
         step = rate * min(dt, self._max_step_dt) if rate < math.inf else math.inf
         clamped = rate_limited = False
@@ -360,6 +426,7 @@ class SafetyFilter:
         self.safe_command(now_s, out=out)
         self.counts["safe_commands"] += 1
         self._prev[:] = out.tolist()  # leaving the fallback ramps from here under the rate limit
+        self._has_output = True
         self._last_status = SafetyStatus(level, mode, True, False, False, message)
         return out, self._last_status
 
@@ -378,6 +445,13 @@ class SafetyFilter:
             self._streak = 0
             self._fault = "e-stop reset: waiting for fresh joint states"
             self._mode = "fault" if self._has_state else "waiting"
+
+    @property
+    def last_rejection(self) -> str:
+        """Why the last rejected message (joint states or IMU) was rejected ("" if none since the last
+        ``diagnostics``).
+        """
+        return self._last_reject
 
     @property
     def estopped(self) -> bool:

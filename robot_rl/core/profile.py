@@ -78,6 +78,9 @@ class SafetyLimits:
     """Fallback: zero effort, hold last position, or damping (-gain x velocity)."""
     damping_gain: float = 0.0
     """Gain of the damping fallback [N m s/rad]."""
+    fall_tilt: float = field(default=math.inf, metadata=NONFINITE)
+    """Robots with an IMU: a base tilt from upright beyond this [rad] (from the IMU orientation) latches the e-stop
+    (a fall); inf disables fall detection."""
 
     def __post_init__(self):
         for name in ("sensor_timeout_s", "command_timeout_s"):
@@ -85,6 +88,8 @@ class SafetyLimits:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.recover_after < 1:
             raise ValueError(f"recover_after must be >= 1, got {self.recover_after}")
+        if not self.fall_tilt > 0:
+            raise ValueError(f"fall_tilt must be > 0 [rad], got {self.fall_tilt}")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,11 @@ class SimPlant:
         hold_until_first_command: keep the initial state (physics not stepped) until the first command arrives,
             like a robot whose controller is activated when the commander connects.
         reality: optional ``EnvReality`` (held-out randomization sample of an env: pushes, parameter drift,
-            sensor bias and noise, and the task reward), driven once per env control step.
+            sensor bias and noise, and the task reward), driven once per env control step, or a legged task's
+            ``robot_rl.deploy.legged_reality.LeggedReality`` (also the IMU's bias and noise).
+
+    Robots with an IMU (``profile.imu_site`` on a floating base) also give ``measure_imu`` (orientation, angular
+    velocity, accelerometer) and ``base_state`` (the true base pose and velocity, for tests and evaluation).
 
     """
 
@@ -61,6 +65,7 @@ class SimPlant:
         self._act = np.array([actuator_for_joint(model, n) for n in profile.command_joints], dtype=np.intp)
         self._cmd_qpos = np.array([self._qadr[self.joint_names.index(n)] for n in profile.command_joints],
                                   dtype=np.intp)
+        self._imu = self._find_imu(model, profile) if profile.imu_site else None
         self.command_min = np.asarray(profile.command_min, dtype=np.float64)
         self.command_max = np.asarray(profile.command_max, dtype=np.float64)
         self._pending: deque[tuple[float, np.ndarray]] = deque()
@@ -93,6 +98,8 @@ class SimPlant:
                                  f"{list(self.joint_names)}, got {len(velocities)}")
             self.data.qvel[self._dadr] = velocities
         self._mj.mj_forward(self.model, self.data)
+        if self._last_command_s is None:
+            self._applied = self.safe_command()  # a position robot holds its initial pose until commands arrive
 
     def safe_command(self) -> np.ndarray:
         """Command a ros2_control robot falls back to: zero effort / velocity, or hold the current position."""
@@ -114,6 +121,8 @@ class SimPlant:
             return False
         # Actuators saturate like hardware does; the safety filter upstream should already have clamped.
         cmd = np.clip(cmd, self.command_min, self.command_max)
+        if self.reality is not None:
+            cmd = self.reality.actuate(cmd)  # e.g. targets tracked in offset encoder coordinates
         self._pending.append((now_s + self.latency_s, cmd))
         self._last_command_s = now_s
         return True
@@ -174,6 +183,46 @@ class SimPlant:
         effort = self.data.qfrc_actuator[self._dadr].astype(np.float64)
         return q, v, effort
 
+    @staticmethod
+    def _find_imu(model, profile):
+        """(qpos address, dof address of the floating base, accelerometer sensordata address or -1)."""
+        import mujoco
+
+        from robot_rl.deploy.legged_reality import free_joint
+
+        j = free_joint(model, profile)
+        site = model.site(profile.imu_site).id
+        acc = -1
+        for i in range(model.nsensor):
+            if model.sensor_type[i] == mujoco.mjtSensor.mjSENS_ACCELEROMETER and model.sensor_objid[i] == site:
+                acc = int(model.sensor_adr[i])
+        return int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j]), acc
+
+    def measure_imu(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Measured IMU ``(orientation w, x, y, z, angular velocity [rad/s], linear acceleration [m/s^2] or None)``:
+        the floating base's orientation and body-frame angular velocity (the IMU site is fixed to the base with
+        the base's axes), the accelerometer at the IMU site if the model has one.
+        """
+        if self._imu is None:
+            raise ValueError(f"robot {self.profile.name!r} has no imu_site")
+        qa, da, acc = self._imu
+        quat = self.data.qpos[qa + 3:qa + 7].copy()
+        gyro = self.data.qvel[da + 3:da + 6].copy()  # a free joint's angular velocity is in the body frame
+        if self.reality is not None and hasattr(self.reality, "sense_imu"):
+            quat, gyro = self.reality.sense_imu(quat, gyro)
+        return quat, gyro, (self.data.sensordata[acc:acc + 3].copy() if acc >= 0 else None)
+
+    def base_state(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """True ``(base position [m], base linear velocity, world frame [m/s], tilt from upright [rad])``."""
+        if self._imu is None:
+            raise ValueError(f"robot {self.profile.name!r} has no imu_site (no floating base)")
+        qa, da, _ = self._imu
+        w, x, y, z = self.data.qpos[qa + 3:qa + 7]
+        n2 = w * w + x * x + y * y + z * z
+        cos_tilt = 1.0 - 2.0 * (x * x + y * y) / n2
+        tilt = float(np.arccos(np.clip(cos_tilt, -1.0, 1.0)))
+        return self.data.qpos[qa:qa + 3].copy(), self.data.qvel[da:da + 3].copy(), tilt
+
 
 class EnvReality:
     """The held-out "reality" of a ``robot_rl.envs`` task driven at physics-step granularity.
@@ -214,6 +263,9 @@ class EnvReality:
             action = np.clip((applied_command - self._mid) / self._half, -1.0, 1.0)
             self.reward = self.base.reward_for(action)
             self.episode_return += self.reward
+
+    def actuate(self, command: np.ndarray) -> np.ndarray:
+        return command
 
     def sense(self, q: np.ndarray, qd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.randomizer is None:

@@ -419,6 +419,19 @@ class LocomotionVecEnv(VectorEnv):
             raise ValueError(f"pin_variants: need {self.num_envs} indices in [0, {len(self._variants)}), got {v}")
         self._pinned = v
 
+    def episode_sample(self, env: int = 0) -> dict[str, Any]:
+        """The randomization sample of env ``env``'s current episode, to run it outside this batched env (the ROS
+        sim): ``model`` (its model variant, a copy), ``variant`` (index), ``calibration`` (n_j,) encoder zero
+        offsets [rad], ``gyro_bias`` (3,) [rad/s], ``latency_steps`` (0 or 1 control period), ``stand_height``
+        (base height [m] with the feet on the floor in the standing pose) and ``randomization`` (the
+        ``LocomotionRandomization``, None when off: noise levels, pushes).
+        """
+        i = int(env)
+        return {"model": copy.copy(self._models[i]), "variant": int(self._variant[i]),
+                "calibration": self._calibration[i].copy(), "gyro_bias": self._gyro_bias[i].copy(),
+                "latency_steps": int(self._delay[i]), "stand_height": float(self._stand_height),
+                "randomization": self.randomization}
+
     def set_command(self, command, hold_s: float = math.inf) -> None:
         """Set every env's command (vx, vy [m/s], yaw rate [rad/s]) and keep it for ``hold_s`` seconds."""
         self._command[:] = np.broadcast_to(np.asarray(command, dtype=np.float64), (self.num_envs, 3))
@@ -682,6 +695,10 @@ class LocomotionEnv(gym.Env):
     def set_command(self, command, hold_s: float = math.inf) -> None:
         """Hold ``command`` (vx, vy [m/s], yaw rate [rad/s]) for ``hold_s`` seconds."""
         self.vec.set_command(command, hold_s)
+
+    def episode_sample(self) -> dict[str, Any]:
+        """The current episode's randomization sample (see ``LocomotionVecEnv.episode_sample``)."""
+        return self.vec.episode_sample(0)
 
     def action_map(self) -> tuple[np.ndarray, np.ndarray]:
         """``(center, half_range)``: a normalized action ``a`` commands joint targets ``center + half_range * a``

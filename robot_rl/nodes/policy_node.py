@@ -12,6 +12,15 @@ and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it s
 ``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
 safe command and exits 1; a model that does not match the robot profile is refused (exit 2).
 
+Legged velocity-tracking tasks (``env_id`` robot_rl/Go2Joystick-v0, or such an env_id in the artifact's
+policy.json; ``robot_rl.deploy.legged_loop``): also subscribes the IMU (sensor_msgs/Imu, ``topics.imu``) and
+``/cmd_vel`` (geometry_msgs/Twist: linear.x, linear.y, angular.z); the observation is
+``robot_rl.envs.legged_obs.locomotion_observation`` (the training function) from the accepted joint state and IMU
+sample, the command (clipped to the task's range with a throttled warning; zero, i.e. stand, when older than
+``cmd_vel_timeout_s``), the previous normalized action and the gait clock. A stale or non-finite IMU is a sensor
+fault (hold), a tilt beyond the profile's ``safety.fall_tilt`` latches the e-stop (also in ``state_dir``).
+``~/velocity_command`` (Float64MultiArray ``[vx, vy, yaw_rate, stale]``) is the command the policy saw, every step.
+
 Run: ``python -m robot_rl.nodes.policy_node --ros-args -p model:=models/<name> -p env_id:=robot_rl/CartpoleBalance-v0``
 """
 
@@ -25,10 +34,11 @@ from types import SimpleNamespace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
@@ -93,6 +103,35 @@ def observation_builder(env_id: str, profile):
     return base.observation_builder
 
 
+def legged_task(env_id: str):
+    """The ``LocomotionSpec`` of ``env_id`` when it is a legged velocity-tracking task, else None (nothing is
+    built: the declaration only).
+    """
+    from robot_rl.envs import env_class, task_spec
+
+    try:
+        legged = hasattr(env_class(env_id), "episode_sample")
+    except KeyError as exc:
+        raise StartupError(f"parameter 'env_id': {exc}") from None
+    return task_spec(env_id) if legged else None
+
+
+def action_map(policy, model: str):
+    """``(center, half_range)`` of a position policy's output, from the sidecar's ``action`` section."""
+    act = policy.sidecar.get("action", {})
+    try:
+        center = np.asarray(act["center"], dtype=np.float64)
+        half = np.asarray(act["half_range"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StartupError(f"parameter 'model': {model}/policy.json has no usable action.center / "
+                           f"action.half_range ({exc}); a legged task needs them to feed back the last action") \
+            from None
+    if center.shape != (policy.n_act,) or half.shape != (policy.n_act,) or not np.all(half > 0):
+        raise StartupError(f"parameter 'model': {model}/policy.json action.center / half_range: expected "
+                           f"{policy.n_act} values each (half_range > 0), got {center.tolist()} / {half.tolist()}")
+    return center, half
+
+
 class PolicyNode(Node):
     """Policy node; ``mpc_node`` subclasses it and replaces the parameter hooks (``robot_parameters``,
     ``controller_parameters``), ``robot_and_period``, ``make_controller`` and ``check_health``.
@@ -107,6 +146,7 @@ class PolicyNode(Node):
         from robot_rl.safety import SafetyFilter
 
         self.fatal_error: str | None = None
+        self.legged = None  # (task spec, center, half_range) of a legged task, set by make_controller
         a = self.node_parameters(ParamReader(self))
         profile, self.period_s = self.robot_and_period(a)
         self.profile = profile
@@ -118,13 +158,18 @@ class PolicyNode(Node):
         self.fault_injection = a.allow_fault_injection
         builder, controller, described = self.make_controller(a, profile)
         self.safety = SafetyFilter(profile)
-        try:
-            self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None, control_period_s=self.period_s,
-                                   policy_errors=getattr(self, "policy_errors", ()))
-        except ValueError as exc:
-            raise StartupError(f"parameter 'goal': {exc}") from None
+        if self.legged is not None:
+            builder = self._legged_loop(a, profile, controller)
+        else:
+            try:
+                self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None,
+                                       control_period_s=self.period_s,
+                                       policy_errors=getattr(self, "policy_errors", ()))
+            except ValueError as exc:
+                raise StartupError(f"parameter 'goal': {exc}") from None
         self.latch = EstopLatch(state_dir)
         latched = self.latch.tripped()
+        self._latch_written = bool(latched)
         if latched:
             self.safety.estop(f"latched before start: {latched}")
             self.get_logger().error(f"e-stop latched ({latched}); call {self.get_name()}/reset to clear")
@@ -135,6 +180,14 @@ class PolicyNode(Node):
         self.pub_timing = self.create_publisher(Float64MultiArray, "~/timing", qos)
         self.create_subscription(JointState, topics.joint_states, self._on_joint_state, qos)
         self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
+        if self.legged is not None:
+            self.create_subscription(Imu, topics.imu, self._on_imu, qos)
+            self.create_subscription(Twist, topics.cmd_vel, self._on_cmd_vel, qos)
+            self.pub_vel = self.create_publisher(Float64MultiArray, "~/velocity_command", qos)
+            self._vel_msg = Float64MultiArray(data=[0.0, 0.0, 0.0, 1.0])
+            v = self.loop.velocity
+            described += (f"; legged task {self.legged[0].name}: imu on {topics.imu}, cmd_vel on {topics.cmd_vel} "
+                          f"(range {v.low.tolist()} .. {v.high.tolist()}, stale after {v.timeout_s} s)")
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
         if self.fault_injection:
@@ -184,7 +237,9 @@ class PolicyNode(Node):
         """Declare the controller's parameters."""
         return {"model": p.str("model", "", "policy artifact directory (policy.onnx + policy.json); required"),
                 "env_id": p.str("env_id", "auto", "env whose observation layout the policy was trained on; auto "
-                                "(or empty): the env_id recorded in the artifact's policy.json")}
+                                "(or empty): the env_id recorded in the artifact's policy.json"),
+                "cmd_vel_timeout_s": p.float("cmd_vel_timeout_s", 0.5, "legged tasks: a /cmd_vel command older "
+                                             "than this [s] is replaced by zero velocity (stand)", min_value=1e-3)}
 
     def robot_and_period(self, a: SimpleNamespace):
         """(robot profile, control period [s]) from the parameter values ``a``."""
@@ -194,11 +249,16 @@ class PolicyNode(Node):
     def make_controller(self, a: SimpleNamespace, profile):
         """(input builder, ``f(input) -> command``, description) from the parameter values ``a``."""
         model, env_id = a.model, a.env_id
+        policy = None
         if env_id in ("", "auto"):
             policy = load_policy(model, profile, None)
             env_id = str(policy.sidecar.get("env_id", ""))
             if not env_id:
                 raise StartupError(f"parameter 'env_id': the artifact {model} records no env_id; set env_id")
+        spec = legged_task(env_id)
+        if spec is not None:
+            return self._legged_controller(model, env_id, spec, profile, policy)
+        if policy is not None:
             builder = observation_builder(env_id, profile)
             if tuple(policy.obs_names) != tuple(builder.names):
                 raise StartupError(f"parameter 'model': observation layout: expected {list(builder.names)} "
@@ -211,6 +271,42 @@ class PolicyNode(Node):
         self.policy_errors = (PolicyInputError, PolicyOutputError)
         self.policy = policy
         return builder, policy, f"model {model}"
+
+    def _legged_controller(self, model: str, env_id: str, spec, profile, policy):
+        """make_controller for a legged task: the policy checked against the task's observation layout."""
+        from robot_rl.envs.legged_obs import observation_names
+        from robot_rl.export.runtime import PolicyInputError, PolicyOutputError
+
+        if spec.robot != profile.name:
+            raise StartupError(f"parameter 'env_id': env {env_id!r} is for robot {spec.robot!r}, not "
+                               f"{profile.name!r}")
+        if not profile.imu_site or len(profile.standing_pose) != len(profile.command_joints):
+            raise StartupError(f"parameter 'robot': legged task {env_id!r} needs an imu_site and a standing_pose "
+                               f"in robot profile {profile.name!r}")
+        names = observation_names(profile.command_joints)
+        if policy is None:
+            policy = load_policy(model, profile, names)
+        elif list(policy.obs_names) != names:
+            raise StartupError(f"parameter 'model': observation layout: expected {names} (env {env_id}), got "
+                               f"{list(policy.obs_names)}")
+        center, half = action_map(policy, model)
+        self.legged = (spec, center, half)
+        self.policy_errors = (PolicyInputError, PolicyOutputError)
+        self.policy = policy
+        return None, policy, f"model {model}"
+
+    def _legged_loop(self, a: SimpleNamespace, profile, policy):
+        """The legged control loop (``self.loop``); returns its input builder."""
+        from robot_rl.deploy.legged_loop import LocomotionInputs, LocomotionLoop, VelocityCommand
+
+        spec, center, half = self.legged
+        hi = np.asarray(spec.command_max, dtype=np.float64)
+        velocity = VelocityCommand([spec.command_min_vx, -hi[1], -hi[2]], hi, a.cmd_vel_timeout_s)
+        inputs = LocomotionInputs(self.safety, standing_pose=profile.standing_pose, center=center, half_range=half,
+                                  gait_hz=spec.gait_hz, control_period_s=self.period_s)
+        self.loop = LocomotionLoop(self.safety, inputs, policy, velocity, control_period_s=self.period_s,
+                                   policy_errors=self.policy_errors)
+        return inputs
 
     def check_health(self) -> str | None:
         """A fault that must stop the node (returned as text), checked every control period; None when healthy."""
@@ -225,6 +321,23 @@ class PolicyNode(Node):
         if self.trigger == "sensor" and self._gate.due(now):
             self._last_sensor_act_s = now
             self._act(now)
+
+    def _on_imu(self, msg: Imu) -> None:
+        o, g = msg.orientation, msg.angular_velocity
+        if not self.safety.on_imu((o.w, o.x, o.y, o.z), (g.x, g.y, g.z), time.monotonic()):
+            self.get_logger().warning(f"rejected IMU sample: {self.safety.last_rejection}",
+                                      throttle_duration_sec=1.0)
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        v = self.loop.velocity
+        clipped = v.on_twist(msg.linear.x, msg.linear.y, msg.angular.z, time.monotonic())
+        if clipped is None:
+            self.get_logger().warning(f"refused non-finite cmd_vel ({msg.linear.x}, {msg.linear.y}, "
+                                      f"{msg.angular.z})", throttle_duration_sec=1.0)
+        elif clipped:
+            self.get_logger().warning(
+                f"cmd_vel ({msg.linear.x:.3g}, {msg.linear.y:.3g}, {msg.angular.z:.3g}) outside the task's range "
+                f"{v.low.tolist()} .. {v.high.tolist()}: clipped to {v.value.tolist()}", throttle_duration_sec=1.0)
 
     def _on_goal(self, msg: Float64MultiArray) -> None:
         if not self.loop.set_goal(msg.data):
@@ -255,11 +368,18 @@ class PolicyNode(Node):
         self._cmd_msg.data = command.tolist()
         self.pub_cmd.publish(self._cmd_msg)
         end = time.monotonic()
+        if self.legged is not None:
+            c = self.loop.inputs.command
+            self._vel_msg.data = [float(c[0]), float(c[1]), float(c[2]), float(self.loop.velocity.stale)]
+            self.pub_vel.publish(self._vel_msg)
         self.loop.record_publish(end, start, fresh)
         self._seq += 1
         age = end - self.loop.last_rx_s if fresh else float("nan")
         self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start,
                                                         float(status.safe)]))
+        if status.mode == "estop" and not self._latch_written:  # e.g. a fall: persists like the e-stop service
+            self._latch_written = True
+            self.latch.trip(status.message)
         if status.mode != self._last_mode:
             if status.mode == "normal":
                 self.get_logger().info(f"mode normal: {status.message}")
@@ -271,6 +391,7 @@ class PolicyNode(Node):
     def _on_estop(self, _req, resp):
         reason = f"e-stop service called at {time.strftime('%Y-%m-%d %H:%M:%S')}"
         self.latch.trip(reason)
+        self._latch_written = True
         self.safety.estop(reason)
         self._act(time.monotonic())  # the safe command goes out now, not at the next tick
         resp.success, resp.message = True, f"e-stop latched ({self.latch.path}); call reset to clear"
@@ -280,6 +401,7 @@ class PolicyNode(Node):
     def _on_reset(self, _req, resp):
         was = self.latch.tripped() or (self.safety.estopped and "in memory")
         self.latch.clear()
+        self._latch_written = False
         self.safety.reset()
         resp.success = True
         resp.message = f"e-stop cleared (was: {was})" if was else "no e-stop was latched"

@@ -3,8 +3,9 @@
 Subscribes with ``raw=True`` so messages are stored as the CDR bytes that arrived (exactly what ``ros2 bag record``
 stores), stamped with the receive time [ns, ROS clock]. Chunks are small and carry CRC-32s
 (``robot_rl.data.bags.CrcMcapWriter``) so ``robot-rl replay`` can report exactly what a crash cut off. Default
-topics come from the robot profile (joint states, commands, goal, ``/diagnostics``) plus the nodes' timing and
-reward topics; ``extra_topics`` adds ``"/topic:pkg/msg/Type"`` entries. SIGINT / SIGTERM close the bag cleanly
+topics come from the robot profile (joint states, commands, goal, ``/diagnostics``; the IMU and ``/cmd_vel`` when the
+profile has an ``imu_site``, i.e. a legged robot) plus the nodes' timing, reward, base-state and velocity-command
+topics; ``extra_topics`` adds ``"/topic:pkg/msg/Type"`` entries. SIGINT / SIGTERM close the bag cleanly
 (MCAP summary written).
 
 Run: ``python -m robot_rl.nodes.recorder --ros-args -p output:=runs/bags/run1``.
@@ -30,6 +31,8 @@ DEFAULT_EXTRA = (
     "/mpc_node/timing:std_msgs/msg/Float64MultiArray",
     "/sim_robot/reward:std_msgs/msg/Float64MultiArray",
     "/sim_robot/applied_command:std_msgs/msg/Float64MultiArray",
+    "/sim_robot/base_state:std_msgs/msg/Float64MultiArray",
+    "/policy_node/velocity_command:std_msgs/msg/Float64MultiArray",
 )
 
 
@@ -42,6 +45,9 @@ def topic_table(profile, extra: list[str]) -> dict[str, str]:
         t.goal: "std_msgs/msg/Float64MultiArray",
         t.diagnostics: "diagnostic_msgs/msg/DiagnosticArray",
     }
+    if profile.imu_site:  # a legged robot: what its policy reads besides the joints
+        table[t.imu] = "sensor_msgs/msg/Imu"
+        table[t.cmd_vel] = "geometry_msgs/msg/Twist"
     for i, item in enumerate(extra):
         topic, sep, mtype = item.rpartition(":")
         if not sep or not topic.startswith("/") or mtype.count("/") != 2:

@@ -7,6 +7,15 @@ held-out randomization sample (``randomization`` + ``seed``, through the env of 
 sensor noise. Also publishes ``~/applied_command`` (what drives the actuators), ``~/reward``
 (Float64MultiArray ``[reward, return, timed_out, timeouts]``) and, with ``publish_clock``, ``/clock``.
 
+Legged robots (a profile with ``imu_site`` on a floating base, e.g. ``go2`` with ``env_id:=robot_rl/Go2Joystick-v0``):
+the robot starts standing (standing pose, feet on the floor); ``/imu`` (sensor_msgs/Imu: base orientation, body-frame
+angular velocity, the accelerometer, frame_id the IMU site) is published with every joint-state message, never
+faster than the physics step; ``randomization:=reality`` runs the task's held-out sample of ``seed``
+(``robot_rl.deploy.legged_reality``: model variant, encoder offsets, IMU bias and noise, pushes); ``~/base_state``
+(Float64MultiArray ``[sim_time, x, y, z, vx, vy, vz, tilt, fell]``: true base position [m], world-frame velocity
+[m/s], tilt from upright [rad], 1 once the base tilted past the task's fall_tilt or sank below its fall_height) is
+published every control period for tests and evaluation, instead of ``~/reward``.
+
 Run: ``python -m robot_rl.nodes.sim_robot --ros-args -p robot:=cartpole -p initial_positions:=[0.0,0.05]``.
 """
 
@@ -21,7 +30,7 @@ from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 
 from robot_rl.nodes._common import ParamReader, StartupError, run_node, steady_clock
@@ -29,8 +38,41 @@ from robot_rl.nodes._common import ParamReader, StartupError, run_node, steady_c
 NAME = "sim_robot"
 
 
+def _legged(env_id: str) -> bool:
+    """True for a legged velocity-tracking task (its env offers ``episode_sample``)."""
+    from robot_rl.envs import env_class
+
+    try:
+        return hasattr(env_class(env_id), "episode_sample")
+    except KeyError as exc:
+        raise StartupError(f"parameter 'env_id': {exc}") from None
+
+
+def _load_legged(profile, env_id: str, randomization: str, seed: int):
+    """(model, data, LeggedReality, task spec): the sample of ``seed``, the robot standing on the floor."""
+    import mujoco
+
+    from robot_rl.deploy.legged_reality import LeggedReality, legged_sample, stand
+
+    try:
+        spec, sample = legged_sample(env_id, randomization or None, seed)
+    except Exception as exc:  # noqa: BLE001 - any env construction failure is a refused start
+        raise StartupError(f"parameter 'env_id'/'randomization': cannot build env {env_id!r} with randomization "
+                           f"{randomization!r}: {exc}") from None
+    if spec.robot != profile.name:
+        raise StartupError(f"parameter 'env_id': env {env_id!r} uses robot {spec.robot!r}, parameter 'robot' is "
+                           f"{profile.name!r}")
+    model = sample["model"]
+    data = mujoco.MjData(model)
+    stand(model, data, profile, sample["stand_height"])
+    reality = LeggedReality(sample, profile, data, np.random.default_rng([seed, 1]), profile.control_period_s)
+    return model, data, reality, spec
+
+
 def _load(robot: str, env_id: str, randomization: str, seed: int):
-    """(profile, model, data, EnvReality or None) with the randomization sample of ``seed`` applied if asked."""
+    """(profile, model, data, EnvReality / LeggedReality or None, legged task spec or None) with the randomization
+    sample of ``seed`` applied if asked.
+    """
     from robot_rl.core.config import ConfigError
     from robot_rl.core.profile import load_profile
     from robot_rl.deploy.sim_plant import EnvReality
@@ -45,7 +87,9 @@ def _load(robot: str, env_id: str, randomization: str, seed: int):
         import mujoco
 
         model = profile.load_model()
-        return profile, model, mujoco.MjData(model), None
+        return profile, model, mujoco.MjData(model), None, None
+    if _legged(env_id):
+        return (profile, *_load_legged(profile, env_id, randomization, seed))
     try:
         from robot_rl.envs import make
 
@@ -58,7 +102,7 @@ def _load(robot: str, env_id: str, randomization: str, seed: int):
         raise StartupError(f"parameter 'env_id': env {env_id!r} uses robot "
                            f"{getattr(base.profile, 'name', None)!r}, parameter 'robot' is {profile.name!r}")
     # The env's sample rng continues (pushes, drift, sensor noise) from the seeded reset.
-    return profile, base.model, base.data, EnvReality(env, base.np_random)
+    return profile, base.model, base.data, EnvReality(env, base.np_random), None
 
 
 def node_parameters(p: ParamReader) -> SimpleNamespace:
@@ -70,10 +114,12 @@ def node_parameters(p: ParamReader) -> SimpleNamespace:
         env_id=p.str("env_id", "", "env whose randomization / reward to use, e.g. robot_rl/CartpoleBalance-v0; "
                      "empty: raw MJCF, no reward"),
         randomization=p.str("randomization", "none", "randomization profile of the held-out 'reality' sample "
-                            "(sim/randomization/<name>.yaml); none (or empty): nominal model"),
+                            "(sim/randomization/<name>.yaml; legged tasks: reality, train or nominal); none (or "
+                            "empty): nominal model"),
         seed=p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0),
-        sensor_period_s=p.float("sensor_period_s", 0.0, "joint-state publication period [s] (steady clock); 0: "
-                                "the profile's sensor_period_s", min_value=0.0),
+        sensor_period_s=p.float("sensor_period_s", 0.0, "joint-state (and IMU) publication period [s] (steady "
+                                "clock), at least the physics step; 0: the profile's sensor_period_s",
+                                min_value=0.0),
         command_timeout_s=p.float("command_timeout_s", 0.0, "no command for this long -> safe command [s]; 0: the "
                                   "profile's safety.command_timeout_s", min_value=0.0),
         latency_s=p.float("latency_s", 0.0, "delay from command arrival to actuation [s]", min_value=0.0),
@@ -98,9 +144,11 @@ class SimRobotNode(Node):
         a = node_parameters(ParamReader(self))
         randomization = "" if a.randomization == "none" else a.randomization
         seed = a.seed
-        profile, model, data, reality = _load(a.robot, a.env_id, randomization, seed)
+        profile, model, data, reality, legged = _load(a.robot, a.env_id, randomization, seed)
         self.profile = profile
-        self.sensor_period_s = a.sensor_period_s or profile.sensor_period_s
+        self.legged = legged
+        # never faster than physics: a second message of the same physics step would repeat a sample
+        self.sensor_period_s = max(a.sensor_period_s or profile.sensor_period_s, float(model.opt.timestep))
         timeout = a.command_timeout_s or profile.safety.command_timeout_s
         latency, pos_noise, vel_noise = a.latency_s, a.position_noise_std, a.velocity_noise_std
         n = len(profile.joint_names)
@@ -123,13 +171,25 @@ class SimRobotNode(Node):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_js = self.create_publisher(JointState, profile.topics.joint_states, qos)
         self.pub_applied = self.create_publisher(Float64MultiArray, "~/applied_command", qos)
-        self.pub_reward = self.create_publisher(Float64MultiArray, "~/reward", qos)
+        self.pub_reward = self.create_publisher(Float64MultiArray, "~/reward", qos) if legged is None else None
+        self.pub_imu = self.pub_base = None
+        if legged is not None:
+            self.pub_imu = self.create_publisher(Imu, profile.topics.imu, qos)
+            self.pub_base = self.create_publisher(Float64MultiArray, "~/base_state", qos)
+            self._imu_msg = Imu()
+            self._imu_msg.header.frame_id = profile.imu_site
+            self._base_msg = Float64MultiArray()
+            self._next_base_s = 0.0
+            self.fell = False
         self.pub_clock = self.create_publisher(ClockMsg, "/clock", qos) if self.publish_clock else None
         self.create_subscription(Float64MultiArray, profile.topics.commands, self._on_command, qos)
         self._msg = JointState(name=list(profile.joint_names))
         self._was_timed_out = True
         self.slips = 0
         self.create_timer(self.sensor_period_s, self._tick, clock=steady_clock())
+        if legged is not None:
+            self.get_logger().info(f"legged task {legged.name}: imu on {profile.topics.imu} (frame "
+                                   f"{profile.imu_site}), true base state on ~/base_state")
         self.get_logger().info(
             f"robot {profile.name}: joint_states on {profile.topics.joint_states} every {self.sensor_period_s} s, "
             f"commands on {profile.topics.commands}, command timeout {timeout} s, latency {self.plant.latency_s} s, "
@@ -165,12 +225,47 @@ class SimRobotNode(Node):
             msg.header.stamp = self.get_clock().now().to_msg()
         msg.position, msg.velocity, msg.effort = q.tolist(), v.tolist(), effort.tolist()
         self.pub_js.publish(msg)
+        if self.legged is not None:
+            self._publish_legged(msg.header.stamp)
         self.pub_applied.publish(Float64MultiArray(data=plant.applied_command.tolist()))
-        self.pub_reward.publish(Float64MultiArray(
-            data=[plant.reward, plant.episode_return, float(plant.timed_out), float(plant.timeouts)]))
+        if self.pub_reward is not None:
+            self.pub_reward.publish(Float64MultiArray(
+                data=[plant.reward, plant.episode_return, float(plant.timed_out), float(plant.timeouts)]))
+
+    def _publish_legged(self, stamp) -> None:
+        quat, gyro, acc = self.plant.measure_imu()
+        m = self._imu_msg
+        m.header.stamp = stamp
+        o = m.orientation
+        o.w, o.x, o.y, o.z = (float(v) for v in quat)  # ROS order is x, y, z, w: set by name
+        g = m.angular_velocity
+        g.x, g.y, g.z = (float(v) for v in gyro)
+        a = m.linear_acceleration
+        if acc is None:
+            a.x = a.y = a.z = 0.0
+            m.linear_acceleration_covariance[0] = -1.0  # REP-145: not measured
+        else:
+            a.x, a.y, a.z = (float(v) for v in acc)
+        self.pub_imu.publish(m)
+        t = self.plant.data.time
+        if t + 1e-9 < self._next_base_s:
+            return
+        self._next_base_s = t + self.profile.control_period_s
+        pos, vel, tilt = self.plant.base_state()
+        spec = self.legged
+        if not self.fell and (tilt > spec.fall_tilt or pos[2] < spec.fall_height):
+            self.fell = True
+            self.get_logger().warning(f"the robot fell at sim time {t:.3f} s (tilt {tilt:.3f} rad, base height "
+                                      f"{pos[2]:.3f} m)")
+        self._base_msg.data = [t, *pos.tolist(), *vel.tolist(), tilt, float(self.fell)]
+        self.pub_base.publish(self._base_msg)
 
     def on_shutdown(self) -> None:
         p = self.plant
+        if self.legged is not None:
+            pos, _, _ = p.base_state()
+            self.get_logger().info(f"base at x {pos[0]:.3f} m, y {pos[1]:.3f} m, z {pos[2]:.3f} m; pushes "
+                                   f"{p.reality.pushes}; fell {self.fell}")
         self.get_logger().info(
             f"sim time {p.data.time:.3f} s, {p.steps} physics steps, return {p.episode_return:.3f}, "
             f"command timeouts {p.timeouts}, refused commands {p.rejected}, physics warnings "

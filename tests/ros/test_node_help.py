@@ -20,10 +20,11 @@ KNOWN = {
     "sim_robot": {"robot", "env_id", "randomization", "seed", "sensor_period_s", "command_timeout_s", "latency_s",
                   "initial_positions", "hold_until_first_command", "publish_clock"},
     "policy_node": {"robot", "model", "env_id", "control_period_s", "trigger", "state_dir", "goal",
-                    "allow_fault_injection"},
+                    "allow_fault_injection", "cmd_vel_timeout_s"},
     "mpc_node": {"config", "robot", "cost", "planner", "mpc.horizon", "mpc.replan_budget_s", "ilqr.max_iterations",
                  "sampling.num_samples", "trigger", "state_dir", "allow_fault_injection"},
     "recorder": {"robot", "output", "extra_topics"},
+    "cmd_vel_source": {"robot", "linear_x", "linear_y", "angular_z", "period_s", "start_after_s", "duration_s"},
 }
 COMMON = {"executor", "realtime_priority"}
 

@@ -98,7 +98,7 @@ def test_shipped_launch_files_parse():
         desc = load_launch(f, {"model": "/tmp/model"} if "policy" in f.name else {}, env={})
         assert desc.nodes, f
         for node in desc.nodes:
-            assert node.exec in ("sim_robot", "policy_node", "mpc_node", "recorder"), node
+            assert node.exec in ("sim_robot", "policy_node", "mpc_node", "recorder", "cmd_vel_source"), node
 
 
 @pytest.mark.ros

@@ -24,7 +24,8 @@ def make_profile(interface: str = "effort", **safety) -> RobotProfile:
                 JointSpec("hinge", velocity_max=20.0),
                 JointSpec("elbow", -3.1, 3.1, velocity_max=10.0)),
         command_joints=("slider", "elbow"), command_min=lo, command_max=hi,
-        topics=Topics(commands=f"/{controller}/commands"), safety=SafetyLimits(**limits))
+        topics=Topics(commands=f"/{controller}/commands"), safety=SafetyLimits(**limits),
+        **({"kp": (20.0, 20.0), "kd": (0.5, 0.5)} if interface == "position" else {}))  # the robot's PD gains
 
 
 @pytest.fixture
