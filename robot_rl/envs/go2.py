@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.envs.locomotion import LocomotionSpec
+from robot_rl.envs.legged_task import LocomotionSpec
 from robot_rl.envs.task import Term
 
 FEET = ("FL_foot", "FR_foot", "RL_foot", "RR_foot")
