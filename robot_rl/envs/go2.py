@@ -98,7 +98,7 @@ def termination(fell):
 
 
 REWARD = (
-    Term("track_lin_vel", track_lin_vel, 1.0),
+    Term("track_lin_vel", track_lin_vel, 1.5),
     Term("track_yaw_rate", track_yaw_rate, 1.0),
     Term("gait", gait, 2.0),
     Term("feet_air_time", feet_air_time, 0.5),

@@ -448,7 +448,7 @@ class LocomotionVecEnv(VectorEnv):
         out = {f"reward/{name}": float(v) / k for name, v in zip(self._term_names, self._term_sums)}
         out["tracking/lin_vel_error"] = float(self._track_sums[0]) / k
         out["tracking/yaw_rate_error"] = float(self._track_sums[1]) / k
-        out["fall_rate"] = float(self._ended[0]) / self._ended[1] if self._ended[1] else float("nan")
+        out["fall_rate"] = float(self._ended[0] / self._ended[1]) if self._ended[1] else float("nan")
         self._term_sums[:] = 0.0
         self._track_sums[:] = 0.0
         self._ended[:] = 0

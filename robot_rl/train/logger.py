@@ -47,8 +47,8 @@ class CsvLog:
 
 
 def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else repr(v)
+    if isinstance(v, float):  # numpy floats too (a subclass): repr(np.float64(x)) is "np.float64(x)", not a number
+        return "nan" if math.isnan(v) else repr(float(v))
     return str(v)
 
 
