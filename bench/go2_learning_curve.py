@@ -3,8 +3,8 @@
     python bench/go2_learning_curve.py runs/go2_joystick_ship [--out bench/results/go2_curve.png]
 
 Reads the run's metrics.csv (written by the training runner every ``log_every_steps``; the legged env adds
-``tracking/lin_vel_error``, ``tracking/yaw_rate_error`` and ``fall_rate`` under the training randomization and
-commands) and draws one figure; prints the table that bench/results/go2.md quotes.
+``tracking/lin_vel_error``, ``tracking/yaw_rate_error`` and ``fall_rate``, falls per 20 s episode of walking, under
+the training randomization and commands) and draws one figure; prints the table that bench/results/go2.md quotes.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def plot(rows: list[dict], out: Path, title: str) -> None:
     axes[0].plot(t, [r["tracking/yaw_rate_error"] for r in rows], label="|yaw rate - command| [rad/s]")
     axes[0].set_ylabel("tracking error (training commands)")
     axes[1].plot(t, [r["fall_rate"] for r in rows], color="tab:red")
-    axes[1].set_ylabel("episodes ending in a fall")
-    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("falls per 20 s of walking")
+    axes[1].set_ylim(bottom=0)
     axes[2].plot(t, [r["train_return"] for r in rows], color="tab:green")
     axes[2].set_ylabel("training return (20 s episodes)")
     for ax in axes:
@@ -72,7 +72,7 @@ def _steps_to_minutes(rows):
 
 def table(rows: list[dict], every: int = 5) -> str:
     lines = ["| wall time [min] | env steps [M] | planar tracking error [m/s] | yaw-rate error [rad/s] | "
-             "fall rate | training return |", "|---|---|---|---|---|---|"]
+             "falls per 20 s | training return |", "|---|---|---|---|---|---|"]
     picked = rows[every - 1::every]
     if rows[-1] not in picked:
         picked.append(rows[-1])

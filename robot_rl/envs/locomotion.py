@@ -127,7 +127,7 @@ class LocomotionVecEnv(VectorEnv):
         self._term_sums = np.zeros(len(spec.reward))
         self._term_count = 0
         self._track_sums = np.zeros(2)  # |v_xy - command_xy|, |yaw rate - command| summed over steps (env means)
-        self._ended = np.zeros(2, dtype=np.int64)  # episodes ended: by a fall, in all
+        self._falls_steps = np.zeros(2, dtype=np.int64)  # falls, env steps
         self._renderer = None
         n_obs = len(observation_names(p.command_joints))
         self.obs_names = observation_names(p.command_joints)
@@ -370,7 +370,7 @@ class LocomotionVecEnv(VectorEnv):
         obs = self._observe()
         infos: dict = {}
         done = terminated | truncated
-        self._ended += (int(np.count_nonzero(fell & ~physics_error)), int(np.count_nonzero(done)))
+        self._falls_steps += (int(np.count_nonzero(fell & ~physics_error)), n)
         if done.any():
             ids = np.flatnonzero(done)
             infos["final_obs"] = obs.copy()
@@ -439,8 +439,9 @@ class LocomotionVecEnv(VectorEnv):
     def pop_train_stats(self) -> dict[str, float]:
         """Since the last call (for training logs): the mean per-step weighted value of each reward term
         (``reward/<term>``), the mean planar-velocity and yaw-rate tracking errors (``tracking/lin_vel_error`` [m/s],
-        ``tracking/yaw_rate_error`` [rad/s]) and the fraction of ended episodes that ended in a fall
-        (``fall_rate``).
+        ``tracking/yaw_rate_error`` [rad/s]) and the falls per full-length episode of walking (``fall_rate``: falls
+        x ``max_episode_steps`` / env steps; the envs start together, so counting ended episodes would mostly count
+        falls between the synchronized time limits).
         """
         if not self._term_count:
             return {}
@@ -448,10 +449,11 @@ class LocomotionVecEnv(VectorEnv):
         out = {f"reward/{name}": float(v) / k for name, v in zip(self._term_names, self._term_sums)}
         out["tracking/lin_vel_error"] = float(self._track_sums[0]) / k
         out["tracking/yaw_rate_error"] = float(self._track_sums[1]) / k
-        out["fall_rate"] = float(self._ended[0] / self._ended[1]) if self._ended[1] else float("nan")
+        falls, steps = self._falls_steps
+        out["fall_rate"] = float(falls * self.max_episode_steps / steps)
         self._term_sums[:] = 0.0
         self._track_sums[:] = 0.0
-        self._ended[:] = 0
+        self._falls_steps[:] = 0
         self._term_count = 0
         return out
 
