@@ -107,15 +107,19 @@ def _raw_rate(model, stand, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _env_rate(threads: int, num_envs: int, seconds: float) -> float:
-    env = LocomotionVecEnv(E.task_spec("Go2Joystick-v0"), num_envs, seed=0, randomization="train",
+def _env_rate(threads: int, num_envs: int, seconds: float, randomization: str | None = "train",
+              physics_only: bool = False) -> float:
+    env = LocomotionVecEnv(E.task_spec("Go2Joystick-v0"), num_envs, seed=0, randomization=randomization,
                            num_threads=threads)
     env.reset(seed=0)
     a = np.zeros((num_envs, 12))
     env.step(a)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        env.step(a)
+        if physics_only:
+            env._physics()  # the rollout call alone: what the Python side of a step adds shows against env2
+        else:
+            env.step(a)
         n += num_envs * env.task.frame_skip
     rate = n / (time.perf_counter() - t0)
     env.close()
@@ -139,7 +143,10 @@ def speed(num_envs: int = 1024, seconds: float = 5.0, repeats: int = 3) -> dict:
     rounds = []
     for _ in range(repeats):  # interleaved, so load changes on a shared machine hit all alike
         rounds.append({"raw": _raw_rate(model, stand, seconds), "env1": _env_rate(1, num_envs, seconds),
-                       "env2": _env_rate(2, num_envs, seconds), "mjbatch1": _peer_rate(1, num_envs, seconds),
+                       "env2": _env_rate(2, num_envs, seconds),
+                       "rollout2": _env_rate(2, num_envs, seconds, physics_only=True),
+                       "rollout2_nominal": _env_rate(2, num_envs, seconds, randomization=None, physics_only=True),
+                       "mjbatch1": _peer_rate(1, num_envs, seconds),
                        "mjbatch2": _peer_rate(2, num_envs, seconds)})
     best = {k: max(r[k] for r in rounds) for k in rounds[0]}
     best["env1_vs_raw"] = float(np.median([r["env1"] / r["raw"] for r in rounds]))
@@ -162,6 +169,8 @@ def write_results(acc: list[dict], spd: dict, path: Path = RESULTS) -> str:
               f"| raw `mj_step`, one MjData, 1 thread | {spd['raw']:,.0f} |",
               f"| `LocomotionVecEnv`, 1 rollout thread | {spd['env1']:,.0f} |",
               f"| `LocomotionVecEnv`, 2 rollout threads | {spd['env2']:,.0f} |",
+              f"| its rollout call alone, 2 threads (32 model variants) | {spd['rollout2']:,.0f} |",
+              f"| its rollout call alone, 2 threads, no randomization (one model) | {spd['rollout2_nominal']:,.0f} |",
               f"| mjbatch 0.1.4 (mujoco 3.14), physics only, 1 thread | {spd['mjbatch1']:,.0f} |",
               f"| mjbatch 0.1.4 (mujoco 3.14), physics only, 2 threads | {spd['mjbatch2']:,.0f} |", "",
               f"env (1 thread) / raw: **{spd['env1_vs_raw']:.2f}** (target >= 0.8); 2 threads / 1 thread: "

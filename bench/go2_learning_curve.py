@@ -1,4 +1,4 @@
-"""The Go2 learning curve of a training run: tracking errors, fall rate and return against wall time and env steps.
+"""The Go2 learning curve of a training run: tracking errors, falls and reward against wall time and env steps.
 
     python bench/go2_learning_curve.py runs/go2_joystick_ship [--out bench/results/go2_curve.png]
 
@@ -21,7 +21,11 @@ def read_curve(run_dir: Path) -> list[dict]:
     rows = []
     with open(run_dir / "metrics.csv", newline="") as f:
         for r in csv.DictReader(f):
-            rows.append({k: float(r[k]) if r.get(k) not in (None, "", "nan") else math.nan for k in COLUMNS})
+            row = {k: float(r[k]) if r.get(k) not in (None, "", "nan") else math.nan for k in COLUMNS}
+            # reward per step: the weighted terms' sum (before the floor), smooth where episode returns are not (the
+            # envs start together, so a logging window holds either many time-limit ends or a few falls)
+            row["reward_per_step"] = sum(float(v) for k, v in r.items() if k.startswith("reward/"))
+            rows.append(row)
     if not rows:
         raise SystemExit(f"{run_dir}/metrics.csv has no rows")
     return rows
@@ -41,8 +45,8 @@ def plot(rows: list[dict], out: Path, title: str) -> None:
     axes[1].plot(t, [r["fall_rate"] for r in rows], color="tab:red")
     axes[1].set_ylabel("falls per 20 s of walking")
     axes[1].set_ylim(bottom=0)
-    axes[2].plot(t, [r["train_return"] for r in rows], color="tab:green")
-    axes[2].set_ylabel("training return (20 s episodes)")
+    axes[2].plot(t, [r["reward_per_step"] for r in rows], color="tab:green")
+    axes[2].set_ylabel("reward per step (sum of weighted terms)")
     for ax in axes:
         ax.set_xlabel("wall time [min]")
         ax.grid(alpha=0.3)
@@ -72,13 +76,13 @@ def _steps_to_minutes(rows):
 
 def table(rows: list[dict], every: int = 5) -> str:
     lines = ["| wall time [min] | env steps [M] | planar tracking error [m/s] | yaw-rate error [rad/s] | "
-             "falls per 20 s | training return |", "|---|---|---|---|---|---|"]
+             "falls per 20 s | reward per step |", "|---|---|---|---|---|---|"]
     picked = rows[every - 1::every]
     if rows[-1] not in picked:
         picked.append(rows[-1])
     for r in picked:
         lines.append(f"| {r['time_s'] / 60:.1f} | {r['step'] / 1e6:.2f} | {r['tracking/lin_vel_error']:.3f} | "
-                     f"{r['tracking/yaw_rate_error']:.3f} | {r['fall_rate']:.3f} | {r['train_return']:.0f} |")
+                     f"{r['tracking/yaw_rate_error']:.3f} | {r['fall_rate']:.3f} | {r['reward_per_step']:.2f} |")
     return "\n".join(lines)
 
 
