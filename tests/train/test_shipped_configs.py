@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from robot_rl.envs import is_batched
 from robot_rl.train.config import load_experiment
 from robot_rl.train.runner import make_learner
 
@@ -25,7 +26,8 @@ def test_config_trains_a_few_steps(path):
     small = {"sac": ["sac.learning_starts=8", "sac.batch_size=8", "sac.buffer_size=100"],
              "ppo": ["ppo.num_envs=2", "ppo.n_steps=8", "ppo.n_minibatches=2", "ppo.n_epochs=1"]}
     cfg = load_experiment(path)
-    assert cfg.env.randomization == "default"
+    # randomization on: the "default" profile, or a legged task's "train" (robot_rl.envs.legged_task)
+    assert cfg.env.randomization == ("train" if is_batched(cfg.env.id) else "default")
     cfg = load_experiment(path, small[cfg.algo])
     learner = make_learner(cfg)
     try:
