@@ -7,6 +7,8 @@ import random
 
 import pytest
 
+import robot_rl  # noqa: F401 - picks MuJoCo's headless GL backend before any test module imports mujoco
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 

@@ -129,6 +129,7 @@ class LocomotionVecEnv(VectorEnv):
         self._track_sums = np.zeros(2)  # |v_xy - command_xy|, |yaw rate - command| summed over steps (env means)
         self._falls_steps = np.zeros(2, dtype=np.int64)  # falls, env steps
         self._renderer = None
+        self._render_model = self._render_data = None
         n_obs = len(observation_names(p.command_joints))
         self.obs_names = observation_names(p.command_joints)
         self.obs_units = observation_units(p.command_joints)
@@ -466,16 +467,24 @@ class LocomotionVecEnv(VectorEnv):
         return {"position": qpos[:, :3].copy(), "lin_vel": np.einsum("nji,nj->ni", rot, qvel[:, :3]),
                 "yaw_rate": qvel[:, 5].copy(), "command": self._command.copy()}
 
+    def visual_scene(self, env: int = 0):
+        """``(model, data)`` with Unitree's visual meshes, in env ``env``'s current state (for rendering: the
+        training model has no meshes).
+        """
+        if self._render_model is None:
+            self._render_model = self.profile.load_model(visual=True, joint_friction=False, edit=self._add_sensors)
+            self._render_data = mujoco.MjData(self._render_model)
+        mujoco.mj_setState(self._render_model, self._render_data, self._state[env], self._spec_state)
+        mujoco.mj_forward(self._render_model, self._render_data)
+        return self._render_model, self._render_data
+
     def render(self):
         if self.render_mode != "rgb_array":
             return None
+        model, data = self.visual_scene()
         if self._renderer is None:
-            self._render_model = self.profile.load_model(visual=True, joint_friction=False, edit=self._add_sensors)
-            self._render_data = mujoco.MjData(self._render_model)
-            self._renderer = mujoco.Renderer(self._render_model, 240, 320)
-        mujoco.mj_setState(self._render_model, self._render_data, self._state[0], self._spec_state)
-        mujoco.mj_forward(self._render_model, self._render_data)
-        self._renderer.update_scene(self._render_data, camera="scene/track")
+            self._renderer = mujoco.Renderer(model, 240, 320)
+        self._renderer.update_scene(data, camera="scene/track")
         return self._renderer.render()
 
     def close_extras(self, **kwargs) -> None:
@@ -556,6 +565,10 @@ class LocomotionEnv(gym.Env):
 
     def render(self):
         return self.vec.render()
+
+    def visual_scene(self):
+        """``(model, data)`` with the visual meshes in the current state (see ``LocomotionVecEnv.visual_scene``)."""
+        return self.vec.visual_scene()
 
     def close(self):
         self.vec.close()

@@ -112,19 +112,21 @@ def episode_frames(env, act: Callable[[np.ndarray], np.ndarray], *, episodes: in
     the episode, step and running return.
     """
     base = env.unwrapped
-    renderer = make_renderer(base.model, height, width)
+    # an env whose simulation model has no visual geometry (the legged envs) renders a visual copy in its state
+    scene = getattr(base, "visual_scene", None) or (lambda: (base.model, base.data))
+    renderer = make_renderer(scene()[0], height, width)
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
             ret, step, done = 0.0, 0, False
             while not done:
-                renderer.update_scene(base.data, camera=camera)
+                renderer.update_scene(scene()[1], camera=camera)
                 yield caption(renderer.render(), [f"episode {ep + 1}/{episodes}  step {step}", f"return {ret:.1f}"])
                 obs, reward, terminated, truncated, _ = env.step(act(obs))
                 ret += float(reward)
                 step += 1
                 done = terminated or truncated or (max_steps is not None and step >= max_steps)
-            renderer.update_scene(base.data, camera=camera)
+            renderer.update_scene(scene()[1], camera=camera)
             yield caption(renderer.render(), [f"episode {ep + 1}/{episodes}  step {step}", f"return {ret:.1f} (end)"])
     finally:
         renderer.close()

@@ -283,3 +283,16 @@ def test_results_do_not_depend_on_thread_count():
         return np.array(out)
 
     assert np.array_equal(run(1), run(2))
+
+
+def test_video_frames_show_the_robot_with_its_meshes():
+    """Videos render a visual copy (Unitree's meshes) in the env's state: the training model has no meshes."""
+    from robot_rl.viz.video import episode_frames
+
+    env = E.make("Go2Joystick-v0", seed=0)
+    model, _ = env.visual_scene()
+    assert model.nmesh > 0 and env.model.nmesh == 0
+    frames = list(episode_frames(env, lambda obs: np.zeros(12, np.float32), max_steps=1, height=96, width=128,
+                                 camera=0))
+    assert len(frames) == 2 and frames[0].shape == (96, 128, 3) and frames[0].std() > 5
+    env.close()
