@@ -1,4 +1,5 @@
-"""Unitree Go2 joystick task: track a commanded forward / sideways velocity and yaw rate (hardware/go2.yaml).
+"""Unitree Go2 (and Go1) joystick task: track a commanded forward / sideways velocity and yaw rate
+(hardware/go2.yaml, hardware/go1.yaml: the same joint names, feet and IMU site in Unitree's two models).
 
 Position control as on the robot: actions are joint offsets from the standing pose (x ``action_scale`` rad), tracked
 by the firmware's PD at the physics rate. Observation: :mod:`robot_rl.envs.legged_obs` (IMU angular velocity,
@@ -19,7 +20,7 @@ from robot_rl.envs.legged_task import LocomotionSpec
 from robot_rl.envs.task import Term
 
 FEET = ("FL_foot", "FR_foot", "RL_foot", "RR_foot")
-FOOT_RADIUS = 0.022
+FOOT_RADIUS = {"go2": 0.022, "go1": 0.023}  # the foot spheres of Unitree's MJCF
 TRACKING_SIGMA = 0.25
 SWING_HEIGHT = 0.08
 POSE_WEIGHTS = np.array([1.0, 1.0, 0.1] * 4)  # hip, thigh, calf per leg: keep the hips in, let the knees work
@@ -114,12 +115,15 @@ REWARD = (
 )
 
 
-def task(joint_friction: bool = False, action_scale: float = 0.5) -> LocomotionSpec:
-    """The Go2 joystick task (see module docstring). ``joint_friction``: simulate the joints' dry friction in
-    training too (slower); ``action_scale``: joint offset of a unit action [rad].
+def task(joint_friction: bool = False, action_scale: float = 0.5, robot: str = "go2") -> LocomotionSpec:
+    """The joystick task (see module docstring) for ``robot`` (go2 or go1). ``joint_friction``: simulate the joints'
+    dry friction in training too (slower); ``action_scale``: joint offset of a unit action [rad].
     """
+    if robot not in FOOT_RADIUS:
+        raise ValueError(f"joystick task: robot must be one of {sorted(FOOT_RADIUS)}, got {robot!r}")
     return LocomotionSpec(
-        name="Go2Joystick", robot="go2", frame_skip=4, max_episode_steps=1000, feet=FEET, foot_radius=FOOT_RADIUS,
+        name=f"{robot.capitalize()}Joystick", robot=robot, frame_skip=4, max_episode_steps=1000, feet=FEET,
+        foot_radius=FOOT_RADIUS[robot],
         reward=REWARD, action_scale=float(action_scale), command_max=(1.0, 0.5, 1.0), command_min_vx=-0.5,
         joint_friction=bool(joint_friction),
         options={"joint_friction": bool(joint_friction), "action_scale": float(action_scale)})

@@ -25,8 +25,12 @@ def _vec(env_id, n=4, **kw):
     return E.task_spec(env_id), LocomotionVecEnv(E.task_spec(env_id), n, num_threads=1, **kw)
 
 
-def test_go2_profile_matches_its_package_mjcf():
-    p = load_profile("go2")
+ROBOTS = {E.task_spec(t).robot: t for t in BATCHED}  # every legged robot, with one of its tasks
+
+
+@pytest.mark.parametrize("robot_name", sorted(ROBOTS))
+def test_profile_matches_its_package_mjcf(robot_name):
+    p = load_profile(robot_name)
     robot = mujoco.MjModel.from_xml_path(str(package_path(p.robot_mjcf)))  # Unitree's file as shipped
     model = p.load_model()
     assert p.command_interface == "position" and len(p.command_joints) == 12
@@ -46,7 +50,7 @@ def test_go2_profile_matches_its_package_mjcf():
     # Only the feet collide (with the floor), the floor is ours.
     colliding = {model.geom(i).name for i in range(model.ngeom) if model.geom_contype[i]}
     assert colliding == {"FL", "FR", "RL", "RR", "scene/floor"}
-    assert model.opt.timestep * E.task_spec("Go2Joystick-v0").frame_skip == pytest.approx(p.control_period_s)
+    assert model.opt.timestep * E.task_spec(ROBOTS[robot_name]).frame_skip == pytest.approx(p.control_period_s)
 
 
 def test_package_assets_fail_clearly():
