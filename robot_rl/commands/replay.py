@@ -12,7 +12,12 @@ one control period and compares the prediction with the logged next state: per-j
 the latency estimated by cross-correlating each command with the joint's acceleration (logged minus simulated lag).
 ``--video`` renders the logged run (left) next to an open-loop re-simulation from its first logged state driven by
 the logged commands (right), one frame per control step (robot_rl.viz.run_videos); without a headless GL backend it
-prints the install hint and does the rest. Reports are Markdown + PNG in ``--out``. Damage in the input is
+prints the install hint and does the rest. Reports are Markdown + PNG in ``--out``.
+
+Legged robots (a bag from the Go2 joystick task): the import rebuilds the walking policy's observation from
+/joint_states, /imu and the policy node's velocity command (``robot_rl.data.legged_bags``); the base is not
+measured, so ``--resim`` (with ``--policy``) walks the logged command sequence with the policy in the nominal
+simulation and compares what both runs measure (``robot_rl.data.legged_gap``). Damage in the input is
 reported, never a traceback (docs/replay.md).
 """
 
@@ -23,6 +28,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from robot_rl.data.legged_gap import xcorr_lag  # noqa: F401  (also this module's API)
 
 HELP = "replay a bag or dataset: damage report, import, policy action agreement, sim-to-real gap (--resim)"
 
@@ -66,7 +73,9 @@ def load_source(args):
     settings = ImportSettings(control_period_s=args.control_period or env.unwrapped.control_dt,
                               command_lookahead_s=args.lookahead, max_gap_s=args.max_gap, split=args.split,
                               stamp=args.stamp)
-    episodes, report = import_bag(src, env, settings)
+    from robot_rl.data.legged_bags import import_legged_bag, is_legged
+
+    episodes, report = (import_legged_bag if is_legged(env) else import_bag)(src, env, settings)
     return env, episodes, report
 
 
@@ -84,15 +93,21 @@ def torch_policy(module):
     return act
 
 
-def onnx_policy(model_dir: Path, profile):
+def onnx_policy(model_dir: Path, env):
     """Normalized actions from an exported artifact (``policy.onnx`` + ``policy.json``, robot command units inside),
-    checked against the robot profile by ``robot_rl.export.runtime.OnnxPolicy`` (no torch).
+    checked against the robot profile by ``robot_rl.export.runtime.OnnxPolicy`` (no torch). Legged position
+    policies output joint targets: normalized with the env's action map, as the log import does.
     """
     from robot_rl.data.bags import command_to_action
+    from robot_rl.data.legged_bags import is_legged
     from robot_rl.export.runtime import OnnxPolicy
 
-    policy = OnnxPolicy(model_dir, profile)
-    return lambda obs: command_to_action(np.stack([policy(o) for o in obs]), profile)
+    u = env.unwrapped
+    policy = OnnxPolicy(model_dir, u.profile)
+    if is_legged(env):
+        center, half = u.action_map()
+        return lambda obs: np.clip((np.stack([policy(o) for o in obs]) - center) / half, -1.0, 1.0)
+    return lambda obs: command_to_action(np.stack([policy(o) for o in obs]), u.profile)
 
 
 def action_agreement(policy, episodes, tolerance: float) -> dict:
@@ -116,6 +131,21 @@ def action_agreement(policy, episodes, tolerance: float) -> dict:
 # --------------------------------------------------------------------------- re-simulation
 
 
+def legged_gap(env, episodes, policy, out: Path, title: str) -> str:
+    """Legged robots (``robot_rl.data.legged_gap``): the logged run vs the policy walking the logged commands in
+    the nominal simulation; writes gap_report.md into ``out``.
+    """
+    from robot_rl.data import legged_gap as lg
+
+    u = env.unwrapped
+    center, half = u.action_map()
+    standing = u.profile.standing_pose
+    logged = [(e.observations, e.actions, bool(e.terminations[-1])) for e in episodes]
+    sims = lg.simulate_like(env, episodes, policy)
+    return lg.gap_report(env, lg.gap_stats(logged, center, half, standing), lg.gap_stats(sims, center, half, standing),
+                         logged, sims, out, title)
+
+
 def resimulate(env, episodes) -> list[dict]:
     """One-step predictions from every logged state: ``{"q_pred", "qd_pred", "q_log", "qd_log", "acc_sim"}``."""
     from robot_rl.data.bags import JointStateTask
@@ -137,20 +167,6 @@ def resimulate(env, episodes) -> list[dict]:
         out.append({"q_pred": q_pred, "qd_pred": qd_pred, "q_log": q[1:], "qd_log": qd[1:], "q0": q[:-1],
                     "qd0": qd[:-1], "actions": np.asarray(ep.actions), "dt": dt})
     return out
-
-
-def xcorr_lag(cmd: np.ndarray, response: np.ndarray, max_lag: int) -> int:
-    """Lag (steps, 0..max_lag) maximizing the normalized cross-correlation of ``response[t + lag]`` with ``cmd[t]``."""
-    c = cmd - cmd.mean()
-    r = response - response.mean()
-    best, best_val = 0, -np.inf
-    for lag in range(max_lag + 1):
-        a, b = c[:len(c) - lag], r[lag:]
-        den = np.linalg.norm(a) * np.linalg.norm(b)
-        val = float(a @ b / den) if den > 0 else -np.inf
-        if val > best_val:
-            best, best_val = lag, val
-    return best
 
 
 def gap_report(env, sims: list[dict], out: Path, title: str) -> str:
@@ -279,6 +295,8 @@ def run(args) -> int:
             return rc
     if args.policy is None and not args.resim:
         return 0
+    from robot_rl.data.legged_bags import is_legged
+
     out = args.out or Path(f"replay_{args.source.name}")
     out.mkdir(parents=True, exist_ok=True)
     if args.policy is not None:
@@ -287,7 +305,7 @@ def run(args) -> int:
             from robot_rl.export.runtime import ArtifactError
 
             try:
-                policy, label = onnx_policy(policy_path, env.unwrapped.profile), f"ONNX policy {policy_path}"
+                policy, label = onnx_policy(policy_path, env), f"ONNX policy {policy_path}"
             except ArtifactError as exc:
                 print(f"robot-rl replay: {exc}", file=sys.stderr)
                 return 2
@@ -302,7 +320,13 @@ def run(args) -> int:
             policy, label = torch_policy(loaded.module), f"{loaded.algo} policy {policy_path}"
         result = action_agreement(policy, episodes, args.tolerance)
         print(agreement_report(result, out, f"{label} on {args.source}", args.tolerance))
-    if args.resim:
+    if args.resim and is_legged(env):
+        if args.policy is None:
+            print("robot-rl replay: --resim of a legged robot needs --policy (the simulation walks the logged "
+                  "commands with it)", file=sys.stderr)
+            return 2
+        print(legged_gap(env, episodes, policy, out, str(args.source)))
+    elif args.resim:
         if any("joint_positions" not in e.infos for e in episodes):
             print("robot-rl replay: --resim needs joint_positions/joint_velocities in the episodes", file=sys.stderr)
             return 2

@@ -187,6 +187,39 @@ def _decode(raw: RawMessages, topic: str, expected: tuple[str, ...], report: Loa
     return out
 
 
+def decode_joint_states(raw: RawMessages, topic: str, names: list[str], report: LoadReport, undecodable: list[int],
+                        *, sort: bool = True):
+    """``(log ns, header stamp ns, q, qd, effort or None)`` of the JointState messages that carry every joint of
+    ``names`` (mapped by name, in that order) with finite values; ``effort`` when every kept message has one per
+    joint. ``sort``: in log-time order (else bag order). Dropped messages are counted in the report.
+    """
+    log, stamp, qs, qds, effs, dropped = [], [], [], [], [], 0
+    for t_ns, m in _decode(raw, topic, (JOINT_STATE,), report, undecodable):
+        idx = {n: i for i, n in enumerate(m.name)}
+        if any(n not in idx for n in names) or len(m.velocity) != len(m.name):
+            dropped += 1
+            continue
+        q = np.asarray([m.position[idx[n]] for n in names])
+        qd = np.asarray([m.velocity[idx[n]] for n in names])
+        if not (np.isfinite(q).all() and np.isfinite(qd).all()):
+            dropped += 1
+            continue
+        log.append(t_ns)
+        stamp.append(m.header.stamp.sec * _NS + m.header.stamp.nanosec)
+        qs.append(q)
+        qds.append(qd)
+        effs.append(np.asarray([m.effort[idx[n]] for n in names]) if len(m.effort) == len(m.name) else None)
+    if dropped:
+        report.notes.append(f"{topic}: {dropped} message(s) without all joints {names} or with non-finite values "
+                            "dropped")
+    order = np.argsort(log, kind="stable") if sort else np.arange(len(log))
+    n = len(names)
+    eff = (np.asarray(effs).reshape(-1, n)[order]
+           if effs and all(e is not None and np.isfinite(e).all() for e in effs) else None)
+    return (np.asarray(log, dtype=np.int64)[order], np.asarray(stamp, dtype=np.int64)[order],
+            np.asarray(qs).reshape(-1, n)[order], np.asarray(qds).reshape(-1, n)[order], eff)
+
+
 def _goal_vector(msg) -> np.ndarray:
     if hasattr(msg, "data"):
         return np.asarray(msg.data, dtype=np.float64)
@@ -222,6 +255,7 @@ class JointStateTask:
 
 def import_bag(path: str | Path, env, settings: ImportSettings | None = None) -> tuple[list[Episode], LoadReport]:
     """Logged run -> episodes (obs from the env's ObservationBuilder, actions normalized, rewards from the task).
+    Legged velocity-tracking envs have no ObservationBuilder: ``robot_rl.data.legged_bags.import_legged_bag``.
 
     Data lost to damage (a damaged range of the file, a message that does not decode) splits the recording there:
     no joint state is interpolated across lost data and no command is held across it, so the intact parts on either
@@ -237,25 +271,10 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     topics = profile.topics
     # ---- decode
     undecodable: list[int] = []
-    js_t, js_log, js_q, js_qd, dropped = [], [], [], [], 0
-    for t_ns, m in _decode(raw, topics.joint_states, (JOINT_STATE,), report, undecodable):
-        idx = {n: i for i, n in enumerate(m.name)}
-        if any(n not in idx for n in names) or len(m.velocity) != len(m.name):
-            dropped += 1
-            continue
-        q = np.asarray([m.position[idx[n]] for n in names])
-        qd = np.asarray([m.velocity[idx[n]] for n in names])
-        if not (np.isfinite(q).all() and np.isfinite(qd).all()):
-            dropped += 1
-            continue
-        stamp = m.header.stamp.sec * _NS + m.header.stamp.nanosec if s.stamp == "header" else t_ns
-        js_t.append(stamp)
-        js_log.append(t_ns)
-        js_q.append(q)
-        js_qd.append(qd)
-    if dropped:
-        report.notes.append(f"{topics.joint_states}: {dropped} message(s) without all joints {names} or with "
-                            "non-finite values dropped")
+    js_log_all, js_stamp, q_all, qd_all, _eff = decode_joint_states(raw, topics.joint_states, names, report,
+                                                                    undecodable, sort=False)
+    js_t = list(js_stamp if s.stamp == "header" else js_log_all)
+    js_log, js_q, js_qd = list(js_log_all), list(q_all), list(qd_all)
     cmds = [(t, np.asarray(m.data, dtype=np.float64))
             for t, m in _decode(raw, topics.commands, (F64_ARRAY,), report, undecodable)
             if len(m.data) == len(profile.command_joints) and np.isfinite(m.data).all()]

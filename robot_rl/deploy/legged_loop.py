@@ -1,5 +1,5 @@
 """The policy node's control step for a legged velocity-tracking task (no ROS): joint states + IMU + velocity command
--> the observation of :mod:`robot_rl.envs.legged_obs` (the function training used) -> policy -> safety filter.
+-> the observation of :mod:`robot_rl.core.legged_obs` (the function training used) -> policy -> safety filter.
 
 * :class:`VelocityCommand`: the ``/cmd_vel`` input: clipped to the task's command range, zero ("stand") when older
   than ``timeout_s``; non-finite commands are refused.
@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
+from robot_rl.core.legged_obs import gravity_in_frame, locomotion_observation, observation_names
 from robot_rl.deploy.policy_loop import PolicyLoop
-from robot_rl.envs.legged_obs import gravity_in_frame, locomotion_observation, observation_names
 
 
 class VelocityCommand:

@@ -2,7 +2,7 @@
 (hardware/go2.yaml, hardware/go1.yaml: the same joint names, feet and IMU site in Unitree's two models).
 
 Position control as on the robot: actions are joint offsets from the standing pose (x ``action_scale`` rad), tracked
-by the firmware's PD at the physics rate. Observation: :mod:`robot_rl.envs.legged_obs` (IMU angular velocity,
+by the firmware's PD at the physics rate. Observation: :mod:`robot_rl.core.legged_obs` (IMU angular velocity,
 gravity direction, joints, last action, command, gait clock; no base linear velocity). 20 ms control period
 (4 x 5 ms physics steps), 1000 steps (20 s) per episode, commands redrawn every ~5 s.
 

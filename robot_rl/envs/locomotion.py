@@ -2,7 +2,7 @@
 
 The robot is position-controlled as on hardware: an action in [-1, 1]^n_j is an offset from the profile's standing
 pose times ``action_scale``; MuJoCo's position servos (the profile's ``kp``, ``kd``, torque limits) track the
-target at the physics rate, as the robot's firmware does. The observation is :mod:`robot_rl.envs.legged_obs`
+target at the physics rate, as the robot's firmware does. The observation is :mod:`robot_rl.core.legged_obs`
 (IMU, joints, last action, command, gait clock). Commands (vx, vy, yaw rate) are redrawn during episodes.
 
 Rewards are the declaration's named, weighted terms, whose parameter names are the inputs listed in
@@ -26,14 +26,14 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from mujoco import rollout as mj_rollout
 
-from robot_rl.core.profile import load_profile
-from robot_rl.envs.legged_obs import (
+from robot_rl.core.legged_obs import (
     gravity_in_frame,
     locomotion_observation,
     moving,
     observation_names,
     observation_units,
 )
+from robot_rl.core.profile import load_profile
 from robot_rl.envs.legged_task import (  # noqa: F401 - re-exported: the declaration lives beside the env
     INPUTS,
     LocomotionRandomization,
@@ -290,6 +290,8 @@ class LocomotionVecEnv(VectorEnv):
             self._rng = np.random.default_rng(seed if np.isscalar(seed) else list(seed))
             self._variants = self._make_variants()
         self._reset_rows(np.arange(self.num_envs))
+        if options and "command" in options:  # start with this command held (log replay, scripted evaluation)
+            self.set_command(options["command"])
         return self._observe(), {}
 
     def _measure(self):
@@ -535,10 +537,12 @@ class LocomotionEnv(gym.Env):
         self.action_space = self.vec.single_action_space
         self.obs_names, self.obs_units = self.vec.obs_names, self.vec.obs_units
         self.model = self.vec.model
+        self.control_dt = self.vec.dt
+        """Control period [s] (``frame_skip`` x physics timestep), as the other envs name it."""
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        obs, _ = self.vec.reset(seed=seed)
+        obs, _ = self.vec.reset(seed=seed, options=options)
         return obs[0], {}
 
     def step(self, action):

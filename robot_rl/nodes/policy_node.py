@@ -15,11 +15,12 @@ safe command and exits 1; a model that does not match the robot profile is refus
 Legged velocity-tracking tasks (``env_id`` robot_rl/Go2Joystick-v0, or such an env_id in the artifact's
 policy.json; ``robot_rl.deploy.legged_loop``): also subscribes the IMU (sensor_msgs/Imu, ``topics.imu``) and
 ``/cmd_vel`` (geometry_msgs/Twist: linear.x, linear.y, angular.z); the observation is
-``robot_rl.envs.legged_obs.locomotion_observation`` (the training function) from the accepted joint state and IMU
+``robot_rl.core.legged_obs.locomotion_observation`` (the training function) from the accepted joint state and IMU
 sample, the command (clipped to the task's range with a throttled warning; zero, i.e. stand, when older than
 ``cmd_vel_timeout_s``), the previous normalized action and the gait clock. A stale or non-finite IMU is a sensor
 fault (hold), a tilt beyond the profile's ``safety.fall_tilt`` latches the e-stop (also in ``state_dir``).
-``~/velocity_command`` (Float64MultiArray ``[vx, vy, yaw_rate, stale]``) is the command the policy saw, every step.
+``~/velocity_command`` (Float64MultiArray ``[vx, vy, yaw_rate, stale, gait_phase]``) is the command and gait-clock
+phase of the observation the policy saw, every step (log replay rebuilds the observation from it).
 
 Run: ``python -m robot_rl.nodes.policy_node --ros-args -p model:=models/<name> -p env_id:=robot_rl/CartpoleBalance-v0``
 """
@@ -274,7 +275,7 @@ class PolicyNode(Node):
 
     def _legged_controller(self, model: str, env_id: str, spec, profile, policy):
         """make_controller for a legged task: the policy checked against the task's observation layout."""
-        from robot_rl.envs.legged_obs import observation_names
+        from robot_rl.core.legged_obs import observation_names
         from robot_rl.export.runtime import PolicyInputError, PolicyOutputError
 
         if spec.robot != profile.name:
@@ -361,6 +362,7 @@ class PolicyNode(Node):
 
     def _act(self, start: float) -> None:
         errors = self.loop.policy_errors
+        phase = self.loop.inputs.phase if self.legged is not None else 0.0
         command, status, fresh = self.loop.step(start)
         if self.loop.policy_errors != errors:
             self.get_logger().error(f"policy failed ({self.loop.policy_errors} times), safe command sent: "
@@ -370,7 +372,8 @@ class PolicyNode(Node):
         end = time.monotonic()
         if self.legged is not None:
             c = self.loop.inputs.command
-            self._vel_msg.data = [float(c[0]), float(c[1]), float(c[2]), float(self.loop.velocity.stale)]
+            self._vel_msg.data = [float(c[0]), float(c[1]), float(c[2]), float(self.loop.velocity.stale),
+                                  float(phase)]
             self.pub_vel.publish(self._vel_msg)
         self.loop.record_publish(end, start, fresh)
         self._seq += 1

@@ -103,6 +103,6 @@ def test_cli_policy_agreement_report(tmp_path):
     parity = np.concatenate([flatten_goal_obs(e.observations) for e in eps] * 20)
     export_policy(learner.policy_module().eval(), tmp_path / "model", profile=env.unwrapped.profile,
                   obs_names=[f"o{i}" for i in range(17)], obs_units=[""] * 17, parity_obs=parity)
-    via_onnx = action_agreement(onnx_policy(tmp_path / "model", env.unwrapped.profile), eps, 0.1)
+    via_onnx = action_agreement(onnx_policy(tmp_path / "model", env), eps, 0.1)
     via_torch = action_agreement(torch_policy(learner.policy_module().eval()), eps, 0.1)
     np.testing.assert_allclose(via_onnx["rmse"], via_torch["rmse"], atol=1e-4)

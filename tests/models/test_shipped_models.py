@@ -219,7 +219,7 @@ def _sac_upright(name: str, randomization: str | None = None, zero_force: bool =
 
 def _go2_tracking(name: str, zero_action: bool = False) -> dict:
     """``tracking_report`` of the ONNX policy (or of standing still: the floor of the check) on reality samples."""
-    from robot_rl.envs.legged_obs import observation_names
+    from robot_rl.core.legged_obs import observation_names
     from robot_rl.train.locomotion_eval import tracking_report
 
     profile = load_profile("go2")

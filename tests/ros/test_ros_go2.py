@@ -218,6 +218,19 @@ def test_shipped_sim_go2_launch_walks_and_records_imu_and_cmd_vel(tmp_path, ros_
     assert counts["/imu"] > 400 and counts["/cmd_vel"] > 20 and counts["/joint_states"] > 400, counts
     assert counts["/forward_position_controller/commands"] > 100 and counts["/policy_node/velocity_command"] > 100
     assert frames == {"imu"} and not any(b[8] for b in base) and base[-1][1] - base[0][1] > 1.0
+    # log replay rebuilds the observation the policy saw: the policy's actions on it are the logged ones
+    from robot_rl.commands.replay import action_agreement, onnx_policy
+    from robot_rl.data.legged_bags import import_legged_bag
+    from robot_rl.envs import make
+
+    env = make("robot_rl/Go2Joystick-v0")
+    episodes, report = import_legged_bag(bag, env)
+    steps = sum(len(e) for e in episodes)
+    agreement = action_agreement(onnx_policy(Path(MODEL), env), episodes, 0.01)
+    print(f"imported {len(episodes)} episode(s), {steps} steps; policy on the rebuilt observations within 0.01 of "
+          f"the logged action on {100 * agreement['within']:.1f} % of steps")
+    assert steps > 400, report.describe()
+    assert agreement["within"] >= 0.95, report.describe()
 
 
 def test_go2_policy_refused_for_another_robot(procs):
