@@ -2,6 +2,7 @@
 
     robot-rl demo                   # train SAC (domain randomization) -> export ONNX -> deploy over ROS 2 -> replay
     robot-rl demo --skip-train      # deploy the shipped model (models/cartpole_swingup_sac) instead: seconds
+    robot-rl demo --robot go2       # the shipped Go2 walking policy on a reality sample (commands/_demo_legged.py)
 
 Stages: (1) SAC on robot_rl/CartpoleSwingup-v0 with config/sac_cartpole_swingup.yaml, (2) `robot-rl export` with
 the ONNX checker and torch-vs-onnxruntime parity, (3) launch/sim_policy.launch.yaml: sim_robot with a held-out
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from robot_rl.commands._demo_common import DemoError, _stage, bag_metrics, keep_previous  # noqa: F401 (API)
 
 HELP = "end-to-end: train SAC on cart-pole, export ONNX, deploy over ROS 2, replay the bag, write a report"
 
@@ -32,10 +34,6 @@ HELP = "end-to-end: train SAC on cart-pole, export ONNX, deploy over ROS 2, repl
 SHIPPED_MODEL = "models/cartpole_swingup_sac"
 DEMO_CONFIG = "config/sac_cartpole_swingup.yaml"
 DEPLOY_ENV = "robot_rl/CartpoleSwingup-v0"
-
-
-class DemoError(RuntimeError):
-    """A stage failed; the message names the stage and where its logs are."""
 
 
 @dataclass
@@ -58,20 +56,6 @@ class DemoSettings:
     """policy_node's ``trigger``: ``sensor`` (its default: act on the first joint-state message of each period) or
     ``timer`` (every period on the latest sample)."""
     stage_times_s: dict = field(default_factory=dict)
-
-
-def _stage(name: str, settings: DemoSettings):
-    class _Timer:
-        def __enter__(self):
-            print(f"\n=== {name} ===", flush=True)
-            self.t0 = time.perf_counter()
-            return self
-
-        def __exit__(self, *exc):
-            settings.stage_times_s[name] = time.perf_counter() - self.t0
-            return False
-
-    return _Timer()
 
 
 # --------------------------------------------------------------------------- stages
@@ -123,45 +107,6 @@ def deploy_stage(s: DemoSettings, model_dir: Path) -> Path:
     if not bag.exists():
         raise DemoError(f"deploy stage: the recorder wrote no bag at {bag}")
     return bag
-
-
-def bag_metrics(bag: Path) -> dict:
-    """Latency, safety events and the deployed return read back from the recorded bag."""
-    from robot_rl.data.bags import TYPESTORE, read_bag
-
-    raw = read_bag(bag)
-
-    def msgs(topic: str):
-        if topic not in raw.topics:
-            return []
-        msgtype, items = raw.topics[topic]
-        return [(t, TYPESTORE.deserialize_cdr(payload, msgtype)) for t, payload in items]
-
-    timing = np.array([m.data for _, m in msgs("/policy_node/timing")], dtype=np.float64).reshape(-1, 5)
-    latency = timing[:, 2][np.isfinite(timing[:, 2])] if len(timing) else np.empty(0)
-    safe_cmds = int(timing[:, 4].sum()) if len(timing) else 0
-    diagnostics = msgs("/diagnostics")
-    levels = [st.level for _, m in diagnostics for st in m.status]
-    # which trigger policy_node ran with (its diagnostics name it), so the latency numbers say what produced them
-    triggers = [kv.value for _, m in diagnostics for st in m.status for kv in st.values if kv.key == "trigger"]
-    to_int = [lv if isinstance(lv, int) else int.from_bytes(lv, "little") for lv in levels]
-    command_msgs = msgs("/forward_effort_controller/commands")
-    commands = [np.asarray(m.data) for _, m in command_msgs]
-    nonfinite = sum(int(not np.isfinite(c).all()) for c in commands)
-    span_s = (command_msgs[-1][0] - command_msgs[0][0]) * 1e-9 if len(command_msgs) > 1 else 0.0
-    return {
-        "commands": len(commands),
-        "command_rate_hz": (len(commands) - 1) / span_s if span_s > 0 else math.nan,
-        "trigger": triggers[-1] if triggers else "unknown",
-        "latency_s": latency,
-        "latency_p50_ms": float(np.percentile(latency, 50) * 1e3) if len(latency) else math.nan,
-        "latency_p99_ms": float(np.percentile(latency, 99) * 1e3) if len(latency) else math.nan,
-        "latency_max_ms": float(latency.max() * 1e3) if len(latency) else math.nan,
-        "safe_commands": safe_cmds,
-        "diagnostics_errors": sum(1 for lv in to_int if lv >= 2),
-        "nonfinite_commands": nonfinite,
-        "damage": [d.describe() for d in raw.damage],
-    }
 
 
 def replay_stage(s: DemoSettings, bag: Path, model_dir: Path) -> dict:
@@ -306,20 +251,6 @@ def write_report(s: DemoSettings, summary: dict, files: dict) -> Path:
     return path
 
 
-def keep_previous(out_dir: Path) -> Path | None:
-    """Move a non-empty ``out_dir`` to ``<out_dir>.previous`` (replacing an older one); returns where it went."""
-    import shutil
-
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return None
-    previous = out_dir.with_name(out_dir.name + ".previous")
-    if previous.exists():
-        shutil.rmtree(previous)
-    out_dir.rename(previous)
-    print(f"robot-rl demo: the previous output of {out_dir} moved to {previous}", flush=True)
-    return previous
-
-
 def run_demo(s: DemoSettings) -> dict:
     """Run every stage; returns the summary dict (also written to ``out_dir/summary.json``).
 
@@ -388,19 +319,46 @@ def print_summary(summary: dict) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
+    p.add_argument("--robot", choices=("cartpole", "go2"), default="cartpole",
+                   help="cartpole (default: train, export, deploy, replay) or go2 (the shipped walking policy on a "
+                        "held-out reality sample: deploy with a scripted /cmd_vel, replay, tracking, video)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default runs/demo, runs/demo_go2)")
     p.add_argument("--skip-train", action="store_true", help="use the shipped model instead of training")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the training config, e.g. --set train.total_steps=5000")
     p.add_argument("--duration", type=float, default=16.0, help="closed-loop run time in seconds (default 16)")
     p.add_argument("--reality-seed", type=int, default=7, help="seed of the held-out reality sample (default 7)")
+    p.add_argument("--sequence", default=None, help="go2: the scripted /cmd_vel, 'vx vy yaw_rate seconds; ...' "
+                   "(default: walk 0.5 then 0.8 m/s, turn left and right at 0.5 rad/s, stand)")
     p.add_argument("--no-video", action="store_true", help="skip rendering the deployment video")
     p.add_argument("--trigger", choices=("sensor", "timer"), default="sensor",
                    help="policy_node trigger: sensor (default: act on the first joint-state message of each control "
                         "period, lowest latency) or timer (every period on the latest sample)")
 
 
+def _run_go2(args) -> int:
+    from robot_rl.commands._demo_legged import (
+        DEFAULT_SEQUENCE,
+        LeggedDemoSettings,
+        print_legged_summary,
+        run_legged_demo,
+    )
+
+    settings = LeggedDemoSettings(out_dir=args.out or Path("runs/demo_go2"), reality_seed=args.reality_seed,
+                                  sequence=args.sequence or DEFAULT_SEQUENCE, video=not args.no_video)
+    try:
+        summary = run_legged_demo(settings)
+    except (DemoError, ValueError) as exc:
+        print(f"robot-rl demo: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, DemoError) else 2
+    print_legged_summary(summary)
+    return 0
+
+
 def run(args) -> int:
+    if args.robot == "go2":
+        return _run_go2(args)
+    args.out = args.out or Path("runs/demo")
     if args.duration <= 2:
         print(f"robot-rl demo: --duration must be > 2 s, got {args.duration}", file=sys.stderr)
         return 2

@@ -250,20 +250,39 @@ def agreement_report(result: dict, out: Path, title: str, tolerance: float) -> s
     return text
 
 
+def _legged_video(env, episodes, args):
+    """``--video`` of a legged robot: the longest episode beside the nominal sim walking its commands (``--policy``)."""
+    from robot_rl.data.legged_gap import simulate_like
+    from robot_rl.viz.run_videos import legged_replay_video
+
+    if args.policy is None or not (Path(args.policy) / "policy.onnx").exists():
+        raise ValueError("a legged robot's video needs --policy MODEL_DIR (an exported policy.onnx): the right half "
+                         "is the nominal simulation walking the logged commands with it")
+    ep = max(episodes, key=len)
+    qpos: list = []
+    simulate_like(env, [ep], onnx_policy(Path(args.policy), env), qpos_out=qpos)
+    return legged_replay_video(env, ep, qpos[0], args.video, height=args.video_size[0], width=args.video_size[1])
+
+
 def _video(env, episodes, args) -> int:
     """``--video``: 0 when written or rendering is unavailable (hint printed), 2 when the episodes lack joints."""
+    from robot_rl.data.legged_bags import is_legged
     from robot_rl.viz.run_videos import replay_video
     from robot_rl.viz.video import RenderUnavailable
 
     try:
-        out, n, fps = replay_video(env, episodes, args.video, height=args.video_size[0], width=args.video_size[1])
+        if is_legged(env):
+            out, n, fps = _legged_video(env, episodes, args)
+        else:
+            out, n, fps = replay_video(env, episodes, args.video, height=args.video_size[0],
+                                       width=args.video_size[1])
     except ValueError as exc:
         print(f"robot-rl replay: --video: {exc}", file=sys.stderr)
         return 2
     except RenderUnavailable as exc:
         print(f"robot-rl replay: no video: {exc}", file=sys.stderr)
         return 0
-    print(f"video: {out} ({n} frames at {fps:.1f} fps; left logged, right open-loop re-simulation)")
+    print(f"video: {out} ({n} frames at {fps:.1f} fps; left logged, right the simulation)")
     return 0
 
 

@@ -85,9 +85,11 @@ def gap_stats(runs: list[tuple[np.ndarray, np.ndarray, bool]], center, half_rang
             "falls": float(sum(bool(f) for *_, f in runs)), "steps": int(len(e))}
 
 
-def simulate_like(env, episodes, policy, *, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+def simulate_like(env, episodes, policy, *, seed: int = 0, qpos_out: list | None = None,
+                  ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
     """Each logged episode's command sequence walked by ``policy`` (``(B, n_obs) -> (B, n_act)`` normalized) in the
     nominal simulation of ``env``'s task, from the standing start: ``[(observations, actions, fell)]``.
+    ``qpos_out``: a list that gets each run's ``(T+1, nq)`` positions in the visual model (for videos).
     """
     u = env.unwrapped
     runs = []
@@ -97,16 +99,21 @@ def simulate_like(env, episodes, policy, *, seed: int = 0) -> list[tuple[np.ndar
         try:
             obs, _ = sim.reset(seed=seed + i, options={"command": commands[0]})
             observations, actions, fell = [obs], [], False
+            qpos = [sim.visual_scene()[1].qpos.copy()] if qpos_out is not None else None
             for k in range(len(ep)):
                 a = np.clip(np.asarray(policy(obs[None].astype(np.float32)), dtype=np.float64)[0], -1.0, 1.0)
                 sim.set_command(commands[k + 1])  # the command of the next observation, as the log has it
                 obs, _r, term, _trunc, _info = sim.step(a)
                 observations.append(obs)
                 actions.append(a)
+                if qpos is not None:
+                    qpos.append(sim.visual_scene()[1].qpos.copy())
                 if term:
                     fell = True
                     break
             runs.append((np.asarray(observations), np.asarray(actions), fell))
+            if qpos_out is not None:
+                qpos_out.append(np.asarray(qpos))
         finally:
             sim.close()
     return runs

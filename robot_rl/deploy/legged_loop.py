@@ -1,6 +1,7 @@
 """The policy node's control step for a legged velocity-tracking task (no ROS): joint states + IMU + velocity command
 -> the observation of :mod:`robot_rl.core.legged_obs` (the function training used) -> policy -> safety filter.
 
+* :func:`parse_sequence`: a scripted ``/cmd_vel`` (``cmd_vel_source``'s ``sequence``, ``robot-rl demo --robot go2``).
 * :class:`VelocityCommand`: the ``/cmd_vel`` input: clipped to the task's command range, zero ("stand") when older
   than ``timeout_s``; non-finite commands are refused.
 * :class:`LocomotionInputs`: builds the observation from the safety filter's last accepted joint state and IMU
@@ -20,6 +21,22 @@ import numpy as np
 
 from robot_rl.core.legged_obs import gravity_in_frame, locomotion_observation, observation_names
 from robot_rl.deploy.policy_loop import PolicyLoop
+
+
+def parse_sequence(text: str) -> list[tuple[float, float, float, float]]:
+    """``"vx vy yaw_rate seconds; ..."`` -> ``[(vx, vy, yaw_rate, seconds), ...]`` (commas also separate numbers)."""
+    out = []
+    for i, part in enumerate(p for p in text.split(";") if p.strip()):
+        fields = part.replace(",", " ").split()
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            values = []
+        if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[3] <= 0:
+            raise ValueError(f"parameter 'sequence', segment {i} {part.strip()!r}: expected 'vx vy yaw_rate seconds' "
+                             "(finite numbers, seconds > 0)")
+        out.append(tuple(values))
+    return out
 
 
 class VelocityCommand:

@@ -8,7 +8,7 @@ gravity direction, joints, last action, command, gait clock; no base linear velo
 
 Reward: the weighted sum of the terms below (floored at 0), in the spirit of legged_gym / MuJoCo Playground's
 joystick tasks: velocity tracking, a trotting schedule driven by the gait clock, posture, and penalties on
-orientation, vertical and roll/pitch motion, joint limits, torques, action rate, hard landings and falls.
+orientation, base height, vertical and roll/pitch motion, joint limits, torques, action rate, hard landings and falls.
 See docs/robots.md for the table and the reasoning behind each weight.
 """
 
@@ -62,6 +62,11 @@ def orientation(gravity):
     return gravity[:, 0] ** 2 + gravity[:, 1] ** 2
 
 
+def base_height(height_error):
+    """Squared base height error from the standing height [m^2]: walk and stand tall, not crouched."""
+    return height_error ** 2
+
+
 def vertical_velocity(base_vz):
     """Squared vertical base velocity [m^2/s^2]."""
     return base_vz ** 2
@@ -105,6 +110,7 @@ REWARD = (
     Term("feet_air_time", feet_air_time, 0.5),
     Term("pose", pose, 0.5),
     Term("orientation", orientation, -5.0),
+    Term("base_height", base_height, -40.0),
     Term("vertical_velocity", vertical_velocity, -0.5),
     Term("roll_pitch_rate", roll_pitch_rate, -0.05),
     Term("joint_limits", joint_limits, -1.0),

@@ -16,6 +16,7 @@ INPUTS = {
     "ang_vel": "(N, 3) base angular velocity, base frame [rad/s] (the IMU gyro, without its noise)",
     "gravity": "(N, 3) unit gravity direction in the base frame (upright: 0 0 -1)",
     "base_height": "(N,) base height above the floor [m]",
+    "height_error": "(N,) base height minus its height standing in the standing pose on the floor [m]",
     "base_vz": "(N,) vertical base velocity, world frame [m/s]",
     "command": "(N, 3) commanded vx, vy [m/s], yaw rate [rad/s]",
     "moving": "(N,) float, 1 where the command is not 'stand still'",
@@ -60,6 +61,8 @@ class LocomotionSpec:
     command_probability: tuple[float, float, float] = (0.9, 0.3, 0.5)
     """Chance that each axis is nonzero when a command is drawn (else 0: the robot also learns to stand and to
     walk straight)."""
+    stand_probability: float = 0.1
+    """Chance that a drawn command is zero on every axis (stand still: the robot must also stand well)."""
     command_resample_s: float = 5.0
     """Mean time between command redraws (exponential) [s]."""
     gait_hz: float = 2.0

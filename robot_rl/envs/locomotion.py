@@ -249,6 +249,7 @@ class LocomotionVecEnv(VectorEnv):
         hi = np.asarray(s.command_max)
         lo = np.array([s.command_min_vx, -hi[1], -hi[2]])
         fresh = rng.uniform(lo, hi, (k, 3)) * (rng.random((k, 3)) < np.asarray(s.command_probability))
+        fresh *= (rng.random(k) >= s.stand_probability)[:, None]
         kept = rng.random((k, 3)) < keep
         self._command[ids] = np.where(kept, self._command[ids], fresh)
         self._until[ids] = rng.exponential(s.command_resample_s, k)
@@ -429,6 +430,7 @@ class LocomotionVecEnv(VectorEnv):
         prev = prev_foot_vel.reshape(-1, nf, 3)
         values = {
             "lin_vel": lin_vel, "ang_vel": qvel[:, 3:6], "gravity": grav, "base_height": qpos[:, 2],
+            "height_error": qpos[:, 2] - self._stand_height,
             "base_vz": qvel[:, 2], "command": self._command, "moving": mov,
             "joint_pos": qpos[:, self._jq] - self._stand, "joint_vel": qvel[:, self._jv],
             "joint_lower": self._lower, "joint_upper": self._upper, "torque": torque, "action": action,

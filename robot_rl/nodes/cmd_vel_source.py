@@ -2,14 +2,16 @@
 
 Publishes geometry_msgs/Twist (parameters ``linear_x``, ``linear_y`` [m/s], ``angular_z`` [rad/s]) on the robot
 profile's ``cmd_vel`` topic every ``period_s`` of steady time, from ``start_after_s`` after start for
-``duration_s`` (0: until stopped). When it stops publishing, the policy node's ``cmd_vel_timeout_s`` makes the robot
-stand, as when a real joystick disconnects.
+``duration_s`` (0: until stopped); or a ``sequence`` of segments ``"vx vy yaw_rate seconds; ..."`` played once from
+``start_after_s`` (e.g. ``"0.5 0 0 4; 0.3 0 0.5 3"``: 4 s straight at 0.5 m/s, then 3 s turning). When it stops
+publishing, the policy node's ``cmd_vel_timeout_s`` makes the robot stand, as when a real joystick disconnects.
 
 Run: ``python -m robot_rl.nodes.cmd_vel_source --ros-args -p robot:=go2 -p linear_x:=0.5``.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from types import SimpleNamespace
@@ -18,6 +20,7 @@ from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from robot_rl.deploy.legged_loop import parse_sequence
 from robot_rl.nodes._common import ParamReader, StartupError, run_node, steady_clock
 
 NAME = "cmd_vel_source"
@@ -33,6 +36,8 @@ def node_parameters(p: ParamReader) -> SimpleNamespace:
         period_s=p.float("period_s", 0.1, "publication period [s] (steady clock)", min_value=1e-3),
         start_after_s=p.float("start_after_s", 0.0, "publish from this long after start [s]", min_value=0.0),
         duration_s=p.float("duration_s", 0.0, "publish for this long [s]; 0: until stopped", min_value=0.0),
+        sequence=p.str("sequence", "", "segments 'vx vy yaw_rate seconds; ...' played once from start_after_s "
+                       "(replaces linear_x, linear_y, angular_z and duration_s)"),
     )
 
 
@@ -48,22 +53,33 @@ class CmdVelSourceNode(Node):
         except (ConfigError, FileNotFoundError) as exc:
             raise StartupError(f"parameter 'robot': cannot load robot profile {a.robot!r}: {exc}") from None
         self.topic = profile.topics.cmd_vel
-        self.msg = Twist()
-        velocity = [a.linear_x, a.linear_y, a.angular_z]
-        self.msg.linear.x, self.msg.linear.y, self.msg.angular.z = velocity
+        try:
+            segments = parse_sequence(a.sequence)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        if not segments:
+            segments = [(a.linear_x, a.linear_y, a.angular_z, a.duration_s or math.inf)]
         self.start_s = time.monotonic() + a.start_after_s
-        self.end_s = self.start_s + a.duration_s if a.duration_s > 0 else float("inf")
+        self.segments = []  # (end time [steady s], Twist)
+        end = self.start_s
+        for vx, vy, wz, seconds in segments:
+            msg = Twist()
+            msg.linear.x, msg.linear.y, msg.angular.z = vx, vy, wz
+            end += seconds
+            self.segments.append((end, msg))
+        self.end_s = end
         self.sent = 0
         self.pub = self.create_publisher(Twist, self.topic, QoSProfile(depth=10,
                                                                        reliability=ReliabilityPolicy.RELIABLE))
         self.create_timer(a.period_s, self._tick, clock=steady_clock())
-        self.get_logger().info(f"cmd_vel {velocity} on {self.topic} every {a.period_s} s, from "
-                               f"{a.start_after_s} s for {a.duration_s or 'ever'} s")
+        plan = "; ".join(f"{m.linear.x:g} {m.linear.y:g} {m.angular.z:g} until +{e - self.start_s:g} s"
+                         for e, m in self.segments)
+        self.get_logger().info(f"cmd_vel on {self.topic} every {a.period_s} s from {a.start_after_s} s: {plan}")
 
     def _tick(self) -> None:
         now = time.monotonic()
         if self.start_s <= now < self.end_s:
-            self.pub.publish(self.msg)
+            self.pub.publish(next(m for end, m in self.segments if now < end))
             self.sent += 1
 
     def on_shutdown(self) -> None:

@@ -6,6 +6,11 @@ state of the episode and then driven only by the logged commands, step after ste
 drift from the logged run over time is the sim-to-real gap made visible (the one-step predictions of ``--resim``'s
 report stay close by construction). One frame per logged control step, played at ``1 / control period``.
 
+Legged robots (``legged_replay_video``): a floating base cannot be restored from a log, so the left half is the
+logged run (IMU orientation, measured joints, the base position where the log has it, e.g. sim_robot's true base
+state, else fixed) and the right half the nominal simulation walking the same velocity commands with the policy
+(``robot_rl.data.legged_gap.simulate_like``).
+
 Evaluate: evaluation episodes with the run's policy, captioned with episode, step and running return, played at
 ``1 / control_dt``.
 
@@ -121,3 +126,27 @@ def evaluate_video_cli(pol, env_id: str, randomization, seed: int, episodes: int
     finally:
         env.close()
     return 0
+
+
+def legged_replay_video(env, episode, sim_qpos: np.ndarray, path: str | Path, *, base_position=None,
+                        stride: int = 10, height: int = 180, width: int = 240) -> tuple[Path, int, float]:
+    """Logged legged run (left) beside ``sim_qpos`` ``(T+1, nq)`` of the visual model (right), every ``stride``-th
+    control step. ``episode``: from ``robot_rl.data.legged_bags`` (``infos``: ``joint_positions``,
+    ``imu_orientation``); ``base_position`` ``(T+1, 3)`` [m] or None (the base stays at its standing height).
+    Returns (written path, frame count, fps).
+    """
+    model, _ = env.unwrapped.visual_scene()
+    free = int(model.jnt_qposadr[0])
+    joints = [int(model.jnt_qposadr[model.joint(j).id]) for j in env.unwrapped.profile.joint_names]
+    t = np.asarray(episode.time_s, dtype=np.float64)
+    logged = np.tile(model.qpos0, (len(t), 1))
+    logged[:, free:free + 3] = model.qpos0[free:free + 3] if base_position is None else base_position
+    logged[:, free + 3:free + 7] = episode.infos["imu_orientation"]
+    logged[:, joints] = episode.infos["joint_positions"]
+    n = min(len(logged), len(sim_qpos))
+    labels = ("logged" + (" (base fixed)" if base_position is None else ""), "nominal sim, same commands")
+    frames = side_by_side_frames(model, logged[:n:stride], np.asarray(sim_qpos)[:n:stride], labels=labels,
+                                 height=height, width=width, camera="scene/track", times_s=t[:n:stride] - t[0])
+    dt = float(np.median(np.diff(t))) * stride if len(t) > 1 else 0.2
+    frames = list(frames)
+    return write_video(frames, path, fps=1.0 / dt), len(frames), 1.0 / dt

@@ -172,6 +172,8 @@ def test_cli_replay_agreement_and_legged_gap_report(run, tmp_path, capsys):
     bag = _write(tmp_path / "bag", env, observations, targets)
     assert main(["replay", str(bag), "--env", ENV, "--resim", "--out", str(tmp_path / "r")]) == 2
     assert "--resim of a legged robot needs --policy" in capsys.readouterr().err
+    assert main(["replay", str(bag), "--env", ENV, "--video", str(tmp_path / "v.gif")]) == 2
+    assert "a legged robot's video needs --policy MODEL_DIR" in capsys.readouterr().err
     model = str(Path(__file__).resolve().parents[2] / "models" / "go2_joystick_ppo")
     assert main(["replay", str(bag), "--env", ENV, "--policy", model, "--resim", "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "gap_report.md").read_text()

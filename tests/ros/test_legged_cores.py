@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from robot_rl.core.profile import load_profile
-from robot_rl.deploy.legged_loop import LocomotionInputs, LocomotionLoop, VelocityCommand
+from robot_rl.deploy.legged_loop import LocomotionInputs, LocomotionLoop, VelocityCommand, parse_sequence
 from robot_rl.deploy.legged_reality import LeggedReality, legged_sample, stand
 from robot_rl.deploy.sim_plant import SimPlant
 from robot_rl.envs.go2 import task
@@ -74,6 +74,15 @@ def test_velocity_command_clips_refuses_and_goes_stale():
     assert v.current(2.11, out).tolist() == [0.0, 0.0, 0.0] and v.stale  # 0.51 s after the last accepted one
     with pytest.raises(ValueError, match="timeout must be > 0"):
         VelocityCommand([0, 0, 0], [1, 1, 1], timeout_s=0.0)
+
+
+def test_cmd_vel_sequence_parses_and_refuses_bad_segments():
+    assert parse_sequence("0.5 0 0 4; 0.3, 0, 0.5, 3;") == [(0.5, 0.0, 0.0, 4.0), (0.3, 0.0, 0.5, 3.0)]
+    assert parse_sequence("  ") == []
+    for bad, what in (("0.5 0 0", "segment 0 '0.5 0 0'"), ("0.5 0 0 1; 1 0 0 -2", "segment 1 '1 0 0 -2'"),
+                      ("nan 0 0 1", "segment 0 'nan 0 0 1'")):
+        with pytest.raises(ValueError, match=what):
+            parse_sequence(bad)
 
 
 def test_loop_feeds_back_the_normalized_action_and_advances_the_clock(profile):

@@ -24,7 +24,8 @@ KNOWN = {
     "mpc_node": {"config", "robot", "cost", "planner", "mpc.horizon", "mpc.replan_budget_s", "ilqr.max_iterations",
                  "sampling.num_samples", "trigger", "state_dir", "allow_fault_injection"},
     "recorder": {"robot", "output", "extra_topics"},
-    "cmd_vel_source": {"robot", "linear_x", "linear_y", "angular_z", "period_s", "start_after_s", "duration_s"},
+    "cmd_vel_source": {"robot", "linear_x", "linear_y", "angular_z", "period_s", "start_after_s", "duration_s",
+                       "sequence"},
 }
 COMMON = {"executor", "realtime_priority"}
 
