@@ -111,14 +111,19 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
     js_log, js_stamp, js_q, js_qd, js_eff = decode_joint_states(raw, topics.joint_states, names, report, undecodable)
     imu_log, imu_quat, imu_gyro = _imu(raw, topics.imu, report, undecodable)
     t_cmd, cmds = _arrays(raw, topics.commands, len(cidx), report, undecodable)
-    cmds = [c for c in cmds if len(c) == len(cidx) and np.isfinite(c).all()] if cmds else cmds
+    usable = np.asarray([len(c) == len(cidx) and bool(np.isfinite(c).all()) for c in cmds], dtype=bool)
+    if (~usable).any():
+        report.notes.append(f"{topics.commands}: {int((~usable).sum())} command(s) of the wrong length or not finite "
+                            "dropped (episodes split there)")
+        undecodable += t_cmd[~usable].tolist()  # lost like an undecodable message: the next step's last action
+    t_cmd, cmds = t_cmd[usable], [c for c, ok in zip(cmds, usable) if ok]
     t_tim, timing = _arrays(raw, f"/{node}/timing", 2, report, undecodable)
     t_vel, vel = _arrays(raw, f"/{node}/velocity_command", 4, report, undecodable)
     if len(js_log) == 0 or len(imu_log) == 0 or len(t_cmd) == 0:
         report.notes.append(f"no usable {topics.joint_states}, {topics.imu} or {topics.commands} messages: no "
                             "episodes")
         return [], report
-    u_cmd = np.asarray(cmds)
+    u_cmd = np.asarray(cmds).reshape(-1, len(cidx))
     # ---- one step per command; the node's timing message (same step) names the joint state it used
     if len(t_tim):
         it = _paired(t_cmd, t_tim, dt_ns // 2)

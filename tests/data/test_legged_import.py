@@ -52,7 +52,7 @@ def run():
 
 
 def _write(path, env, observations, targets, *, timing=True, velocity=True, cmd_vel=False, hole=None,
-           tilt_from=None):
+           tilt_from=None, nan_command_at=None):
     """The bag of ``run``: per step k (t_k = 1000 s + 20 ms k) joint states and IMU (previous physics step: the
     node steps on the joint state, before the IMU of the same stamp arrives), command k, timing, velocity command.
     ``hole``: (first, stop) steps whose messages are missing; ``tilt_from``: the IMU says "fallen" from this step.
@@ -95,8 +95,8 @@ def _write(path, env, observations, targets, *, timing=True, velocity=True, cmd_
                       linear_acceleration=Vec3(0.0, 0.0, 9.81), linear_acceleration_covariance=cov)
             w.write(c["imu"], t - 100_000, store.serialize_cdr(imu, Imu.__msgtype__))
             w.write(c["js"], t, store.serialize_cdr(js, JointState.__msgtype__))
-            w.write(c["cmd"], t + 600_000, store.serialize_cdr(arr(targets[k]) if k < len(targets) else
-                                                               arr(targets[-1]), F64.__msgtype__))
+            target = np.full(n, np.nan) if k == nan_command_at else targets[min(k, len(targets) - 1)]
+            w.write(c["cmd"], t + 600_000, store.serialize_cdr(arr(target), F64.__msgtype__))
             if timing:
                 w.write(c["tim"], t + 700_000, store.serialize_cdr(arr([k, t / ns, 6e-4, 6e-4, 0.0]), F64.__msgtype__))
             if velocity:
@@ -158,6 +158,11 @@ def test_a_gap_splits_and_a_fall_ends_the_episode(run, tmp_path):
     eps, report = import_legged_bag(_write(tmp_path / "gap", env, observations, targets, hole=(50, 60)), env)
     assert [len(e) for e in eps] == [48, STEPS - 62], report.describe()
     np.testing.assert_allclose(eps[1].observations, observations[61:STEPS], atol=2e-6)
+    # a non-finite command is dropped like a lost message: the next step's last action is unknown, so it splits
+    eps, report = import_legged_bag(_write(tmp_path / "nan", env, observations, targets, nan_command_at=30), env)
+    assert [len(e) for e in eps] == [28, STEPS - 33], report.describe()
+    assert "1 command(s) of the wrong length or not finite dropped" in report.describe()
+    np.testing.assert_allclose(eps[1].observations, observations[32:STEPS], atol=2e-6)
     eps, report = import_legged_bag(_write(tmp_path / "fall", env, observations, targets, tilt_from=80), env)
     assert len(eps) == 1 and len(eps[0]) == 79 and eps[0].terminations[-1], report.describe()
     assert "the robot fell at t=1001.601 s" in report.describe()
