@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-DEFAULT_COMMANDS = ((0.3, 0.0, 0.0), (0.5, 0.0, 0.0), (0.8, 0.0, 0.0), (0.4, 0.0, 0.5), (0.4, 0.0, -0.5))
-"""Forward speeds across [0.3, 0.8] m/s, and turning at +-0.5 rad/s while walking."""
+DEFAULT_COMMANDS = ((0.3, 0.0, 0.0), (0.5, 0.0, 0.0), (0.8, 0.0, 0.0), (0.4, 0.0, 0.5), (0.4, 0.0, -0.5),
+                    (0.0, 0.0, 0.0))
+"""Forward speeds across [0.3, 0.8] m/s, turning at +-0.5 rad/s while walking, and standing still."""
 
 
 def tracking_report(policy: Callable[[np.ndarray], np.ndarray], env_id: str, *,
@@ -22,8 +23,8 @@ def tracking_report(policy: Callable[[np.ndarray], np.ndarray], env_id: str, *,
                     progress: bool = False) -> dict:
     """Run ``policy`` (raw float32 obs ``(N, n_obs)`` -> actions ``(N, n_act)``) for ``seconds`` per command on
     ``samples`` reality samples (one env each, all at once). Returns per-command rows (``command``,
-    ``vx_mae`` [m/s], ``yaw_rate_mae`` [rad/s], ``vy_mae``, ``falls``) and totals (``falls``, ``episodes``,
-    ``samples_without_fall``, worst tracking errors).
+    ``vx_mae`` [m/s], ``yaw_rate_mae`` [rad/s], ``vy_mae``, ``height_mean``: base height [m], ``falls``) and totals
+    (``falls``, ``episodes``, ``samples_without_fall``, worst tracking errors of the moving commands).
     """
     from robot_rl.envs import task_spec
     from robot_rl.envs.locomotion import LocomotionRandomization, LocomotionVecEnv
@@ -46,6 +47,7 @@ def tracking_report(policy: Callable[[np.ndarray], np.ndarray], env_id: str, *,
             env.set_command(c)
             alive = np.ones(samples, dtype=bool)
             err = np.zeros((samples, 3))
+            height = np.zeros(samples)
             count = np.zeros(samples)
             for t in range(steps):
                 obs, _, term, _, _ = env.step(policy(obs))
@@ -55,6 +57,7 @@ def tracking_report(policy: Callable[[np.ndarray], np.ndarray], env_id: str, *,
                     e = np.abs(np.stack([b["lin_vel"][:, 0] - c[0], b["lin_vel"][:, 1] - c[1],
                                          b["yaw_rate"] - c[2]], axis=1))
                     err[alive] += e[alive]
+                    height[alive] += b["position"][alive, 2]
                     count[alive] += 1
             fell = ~alive
             fell_any |= fell
@@ -62,16 +65,18 @@ def tracking_report(policy: Callable[[np.ndarray], np.ndarray], env_id: str, *,
             mean = err[ok] / count[ok, None] if ok.any() else np.full((1, 3), np.nan)
             rows.append({"command": [float(x) for x in c], "vx_mae": float(np.mean(mean[:, 0])),
                          "vy_mae": float(np.mean(mean[:, 1])), "yaw_rate_mae": float(np.mean(mean[:, 2])),
+                         "height_mean": float(np.mean(height[ok] / count[ok])) if ok.any() else float("nan"),
                          "falls": int(fell.sum())})
             if progress:
                 r = rows[-1]
                 print(f"  command {r['command']}: vx MAE {r['vx_mae']:.3f} m/s, yaw-rate MAE "
-                      f"{r['yaw_rate_mae']:.3f} rad/s, falls {r['falls']}/{samples}", flush=True)
+                      f"{r['yaw_rate_mae']:.3f} rad/s, base height {r['height_mean']:.3f} m, falls "
+                      f"{r['falls']}/{samples}", flush=True)
     finally:
         env.close()
     return {"rows": rows, "samples": samples, "seconds": seconds, "episodes": samples * len(commands),
             "falls": int(sum(r["falls"] for r in rows)), "samples_without_fall": int((~fell_any).sum()),
-            "worst_vx_mae": float(max(r["vx_mae"] for r in rows)),
+            "worst_vx_mae": float(max((r["vx_mae"] for r in rows if any(r["command"])), default=float("nan"))),
             "worst_yaw_rate_mae": float(max(r["yaw_rate_mae"] for r in rows if r["command"][2] != 0.0)
                                         if any(r["command"][2] != 0.0 for r in rows) else float("nan"))}
 

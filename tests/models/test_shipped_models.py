@@ -17,7 +17,7 @@ sections, so a listed model whose files are missing fails (nothing is skipped). 
   mapped back to the env's normalized action with the sidecar's center / half_range) walks on ``GO2_SAMPLES`` held-out
   reality samples (pushes, joint friction, latency, sensor noise) for ``GO2_SECONDS`` per command: forward 0.5 m/s
   tracked within ``GO2_MAX_VX_MAE`` and +0.5 rad/s turning within ``GO2_MAX_YAW_MAE`` (mean absolute errors after
-  2 s), at most ``GO2_MAX_FALLS`` falls.
+  2 s), the base at least ``GO2_MIN_HEIGHT`` high, at most ``GO2_MAX_FALLS`` falls.
 * ``cartpole_swingup_sac``: from the hanging start the pole is swung up and held (cos(hinge) > 0.95) for >= 90 % of
   the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds, in the nominal sim and with the
   training's domain randomization (``default``).
@@ -48,6 +48,7 @@ PETS_MAX_NRMSE = 0.15
 RAIL_FREE_M = 1.5
 SAC_EPISODES = 3
 GO2_SAMPLES, GO2_SECONDS, GO2_MAX_VX_MAE, GO2_MAX_YAW_MAE, GO2_MAX_FALLS = 5, 10.0, 0.15, 0.2, 1
+GO2_MIN_HEIGHT = 0.22  # [m] walking base height (standing pose 0.29 m; a crouched gait walks at 0.16-0.19 m)
 
 # name -> (artifact kind, robot profile, env id)
 KNOWN = {
@@ -260,6 +261,7 @@ def test_loads_and_performs(name):
         walk, turn = rep["rows"]
         assert walk["vx_mae"] <= GO2_MAX_VX_MAE, f"{name}: forward 0.5 m/s tracked to {walk['vx_mae']:.3f} m/s"
         assert turn["yaw_rate_mae"] <= GO2_MAX_YAW_MAE, f"{name}: turning tracked to {turn['yaw_rate_mae']:.3f}"
+        assert min(walk["height_mean"], turn["height_mean"]) >= GO2_MIN_HEIGHT, f"{name}: walks crouched {rep['rows']}"
         assert rep["falls"] <= GO2_MAX_FALLS, f"{name}: {rep['falls']} falls in {rep['episodes']} episodes"
     else:
         pytest.fail(f"no performance check for {name}")
