@@ -118,6 +118,11 @@ class PandaReachEnv(ArmReachEnv):
         self._prev_target[:] = self._qpos[self._cmd_qadr]  # the safety filter ramps from where the robot is
         return out
 
+    def set_joint_state(self, q, qd, goal=None) -> None:
+        """``MujocoTaskEnv.set_joint_state``; the rate limit then ramps from ``q`` (a fresh start, as at reset)."""
+        super().set_joint_state(q, qd, goal)
+        self._prev_target[:] = self._qpos[self._cmd_qadr]
+
     def _before_physics(self):
         c, prev, step = self._ctrl, self._prev_target, self._max_step
         np.clip(c, prev - step, prev + step, out=c)

@@ -71,6 +71,10 @@ def test_actions_are_rate_limited_targets_around_home():
         env.step(np.ones(7, np.float32))
     assert np.allclose(u.data.ctrl, center + half)  # then the target, never beyond the action box
     assert np.abs(u.data.qvel).max() < 1.1 * u.profile.safety.max_command_rate
+    q = np.asarray(u.profile.standing_pose) + 0.2
+    u.set_joint_state(q, np.zeros(7), goal=u.goal)  # (log replay, deploy): the ramp starts from there
+    env.step(np.ones(7, np.float32))
+    assert np.allclose(u.data.ctrl, q + step)
 
 
 def test_holds_a_target_with_gravity_compensation():
