@@ -5,10 +5,12 @@ commanded) whose joints track position targets with the profile's PD gains and t
 compensation from the nominal model, as Franka's own joint position controller does (the arm's
 :class:`robot_rl.envs.arm.ArmReachEnv` computes it).
 
-Observation (Gymnasium-Robotics dict, as ``ArmReach-v0``): ``observation`` = ``[q (7) rad, qdot (7) rad/s]``
-(profile joint order), ``achieved_goal`` = tool centre point (site ``pinch``, between the fingertips) position [m]
-by forward kinematics of the measured joints, ``desired_goal`` = target position [m], both in the base frame
-(``link0``, which stands at the world origin). For a flat policy input use ``concat(observation, desired_goal)``.
+Observation (Gymnasium-Robotics dict, as ``ArmReach-v0``): ``observation`` = ``[q (7) rad, qdot (7) rad/s,
+ee (3) m]`` (profile joint order; ``ee`` the tool centre point, site ``pinch`` between the fingertips, by forward
+kinematics of the measured joints, like Fetch's gripper position: the policy sees where the hand is, and nothing in
+``observation`` depends on the goal, so relabeling stays valid), ``achieved_goal`` = the same ``ee``,
+``desired_goal`` = target position [m], both in the base frame (``link0``, which stands at the world origin). For a
+flat policy input use ``concat(observation, desired_goal)``.
 
 Action: joint position targets, an affine map of the normalized action ``a`` in [-1, 1]:
 ``target = home + action_scale * a`` (rad; home = the profile's ``standing_pose``, Menagerie's keyframe "home";
@@ -74,7 +76,8 @@ def task(reward_type: str = "dense", distance_threshold: float = 0.02, action_sc
     else:
         reward = (Term("distance", distance, -1.0), Term("reached", within, 1.0))
     observation = tuple((f"{n}_position", "pos", n, "rad") for n in JOINTS) + tuple(
-        (f"{n}_velocity", "vel", n, "rad/s") for n in JOINTS)
+        (f"{n}_velocity", "vel", n, "rad/s") for n in JOINTS) + tuple(
+        (f"ee_{axis}", "site", f"{EE_SITE}:{axis}", "m") for axis in "xyz")
     return TaskSpec(
         name="PandaReach", robot="panda", frame_skip=10, max_episode_steps=100, observation=observation, goal_dim=3,
         inputs={"ee": site(EE_SITE), "target": goal(), "distance_threshold": param(distance_threshold)},
