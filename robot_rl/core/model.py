@@ -7,7 +7,9 @@ not copied into this repository) and our scene (``mjcf``: floor, light, physics 
 the robot with the prefix ``scene/``, and the scene's ``<option>`` replaces the robot file's. Then the profile's
 actuation is applied: a ``position`` interface turns each command joint's actuator into MuJoCo's position servo
 with the profile's PD gains (``kp``, ``kd``) and torque limit (``effort_max``), i.e. the robot's onboard PD loop at
-the physics rate, and ``contact_geoms`` restricts collisions to the named robot geoms (e.g. the feet).
+the physics rate, ``contact_geoms`` restricts collisions to the named robot geoms (e.g. the feet), and
+``fixed_bodies`` makes the named subtrees rigid payloads (e.g. a gripper the task does not command: its joints go,
+with the tendons, equality constraints and actuators on them, and its mass stays).
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def load_spec(profile, *, visual: bool = True, joint_friction: bool = True,
         for name in _OPTIONS:
             setattr(spec.option, name, getattr(scene.option, name))
         spec.attach(scene, frame=spec.worldbody.add_frame(), prefix=SCENE_PREFIX)
+    if profile.fixed_bodies:
+        _fix_bodies(spec, profile)
+    for kind, name in (("body", profile.base_frame), ("site", profile.ee_site)):
+        if name and getattr(spec, kind)(name) is None:
+            raise KeyError(f"robot {profile.name!r}: the MJCF has no {kind} {name!r} "
+                           f"({'base_frame' if kind == 'body' else 'ee_site'})")
     if not visual:
         for g in list(spec.geoms):
             if g.classname.name == "visual" or (g.group == 2 and g.contype == 0 and g.conaffinity == 0):
@@ -94,6 +102,39 @@ def load_spec(profile, *, visual: bool = True, joint_friction: bool = True,
     return spec
 
 
+def _fix_bodies(spec, profile) -> None:
+    import mujoco
+
+    def subtree(body):
+        yield body
+        for child in body.bodies:
+            yield from subtree(child)
+
+    bodies, joints = set(), []
+    for name in profile.fixed_bodies:
+        root = spec.body(name)
+        if root is None:
+            raise KeyError(f"robot {profile.name!r}: fixed_bodies {name!r} is not a body of its MJCF")
+        for body in subtree(root):
+            bodies.add(body.name)
+            joints.extend(body.joints)
+    removed = {j.name for j in joints}
+    tendons = {t.name for t in spec.tendons
+               if any(w.type == mujoco.mjtWrap.mjWRAP_JOINT and w.target.name in removed for w in t.path)}
+    for e in list(spec.equalities):  # constraints inside the now rigid subtree
+        names = {e.name1, e.name2} - {""}
+        if names <= removed or names <= bodies or names <= tendons:
+            spec.delete(e)
+    for a in list(spec.actuators):
+        if a.target in removed or (a.trntype == mujoco.mjtTrn.mjTRN_TENDON and a.target in tendons):
+            spec.delete(a)
+    for t in list(spec.tendons):
+        if t.name in tendons:
+            spec.delete(t)
+    for j in joints:
+        spec.delete(j)
+
+
 def _position_servos(spec, profile) -> None:
     import mujoco
 
@@ -115,6 +156,6 @@ def load_model(profile, *, visual: bool = True, joint_friction: bool = True, edi
     import mujoco
 
     if not profile.robot_mjcf and profile.command_interface != "position" and visual and edit is None \
-            and joint_friction and not profile.contact_geoms:
+            and joint_friction and not profile.contact_geoms and not profile.fixed_bodies:
         return mujoco.MjModel.from_xml_path(str(find_asset(profile.mjcf)))
     return load_spec(profile, visual=visual, joint_friction=joint_friction, edit=edit).compile()

@@ -132,6 +132,14 @@ class RobotProfile:
     contact_geoms: tuple[str, ...] = ()
     """If set, the only robot geoms that collide (with the scene's geoms), e.g. the feet of a legged robot: fewer
     contacts, faster physics. Empty: the MJCF's own collision settings."""
+    fixed_bodies: tuple[str, ...] = ()
+    """Robot bodies whose subtrees are made rigid (their joints removed, with the tendons, equality constraints and
+    actuators on them): a tool the robot carries as a payload, e.g. a gripper that the task does not command (its
+    mass stays in the model)."""
+    base_frame: str = ""
+    """The robot's base body (the frame goals and workspace boxes are expressed in); empty: the world frame."""
+    ee_site: str = ""
+    """MJCF site of the end effector (tool centre point) of an arm; empty: none."""
 
     def __post_init__(self):
         if self.control_period_s <= 0 or self.sensor_period_s <= 0:
@@ -156,6 +164,10 @@ class RobotProfile:
                 raise ValueError(f"{name} has {len(val)} entries, command_joints has {len(self.command_joints)}")
         if self.command_interface == "position" and not (self.kp and self.kd):
             raise ValueError("a position command interface needs kp and kd (the robot's PD gains) per command joint")
+        for name in ("fixed_bodies", "contact_geoms"):
+            val = getattr(self, name)
+            if any(not v for v in val) or len(set(val)) != len(val):
+                raise ValueError(f"{name} must be distinct non-empty names, got {list(val)}")
         if self.robot_mjcf and not self.robot_mjcf.startswith("package:"):
             raise ValueError(f"robot_mjcf must look like 'package:<module>/<path>', got {self.robot_mjcf!r}")
         if self.controller != self.topics.commands.strip("/").split("/")[0]:

@@ -76,10 +76,13 @@ def task(reward_type: str = "sparse", distance_threshold: float = 0.05) -> TaskS
 
 class ArmReachEnv(MujocoTaskEnv):
     """The arm's env: the task's declaration plus gravity compensation before every physics step and the
-    Gymnasium-Robotics dict observation (see module docstring).
+    Gymnasium-Robotics dict observation (see module docstring). The achieved goal is the task's ``achieved_goal``
+    site input (the end effector), so other arms reuse it (``robot_rl.envs.panda.PandaReachEnv``).
     """
 
     def _setup(self):
+        self._ee_site = self.task.inputs[self.task.achieved_goal].arg
+        self._n_joints = len(self._qadr)
         # The robot's own model for gravity compensation: the nominal model, never randomized.
         self._comp_model = copy.copy(self.model)
         self._comp_data = mujoco.MjData(self._comp_model)
@@ -96,7 +99,7 @@ class ArmReachEnv(MujocoTaskEnv):
                                 "achieved_goal": box3, "desired_goal": box3})
 
     def gravity_compensation(self, q: np.ndarray) -> np.ndarray:
-        """Gravity torques [N m] of the nominal model at joint positions ``q`` (7,)."""
+        """Gravity torques [N m] of the nominal model at joint positions ``q`` (n joints,)."""
         m, d = self._comp_model, self._comp_data
         self._comp_qpos[:] = q  # (its qvel stays zero: nothing else uses this MjData)
         mujoco.mj_kinematics(m, d)
@@ -114,7 +117,7 @@ class ArmReachEnv(MujocoTaskEnv):
         if self.randomization_enabled and self.randomizer.acts_on_sensors:
             q, qd = self.randomizer.sense(q, qd, self._np_random)
         obs = self.observation_builder.build(q, qd)
-        self._achieved, self._achieved_for = self.observation_builder.site_position(q, "ee"), obs
+        self._achieved, self._achieved_for = self.observation_builder.site_position(q, self._ee_site), obs
         return obs
 
     def _package_obs(self, obs):
@@ -122,11 +125,12 @@ class ArmReachEnv(MujocoTaskEnv):
         if obs is self._achieved_for:
             achieved = self._achieved.astype(np.float32)
         else:  # an observation built elsewhere (log import): FK of its joint angles
-            achieved = self.observation_builder.site_position(obs[:7].astype(np.float64), "ee").astype(np.float32)
+            q = obs[:self._n_joints].astype(np.float64)
+            achieved = self.observation_builder.site_position(q, self._ee_site).astype(np.float32)
         if not math.isfinite(achieved.dot(achieved)):  # diverged state: the step reports physics_error
             achieved = np.nan_to_num(achieved, nan=0.0, posinf=0.0, neginf=0.0)
         return {"observation": obs, "achieved_goal": achieved, "desired_goal": self._goal.astype(np.float32)}
 
     def end_effector(self) -> np.ndarray:
         """True end-effector position [m] (3,)."""
-        return self.observation_builder.site_position(self._qpos[self._qadr], "ee")
+        return self.observation_builder.site_position(self._qpos[self._qadr], self._ee_site)

@@ -74,7 +74,7 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
                 raise ValueError(f"{self.name}: task option {key!r} would shadow the env attribute of that name")
             setattr(self, key, value)
         self.profile = load_profile(spec.robot) if profile is None else profile
-        self.model = self.profile.load_model()
+        self.model = self._load_model()
         self.data = mujoco.MjData(self.model)
         self.frame_skip = int(spec.frame_skip)
         self.control_dt = self.frame_skip * float(self.model.opt.timestep)
@@ -196,6 +196,12 @@ class MujocoTaskEnv(RandomizationControls, gym.Env):
     # ------------------------------------------------------------------ task hooks
     def _setup(self) -> None:
         """Subclass hook: extra indices and buffers, called at the end of ``__init__`` (before the seeding reset)."""
+
+    def _load_model(self) -> mujoco.MjModel:
+        """Subclass hook: the task's model (default: the profile's, :func:`robot_rl.core.model.load_model`); task
+        options are already attributes.
+        """
+        return self.profile.load_model()
 
     def _make_observation_builder(self) -> ObservationBuilder:
         spec = self.task

@@ -10,15 +10,16 @@ import robot_rl.envs as E
 from robot_rl.core.config import load_config
 from robot_rl.core.profile import RobotProfile, actuator_for_joint, load_profile
 
-# Every robot of the declared (effort-controlled) tasks of the registry, with one of its tasks; the position-
-# controlled legged robots: tests/envs/test_locomotion.py.
+# Every robot of the declared tasks of the registry, with one of its tasks; the position-controlled legged robots:
+# tests/envs/test_locomotion.py.
 ROBOTS = {E.task_spec(t).robot: t for t in reversed(list(E.TASKS)) if not E.is_batched(t)}
 
 
 @pytest.mark.parametrize("robot", sorted(ROBOTS))
 def test_profile_matches_mjcf(robot):
     profile = load_profile(robot)
-    model = mujoco.MjModel.from_xml_path(str(profile.mjcf_path()))
+    model = profile.load_model()  # (a robot from a package: its MJCF in our scene)
+    position = profile.command_interface == "position"
     for j in profile.joints:
         jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j.name)
         assert jid >= 0, f"{robot}: profile joint {j.name} not in MJCF"
@@ -28,14 +29,17 @@ def test_profile_matches_mjcf(robot):
             assert math.isinf(j.position_min) and math.isinf(j.position_max), j.name
         if j.name in profile.command_joints:
             a = actuator_for_joint(model, j.name)
-            assert j.effort_max == pytest.approx(max(abs(model.actuator_ctrlrange[a]))), j.name
+            limit = model.actuator_forcerange[a] if position else model.actuator_ctrlrange[a]
+            assert j.effort_max == pytest.approx(max(abs(limit))), j.name
         else:
             assert math.isinf(j.effort_max)
     # Command joints in actuator order; command limits equal the ctrlrange.
     acts = [actuator_for_joint(model, n) for n in profile.command_joints]
     assert acts == list(range(model.nu))
-    assert np.allclose(profile.command_min, model.actuator_ctrlrange[:, 0])
-    assert np.allclose(profile.command_max, model.actuator_ctrlrange[:, 1])
+    # Command limits equal the ctrlrange (effort) or the joint range (position targets).
+    limits = model.jnt_range[model.actuator_trnid[:, 0]] if position else model.actuator_ctrlrange
+    assert np.allclose(profile.command_min, limits[:, 0])
+    assert np.allclose(profile.command_max, limits[:, 1])
     # The YAML's own command limits, when given, agree too.
     raw = load_config(RobotProfile, profile.mjcf_path().parents[2] / "hardware" / f"{robot}.yaml")
     if raw.command_min:
@@ -49,6 +53,8 @@ def test_env_uses_profile_joint_order(robot):
     assert u.profile.name == robot
     assert u.observation_builder.joint_names == u.profile.joint_names
     assert env.action_space.shape == (len(u.profile.command_joints),)
+    if u.profile.command_interface == "position":  # targets: tests/envs/test_panda.py
+        return
     # Action +1 maps to the upper command limit in robot units.
     env.step(np.ones(env.action_space.shape, np.float32))
     assert np.allclose(u.data.ctrl, u.profile.command_max)

@@ -1,0 +1,149 @@
+"""Goal-conditioned end-effector reach with the Franka Emika Panda in joint position control (PandaReach-v0).
+
+The robot is ``hardware/panda.yaml``: MuJoCo Menagerie's Panda (with a Robotiq 2F-85 gripper held rigid, not
+commanded) whose joints track position targets with the profile's PD gains and torque limits, plus gravity
+compensation from the nominal model, as Franka's own joint position controller does (the arm's
+:class:`robot_rl.envs.arm.ArmReachEnv` computes it).
+
+Observation (Gymnasium-Robotics dict, as ``ArmReach-v0``): ``observation`` = ``[q (7) rad, qdot (7) rad/s,
+ee (3) m]`` (profile joint order; ``ee`` the tool centre point, site ``pinch`` between the fingertips, by forward
+kinematics of the measured joints, like Fetch's gripper position: the policy sees where the hand is, and nothing in
+``observation`` depends on the goal, so relabeling stays valid), ``achieved_goal`` = the same ``ee``,
+``desired_goal`` = target position [m], both in the base frame (``link0``, which stands at the world origin). For a
+flat policy input use ``concat(observation, desired_goal)``.
+
+Action: joint position targets, an affine map of the normalized action ``a`` in [-1, 1]:
+``target = home + action_scale * a`` (rad; home = the profile's ``standing_pose``, Menagerie's keyframe "home";
+``action_scale`` 1 rad by default, the box cut at the joint limits), i.e. ``center + half_range * a`` with
+``action_map()``, the map the exporter bakes into the ONNX policy (it outputs the targets the robot is sent). An
+absolute target rather than a delta from the previous target: the policy is a function of the measured state alone
+(no hidden integrator state on the robot side) and its command a bounded, memoryless map. Safety on the real arm:
+the safety filter clamps targets to the joint limits and limits their change to ``safety.max_command_rate``
+(1.5 rad/s, below the 2.175 rad/s joint speed limit); the env applies the same rate limit, starting from the measured
+position at reset as the filter does, so a policy never learns to rely on steps the robot would not execute.
+Control period 0.02 s (0.002 s x 10), 100 steps (2 s).
+
+Start: home + U(-0.1, 0.1) rad per joint. Goal: uniform in the workspace box ``GOAL_LOW``..``GOAL_HIGH`` in front
+of the robot (x 0.3..0.7 m, y -0.3..0.3 m, z 0.1..0.6 m; every point reachable within the action box, checked by a
+test with inverse kinematics).
+
+Reward (declared terms, ``reward_type="dense"``, the default): ``distance`` (weight -1: minus the distance [m])
+plus ``reached`` (weight 1: 1 within ``distance_threshold``, 0.02 m); ``reward_type="sparse"`` is Gymnasium-Robotics'
+``-(d > threshold)`` for HER-style relabeling and offline goal-conditioned learning. Success: ``d <= 0.02`` m.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.envs.arm import ArmReachEnv, distance, reached, sparse_reach
+from robot_rl.envs.task import TaskSpec, Term, goal, param, site
+
+JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+GOAL_LOW = np.array([0.3, -0.3, 0.1])
+"""Lower corner of the goal box in the base frame [m]."""
+GOAL_HIGH = np.array([0.7, 0.3, 0.6])
+"""Upper corner of the goal box in the base frame [m]."""
+EE_SITE = "pinch"
+TARGET_BODY = "scene/target"
+
+
+def within(ee, target, distance_threshold):
+    """1.0 within ``distance_threshold`` [m] of the target, else 0.0 (the success bonus)."""
+    return (distance(ee, target) <= distance_threshold).astype(np.float64)
+
+
+def _initial_state(env, rng):
+    home = np.asarray(env.profile.standing_pose)
+    lo, hi = env.model.jnt_range[env.joint_qpos_addresses].T
+    env.data.qpos[env.joint_qpos_addresses] = np.clip(home + rng.uniform(-0.1, 0.1, size=len(home)), lo, hi)
+    env.data.qvel[:] = 0.0
+    target = rng.uniform(GOAL_LOW, GOAL_HIGH)
+    env.data.mocap_pos[env.target_mocap] = target
+    return target
+
+
+def task(reward_type: str = "dense", distance_threshold: float = 0.02, action_scale: float = 1.0) -> TaskSpec:
+    """Reach a random end-effector target with the Panda; ``reward_type`` ``"dense"`` (-d + 1[d <= threshold]) or
+    ``"sparse"`` (-(d > threshold)); ``action_scale``: joint target offset from home of a unit action [rad].
+    """
+    if reward_type not in ("sparse", "dense"):
+        raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+    if not action_scale > 0:
+        raise ValueError(f"action_scale must be > 0 [rad], got {action_scale}")
+    if reward_type == "sparse":
+        reward = (Term("reach", sparse_reach),)
+    else:
+        reward = (Term("distance", distance, -1.0), Term("reached", within, 1.0))
+    observation = tuple((f"{n}_position", "pos", n, "rad") for n in JOINTS) + tuple(
+        (f"{n}_velocity", "vel", n, "rad/s") for n in JOINTS) + tuple(
+        (f"ee_{axis}", "site", f"{EE_SITE}:{axis}", "m") for axis in "xyz")
+    return TaskSpec(
+        name="PandaReach", robot="panda", frame_skip=10, max_episode_steps=100, observation=observation, goal_dim=3,
+        inputs={"ee": site(EE_SITE), "target": goal(), "distance_threshold": param(distance_threshold)},
+        reward=reward, success=Term("reached", reached), achieved_goal="ee", initial_state=_initial_state,
+        options={"reward_type": reward_type, "distance_threshold": float(distance_threshold),
+                 "action_scale": float(action_scale)})
+
+
+class PandaReachEnv(ArmReachEnv):
+    """The Panda's reach env: ``ArmReachEnv`` (dict observation, gravity compensation) with joint position targets
+    ``home + action_scale * a`` that change at most ``safety.max_command_rate`` (see module docstring).
+    """
+
+    def _load_model(self):
+        p = self.profile
+        home = np.asarray(p.standing_pose, dtype=np.float64)
+        if p.command_interface != "position" or home.shape != (len(p.command_joints),):
+            raise ValueError(f"{self.name}: robot {p.name!r} needs a position interface and a standing_pose")
+        lo = np.maximum(home - self.action_scale, p.command_min)
+        hi = np.minimum(home + self.action_scale, p.command_max)
+
+        def edit(spec):  # the action box as the servos' ctrlrange: MuJoCo clamps targets to it
+            by_joint = {a.target: a for a in spec.actuators}
+            for k, name in enumerate(p.command_joints):
+                act = by_joint[name]
+                act.ctrllimited = 1
+                act.ctrlrange = [lo[k], hi[k]]
+
+        return p.load_model(edit=edit)
+
+    def _setup(self):
+        super()._setup()
+        self.target_mocap = int(self.model.body(TARGET_BODY).mocapid[0])
+        rate = self.profile.safety.max_command_rate
+        self._max_step = rate * self.control_dt  # [rad] per control step (inf: no rate limit)
+        self._prev_target = np.zeros(self.model.nu)
+        self._cmd_qadr = self._qadr[[self.profile.joint_names.index(n) for n in self.profile.command_joints]]
+
+    def reset(self, *, seed=None, options=None):
+        out = super().reset(seed=seed, options=options)
+        self._prev_target[:] = self._qpos[self._cmd_qadr]  # the safety filter ramps from where the robot is
+        return out
+
+    def set_joint_state(self, q, qd, goal=None) -> None:
+        """``MujocoTaskEnv.set_joint_state``; the rate limit then ramps from ``q`` (a fresh start, as at reset)."""
+        super().set_joint_state(q, qd, goal)
+        self._prev_target[:] = self._qpos[self._cmd_qadr]
+
+    def _before_physics(self):
+        c, prev, step = self._ctrl, self._prev_target, self._max_step
+        np.clip(c, prev - step, prev + step, out=c)
+        prev[:] = c
+        super()._before_physics()
+
+    def action_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(center, half_range)``: a normalized action ``a`` commands joint targets ``center + half_range * a``
+        [rad] (home + ``action_scale`` x a within the joint limits); the exported policy outputs these targets.
+        """
+        return self._ctrl_mid.copy(), self._ctrl_half.copy()
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            import mujoco
+
+            self._renderer = mujoco.Renderer(self.model, 240, 320)
+        self._renderer.update_scene(self.data, camera="scene/front")  # (the robot's own cameras are hand cameras)
+        return self._renderer.render()
