@@ -1,9 +1,10 @@
 """policy_node: run an exported ONNX policy on a robot through the safety filter (math in ``deploy.policy_loop``).
 
-Subscribes ``/joint_states`` (mapped by joint name) and, for goal-conditioned policies, the goal topic; on the first joint-state message at or after each ``control_period_s`` boundary (``trigger: sensor``,
-the default: sensor-to-command latency is the compute time; a faster sensor stream is decimated to the control
-period, and a timer every period stays as the stale-sensor watchdog), or every ``control_period_s`` of steady time
-on the latest sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
+Subscribes ``/joint_states`` (mapped by joint name) and, for goal-conditioned policies, the goal topic; on the first
+joint-state message at or after each ``control_period_s`` boundary (``trigger: sensor``, the default:
+sensor-to-command latency is the compute time; a faster sensor stream is decimated to the control period, and a
+timer every period stays as the stale-sensor watchdog), or every ``control_period_s`` of steady time on the latest
+sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
 ``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
 ``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
 (Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe]``), e-stop services ``~/estop``
