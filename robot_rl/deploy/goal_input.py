@@ -34,12 +34,14 @@ BOX_TOLERANCE = 1e-9
 @dataclass(frozen=True)
 class Decision:
     """Outcome of one goal message: ``accepted``; ``goal`` the goal in use afterwards (None: none yet, the robot
-    holds); ``reason`` why a goal was refused ("" when accepted).
+    holds); ``reason`` why a goal was refused, in words ("" when accepted), and ``kind`` of refusal.
     """
 
     accepted: bool
     goal: np.ndarray | None
     reason: str = ""
+    kind: str = ""
+    """Why refused: ``malformed`` (length, not finite), ``frame`` or ``workspace`` ("" when accepted)."""
 
 
 def _fmt(values) -> str:
@@ -96,33 +98,33 @@ class GoalGate:
         """A goal message with ``values`` (and, for a stamped message, ``frame_id``): accepted -> it is the goal in
         use; refused -> the previous goal stays (``Decision.reason`` says why, naming what was expected).
         """
-        why = self._problem(values, frame_id)
+        kind, why = self._problem(values, frame_id)
         if why:
             self.refused += 1
             self.last_reason = why
-            return Decision(False, self.goal, why)
+            return Decision(False, self.goal, why, kind)
         self.goal = np.array([float(v) for v in values], dtype=np.float64)
         self.accepted += 1
         return Decision(True, self.goal)
 
-    def _problem(self, values, frame_id) -> str:
+    def _problem(self, values, frame_id) -> tuple[str, str]:
         try:
             g = [float(v) for v in values]
         except (TypeError, ValueError):
-            return f"goal {values!r} is not a list of numbers"
+            return "malformed", f"goal {values!r} is not a list of numbers"
         kept = "keeping the previous goal " + _fmt(self.goal) if self.goal is not None else \
             "no goal yet: holding position"
         if len(g) != self.goal_dim or not all(math.isfinite(v) for v in g):
-            return f"goal {g} refused: expected {self.goal_dim} finite values; {kept}"
+            return "malformed", f"goal {g} refused: expected {self.goal_dim} finite values; {kept}"
         if frame_id is not None and frame_id != self.frame:
             got = repr(frame_id) if frame_id else "no frame (empty frame_id)"
-            return (f"goal {_fmt(g)} refused: it is in frame {got}, goals must be in the robot's base frame "
-                    f"{self.frame_name!r} (no transform is applied); {kept}")
+            return "frame", (f"goal {_fmt(g)} refused: it is in frame {got}, goals must be in the robot's base "
+                             f"frame {self.frame_name!r} (no transform is applied); {kept}")
         if self.low is not None:
             outside = [f"{'xyz'[i] if self.goal_dim == 3 else i}={v:.4g} not in [{lo:.4g}, {hi:.4g}]"
                        for i, (v, lo, hi) in enumerate(zip(g, self.low, self.high))
                        if not lo - BOX_TOLERANCE <= v <= hi + BOX_TOLERANCE]
             if outside:
-                return (f"goal {_fmt(g)} in frame {self.frame_name!r} refused, not chased: outside the task's goal "
-                        f"workspace {self.workspace()} ({', '.join(outside)}); {kept}")
-        return ""
+                return "workspace", (f"goal {_fmt(g)} in frame {self.frame_name!r} refused, not chased: outside "
+                                     f"the task's goal workspace {self.workspace()} ({', '.join(outside)}); {kept}")
+        return "", ""

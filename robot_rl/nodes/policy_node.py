@@ -391,9 +391,14 @@ class PolicyNode(Node):
         if d.accepted:
             self.loop.set_goal(d.goal)
             self.get_logger().info(f"goal {d.goal.tolist()} accepted", throttle_duration_sec=1.0)
-        else:
+        else:  # one throttled call site per kind: a stream of one kind does not hide a refusal of another
             self.loop.goals_rejected += 1
-            self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
+            if d.kind == "frame":
+                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
+            elif d.kind == "workspace":
+                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
+            else:
+                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
         self._publish_goal()
 
     def _publish_goal(self) -> None:

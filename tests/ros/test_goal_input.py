@@ -35,7 +35,7 @@ def test_accepts_goal_in_base_frame_inside_the_box():
 def test_wrong_or_missing_frame_is_refused_naming_both_frames_and_keeps_the_goal():
     g = gate(goal=[0.5, 0.0, 0.3])
     d = g.check([0.5, 0.0, 0.4], "world")
-    assert not d.accepted and np.allclose(d.goal, [0.5, 0.0, 0.3])
+    assert not d.accepted and d.kind == "frame" and np.allclose(d.goal, [0.5, 0.0, 0.3])
     assert "'world'" in d.reason and "'link0'" in d.reason and "keeping the previous goal (0.5, 0, 0.3)" in d.reason
     d = g.check([0.5, 0.0, 0.4], "")
     assert not d.accepted and "no frame" in d.reason and "'link0'" in d.reason
@@ -45,7 +45,7 @@ def test_wrong_or_missing_frame_is_refused_naming_both_frames_and_keeps_the_goal
 def test_goal_outside_the_workspace_is_not_chased():
     g = gate()
     d = g.check([0.9, 0.0, 0.3], "link0")
-    assert not d.accepted and d.goal is None
+    assert not d.accepted and d.kind == "workspace" and d.goal is None
     assert "not chased" in d.reason and "x=0.9 not in [0.3, 0.7]" in d.reason and "holding position" in d.reason
     d = g.check([0.5, -0.31, 0.05], "link0")
     assert "y=-0.31" in d.reason and "z=0.05" in d.reason and "x=" not in d.reason.split("(", 2)[2]
@@ -54,7 +54,7 @@ def test_goal_outside_the_workspace_is_not_chased():
 def test_malformed_goals_and_initial_goal():
     g = gate()
     for bad in ([0.5, 0.0], [0.5, float("nan"), 0.3], ["a", 1, 2]):
-        assert not g.check(bad, "link0").accepted
+        assert g.check(bad, "link0").kind == "malformed"
     assert g.refused == 3 and g.goal is None
     with pytest.raises(ValueError, match="initial goal refused.*not chased"):
         gate(goal=[1.0, 0.0, 0.3])
