@@ -51,6 +51,9 @@ class Topics:
     joint_states: str = "/joint_states"
     commands: str = "/forward_effort_controller/commands"
     goal: str = "/goal"
+    goal_type: str = "array"
+    """Message type of the goal topic (one topic, one type): ``array`` std_msgs/Float64MultiArray (goal values in
+    task units), ``pose`` geometry_msgs/PoseStamped (the position [m]; ``header.frame_id`` must be ``base_frame``)."""
     diagnostics: str = "/diagnostics"
     imu: str = "/imu"
     """IMU (sensor_msgs/Imu, as ros2_control's imu_sensor_broadcaster publishes it), for robots with ``imu_site``."""
@@ -170,6 +173,8 @@ class RobotProfile:
                 raise ValueError(f"{name} must be distinct non-empty names, got {list(val)}")
         if self.robot_mjcf and not self.robot_mjcf.startswith("package:"):
             raise ValueError(f"robot_mjcf must look like 'package:<module>/<path>', got {self.robot_mjcf!r}")
+        if self.topics.goal_type not in ("array", "pose"):
+            raise ValueError(f"topics.goal_type must be 'array' or 'pose', got {self.topics.goal_type!r}")
         if self.controller != self.topics.commands.strip("/").split("/")[0]:
             raise ValueError(
                 f"topics.commands {self.topics.commands!r} does not follow /<controller>/commands "

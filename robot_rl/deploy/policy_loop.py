@@ -27,12 +27,15 @@ class PolicyLoop:
         control_period_s: period of ``step`` calls [s]; latencies above it count as deadline misses.
         policy_errors: exception types of the policy that mean "no valid action this step" (e.g. the runtime's
             non-finite output error): the step outputs the safe command and counts it in ``policy_errors``.
+        hold_without_goal: a goal-conditioned policy may start without a goal (position robots): until
+            ``set_goal`` accepts one, the policy does not run and the command holds the measured position of the
+            first step (through the safety filter like any command); ``holding`` says so.
 
     """
 
     def __init__(self, safety, obs_builder, policy: Callable[[np.ndarray], np.ndarray], *,
                  goal: Sequence[float] | None = None, control_period_s: float,
-                 policy_errors: tuple[type[BaseException], ...] = ()):
+                 policy_errors: tuple[type[BaseException], ...] = (), hold_without_goal: bool = False):
         if tuple(obs_builder.joint_names) != tuple(safety.joint_names):
             raise ValueError(f"observation builder joints {list(obs_builder.joint_names)} differ from the robot "
                              f"profile's {list(safety.joint_names)}")
@@ -41,7 +44,12 @@ class PolicyLoop:
         self.policy = policy
         self.goal_dim = int(obs_builder.goal_dim)
         self.goal: np.ndarray | None = None
-        if self.goal_dim:
+        self._hold: np.ndarray | None = None
+        if self.goal_dim and hold_without_goal and (goal is None or len(goal) == 0):
+            if safety.interface != "position":
+                raise ValueError(f"holding without a goal needs a position interface, not {safety.interface!r}; "
+                                 f"give an initial goal of {self.goal_dim} values")
+        elif self.goal_dim:
             if goal is None or len(goal) != self.goal_dim:
                 raise ValueError(f"goal-conditioned policy needs an initial goal of {self.goal_dim} values, "
                                  f"got {None if goal is None else list(goal)}")
@@ -87,7 +95,11 @@ class PolicyLoop:
         self.steps += 1
         safety = self.safety
         action = self.command  # ignored by the filter unless mode is normal
-        if safety.mode == "normal":
+        if safety.mode == "normal" and self.goal_dim and self.goal is None:
+            if self._hold is None:  # latched: holding re-reading the sagging measurement would creep
+                self._hold = safety.safe_command(now_s)
+            action = self._hold
+        elif safety.mode == "normal":
             obs = self.obs_builder.build(safety.position, safety.velocity, self.goal)
             try:
                 action = self.policy(obs)
@@ -99,6 +111,11 @@ class PolicyLoop:
         fresh = self._fresh  # the command (policy or safe) follows a newly accepted sample
         self._fresh = False
         return command, status, fresh
+
+    @property
+    def holding(self) -> bool:
+        """True while a goal-conditioned policy has no goal yet (the command holds position)."""
+        return bool(self.goal_dim) and self.goal is None
 
     def record_publish(self, publish_s: float, start_s: float, fresh: bool) -> None:
         """After publishing: record compute time, and sensor->publish latency when the command used new data."""

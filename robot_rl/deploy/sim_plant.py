@@ -33,7 +33,8 @@ class SimPlant:
             ``robot_rl.deploy.legged_reality.LeggedReality`` (also the IMU's bias and noise).
 
     Robots with an IMU (``profile.imu_site`` on a floating base) also give ``measure_imu`` (orientation, angular
-    velocity, accelerometer) and ``base_state`` (the true base pose and velocity, for tests and evaluation).
+    velocity, accelerometer) and ``base_state`` (the true base pose and velocity, for tests and evaluation); arms
+    with an ``ee_site`` give ``ee_position`` (the true tool centre point in the base frame).
 
     """
 
@@ -66,6 +67,8 @@ class SimPlant:
         self._cmd_qpos = np.array([self._qadr[self.joint_names.index(n)] for n in profile.command_joints],
                                   dtype=np.intp)
         self._imu = self._find_imu(model, profile) if profile.imu_site else None
+        self._ee = int(model.site(profile.ee_site).id) if profile.ee_site else -1
+        self._base = int(model.body(profile.base_frame).id) if profile.base_frame else 0  # 0: the world body
         self.command_min = np.asarray(profile.command_min, dtype=np.float64)
         self.command_max = np.asarray(profile.command_max, dtype=np.float64)
         self._pending: deque[tuple[float, np.ndarray]] = deque()
@@ -212,6 +215,14 @@ class SimPlant:
             quat, gyro = self.reality.sense_imu(quat, gyro)
         return quat, gyro, (self.data.sensordata[acc:acc + 3].copy() if acc >= 0 else None)
 
+    def ee_position(self) -> np.ndarray:
+        """True end-effector position (the profile's ``ee_site``) in the base frame (``base_frame``) [m] (3,)."""
+        if self._ee < 0:
+            raise ValueError(f"robot {self.profile.name!r} has no ee_site")
+        d = self.data
+        rel = d.site_xpos[self._ee] - d.xpos[self._base]
+        return d.xmat[self._base].reshape(3, 3).T @ rel
+
     def base_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         """True ``(base position [m], base linear velocity, world frame [m/s], tilt from upright [rad])``."""
         if self._imu is None:
@@ -229,8 +240,11 @@ class EnvReality:
 
     ``make(env_id, randomization=..., seed=...)`` already applied the episode's model parameters (masses, friction,
     damping, gains ...); this object adds what the env does per control step: interval re-sampling and pushes
-    (``before_step`` every ``frame_skip`` physics steps), sensor bias and noise (``sense``), and the task reward
-    from ``reward_for`` once per control step (the env's own reward, the applied command normalized to [-1, 1]).
+    (``before_step`` every ``frame_skip`` physics steps), sensor bias and noise (``sense``), the task reward
+    from ``reward_for`` once per control step (the env's own reward, the applied command normalized to [-1, 1]),
+    and, for arms whose env compensates gravity (``gravity_compensation``, e.g. ``PandaReach-v0``), the same
+    nominal-model gravity torques as ``qfrc_applied`` before every physics step (the robot's controller does it
+    at its servo rate; the env once per control step, to save time).
     ``action_latency_s`` is the sample's actuation delay [s] (its ``action_latency_steps`` x control period).
     """
 
@@ -248,12 +262,16 @@ class EnvReality:
         self.action_latency_s = int(info.get("action_latency_steps", 0)) * float(base.control_dt)
         self._substep = 0
         self._t = 0
+        self._gravity = getattr(base, "gravity_compensation", None)
         self.reward = 0.0
         self.episode_return = 0.0
 
     def before_physics_step(self) -> None:
         if self._substep == 0 and self.randomizer is not None:
             self.sample = self.randomizer.before_step(self._t, self.rng, self.sample)
+        if self._gravity is not None:
+            d = self.base.data
+            d.qfrc_applied[:] = self._gravity(d.qpos)
 
     def after_physics_step(self, applied_command: np.ndarray) -> None:
         self._substep += 1

@@ -25,7 +25,8 @@ Control period 0.02 s (0.002 s x 10), 100 steps (2 s).
 
 Start: home + U(-0.1, 0.1) rad per joint. Goal: uniform in the workspace box ``GOAL_LOW``..``GOAL_HIGH`` in front
 of the robot (x 0.3..0.7 m, y -0.3..0.3 m, z 0.1..0.6 m; every point reachable within the action box, checked by a
-test with inverse kinematics).
+test with inverse kinematics); the task declares it as ``goal_box``, the workspace a deployed policy accepts goals
+in (``robot_rl.deploy.goal_input``).
 
 Reward (declared terms, ``reward_type="dense"``, the default): ``distance`` (weight -1: minus the distance [m])
 plus ``reached`` (weight 1: 1 within ``distance_threshold``, 0.02 m); ``reward_type="sparse"`` is Gymnasium-Robotics'
@@ -82,6 +83,7 @@ def task(reward_type: str = "dense", distance_threshold: float = 0.02, action_sc
         name="PandaReach", robot="panda", frame_skip=10, max_episode_steps=100, observation=observation, goal_dim=3,
         inputs={"ee": site(EE_SITE), "target": goal(), "distance_threshold": param(distance_threshold)},
         reward=reward, success=Term("reached", reached), achieved_goal="ee", initial_state=_initial_state,
+        goal_box=(tuple(GOAL_LOW.tolist()), tuple(GOAL_HIGH.tolist())),
         options={"reward_type": reward_type, "distance_threshold": float(distance_threshold),
                  "action_scale": float(action_scale)})
 

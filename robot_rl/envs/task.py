@@ -125,6 +125,10 @@ class TaskSpec:
     """Success term (``info["is_success"]``, also reported at reset), or None."""
     goal_dim: int = 0
     """Length of the goal vector (0: no goal)."""
+    goal_box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    """Goal-conditioned tasks: ``(low, high)`` corners of the goal workspace, the box the goals are drawn from, in
+    the robot's base frame (goal units, m for positions); a deployed policy refuses goals outside it. None: not
+    declared."""
     achieved_goal: str | None = None
     """Goal-conditioned tasks: the ``site`` input that is the achieved goal (``compute_reward(achieved, desired)``
     evaluates the reward terms with it and the goal)."""
@@ -146,6 +150,10 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: a product reward takes no weights")
         if not self.reward:
             raise ValueError(f"task {self.name!r}: at least one reward term is required")
+        if self.goal_box is not None and (len(self.goal_box) != 2 or any(len(c) != self.goal_dim
+                                                                         for c in self.goal_box)):
+            raise ValueError(f"task {self.name!r}: goal_box needs (low, high) corners of goal_dim "
+                             f"({self.goal_dim}) values each")
         if self.achieved_goal is not None and self.inputs.get(self.achieved_goal, Input("goal")).kind != "site":
             raise ValueError(f"task {self.name!r}: achieved_goal {self.achieved_goal!r} must name a site input")
 

@@ -1,16 +1,24 @@
 """policy_node: run an exported ONNX policy on a robot through the safety filter (math in ``deploy.policy_loop``).
 
-Subscribes ``/joint_states`` (mapped by joint name) and the goal topic (std_msgs/Float64MultiArray, goal-conditioned
-policies); on the first joint-state message at or after each ``control_period_s`` boundary (``trigger: sensor``,
-the default: sensor-to-command latency is the compute time; a faster sensor stream is decimated to the control
-period, and a timer every period stays as the stale-sensor watchdog), or every ``control_period_s`` of steady time
-on the latest sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
+Subscribes ``/joint_states`` (mapped by joint name) and, for goal-conditioned policies, the goal topic; on the first
+joint-state message at or after each ``control_period_s`` boundary (``trigger: sensor``, the default:
+sensor-to-command latency is the compute time; a faster sensor stream is decimated to the control period, and a
+timer every period stays as the stale-sensor watchdog), or every ``control_period_s`` of steady time on the latest
+sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
 ``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
 ``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
 (Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe]``), e-stop services ``~/estop``
 and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it survives a restart and only
 ``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
 safe command and exits 1; a model that does not match the robot profile is refused (exit 2).
+
+Goal-conditioned tasks (``robot_rl.deploy.goal_input``): the goal topic's type is the profile's ``topics.goal_type``:
+std_msgs/Float64MultiArray (``array``) or geometry_msgs/PoseStamped (``pose``: the position, ``header.frame_id`` must
+be the profile's ``base_frame``). A goal in another frame, non-finite, or outside the task's declared goal workspace
+(``TaskSpec.goal_box``) is refused with a throttled warning that says why; the previous goal stays in use. Without a
+goal (parameter ``goal`` empty, none accepted yet) a position robot holds where it was at the first step.
+``~/goal`` (Float64MultiArray) is the goal in use, published at start and after every goal message (empty while
+holding); ``/diagnostics`` carries it with the accepted / refused counts.
 
 Legged velocity-tracking tasks (``env_id`` robot_rl/Go2Joystick-v0, or such an env_id in the artifact's
 policy.json; ``robot_rl.deploy.legged_loop``): also subscribes the IMU (sensor_msgs/Imu, ``topics.imu``) and
@@ -35,7 +43,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import PoseStamped, Twist
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -147,6 +155,8 @@ class PolicyNode(Node):
         from robot_rl.safety import SafetyFilter
 
         self.fatal_error: str | None = None
+        self.goals = None  # GoalGate of a goal-conditioned policy
+        self.env_id = ""  # the task env (set by make_controller)
         self.legged = None  # (task spec, center, half_range) of a legged task, set by make_controller
         a = self.node_parameters(ParamReader(self))
         profile, self.period_s = self.robot_and_period(a)
@@ -163,9 +173,11 @@ class PolicyNode(Node):
             builder = self._legged_loop(a, profile, controller)
         else:
             try:
-                self.loop = PolicyLoop(self.safety, builder, controller, goal=goal or None,
+                self.goals = self._goal_gate(builder.goal_dim, profile, goal) if builder.goal_dim else None
+                self.loop = PolicyLoop(self.safety, builder, controller,
+                                       goal=self.goals.goal if self.goals is not None else goal or None,
                                        control_period_s=self.period_s,
-                                       policy_errors=getattr(self, "policy_errors", ()))
+                                       policy_errors=getattr(self, "policy_errors", ()), hold_without_goal=True)
             except ValueError as exc:
                 raise StartupError(f"parameter 'goal': {exc}") from None
         self.latch = EstopLatch(state_dir)
@@ -180,7 +192,14 @@ class PolicyNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.diagnostics, qos)
         self.pub_timing = self.create_publisher(Float64MultiArray, "~/timing", qos)
         self.create_subscription(JointState, topics.joint_states, self._on_joint_state, qos)
-        self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
+        if self.goals is not None:
+            if topics.goal_type == "pose":
+                self.create_subscription(PoseStamped, topics.goal, self._on_goal_pose, qos)
+            else:
+                self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
+            self.pub_goal = self.create_publisher(Float64MultiArray, "~/goal", qos)
+            described += (f"; goals ({topics.goal_type}) on {topics.goal} in frame {self.goals.frame_name!r}, "
+                          f"workspace {self.goals.workspace()}, goal in use on ~/goal")
         if self.legged is not None:
             self.create_subscription(Imu, topics.imu, self._on_imu, qos)
             self.create_subscription(Twist, topics.cmd_vel, self._on_cmd_vel, qos)
@@ -205,6 +224,10 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"robot {profile.name}: {described}, inputs {list(builder.names)}, period {self.period_s} s "
             f"(trigger {self.trigger}), commands on {topics.commands}, e-stop latch {self.latch.path}")
+        if self.goals is not None:
+            self._publish_goal()
+            if self.loop.holding:
+                self.get_logger().warning(f"no goal yet: holding position until a goal arrives on {topics.goal}")
 
     @classmethod
     def node_parameters(cls, p: ParamReader) -> SimpleNamespace:
@@ -220,7 +243,8 @@ class PolicyNode(Node):
                           "timer: act every control period on the latest sample", choices=("sensor", "timer")),
             state_dir=p.str("state_dir", "auto", "directory of the persistent e-stop latch; auto (or empty): "
                             "~/.local/state/robot_rl/<node name>"),
-            goal=p.floats("goal", [], "initial goal for goal-conditioned policies (task units)"),
+            goal=p.floats("goal", [], "initial goal for goal-conditioned policies (task units, in the base frame; "
+                          "checked like a goal message); empty: hold position until a goal arrives"),
             allow_fault_injection=p.bool("allow_fault_injection", False, "testing only: offer ~/inject_fault, "
                                          "which makes the next control step raise"),
             **cls.controller_parameters(p),
@@ -256,6 +280,7 @@ class PolicyNode(Node):
             env_id = str(policy.sidecar.get("env_id", ""))
             if not env_id:
                 raise StartupError(f"parameter 'env_id': the artifact {model} records no env_id; set env_id")
+        self.env_id = env_id
         spec = legged_task(env_id)
         if spec is not None:
             return self._legged_controller(model, env_id, spec, profile, policy)
@@ -340,10 +365,46 @@ class PolicyNode(Node):
                 f"cmd_vel ({msg.linear.x:.3g}, {msg.linear.y:.3g}, {msg.angular.z:.3g}) outside the task's range "
                 f"{v.low.tolist()} .. {v.high.tolist()}: clipped to {v.value.tolist()}", throttle_duration_sec=1.0)
 
+    def _goal_gate(self, goal_dim: int, profile, goal):
+        """``GoalGate`` of a goal-conditioned task: frame = the profile's ``base_frame``, workspace = the task's
+        declared ``goal_box`` (none declared: any finite goal), initial goal = parameter ``goal`` (none: hold).
+        """
+        from robot_rl.deploy.goal_input import GoalGate
+        from robot_rl.envs import task_spec
+
+        try:
+            box = task_spec(self.env_id).goal_box if self.env_id else None
+        except (KeyError, TypeError):
+            box = None
+        low, high = box if box is not None else (None, None)
+        return GoalGate(goal_dim, frame=profile.base_frame, low=low, high=high, goal=goal or None)
+
     def _on_goal(self, msg: Float64MultiArray) -> None:
-        if not self.loop.set_goal(msg.data):
-            self.get_logger().warning(f"refused goal {list(msg.data)}: expected {self.loop.goal_dim} finite values",
-                                      throttle_duration_sec=1.0)
+        self._take_goal(msg.data, None)
+
+    def _on_goal_pose(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        self._take_goal((p.x, p.y, p.z), msg.header.frame_id)
+
+    def _take_goal(self, values, frame_id: str | None) -> None:
+        d = self.goals.check(values, frame_id)
+        if d.accepted:
+            self.loop.set_goal(d.goal)
+            self.get_logger().info(f"goal {d.goal.tolist()} accepted", throttle_duration_sec=1.0)
+        else:  # one throttled call site per kind: a stream of one kind does not hide a refusal of another
+            self.loop.goals_rejected += 1
+            if d.kind == "frame":
+                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
+            elif d.kind == "workspace":
+                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
+            else:
+                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
+        self._publish_goal()
+
+    def _publish_goal(self) -> None:
+        """``~/goal``: the goal in use after every goal message (empty while holding without one)."""
+        g = self.loop.goal
+        self.pub_goal.publish(Float64MultiArray(data=[] if g is None else [float(v) for v in g]))
 
     def _on_timer(self) -> None:
         now = time.monotonic()
@@ -427,6 +488,11 @@ class PolicyNode(Node):
         lat = self.loop.latency.summary(recent=max(1, round(1.0 / self.period_s)))
         values += [KeyValue(key=f"latency_{k}", value=f"{v:.4g}") for k, v in lat.items()]
         values.append(KeyValue(key="trigger", value=self.trigger))
+        if self.goals is not None:
+            g = self.loop.goal
+            values += [KeyValue(key="goal", value="none (holding)" if g is None else str(g.tolist())),
+                       KeyValue(key="goals_accepted", value=str(self.goals.accepted)),
+                       KeyValue(key="goals_refused", value=str(self.goals.refused))]
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: safety", message=d["message"],
                                   hardware_id=self.profile.name, values=values)
         msg = DiagnosticArray(status=[status])

@@ -3,10 +3,11 @@
 Subscribes with ``raw=True`` so messages are stored as the CDR bytes that arrived (exactly what ``ros2 bag record``
 stores), stamped with the receive time [ns, ROS clock]. Chunks are small and carry CRC-32s
 (``robot_rl.data.bags.CrcMcapWriter``) so ``robot-rl replay`` can report exactly what a crash cut off. Default
-topics come from the robot profile (joint states, commands, goal, ``/diagnostics``; the IMU and ``/cmd_vel`` when the
-profile has an ``imu_site``, i.e. a legged robot) plus the nodes' timing, reward, base-state and velocity-command
-topics; ``extra_topics`` adds ``"/topic:pkg/msg/Type"`` entries. SIGINT / SIGTERM close the bag cleanly
-(MCAP summary written).
+topics come from the robot profile (joint states, commands, the goal in the profile's ``goal_type``, ``/diagnostics``;
+the IMU and ``/cmd_vel`` when the profile has an ``imu_site``, i.e. a legged robot) plus the nodes' timing, reward,
+base-state, velocity-command, goal-in-use and end-effector topics; ``extra_topics`` adds ``"/topic:pkg/msg/Type"``
+entries. SIGINT / SIGTERM close the bag cleanly (MCAP
+summary written).
 
 Run: ``python -m robot_rl.nodes.recorder --ros-args -p output:=runs/bags/run1``.
 """
@@ -33,6 +34,8 @@ DEFAULT_EXTRA = (
     "/sim_robot/applied_command:std_msgs/msg/Float64MultiArray",
     "/sim_robot/base_state:std_msgs/msg/Float64MultiArray",
     "/policy_node/velocity_command:std_msgs/msg/Float64MultiArray",
+    "/policy_node/goal:std_msgs/msg/Float64MultiArray",
+    "/sim_robot/ee_position:std_msgs/msg/Float64MultiArray",
 )
 
 
@@ -42,7 +45,7 @@ def topic_table(profile, extra: list[str]) -> dict[str, str]:
     table = {
         t.joint_states: "sensor_msgs/msg/JointState",
         t.commands: "std_msgs/msg/Float64MultiArray",
-        t.goal: "std_msgs/msg/Float64MultiArray",
+        t.goal: "geometry_msgs/msg/PoseStamped" if t.goal_type == "pose" else "std_msgs/msg/Float64MultiArray",
         t.diagnostics: "diagnostic_msgs/msg/DiagnosticArray",
     }
     if profile.imu_site:  # a legged robot: what its policy reads besides the joints

@@ -16,6 +16,12 @@ faster than the physics step; ``randomization:=reality`` runs the task's held-ou
 [m/s], tilt from upright [rad], 1 once the base tilted past the task's fall_tilt or sank below its fall_height) is
 published every control period for tests and evaluation, instead of ``~/reward``.
 
+Arms (a profile with ``ee_site``, e.g. ``panda`` with ``env_id:=robot_rl/PandaReach-v0``): position servos with the
+profile's gains at the physics rate, plus the env's gravity compensation (nominal model) before every physics step;
+``~/ee_position`` (Float64MultiArray ``[sim_time, x, y, z]``: the true tool centre point in ``base_frame`` [m]) every
+control period. A goal-conditioned env publishes no ``~/reward`` (its reward is about the env's own random goal, not
+the goal the policy is given). ``randomization:=nominal`` is the unrandomized model, like ``none``.
+
 Run: ``python -m robot_rl.nodes.sim_robot --ros-args -p robot:=cartpole -p initial_positions:=[0.0,0.05]``.
 """
 
@@ -90,6 +96,8 @@ def _load(robot: str, env_id: str, randomization: str, seed: int):
         return profile, model, mujoco.MjData(model), None, None
     if _legged(env_id):
         return (profile, *_load_legged(profile, env_id, randomization, seed))
+    if randomization == "nominal":  # (legged tasks have a "nominal" sample; here it is the unrandomized model)
+        randomization = ""
     try:
         from robot_rl.envs import make
 
@@ -114,8 +122,8 @@ def node_parameters(p: ParamReader) -> SimpleNamespace:
         env_id=p.str("env_id", "", "env whose randomization / reward to use, e.g. robot_rl/CartpoleBalance-v0; "
                      "empty: raw MJCF, no reward"),
         randomization=p.str("randomization", "none", "randomization profile of the held-out 'reality' sample "
-                            "(sim/randomization/<name>.yaml; legged tasks: reality, train or nominal); none (or "
-                            "empty): nominal model"),
+                            "(sim/randomization/<name>.yaml; legged tasks: reality, train or nominal); none, nominal "
+                            "(or empty): nominal model"),
         seed=p.int("seed", 0, "seed of the randomization sample and the sensor noise", min_value=0),
         sensor_period_s=p.float("sensor_period_s", 0.0, "joint-state (and IMU) publication period [s] (steady "
                                 "clock), at least the physics step; 0: the profile's sensor_period_s",
@@ -171,7 +179,15 @@ class SimRobotNode(Node):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_js = self.create_publisher(JointState, profile.topics.joint_states, qos)
         self.pub_applied = self.create_publisher(Float64MultiArray, "~/applied_command", qos)
-        self.pub_reward = self.create_publisher(Float64MultiArray, "~/reward", qos) if legged is None else None
+        # A goal-conditioned env's reward is about its own random goal, not the robot's: ~/ee_position instead.
+        goal_task = reality is not None and bool(reality.base.task.goal_dim)
+        self.pub_reward = self.create_publisher(Float64MultiArray, "~/reward", qos) \
+            if legged is None and not goal_task else None
+        self.pub_ee = None
+        if profile.ee_site and legged is None:
+            self.pub_ee = self.create_publisher(Float64MultiArray, "~/ee_position", qos)
+            self._ee_msg = Float64MultiArray()
+            self._next_ee_s = 0.0
         self.pub_imu = self.pub_base = None
         if legged is not None:
             self.pub_imu = self.create_publisher(Imu, profile.topics.imu, qos)
@@ -190,6 +206,9 @@ class SimRobotNode(Node):
         if legged is not None:
             self.get_logger().info(f"legged task {legged.name}: imu on {profile.topics.imu} (frame "
                                    f"{profile.imu_site}), true base state on ~/base_state")
+        if self.pub_ee is not None:
+            self.get_logger().info(f"true end effector ({profile.ee_site}) in frame {profile.base_frame or 'world'} "
+                                   f"on ~/ee_position every {profile.control_period_s} s of sim time")
         self.get_logger().info(
             f"robot {profile.name}: joint_states on {profile.topics.joint_states} every {self.sensor_period_s} s, "
             f"commands on {profile.topics.commands}, command timeout {timeout} s, latency {self.plant.latency_s} s, "
@@ -228,6 +247,10 @@ class SimRobotNode(Node):
         if self.legged is not None:
             self._publish_legged(msg.header.stamp)
         self.pub_applied.publish(Float64MultiArray(data=plant.applied_command.tolist()))
+        if self.pub_ee is not None and plant.data.time + 1e-9 >= self._next_ee_s:
+            self._next_ee_s = plant.data.time + self.profile.control_period_s
+            self._ee_msg.data = [float(plant.data.time), *plant.ee_position().tolist()]
+            self.pub_ee.publish(self._ee_msg)
         if self.pub_reward is not None:
             self.pub_reward.publish(Float64MultiArray(
                 data=[plant.reward, plant.episode_return, float(plant.timed_out), float(plant.timeouts)]))
