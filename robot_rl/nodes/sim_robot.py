@@ -180,7 +180,7 @@ class SimRobotNode(Node):
         self.pub_js = self.create_publisher(JointState, profile.topics.joint_states, qos)
         self.pub_applied = self.create_publisher(Float64MultiArray, "~/applied_command", qos)
         # A goal-conditioned env's reward is about its own random goal, not the robot's: ~/ee_position instead.
-        goal_task = reality is not None and bool(reality.base.task.goal_dim)
+        goal_task = legged is None and reality is not None and bool(reality.base.task.goal_dim)
         self.pub_reward = self.create_publisher(Float64MultiArray, "~/reward", qos) \
             if legged is None and not goal_task else None
         self.pub_ee = None
