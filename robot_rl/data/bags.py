@@ -337,13 +337,24 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
             if isinstance(ep, str):
                 report.episodes.append(EpisodeReport(name, n, False, [ep], tr))
                 continue
-            truncated = _truncation(grid[first], grid[stop], lost, s, t_ref)
-            if truncated:
-                ep.metadata["truncated_by_damage"] = truncated
-            issues = check_episode(ep, u.observation_space, u.action_space)
-            report.episodes.append(EpisodeReport(name, n, not issues, issues or truncated, tr))
-            if not issues:
-                episodes.append(ep)
+            keep_checked(ep, name, tr, _truncation(grid[first], grid[stop], lost, s, t_ref), u, report, episodes)
+    return finish_report(episodes, report)
+
+
+def keep_checked(ep: Episode, name: str, tr, truncated: list[str], env, report: LoadReport,
+                 episodes: list[Episode]) -> None:
+    """Mark ``ep`` truncated by damage (``truncated``: why), run ``check_episode`` against ``env``'s spaces, report it
+    under ``name`` (time range ``tr``) and append it to ``episodes`` when it passes.
+    """
+    if truncated:
+        ep.metadata["truncated_by_damage"] = truncated
+    issues = check_episode(ep, env.observation_space, env.action_space)
+    report.episodes.append(EpisodeReport(name, len(ep), not issues, issues or truncated, tr))
+    if not issues:
+        episodes.append(ep)
+
+
+def finish_report(episodes: list[Episode], report: LoadReport) -> tuple[list[Episode], LoadReport]:
     if any(d.time_range_s is None for d in report.damage):
         report.notes.append("damage without a known time range: episodes next to it may be incomplete")
     return episodes, report

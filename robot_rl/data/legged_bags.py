@@ -40,8 +40,10 @@ from robot_rl.data.bags import (
     _true_runs,
     _truncation,
     decode_joint_states,
+    finish_report,
+    keep_checked,
 )
-from robot_rl.data.checks import EpisodeReport, LoadReport, check_episode
+from robot_rl.data.checks import EpisodeReport, LoadReport
 from robot_rl.data.dataset import Episode
 
 IMU = "sensor_msgs/msg/Imu"
@@ -246,13 +248,5 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
                       "velocity_command": command[k], "joint_targets": u_cmd[k]},
                      {"source": str(path), "time_range_s": list(tr), "reward_terms": [t.name for t in terms],
                       "reward_terms_unmeasured": unmeasured})
-        truncated = _truncation(tc[a], tc[b - 1], lost, s, t_ref)
-        if truncated:
-            ep.metadata["truncated_by_damage"] = truncated
-        issues = check_episode(ep, u.observation_space, u.action_space)
-        report.episodes.append(EpisodeReport(name, n, not issues, issues or truncated, tr))
-        if not issues:
-            episodes.append(ep)
-    if any(d.time_range_s is None for d in report.damage):
-        report.notes.append("damage without a known time range: episodes next to it may be incomplete")
-    return episodes, report
+        keep_checked(ep, name, tr, _truncation(tc[a], tc[b - 1], lost, s, t_ref), u, report, episodes)
+    return finish_report(episodes, report)
