@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from robot_rl.core.experiment import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
-from robot_rl.data.replay import Batch, ReplayBuffer
+from robot_rl.data.replay import Batch, GoalReplayBuffer, ReplayBuffer
 from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, flat_adam, load_adam_state, mlp, pack_parameters
 from robot_rl.nets.distributions import LOG_STD_MAX, LOG_STD_MIN, squash_log_std, tanh_gaussian_sample
 from robot_rl.scale.config import RayConfig, RolloutConfig
-from robot_rl.scale.envs import episode_success, make_env
+from robot_rl.scale.envs import FlattenGoalObservation, episode_success, make_env
 from robot_rl.scale.offpolicy_rollout import offpolicy_train_until
 from robot_rl.scale.source import make_rollout_source
 
@@ -69,6 +69,10 @@ class SacConfig:
     """Running mean/std observation normalization (also inside the exported policy)."""
     reward_scale: float = 1.0
     """Multiplier applied to rewards before learning (logged returns are unscaled)."""
+    her_ratio: float = 0.0
+    """Hindsight relabeling (HER, "future" strategy) for goal-conditioned tasks: the fraction of every batch whose
+    goal is replaced by one achieved later in the same episode, reward recomputed by the task (0.8 = HER's k=4;
+    0 = off). Needs a dict-observation goal task and the local rollout backend."""
 
     def __post_init__(self):
         if not 0.0 < self.gamma <= 1.0:
@@ -84,6 +88,8 @@ class SacConfig:
                 raise ValueError(f"sac.{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_starts < 0:
             raise ValueError(f"sac.learning_starts must be >= 0, got {self.learning_starts}")
+        if not 0.0 <= self.her_ratio <= 1.0:
+            raise ValueError(f"sac.her_ratio must be in [0, 1], got {self.her_ratio}")
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,11 @@ class SacLearner:
         n_trained = self.flat.numel() if c.autotune_alpha else self.flat.numel() - 1  # log_alpha is last
         self.opt = flat_adam(self.flat, self.flat_grad, [(0, self.n_critic, c.critic_lr),
                                                          (self.n_critic, n_trained, c.actor_lr)])
-        self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
+        self.her = c.her_ratio > 0
+        if self.her:
+            self.replay = self._goal_replay(cfg)
+        else:
+            self.replay = ReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1)
         # numpy views of the live actor / normalizer tensors (updated in place) for the env-stepping path
         self._np_actor = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in self.actor
                           if isinstance(m, nn.Linear)] if c.activation in ("relu", "tanh") else None
@@ -196,11 +206,32 @@ class SacLearner:
         self._episodes: list[tuple[float, int, float]] = []
         self._obs: np.ndarray | None = None
 
+    def _goal_replay(self, cfg: SacExperiment) -> GoalReplayBuffer:
+        """The HER replay of a goal task (``sac.her_ratio`` > 0); a clear error for any other setup."""
+        c = cfg.sac
+        if cfg.rollout.backend != "local":
+            raise ValueError(f"sac.her_ratio {c.her_ratio} needs rollout.backend: local (got "
+                             f"{cfg.rollout.backend!r}): relabeling reads the achieved goals of this process's env")
+        if not isinstance(self.env, FlattenGoalObservation):
+            raise ValueError(f"sac.her_ratio {c.her_ratio}: env {cfg.env.id!r} is not goal-conditioned (no dict "
+                             f"observation with achieved_goal / desired_goal); set her_ratio: 0")
+        base = self.env.unwrapped
+        goal_dim = int(self.env.env.observation_space["desired_goal"].shape[0])
+
+        def reward_fn(achieved, desired):
+            return base.compute_reward(achieved, desired, {})
+
+        return GoalReplayBuffer(c.buffer_size, self.n_obs, self.n_act, c.batch_size, seed=cfg.seed + 1,
+                                goal_dim=goal_dim, reward_fn=reward_fn, her_ratio=c.her_ratio,
+                                reward_scale=c.reward_scale)
+
     # ---- environment segments (checkpoints happen at segment boundaries; see docs/training.md "Resume")
 
     def begin_segment(self, segment: int) -> None:
         """Reset the env with a seed derived from (seed, segment); a partial episode is dropped (as a truncation)."""
         self.segment = int(segment)
+        if self.her:
+            self.replay.close_episode()
         obs, _ = self.env.reset(seed=train_episode_seed(self.seed, self.segment))
         if self.source is not None:
             self.source.reset(seed=train_episode_seed(self.seed, self.segment))
@@ -246,7 +277,11 @@ class SacLearner:
                 action = self._act(obs)
             next_obs, rew, terminated, truncated, info = env.step(action)
             next_obs = np.asarray(next_obs, dtype=np.float32)
-            self.replay.add(obs, action, float(rew) * c.reward_scale, next_obs, bool(terminated))
+            if self.her:
+                self.replay.add(obs, action, float(rew) * c.reward_scale, next_obs, bool(terminated),
+                                env.achieved_goal, terminated or truncated)
+            else:
+                self.replay.add(obs, action, float(rew) * c.reward_scale, next_obs, bool(terminated))
             self._pending_obs.append(obs)
             self._ep_return += float(rew)
             self._ep_len += 1

@@ -63,6 +63,8 @@ def check_env_scaling(env, profile) -> None:
     from robot_rl.core.profile import actuator_for_joint
 
     base = env.unwrapped
+    if hasattr(base, "action_reference") and base.action_reference() is not None:
+        return  # delta targets (measured + offset), clipped to the profile's command limits in the graph
     if hasattr(base, "action_map"):  # position-controlled: targets = standing pose + scale x action
         center, half = base.action_map()
         lo, hi = center - half, center + half
@@ -172,7 +174,8 @@ def run(args) -> int:
                            parity_obs=parity_obs, env_id=pol.env_id, algo=pol.algo, config=pol.config,
                            config_hash=pol.config_hash, metrics=pol.metrics, name=args.out.name,
                            parity_source=source, parity_bound=args.parity_bound,
-                           action_map=base.action_map() if hasattr(base, "action_map") else None)
+                           action_map=base.action_map() if hasattr(base, "action_map") else None,
+                           action_reference=base.action_reference() if hasattr(base, "action_reference") else None)
     except ExportCheckError as exc:
         return fail(f"check failed, nothing written: {exc}")
     c = sc["checks"]

@@ -12,12 +12,17 @@ kinematics of the measured joints, like Fetch's gripper position: the policy see
 ``desired_goal`` = target position [m], both in the base frame (``link0``, which stands at the world origin). For a
 flat policy input use ``concat(observation, desired_goal)``.
 
-Action: joint position targets, an affine map of the normalized action ``a`` in [-1, 1]:
-``target = home + action_scale * a`` (rad; home = the profile's ``standing_pose``, Menagerie's keyframe "home";
-``action_scale`` 1 rad by default, the box cut at the joint limits), i.e. ``center + half_range * a`` with
-``action_map()``, the map the exporter bakes into the ONNX policy (it outputs the targets the robot is sent). An
-absolute target rather than a delta from the previous target: the policy is a function of the measured state alone
-(no hidden integrator state on the robot side) and its command a bounded, memoryless map. Safety on the real arm:
+Action: joint position targets from the normalized action ``a`` in [-1, 1], two kinds (task option ``action``):
+``"delta"`` (default): ``target = q + action_scale * a`` (rad; ``q`` the measured joint positions the policy sees
+in its observation, ``action_scale`` 0.1 rad: with the servos' kp/kv = 10 1/s an offset moves the joint at about
+10 x offset rad/s), clipped to the joint limits; ``"absolute"``: ``target = home + action_scale * a`` (home = the
+profile's ``standing_pose``, Menagerie's keyframe "home"; ``action_scale`` 1 rad, the box cut at the joint limits).
+Both are ``center + half_range * a`` with ``action_map()`` (plus the observed joints named by
+``action_reference()`` for delta), the map the exporter bakes into the ONNX policy, which so outputs the targets the
+robot is sent. Either way the policy is a memoryless function of what it observes (no integrator state on the robot
+side). Delta is the default: the policy is a feedback law that only has to point the hand toward the goal, where an
+absolute target has to encode the inverse kinematics to within the 2 cm success radius (docs/robots.md compares
+the two). Safety on the real arm:
 the safety filter clamps targets to the joint limits and limits their change to ``safety.max_command_rate``
 (1.5 rad/s, below the 2.175 rad/s joint speed limit); the env applies the same rate limit, starting from the measured
 position at reset as the filter does, so a policy never learns to rely on steps the robot would not execute.
@@ -64,12 +69,22 @@ def _initial_state(env, rng):
     return target
 
 
-def task(reward_type: str = "dense", distance_threshold: float = 0.02, action_scale: float = 1.0) -> TaskSpec:
+ACTIONS = {"delta": 0.1, "absolute": 1.0}
+"""Action kinds and their default ``action_scale`` [rad] (see the module docstring)."""
+
+
+def task(reward_type: str = "dense", distance_threshold: float = 0.02, action: str = "delta",
+         action_scale: float | None = None) -> TaskSpec:
     """Reach a random end-effector target with the Panda; ``reward_type`` ``"dense"`` (-d + 1[d <= threshold]) or
-    ``"sparse"`` (-(d > threshold)); ``action_scale``: joint target offset from home of a unit action [rad].
+    ``"sparse"`` (-(d > threshold)); ``action``: ``"delta"`` (targets = measured joints + scale x a) or
+    ``"absolute"`` (home + scale x a); ``action_scale``: joint target offset of a unit action [rad] (default
+    ``ACTIONS[action]``).
     """
     if reward_type not in ("sparse", "dense"):
         raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {sorted(ACTIONS)}, got {action!r}")
+    action_scale = ACTIONS[action] if action_scale is None else action_scale
     if not action_scale > 0:
         raise ValueError(f"action_scale must be > 0 [rad], got {action_scale}")
     if reward_type == "sparse":
@@ -84,13 +99,14 @@ def task(reward_type: str = "dense", distance_threshold: float = 0.02, action_sc
         inputs={"ee": site(EE_SITE), "target": goal(), "distance_threshold": param(distance_threshold)},
         reward=reward, success=Term("reached", reached), achieved_goal="ee", initial_state=_initial_state,
         goal_box=(tuple(GOAL_LOW.tolist()), tuple(GOAL_HIGH.tolist())),
-        options={"reward_type": reward_type, "distance_threshold": float(distance_threshold),
+        options={"reward_type": reward_type, "distance_threshold": float(distance_threshold), "action": action,
                  "action_scale": float(action_scale)})
 
 
 class PandaReachEnv(ArmReachEnv):
     """The Panda's reach env: ``ArmReachEnv`` (dict observation, gravity compensation) with joint position targets
-    ``home + action_scale * a`` that change at most ``safety.max_command_rate`` (see module docstring).
+    (``measured q + action_scale * a`` or ``home + action_scale * a``) that change at most
+    ``safety.max_command_rate`` (see module docstring).
     """
 
     def _load_model(self):
@@ -98,10 +114,13 @@ class PandaReachEnv(ArmReachEnv):
         home = np.asarray(p.standing_pose, dtype=np.float64)
         if p.command_interface != "position" or home.shape != (len(p.command_joints),):
             raise ValueError(f"{self.name}: robot {p.name!r} needs a position interface and a standing_pose")
-        lo = np.maximum(home - self.action_scale, p.command_min)
-        hi = np.minimum(home + self.action_scale, p.command_max)
+        if self.action == "delta":  # any target within the joint limits
+            lo, hi = np.asarray(p.command_min, dtype=np.float64), np.asarray(p.command_max, dtype=np.float64)
+        else:
+            lo = np.maximum(home - self.action_scale, p.command_min)
+            hi = np.minimum(home + self.action_scale, p.command_max)
 
-        def edit(spec):  # the action box as the servos' ctrlrange: MuJoCo clamps targets to it
+        def edit(spec):  # the target box as the servos' ctrlrange: MuJoCo clamps targets to it
             by_joint = {a.target: a for a in spec.actuators}
             for k, name in enumerate(p.command_joints):
                 act = by_joint[name]
@@ -112,11 +131,24 @@ class PandaReachEnv(ArmReachEnv):
 
     def _setup(self):
         super()._setup()
+        p = self.profile
         self.target_mocap = int(self.model.body(TARGET_BODY).mocapid[0])
-        rate = self.profile.safety.max_command_rate
-        self._max_step = rate * self.control_dt  # [rad] per control step (inf: no rate limit)
+        self._max_step = p.safety.max_command_rate * self.control_dt  # [rad] per control step (inf: no limit)
         self._prev_target = np.zeros(self.model.nu)
-        self._cmd_qadr = self._qadr[[self.profile.joint_names.index(n) for n in self.profile.command_joints]]
+        self._cmd_qadr = self._qadr[[p.joint_names.index(n) for n in p.command_joints]]
+        # delta: the base env's ctrl = half * a (center 0); _before_physics adds the measured joints the policy saw
+        self._obs_joint = np.array([p.joint_names.index(n) for n in p.command_joints], dtype=np.intp)
+        self._seen_q = np.zeros(self.model.nu)
+        self._lo, self._hi = self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
+        if self.action == "delta":
+            self._ctrl_mid = np.zeros(self.model.nu)
+            self._ctrl_half = np.full(self.model.nu, self.action_scale)
+            self._ctrl_symmetric = True
+
+    def _observe(self):
+        obs = super()._observe()
+        self._seen_q[:] = obs[self._obs_joint]  # float32, as the exported policy reads them
+        return obs
 
     def reset(self, *, seed=None, options=None):
         out = super().reset(seed=seed, options=options)
@@ -127,18 +159,31 @@ class PandaReachEnv(ArmReachEnv):
         """``MujocoTaskEnv.set_joint_state``; the rate limit then ramps from ``q`` (a fresh start, as at reset)."""
         super().set_joint_state(q, qd, goal)
         self._prev_target[:] = self._qpos[self._cmd_qadr]
+        self._seen_q[:] = self._qpos[self._cmd_qadr]
 
     def _before_physics(self):
         c, prev, step = self._ctrl, self._prev_target, self._max_step
+        if self.action == "delta":
+            c += self._seen_q
+            np.clip(c, self._lo, self._hi, out=c)
         np.clip(c, prev - step, prev + step, out=c)
         prev[:] = c
         super()._before_physics()
 
     def action_map(self) -> tuple[np.ndarray, np.ndarray]:
         """``(center, half_range)``: a normalized action ``a`` commands joint targets ``center + half_range * a``
-        [rad] (home + ``action_scale`` x a within the joint limits); the exported policy outputs these targets.
+        [rad] (absolute: home + ``action_scale`` x a within the joint limits; delta: center 0, added to the
+        measured joints named by ``action_reference``); the exported policy outputs these targets.
         """
         return self._ctrl_mid.copy(), self._ctrl_half.copy()
+
+    def action_reference(self) -> list[str] | None:
+        """Observation entries the targets are offsets from (delta actions: the measured joint positions, in
+        command order), or None for absolute targets.
+        """
+        if self.action != "delta":
+            return None
+        return [self.obs_names[i] for i in self._obs_joint]
 
     def render(self):
         if self.render_mode != "rgb_array":

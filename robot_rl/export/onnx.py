@@ -60,17 +60,27 @@ class ScaledPolicy(nn.Module):
     """``obs [B, n_obs]`` -> robot command ``[B, n_act]``: ``center + half_range * clip(policy(obs), -1, 1)``.
 
     ``policy`` maps raw observations to the normalized action in [-1, 1]; ``center`` / ``half_range`` (per command
-    joint, command units) map it to robot commands.
+    joint, command units) map it to robot commands. With ``reference`` (observation column per command joint, e.g.
+    the measured joint positions of a delta-action policy) the command is ``obs[:, reference] + center + half_range
+    * a``, clipped to ``[low, high]`` (the command limits).
     """
 
-    def __init__(self, policy: nn.Module, center, half_range):
+    def __init__(self, policy: nn.Module, center, half_range, reference=None, low=None, high=None):
         super().__init__()
         self.policy = policy
         self.register_buffer("center", torch.as_tensor(np.asarray(center, dtype=np.float32)))
         self.register_buffer("half_range", torch.as_tensor(np.asarray(half_range, dtype=np.float32)))
+        self.relative = reference is not None
+        if self.relative:
+            self.register_buffer("reference", torch.as_tensor(np.asarray(reference, dtype=np.int64)))
+            self.register_buffer("low", torch.as_tensor(np.asarray(low, dtype=np.float32)))
+            self.register_buffer("high", torch.as_tensor(np.asarray(high, dtype=np.float32)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         a = torch.clamp(self.policy(obs), -1.0, 1.0)
+        if self.relative:
+            target = obs.index_select(1, self.reference) + self.center + self.half_range * a
+            return torch.minimum(torch.maximum(target, self.low), self.high)
         return self.center + self.half_range * a
 
 
@@ -183,13 +193,14 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
                   env_id: str = "", algo: str = "", config=None, config_hash: str = "", metrics=None,
                   name: str | None = None, parity_source: str = "", opset: int = DEFAULT_OPSET,
                   parity_bound: float = 1e-4, min_parity: int = 1000, extra: dict | None = None,
-                  action_map: tuple | None = None) -> dict:
+                  action_map: tuple | None = None, action_reference: list[str] | None = None) -> dict:
     """Export ``module`` (raw obs ``[B, n_obs]`` -> normalized action ``[B, n_act]``) to ``out_dir/policy.onnx``.
 
     ``profile``: RobotProfile with command limits (command order = action order); ``obs_names``/``obs_units``:
     n_obs strings; ``parity_obs``: float array ``[N >= min_parity, n_obs]`` from the task's distribution;
     ``parity_bound``: largest allowed torch-vs-onnxruntime difference [robot command units]; ``action_map``:
-    ``(center, half_range)`` per command joint (default: from the command limits). Returns the sidecar
+    ``(center, half_range)`` per command joint (default: from the command limits); ``action_reference``: the
+    observation names the commands are offsets from (one per command joint; delta actions), or None. Returns the sidecar
     dict (also written to ``out_dir/policy.json``). Raises ``ExportCheckError`` (nothing written) if a check fails.
     """
     out_dir = Path(out_dir)
@@ -224,7 +235,18 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
             raise ValueError(f"action_map needs ({n_act},) center and half_range, got {center.shape}, "
                              f"{half_range.shape}")
         scaling = "center + half_range * clip(a, -1, 1), a = normalized policy action"
-    wrapper = ScaledPolicy(module, center, half_range).eval()
+    reference = None
+    if action_reference is not None:
+        if action_map is None:
+            raise ValueError("action_reference needs an action_map (the offsets' center and half_range)")
+        missing = [n for n in action_reference if n not in obs_names]
+        if len(action_reference) != n_act or missing:
+            raise ValueError(f"action_reference needs {n_act} observation names, got {list(action_reference)}"
+                             + (f" ({missing} not in obs_names)" if missing else ""))
+        reference = [obs_names.index(n) for n in action_reference]
+        scaling = ("clip(obs[reference] + center + half_range * clip(a, -1, 1), min, max), a = normalized policy "
+                   "action, reference = the observed values the command is an offset from")
+    wrapper = ScaledPolicy(module, center, half_range, reference, low, high).eval()
     with torch.no_grad():
         ref = wrapper(torch.from_numpy(x)).numpy().astype(np.float64)
     raw = _to_onnx_bytes(wrapper, (torch.from_numpy(x[:2]),), ["obs"], ["action"],
@@ -278,7 +300,8 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
         "obs": {"n": n_obs, "names": obs_names, "units": obs_units},
         "action": {"n": n_act, "joints": list(profile.command_joints), "units": action_units(profile),
                    "interface": profile.command_interface, "min": low.tolist(), "max": high.tolist(),
-                   "scaling": scaling, "center": center.tolist(), "half_range": half_range.tolist()},
+                   "scaling": scaling, "center": center.tolist(), "half_range": half_range.tolist(),
+                   "reference": None if reference is None else list(action_reference)},
         "control_period_s": float(profile.control_period_s),
         "robot": {"profile": profile.name, "digest": digest, "contract": profile_contract(profile)},
         "env_id": env_id,

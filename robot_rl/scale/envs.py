@@ -24,7 +24,9 @@ def flatten_goal_obs(obs) -> np.ndarray:
 
 
 class FlattenGoalObservation(gym.ObservationWrapper):
-    """Dict (goal-conditioned) observation -> flat float32 ``concat(observation, desired_goal)``."""
+    """Dict (goal-conditioned) observation -> flat float32 ``concat(observation, desired_goal)``; the last
+    observation's ``achieved_goal`` stays readable as ``achieved_goal`` (hindsight relabeling stores it).
+    """
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -33,7 +35,10 @@ class FlattenGoalObservation(gym.ObservationWrapper):
         high = np.concatenate([spaces["observation"].high, spaces["desired_goal"].high]).astype(np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
 
+        self.achieved_goal = np.zeros(spaces["achieved_goal"].shape, dtype=np.float32)
+
     def observation(self, observation):
+        self.achieved_goal = np.asarray(observation["achieved_goal"], dtype=np.float32)
         return flatten_goal_obs(observation)
 
 

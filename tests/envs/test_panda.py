@@ -56,8 +56,8 @@ def test_profile_names_are_checked(profile):
         dataclasses.replace(profile, fixed_bodies=("base_mount", "base_mount"))
 
 
-def test_actions_are_rate_limited_targets_around_home():
-    env = E.make("PandaReach-v0", seed=0)
+def test_absolute_actions_are_rate_limited_targets_around_home():
+    env = E.make("PandaReach-v0", seed=0, action="absolute")
     u = env.unwrapped
     home = np.asarray(u.profile.standing_pose)
     center, half = u.action_map()
@@ -75,14 +75,41 @@ def test_actions_are_rate_limited_targets_around_home():
     u.set_joint_state(q, np.zeros(7), goal=u.goal)  # (log replay, deploy): the ramp starts from there
     env.step(np.ones(7, np.float32))
     assert np.allclose(u.data.ctrl, q + step)
+    assert u.action_reference() is None
+
+
+def test_delta_actions_are_offsets_from_the_observed_joints():
+    env = E.make("PandaReach-v0", seed=0)
+    u = env.unwrapped
+    assert u.action == "delta" and u.action_scale == 0.1
+    center, half = u.action_map()
+    assert np.all(center == 0.0) and np.allclose(half, 0.1)
+    assert u.action_reference() == [f"joint{i}_position" for i in range(1, 8)]
+    p = u.profile
+    assert np.allclose(u.model.actuator_ctrlrange.T, [p.command_min, p.command_max])  # any target in the limits
+    obs, _ = env.reset(seed=4)
+    a = np.array([0.2, -0.2, 0.1, 0.0, 0.3, -0.1, 0.05])
+    lo, hi = np.asarray(p.command_min), np.asarray(p.command_max)
+    step = p.safety.max_command_rate * u.control_dt
+    for _ in range(5):
+        q_seen = obs["observation"][:7].astype(np.float64)
+        prev = u._prev_target.copy()  # (at reset: the true position, where the safety filter's ramp starts)
+        obs, *_ = env.step(a.astype(np.float32))
+        expected = np.clip(np.clip(q_seen + 0.1 * a, lo, hi), prev - step, prev + step)
+        assert np.allclose(u.data.ctrl, expected, atol=1e-6)
+    q = hi - 0.01  # near the upper limits: the target stays inside them
+    u.set_joint_state(q, np.zeros(7), goal=u.goal)
+    obs, *_ = env.step(np.ones(7, np.float32))
+    assert np.all(u.data.ctrl <= hi) and np.allclose(u.data.ctrl, hi, atol=1e-3)
+    with pytest.raises(ValueError, match="action must be one of"):
+        E.make("PandaReach-v0", action="velocity")
 
 
 def test_holds_a_target_with_gravity_compensation():
-    env = E.make("PandaReach-v0", seed=0)
-    u = env.unwrapped
+    env = E.make("PandaReach-v0", seed=0)  # delta actions: a = 0 commands the observed position
     obs, _ = env.reset(seed=3)
     q0 = obs["observation"][:7].copy()
-    a = (q0 - u.action_map()[0]) / u.action_map()[1]
+    a = np.zeros(7)
     for _ in range(50):  # 1 s commanding the start pose
         obs, *_ = env.step(a.astype(np.float32))
     assert np.abs(obs["observation"][:7] - q0).max() < 1e-4  # no sag under gravity
@@ -138,15 +165,19 @@ def test_reward_terms_and_success():
     assert u.terms.evaluate(np.zeros(7))[2] is True
 
 
-def test_ik_expert_reaches_and_randomization_runs():
-    env = E.make("PandaReach-v0", seed=2, randomization="default")
+@pytest.mark.parametrize("action", ["absolute", "delta"])
+def test_ik_expert_reaches_and_randomization_runs(action):
+    env = E.make("PandaReach-v0", seed=2, randomization="default", action=action)
     u = env.unwrapped
     successes = 0
     for _ in range(3):
         obs, _ = env.reset()
         q, _ = _ik(u, obs["desired_goal"].astype(np.float64))
-        a = ((q - u.action_map()[0]) / u.action_map()[1]).astype(np.float32)
         for _ in range(100):
+            if action == "absolute":
+                a = ((q - u.action_map()[0]) / u.action_map()[1]).astype(np.float32)
+            else:  # a feedback law toward the IK solution, from the observed joints
+                a = np.clip((q - obs["observation"][:7]) / u.action_scale, -1, 1).astype(np.float32)
             obs, r, te, tr, info = env.step(a)
             assert not info["physics_error"] and math.isfinite(r)
         successes += info["is_success"]

@@ -188,3 +188,27 @@ def test_write_atomic_keeps_old_file_on_error(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="Input/output error"):
         write_atomic(path, b"new")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_delta_actions_are_offsets_from_observed_values_clipped_to_limits(tmp_path, profile, kit):
+    """``action_reference``: command = obs[reference] + center + half_range * a, clipped to the command limits."""
+    module = kit.Policy(5, 2)
+    ref = [kit.obs_names[0], kit.obs_names[2]]
+    sc = export_policy(module, tmp_path / "m", profile=profile, obs_names=kit.obs_names, obs_units=kit.obs_units,
+                       parity_obs=kit.sample(1000), action_map=([0.0, 0.0], [0.5, 0.25]), action_reference=ref)
+    assert sc["action"]["reference"] == ref and sc["action"]["scaling"].startswith("clip(obs[reference]")
+    obs = kit.sample(2000, seed=3)
+    obs[:5, 0] = 100.0  # far beyond the limits: clipped
+    with torch.no_grad():
+        a = np.clip(module(torch.from_numpy(obs)).numpy().astype(np.float64), -1, 1)
+    expected = np.clip(obs[:, [0, 2]] + [0.5, 0.25] * a, profile.command_min, profile.command_max)
+    sess = ort.InferenceSession(str(tmp_path / "m" / "policy.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["action"], {"obs": obs.astype(np.float32)})[0]
+    assert np.max(np.abs(got - expected)) < 1e-5 and np.all(got[:5, 0] == profile.command_max[0])
+    with pytest.raises(ValueError, match=r"action_reference needs 2 observation names.*\['nope'\] not in"):
+        export_policy(module, tmp_path / "x", profile=profile, obs_names=kit.obs_names, obs_units=kit.obs_units,
+                      parity_obs=kit.sample(1000), action_map=([0.0, 0.0], [0.5, 0.25]),
+                      action_reference=["nope", kit.obs_names[0]])
+    with pytest.raises(ValueError, match="action_reference needs an action_map"):
+        export_policy(module, tmp_path / "x", profile=profile, obs_names=kit.obs_names, obs_units=kit.obs_units,
+                      parity_obs=kit.sample(1000), action_reference=ref)

@@ -2,11 +2,11 @@
 (refused in a wrong frame and outside PandaReach-v0's goal workspace, accepted in link0) and sim_robot + policy_node
 + recorder closed loop.
 
-Policy: no trained PandaReach-v0 policy ships yet, so the tests run a hand-made linear artifact exported by the same
-``export_policy`` checks as a trained one (``write_probe_artifact``): it turns joint1 towards the goal (target
-``home + 2 y_goal`` rad, about atan2(y, 0.5)) and keeps the other joints at home. It shows that a goal accepted
-over ROS reaches the policy input and moves the simulated arm; it does not reach goals (no "reach 3 goals within
-2 cm" test until a trained policy ships).
+Policy: a hand-made linear artifact exported by the same ``export_policy`` checks as a trained one
+(``write_probe_artifact``), with the task's delta actions (targets = observed joints + 0.1 rad x a): a proportional
+law that turns joint1 towards the goal (target ``home + 2 y_goal`` rad, about atan2(y, 0.5)) and keeps the other
+joints at home. It shows that a goal accepted over ROS reaches the policy input and moves the simulated arm; the
+shipped, trained policy reaching goals over ROS is tests/ros/test_ros_panda_policy.py.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ GAIN = 2.0  # the probe policy: joint1 target = home + GAIN * y_goal [rad]
 
 
 def write_probe_artifact(out_dir: Path) -> Path:
-    """PandaReach-v0 artifact of the linear map ``a[0] = GAIN * desired_goal[1]`` (normalized; joint1's half range
-    is 1 rad), exported with the env's action map and a parity set of 1000 env observations."""
+    """PandaReach-v0 artifact of the linear map ``a = K (q* - q)`` with ``q*`` = home, joint1's ``home + GAIN *
+    desired_goal[1]`` (so the target ``q + 0.1 a`` is ``q*`` within 0.1 rad), exported with the env's action map
+    and reference and a parity set of 1000 env observations."""
     import torch
 
     from robot_rl.envs import make
@@ -42,10 +43,13 @@ def write_probe_artifact(out_dir: Path) -> Path:
     names = [*builder.names, "desired_goal[0]", "desired_goal[1]", "desired_goal[2]"]
     units = [*builder.units, "m", "m", "m"]
     layer = torch.nn.Linear(len(names), 7)
+    k = 1.0 / base.action_scale
     with torch.no_grad():
         layer.weight.zero_()
-        layer.bias.zero_()
-        layer.weight[0, names.index("desired_goal[1]")] = GAIN
+        for j in range(7):
+            layer.weight[j, names.index(f"joint{j + 1}_position")] = -k
+            layer.bias[j] = k * HOME[j]
+        layer.weight[0, names.index("desired_goal[1]")] = k * GAIN
     rng = np.random.default_rng(0)
     obs_list, (obs, _) = [], env.reset(seed=0)
     while len(obs_list) < 1000:
@@ -56,7 +60,7 @@ def write_probe_artifact(out_dir: Path) -> Path:
     export_policy(layer, out_dir, profile=base.profile, obs_names=names, obs_units=units,
                   parity_obs=np.asarray(obs_list), env_id=ENV_ID, algo="probe", name=out_dir.name,
                   parity_source="1000 observations of random-action PandaReach-v0 episodes (seed 0)",
-                  action_map=base.action_map())
+                  action_map=base.action_map(), action_reference=base.action_reference())
     env.close()
     return out_dir
 
