@@ -18,6 +18,10 @@ sections, so a listed model whose files are missing fails (nothing is skipped). 
   reality samples (pushes, joint friction, latency, sensor noise) for ``GO2_SECONDS`` per command: forward 0.5 m/s
   tracked within ``GO2_MAX_VX_MAE`` and +0.5 rad/s turning within ``GO2_MAX_YAW_MAE`` (mean absolute errors after
   2 s), the base at least ``GO2_MIN_HEIGHT`` high, at most ``GO2_MAX_FALLS`` falls.
+* ``panda_reach_sac``: the ONNX policy (20 joint / end-effector / goal observations -> 7 joint position targets
+  [rad], delta actions: mapped back to the env's normalized action as (target - observed joints) / action_scale)
+  brings the end effector within 2 cm of the goal and holds it there for the last 0.5 s of the 2 s episode on
+  >= ``PANDA_MIN_HELD`` of ``PANDA_GOALS`` held-out goals, each under its own held-out reality sample.
 * ``cartpole_swingup_sac``: from the hanging start the pole is swung up and held (cos(hinge) > 0.95) for >= 90 % of
   the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds, in the nominal sim and with the
   training's domain randomization (``default``).
@@ -48,6 +52,7 @@ PETS_MAX_NRMSE = 0.15
 RAIL_FREE_M = 1.5
 SAC_EPISODES = 3
 GO2_SAMPLES, GO2_SECONDS, GO2_MAX_VX_MAE, GO2_MAX_YAW_MAE, GO2_MAX_FALLS = 5, 10.0, 0.15, 0.2, 1
+PANDA_GOALS, PANDA_MIN_HELD, PANDA_HOLD_S = 20, 0.9, 0.5
 GO2_MIN_HEIGHT = 0.22  # [m] walking base height (standing pose 0.29 m; a crouched gait walks at 0.16-0.19 m)
 
 # name -> (artifact kind, robot profile, env id)
@@ -56,6 +61,7 @@ KNOWN = {
     "cartpole_pets_dynamics": ("dynamics", "cartpole", "robot_rl/CartpoleSwingup-v0"),
     "cartpole_swingup_sac": ("policy", "cartpole", "robot_rl/CartpoleSwingup-v0"),
     "go2_joystick_ppo": ("policy", "go2", "robot_rl/Go2Joystick-v0"),
+    "panda_reach_sac": ("policy", "panda", "robot_rl/PandaReach-v0"),
 }
 
 
@@ -165,6 +171,33 @@ def _arm_success(name: str, zero_torque: bool = False) -> float:
     return float(np.mean(hits))
 
 
+def _panda_held(name: str, zero_action: bool = False) -> tuple[float, list[float]]:
+    """Fraction of ``PANDA_GOALS`` held-out goals (reality samples) reached within 2 cm and held the last
+    ``PANDA_HOLD_S`` of the episode by the ONNX policy (or by zero actions: holding the start pose), and the final
+    distances [m]."""
+    from robot_rl.scale.envs import obs_names_of
+
+    env = make("robot_rl/PandaReach-v0", randomization="reality")
+    u = env.unwrapped
+    policy = OnnxPolicy(MODELS / name, load_profile("panda"), obs_names=obs_names_of(env, len(u.obs_names) + 3))
+    reference = [u.obs_names.index(n) for n in policy.sidecar["action"]["reference"]]
+    need = round(PANDA_HOLD_S / u.control_dt)
+    held, final = [], []
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + PANDA_GOALS):
+        obs, _ = env.reset(seed=seed)
+        streak, done = 0, False
+        while not done:
+            target = policy(np.concatenate([obs["observation"], obs["desired_goal"]]))
+            a = (target - obs["observation"][reference]) / u.action_scale
+            obs, _, terminated, truncated, info = env.step(np.zeros(7, np.float32) if zero_action else a)
+            streak = streak + 1 if info["is_success"] else 0
+            done = terminated or truncated
+        held.append(streak >= need)
+        final.append(float(np.linalg.norm(u.end_effector() - u.goal)))
+    env.close()
+    return float(np.mean(held)), final
+
+
 def _pets_nrmse(name: str) -> tuple[np.ndarray, np.ndarray]:
     ens = OnnxEnsemble(MODELS / name, load_profile("cartpole"))
     sc = ens.sidecar
@@ -263,6 +296,11 @@ def test_loads_and_performs(name):
         assert turn["yaw_rate_mae"] <= GO2_MAX_YAW_MAE, f"{name}: turning tracked to {turn['yaw_rate_mae']:.3f}"
         assert min(walk["height_mean"], turn["height_mean"]) >= GO2_MIN_HEIGHT, f"{name}: walks crouched {rep['rows']}"
         assert rep["falls"] <= GO2_MAX_FALLS, f"{name}: {rep['falls']} falls in {rep['episodes']} episodes"
+    elif name == "panda_reach_sac":
+        rate, final = _panda_held(name)
+        print(f"{name}: held {PANDA_HOLD_S} s within 2 cm on {rate:.2f} of {PANDA_GOALS} held-out goals; final "
+              f"distance p50 {np.median(final):.4f} m, max {max(final):.4f} m")
+        assert rate >= PANDA_MIN_HELD, f"{name}: held success {rate} < {PANDA_MIN_HELD}: final distances {final}"
     else:
         pytest.fail(f"no performance check for {name}")
 
@@ -274,6 +312,9 @@ def test_performance_bar_rejects_doing_nothing(name):
     if name == "arm_reach_gciql":
         rate = _arm_success(name, zero_torque=True)
         assert rate < ARM_MIN_SUCCESS / 2, f"zero torque reaches {rate} of the goals: the arm check does not measure"
+    elif name == "panda_reach_sac":
+        rate, _ = _panda_held(name, zero_action=True)
+        assert rate < PANDA_MIN_HELD / 2, f"holding the start pose reaches {rate} of the goals: the check is blind"
     elif name == "go2_joystick_ppo":
         walk = _go2_tracking(name, zero_action=True)["rows"][0]
         assert walk["vx_mae"] > 2 * GO2_MAX_VX_MAE, f"standing still tracks 0.5 m/s to {walk['vx_mae']}"

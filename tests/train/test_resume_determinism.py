@@ -4,7 +4,7 @@ import csv
 import math
 
 import pytest
-from train_tiny_configs import PPO_TINY, SAC_TINY, tiny
+from train_tiny_configs import PPO_TINY, SAC_HER_TINY, SAC_TINY, tiny
 
 from robot_rl.train.runner import train
 
@@ -16,7 +16,7 @@ def rows(path, skip=TIMING):
         return [{k: v for k, v in r.items() if k not in skip} for r in csv.DictReader(f)]
 
 
-@pytest.mark.parametrize("base", [SAC_TINY, PPO_TINY], ids=["sac", "ppo"])
+@pytest.mark.parametrize("base", [SAC_TINY, SAC_HER_TINY, PPO_TINY], ids=["sac", "sac-her", "ppo"])
 def test_resume_reproduces_uninterrupted_run(tmp_path, base):
     cfg = tiny(base)
     half = cfg.train.checkpoint_every_steps
@@ -51,3 +51,10 @@ def test_same_seed_same_curve_different_seed_differs(tmp_path, base):
     v1 = [float(r[key]) for r in r1 if not math.isnan(float(r[key]))]
     assert v0 and v0 != v1
     assert [r["train_return"] for r in r0] != [r["train_return"] for r in r1]
+
+
+def test_hindsight_relabeling_needs_a_goal_task(tmp_path):
+    with pytest.raises(ValueError, match=r"her_ratio 0.8: env .robot_rl/PendulumSwingup-v0. is not goal-conditioned"):
+        train(tiny(SAC_TINY, "sac.her_ratio=0.8"), tmp_path / "x")
+    with pytest.raises(ValueError, match=r"sac.her_ratio must be in \[0, 1\]"):
+        tiny(SAC_TINY, "sac.her_ratio=1.5")

@@ -11,6 +11,15 @@ SAC_TINY = {
             "buffer_size": 10000},
 }
 
+SAC_HER_TINY = {  # hindsight relabeling on a goal task (episodes of 100 steps: segments cut one at 250)
+    "algo": "sac", "seed": 0,
+    "env": {"id": "robot_rl/PandaReach-v0", "randomization": "default"},
+    "train": {"total_steps": 500, "log_every_steps": 100, "eval_every_steps": 250, "eval_episodes": 1,
+              "checkpoint_every_steps": 250, "progress": False},
+    "sac": {"batch_size": 32, "learning_starts": 100, "actor_hidden": [32, 32], "critic_hidden": [32, 32],
+            "buffer_size": 10000, "her_ratio": 0.8},
+}
+
 PPO_TINY = {
     "algo": "ppo", "seed": 0,
     "env": {"id": "robot_rl/CartpoleBalance-v0", "randomization": "default"},
