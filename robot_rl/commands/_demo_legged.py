@@ -134,8 +134,7 @@ def tracking_stage(s: LeggedDemoSettings, bag: Path) -> dict:
 
 def replay_stage(s: LeggedDemoSettings, bag: Path, model_dir: Path, qpos_out: list | None) -> dict:
     from robot_rl.commands._demo_common import DemoError
-    from robot_rl.commands.replay import action_agreement, agreement_report, onnx_policy
-    from robot_rl.data import legged_gap as lg
+    from robot_rl.commands.replay import action_agreement, agreement_report, legged_gap, onnx_policy
     from robot_rl.data.legged_bags import import_legged_bag
     from robot_rl.envs import make
 
@@ -148,13 +147,7 @@ def replay_stage(s: LeggedDemoSettings, bag: Path, model_dir: Path, qpos_out: li
     policy = onnx_policy(model_dir, env)
     agreement = action_agreement(policy, episodes, 0.01)
     agreement_report(agreement, out, f"ONNX policy on the rebuilt observations of {bag.name}", 0.01)
-    u = env.unwrapped
-    center, half = u.action_map()
-    logged = [(e.observations, e.actions, bool(e.terminations[-1])) for e in episodes]
-    sims = lg.simulate_like(env, episodes, policy, qpos_out=qpos_out)
-    stats = (lg.gap_stats(logged, center, half, u.profile.standing_pose),
-             lg.gap_stats(sims, center, half, u.profile.standing_pose))
-    lg.gap_report(env, *stats, logged, sims, out, f"deployment bag {bag.name}")
+    _, *stats = legged_gap(env, episodes, policy, out, f"deployment bag {bag.name}", qpos_out)
     env.close()
     return {"episodes": episodes, "import_report": report.describe(), "agreement_within_0.01": agreement["within"],
             "agreement_max": float(max(np.abs(p - a).max() for p, a in agreement["per_episode"])),

@@ -131,9 +131,11 @@ def action_agreement(policy, episodes, tolerance: float) -> dict:
 # --------------------------------------------------------------------------- re-simulation
 
 
-def legged_gap(env, episodes, policy, out: Path, title: str) -> str:
+def legged_gap(env, episodes, policy, out: Path, title: str, qpos_out: list | None = None
+               ) -> tuple[str, dict, dict]:
     """Legged robots (``robot_rl.data.legged_gap``): the logged run vs the policy walking the logged commands in
-    the nominal simulation; writes gap_report.md into ``out``.
+    the nominal simulation; writes gap_report.md into ``out``. Returns ``(markdown, logged stats, simulated
+    stats)``; ``qpos_out`` (a list) receives the simulated runs' qpos (``simulate_like``).
     """
     from robot_rl.data import legged_gap as lg
 
@@ -141,9 +143,9 @@ def legged_gap(env, episodes, policy, out: Path, title: str) -> str:
     center, half = u.action_map()
     standing = u.profile.standing_pose
     logged = [(e.observations, e.actions, bool(e.terminations[-1])) for e in episodes]
-    sims = lg.simulate_like(env, episodes, policy)
-    return lg.gap_report(env, lg.gap_stats(logged, center, half, standing), lg.gap_stats(sims, center, half, standing),
-                         logged, sims, out, title)
+    sims = lg.simulate_like(env, episodes, policy, qpos_out=qpos_out)
+    stats = lg.gap_stats(logged, center, half, standing), lg.gap_stats(sims, center, half, standing)
+    return lg.gap_report(env, *stats, logged, sims, out, title), *stats
 
 
 def resimulate(env, episodes) -> list[dict]:
@@ -344,7 +346,7 @@ def run(args) -> int:
             print("robot-rl replay: --resim of a legged robot needs --policy (the simulation walks the logged "
                   "commands with it)", file=sys.stderr)
             return 2
-        print(legged_gap(env, episodes, policy, out, str(args.source)))
+        print(legged_gap(env, episodes, policy, out, str(args.source))[0])
     elif args.resim:
         if any("joint_positions" not in e.infos for e in episodes):
             print("robot-rl replay: --resim needs joint_positions/joint_velocities in the episodes", file=sys.stderr)
