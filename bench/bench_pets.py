@@ -41,7 +41,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from _machine import machine_header  # noqa: E402
 
-from robot_rl.algos.pets import EpisodeLog, EvalLog, PetsConfig, ProbabilisticEnsemble, make_predictor, train_pets  # noqa: E402,E501
+from robot_rl.algos.pets import EpisodeLog, EvalLog, PetsConfig, train_pets  # noqa: E402
+from robot_rl.algos.pets_model import ProbabilisticEnsemble, make_predictor  # noqa: E402
 from robot_rl.control.costs import Cost  # noqa: E402
 from robot_rl.control.dynamics import LearnedDynamics  # noqa: E402
 from robot_rl.control.ensemble_cem import EnsembleCEM, EnsembleCEMSettings  # noqa: E402

@@ -31,7 +31,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys import Stores, get_typestore
 
-from robot_rl.data.bag_reader import RawMessages, read_bag
+from robot_rl.data.bag_raw import RawMessages
+from robot_rl.data.bag_reader import read_bag
 from robot_rl.data.checks import EpisodeReport, LoadReport, check_episode
 from robot_rl.data.dataset import Episode
 

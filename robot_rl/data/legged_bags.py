@@ -56,7 +56,7 @@ MEASURED_INPUTS = ("ang_vel", "gravity", "command", "moving", "joint_pos", "join
 
 
 def is_legged(env) -> bool:
-    """True for a legged velocity-tracking env (``robot_rl.envs.locomotion.LocomotionEnv``)."""
+    """True for a legged velocity-tracking env (``robot_rl.envs.locomotion_env.LocomotionEnv``)."""
     u = env.unwrapped
     return hasattr(u, "action_map") and hasattr(u, "set_command") and hasattr(u, "task")
 

@@ -22,8 +22,9 @@ TASKS: dict[str, tuple[str, dict, str | None]] = {
     "robot_rl/Reacher2-v0": ("robot_rl.envs.reacher:task", {}, None),
     "robot_rl/ArmReach-v0": ("robot_rl.envs.arm:task", {}, "robot_rl.envs.arm:ArmReachEnv"),
     "robot_rl/PandaReach-v0": ("robot_rl.envs.panda:task", {}, "robot_rl.envs.panda:PandaReachEnv"),
-    "robot_rl/Go2Joystick-v0": ("robot_rl.envs.go2:task", {}, "robot_rl.envs.locomotion:LocomotionEnv"),
-    "robot_rl/Go1Joystick-v0": ("robot_rl.envs.go2:task", {"robot": "go1"}, "robot_rl.envs.locomotion:LocomotionEnv"),
+    "robot_rl/Go2Joystick-v0": ("robot_rl.envs.go2:task", {}, "robot_rl.envs.locomotion_env:LocomotionEnv"),
+    "robot_rl/Go1Joystick-v0": ("robot_rl.envs.go2:task", {"robot": "go1"},
+                                "robot_rl.envs.locomotion_env:LocomotionEnv"),
 }
 # Keyword arguments of ``make`` that go to the env rather than to the task declaration.
 ENV_KWARGS = ("max_episode_steps", "render_mode", "compiled_step")

@@ -2,9 +2,9 @@
 generation counter for a short while and then sleep in a Linux futex wait, and the calling thread's part.
 
 A step of 8 cart-poles costs ~50 us of kernel time, less than waking a thread blocked on a semaphore or condition
-variable on a small VM, so the workers spin (with the CPU's pause hint) for ``batched.THREAD_SPIN_S`` before they
-sleep (bench/results/envs.md compares this with plain ``threading`` workers: 1.97x vs 1.10x of 16 single envs).
-Used by :func:`robot_rl.envs.fast_step.kernel` (``batch=True``) and ``robot_rl.envs.batched``.
+variable on a small VM, so the workers spin (with the CPU's pause hint) for ``batched_threads.THREAD_SPIN_S``
+before they sleep (bench/results/envs.md compares this with plain ``threading`` workers: 1.97x vs 1.10x of 16 single
+envs). Used by :func:`robot_rl.envs.fast_step.kernel` (``batch=True``) and ``robot_rl.envs.batched``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ reward is their weighted sum, floored at ``reward_floor`` (so staying alive neve
 Physics is batched with ``mujoco.rollout`` (its C++ thread pool steps the envs in parallel, each with its own
 model when domain randomization draws variants; the Python side is a handful of numpy calls per step, whatever
 the number of envs). See bench/results/go2.md for speed against raw ``mj_step``.
+
+The model is built in :mod:`robot_rl.envs.locomotion_model` (sensors, randomized variants); the one-env ``gym.Env``
+wrapper is :class:`robot_rl.envs.locomotion_env.LocomotionEnv`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ from robot_rl.envs.legged_task import (  # noqa: F401 - re-exported: the declara
     LocomotionRandomization,
     LocomotionSpec,
     as_randomization,
+)
+from robot_rl.envs.locomotion_model import (
+    add_sensors,
+    cpus,
+    make_variants,
+    nominal_height,
+    rotation_matrices,
 )
 
 
@@ -96,20 +106,20 @@ class LocomotionVecEnv(VectorEnv):
         assert mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_TIME) == 1
         self._qvel0 = 1 + m.nq
         self._sensor = {m.sensor(i).name: (m.sensor_adr[i], m.sensor_dim[i]) for i in range(m.nsensor)}
-        self._variants = self._make_variants()
+        self._variants = make_variants(self.model, self.profile, self.task, self.randomization, self._rng)
         self._variant = np.zeros(n, dtype=np.int64)
         self._pinned: np.ndarray | None = None
         self._models = [self._variants[0]] * n
         self._order: np.ndarray | None = None  # envs grouped by variant for the rollout (see _physics)
-        self._pool = mj_rollout.Rollout(nthread=num_threads if num_threads is not None else _cpus())
-        self._datas = [mujoco.MjData(m) for _ in range(max(1, num_threads or _cpus()))]
+        self._pool = mj_rollout.Rollout(nthread=num_threads if num_threads is not None else cpus())
+        self._datas = [mujoco.MjData(m) for _ in range(max(1, num_threads or cpus()))]
         self._scratch = mujoco.MjData(m)
         self._state = np.zeros((n, self._nstate))
         self._out_state = np.zeros((n, spec.frame_skip, self._nstate))
         self._out_sensor = np.zeros((n, spec.frame_skip, m.nsensordata))
         self._ctrl = np.zeros((n, spec.frame_skip, m.nu))
         self._sensordata = np.zeros((n, m.nsensordata))
-        self._stand_height = self._nominal_height()
+        self._stand_height = nominal_height(self.model, self._scratch, self._jq, self._stand, spec)
         # per-env episode state
         self._t = np.zeros(n, dtype=np.int64)
         self._command = np.zeros((n, 3))
@@ -141,65 +151,11 @@ class LocomotionVecEnv(VectorEnv):
 
     # ------------------------------------------------------------------ model
     def _add_sensors(self, spec) -> None:
-        kind, site = mujoco.mjtSensor, mujoco.mjtObj.mjOBJ_SITE
-        for foot in self.task.feet:
-            body = spec.body(foot)
-            if body is None:
-                raise KeyError(f"{self.task.name}: foot body {foot!r} is not in the robot's MJCF")
-            body.add_site(name=f"{foot}_touch", size=[1.3 * self.task.foot_radius, 0, 0])
-        for foot in self.task.feet:
-            spec.add_sensor(name=f"{foot}_pos", type=kind.mjSENS_FRAMEPOS, objtype=site, objname=f"{foot}_touch")
-        for foot in self.task.feet:
-            spec.add_sensor(name=f"{foot}_vel", type=kind.mjSENS_FRAMELINVEL, objtype=site, objname=f"{foot}_touch")
-        for foot in self.task.feet:
-            spec.add_sensor(name=f"{foot}_force", type=kind.mjSENS_TOUCH, objtype=site, objname=f"{foot}_touch")
-        by_joint = {a.target: a.name for a in spec.actuators}
-        for j in self.profile.command_joints:
-            spec.add_sensor(name=f"{j}_torque", type=kind.mjSENS_ACTUATORFRC,
-                            objtype=mujoco.mjtObj.mjOBJ_ACTUATOR, objname=by_joint[j])
+        add_sensors(spec, self.task, self.profile)
 
     def _sensor_block(self, first: str, count: int, dim: int) -> slice:
         adr = self._sensor[first][0]
         return slice(adr, adr + count * dim)
-
-    def _make_variants(self) -> list:
-        r, m = self.randomization, self.model
-        if r is None:
-            return [m]
-        rng = self._rng
-        base = m.body(self._base_body()).id
-        act = [m.actuator(i).id for i in range(m.nu)]
-        fl = m.dof_frictionloss.copy()
-        if not self.task.joint_friction and r.joint_friction[1] > 0:  # the reality samples restore it
-            fl = self.profile.load_model(visual=False, joint_friction=True).dof_frictionloss.copy()
-        out = []
-        for _ in range(r.variants):
-            v = copy.copy(m)  # a deep copy (mj_copyModel)
-            mu = rng.uniform(*r.friction)
-            v.geom_friction[:, 0] = mu
-            kp = rng.uniform(*r.kp_scale) * m.actuator_gainprm[act, 0]
-            kd = rng.uniform(*r.kd_scale) * -m.actuator_biasprm[act, 2]
-            v.actuator_gainprm[act, 0] = kp
-            v.actuator_biasprm[act, 1] = -kp
-            v.actuator_biasprm[act, 2] = -kd
-            v.actuator_forcerange[act] = m.actuator_forcerange[act] * rng.uniform(*r.motor_strength)
-            v.body_mass[base] = m.body_mass[base] + rng.uniform(*r.payload)
-            v.body_ipos[base] = m.body_ipos[base] + rng.uniform(-r.com_offset, r.com_offset, 3)
-            v.dof_frictionloss[:] = fl * rng.uniform(*r.joint_friction)
-            out.append(v)
-        return out
-
-    def _base_body(self) -> str:
-        return self.model.body(int(self.model.site(self.profile.imu_site).bodyid[0])).name
-
-    def _nominal_height(self) -> float:
-        m, d = self.model, self._scratch
-        mujoco.mj_resetData(m, d)
-        d.qpos[self._jq] = self._stand
-        d.qpos[2] = 1.0
-        mujoco.mj_kinematics(m, d)
-        feet_z = min(d.xpos[m.body(f).id][2] for f in self.task.feet)
-        return 1.0 - feet_z + self.task.foot_radius + 0.002
 
     # ------------------------------------------------------------------ episodes
     def _reset_rows(self, ids: np.ndarray) -> None:
@@ -289,7 +245,7 @@ class LocomotionVecEnv(VectorEnv):
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed if np.isscalar(seed) else list(seed))
-            self._variants = self._make_variants()
+            self._variants = make_variants(self.model, self.profile, self.task, self.randomization, self._rng)
         self._reset_rows(np.arange(self.num_envs))
         if options and "command" in options:  # start with this command held (log replay, scripted evaluation)
             self.set_command(options["command"])
@@ -320,7 +276,7 @@ class LocomotionVecEnv(VectorEnv):
         envs that ended).
         """
         st = self._state
-        rot = _rotation_matrices(st[:, self._qpos0 + 3:self._qpos0 + 7])
+        rot = rotation_matrices(st[:, self._qpos0 + 3:self._qpos0 + 7])
         lin_vel = np.einsum("nji,nj->ni", rot, st[:, self._qvel0:self._qvel0 + 3])
         return np.concatenate([lin_vel, st[:, self._qpos0 + 2:self._qpos0 + 3]], axis=1, dtype=np.float32)
 
@@ -412,7 +368,7 @@ class LocomotionVecEnv(VectorEnv):
         quat = qpos[:, 3:7]
         grav = gravity_in_frame(quat)
         # world -> base rotation of the linear velocity: R^T v
-        rot = _rotation_matrices(quat)
+        rot = rotation_matrices(quat)
         lin_vel = np.einsum("nji,nj->ni", rot, qvel[:, 0:3])
         foot_pos = sd[:, self._sensor_block(f"{s.feet[0]}_pos", nf, 3)].reshape(-1, nf, 3)
         foot_vel = sd[:, self._sensor_block(f"{s.feet[0]}_vel", nf, 3)].reshape(-1, nf, 3)
@@ -467,7 +423,7 @@ class LocomotionVecEnv(VectorEnv):
         """True base position (N, 3) [m], linear velocity in the base frame (N, 3) [m/s] and yaw rate (N,)."""
         m, st = self.model, self._state
         qpos, qvel = st[:, self._qpos0:self._qpos0 + m.nq], st[:, self._qvel0:self._qvel0 + m.nv]
-        rot = _rotation_matrices(qpos[:, 3:7])
+        rot = rotation_matrices(qpos[:, 3:7])
         return {"position": qpos[:, :3].copy(), "lin_vel": np.einsum("nji,nj->ni", rot, qvel[:, :3]),
                 "yaw_rate": qvel[:, 5].copy(), "command": self._command.copy()}
 
@@ -498,84 +454,3 @@ class LocomotionVecEnv(VectorEnv):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-
-
-def _rotation_matrices(quat: np.ndarray) -> np.ndarray:
-    """(N, 4) w, x, y, z -> (N, 3, 3) rotation matrices (body -> world)."""
-    q = quat / np.linalg.norm(quat, axis=1, keepdims=True)
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)], axis=1)
-
-
-def _cpus() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-class LocomotionEnv(gym.Env):
-    """One env of a :class:`LocomotionSpec` task with the ``gym.Env`` API (a :class:`LocomotionVecEnv` of one; for
-    evaluation, video and the ROS sim). ``vector_class`` tells ``make_vec`` to build the batched env instead of
-    copies of this one.
-    """
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
-    vector_class = LocomotionVecEnv
-
-    def __init__(self, spec: LocomotionSpec, *, randomization=None, seed: int | None = None,
-                 render_mode: str | None = None, max_episode_steps: int | None = None, num_threads: int = 1):
-        self.vec = LocomotionVecEnv(spec, 1, seed=seed, randomization=randomization, num_threads=num_threads,
-                                    render_mode=render_mode, max_episode_steps=max_episode_steps)
-        self.task, self.name, self.profile = spec, spec.name, self.vec.profile
-        self.render_mode = render_mode
-        self.max_episode_steps = self.vec.max_episode_steps
-        self.observation_space = self.vec.single_observation_space
-        self.action_space = self.vec.single_action_space
-        self.obs_names, self.obs_units = self.vec.obs_names, self.vec.obs_units
-        self.model = self.vec.model
-        self.control_dt = self.vec.dt
-        """Control period [s] (``frame_skip`` x physics timestep), as the other envs name it."""
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        obs, _ = self.vec.reset(seed=seed, options=options)
-        return obs[0], {}
-
-    def step(self, action):
-        obs, rew, term, trunc, info = self.vec.step(np.asarray(action, dtype=np.float64)[None])
-        out = {"physics_error": bool(info.get("physics_error", np.zeros(1, bool))[0])}
-        if term[0] or trunc[0]:
-            out["final_obs"] = info["final_obs"][0]
-            obs = info["final_obs"]  # gym.Env: the caller resets
-        return obs[0], float(rew[0]), bool(term[0]), bool(trunc[0]), out
-
-    def set_command(self, command, hold_s: float = math.inf) -> None:
-        """Hold ``command`` (vx, vy [m/s], yaw rate [rad/s]) for ``hold_s`` seconds."""
-        self.vec.set_command(command, hold_s)
-
-    def episode_sample(self) -> dict[str, Any]:
-        """The current episode's randomization sample (see ``LocomotionVecEnv.episode_sample``)."""
-        return self.vec.episode_sample(0)
-
-    def action_map(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(center, half_range)``: a normalized action ``a`` commands joint targets ``center + half_range * a``
-        [rad] (the standing pose plus ``action_scale`` x a); the exported policy outputs these targets.
-        """
-        return self.vec.action_map()
-
-    def render(self):
-        return self.vec.render()
-
-    def visual_scene(self):
-        """``(model, data)`` with the visual meshes in the current state (see ``LocomotionVecEnv.visual_scene``)."""
-        return self.vec.visual_scene()
-
-    def close(self):
-        self.vec.close()
-

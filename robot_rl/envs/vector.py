@@ -18,8 +18,8 @@ the same actions and reset on done -- bit for bit, whatever the backend:
   1.4x the throughput of compiled-step envs stepped one by one on the same core (16 envs), 4.6x that of
   Python-step envs. ``num_threads=k`` (k > 1, compiled kernel only) splits the batch into k contiguous parts: this
   thread steps the first, k - 1 worker threads the others, in nogil compiled code (no GIL, no pipes; a worker spins
-  up to ``batched.THREAD_SPIN_S`` for the next step, then sleeps in a futex wait). 16 envs on a 2-vCPU VM: 2.2x the
-  throughput of 16 single envs stepped in a loop, 1.6x one thread. The same results, bit for bit.
+  up to ``batched_threads.THREAD_SPIN_S`` for the next step, then sleeps in a futex wait). 16 envs on a 2-vCPU VM:
+  2.2x the throughput of 16 single envs stepped in a loop, 1.6x one thread. The same results, bit for bit.
   ``backend="batched"`` on a task without support raises ``ValueError`` naming the reason.
 * ``"sync"`` (default for the other tasks and for fewer than 4 envs) steps the envs one by one in this process.
 * ``"process"`` (default when ``num_workers > 1``) runs the envs in ``num_workers`` processes (a contiguous block

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robot_rl.algos.pets import PetsConfig, ProbabilisticEnsemble
+from robot_rl.algos.pets_config import PetsConfig
+from robot_rl.algos.pets_model import ProbabilisticEnsemble
 from robot_rl.core.config import from_dict
 from robot_rl.train.checkpoint import CheckpointError, load_checkpoint
 

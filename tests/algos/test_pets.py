@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from robot_rl.algos.pets import (
-    PetsConfig,
-    ProbabilisticEnsemble,
-    fit,
-    gaussian_nll,
-    make_predictor,
-    soft_clamp_logvar,
-    train_pets,
-)
+from robot_rl.algos.pets import PetsConfig, train_pets
+from robot_rl.algos.pets_model import ProbabilisticEnsemble, fit, gaussian_nll, make_predictor, soft_clamp_logvar
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from robot_rl.algos.ppo import approx_kl, ppo_clip_loss, value_loss
+from robot_rl.algos.ppo_math import approx_kl, ppo_clip_loss, value_loss
 from robot_rl.data.rollout import RolloutStorage, gae
 from robot_rl.nets import gaussian_log_prob
 
@@ -91,7 +91,7 @@ def test_numpy_rollout_matches_the_torch_networks():
 def test_numpy_gae_equals_the_torch_gae():
     import numpy as np
 
-    from robot_rl.algos.ppo import gae_numpy
+    from robot_rl.algos.ppo_math import gae_numpy
 
     g = torch.Generator().manual_seed(0)
     rewards, values = torch.randn(50, 6, generator=g), torch.randn(50, 6, generator=g)
@@ -129,7 +129,7 @@ def test_rollout_normalizer_fold_is_bit_identical_to_running_normalizer_update()
 
 @pytest.mark.parametrize("max_norm", [0.1, 100.0])
 def test_flat_grad_norm_clip_matches_torch(max_norm):
-    from robot_rl.algos.ppo import clip_grad_norm_flat_
+    from robot_rl.algos.ppo_math import clip_grad_norm_flat_
 
     torch.manual_seed(2)
     params = [torch.nn.Parameter(torch.zeros(4, 3)), torch.nn.Parameter(torch.zeros(5))]

@@ -250,13 +250,13 @@ def _thread_cpu_seconds(native_id: int) -> float:
 @pytest.mark.skipif(not THREADS_OK, reason="no threaded batch step here")
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads a thread's CPU time from /proc")
 def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
-    """A worker thread spins for the next step only briefly (batched.THREAD_SPIN_S), then sleeps in a futex wait:
-    an idle vector env costs no CPU, steps after the idle time still work, close() ends the threads, and so does
+    """A worker thread spins for the next step only briefly (batched_threads.THREAD_SPIN_S), then sleeps in a futex
+    wait: an idle vector env costs no CPU, steps after the idle time still work, close() ends the threads, and so does
     dropping an unclosed vector env."""
     import gc
     import time
 
-    from robot_rl.envs import batched
+    from robot_rl.envs import batched_threads
 
     vec = make_vec("CartpoleSwingup-v0", 4, seed=0, num_threads=2)
     assert vec.backend == "batched" and vec.num_threads == 2
@@ -281,7 +281,7 @@ def test_worker_threads_sleep_when_idle_and_stop_on_close_or_collection():
     gc.collect()
     th.join(timeout=5)
     assert not th.is_alive(), "an unclosed, dropped vector env left its worker thread running"
-    assert batched.THREAD_SPIN_S < 0.1
+    assert batched_threads.THREAD_SPIN_S < 0.1
     ref.close()
 
 

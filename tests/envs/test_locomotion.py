@@ -9,12 +9,13 @@ import pytest
 import torch
 
 import robot_rl.envs as E
-from robot_rl.algos.ppo import _np_layers, _np_mlp
+from robot_rl.algos.ppo_math import _np_layers, _np_mlp
 from robot_rl.core.assets import AssetNotFoundError
 from robot_rl.core.legged_obs import gravity_in_frame, locomotion_observation, observation_names
 from robot_rl.core.model import package_path
 from robot_rl.core.profile import load_profile
-from robot_rl.envs.locomotion import LocomotionEnv, LocomotionRandomization, LocomotionSpec, LocomotionVecEnv
+from robot_rl.envs.locomotion import LocomotionRandomization, LocomotionSpec, LocomotionVecEnv
+from robot_rl.envs.locomotion_env import LocomotionEnv
 from robot_rl.envs.task import Term
 from robot_rl.nets import mlp
 

@@ -131,7 +131,7 @@ def test_ensemble_input_guards(ensemble_dir):
 
 def test_pets_probabilistic_ensemble_exports(tmp_path):
     """The project's own PETS ensemble (EnsembleLinear: expand + baddbmm) exports with a dynamic batch axis."""
-    from robot_rl.algos.pets import ProbabilisticEnsemble
+    from robot_rl.algos.pets_model import ProbabilisticEnsemble
 
     torch.manual_seed(0)
     model = ProbabilisticEnsemble(4, 1, [1], 3, [32, 32], "silu").eval()

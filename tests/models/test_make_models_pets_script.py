@@ -34,7 +34,7 @@ def test_one_step_nrmse_and_rail_mask():
 
 
 def test_state_units_wrapper_undoes_normalization():
-    from robot_rl.algos.pets import ProbabilisticEnsemble
+    from robot_rl.algos.pets_model import ProbabilisticEnsemble
     from robot_rl.train.pets_artifact import StateUnits
 
     torch.manual_seed(0)

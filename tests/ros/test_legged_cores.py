@@ -14,7 +14,7 @@ from robot_rl.deploy.legged_loop import LocomotionInputs, LocomotionLoop, Veloci
 from robot_rl.deploy.legged_reality import LeggedReality, legged_sample, stand
 from robot_rl.deploy.sim_plant import SimPlant
 from robot_rl.envs.go2 import task
-from robot_rl.envs.locomotion import LocomotionEnv
+from robot_rl.envs.locomotion_env import LocomotionEnv
 from robot_rl.safety import SafetyFilter
 
 ENV_ID = "robot_rl/Go2Joystick-v0"
