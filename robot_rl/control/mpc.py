@@ -131,6 +131,25 @@ def zero_fallback(nu: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.zeros(nu)
 
 
+class HoldFallback:
+    """Fallback of a position-controlled robot: hold the joint positions ``x[index]`` (actuator order) measured at
+    the first fallback step, latched until a plan acts again (``release``, called by ``MPCController.action``), so
+    a servo's steady-state error does not make the hold creep. A zero command would be a move to 0 rad.
+    """
+
+    def __init__(self, index):
+        self.index = np.asarray(index, dtype=np.intp)
+        self.held: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.held is None or not np.all(np.isfinite(self.held)):
+            self.held = np.asarray(x, float)[self.index].copy()
+        return self.held.copy()
+
+    def release(self) -> None:
+        self.held = None
+
+
 # --------------------------------------------------------------------------- controller
 
 
@@ -141,7 +160,8 @@ class MPCController:
         planner: IlqrPlanner, SamplingPlanner or anything with the same ``optimize``.
         settings: MPCSettings.
         u_min, u_max: command limits ``[nu]`` (actuator units); default from ``planner.dynamics``.
-        fallback: ``fallback(x [nx]) -> u [nu]`` used without a valid plan (default: zero command).
+        fallback: ``fallback(x [nx]) -> u [nu]`` used without a valid plan (default: zero command; a fallback with
+            a ``release()`` method, e.g. :class:`HoldFallback`, is told whenever a plan acts again).
         U_init: initial guess ``[T, nu]`` for the first plan (default zeros).
         clock: wall clock for solve-time accounting and plan staleness (default ``time.perf_counter``); the
             planner itself always gets a ``time.perf_counter()`` deadline.
@@ -160,6 +180,7 @@ class MPCController:
             raise ValueError(f"MPCSettings.control_period_s={settings.control_period_s} s does not match the "
                              f"planner dynamics' dt={dyn.dt} s")
         self.fallback = fallback if fallback is not None else zero_fallback(self.nu)
+        self._release = getattr(self.fallback, "release", None)
         self._U_init = (np.zeros((settings.horizon, self.nu)) if U_init is None
                         else np.asarray(U_init, float).reshape(settings.horizon, self.nu))
         self._lock = threading.Lock()
@@ -288,6 +309,8 @@ class MPCController:
             key = "plan_actions"
             if not np.all(np.isfinite(u)):
                 u, key = np.asarray(self.fallback(x), float), "fallback_actions"
+            elif self._release is not None:
+                self._release()
         u = np.minimum(np.maximum(u, self.u_min), self.u_max)
         with self._lock:
             self._n[key] += 1
