@@ -99,3 +99,45 @@ def test_panda_mpc_reaches_goals_over_ros_and_refuses_bad_ones(procs, probe, tmp
     assert "physics warnings 0" in procs.log("sim_robot"), procs.log("sim_robot")
     print(f"panda MPC over ROS: reached {GOALS} in {[round(s, 2) for s in reach_s]} s; "
           f"{stats[-1].split('planner: ')[1]}; test wall {time.monotonic() - t_start:.1f} s")
+
+
+def test_shipped_sim_panda_mpc_launch_reaches_a_goal_and_records(tmp_path, ros_env, probe):
+    """launch/sim_panda_mpc.launch.yaml end to end with ``robot-rl launch``: a goal from the probe is reached."""
+    import subprocess
+    import sys
+
+    from geometry_msgs.msg import PoseStamped
+    from rosbags.rosbag2 import Reader
+    from std_msgs.msg import Float64MultiArray
+
+    in_use = probe.record(Float64MultiArray, "/mpc_node/goal")
+    ee = probe.record(Float64MultiArray, "/sim_robot/ee_position")
+    goal_pub = probe.publisher(PoseStamped, "/goal")
+    bag = tmp_path / "bag"
+    log = open(tmp_path / "launch.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "launch", "sim_panda_mpc.launch.yaml",
+                             f"bag:={bag}", f"state_dir:={tmp_path / 'state'}", "seed:=4",
+                             f"replan_budget_s:={REPLAN_BUDGET_S}", "--duration", "25"],
+                            env=ros_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    goal = (0.45, -0.2, 0.35)
+    try:
+        probe.wait_for(lambda: len(ee) > 0, 60.0, "the end-effector position")
+        probe.wait_for(lambda: goal_pub.get_subscription_count() >= 2 or None, 30.0, "/goal matched by 2 readers")
+        probe.wait_for(lambda: goal_pub.publish(pose("link0", *goal))
+                       or next((list(m.data) for _, m in in_use if len(m.data)), None), 5.0, "the goal accepted")
+        probe.wait_for(lambda: np.linalg.norm(np.array(ee[-1][1].data[1:4]) - goal) < 0.02, REACH_S,
+                       f"the end effector within 0.02 m of {goal}")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    out = (tmp_path / "launch.log").read_text()
+    for name in ("sim_robot", "mpc_node", "recorder"):
+        assert f"[{name}]" in out
+    assert "goal [0.45, -0.2, 0.35] accepted" in out, out[-4000:]
+    assert "Traceback" not in out and "planner thread failed" not in out, out[-4000:]
+    with Reader(bag) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts["/goal"] >= 1 and counts["/forward_position_controller/commands"] > 100, counts
