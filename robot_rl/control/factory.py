@@ -78,6 +78,10 @@ class MpcConfig:
     contacts: bool = True
     """False: plan with contacts disabled (free-space tasks; a Panda step then costs ~4x less). The robot still
     has them."""
+    force_limits: bool = True
+    """False: plan without the actuators' force limits (``forcerange``), a servo that never saturates. A saturated
+    servo's Jacobian changes within one control period, which ``jacobian: first_substep`` cannot follow (its
+    raised first-substep Jacobian then blows up); the robot still has the limits."""
     fusestatic: bool = False
     """Compile the planning model with MuJoCo's ``fusestatic`` (bodies welded to their parent merged into it: the
     same dynamics with fewer bodies; the Panda: 25 -> 19 bodies, a physics step ~25% cheaper)."""
@@ -223,6 +227,8 @@ def planning_model(profile: RobotProfile, config: MpcConfig) -> mujoco.MjModel:
         model.opt.gravity[:] = 0.0
     if not config.contacts:
         model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+    if not config.force_limits:
+        model.actuator_forcelimited[:] = 0
     if profile.command_interface == "position":
         for k, name in enumerate(profile.command_joints):
             a = actuator_for_joint(model, name)

@@ -269,11 +269,16 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str, *, jit: b
                 Kt[free] = -scipy.linalg.cho_solve((L, True), Qux[free])
         else:
             H = Quu + eye
+            if not np.isfinite(H).all():  # an overflowing value function: as not positive definite (mu grows)
+                return None
             try:
                 np.linalg.cholesky(H)  # positive-definiteness test; the solve below is ~2x cheaper than cho_solve's
             except np.linalg.LinAlgError:  # wrapper for these small matrices (7 controls: 17 vs 33 us)
                 return None
-            sol = np.linalg.solve(H, np.column_stack([Qu, Qux]))
+            try:
+                sol = np.linalg.solve(H, np.column_stack([Qu, Qux]))
+            except np.linalg.LinAlgError:  # numerically singular despite the factorization (huge values)
+                return None
             kt, Kt = -sol[:, 0], -sol[:, 1:]
         k[t], K[t] = kt, Kt
         # value update valid for any (k, K) (Tassa 2012, eq. 11)

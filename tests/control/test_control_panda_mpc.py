@@ -100,6 +100,7 @@ def test_planning_model_and_limits(runtime):
     dyn = runtime.dynamics
     assert dyn.model.opt.gravity.tolist() == [0.0, 0.0, 0.0]  # gravity_compensation
     assert dyn.model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CONTACT
+    assert not dyn.model.actuator_forcelimited.any()  # force_limits: false
     assert dyn.frame_skip == 10 and not dyn.coarse and dyn.jacobian == "first_substep"
     np.testing.assert_allclose(dyn.u_min, p.command_min)  # targets clamped to the joint limits
     np.testing.assert_allclose(dyn.u_max, p.command_max)
@@ -150,3 +151,17 @@ def test_closed_loop_reaches_two_goals_on_the_exact_model(runtime):
         err = np.linalg.norm(d.site("pinch").xpos - g)
         assert err < 0.02, f"goal {g}: end effector {d.site('pinch').xpos} is {err:.3f} m away"
         assert np.all(d.qpos >= np.array(p.command_min) - 1e-6) and np.all(d.qpos <= np.array(p.command_max) + 1e-6)
+
+
+def test_first_substep_jacobians_follow_a_moving_plan(runtime):
+    """Along a reaching plan (moving, servos far from rest) the raised first-substep Jacobians of the planning model
+    (no force clamp) stay close to the exact chained ones."""
+    rt = build_mpc(load_config(MpcConfig, "config/mpc_panda.yaml"))
+    rt.set_goal([0.6, -0.2, 0.2])
+    sol = rt.warm_start(np.concatenate([HOME, np.zeros(7)]))
+    assert np.abs(sol.X[:, 7:]).max() > 0.3  # the plan moves
+    m = rt.dynamics.model
+    A1, B1 = MujocoDynamics(m, 10, jacobian="first_substep").jacobians(sol.X, sol.U)
+    A2, B2 = MujocoDynamics(m, 10, jacobian="chained").jacobians(sol.X, sol.U)
+    assert np.abs(B1 - B2).max() < 0.1 * np.abs(B2).max()
+    assert max(np.abs(np.linalg.eigvals(a)).max() for a in A1) < 1.05
