@@ -70,8 +70,9 @@ class IlqrSettings:
     control_limits: Literal["boxqp", "clamp"] = "boxqp"
     """How control limits enter the backward pass (module docstring)."""
     backend: Literal["auto", "numpy", "numba"] = "auto"
-    """One-actuator backward pass: ``numba`` = compiled kernel (optional dependency, ~15x faster, compiles ~2 s on
-    first use, cached on disk), ``numpy`` = array ops, ``auto`` = numba when installed. nu > 1 always uses numpy."""
+    """Backward pass with one actuator, or several with ``control_limits: clamp``: ``numba`` = compiled kernel
+    (optional dependency, ~15x faster, compiles ~2 s on first use, cached on disk), ``numpy`` = array ops, ``auto``
+    = numba when installed. Several actuators with ``boxqp`` always use numpy."""
     time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
     """Wall-clock budget per solve [s] (anytime); ``inf`` = none."""
 
@@ -250,6 +251,8 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str, *, jit: b
         if jit and ilqr_jit.usable():
             return ilqr_jit.backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
         return _backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
+    if not boxed and jit and ilqr_jit.usable_clamped():  # compiled, same recursion as below (no box QP)
+        return ilqr_jit.backward_pass_clamped(A, B, exp, mu)
     lo, hi = u_min - U, u_max - U  # [T, nu] bounds on the control step
     lx, lu, lxx, luu, lux = exp.lx, exp.lu, exp.lxx, exp.luu, exp.lux
     for t in range(T - 1, -1, -1):

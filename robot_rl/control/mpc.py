@@ -104,6 +104,8 @@ class IlqrPlanner:
         self.settings = ilqr.IlqrSettings(max_iterations=2) if settings is None else settings
         if self.settings.jit and getattr(dynamics, "nu", 0) == 1:  # compile now, not in the first replan
             ilqr_jit.warm_up()
+        elif self.settings.jit and self.settings.control_limits == "clamp":
+            ilqr_jit.usable_clamped()
         if getattr(dynamics, "backend", None) == "numba":  # MujocoDynamics' compiled loops (not disk-cacheable)
             mujoco_jit.warm_up()
 

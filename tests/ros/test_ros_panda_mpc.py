@@ -15,10 +15,11 @@ pytestmark = pytest.mark.ros
 
 GOALS = [(0.5, 0.2, 0.3), (0.6, -0.15, 0.5), (0.4, 0.0, 0.2)]
 REACH_S = 8.0  # bound on the time to get within 0.02 m of each goal (measured: ~1-2.5 s on a loaded 2-core machine)
-# The replan budget here is 60 ms, not the config's 20 ms: on the shared 2-core test machine (two other processes at
-# 100% CPU) the node's replans take 16-30 ms (p50) and at 20 ms many would be deadline misses (the arm then holds). The
-# 20 ms target is measured by bench/bench_panda_mpc.py (bench/results/panda_mpc.md), not asserted here.
-REPLAN_BUDGET_S = 0.06
+# The replan budget here is 100 ms, not the config's 20 ms: on the shared 2-core test machine (two or three other
+# processes at 100% CPU) the node's replans take 16-40 ms (p50) and at 20 ms many would be deadline misses (the arm
+# then holds). The 20 ms target is measured by bench/bench_panda_mpc.py (bench/results/panda_mpc.md), not asserted
+# here.
+REPLAN_BUDGET_S = 0.1
 
 
 def pose(frame: str, x: float, y: float, z: float):
