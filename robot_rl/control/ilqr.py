@@ -75,6 +75,10 @@ class IlqrSettings:
     = numba when installed. Several actuators with ``boxqp`` always use numpy."""
     time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
     """Wall-clock budget per solve [s] (anytime); ``inf`` = none."""
+    carry_mu: bool = False
+    """MPC (``IlqrPlanner``): start each replan's regularization ``mu`` where the previous replan's ended instead of
+    at ``mu_init``. With 1 iteration per replan, a rejected step raises mu for the next replan rather than being
+    retried unchanged (the Panda's plan otherwise stalled on a step its line search kept rejecting)."""
 
     def __post_init__(self):
         if self.max_iterations < 1 or self.line_search_steps < 1:

@@ -21,6 +21,7 @@ command, the safe effort for a force-controlled robot) until a plan arrives in t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -102,6 +103,7 @@ class IlqrPlanner:
     def __init__(self, dynamics, cost, settings: ilqr.IlqrSettings | None = None):
         self.dynamics, self.cost = dynamics, cost
         self.settings = ilqr.IlqrSettings(max_iterations=2) if settings is None else settings
+        self._mu = self.settings.mu_init  # carried between replans with settings.carry_mu
         if self.settings.jit and getattr(dynamics, "nu", 0) == 1:  # compile now, not in the first replan
             ilqr_jit.warm_up()
         elif self.settings.jit and self.settings.control_limits == "clamp":
@@ -110,7 +112,14 @@ class IlqrPlanner:
             mujoco_jit.warm_up()
 
     def optimize(self, x0: np.ndarray, U0: np.ndarray, deadline: float, X_ref=None, K0=None) -> ilqr.Solution:
-        return ilqr.solve(self.dynamics, self.cost, x0, U0, self.settings, deadline=deadline, X_ref=X_ref, K0=K0)
+        settings = self.settings
+        if settings.carry_mu:
+            settings = dataclasses.replace(settings, mu_init=self._mu)
+        sol = ilqr.solve(self.dynamics, self.cost, x0, U0, settings, deadline=deadline, X_ref=X_ref, K0=K0)
+        if settings.carry_mu:
+            mu = float(sol.mu)  # past mu_max the solve gave up: start the next one afresh
+            self._mu = mu if np.isfinite(mu) and mu <= settings.mu_max else self.settings.mu_init
+        return sol
 
 
 class SamplingPlanner:

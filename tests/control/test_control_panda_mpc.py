@@ -198,3 +198,13 @@ def test_compiled_clamped_backward_pass_equals_numpy():
         np.testing.assert_allclose(dVj, dVn, rtol=1e-8)
     bad = dataclasses.replace(exp, luu=-10.0 * np.broadcast_to(np.eye(nu), (T, nu, nu)).copy())
     assert ilqr.backward_pass(A, B, bad, U, k0, 0.0, -inf, inf, "clamp", jit=True) is None
+
+
+def test_carry_mu_starts_each_replan_at_the_last_regularization(runtime):
+    rt = build_mpc(load_config(MpcConfig, "config/mpc_panda.yaml"))
+    assert rt.controller.planner.settings.carry_mu
+    rt.set_goal([0.6, -0.2, 0.2])
+    x = np.concatenate([HOME, np.zeros(7)])
+    for i in range(5):
+        sol = rt.controller.replan(x, 0.02 * i)
+        assert rt.controller.planner._mu == (sol.mu if sol.mu <= 1e10 else 0.0)
