@@ -142,3 +142,15 @@ def test_shipped_sim_panda_mpc_launch_reaches_a_goal_and_records(tmp_path, ros_e
     with Reader(bag) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
     assert counts["/goal"] >= 1 and counts["/forward_position_controller/commands"] > 100, counts
+
+
+@pytest.mark.parametrize("params, text", [
+    ({"env_id": "robot_rl/CartpoleBalance-v0"},
+     "parameter 'env_id': task 'robot_rl/CartpoleBalance-v0' is for robot 'cartpole', not 'panda'"),
+    ({"env_id": ""}, "goal_term ('ee') and env_id ('') go together"),
+    ({"goal": [0.5, 0.0, 0.9]}, "parameter 'goal': initial goal refused: goal (0.5, 0, 0.9) in frame 'link0' refused"),
+])
+def test_panda_mpc_bad_goal_setup_is_a_refused_start(procs, params, text):
+    procs.node("mpc_node", params={"robot": "panda", "config": "config/mpc_panda.yaml", **params})
+    assert procs.wait("mpc_node", 60.0) == 2, procs.log("mpc_node")
+    assert text in procs.log("mpc_node"), procs.log("mpc_node")
