@@ -140,6 +140,7 @@ def test_closed_loop_reaches_two_goals_on_the_exact_model(runtime):
     rt.set_goal(goals[0])
     rt.warm_start(np.concatenate([d.qpos, d.qvel]))
     prev, t, step = d.qpos.copy(), 0.0, p.safety.max_command_rate * p.control_period_s
+    vmax = np.zeros(7)
     for g in goals:
         rt.set_goal(g)
         for _ in range(125):  # 2.5 s
@@ -150,10 +151,14 @@ def test_closed_loop_reaches_two_goals_on_the_exact_model(runtime):
             d.ctrl[:] = u
             for _ in range(10):
                 mujoco.mj_step(plant, d)
+                vmax = np.maximum(vmax, np.abs(d.qvel))
             t += p.control_period_s
         err = np.linalg.norm(d.site("pinch").xpos - g)
         assert err < 0.02, f"goal {g}: end effector {d.site('pinch').xpos} is {err:.3f} m away"
         assert np.all(d.qpos >= np.array(p.command_min) - 1e-6) and np.all(d.qpos <= np.array(p.command_max) + 1e-6)
+    limit = np.array([j.velocity_max for j in p.joints])
+    assert np.all(vmax <= limit), f"joint speeds {vmax.round(3)} over the limits {limit}"
+    print(f"max joint speeds {vmax.round(3)} rad/s (limits {limit})")
 
 
 def test_first_substep_jacobians_follow_a_moving_plan(runtime):
