@@ -17,6 +17,14 @@ Residual kinds (YAML ``kind``):
 * ``control``: ``r = u[indices] - target`` (default all controls, target 0).
 * ``planar_reach``: fingertip of a planar chain with joint angles ``x[indices]`` and ``link_lengths`` [m] minus a
   2-D ``target`` [m] in the chain's base frame.
+* ``site_position``: position [m] of the MuJoCo site ``site`` by forward kinematics (``mj_kinematics``) of the joint
+  positions ``qpos = x[indices]`` (one index per qpos entry of the planner's model) minus a 3-D ``target`` [m] in
+  the model's world frame; Jacobian from ``mj_jacSite``. Needs the model: ``Cost(config, model=...)``.
+* ``limit``: ``r = x[indices] - clip(x[indices], lower, upper)``: zero inside the bounds, the overshoot outside
+  (a quadratic penalty on leaving joint position or velocity limits; Gauss-Newton Hessian on the violated entries).
+* ``servo_error``: ``r = u[indices] - x[state_indices] - target`` (running only): for position-target controls the
+  servo's position error, proportional to the effort ``kp r`` it commands; zero at rest, so unlike a ``control``
+  term toward a fixed target it does not pull where the arm settles.
 
 YAML format: see ``config/costs/*.yaml`` and docs/control.md.
 """
@@ -39,7 +47,7 @@ class CostTermConfig:
 
     name: str
     """Term name (unique within the cost), e.g. ``upright``."""
-    kind: Literal["state", "angle", "control", "planar_reach"]
+    kind: Literal["state", "angle", "control", "planar_reach", "site_position", "limit", "servo_error"]
     """Residual kind, see the module docstring."""
     weight: float
     """Running weight (per control step)."""
@@ -51,18 +59,45 @@ class CostTermConfig:
     """Target values (same length as the residual input; empty = zeros)."""
     link_lengths: tuple[float, ...] = ()
     """``planar_reach`` only: link lengths [m], one per index."""
+    site: str = ""
+    """``site_position`` only: the MuJoCo site (e.g. the robot profile's ``ee_site``)."""
+    lower: tuple[float, ...] = ()
+    """``limit`` only: lower bounds, one per index."""
+    upper: tuple[float, ...] = ()
+    """``limit`` only: upper bounds, one per index."""
+    state_indices: tuple[int, ...] = ()
+    """``servo_error`` only: state index of the joint position each control (``indices``) commands."""
 
     def __post_init__(self):
         if self.weight < 0 or self.terminal_weight < 0:
             raise ValueError(f"term {self.name!r}: weights must be >= 0")
         if self.kind == "control" and self.terminal_weight != 0:
             raise ValueError(f"term {self.name!r}: a control term has no terminal weight")
-        if self.kind in ("state", "angle", "planar_reach") and not self.indices:
+        if self.kind in ("control", "servo_error") and self.terminal_weight != 0:
+            raise ValueError(f"term {self.name!r}: a {self.kind} term has no terminal weight")
+        if self.kind in ("state", "angle", "planar_reach", "site_position", "limit", "servo_error") \
+                and not self.indices:
             raise ValueError(f"term {self.name!r}: kind {self.kind!r} needs indices")
         if self.kind == "angle" and len(self.indices) != 1:
             raise ValueError(f"term {self.name!r}: kind 'angle' takes exactly one index")
         if self.kind == "angle" and len(self.target) > 1:
             raise ValueError(f"term {self.name!r}: kind 'angle' takes one target angle [rad]")
+        if self.kind == "site_position":
+            if not self.site:
+                raise ValueError(f"term {self.name!r}: kind 'site_position' needs a site name")
+            if len(self.target) not in (0, 3):
+                raise ValueError(f"term {self.name!r}: site_position target is (x, y, z) [m], got {self.target}")
+        if self.kind == "limit":
+            if len(self.lower) != len(self.indices) or len(self.upper) != len(self.indices):
+                raise ValueError(f"term {self.name!r}: kind 'limit' needs one lower and one upper bound per index, "
+                                 f"got {len(self.indices)} indices, {len(self.lower)} lower, {len(self.upper)} upper")
+            if any(lo > hi for lo, hi in zip(self.lower, self.upper)):
+                raise ValueError(f"term {self.name!r}: lower bound above upper bound: {self.lower} / {self.upper}")
+        if self.kind == "servo_error":
+            if len(self.state_indices) != len(self.indices):
+                raise ValueError(f"term {self.name!r}: kind 'servo_error' needs one state index per control index")
+            if self.target and len(self.target) != len(self.indices):
+                raise ValueError(f"term {self.name!r}: target must have one value per index")
         if self.kind == "planar_reach":
             if len(self.link_lengths) != len(self.indices):
                 raise ValueError(f"term {self.name!r}: need one link length per index")
@@ -96,9 +131,11 @@ class CostConfig:
         if self.state_names and len(self.state_names) != self.nx:
             raise ValueError(f"state_names has {len(self.state_names)} entries, nx is {self.nx}")
         for t in self.terms:
-            dim = self.nu if t.kind == "control" else self.nx
+            dim = self.nu if t.kind in ("control", "servo_error") else self.nx
             if any(not 0 <= i < dim for i in t.indices):
                 raise ValueError(f"term {t.name!r}: index out of range for dimension {dim}: {t.indices}")
+            if any(not 0 <= i < self.nx for i in t.state_indices):
+                raise ValueError(f"term {t.name!r}: state index out of range for nx={self.nx}: {t.state_indices}")
 
 
 @dataclass(frozen=True)
@@ -191,31 +228,116 @@ class _Stacked:
         return np.sin(d) if self.kind == "angle" else d
 
 
-class Cost:
-    """Evaluates a :class:`CostConfig`. Shapes: ``X [..., T+1, nx]``, ``U [..., T, nu]``."""
+class _Site:
+    """Forward kinematics of one MuJoCo site: positions and ``mj_jacSite`` Jacobians for a batch of joint
+    positions (the ``site_position`` residual). Owns its ``MjData`` (not shared with the planner's dynamics).
+    """
 
-    def __init__(self, config: CostConfig):
+    def __init__(self, model, term: CostTermConfig, nx: int):
+        import mujoco
+
+        self._mj = mujoco
+        if model is None:
+            raise ValueError(f"term {term.name!r}: kind 'site_position' needs the planner's MuJoCo model "
+                             "(Cost(config, model=...))")
+        if model.nq != model.nv or len(term.indices) != model.nq:
+            raise ValueError(f"term {term.name!r}: site_position needs one state index per qpos entry of a model with "
+                             f"nq == nv; got {len(term.indices)} indices, model nq={model.nq}, nv={model.nv}")
+        self.id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, term.site)
+        if self.id < 0:
+            names = [model.site(i).name for i in range(model.nsite)]
+            raise ValueError(f"term {term.name!r}: site {term.site!r} is not in the model; sites: {names}")
+        self.model, self.data = model, mujoco.MjData(model)
+        self.idx = list(term.indices)
+        self.nx = nx
+        self._jacp = np.zeros((3, model.nv))
+
+    def evaluate(self, Q: np.ndarray, jacobian: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``Q [n, nq]`` -> positions ``[n, 3]`` and (with ``jacobian``) ``dp/dx [n, 3, nx]``; a non-finite row
+        gives NaN.
+        """
+        mj, m, d = self._mj, self.model, self.data
+        n = len(Q)
+        P = np.full((n, 3), np.nan)
+        J = np.zeros((n, 3, self.nx)) if jacobian else None
+        qpos, xpos, jacp = d.qpos, d.site_xpos[self.id], self._jacp
+        finite = np.all(np.isfinite(Q), axis=1)
+        for i in range(n):
+            if not finite[i]:
+                continue
+            qpos[:] = Q[i]
+            mj.mj_kinematics(m, d)
+            P[i] = xpos
+            if jacobian:
+                mj.mj_comPos(m, d)
+                mj.mj_jacSite(m, d, jacp, None, self.id)
+                J[i][:, self.idx] = jacp  # nq == nv: qpos entry k is dof k
+        return P, J
+
+
+class Cost:
+    """Evaluates a :class:`CostConfig`. Shapes: ``X [..., T+1, nx]``, ``U [..., T, nu]``. ``model``: the planner's
+    MuJoCo model, needed by ``site_position`` terms (forward kinematics).
+    """
+
+    def __init__(self, config: CostConfig, model=None):
         self.config = config
+        self.model = model
         self.nx, self.nu = config.nx, config.nu
-        self.state_terms = [t for t in config.terms if t.kind != "control"]
+        self.state_terms = [t for t in config.terms if t.kind not in ("control", "servo_error")]
         self.control_terms = [t for t in config.terms if t.kind == "control"]
         self._reach_terms = [t for t in config.terms if t.kind == "planar_reach"]
+        self._limit_terms = [t for t in config.terms if t.kind == "limit"]
+        self._servo_terms = [t for t in config.terms if t.kind == "servo_error"]
+        self._sites = {t.name: _Site(model, t, self.nx) for t in config.terms if t.kind == "site_position"}
+        self._site_terms = [t for t in config.terms if t.kind == "site_position"]
         self._stacks_x = [s for s in (_Stacked([t for t in config.terms if t.kind == k], self.nx, k)
                                       for k in ("state", "angle")) if not s.empty]
         self._stack_u = _Stacked(self.control_terms, self.nu, "control")
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides=()) -> Cost:
-        return cls(load_config(CostConfig, path, overrides=overrides))
+    def from_yaml(cls, path: str | Path, overrides=(), model=None) -> Cost:
+        return cls(load_config(CostConfig, path, overrides=overrides), model=model)
 
     def with_target(self, term: str, target) -> Cost:
-        """A copy with term ``term``'s target replaced (e.g. a new reach goal)."""
+        """A copy with term ``term``'s target replaced (e.g. a new reach goal); same model."""
         names = [t.name for t in self.config.terms]
         if term not in names:
             raise KeyError(f"cost {self.config.name!r} has no term {term!r}; terms: {names}")
         terms = tuple(dataclasses.replace(t, target=tuple(float(v) for v in np.ravel(target))) if t.name == term
                       else t for t in self.config.terms)
-        return Cost(dataclasses.replace(self.config, terms=terms))
+        return Cost(dataclasses.replace(self.config, terms=terms), model=self.model)
+
+    def _extra_residual(self, t: CostTermConfig, X: np.ndarray, U: np.ndarray | None,
+                        jacobian: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Residual ``[..., T(+1), m]`` of a ``site_position`` / ``limit`` / ``servo_error`` term (and its Jacobian
+        w.r.t. the state, ``[..., m, nx]``; for ``servo_error`` the state part, the control part is ``+I``).
+        """
+        if t.kind == "site_position":
+            lead = X.shape[:-1]
+            Q = X[..., list(t.indices)].reshape(-1, len(t.indices))
+            P, J = self._sites[t.name].evaluate(Q, jacobian)
+            target = np.asarray(t.target, float) if t.target else np.zeros(3)
+            r = (P - target).reshape(*lead, 3)
+            return r, None if J is None else J.reshape(*lead, 3, self.nx)
+        if t.kind == "limit":
+            z = X[..., list(t.indices)]
+            r = z - np.clip(z, np.asarray(t.lower, float), np.asarray(t.upper, float))
+            if not jacobian:
+                return r, None
+            m = len(t.indices)
+            J = np.zeros((*r.shape, self.nx))
+            J[..., np.arange(m), list(t.indices)] = (r != 0).astype(float)
+            return r, J
+        # servo_error: u[indices] - x[state_indices] - target over the T running steps
+        target = np.asarray(t.target, float) if t.target else 0.0
+        r = U[..., list(t.indices)] - X[..., :-1, list(t.state_indices)] - target
+        if not jacobian:
+            return r, None
+        m = len(t.indices)
+        J = np.zeros((m, self.nx))
+        J[np.arange(m), list(t.state_indices)] = -1.0
+        return r, np.broadcast_to(J, (*r.shape[:-1], m, self.nx))
 
     def _check(self, X: np.ndarray, U: np.ndarray) -> None:
         if X.shape[-1] != self.nx or U.shape[-1] != self.nu or X.shape[-2] != U.shape[-2] + 1:
@@ -229,11 +351,17 @@ class Cost:
         out = {}
         with np.errstate(invalid="ignore", over="ignore"):
             for t in self.state_terms:
-                r, _ = _residual(t, X, self.nx, jacobian=False)
+                if t.kind in ("site_position", "limit"):
+                    r, _ = self._extra_residual(t, X, U, jacobian=False)
+                else:
+                    r, _ = _residual(t, X, self.nx, jacobian=False)
                 sq = 0.5 * np.sum(r * r, axis=-1)  # [..., T+1]
                 out[t.name] = t.weight * sq[..., :-1].sum(-1) + t.terminal_weight * sq[..., -1]
             for t in self.control_terms:
                 r, _ = _residual(t, U, self.nu, jacobian=False)
+                out[t.name] = t.weight * 0.5 * np.sum(r * r, axis=(-1, -2))
+            for t in self._servo_terms:
+                r, _ = self._extra_residual(t, X, U, jacobian=False)
                 out[t.name] = t.weight * 0.5 * np.sum(r * r, axis=(-1, -2))
         return out
 
@@ -252,6 +380,13 @@ class Cost:
                 r, _ = _residual(t, X, self.nx, jacobian=False)
                 sq = 0.5 * np.sum(r * r, axis=-1)
                 c = c + t.weight * sq[..., :-1].sum(-1) + t.terminal_weight * sq[..., -1]
+            for t in self._site_terms + self._limit_terms:
+                r, _ = self._extra_residual(t, X, U, jacobian=False)
+                sq = 0.5 * np.sum(r * r, axis=-1)
+                c = c + t.weight * sq[..., :-1].sum(-1) + t.terminal_weight * sq[..., -1]
+            for t in self._servo_terms:
+                r, _ = self._extra_residual(t, X, U, jacobian=False)
+                c = c + t.weight * 0.5 * np.sum(r * r, axis=(-1, -2))
         finite = np.all(np.isfinite(X), axis=(-1, -2)) & np.isfinite(c)
         return np.where(finite, c, np.inf)
 
@@ -280,6 +415,13 @@ class Cost:
             c += w * 0.5 * np.sum(r * r, -1)
             lx += w[:, None] * np.einsum("tmi,tm->ti", J, r)
             lxx += w[:, None, None] * np.einsum("tmi,tmj->tij", J, J)
+        for t in self._site_terms + self._limit_terms:
+            r, J = self._extra_residual(t, X, U, jacobian=True)
+            w = np.full(T + 1, t.weight)
+            w[-1] = t.terminal_weight
+            c += w * 0.5 * np.sum(r * r, -1)
+            lx += w[:, None] * np.einsum("tmi,tm->ti", J, r)
+            lxx += w[:, None, None] * np.einsum("tmi,tmj->tij", J, J)
         su = self._stack_u
         if su.empty:
             lu, luu = np.zeros((T, self.nu)), np.zeros((T, self.nu, self.nu))
@@ -287,7 +429,19 @@ class Cost:
             lu = (su.grad(U) * su.w_run) @ su.select
             c[:-1] += su.half_sq(U) @ su.w_run
             luu = np.broadcast_to(su.hess_run, (T, self.nu, self.nu)).copy()
-        return CostExpansion(c=c, lx=lx, lu=lu, lxx=lxx, luu=luu, lux=np.zeros((T, self.nu, self.nx)))
+        lux = np.zeros((T, self.nu, self.nx))
+        for t in self._servo_terms:  # r = S_u u - S_x x - target: J_u = S_u, J_x = -S_x
+            r, _ = self._extra_residual(t, X, U, jacobian=False)
+            iu, ix = list(t.indices), list(t.state_indices)
+            w = t.weight
+            c[:-1] += w * 0.5 * np.sum(r * r, -1)
+            np.add.at(lu, (slice(None), iu), w * r)
+            np.add.at(lx[:-1], (slice(None), ix), -w * r)
+            for a, b in zip(iu, ix):
+                luu[:, a, a] += w
+                lux[:, a, b] -= w
+                lxx[:-1, b, b] += w
+        return CostExpansion(c=c, lx=lx, lu=lu, lxx=lxx, luu=luu, lux=lux)
 
 
 def quadratic(Q: np.ndarray, R: np.ndarray, Qf: np.ndarray, name: str = "quadratic") -> QuadraticCost:

@@ -200,12 +200,20 @@ class MujocoDynamics:
             and ``closed_loop`` when numba is installed, else Python loops; ``"python"``: always the Python loops;
             ``"numba"``: the compiled loops or an error. Same C calls in the same order either way (bit-identical
             results on one-actuator models).
+        jacobian: ``"chained"`` (default): one ``mjd_transitionFD`` call per physics substep, chained over the
+            ``frame_skip`` substeps (the exact linearization of the control period). ``"first_substep"``: one call
+            per control period, at its first substep, whose ``A1``, ``B1`` are raised over the held-control substeps
+            (``A = A1^fs``, ``B = (I + A1 + ... + A1^(fs-1)) B1``): ``frame_skip x`` fewer FD calls for a
+            linearization that freezes the substep Jacobian within one period. Rollouts and forward passes still
+            step every substep of the model, so only the iLQR search direction is approximate, never the predicted
+            trajectory or its cost (a stiff servo model that the coarse copy cannot integrate: the Panda).
 
     """
 
     def __init__(self, model: mujoco.MjModel, frame_skip: int = 1, *,
                  scenario_models: Sequence[mujoco.MjModel] | None = None, nthread: int = 0, fd_eps: float = 1e-6,
-                 max_abs_state: float = DEFAULT_MAX_ABS_STATE, coarse: bool = False, backend: str = "auto"):
+                 max_abs_state: float = DEFAULT_MAX_ABS_STATE, coarse: bool = False, backend: str = "auto",
+                 jacobian: str = "chained"):
         if model.nq != model.nv:
             raise ValueError(f"MujocoDynamics: needs nq == nv (no free/ball joints), got nq={model.nq} nv={model.nv}")
         if model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:
@@ -216,6 +224,9 @@ class MujocoDynamics:
             raise ValueError(f"MujocoDynamics: backend must be 'auto', 'python' or 'numba', got {backend!r}")
         if backend == "numba" and not mujoco_jit.AVAILABLE:
             raise ValueError(f"MujocoDynamics: backend='numba' but {mujoco_jit.unavailable_reason()}")
+        if jacobian not in ("chained", "first_substep"):
+            raise ValueError(f"MujocoDynamics: jacobian must be 'chained' or 'first_substep', got {jacobian!r}")
+        self.jacobian = jacobian
         self.backend = "numba" if backend == "numba" or (backend == "auto" and mujoco_jit.AVAILABLE) else "python"
         self._requested_backend = backend
         self.coarse = bool(coarse)
@@ -380,12 +391,16 @@ class MujocoDynamics:
 
     def jacobians(self, X: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Linearize along ``X [T+1, nx]``, ``U [T, nu]`` with ``mjd_transitionFD`` (forward differences),
-        chained over ``frame_skip`` substeps with the control held. Returns ``A [T, nx, nx]``, ``B [T, nx, nu]``.
+        chained over ``frame_skip`` substeps with the control held (or, with ``jacobian="first_substep"``, the first
+        substep's raised to the period). Returns ``A [T, nx, nx]``, ``B [T, nx, nu]``.
         """
         m, d = self.model, self.data
         T = len(U)
         U = np.minimum(np.maximum(U, self.u_min), self.u_max)
         eps, spec, fs = self.fd_eps, self._xspec, self.frame_skip
+        frozen = self.jacobian == "first_substep" and fs > 1
+        if frozen:
+            fs = 1
         # substep Jacobians [fs, T, ...]; chained afterwards in batched matmuls (x2 = f(f(x, u), u): control held)
         As = np.empty((fs, T, self.nx, self.nx))
         Bs = np.empty((fs, T, self.nx, self.nu))
@@ -408,6 +423,12 @@ class MujocoDynamics:
                     step(m, d)
                     fd(m, d, eps, False, As[j, t], Bs[j, t], None, None)
         A, B = As[0], Bs[0]
+        if frozen:  # x_{k+1} = A1 x_k + B1 u over frame_skip substeps with u held
+            A1, B1 = A, B
+            for _ in range(1, self.frame_skip):
+                B = A1 @ B + B1
+                A = A1 @ A
+            return A, B
         for j in range(1, fs):
             B = As[j] @ B + Bs[j]
             A = As[j] @ A

@@ -7,6 +7,12 @@ whose parameters are the fields of ``MpcConfig`` (dotted names for the sections:
 
 The planner model is the robot profile's MJCF (``hardware/<robot>.yaml``); one control period is
 ``round(profile.control_period_s / timestep)`` physics steps (or one step of a coarse copy, ``coarse_model``).
+Planning-model options: ``gravity_compensation`` (the robot's controller cancels gravity: plan without it),
+``contacts: false`` (no contact forces in the plan), ``jacobian: first_substep`` (one finite-difference call per
+control period). A position-controlled robot's controls are joint position targets, clamped to the profile's
+``command_min`` / ``command_max`` (the planner's control box and the model's ctrlrange), and its fallback holds
+position (``HoldFallback``). Goal tasks: ``goal_term`` names the cost term whose target a goal sets at run time
+(``MpcRuntime.set_goal``), ``env_id`` the task whose ``goal_box`` bounds goals (``mpc_node``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 from robot_rl.control import ilqr
 from robot_rl.control.costs import Cost
 from robot_rl.control.dynamics import MujocoDynamics
-from robot_rl.control.mpc import IlqrPlanner, MPCController, MPCSettings, SamplingPlanner
+from robot_rl.control.mpc import HoldFallback, IlqrPlanner, MPCController, MPCSettings, SamplingPlanner
 from robot_rl.control.randomize import perturbed_models
 from robot_rl.control.sampling import SamplingSettings
 from robot_rl.core.assets import find_asset
@@ -62,10 +68,35 @@ class MpcConfig:
     """MuJoCo derivative and forward-pass loops: ``numba`` = compiled loops calling libmujoco directly (optional
     dependency; same results, no per-step interpreter work; a MuJoCo fatal error then ends the process),
     ``python`` = loops over the bindings (fatal errors raise ``mujoco.FatalError``), ``auto`` = numba when installed."""
+    jacobian: Literal["chained", "first_substep"] = "chained"
+    """Planner Jacobians of the exact model: ``chained`` = one ``mjd_transitionFD`` call per physics substep, chained
+    over the control period; ``first_substep`` = one call per control period, its substep Jacobian raised to the
+    period (``MujocoDynamics``: frame_skip x fewer calls; rollouts still step every substep)."""
+    gravity_compensation: bool = False
+    """The robot's own controller cancels gravity with the nominal model (Franka; PandaReach-v0 and sim_robot do
+    the same): plan on the model without gravity, which is that exactly."""
+    contacts: bool = True
+    """False: plan with contacts disabled (free-space tasks; a Panda step then costs ~4x less). The robot still
+    has them."""
+    force_limits: bool = True
+    """False: plan without the actuators' force limits (``forcerange``), a servo that never saturates. A saturated
+    servo's Jacobian changes within one control period, which ``jacobian: first_substep`` cannot follow (its
+    raised first-substep Jacobian then blows up); the robot still has the limits."""
+    fusestatic: bool = False
+    """Compile the planning model with MuJoCo's ``fusestatic`` (bodies welded to their parent merged into it: the
+    same dynamics with fewer bodies; the Panda: 25 -> 19 bodies, a physics step ~25% cheaper)."""
+    goal_term: str = ""
+    """Goal tasks: the cost term whose target a goal sets (e.g. ``ee``, a ``site_position`` term); empty: no goals."""
+    env_id: str = ""
+    """Goal tasks: the task env whose declared ``goal_box`` (base frame) mpc_node accepts goals in, as policy_node
+    does (e.g. ``robot_rl/PandaReach-v0``); needs ``goal_term``."""
 
     def __post_init__(self):
         if self.scenarios < 1 or self.warmup_iterations < 0 or self.nthread < 0:
             raise ValueError("scenarios must be >= 1, warmup_iterations and nthread >= 0")
+        if bool(self.goal_term) != bool(self.env_id):
+            raise ValueError(f"goal_term ({self.goal_term!r}) and env_id ({self.env_id!r}) go together: a goal sets "
+                             "the term's target and must lie in the env's goal_box")
 
 
 @dataclass
@@ -82,6 +113,8 @@ class MpcRuntime:
     """qvel address of each profile joint (profile order)."""
     ctrl_index: np.ndarray
     """actuator index of each command joint (profile command order)."""
+    goal_term: str = ""
+    """Cost term whose target ``set_goal`` replaces ("" = no goals)."""
 
     def state_from_joints(self, position: np.ndarray, velocity: np.ndarray) -> np.ndarray:
         """Profile-ordered joint positions [m or rad] and velocities -> planner state ``[qpos, qvel]``."""
@@ -97,15 +130,38 @@ class MpcRuntime:
     warmup_iterations: int = 100
     """iLQR iterations of ``warm_start``."""
 
+    @property
+    def goal_dim(self) -> int:
+        """Length of a goal (the goal term's target; 0 without goals)."""
+        if not self.goal_term:
+            return 0
+        term = next(t for t in self.cost.config.terms if t.name == self.goal_term)
+        return 3 if term.kind == "site_position" else 2 if term.kind == "planar_reach" else len(term.indices)
+
+    def set_goal(self, goal) -> None:
+        """Set the goal term's target (thread-safe: the planner's next replan uses the new cost)."""
+        if not self.goal_term:
+            raise ValueError("this MPC config has no goal_term: it takes no goals")
+        g = np.asarray(goal, float).ravel()
+        if g.shape != (self.goal_dim,) or not np.all(np.isfinite(g)):
+            raise ValueError(f"goal for term {self.goal_term!r}: expected {self.goal_dim} finite values, got "
+                             f"{g.tolist()}")
+        self.cost = self.cost.with_target(self.goal_term, g)
+        self.controller.planner.cost = self.cost
+
     def warm_start(self, x: np.ndarray, rng: np.random.Generator | None = None) -> ilqr.Solution:
-        """Cold-start plan from state ``x`` (a long iLQR solve from small random controls), installed as the
-        controller's initial guess. Call once before ``start()``; takes ~0.5-2 s on the cart-pole.
+        """Cold-start plan from state ``x`` (a long iLQR solve from small random controls, or for position targets
+        from holding the measured position), installed as the controller's initial guess. Call once before
+        ``start()``; takes ~0.5-2 s on the cart-pole.
         """
         T = self.controller.settings.horizon
         rng = np.random.default_rng(0) if rng is None else rng
         scale = np.where(np.isfinite(self.dynamics.u_max), 0.01 * self.dynamics.u_max, 0.01)
-        sol = ilqr.solve(self.dynamics, self.cost, np.asarray(x, float),
-                         scale * rng.standard_normal((T, self.dynamics.nu)),
+        U0 = scale * rng.standard_normal((T, self.dynamics.nu))
+        hold = self.controller.fallback
+        if isinstance(hold, HoldFallback):  # position targets: start from holding the measured position
+            U0 = np.asarray(x, float)[hold.index] + 0.01 * rng.standard_normal((T, self.dynamics.nu))
+        sol = ilqr.solve(self.dynamics, self.cost, np.asarray(x, float), U0,
                          ilqr.IlqrSettings(max_iterations=max(1, self.warmup_iterations)))
         self.controller.set_initial_guess(sol.U)
         return sol
@@ -114,7 +170,7 @@ class MpcRuntime:
 def build_mpc(config: MpcConfig) -> MpcRuntime:
     """Controller, dynamics and cost from a config; errors name the mismatching part."""
     profile = load_profile(config.robot)
-    model = profile.load_model()
+    model = planning_model(profile, config)
     frame_skip = round(profile.control_period_s / model.opt.timestep)
     if frame_skip < 1 or abs(frame_skip * model.opt.timestep - profile.control_period_s) > 1e-9:
         raise ValueError(f"control_period_s={profile.control_period_s} s of robot {profile.name!r} is not a multiple "
@@ -123,8 +179,13 @@ def build_mpc(config: MpcConfig) -> MpcRuntime:
     scenarios = (perturbed_models(model, config.scenarios, rng, config.randomization) if config.scenarios > 1
                  else None)
     dyn = MujocoDynamics(model, frame_skip, scenario_models=scenarios, nthread=config.nthread,
-                         coarse=config.coarse_model, backend=config.dynamics_backend)
-    cost = Cost.from_yaml(find_asset(config.cost))
+                         coarse=config.coarse_model, backend=config.dynamics_backend, jacobian=config.jacobian)
+    try:
+        cost = Cost.from_yaml(find_asset(config.cost), model=dyn.model)
+    except ValueError as exc:
+        raise ValueError(f"cost {config.cost!r} on robot {profile.name!r}: {exc}") from None
+    if config.goal_term:
+        _check_goal_term(cost, config, profile, profile.load_model())  # unfused: base_frame may be a welded body
     if (cost.nx, cost.nu) != (dyn.nx, dyn.nu):
         raise ValueError(f"cost {config.cost!r} expects nx={cost.nx}, nu={cost.nu}; robot {profile.name!r} model "
                          f"has nx={dyn.nx}, nu={dyn.nu}")
@@ -143,5 +204,56 @@ def build_mpc(config: MpcConfig) -> MpcRuntime:
         raise ValueError(f"robot {profile.name!r}: profile joints {profile.joint_names} must cover every model joint "
                          f"for state feedback (model nq={model.nq})")
     ctrl = np.array([actuator_for_joint(model, j) for j in profile.command_joints])
-    ctl = MPCController(planner, config.mpc)
-    return MpcRuntime(ctl, dyn, cost, profile, qadr, dadr, ctrl, config.warmup_iterations)
+    fallback = None
+    if profile.command_interface == "position":  # hold, in actuator order: the qpos of each actuator's joint
+        fallback = HoldFallback([model.jnt_qposadr[model.actuator_trnid[a, 0]] for a in range(model.nu)])
+    ctl = MPCController(planner, config.mpc, fallback=fallback)
+    return MpcRuntime(ctl, dyn, cost, profile, qadr, dadr, ctrl, config.goal_term, config.warmup_iterations)
+
+
+def planning_model(profile: RobotProfile, config: MpcConfig) -> mujoco.MjModel:
+    """The robot's MJCF as the planner models it: without gravity (``gravity_compensation``), without contacts
+    (``contacts: false``), welded bodies fused (``fusestatic``), and for a position interface the servos' targets
+    limited to the profile's command box (``command_min`` / ``command_max``).
+    """
+    if config.fusestatic:
+        def fuse(spec):
+            spec.compiler.fusestatic = True
+
+        model = profile.load_model(edit=fuse)
+    else:
+        model = profile.load_model()
+    if config.gravity_compensation:
+        model.opt.gravity[:] = 0.0
+    if not config.contacts:
+        model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+    if not config.force_limits:
+        model.actuator_forcelimited[:] = 0
+    if profile.command_interface == "position":
+        for k, name in enumerate(profile.command_joints):
+            a = actuator_for_joint(model, name)
+            model.actuator_ctrlrange[a] = (profile.command_min[k], profile.command_max[k])
+            model.actuator_ctrllimited[a] = 1
+    return model
+
+
+def _check_goal_term(cost: Cost, config: MpcConfig, profile: RobotProfile, model: mujoco.MjModel) -> None:
+    """A goal term exists, takes a settable target, and its frame is the base frame goals are given in."""
+    terms = {t.name: t for t in cost.config.terms}
+    term = terms.get(config.goal_term)
+    if term is None:
+        raise ValueError(f"goal_term {config.goal_term!r} is not a term of cost {config.cost!r}; terms: "
+                         f"{list(terms)}")
+    if term.kind not in ("site_position", "planar_reach", "state"):
+        raise ValueError(f"goal_term {config.goal_term!r} is a {term.kind!r} term; a goal sets the target of a "
+                         "site_position, planar_reach or state term")
+    if term.kind == "site_position" and profile.base_frame:
+        bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, profile.base_frame)
+        if bid < 0:
+            raise ValueError(f"robot {profile.name!r}: base_frame {profile.base_frame!r} is not a body of its model")
+        d = mujoco.MjData(model)
+        mujoco.mj_kinematics(model, d)
+        if not (np.allclose(d.xpos[bid], 0.0, atol=1e-9) and np.allclose(d.xmat[bid], np.eye(3).ravel(), atol=1e-9)):
+            raise ValueError(f"goal_term {config.goal_term!r}: site positions are in the world frame, goals in "
+                             f"base_frame {profile.base_frame!r}, which is not at the world origin "
+                             f"(pos {d.xpos[bid].tolist()}); no transform is applied")

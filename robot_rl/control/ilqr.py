@@ -70,10 +70,15 @@ class IlqrSettings:
     control_limits: Literal["boxqp", "clamp"] = "boxqp"
     """How control limits enter the backward pass (module docstring)."""
     backend: Literal["auto", "numpy", "numba"] = "auto"
-    """One-actuator backward pass: ``numba`` = compiled kernel (optional dependency, ~15x faster, compiles ~2 s on
-    first use, cached on disk), ``numpy`` = array ops, ``auto`` = numba when installed. nu > 1 always uses numpy."""
+    """Backward pass with one actuator, or several with ``control_limits: clamp``: ``numba`` = compiled kernel
+    (optional dependency, ~15x faster, compiles ~2 s on first use, cached on disk), ``numpy`` = array ops, ``auto``
+    = numba when installed. Several actuators with ``boxqp`` always use numpy."""
     time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
     """Wall-clock budget per solve [s] (anytime); ``inf`` = none."""
+    carry_mu: bool = False
+    """MPC (``IlqrPlanner``): start each replan's regularization ``mu`` where the previous replan's ended instead of
+    at ``mu_init``. With 1 iteration per replan, a rejected step raises mu for the next replan rather than being
+    retried unchanged (the Panda's plan otherwise stalled on a step its line search kept rejecting)."""
 
     def __post_init__(self):
         if self.max_iterations < 1 or self.line_search_steps < 1:
@@ -250,6 +255,8 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str, *, jit: b
         if jit and ilqr_jit.usable():
             return ilqr_jit.backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
         return _backward_pass_one_control(A, B, exp, U, mu, u_min, u_max, boxed)
+    if not boxed and jit and ilqr_jit.usable_clamped():  # compiled, same recursion as below (no box QP)
+        return ilqr_jit.backward_pass_clamped(A, B, exp, mu)
     lo, hi = u_min - U, u_max - U  # [T, nu] bounds on the control step
     lx, lu, lxx, luu, lux = exp.lx, exp.lu, exp.lxx, exp.luu, exp.lux
     for t in range(T - 1, -1, -1):
@@ -268,11 +275,17 @@ def backward_pass(A, B, exp, U, k_prev, mu, u_min, u_max, limits: str, *, jit: b
             if free.any():
                 Kt[free] = -scipy.linalg.cho_solve((L, True), Qux[free])
         else:
-            try:
-                L = np.linalg.cholesky(Quu + eye)
-            except np.linalg.LinAlgError:
+            H = Quu + eye
+            if not np.isfinite(H).all():  # an overflowing value function: as not positive definite (mu grows)
                 return None
-            sol = scipy.linalg.cho_solve((L, True), np.column_stack([Qu, Qux]))
+            try:
+                np.linalg.cholesky(H)  # positive-definiteness test; the solve below is ~2x cheaper than cho_solve's
+            except np.linalg.LinAlgError:  # wrapper for these small matrices (7 controls: 17 vs 33 us)
+                return None
+            try:
+                sol = np.linalg.solve(H, np.column_stack([Qu, Qux]))
+            except np.linalg.LinAlgError:  # numerically singular despite the factorization (huge values)
+                return None
             kt, Kt = -sol[:, 0], -sol[:, 1:]
         k[t], K[t] = kt, Kt
         # value update valid for any (k, K) (Tassa 2012, eq. 11)

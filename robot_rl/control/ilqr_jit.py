@@ -1,4 +1,5 @@
-"""Optional numba kernel of the one-actuator iLQR backward pass (``IlqrSettings.backend``).
+"""Optional numba kernels of the iLQR backward pass (``IlqrSettings.backend``): one actuator (box-clamped or not), and
+several actuators with ``control_limits="clamp"`` (unconstrained steps; :func:`backward_pass_clamped`).
 
 The numpy backward pass (:func:`robot_rl.control.ilqr.backward_pass`) costs a few small array ops per timestep,
 which dominate for a 4-state model; compiled, the same recursion is ~15x faster. numba is an OPTIONAL dependency:
@@ -99,6 +100,177 @@ def _recursion(A, B, lx, lu, lxx, luu, lux, lo, hi, mu, boxed, K, k):  # pragma:
         dV1 += kt * qu
         dV2 += 0.5 * kt * kt * quu
     return True, dV1, dV2
+
+
+def _recursion_clamped(A, B, lx, lu, lxx, luu, lux, mu, K, k):  # pragma: no cover - runs compiled
+    """Backward recursion for ``nu`` controls without box constraints (``ilqr.backward_pass`` with
+    ``limits="clamp"``): ``Q_uu + mu I`` factored by a hand-written Cholesky (fails when not positive definite or
+    not finite), ``[k | K] = -(Q_uu + mu I)^-1 [Q_u | Q_ux]``, value update of Tassa 2012 eq. 11. Shapes as
+    ``_recursion`` with ``nu`` for 1; writes ``K [T,nu,nx]``, ``k [T,nu]``; returns ``(ok, dV1, dV2)``.
+    """
+    T, nx, nu = B.shape[0], B.shape[1], B.shape[2]
+    Vxx = lxx[T].copy()
+    Vx = lx[T].copy()
+    VA = np.empty((nx, nx))
+    VB = np.empty((nx, nu))
+    Qxx = np.empty((nx, nx))
+    Qx = np.empty(nx)
+    Qu = np.empty(nu)
+    Quu = np.empty((nu, nu))
+    Qux = np.empty((nu, nx))
+    L = np.zeros((nu, nu))
+    R = np.empty((nu, nx + 1))  # right-hand sides [Q_u | Q_ux], then the solution [k | K] (negated below)
+    dV1 = 0.0
+    dV2 = 0.0
+    for t in range(T - 1, -1, -1):
+        for i in range(nx):
+            for c in range(nx):
+                s = 0.0
+                for j in range(nx):
+                    s += Vxx[i, j] * A[t, j, c]
+                VA[i, c] = s
+            for c in range(nu):
+                s = 0.0
+                for j in range(nx):
+                    s += Vxx[i, j] * B[t, j, c]
+                VB[i, c] = s
+        for i in range(nx):
+            s = lx[t, i]
+            for j in range(nx):
+                s += A[t, j, i] * Vx[j]
+            Qx[i] = s
+            for c in range(nx):
+                s = lxx[t, i, c]
+                for j in range(nx):
+                    s += A[t, j, i] * VA[j, c]
+                Qxx[i, c] = s
+        for a in range(nu):
+            s = lu[t, a]
+            for j in range(nx):
+                s += B[t, j, a] * Vx[j]
+            Qu[a] = s
+            for b in range(nu):
+                s = luu[t, a, b]
+                for j in range(nx):
+                    s += B[t, j, a] * VB[j, b]
+                Quu[a, b] = s
+            for c in range(nx):
+                s = lux[t, a, c]
+                for j in range(nx):
+                    s += B[t, j, a] * VA[j, c]
+                Qux[a, c] = s
+        for a in range(nu):  # Cholesky of Q_uu + mu I (lower)
+            for b in range(a + 1):
+                s = Quu[a, b] + (mu if a == b else 0.0)
+                for j in range(b):
+                    s -= L[a, j] * L[b, j]
+                if a == b:
+                    if not s > 0.0 or not np.isfinite(s):
+                        return False, 0.0, 0.0
+                    L[a, a] = np.sqrt(s)
+                else:
+                    L[a, b] = s / L[b, b]
+        for a in range(nu):
+            R[a, 0] = Qu[a]
+            for c in range(nx):
+                R[a, c + 1] = Qux[a, c]
+        for col in range(nx + 1):  # L y = r, L' z = y, solution -z
+            for a in range(nu):
+                s = R[a, col]
+                for j in range(a):
+                    s -= L[a, j] * R[j, col]
+                R[a, col] = s / L[a, a]
+            for a in range(nu - 1, -1, -1):
+                s = R[a, col]
+                for j in range(a + 1, nu):
+                    s -= L[j, a] * R[j, col]
+                R[a, col] = s / L[a, a]
+        for a in range(nu):
+            k[t, a] = -R[a, 0]
+            for c in range(nx):
+                K[t, a, c] = -R[a, c + 1]
+        # Tassa 2012 eq. 11: Vx = Qx + K'Quu k + K'Qu + Qux'k; Vxx = Qxx + K'Quu K + K'Qux + Qux'K
+        for a in range(nu):
+            s1 = 0.0
+            for b in range(nu):
+                s1 += Quu[a, b] * k[t, b]
+            dV1 += k[t, a] * Qu[a]
+            dV2 += 0.5 * k[t, a] * s1
+            R[a, 0] = s1 + Qu[a]  # Quu k + Qu
+            for c in range(nx):
+                s = Qux[a, c]
+                for b in range(nu):
+                    s += Quu[a, b] * K[t, b, c]
+                R[a, c + 1] = s  # Quu K + Qux
+        for i in range(nx):
+            s = Qx[i]
+            for a in range(nu):
+                s += K[t, a, i] * R[a, 0] + Qux[a, i] * k[t, a]
+            Vx[i] = s
+            for c in range(nx):
+                s = Qxx[i, c]
+                for a in range(nu):
+                    s += K[t, a, i] * R[a, c + 1] + Qux[a, i] * K[t, a, c]
+                Vxx[i, c] = s
+        for i in range(nx):
+            for c in range(i):
+                m = 0.5 * (Vxx[i, c] + Vxx[c, i])
+                Vxx[i, c] = m
+                Vxx[c, i] = m
+    return True, dV1, dV2
+
+
+_compiled_clamped = None
+
+
+def _clamped_kernel():
+    """The compiled multi-control recursion (built on the first call; errors as :func:`_kernel`)."""
+    global _compiled_clamped, _reason, AVAILABLE
+    with _lock:
+        if _compiled_clamped is None:
+            if not AVAILABLE:
+                if _reason is not None:
+                    raise RuntimeError(f"robot_rl.control.ilqr_jit: {_reason}")
+                raise ImportError("iLQR backend 'numba' needs the numba package (pip install numba==0.68.1)")
+            try:
+                import numba
+
+                fn = numba.njit(cache=True, nogil=True)(_recursion_clamped)
+                z = np.zeros
+                fn(z((2, 4, 4)), z((2, 4, 2)), z((3, 4)), z((2, 2)), z((3, 4, 4)), np.ones((2, 2, 2)) + np.eye(2),
+                   z((2, 2, 4)), 0.0, z((2, 2, 4)), z((2, 2)))
+                _compiled_clamped = fn
+            except Exception as exc:  # noqa: BLE001 - a broken numba install: report and stop using it
+                _reason, AVAILABLE = f"building the kernel failed: {type(exc).__name__}: {exc}", False
+                raise RuntimeError(f"robot_rl.control.ilqr_jit: {_reason}") from exc
+    return _compiled_clamped
+
+
+def usable_clamped() -> bool:
+    """:func:`usable` for the multi-control kernel."""
+    global _warned
+    if _compiled_clamped is not None:
+        return True
+    try:
+        _clamped_kernel()
+        return True
+    except (ImportError, RuntimeError) as exc:
+        if not _warned:
+            _warned = True
+            warnings.warn(f"{exc}; the iLQR backward pass runs on numpy instead", RuntimeWarning, stacklevel=3)
+        return False
+
+
+def backward_pass_clamped(A, B, exp, mu):
+    """Compiled ``backward_pass`` for ``nu >= 1`` with ``limits="clamp"``: ``(K [T,nu,nx], k [T,nu], dV (2,))`` or
+    None (``Q_uu + mu I`` not positive definite).
+    """
+    T, nx, nu = B.shape
+    c = np.ascontiguousarray
+    K, k = np.empty((T, nu, nx)), np.empty((T, nu))
+    ok, dV1, dV2 = _clamped_kernel()(c(A, float), c(B, float), c(exp.lx, float), c(exp.lu, float),
+                                     c(exp.lxx, float), c(exp.luu, float), c(exp.lux, float), float(mu), K, k)
+    return (K, k, np.array([dV1, dV2])) if ok else None
 
 
 def _kernel():

@@ -21,6 +21,7 @@ command, the safe effort for a force-controlled robot) until a plan arrives in t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -102,13 +103,23 @@ class IlqrPlanner:
     def __init__(self, dynamics, cost, settings: ilqr.IlqrSettings | None = None):
         self.dynamics, self.cost = dynamics, cost
         self.settings = ilqr.IlqrSettings(max_iterations=2) if settings is None else settings
+        self._mu = self.settings.mu_init  # carried between replans with settings.carry_mu
         if self.settings.jit and getattr(dynamics, "nu", 0) == 1:  # compile now, not in the first replan
             ilqr_jit.warm_up()
+        elif self.settings.jit and self.settings.control_limits == "clamp":
+            ilqr_jit.usable_clamped()
         if getattr(dynamics, "backend", None) == "numba":  # MujocoDynamics' compiled loops (not disk-cacheable)
             mujoco_jit.warm_up()
 
     def optimize(self, x0: np.ndarray, U0: np.ndarray, deadline: float, X_ref=None, K0=None) -> ilqr.Solution:
-        return ilqr.solve(self.dynamics, self.cost, x0, U0, self.settings, deadline=deadline, X_ref=X_ref, K0=K0)
+        settings = self.settings
+        if settings.carry_mu:
+            settings = dataclasses.replace(settings, mu_init=self._mu)
+        sol = ilqr.solve(self.dynamics, self.cost, x0, U0, settings, deadline=deadline, X_ref=X_ref, K0=K0)
+        if settings.carry_mu:
+            mu = float(sol.mu)  # past mu_max the solve gave up: start the next one afresh
+            self._mu = mu if np.isfinite(mu) and mu <= settings.mu_max else self.settings.mu_init
+        return sol
 
 
 class SamplingPlanner:
@@ -131,6 +142,25 @@ def zero_fallback(nu: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.zeros(nu)
 
 
+class HoldFallback:
+    """Fallback of a position-controlled robot: hold the joint positions ``x[index]`` (actuator order) measured at
+    the first fallback step, latched until a plan acts again (``release``, called by ``MPCController.action``), so
+    a servo's steady-state error does not make the hold creep. A zero command would be a move to 0 rad.
+    """
+
+    def __init__(self, index):
+        self.index = np.asarray(index, dtype=np.intp)
+        self.held: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.held is None or not np.all(np.isfinite(self.held)):
+            self.held = np.asarray(x, float)[self.index].copy()
+        return self.held.copy()
+
+    def release(self) -> None:
+        self.held = None
+
+
 # --------------------------------------------------------------------------- controller
 
 
@@ -141,7 +171,8 @@ class MPCController:
         planner: IlqrPlanner, SamplingPlanner or anything with the same ``optimize``.
         settings: MPCSettings.
         u_min, u_max: command limits ``[nu]`` (actuator units); default from ``planner.dynamics``.
-        fallback: ``fallback(x [nx]) -> u [nu]`` used without a valid plan (default: zero command).
+        fallback: ``fallback(x [nx]) -> u [nu]`` used without a valid plan (default: zero command; a fallback with
+            a ``release()`` method, e.g. :class:`HoldFallback`, is told whenever a plan acts again).
         U_init: initial guess ``[T, nu]`` for the first plan (default zeros).
         clock: wall clock for solve-time accounting and plan staleness (default ``time.perf_counter``); the
             planner itself always gets a ``time.perf_counter()`` deadline.
@@ -160,6 +191,7 @@ class MPCController:
             raise ValueError(f"MPCSettings.control_period_s={settings.control_period_s} s does not match the "
                              f"planner dynamics' dt={dyn.dt} s")
         self.fallback = fallback if fallback is not None else zero_fallback(self.nu)
+        self._release = getattr(self.fallback, "release", None)
         self._U_init = (np.zeros((settings.horizon, self.nu)) if U_init is None
                         else np.asarray(U_init, float).reshape(settings.horizon, self.nu))
         self._lock = threading.Lock()
@@ -288,6 +320,8 @@ class MPCController:
             key = "plan_actions"
             if not np.all(np.isfinite(u)):
                 u, key = np.asarray(self.fallback(x), float), "fallback_actions"
+            elif self._release is not None:
+                self._release()
         u = np.minimum(np.maximum(u, self.u_min), self.u_max)
         with self._lock:
             self._n[key] += 1

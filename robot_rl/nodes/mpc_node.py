@@ -15,6 +15,14 @@ planner-thread exception stops the node: final safe command, exit 1 (``allow_fau
 ``~/inject_fault`` makes the next replan raise). Planner statistics (solve time p50/p99/max, deadline misses,
 fallbacks) are logged at exit.
 
+Goals (a config with ``goal_term`` and ``env_id``, e.g. config/mpc_panda.yaml): exactly the policy node's goal
+handling (``PolicyNode._goal_gate``, ``robot_rl.deploy.goal_input.GoalGate``): goals on the profile's goal topic
+(``topics.goal_type``; the Panda: geometry_msgs/PoseStamped, ``header.frame_id`` must be ``base_frame``), refused
+with a warning that says why when in another frame, non-finite or outside ``env_id``'s ``goal_box``; ``~/goal`` is
+the goal in use; without one (parameter ``goal`` empty) the robot holds where it was, and the planner starts with
+the first accepted goal. An accepted goal becomes the target of the cost term ``goal_term``
+(``MpcRuntime.set_goal``) from the next replan on.
+
 Run: ``python -m robot_rl.nodes.mpc_node --ros-args -p config:=config/mpc_cartpole.yaml -p mpc.horizon:=50``
 """
 
@@ -88,16 +96,20 @@ class MpcNode(PolicyNode):
         except ValueError as exc:  # the message names the config keys, which are the parameter names
             raise StartupError(f"MPC config {self.config_name} (parameter overrides: {_text(self.overrides)}): {exc}"
                                ) from None
+        if cfg.goal_term:
+            self.env_id = _goal_task(cfg.env_id, profile, rt.goal_dim)
         try:
-            builder = StateBuilder(rt.dynamics.model, profile.joint_names)
+            builder = StateBuilder(rt.dynamics.model, profile.joint_names, goal_dim=rt.goal_dim)
         except (ValueError, KeyError) as exc:
             raise StartupError(f"parameter 'robot': {exc}") from None
+        nx = builder.nx
         self.runtime, ctl = rt, rt.controller
         self._planner_fault = False
         self._warm_thread: threading.Thread | None = None
         self._warm_error: str | None = None
         self._start_lock = threading.Lock()
         self._stopped = False
+        self._goal_in_use = np.full(rt.goal_dim, np.nan)
         optimize = ctl.planner.optimize
 
         def optimize_checked(*args, **kwargs):
@@ -107,8 +119,12 @@ class MpcNode(PolicyNode):
 
         ctl.planner.optimize = optimize_checked
 
-        def act(x):
+        def act(obs):
             now = time.monotonic()
+            x = obs[:nx]
+            if rt.goal_term and not np.array_equal(obs[nx:], self._goal_in_use):  # a new accepted goal
+                rt.set_goal(obs[nx:])
+                self._goal_in_use = obs[nx:].copy()
             if self._warm_thread is None:
                 self._warm_thread = threading.Thread(target=self._warm_start_then_plan, args=(x, now),
                                                      name="mpc-warm-start", daemon=True)
@@ -118,7 +134,8 @@ class MpcNode(PolicyNode):
 
         return builder, act, (f"{cfg.planner} MPC from {self.config_name} (parameter overrides: "
                               f"{_text(self.overrides)}; horizon {cfg.mpc.horizon}, budget {cfg.mpc.replan_budget_s} "
-                              f"s, {'coarse' if cfg.coarse_model else 'exact'} planning model, cost {cfg.cost})")
+                              f"s, {'coarse' if cfg.coarse_model else 'exact'} planning model with {cfg.jacobian} "
+                              f"Jacobians, cost {cfg.cost})")
 
     def _warm_start_then_plan(self, x: np.ndarray, t_s: float) -> None:
         """Factory warm start from the first state (a long iLQR solve; the control loop meanwhile sends the fallback
@@ -166,6 +183,27 @@ class MpcNode(PolicyNode):
     def fail_safe(self, clean: bool = False) -> None:
         self._stop_planner(0.5)
         super().fail_safe(clean)
+
+
+def _goal_task(env_id: str, profile, goal_dim: int) -> str:
+    """``env_id`` of a goal config: a registered task of this robot that declares a ``goal_box`` of goals as long
+    as the goal term's target.
+    """
+    from robot_rl.envs import task_spec
+
+    try:
+        spec = task_spec(env_id)
+    except Exception as exc:  # noqa: BLE001 - any failure to find the task is a refused start naming the parameter
+        raise StartupError(f"parameter 'env_id': cannot load task {env_id!r}: {exc}") from None
+    if spec.robot != profile.name:
+        raise StartupError(f"parameter 'env_id': task {env_id!r} is for robot {spec.robot!r}, not {profile.name!r}")
+    if spec.goal_box is None:
+        raise StartupError(f"parameter 'env_id': task {env_id!r} declares no goal_box, so goals could not be "
+                           "checked against a workspace")
+    if spec.goal_dim != goal_dim:
+        raise StartupError(f"parameter 'env_id': task {env_id!r} has {spec.goal_dim}-value goals, the cost's goal "
+                           f"term takes {goal_dim}")
+    return env_id
 
 
 def _flat(config) -> dict:
