@@ -96,8 +96,10 @@ class GoalReplayBuffer(ReplayBuffer):
     Observations are flat ``concat(observation, desired_goal)`` (the goal is the last ``goal_dim`` entries of
     ``obs`` and ``next_obs``); ``add`` also takes the goal achieved after the transition and whether the episode
     ended there. ``reward_fn(achieved (B, goal_dim), desired (B, goal_dim)) -> (B,)`` is the task's goal reward
-    (Gymnasium-Robotics ``compute_reward``), times ``reward_scale`` as stored rewards are; it must not depend on the
-    action. Terminations are kept as logged.
+    (Gymnasium-Robotics ``compute_reward``; times ``reward_scale``, as stored rewards are). Whatever the stored
+    reward has beyond it (terms of the action or of joint velocities, which a new goal does not change) is kept
+    with the transition and added back: relabeled reward = ``reward_fn(achieved, new goal) * reward_scale +
+    (stored reward - reward_fn(achieved, logged goal) * reward_scale)``. Terminations are kept as logged.
     """
 
     def __init__(self, capacity: int, n_obs: int, n_act: int, batch_size: int, seed: int, *, goal_dim: int,
@@ -110,6 +112,7 @@ class GoalReplayBuffer(ReplayBuffer):
         self.goal_dim, self.reward_fn = int(goal_dim), reward_fn
         self.her_ratio, self.reward_scale = float(her_ratio), float(reward_scale)
         self.achieved = torch.zeros(capacity, goal_dim)
+        self.other = torch.zeros(capacity)  # the stored reward's part that is not the goal reward
         self.episode_end = torch.full((capacity,), -1, dtype=torch.long)  # -1: the episode is still running
         self.episode_start = 0
         self._n_her = int(round(self.her_ratio * batch_size))
@@ -122,6 +125,9 @@ class GoalReplayBuffer(ReplayBuffer):
             raise ValueError("GoalReplayBuffer.add needs achieved_next (the goal achieved after the transition)")
         i = self.ptr
         self.achieved.numpy()[i] = achieved_next
+        goal_reward = self.reward_fn(np.asarray(achieved_next, np.float64)[None],
+                                     np.asarray(next_obs, np.float64)[None, -self.goal_dim:])
+        self.other[i] = float(rew) - float(np.asarray(goal_reward).reshape(-1)[0]) * self.reward_scale
         self.episode_end[i] = -1
         super().add(obs, act, rew, next_obs, done)
         if episode_over:
@@ -154,19 +160,20 @@ class GoalReplayBuffer(ReplayBuffer):
         b.obs[:k, -gd:] = goal
         b.next_obs[:k, -gd:] = goal
         r = self.reward_fn(self.achieved[idx].numpy().astype(np.float64), goal.numpy().astype(np.float64))
-        b.rew[:k] = torch.as_tensor(np.asarray(r, dtype=np.float32) * self.reward_scale)
+        b.rew[:k] = torch.as_tensor(np.asarray(r, dtype=np.float32) * self.reward_scale) + self.other[idx]
         return b
 
     def state_dict(self) -> dict:
         s = super().state_dict()
         n = self.size
-        s.update(achieved=self.achieved[:n].clone(), episode_end=self.episode_end[:n].clone(),
-                 episode_start=self.episode_start)
+        s.update(achieved=self.achieved[:n].clone(), other=self.other[:n].clone(),
+                 episode_end=self.episode_end[:n].clone(), episode_start=self.episode_start)
         return s
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         n = self.size
         self.achieved[:n] = state["achieved"]
+        self.other[:n] = state["other"]
         self.episode_end[:n] = state["episode_end"]
         self.episode_start = int(state["episode_start"])

@@ -315,12 +315,13 @@ def _python_evaluator(spec: TaskSpec) -> Callable:
     return run
 
 
-def reward_value(spec: TaskSpec, values: Mapping[str, Any]):
-    """The combined reward of the terms on ``values`` (input name -> scalar or array): the raw numpy result, shaped
-    like the inputs (``compute_reward`` of goal-conditioned tasks evaluates it over ``(..., 3)`` goals).
+def reward_value(spec: TaskSpec, values: Mapping[str, Any], terms=None):
+    """The combined reward of the terms (``terms``, default all of ``spec.reward``) on ``values`` (input name ->
+    scalar or array): the raw numpy result, shaped like the inputs (``compute_reward`` of goal-conditioned tasks
+    evaluates it over ``(..., 3)`` goals).
     """
     reward = None
-    for t in spec.reward:
+    for t in spec.reward if terms is None else terms:
         v = t.fn(**{a: values[a] for a in t.arguments})
         if spec.combine == "sum" and t.weight != 1.0:
             v = t.weight * v
@@ -421,12 +422,26 @@ class BoundTask:
                          else action[:, ref] if kind == "action" else ref) for name, kind, ref in self._inputs}
         return evaluate_terms(self.spec, values, n=len(qpos))
 
+    def goal_terms(self) -> tuple[Term, ...]:
+        """The reward terms that are functions of the goals alone: every input they read is the achieved goal (a
+        site), the goal or a parameter. The other terms (actions, joint velocities) do not change when a goal is
+        relabeled; the step reward is the sum of both groups.
+        """
+        kinds = {name: kind for name, kind, _ in self._inputs}
+        return tuple(t for t in self.spec.reward if all(kinds[a] in ("site", "goal", "param") for a in t.arguments))
+
     def compute_reward(self, achieved_goal, desired_goal) -> np.ndarray:
-        """Goal-conditioned tasks: the reward terms on (batches of) achieved goals (the ``achieved_goal`` site
-        input) and desired goals (the goal input), shape ``(...)`` from ``(..., goal_dim)`` arrays.
+        """Goal-conditioned tasks: the goal reward terms (``goal_terms``) on (batches of) achieved goals (the
+        ``achieved_goal`` site input) and desired goals (the goal input), shape ``(...)`` from ``(..., goal_dim)``
+        arrays. Without other terms this is the step reward (Gymnasium-Robotics' contract); with them (an action
+        cost) the step reward is this plus those.
         """
         if self.spec.achieved_goal is None:
             raise TypeError(f"{self.spec.name} is not goal-conditioned (its spec has no achieved_goal)")
+        terms = self.goal_terms()
+        if len(terms) != len(self.spec.reward) and self.spec.combine != "sum":
+            raise TypeError(f"{self.spec.name}: compute_reward of a '{self.spec.combine}' reward needs every term to "
+                            f"be a goal term; {[t.name for t in self.spec.reward if t not in terms]} are not")
         values = {}
         for name, kind, ref in self._inputs:
             if kind == "param":
@@ -435,4 +450,4 @@ class BoundTask:
                 values[name] = np.asarray(achieved_goal, dtype=np.float64)
             elif kind == "goal":
                 values[name] = np.asarray(desired_goal, dtype=np.float64)
-        return np.asarray(reward_value(self.spec, values), dtype=np.float64)
+        return np.asarray(reward_value(self.spec, values, terms), dtype=np.float64)

@@ -47,11 +47,15 @@ def _goal_buffer(capacity=64, her_ratio=1.0, seed=0):
                             her_ratio=her_ratio, reward_scale=2.0)
 
 
+ACTION_COST = -0.5  # the stored reward's part that is not a function of the goal (kept when relabeling)
+
+
 def _fill(rb, episodes, length, cut_last=False):
-    for e in range(episodes):
+    for e in range(episodes):  # logged goal -1; stored reward = 2 x goal reward + action cost
         for t in range(length):
             over = t == length - 1 and not (cut_last and e == episodes - 1)
-            rb.add(np.array([t, e, -1.0]), np.zeros(1), -7.0, np.array([t + 1, e, -1.0]), False,
+            rew = 2.0 * -abs(100.0 * e + t + 1.0) + ACTION_COST
+            rb.add(np.array([t, e, -1.0]), np.zeros(1), rew, np.array([t + 1, e, -1.0]), False,
                    np.array([100.0 * e + t]), over)
 
 
@@ -65,7 +69,8 @@ def test_hindsight_goals_come_from_the_same_episode_at_or_after_the_step():
         future_t = g - 100.0 * e
         assert torch.all((future_t >= t) & (future_t <= 9)), "a goal achieved in this episode, not before this step"
         torch.testing.assert_close(b.next_obs[:, 2], g)  # both observations carry the new goal
-        torch.testing.assert_close(b.rew, 2.0 * -(100.0 * e + t - g).abs())  # reward recomputed and scaled
+        # goal reward recomputed (and scaled), the action cost kept
+        torch.testing.assert_close(b.rew, 2.0 * -(100.0 * e + t - g).abs() + ACTION_COST)
         seen |= set((future_t - t).tolist())
     assert seen == set(range(10)), "every later step (and the step itself) is drawn"
 
@@ -74,7 +79,8 @@ def test_her_ratio_relabels_that_fraction_and_running_episodes_stay_inside_thems
     rb = _goal_buffer(her_ratio=0.25)
     _fill(rb, episodes=3, length=5, cut_last=True)  # the last episode still runs
     b = rb.sample()
-    assert torch.all(b.obs[64:, 2] == -1.0) and torch.all(b.rew[64:] == -7.0)  # 192 of 256 rows as logged
+    logged = 2.0 * -(100.0 * b.obs[64:, 1] + b.obs[64:, 0] + 1.0).abs() + ACTION_COST
+    assert torch.all(b.obs[64:, 2] == -1.0) and torch.equal(b.rew[64:], logged)  # 192 of 256 rows as logged
     e, t, g = b.obs[:64, 1], b.obs[:64, 0], b.obs[:64, 2]
     assert torch.all((g - 100 * e >= t) & (g - 100 * e <= 4))
     rb.close_episode()  # a reset cuts the running episode: later transitions are another episode

@@ -147,19 +147,23 @@ def test_every_goal_is_reachable_within_the_action_box():
 def test_reward_terms_and_success():
     env = E.make("PandaReach-v0", seed=0)
     u = env.unwrapped
-    assert [t.name for t in u.task.reward] == ["distance", "reached"]
-    assert [t.weight for t in u.task.reward] == [-1.0, 1.0]
+    assert [t.name for t in u.task.reward] == ["distance", "precision", "reached", "effort"]
+    assert [t.weight for t in u.task.reward] == [-1.0, 1.0, 1.0, -panda.EFFORT_WEIGHT]
+    assert [t.name for t in u.terms.goal_terms()] == ["distance", "precision", "reached"]
     ag, dg = np.zeros((2, 3)), np.array([[0.1, 0.0, 0.0], [0.0, 0.01, 0.0]])
-    assert u.compute_reward(ag, dg, {}) == pytest.approx([-0.1, 1.0 - 0.01])
+    assert u.compute_reward(ag, dg, {}) == pytest.approx([-0.1 + 1 - math.tanh(10), 1.0 - 0.01 + 1 - math.tanh(1)])
     sparse = E.make("PandaReach-v0", reward_type="sparse").unwrapped
     assert list(sparse.compute_reward(ag, dg, {})) == [-1.0, 0.0]
-    # Step reward = compute_reward of the true end effector; success within 2 cm.
+    # Step reward = compute_reward of the true end effector (the goal terms) + the effort cost of the action;
+    # success within 2 cm.
     rng = np.random.default_rng(0)
     env.reset(seed=1)
     for _ in range(30):
-        _, r, _, _, info = env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+        a = rng.uniform(-1, 1, 7)
+        _, r, _, _, info = env.step(a.astype(np.float32))
         ee, goal = u.end_effector(), u.goal
-        assert r == float(u.compute_reward(ee, goal))
+        a32 = a.astype(np.float32).astype(np.float64)
+        assert r == pytest.approx(float(u.compute_reward(ee, goal)) - panda.EFFORT_WEIGHT * np.sum(a32 ** 2), abs=1e-9)
         assert info["is_success"] == bool(np.linalg.norm(ee - goal) <= 0.02)
     u.set_joint_state(_ik(u, u.goal)[0], np.zeros(7), goal=u.goal)
     assert u.terms.evaluate(np.zeros(7))[2] is True
