@@ -95,10 +95,11 @@ def torch_policy(module):
 
 def onnx_policy(model_dir: Path, env):
     """Normalized actions from an exported artifact (``policy.onnx`` + ``policy.json``, robot command units inside),
-    checked against the robot profile by ``robot_rl.export.runtime.OnnxPolicy`` (no torch). Legged position
-    policies output joint targets: normalized with the env's action map, as the log import does.
+    checked against the robot profile by ``robot_rl.export.runtime.OnnxPolicy`` (no torch). Position policies
+    output joint targets: normalized with the env's action map (``robot_rl.data.bags.env_actions``; legged envs:
+    their own map), as the log import does.
     """
-    from robot_rl.data.bags import command_to_action
+    from robot_rl.data.bags import env_actions
     from robot_rl.data.legged_bags import is_legged
     from robot_rl.export.runtime import OnnxPolicy
 
@@ -107,7 +108,7 @@ def onnx_policy(model_dir: Path, env):
     if is_legged(env):
         center, half = u.action_map()
         return lambda obs: np.clip((np.stack([policy(o) for o in obs]) - center) / half, -1.0, 1.0)
-    return lambda obs: command_to_action(np.stack([policy(o) for o in obs]), u.profile)
+    return lambda obs: env_actions(env, np.stack([policy(o) for o in obs]), obs)
 
 
 def action_agreement(policy, episodes, tolerance: float) -> dict:

@@ -4,7 +4,8 @@ Topics (ros2_control forward-command convention, see docs/contracts.md):
 
 * ``/joint_states`` sensor_msgs/JointState, mapped to the profile joint order by name (never by index);
 * ``/<controller>/commands`` std_msgs/Float64MultiArray in robot command units, ``command_joints`` order;
-* ``/goal`` std_msgs/Float64MultiArray (also read: geometry_msgs/PointStamped, Point).
+* ``/goal`` std_msgs/Float64MultiArray (also read: geometry_msgs/PoseStamped, PointStamped, Point); the node's goal
+  in use (``/policy_node/goal`` or ``/mpc_node/goal``) when recorded, else the goal messages it would accept.
 
 Reading: ``robot_rl.data.bag_reader`` (``read_bag`` / ``walk_mcap``: every intact MCAP chunk, CRCs checked, every
 record of a damaged uncompressed chunk that still frames, damage reported with its byte and time range).
@@ -87,6 +88,24 @@ def command_to_action(commands: np.ndarray, profile) -> np.ndarray:
     """Robot command units -> normalized actions, clipped to [-1, 1] (inverse of ``action_to_command``)."""
     lo, hi = np.asarray(profile.command_min), np.asarray(profile.command_max)
     return np.clip((np.asarray(commands, dtype=np.float64) - (hi + lo) / 2.0) / ((hi - lo) / 2.0), -1.0, 1.0)
+
+
+def env_actions(env, commands: np.ndarray, observations: np.ndarray) -> np.ndarray:
+    """Logged commands ``(T, n_act)`` [command units] -> ``env``'s normalized actions, clipped to [-1, 1]: a
+    position env's ``action_map()`` (for delta targets, offsets from the observed joints its ``action_reference()``
+    names, read from the flat ``observations`` ``(T, >= n_obs)`` the commands answered), else the profile's command
+    range (``command_to_action``).
+    """
+    u = env.unwrapped
+    commands = np.asarray(commands, dtype=np.float64)
+    if not hasattr(u, "action_map"):
+        return command_to_action(commands, u.profile)
+    center, half = (np.asarray(v, dtype=np.float64) for v in u.action_map())
+    reference = u.action_reference() if hasattr(u, "action_reference") else None
+    if reference is not None:
+        idx = [list(u.obs_names).index(n) for n in reference]
+        center = center + np.asarray(observations, dtype=np.float64)[:, idx]
+    return np.clip((commands - center) / half, -1.0, 1.0)
 
 
 def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: str = "mcap",
@@ -224,8 +243,42 @@ def decode_joint_states(raw: RawMessages, topic: str, names: list[str], report: 
 def _goal_vector(msg) -> np.ndarray:
     if hasattr(msg, "data"):
         return np.asarray(msg.data, dtype=np.float64)
-    p = msg.point if hasattr(msg, "point") else msg
+    p = msg.pose.position if hasattr(msg, "pose") else msg.point if hasattr(msg, "point") else msg
     return np.array([p.x, p.y, p.z], dtype=np.float64)
+
+
+GOAL_IN_USE_TOPICS = ("/policy_node/goal", "/mpc_node/goal")
+"""The deployed node's goal in use (Float64MultiArray, empty while it holds): what the controller really chased."""
+
+
+def _goals(raw: RawMessages, topic: str, env, profile, report: LoadReport, undecodable: list[int]) -> list:
+    """``(log ns, goal)`` pairs: the node's goal in use when it was recorded (``GOAL_IN_USE_TOPICS``; refused
+    goals never show there), else the goal topic's messages, keeping only those the node would accept (frame =
+    the profile's ``base_frame`` for stamped messages, inside the task's ``goal_box`` when it declares one).
+    """
+    for in_use in GOAL_IN_USE_TOPICS:
+        got = [(t, _goal_vector(m)) for t, m in _decode(raw, in_use, (F64_ARRAY,), report, undecodable)]
+        if got:
+            return [(t, g) for t, g in got if len(g)]
+    msgs = _decode(raw, topic, (F64_ARRAY, "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PointStamped",
+                                "geometry_msgs/msg/Point"), report, undecodable)
+    task = getattr(env, "task", None)
+    box = getattr(task, "goal_box", None)
+    out, refused = [], 0
+    for t, m in msgs:
+        g = _goal_vector(m)
+        frame = m.header.frame_id if hasattr(m, "header") else None
+        ok = np.isfinite(g).all() and (frame is None or not profile.base_frame or frame == profile.base_frame)
+        if ok and box is not None and len(g) == len(box[0]):
+            ok = bool(np.all(g >= np.asarray(box[0]) - 1e-9) and np.all(g <= np.asarray(box[1]) + 1e-9))
+        if ok:
+            out.append((t, g))
+        else:
+            refused += 1
+    if refused:
+        report.notes.append(f"{topic}: {refused} goal message(s) the node refuses (frame other than "
+                            f"{profile.base_frame!r}, outside the goal box or non-finite) were not used")
+    return out
 
 
 class JointStateTask:
@@ -279,9 +332,7 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     cmds = [(t, np.asarray(m.data, dtype=np.float64))
             for t, m in _decode(raw, topics.commands, (F64_ARRAY,), report, undecodable)
             if len(m.data) == len(profile.command_joints) and np.isfinite(m.data).all()]
-    goals = [(t, _goal_vector(m)) for t, m in _decode(
-        raw, topics.goal, (F64_ARRAY, "geometry_msgs/msg/PointStamped", "geometry_msgs/msg/Point"), report,
-        undecodable)]
+    goals = _goals(raw, topics.goal, task.u, profile, report, undecodable)
     if not js_t or not cmds:
         report.notes.append(f"no usable {topics.joint_states} or {topics.commands} messages: no episodes")
         return [], report
@@ -411,10 +462,11 @@ def _episode(task, profile, grid, a, b, t_js, q_js, qd_js, cmd, t_goal, goals, s
         goal = goals[g][1]
     q = np.stack([np.interp(grid, t_js[a:b], q_js[a:b, i]) for i in range(q_js.shape[1])], axis=1)
     qd = np.stack([np.interp(grid, t_js[a:b], qd_js[a:b, i]) for i in range(qd_js.shape[1])], axis=1)
-    actions = command_to_action(cmd, profile).astype(np.float32)
     obs_list = [task.observe(q[k], qd[k], goal) for k in range(n + 1)]
     observations = ({k: np.stack([o[k] for o in obs_list]) for k in obs_list[0]} if task.dict_obs
                     else np.stack(obs_list))
+    flat = observations["observation"] if task.dict_obs else observations
+    actions = env_actions(task.u, cmd, flat[:n]).astype(np.float32)
     rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal) for k in range(n)])
     return Episode(observations, actions, rewards, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
                    grid + t_ref / _NS, {"joint_positions": q, "joint_velocities": qd},

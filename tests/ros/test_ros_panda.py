@@ -166,6 +166,20 @@ def test_panda_goals_over_ros_refused_accepted_closed_loop(procs, probe, probe_m
     assert counts["/joint_states"] > 500 and counts["/forward_position_controller/commands"] > 100, counts
     # one per goal message (the one sent at start may precede the recorder)
     assert counts["/policy_node/goal"] >= 3 and counts["/sim_robot/ee_position"] > 50, counts
+    # log replay: the import rebuilds the observation and normalizes the delta targets against the observed joints;
+    # the ONNX policy on the rebuilt observations gives back the logged commands
+    from robot_rl.commands.replay import action_agreement, onnx_policy
+    from robot_rl.data.bags import import_bag
+    from robot_rl.envs import make
+
+    env = make(ENV_ID)
+    episodes, report = import_bag(bag, env)
+    assert episodes, report.describe()
+    agreement = action_agreement(onnx_policy(probe_model, env), episodes, 0.05)
+    print(f"panda bag: {sum(len(e.actions) for e in episodes)} steps in {len(episodes)} episodes, "
+          f"{100 * agreement['within']:.1f} % of the ONNX actions within 0.05 of the logged ones")
+    assert all(np.abs(e.actions).max() <= 1.0 for e in episodes)
+    assert agreement["within"] >= 0.9, agreement["mae"]
 
 
 def test_panda_initial_goal_outside_the_workspace_is_a_refused_start(procs, probe_model):
