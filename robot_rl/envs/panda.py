@@ -43,10 +43,12 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.envs.arm import ArmReachEnv, distance, reached, sparse_reach
-from robot_rl.envs.task import TaskSpec, Term, goal, param, site
+from robot_rl.envs.task import TaskSpec, Term, goal, param, qpos, site
 from robot_rl.envs.task import action as action_input
 
 JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+HOME = (0.0, 0.0, 0.0, -1.57079, 0.0, 1.57079, -0.7853)
+"""Menagerie's keyframe "home" [rad] (= hardware/panda.yaml ``standing_pose``; a test checks they agree)."""
 GOAL_LOW = np.array([0.3, -0.3, 0.1])
 """Lower corner of the goal box in the base frame [m]."""
 GOAL_HIGH = np.array([0.7, 0.3, 0.6])
@@ -72,6 +74,15 @@ def effort(a1, a2, a3, a4, a5, a6, a7):
     return a1 * a1 + a2 * a2 + a3 * a3 + a4 * a4 + a5 * a5 + a6 * a6 + a7 * a7
 
 
+def posture(q1, q2, q3, q4, q5, q6, q7):
+    """Sum of the squared joint offsets from home [rad^2]: picks one arm pose out of the 4-D null space of a
+    position-only reach (seven joints, three constraints), where the policy otherwise wanders.
+    """
+    h = HOME
+    return ((q1 - h[0]) ** 2 + (q2 - h[1]) ** 2 + (q3 - h[2]) ** 2 + (q4 - h[3]) ** 2 + (q5 - h[4]) ** 2
+            + (q6 - h[5]) ** 2 + (q7 - h[6]) ** 2)
+
+
 def _initial_state(env, rng):
     home = np.asarray(env.profile.standing_pose)
     lo, hi = env.model.jnt_range[env.joint_qpos_addresses].T
@@ -83,6 +94,8 @@ def _initial_state(env, rng):
 
 
 EFFORT_WEIGHT = 0.02
+POSTURE_WEIGHT = 0.05
+"""Weight of the ``posture`` cost (see ``posture``)."""
 """Weight of the ``effort`` cost (sum of squared normalized actions): without it the policy reached the goal in
 0.5 s and then drifted away along the arm's null space, pushing joints at full speed (final distance 3-17 cm)."""
 ACTIONS = {"delta": 0.1, "absolute": 1.0}
@@ -107,14 +120,16 @@ def task(reward_type: str = "dense", distance_threshold: float = 0.02, action: s
         reward = (Term("reach", sparse_reach),)
     else:
         reward = (Term("distance", distance, -1.0), Term("precision", precision, 1.0),
-                  Term("reached", within, 1.0), Term("effort", effort, -EFFORT_WEIGHT))
+                  Term("reached", within, 1.0), Term("effort", effort, -EFFORT_WEIGHT),
+                  Term("posture", posture, -POSTURE_WEIGHT))
     observation = tuple((f"{n}_position", "pos", n, "rad") for n in JOINTS) + tuple(
         (f"{n}_velocity", "vel", n, "rad/s") for n in JOINTS) + tuple(
         (f"ee_{axis}", "site", f"{EE_SITE}:{axis}", "m") for axis in "xyz")
     return TaskSpec(
         name="PandaReach", robot="panda", frame_skip=10, max_episode_steps=100, observation=observation, goal_dim=3,
         inputs={"ee": site(EE_SITE), "target": goal(), "distance_threshold": param(distance_threshold),
-                **{f"a{k + 1}": action_input(k) for k in range(len(JOINTS))}},
+                **{f"a{k + 1}": action_input(k) for k in range(len(JOINTS))},
+                **{f"q{k + 1}": qpos(n) for k, n in enumerate(JOINTS)}},
         reward=reward, success=Term("reached", reached), achieved_goal="ee", initial_state=_initial_state,
         goal_box=(tuple(GOAL_LOW.tolist()), tuple(GOAL_HIGH.tolist())),
         options={"reward_type": reward_type, "distance_threshold": float(distance_threshold), "action": action,

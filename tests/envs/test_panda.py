@@ -26,6 +26,7 @@ def test_profile_is_the_datasheet_and_menageries_gains(profile):
     assert profile.kp == (4500.0, 4500.0, 3500.0, 3500.0, 2000.0, 2000.0, 2000.0)
     assert profile.kd == (450.0, 450.0, 350.0, 350.0, 200.0, 200.0, 200.0)
     assert profile.topics.commands == "/forward_position_controller/commands" and profile.topics.goal == "/goal"
+    assert tuple(profile.standing_pose) == panda.HOME  # the posture term's home is the profile's
     # The safety filter's rate limit stays below the joints' speed limit.
     assert profile.safety.max_command_rate < min(j.velocity_max for j in profile.joints)
 
@@ -147,15 +148,15 @@ def test_every_goal_is_reachable_within_the_action_box():
 def test_reward_terms_and_success():
     env = E.make("PandaReach-v0", seed=0)
     u = env.unwrapped
-    assert [t.name for t in u.task.reward] == ["distance", "precision", "reached", "effort"]
-    assert [t.weight for t in u.task.reward] == [-1.0, 1.0, 1.0, -panda.EFFORT_WEIGHT]
+    assert [t.name for t in u.task.reward] == ["distance", "precision", "reached", "effort", "posture"]
+    assert [t.weight for t in u.task.reward] == [-1.0, 1.0, 1.0, -panda.EFFORT_WEIGHT, -panda.POSTURE_WEIGHT]
     assert [t.name for t in u.terms.goal_terms()] == ["distance", "precision", "reached"]
     ag, dg = np.zeros((2, 3)), np.array([[0.1, 0.0, 0.0], [0.0, 0.01, 0.0]])
     assert u.compute_reward(ag, dg, {}) == pytest.approx([-0.1 + 1 - math.tanh(10), 1.0 - 0.01 + 1 - math.tanh(1)])
     sparse = E.make("PandaReach-v0", reward_type="sparse").unwrapped
     assert list(sparse.compute_reward(ag, dg, {})) == [-1.0, 0.0]
-    # Step reward = compute_reward of the true end effector (the goal terms) + the effort cost of the action;
-    # success within 2 cm.
+    # Step reward = compute_reward of the true end effector (the goal terms) + the effort cost of the action + the
+    # posture cost of the joints; success within 2 cm.
     rng = np.random.default_rng(0)
     env.reset(seed=1)
     for _ in range(30):
@@ -163,7 +164,10 @@ def test_reward_terms_and_success():
         _, r, _, _, info = env.step(a.astype(np.float32))
         ee, goal = u.end_effector(), u.goal
         a32 = a.astype(np.float32).astype(np.float64)
-        assert r == pytest.approx(float(u.compute_reward(ee, goal)) - panda.EFFORT_WEIGHT * np.sum(a32 ** 2), abs=1e-9)
+        q = u.data.qpos[:7]
+        expected = (float(u.compute_reward(ee, goal)) - panda.EFFORT_WEIGHT * np.sum(a32 ** 2)
+                    - panda.POSTURE_WEIGHT * np.sum((q - np.asarray(panda.HOME)) ** 2))
+        assert r == pytest.approx(expected, abs=1e-9)
         assert info["is_success"] == bool(np.linalg.norm(ee - goal) <= 0.02)
     u.set_joint_state(_ik(u, u.goal)[0], np.zeros(7), goal=u.goal)
     assert u.terms.evaluate(np.zeros(7))[2] is True
