@@ -14,8 +14,8 @@ flat policy input use ``concat(observation, desired_goal)``.
 
 Action: joint position targets from the normalized action ``a`` in [-1, 1], two kinds (task option ``action``):
 ``"delta"`` (default): ``target = q + action_scale * a`` (rad; ``q`` the measured joint positions the policy sees
-in its observation, ``action_scale`` 0.1 rad: with the servos' kp/kv = 10 1/s an offset moves the joint at about
-10 x offset rad/s), clipped to the joint limits; ``"absolute"``: ``target = home + action_scale * a`` (home = the
+in its observation, ``action_scale`` 0.05 rad: with the servos' kp/kv = 10 1/s an offset moves the joint at about
+10 x offset rad/s, so at most about 0.5 rad/s), clipped to the joint limits; ``"absolute"``: ``target = home + action_scale * a`` (home = the
 profile's ``standing_pose``, Menagerie's keyframe "home"; ``action_scale`` 1 rad, the box cut at the joint limits).
 Both are ``center + half_range * a`` with ``action_map()`` (plus the observed joints named by
 ``action_reference()`` for delta), the map the exporter bakes into the ONNX policy, which so outputs the targets the
@@ -98,7 +98,7 @@ POSTURE_WEIGHT = 0.05
 """Weight of the ``posture`` cost (see ``posture``)."""
 """Weight of the ``effort`` cost (sum of squared normalized actions): without it the policy reached the goal in
 0.5 s and then drifted away along the arm's null space, pushing joints at full speed (final distance 3-17 cm)."""
-ACTIONS = {"delta": 0.1, "absolute": 1.0}
+ACTIONS = {"delta": 0.05, "absolute": 1.0}
 """Action kinds and their default ``action_scale`` [rad] (see the module docstring)."""
 
 

@@ -82,9 +82,9 @@ def test_absolute_actions_are_rate_limited_targets_around_home():
 def test_delta_actions_are_offsets_from_the_observed_joints():
     env = E.make("PandaReach-v0", seed=0)
     u = env.unwrapped
-    assert u.action == "delta" and u.action_scale == 0.1
+    assert u.action == "delta" and u.action_scale == 0.05
     center, half = u.action_map()
-    assert np.all(center == 0.0) and np.allclose(half, 0.1)
+    assert np.all(center == 0.0) and np.allclose(half, 0.05)
     assert u.action_reference() == [f"joint{i}_position" for i in range(1, 8)]
     p = u.profile
     assert np.allclose(u.model.actuator_ctrlrange.T, [p.command_min, p.command_max])  # any target in the limits
@@ -96,7 +96,7 @@ def test_delta_actions_are_offsets_from_the_observed_joints():
         q_seen = obs["observation"][:7].astype(np.float64)
         prev = u._prev_target.copy()  # (at reset: the true position, where the safety filter's ramp starts)
         obs, *_ = env.step(a.astype(np.float32))
-        expected = np.clip(np.clip(q_seen + 0.1 * a, lo, hi), prev - step, prev + step)
+        expected = np.clip(np.clip(q_seen + 0.05 * a, lo, hi), prev - step, prev + step)
         assert np.allclose(u.data.ctrl, expected, atol=1e-6)
     q = hi - 0.01  # near the upper limits: the target stays inside them
     u.set_joint_state(q, np.zeros(7), goal=u.goal)

@@ -53,7 +53,7 @@ PETS_MAX_NRMSE = 0.15
 RAIL_FREE_M = 1.5
 SAC_EPISODES = 3
 GO2_SAMPLES, GO2_SECONDS, GO2_MAX_VX_MAE, GO2_MAX_YAW_MAE, GO2_MAX_FALLS = 5, 10.0, 0.15, 0.2, 1
-PANDA_GOALS, PANDA_MIN_REACHED, PANDA_MIN_HELD, PANDA_HOLD_S = 20, 0.95, 0.15, 0.5
+PANDA_GOALS, PANDA_MIN_REACHED, PANDA_MIN_HELD, PANDA_HOLD_S = 20, 0.95, 0.5, 0.5
 GO2_MIN_HEIGHT = 0.22  # [m] walking base height (standing pose 0.29 m; a crouched gait walks at 0.16-0.19 m)
 
 # name -> (artifact kind, robot profile, env id)
