@@ -15,8 +15,9 @@ flat policy input use ``concat(observation, desired_goal)``.
 Action: joint position targets from the normalized action ``a`` in [-1, 1], two kinds (task option ``action``):
 ``"delta"`` (default): ``target = q + action_scale * a`` (rad; ``q`` the measured joint positions the policy sees
 in its observation, ``action_scale`` 0.05 rad: with the servos' kp/kv = 10 1/s an offset moves the joint at about
-10 x offset rad/s, so at most about 0.5 rad/s), clipped to the joint limits; ``"absolute"``: ``target = home + action_scale * a`` (home = the
-profile's ``standing_pose``, Menagerie's keyframe "home"; ``action_scale`` 1 rad, the box cut at the joint limits).
+10 x offset rad/s, so at most about 0.5 rad/s), clipped to the joint limits; ``"absolute"``: ``target = home +
+action_scale * a`` (home = the profile's ``standing_pose``, Menagerie's keyframe "home"; ``action_scale`` 1 rad, the
+box cut at the joint limits).
 Both are ``center + half_range * a`` with ``action_map()`` (plus the observed joints named by
 ``action_reference()`` for delta), the map the exporter bakes into the ONNX policy, which so outputs the targets the
 robot is sent. Either way the policy is a memoryless function of what it observes (no integrator state on the robot
