@@ -76,12 +76,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class ReachExpert:
-    """Resolved-rate reach controller for a torque-controlled arm with a site ``ee`` and a gravity-compensated
-    torque interface (ArmReach / Reacher2).
+    """Resolved-rate reach controller for an arm whose env tracks its achieved goal at a site: a gravity-compensated
+    torque interface (ArmReach / Reacher2, site ``ee``) or delta joint position targets (PandaReach, the profile's
+    ``ee_site``).
 
     ``v = clip_norm(k (goal - ee))`` [m/s], ``qd* = J^T (J J^T + lam I)^-1 v + N (kn (q_home - q))`` (null space
-    posture), ``tau = M(q) kv (qd* - qd)``; action = tau / torque limit. Reads only the observation (measured
-    joints + goal), like a controller on the robot.
+    posture). Torque: ``tau = M(q) kv (qd* - qd)``, action = tau / torque limit. Delta position targets: the servo
+    (``tau = kp (target - q) - kd qd``) moves a joint at about ``kp / kd x offset`` rad/s, so the offset is
+    ``qd* kd / kp`` and the action that offset over the env's ``action_scale``. Reads only the observation
+    (measured joints + goal), like a controller on the robot.
     """
 
     def __init__(self, env, *, k: float = 4.0, kv: float = 40.0, kn: float = 1.0, lam: float = 1e-3,
@@ -91,20 +94,27 @@ class ReachExpert:
         u = env.unwrapped
         self.mj, self.u, self.m = mujoco, u, u.model
         self.d = mujoco.MjData(u.model)
-        self.sid = mujoco.mj_name2id(u.model, mujoco.mjtObj.mjOBJ_SITE, "ee")
+        p = u.profile
+        site = p.ee_site if p.command_interface == "position" and p.ee_site else "ee"
+        self.sid = mujoco.mj_name2id(u.model, mujoco.mjtObj.mjOBJ_SITE, site)
         if self.sid < 0:
-            raise ValueError(f"{type(u).__name__} has no site 'ee': no scripted reach expert for this env")
-        self.n = len(u.profile.joint_names)
+            raise ValueError(f"{type(u).__name__} has no site {site!r}: no scripted reach expert for this env")
+        self.n = len(p.joint_names)
         self.half = (u.model.actuator_ctrlrange[:, 1] - u.model.actuator_ctrlrange[:, 0]) / 2.0
         self.qadr, self.dadr = u.joint_qpos_addresses, u.joint_qvel_addresses
         self.home = np.asarray(u.model.qpos0, dtype=np.float64)[self.qadr]
-        try:
+        self.position_rate = None  # delta position targets: action per unit joint speed [s/rad]
+        if p.command_interface == "position":
+            if getattr(u, "action", None) != "delta" or list(p.command_joints) != list(p.joint_names):
+                raise ValueError(f"{type(u).__name__}: the reach expert drives position arms through delta targets "
+                                 f"on every joint (task option action='delta')")
+            self.home = np.asarray(p.standing_pose, dtype=np.float64)
+            self.position_rate = np.asarray(p.kd, dtype=np.float64) / np.asarray(p.kp) / float(u.action_scale)
+        else:
             from robot_rl.envs.arm import HOME
 
             if len(HOME) == self.n:
                 self.home = HOME
-        except ImportError:
-            pass
         self.k, self.kv, self.kn, self.lam, self.v_max = k, kv, kn, lam, v_max
         self.M = np.zeros((u.model.nv, u.model.nv))
         self.jac = np.zeros((3, u.model.nv))
@@ -126,6 +136,8 @@ class ReachExpert:
             v *= self.v_max / speed
         Jp = J.T @ np.linalg.inv(J @ J.T + self.lam * np.eye(3))
         qd_des = Jp @ v + (np.eye(n) - Jp @ J) @ (self.kn * (self.home - q))
+        if self.position_rate is not None:
+            return np.clip(qd_des * self.position_rate, -1.0, 1.0)
         tau = self.M[np.ix_(self.dadr, self.dadr)] @ (self.kv * (qd_des - qd))
         return np.clip(tau / self.half, -1.0, 1.0)
 

@@ -96,18 +96,13 @@ def torch_policy(module):
 def onnx_policy(model_dir: Path, env):
     """Normalized actions from an exported artifact (``policy.onnx`` + ``policy.json``, robot command units inside),
     checked against the robot profile by ``robot_rl.export.runtime.OnnxPolicy`` (no torch). Position policies
-    output joint targets: normalized with the env's action map (``robot_rl.data.bags.env_actions``; legged envs:
-    their own map), as the log import does.
+    output joint targets: normalized with the env's action map (``robot_rl.data.bags.env_actions``), as the log
+    import does.
     """
     from robot_rl.data.bags import env_actions
-    from robot_rl.data.legged_bags import is_legged
     from robot_rl.export.runtime import OnnxPolicy
 
-    u = env.unwrapped
-    policy = OnnxPolicy(model_dir, u.profile)
-    if is_legged(env):
-        center, half = u.action_map()
-        return lambda obs: np.clip((np.stack([policy(o) for o in obs]) - center) / half, -1.0, 1.0)
+    policy = OnnxPolicy(model_dir, env.unwrapped.profile)
     return lambda obs: env_actions(env, np.stack([policy(o) for o in obs]), obs)
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from robot_rl.commands.collect import collect
 from robot_rl.data.dataset import load_dataset
@@ -22,6 +23,26 @@ def test_reach_expert_without_noise_reaches_every_goal(tmp_path):
     assert prov["controller"] == "noisy-expert" and prov["noise_std"] == 0.0 and prov["created_utc"]
     assert ds.metadata["control_period_s"] == 0.02 and ds.metadata["env_id"] == "robot_rl/ArmReach-v0"
     assert [e.metadata["seed"] for e in ds.episodes] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("randomization, radius", [(None, 0.003), ("reality", 0.02)])
+def test_reach_expert_drives_the_position_controlled_panda_to_its_goals(tmp_path, randomization, radius):
+    """Delta joint targets from the resolved-rate law: within 3 mm of every goal in the nominal sim, and within the
+    task's 2 cm under reality samples (whose joint sensor bias puts the hand ~1 cm off, measured 20 goals: p50 10.8 mm,
+    max 17.9 mm)."""
+    ds = collect("robot_rl/PandaReach-v0", "noisy-expert", 4, str(tmp_path / "d"), noise=0.0, progress=False,
+                 randomization=randomization)
+    final = np.array([np.linalg.norm(e.observations["achieved_goal"][-1] - e.observations["desired_goal"][-1])
+                      for e in ds.episodes])
+    assert (final < radius).all(), final
+
+
+def test_reach_expert_refuses_absolute_panda_targets():
+    from robot_rl.commands.collect import ReachExpert
+    from robot_rl.envs import make
+
+    with pytest.raises(ValueError, match="delta targets on every joint"):
+        ReachExpert(make("robot_rl/PandaReach-v0", action="absolute"))
 
 
 def test_noise_changes_actions_reproducibly(tmp_path):

@@ -11,13 +11,13 @@ shipped, trained policy reaching goals over ROS is tests/ros/test_ros_panda_poli
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.ros.panda_goals import launch_with_goal, pose
 
 pytestmark = pytest.mark.ros
 
@@ -68,16 +68,6 @@ def write_probe_artifact(out_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def probe_model(tmp_path_factory):
     return write_probe_artifact(tmp_path_factory.mktemp("panda") / "panda_goal_probe")
-
-
-def pose(frame: str, x: float, y: float, z: float):
-    from geometry_msgs.msg import PoseStamped
-
-    msg = PoseStamped()
-    msg.header.frame_id = frame
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = x, y, z
-    msg.pose.orientation.w = 1.0
-    return msg
 
 
 def test_panda_goals_over_ros_refused_accepted_closed_loop(procs, probe, probe_model, tmp_path):
@@ -193,37 +183,8 @@ def test_panda_initial_goal_outside_the_workspace_is_a_refused_start(procs, prob
 
 def test_shipped_sim_panda_launch_takes_a_goal_and_records(tmp_path, ros_env, probe, probe_model):
     """launch/sim_panda_policy.launch.yaml end to end with ``robot-rl launch``: a goal from the probe moves the arm."""
-    from geometry_msgs.msg import PoseStamped
-    from rosbags.rosbag2 import Reader
-    from std_msgs.msg import Float64MultiArray
-
-    in_use = probe.record(Float64MultiArray, "/policy_node/goal")
-    ee = probe.record(Float64MultiArray, "/sim_robot/ee_position")
-    goal_pub = probe.publisher(PoseStamped, "/goal")
-    bag = tmp_path / "bag"
-    log = open(tmp_path / "launch.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "launch", "sim_panda_policy.launch.yaml",
-                             f"model:={probe_model}", f"bag:={bag}", f"state_dir:={tmp_path / 'state'}", "seed:=2",
-                             "--duration", "25"], env=ros_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        # (~/goal's first message, sent at start, may precede the probe's subscription: wait for what repeats)
-        probe.wait_for(lambda: len(ee) > 0, 60.0, "the end-effector position")
-        goal = pose("link0", 0.5, -0.15, 0.4)
-        probe.wait_for(lambda: goal_pub.get_subscription_count() >= 2 or None, 30.0, "/goal matched by 2 readers")
-        probe.wait_for(lambda: goal_pub.publish(goal) or next((list(m.data) for _, m in in_use if len(m.data)), None),
-                       5.0, "the goal accepted")
-        probe.wait_for(lambda: ee[-1][1].data[2] < -0.05, 20.0, "the end effector turned to -y")
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    out = (tmp_path / "launch.log").read_text()
-    for name in ("sim_robot", "policy_node", "recorder"):
-        assert f"[{name}]" in out
+    out, _ = launch_with_goal(tmp_path, ros_env, probe, ["sim_panda_policy.launch.yaml", f"model:={probe_model}",
+                                                         "seed:=2"], "policy_node", (0.5, -0.15, 0.4),
+                              lambda ee: ee[1] < -0.05, "the end effector turned to -y", 20.0)
     assert "goal [0.5, -0.15, 0.4] accepted" in out, out[-4000:]
     assert "mode fault" not in out[out.index("goal [0.5, -0.15, 0.4] accepted"):], out[-4000:]  # (start-up: see above)
-    with Reader(bag) as reader:
-        counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts["/goal"] >= 1 and counts["/forward_position_controller/commands"] > 100, counts

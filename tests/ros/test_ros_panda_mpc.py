@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.ros.panda_goals import launch_with_goal, pose
+
 pytestmark = pytest.mark.ros
 
 GOALS = [(0.5, 0.2, 0.3), (0.6, -0.15, 0.5), (0.4, 0.0, 0.2)]
@@ -20,16 +22,6 @@ REACH_S = 8.0  # bound on the time to get within 0.02 m of each goal (measured: 
 # then holds). The 20 ms target is measured by bench/bench_panda_mpc.py (bench/results/panda_mpc.md), not asserted
 # here.
 REPLAN_BUDGET_S = 0.1
-
-
-def pose(frame: str, x: float, y: float, z: float):
-    from geometry_msgs.msg import PoseStamped
-
-    msg = PoseStamped()
-    msg.header.frame_id = frame
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = x, y, z
-    msg.pose.orientation.w = 1.0
-    return msg
 
 
 def test_panda_mpc_reaches_goals_over_ros_and_refuses_bad_ones(procs, probe, tmp_path):
@@ -104,44 +96,13 @@ def test_panda_mpc_reaches_goals_over_ros_and_refuses_bad_ones(procs, probe, tmp
 
 def test_shipped_sim_panda_mpc_launch_reaches_a_goal_and_records(tmp_path, ros_env, probe):
     """launch/sim_panda_mpc.launch.yaml end to end with ``robot-rl launch``: a goal from the probe is reached."""
-    import subprocess
-    import sys
-
-    from geometry_msgs.msg import PoseStamped
-    from rosbags.rosbag2 import Reader
-    from std_msgs.msg import Float64MultiArray
-
-    in_use = probe.record(Float64MultiArray, "/mpc_node/goal")
-    ee = probe.record(Float64MultiArray, "/sim_robot/ee_position")
-    goal_pub = probe.publisher(PoseStamped, "/goal")
-    bag = tmp_path / "bag"
-    log = open(tmp_path / "launch.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "launch", "sim_panda_mpc.launch.yaml",
-                             f"bag:={bag}", f"state_dir:={tmp_path / 'state'}", "seed:=4",
-                             f"replan_budget_s:={REPLAN_BUDGET_S}", "--duration", "25"],
-                            env=ros_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     goal = (0.45, -0.2, 0.35)
-    try:
-        probe.wait_for(lambda: len(ee) > 0, 60.0, "the end-effector position")
-        probe.wait_for(lambda: goal_pub.get_subscription_count() >= 2 or None, 30.0, "/goal matched by 2 readers")
-        probe.wait_for(lambda: goal_pub.publish(pose("link0", *goal))
-                       or next((list(m.data) for _, m in in_use if len(m.data)), None), 5.0, "the goal accepted")
-        probe.wait_for(lambda: np.linalg.norm(np.array(ee[-1][1].data[1:4]) - goal) < 0.02, REACH_S,
-                       f"the end effector within 0.02 m of {goal}")
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    out = (tmp_path / "launch.log").read_text()
-    for name in ("sim_robot", "mpc_node", "recorder"):
-        assert f"[{name}]" in out
+    out, _ = launch_with_goal(tmp_path, ros_env, probe, ["sim_panda_mpc.launch.yaml", "seed:=4",
+                                                         f"replan_budget_s:={REPLAN_BUDGET_S}"], "mpc_node", goal,
+                              lambda ee: np.linalg.norm(ee - goal) < 0.02, f"the end effector within 0.02 m of {goal}",
+                              REACH_S)
     assert "goal [0.45, -0.2, 0.35] accepted" in out, out[-4000:]
     assert "Traceback" not in out and "planner thread failed" not in out, out[-4000:]
-    with Reader(bag) as reader:
-        counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts["/goal"] >= 1 and counts["/forward_position_controller/commands"] > 100, counts
 
 
 @pytest.mark.parametrize("params, text", [

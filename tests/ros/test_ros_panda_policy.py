@@ -24,7 +24,7 @@ def test_shipped_policy_reaches_three_goals_over_ros(procs, probe, tmp_path):
     from geometry_msgs.msg import PoseStamped
     from std_msgs.msg import Float64MultiArray
 
-    from tests.ros.test_ros_panda import pose
+    from tests.ros.panda_goals import pose
 
     in_use = probe.record(Float64MultiArray, "/policy_node/goal")
     ee = probe.record(Float64MultiArray, "/sim_robot/ee_position")
