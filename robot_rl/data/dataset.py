@@ -333,7 +333,7 @@ def load_dataset(path: str | Path) -> EpisodeDataset:
     can be read, and ``FileNotFoundError`` when the path holds no dataset.
     """
     root = Path(path)
-    data_dir = root if (root / "main_data.hdf5").exists() or root.name == "data" else root / "data"
+    data_dir = root if (root / "main_data.hdf5").exists() else root / "data"  # (a dataset may be named "data")
     h5_path = data_dir / "main_data.hdf5"
     if not h5_path.exists():
         raise FileNotFoundError(f"no dataset at {root}: {h5_path} does not exist")

@@ -36,7 +36,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from robot_rl.nodes._common import ParamReader, StartupError, run_node
-from robot_rl.nodes.policy_node import PolicyNode, load_robot_profile
+from robot_rl.nodes._policy_setup import load_robot_profile
+from robot_rl.nodes.policy_node import PolicyNode
 
 NAME = "mpc_node"
 DEFAULT_CONFIG = "config/mpc_cartpole.yaml"

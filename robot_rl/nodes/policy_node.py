@@ -38,7 +38,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -52,93 +51,9 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from robot_rl.nodes._common import ParamReader, StartupError, run_node, stamp_to_s, steady_clock
+from robot_rl.nodes._policy_setup import action_map, legged_task, load_policy, load_robot_profile, observation_builder
 
 NAME = "policy_node"
-
-
-def load_policy(model_dir: str, profile, obs_names):
-    """``OnnxPolicy`` for ``profile`` and the env's observation layout ``obs_names`` (the runtime checks the
-    artifact: sidecar vs profile, sha256, graph signature, probe run; its refusal names expected vs got).
-    """
-    from robot_rl.export.runtime import OnnxPolicy
-
-    if not model_dir:
-        raise StartupError("parameter 'model': a policy artifact directory (policy.onnx + policy.json) is required")
-    if not Path(model_dir).is_dir():  # also look in the package share (models/<name> of an install)
-        from robot_rl.core.assets import find_asset
-
-        try:
-            model_dir = str(find_asset(model_dir))
-        except FileNotFoundError:
-            raise StartupError(f"parameter 'model': {model_dir} does not exist (here or in the package share)") \
-                from None
-        if not Path(model_dir).is_dir():
-            raise StartupError(f"parameter 'model': {model_dir} is not a directory")
-    try:
-        return OnnxPolicy(model_dir, profile, obs_names=obs_names)
-    except Exception as exc:  # noqa: BLE001 - every refusal of the runtime is a refused start
-        raise StartupError(f"parameter 'model': refusing policy artifact {model_dir}: {exc}") from None
-
-
-def load_robot_profile(robot: str):
-    """The robot profile named by parameter ``robot`` (a refusal names the parameter)."""
-    from robot_rl.core.config import ConfigError
-    from robot_rl.core.profile import load_profile
-
-    try:
-        return load_profile(robot)
-    except (ConfigError, FileNotFoundError) as exc:
-        raise StartupError(f"parameter 'robot': cannot load robot profile {robot!r}: {exc}") from None
-
-
-def observation_builder(env_id: str, profile):
-    """The env's ``ObservationBuilder`` (the same code that built the training observations); for dict-observation
-    tasks wrapped so the input is ``concat(observation, desired_goal)`` like in training.
-    """
-    try:
-        from robot_rl.envs import make
-
-        base = make(env_id).unwrapped
-    except Exception as exc:  # noqa: BLE001
-        raise StartupError(f"parameter 'env_id': cannot build env {env_id!r}: {exc}") from None
-    if getattr(base, "profile", None) is None or base.profile.name != profile.name:
-        raise StartupError(f"parameter 'env_id': env {env_id!r} is for robot "
-                           f"{getattr(getattr(base, 'profile', None), 'name', None)!r}, not {profile.name!r}")
-    space = base.observation_space
-    if hasattr(space, "spaces") and "desired_goal" in space.spaces:  # goal-conditioned dict observation
-        from robot_rl.deploy.policy_loop import GoalInputBuilder
-
-        return GoalInputBuilder(base.observation_builder, space.spaces["desired_goal"].shape[0])
-    return base.observation_builder
-
-
-def legged_task(env_id: str):
-    """The ``LocomotionSpec`` of ``env_id`` when it is a legged velocity-tracking task, else None (nothing is
-    built: the declaration only).
-    """
-    from robot_rl.envs import env_class, task_spec
-
-    try:
-        legged = hasattr(env_class(env_id), "episode_sample")
-    except KeyError as exc:
-        raise StartupError(f"parameter 'env_id': {exc}") from None
-    return task_spec(env_id) if legged else None
-
-
-def action_map(policy, model: str):
-    """``(center, half_range)`` of a position policy's output, from the sidecar's ``action`` section."""
-    act = policy.sidecar.get("action", {})
-    try:
-        center = np.asarray(act["center"], dtype=np.float64)
-        half = np.asarray(act["half_range"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StartupError(f"parameter 'model': {model}/policy.json has no usable action.center / "
-                           f"action.half_range ({exc}); a legged task needs them to feed back the last action") \
-            from None
-    if center.shape != (policy.n_act,) or half.shape != (policy.n_act,) or not np.all(half > 0):
-        raise StartupError(f"parameter 'model': {model}/policy.json action.center / half_range: expected "
-                           f"{policy.n_act} values each (half_range > 0), got {center.tolist()} / {half.tolist()}")
-    return center, half
 
 
 class PolicyNode(Node):

@@ -56,6 +56,15 @@ def test_round_trip_env_dataset_load(tmp_path):
     np.testing.assert_allclose(rebuilt, ep.observations["observation"][5], atol=1e-6)
 
 
+def test_a_dataset_directory_named_data_loads(tmp_path):
+    """``DIR`` and ``DIR/data`` both load, also when the user named the dataset directory itself "data"."""
+    from robot_rl.commands.collect import collect
+
+    collect("robot_rl/ArmReach-v0", "random", 2, str(tmp_path / "data"), progress=False)
+    assert len(load_dataset(tmp_path / "data").episodes) == 2
+    assert len(load_dataset(tmp_path / "data" / "data").episodes) == 2
+
+
 def test_minari_reads_the_dataset(tmp_path, monkeypatch):
     minari = pytest.importorskip("minari", reason="minari is an optional reader (pip install minari)")
     _, eps = _collect(tmp_path / "robot_rl")
