@@ -2,7 +2,7 @@
 # Reproduce the shipped models in models/ (recipes in models/README.md) from the configs in config/.
 #   scripts/make_models.sh                      # every shipped model
 #   scripts/make_models.sh arm_reach_gciql      # one (arm_reach_gciql | cartpole_pets_dynamics | cartpole_swingup_sac
-#                                               #      | go2_joystick_ppo | panda_reach_sac)
+#                                               #      | go2_joystick_ppo | panda_reach_gciql | panda_reach_sac)
 # Datasets go to data/ and training runs to runs/ (both git-ignored); each step starts from a clean directory.
 # Everything is seeded and runs on CPU with one torch thread; re-running gives the same configs (same config hash in
 # the sidecars) and, up to floating-point nondeterminism of the platform, the same numbers.
@@ -38,6 +38,16 @@ go2_joystick_ppo() {
     $RR evaluate runs/go2_joystick_ship --tracking --episodes 20
 }
 
+panda_reach_gciql() {
+    # goal-conditioned IQL offline on 1000 noisy-expert Panda episodes: ~3 min collect + ~10 min train (one core,
+    # shared), export of best.pt, then 100 held-out goals under reality samples (success held the last 0.5 s)
+    rm -rf data/panda_reach_noisy runs/panda_reach_gciql_ship
+    $RR collect --config config/collect_panda_reach_noisy.yaml --no-progress
+    $RR train --config config/gciql_panda_reach.yaml --run-dir runs/panda_reach_gciql_ship
+    $RR export runs/panda_reach_gciql_ship --out models/panda_reach_gciql
+    $RR evaluate runs/panda_reach_gciql_ship --episodes 100 --randomization reality
+}
+
 panda_reach_sac() {
     # SAC with hindsight relabeling on the Panda reach (delta joint targets), one core: ~30 min; then 100 held-out
     # goals under reality samples (success held the last 0.5 s)
@@ -55,9 +65,9 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then mapfile -t targets < <(shipped); fi
 for t in "${targets[@]}"; do
     case "$t" in
-        arm_reach_gciql|cartpole_pets_dynamics|cartpole_swingup_sac|go2_joystick_ppo|panda_reach_sac)
+        arm_reach_gciql|cartpole_pets_dynamics|cartpole_swingup_sac|go2_joystick_ppo|panda_reach_gciql|panda_reach_sac)
             echo "== models/$t"; "$t" ;;
         *) echo "make_models.sh: unknown model '$t' (known: arm_reach_gciql cartpole_pets_dynamics" \
-                "cartpole_swingup_sac go2_joystick_ppo panda_reach_sac)" >&2; exit 2 ;;
+                "cartpole_swingup_sac go2_joystick_ppo panda_reach_gciql panda_reach_sac)" >&2; exit 2 ;;
     esac
 done
