@@ -302,9 +302,9 @@ class JointStateTask:
         self.set_state(q, qd, goal)
         return self.u.package_observation(obs)
 
-    def reward(self, q_next, qd_next, action, goal) -> float:
+    def reward(self, q_next, qd_next, action, goal, last_action=None) -> float:
         self.set_state(q_next, qd_next, goal)
-        return self.u.reward_for(action)
+        return self.u.reward_for(action, last_action)
 
 
 def import_bag(path: str | Path, env, settings: ImportSettings | None = None) -> tuple[list[Episode], LoadReport]:
@@ -467,7 +467,8 @@ def _episode(task, profile, grid, a, b, t_js, q_js, qd_js, cmd, t_goal, goals, s
                     else np.stack(obs_list))
     flat = observations["observation"] if task.dict_obs else observations
     actions = env_actions(task.u, cmd, flat[:n]).astype(np.float32)
-    rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal) for k in range(n)])
+    rewards = np.asarray([task.reward(q[k + 1], qd[k + 1], actions[k], goal, actions[k - 1] if k else None)
+                          for k in range(n)])
     return Episode(observations, actions, rewards, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
                    grid + t_ref / _NS, {"joint_positions": q, "joint_velocities": qd},
                    {"source": str(path), "time_range_s": list(tr)})

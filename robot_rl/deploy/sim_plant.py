@@ -264,6 +264,7 @@ class EnvReality:
         self._t = 0
         self._gravity = getattr(base, "gravity_compensation", None)
         self.reward = 0.0
+        self._last_action = None  # the previous control step's action (for action-rate reward terms)
         self.episode_return = 0.0
 
     def before_physics_step(self) -> None:
@@ -279,7 +280,8 @@ class EnvReality:
             self._substep = 0
             self._t += 1
             action = np.clip((applied_command - self._mid) / self._half, -1.0, 1.0)
-            self.reward = self.base.reward_for(action)
+            self.reward = self.base.reward_for(action, self._last_action)
+            self._last_action = action
             self.episode_return += self.reward
 
     def actuate(self, command: np.ndarray) -> np.ndarray:

@@ -123,6 +123,8 @@ class MujocoTaskEnv(JointStateAPI, RandomizationControls, gym.Env):
         self.randomizer = Randomizer.from_spec(randomization, self.model, self.data, self.profile)
         self.randomization_enabled = self.randomizer is not None
         self._rand_info: dict = {}
+        self._last_action = np.zeros(self.model.nu)  # the previous step's action (for last_action reward inputs)
+        self._tracks_last_action = spec.reads_last_action
         self.terms = BoundTask(spec, self)
         self._rp = self.terms.params
         self._reward_kernel_factory = self.terms.kernel_factory
@@ -137,6 +139,8 @@ class MujocoTaskEnv(JointStateAPI, RandomizationControls, gym.Env):
             why = "its observation needs forward kinematics"
         elif self._hooked_physics:
             why = "it overrides _before_physics"
+        elif self.task.reads_last_action:
+            why = "its reward reads the previous action"
         elif not self._ctrl_symmetric:
             why = "an actuator ctrlrange is not symmetric"
         if compiled_step and why is not None:
@@ -277,6 +281,7 @@ class MujocoTaskEnv(JointStateAPI, RandomizationControls, gym.Env):
             self.randomizer.perturb_initial_state(rng)
         mujoco.mj_forward(m, d)
         self._t = 0
+        self._last_action[:] = 0.0
         self._last_warn = self._warnings.tobytes()
         if self._compiled:
             self._last_warn_arr[:] = self._warnings
@@ -388,6 +393,8 @@ class MujocoTaskEnv(JointStateAPI, RandomizationControls, gym.Env):
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
         else:
             reward, terminated, success = self._evaluate(a)
+            if self._tracks_last_action:
+                self._last_action[:] = a
         info = {"randomization": dict(info_rand), "physics_error": error}  # fresh dicts: callers keep infos
         if success is not None:
             info["is_success"] = success

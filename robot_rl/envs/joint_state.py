@@ -52,11 +52,20 @@ class JointStateAPI:
         self.set_state(np.concatenate([self.qpos_from_joints(q), qvel]))
         self._goal = None if goal is None else np.asarray(goal, dtype=np.float64).copy()
 
-    def reward_for(self, action: np.ndarray) -> float:
+    def reward_for(self, action: np.ndarray, last_action: np.ndarray | None = None) -> float:
         """The task's reward of the current state for normalized ``action`` ``(n_act,)`` in [-1, 1] (as ``step``
         would report it had it just reached this state with that action); the state is not changed.
+        ``last_action``: the action of the step before, for tasks whose reward reads it (action-rate costs);
+        None = zeros, as at an episode's first step.
         """
-        return float(self._evaluate(np.asarray(action, dtype=np.float64))[0])
+        if not self._tracks_last_action:
+            return float(self._evaluate(np.asarray(action, dtype=np.float64))[0])
+        kept = self._last_action.copy()  # (the env's own, for its next step)
+        self._last_action[:] = 0.0 if last_action is None else last_action
+        try:
+            return float(self._evaluate(np.asarray(action, dtype=np.float64))[0])
+        finally:
+            self._last_action[:] = kept
 
     def package_observation(self, flat_obs: np.ndarray):
         """Flat observation ``(n_obs,)`` -> what ``step`` returns: the array itself, or for goal-conditioned tasks

@@ -34,9 +34,11 @@ of the robot (x 0.3..0.7 m, y -0.3..0.3 m, z 0.1..0.6 m; every point reachable w
 test with inverse kinematics); the task declares it as ``goal_box``, the workspace a deployed policy accepts goals
 in (``robot_rl.deploy.goal_input``).
 
-Reward (declared terms, ``reward_type="dense"``, the default): ``distance`` (weight -1: minus the distance [m])
-plus ``reached`` (weight 1: 1 within ``distance_threshold``, 0.02 m); ``reward_type="sparse"`` is Gymnasium-Robotics'
-``-(d > threshold)`` for HER-style relabeling and offline goal-conditioned learning. Success: ``d <= 0.02`` m.
+Reward (declared terms, ``reward_type="dense"``, the default): the goal terms ``distance`` (weight -1: minus the
+distance [m]), ``precision`` and ``reached`` (1 within ``distance_threshold``, 0.02 m), and the costs ``effort``,
+``posture``, ``action_rate`` (change from the previous action) and ``speed`` (joint velocities): see the weights
+below; ``reward_type="sparse"`` is Gymnasium-Robotics' ``-(d > threshold)`` for HER-style relabeling and offline
+goal-conditioned learning. Success: ``d <= 0.02`` m.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.envs.arm import ArmReachEnv, distance, reached, sparse_reach
-from robot_rl.envs.task import TaskSpec, Term, goal, param, qpos, site
+from robot_rl.envs.task import TaskSpec, Term, goal, last_action, param, qpos, qvel, site
 from robot_rl.envs.task import action as action_input
 
 JOINTS = tuple(f"joint{i}" for i in range(1, 8))
@@ -75,6 +77,21 @@ def effort(a1, a2, a3, a4, a5, a6, a7):
     return a1 * a1 + a2 * a2 + a3 * a3 + a4 * a4 + a5 * a5 + a6 * a6 + a7 * a7
 
 
+def action_rate(a1, a2, a3, a4, a5, a6, a7, p1, p2, p3, p4, p5, p6, p7):
+    """Sum of the squared changes of the normalized actions from the previous step (``p1..p7``): the cost of the
+    step-to-step chatter a memoryless policy falls into at the goal (see ``RATE_WEIGHT``).
+    """
+    return ((a1 - p1) ** 2 + (a2 - p2) ** 2 + (a3 - p3) ** 2 + (a4 - p4) ** 2 + (a5 - p5) ** 2 + (a6 - p6) ** 2
+            + (a7 - p7) ** 2)
+
+
+def speed(v1, v2, v3, v4, v5, v6, v7):
+    """Sum of the squared joint velocities [rad^2/s^2]: the cost of sweeping the arm's null space while the hand
+    stays on the goal, which policies without it did at 0.2-0.4 rad/s per joint (see ``RATE_WEIGHT``).
+    """
+    return v1 * v1 + v2 * v2 + v3 * v3 + v4 * v4 + v5 * v5 + v6 * v6 + v7 * v7
+
+
 def posture(q1, q2, q3, q4, q5, q6, q7):
     """Sum of the squared joint offsets from home [rad^2]: picks one arm pose out of the 4-D null space of a
     position-only reach (seven joints, three constraints), where the policy otherwise wanders.
@@ -95,10 +112,17 @@ def _initial_state(env, rng):
 
 
 EFFORT_WEIGHT = 0.02
-POSTURE_WEIGHT = 0.05
-"""Weight of the ``posture`` cost (see ``posture``)."""
 """Weight of the ``effort`` cost (sum of squared normalized actions): without it the policy reached the goal in
 0.5 s and then drifted away along the arm's null space, pushing joints at full speed (final distance 3-17 cm)."""
+POSTURE_WEIGHT = 0.05
+"""Weight of the ``posture`` cost (see ``posture``)."""
+RATE_WEIGHT = 0.25
+"""Weight of the ``action_rate`` cost. With effort and posture alone SAC's policy held the goal while switching its
+actions step to step or sweeping the null space at 0.2-0.4 rad/s per joint, which latency and sensor noise turn into
+centimetres at the hand; with ``action_rate`` and ``speed`` it held 81 instead of 68 of 100 goals under reality
+samples (docs/robots.md, "Training")."""
+SPEED_WEIGHT = 0.5
+"""Weight of the ``speed`` cost (see ``RATE_WEIGHT``)."""
 ACTIONS = {"delta": 0.05, "absolute": 1.0}
 """Action kinds and their default ``action_scale`` [rad] (see the module docstring)."""
 
@@ -122,7 +146,8 @@ def task(reward_type: str = "dense", distance_threshold: float = 0.02, action: s
     else:
         reward = (Term("distance", distance, -1.0), Term("precision", precision, 1.0),
                   Term("reached", within, 1.0), Term("effort", effort, -EFFORT_WEIGHT),
-                  Term("posture", posture, -POSTURE_WEIGHT))
+                  Term("posture", posture, -POSTURE_WEIGHT), Term("action_rate", action_rate, -RATE_WEIGHT),
+                  Term("speed", speed, -SPEED_WEIGHT))
     observation = tuple((f"{n}_position", "pos", n, "rad") for n in JOINTS) + tuple(
         (f"{n}_velocity", "vel", n, "rad/s") for n in JOINTS) + tuple(
         (f"ee_{axis}", "site", f"{EE_SITE}:{axis}", "m") for axis in "xyz")
@@ -130,7 +155,9 @@ def task(reward_type: str = "dense", distance_threshold: float = 0.02, action: s
         name="PandaReach", robot="panda", frame_skip=10, max_episode_steps=100, observation=observation, goal_dim=3,
         inputs={"ee": site(EE_SITE), "target": goal(), "distance_threshold": param(distance_threshold),
                 **{f"a{k + 1}": action_input(k) for k in range(len(JOINTS))},
-                **{f"q{k + 1}": qpos(n) for k, n in enumerate(JOINTS)}},
+                **{f"q{k + 1}": qpos(n) for k, n in enumerate(JOINTS)},
+                **{f"p{k + 1}": last_action(k) for k in range(len(JOINTS))},
+                **{f"v{k + 1}": qvel(n) for k, n in enumerate(JOINTS)}},
         reward=reward, success=Term("reached", reached), achieved_goal="ee", initial_state=_initial_state,
         goal_box=(tuple(GOAL_LOW.tolist()), tuple(GOAL_HIGH.tolist())),
         options={"reward_type": reward_type, "distance_threshold": float(distance_threshold), "action": action,

@@ -25,15 +25,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-INPUT_KINDS = ("qpos", "qvel", "action", "param", "site", "goal")
+INPUT_KINDS = ("qpos", "qvel", "action", "last_action", "param", "site", "goal")
 SCALAR_KINDS = ("qpos", "qvel", "action", "param")
 
 
 @dataclass(frozen=True)
 class Input:
     """A named value that terms read: ``qpos``/``qvel`` of a joint (by name), ``action`` ``i`` (normalized, after
-    action noise and latency, not clipped), a task ``param`` (a float), the world position of a ``site`` [m]
-    (forward kinematics of the true joint positions) or the ``goal`` vector.
+    action noise and latency, not clipped), ``last_action`` ``i`` (the same, one step earlier), a task ``param`` (a
+    float), the world position of a ``site`` [m] (forward kinematics of the true joint positions) or the ``goal``
+    vector.
     """
 
     kind: str
@@ -57,6 +58,13 @@ def qvel(joint: str) -> Input:
 def action(index: int) -> Input:
     """Normalized action component ``index`` (in [-1, 1] for a well-behaved policy; not clipped)."""
     return Input("action", int(index))
+
+
+def last_action(index: int) -> Input:
+    """The previous step's normalized action component ``index`` (as ``action``; 0 at an episode's first step): for
+    action-rate costs. A task that reads it steps in Python (no compiled step).
+    """
+    return Input("last_action", int(index))
 
 
 def param(value: float) -> Input:
@@ -156,6 +164,11 @@ class TaskSpec:
                              f"({self.goal_dim}) values each")
         if self.achieved_goal is not None and self.inputs.get(self.achieved_goal, Input("goal")).kind != "site":
             raise ValueError(f"task {self.name!r}: achieved_goal {self.achieved_goal!r} must name a site input")
+
+    @property
+    def reads_last_action(self) -> bool:
+        """A term reads the previous action (``last_action`` inputs): the env keeps it between steps."""
+        return any(i.kind == "last_action" for i in self.inputs.values())
 
     @property
     def scalar(self) -> bool:
@@ -380,9 +393,12 @@ class BoundTask:
             # (the sim_robot node's physics loop, reward_for) must not stall mid-run. The evaluator is pure.
             self.evaluate(np.zeros(env.model.nu))
 
-    def input_values(self, action: np.ndarray) -> dict:
-        """Input name -> value on the env's current true state and the normalized ``action``."""
+    def input_values(self, action: np.ndarray, last_action: np.ndarray | None = None) -> dict:
+        """Input name -> value on the env's current true state and the normalized ``action`` (``last_action``: the
+        previous step's, default the env's own).
+        """
         env = self._env
+        last = env._last_action if last_action is None else np.asarray(last_action, dtype=np.float64)
         q = None
         out = {}
         for name, kind, ref in self._inputs:
@@ -392,6 +408,8 @@ class BoundTask:
                 out[name] = env._qvel.item(ref)
             elif kind == "action":
                 out[name] = float(action[ref])
+            elif kind == "last_action":
+                out[name] = last.item(ref)
             elif kind == "param":
                 out[name] = ref
             elif kind == "site":

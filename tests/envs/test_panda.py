@@ -148,26 +148,33 @@ def test_every_goal_is_reachable_within_the_action_box():
 def test_reward_terms_and_success():
     env = E.make("PandaReach-v0", seed=0)
     u = env.unwrapped
-    assert [t.name for t in u.task.reward] == ["distance", "precision", "reached", "effort", "posture"]
-    assert [t.weight for t in u.task.reward] == [-1.0, 1.0, 1.0, -panda.EFFORT_WEIGHT, -panda.POSTURE_WEIGHT]
+    assert [t.name for t in u.task.reward] == ["distance", "precision", "reached", "effort", "posture", "action_rate",
+                                               "speed"]
+    assert [t.weight for t in u.task.reward] == [-1.0, 1.0, 1.0, -panda.EFFORT_WEIGHT, -panda.POSTURE_WEIGHT,
+                                                 -panda.RATE_WEIGHT, -panda.SPEED_WEIGHT]
     assert [t.name for t in u.terms.goal_terms()] == ["distance", "precision", "reached"]
     ag, dg = np.zeros((2, 3)), np.array([[0.1, 0.0, 0.0], [0.0, 0.01, 0.0]])
     assert u.compute_reward(ag, dg, {}) == pytest.approx([-0.1 + 1 - math.tanh(10), 1.0 - 0.01 + 1 - math.tanh(1)])
     sparse = E.make("PandaReach-v0", reward_type="sparse").unwrapped
     assert list(sparse.compute_reward(ag, dg, {})) == [-1.0, 0.0]
     # Step reward = compute_reward of the true end effector (the goal terms) + the effort cost of the action + the
-    # posture cost of the joints; success within 2 cm.
+    # posture cost of the joints + the cost of the change from the previous action (0 before the first) + the joint
+    # speed cost; success within 2 cm.
     rng = np.random.default_rng(0)
     env.reset(seed=1)
+    prev = np.zeros(7)
     for _ in range(30):
         a = rng.uniform(-1, 1, 7)
         _, r, _, _, info = env.step(a.astype(np.float32))
         ee, goal = u.end_effector(), u.goal
         a32 = a.astype(np.float32).astype(np.float64)
-        q = u.data.qpos[:7]
+        q, qd = u.data.qpos[:7], u.data.qvel[:7]
         expected = (float(u.compute_reward(ee, goal)) - panda.EFFORT_WEIGHT * np.sum(a32 ** 2)
-                    - panda.POSTURE_WEIGHT * np.sum((q - np.asarray(panda.HOME)) ** 2))
+                    - panda.POSTURE_WEIGHT * np.sum((q - np.asarray(panda.HOME)) ** 2)
+                    - panda.RATE_WEIGHT * np.sum((a32 - prev) ** 2) - panda.SPEED_WEIGHT * np.sum(qd ** 2))
         assert r == pytest.approx(expected, abs=1e-9)
+        assert u.reward_for(a32, prev) == pytest.approx(r, abs=1e-9)  # (the log import's reward of a step)
+        prev = a32
         assert info["is_success"] == bool(np.linalg.norm(ee - goal) <= 0.02)
     u.set_joint_state(_ik(u, u.goal)[0], np.zeros(7), goal=u.goal)
     assert u.terms.evaluate(np.zeros(7))[2] is True

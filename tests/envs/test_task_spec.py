@@ -24,15 +24,18 @@ def test_step_reward_is_the_declared_terms(env_id):
     assert spec.describe()["reward"] and all(t.name for t in spec.reward)
     rng = np.random.default_rng(0)
     rewards = []
+    prev = np.zeros(env.action_space.shape)  # (for action-rate terms: the previous action, 0 after a reset)
     for _ in range(60):
         a = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
         _, r, te, tr, info = env.step(a)
-        ref_r, ref_te, ref_s = evaluate_terms(spec, u.terms.input_values(a.astype(np.float64)))
+        ref_r, ref_te, ref_s = evaluate_terms(spec, u.terms.input_values(a.astype(np.float64), prev))
         assert r == pytest.approx(ref_r, rel=1e-12, abs=1e-12)
         assert te == ref_te and info.get("is_success") == ref_s
         rewards.append(r)
+        prev = a.astype(np.float64)
         if te or tr:
             env.reset()
+            prev = np.zeros(env.action_space.shape)
     assert len(set(rewards)) > 1 or spec.name == "ArmReach"  # (the sparse arm reward is -1 until the goal)
 
 
