@@ -176,6 +176,10 @@ def report(r: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+HAND_WRITTEN = "## Runs and reading"
+"""Heading of the results file's hand-written part, kept when ``--out`` rewrites the file."""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--goals", type=int, default=6)
@@ -188,7 +192,9 @@ def main(argv=None) -> int:
     text = report(r, "python bench/bench_panda_mpc.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     if a.out:
-        a.out.write_text(text)
+        kept = a.out.read_text() if a.out.exists() else ""
+        marker = kept.find(HAND_WRITTEN)  # the hand-written run history below the marker survives a re-run
+        a.out.write_text(text.rstrip() + "\n\n" + kept[marker:] if marker >= 0 else text)
     return 0
 
 
