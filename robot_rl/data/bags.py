@@ -40,6 +40,7 @@ from robot_rl.data.dataset import Episode
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 JOINT_STATE = "sensor_msgs/msg/JointState"
 F64_ARRAY = "std_msgs/msg/Float64MultiArray"
+POSE = "geometry_msgs/msg/PoseStamped"
 _NS = 1_000_000_000
 
 
@@ -108,13 +109,49 @@ def env_actions(env, commands: np.ndarray, observations: np.ndarray) -> np.ndarr
     return np.clip((commands - center) / half, -1.0, 1.0)
 
 
-def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: str = "mcap",
+def env_commands(env, actions: np.ndarray, observations: np.ndarray) -> np.ndarray:
+    """``env``'s normalized actions ``(T, n_act)`` -> the commands the robot is sent [command units], the inverse of
+    ``env_actions``: a position env's ``action_map()`` (delta targets: added to the observed joints its
+    ``action_reference()`` names, read from the flat ``observations`` ``(T, >= n_obs)``, and clipped to the command
+    limits as the exported policy does), else the profile's command range (``action_to_command``).
+    """
+    u = env.unwrapped
+    actions = np.asarray(actions, dtype=np.float64)
+    if not hasattr(u, "action_map"):
+        return action_to_command(actions, u.profile)
+    center, half = (np.asarray(v, dtype=np.float64) for v in u.action_map())
+    reference = u.action_reference() if hasattr(u, "action_reference") else None
+    if reference is None:
+        return center + half * actions
+    idx = [list(u.obs_names).index(n) for n in reference]
+    q = np.asarray(observations, dtype=np.float64)[:, idx]
+    return np.clip(center + q + half * actions, u.profile.command_min, u.profile.command_max)
+
+
+def _goal_message(goal: np.ndarray, profile, stamp_ns: int) -> bytes:
+    """The goal as the profile's goal topic carries it (CDR bytes): ``pose`` profiles a PoseStamped in the base
+    frame (position = the goal), others a Float64MultiArray.
+    """
+    if getattr(profile.topics, "goal_type", "array") != "pose":
+        return TYPESTORE.serialize_cdr(_f64_array(goal), F64_ARRAY)
+    T = TYPESTORE.types
+    msg = T["geometry_msgs/msg/PoseStamped"](
+        header=T["std_msgs/msg/Header"](stamp=_stamp(stamp_ns), frame_id=profile.base_frame),
+        pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=goal[0], y=goal[1], z=goal[2]),
+                                         orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)))
+    return TYPESTORE.serialize_cdr(msg, POSE)
+
+
+def export_bag(episodes: list[Episode], path: str | Path, profile, *, env=None, storage: str = "mcap",
                goal_key: str = "desired_goal", start_time_s: float = 1.0e9, episode_gap_s: float = 1.0) -> Path:
     """Write episodes as a rosbag2 bag (one after the other on the bag clock, ``episode_gap_s`` apart).
 
     Needs ``episode.infos["joint_positions"]`` / ``["joint_velocities"]`` ``(T+1, n_joints)`` in profile joint
     order (``robot-rl collect`` stores them). Per step k: JointState stamped ``t_k``, then the command of action k
-    stamped ``t_k`` (the policy's output for that state); the goal (Dict observations) at each episode start.
+    stamped ``t_k`` (the policy's output for that state); the goal (Dict observations) at each episode start, in
+    the profile's goal message type (PoseStamped in ``base_frame`` for ``topics.goal_type: pose``). ``env``: the
+    env the episodes come from, whose action map turns actions into commands (``env_commands``: joint targets of
+    position robots, delta ones added to the observed joints); without it, the profile's command range.
     """
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     writer = Writer(Path(path), version=9, storage_plugin=plugin)
@@ -125,7 +162,8 @@ def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: s
     with writer:
         c_js = writer.add_connection(profile.topics.joint_states, JOINT_STATE, typestore=TYPESTORE)
         c_cmd = writer.add_connection(profile.topics.commands, F64_ARRAY, typestore=TYPESTORE)
-        c_goal = writer.add_connection(profile.topics.goal, F64_ARRAY, typestore=TYPESTORE)
+        pose_goal = getattr(profile.topics, "goal_type", "array") == "pose"
+        c_goal = writer.add_connection(profile.topics.goal, POSE if pose_goal else F64_ARRAY, typestore=TYPESTORE)
         offset_ns = int(round(start_time_s * _NS))
         for i, ep in enumerate(episodes):
             if "joint_positions" not in ep.infos or "joint_velocities" not in ep.infos:
@@ -133,10 +171,15 @@ def export_bag(episodes: list[Episode], path: str | Path, profile, *, storage: s
             q, qd = np.asarray(ep.infos["joint_positions"]), np.asarray(ep.infos["joint_velocities"])
             t = np.asarray(ep.time_s, dtype=np.float64)
             t_ns = offset_ns + np.round((t - t[0]) * _NS).astype(np.int64)
-            cmd = action_to_command(ep.actions, profile)
+            if env is None:
+                cmd = action_to_command(ep.actions, profile)
+            else:
+                from robot_rl.data.relabel import flat_observations
+
+                cmd = env_commands(env, ep.actions, flat_observations(ep.observations)[:len(ep.actions)])
             if isinstance(ep.observations, dict) and goal_key in ep.observations:
                 goal = np.asarray(ep.observations[goal_key][0], dtype=np.float64)
-                writer.write(c_goal, int(t_ns[0]), TYPESTORE.serialize_cdr(_f64_array(goal), F64_ARRAY))
+                writer.write(c_goal, int(t_ns[0]), _goal_message(goal, profile, int(t_ns[0])))
             for k in range(len(t)):
                 msg = JointState(header=Header(stamp=_stamp(t_ns[k]), frame_id=""), name=names,
                                  position=q[k].astype(np.float64), velocity=qd[k].astype(np.float64),
@@ -260,7 +303,7 @@ def _goals(raw: RawMessages, topic: str, env, profile, report: LoadReport, undec
         got = [(t, _goal_vector(m)) for t, m in _decode(raw, in_use, (F64_ARRAY,), report, undecodable)]
         if got:
             return [(t, g) for t, g in got if len(g)]
-    msgs = _decode(raw, topic, (F64_ARRAY, "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PointStamped",
+    msgs = _decode(raw, topic, (F64_ARRAY, POSE, "geometry_msgs/msg/PointStamped",
                                 "geometry_msgs/msg/Point"), report, undecodable)
     task = getattr(env, "task", None)
     box = getattr(task, "goal_box", None)
