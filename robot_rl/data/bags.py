@@ -91,41 +91,47 @@ def command_to_action(commands: np.ndarray, profile) -> np.ndarray:
     return np.clip((np.asarray(commands, dtype=np.float64) - (hi + lo) / 2.0) / ((hi - lo) / 2.0), -1.0, 1.0)
 
 
+def _env_map(env, observations) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """``(center (T, n_act) or (n_act,), half_range, delta)`` of a position env's action map, the observed joints
+    its ``action_reference()`` names (read from the flat ``observations``) added to the center for delta targets;
+    None for envs without an action map.
+    """
+    u = env.unwrapped
+    if not hasattr(u, "action_map"):
+        return None
+    center, half = (np.asarray(v, dtype=np.float64) for v in u.action_map())
+    reference = u.action_reference() if hasattr(u, "action_reference") else None
+    if reference is None:
+        return center, half, False
+    idx = [list(u.obs_names).index(n) for n in reference]
+    return center + np.asarray(observations, dtype=np.float64)[:, idx], half, True
+
+
 def env_actions(env, commands: np.ndarray, observations: np.ndarray) -> np.ndarray:
     """Logged commands ``(T, n_act)`` [command units] -> ``env``'s normalized actions, clipped to [-1, 1]: a
     position env's ``action_map()`` (for delta targets, offsets from the observed joints its ``action_reference()``
     names, read from the flat ``observations`` ``(T, >= n_obs)`` the commands answered), else the profile's command
     range (``command_to_action``).
     """
-    u = env.unwrapped
     commands = np.asarray(commands, dtype=np.float64)
-    if not hasattr(u, "action_map"):
-        return command_to_action(commands, u.profile)
-    center, half = (np.asarray(v, dtype=np.float64) for v in u.action_map())
-    reference = u.action_reference() if hasattr(u, "action_reference") else None
-    if reference is not None:
-        idx = [list(u.obs_names).index(n) for n in reference]
-        center = center + np.asarray(observations, dtype=np.float64)[:, idx]
-    return np.clip((commands - center) / half, -1.0, 1.0)
+    m = _env_map(env, observations)
+    if m is None:
+        return command_to_action(commands, env.unwrapped.profile)
+    return np.clip((commands - m[0]) / m[1], -1.0, 1.0)
 
 
 def env_commands(env, actions: np.ndarray, observations: np.ndarray) -> np.ndarray:
     """``env``'s normalized actions ``(T, n_act)`` -> the commands the robot is sent [command units], the inverse of
-    ``env_actions``: a position env's ``action_map()`` (delta targets: added to the observed joints its
-    ``action_reference()`` names, read from the flat ``observations`` ``(T, >= n_obs)``, and clipped to the command
-    limits as the exported policy does), else the profile's command range (``action_to_command``).
+    ``env_actions`` (delta targets are clipped to the command limits, as the exported policy does).
     """
-    u = env.unwrapped
     actions = np.asarray(actions, dtype=np.float64)
-    if not hasattr(u, "action_map"):
-        return action_to_command(actions, u.profile)
-    center, half = (np.asarray(v, dtype=np.float64) for v in u.action_map())
-    reference = u.action_reference() if hasattr(u, "action_reference") else None
-    if reference is None:
-        return center + half * actions
-    idx = [list(u.obs_names).index(n) for n in reference]
-    q = np.asarray(observations, dtype=np.float64)[:, idx]
-    return np.clip(center + q + half * actions, u.profile.command_min, u.profile.command_max)
+    profile = env.unwrapped.profile
+    m = _env_map(env, observations)
+    if m is None:
+        return action_to_command(actions, profile)
+    center, half, delta = m
+    cmd = center + half * actions
+    return np.clip(cmd, profile.command_min, profile.command_max) if delta else cmd
 
 
 def _goal_message(goal: np.ndarray, profile, stamp_ns: int) -> bytes:
