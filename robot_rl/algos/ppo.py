@@ -195,7 +195,7 @@ class PpoLearner:
         self.iteration = 0
         self.segment = 0
         self._stats: dict[str, list[float]] = {}
-        self._episodes: list[tuple[float, int, float]] = []
+        self.finished_episodes: list[tuple[float, int, float]] = []
 
     def begin_segment(self, segment: int) -> None:
         """Reset all envs with seeds derived from (seed, segment); partial episodes are dropped."""
@@ -206,7 +206,8 @@ class PpoLearner:
         self._ep_return = np.zeros(self.cfg.num_envs)
         self._ep_len = np.zeros(self.cfg.num_envs, dtype=np.int64)
 
-    def _normalize(self, obs: torch.Tensor, update: bool) -> torch.Tensor:
+    def normalize(self, obs: torch.Tensor, update: bool) -> torch.Tensor:
+        """Normalized observations ``[..., n_obs]`` (``update``: fold them into the running statistics first)."""
         if update and isinstance(self.normalizer, RunningNormalizer):
             self.normalizer.update(obs)
         return self.normalizer(obs)
@@ -218,7 +219,7 @@ class PpoLearner:
                 collect_ppo_rollout(self, self.env)
             else:
                 self._rollout()
-            self._update()
+            self.update()
             self.iteration += 1
 
     def _np_forward(self, which: int, obs: np.ndarray) -> np.ndarray:
@@ -329,7 +330,7 @@ class PpoLearner:
             succ = infos.get("is_success")
             for i in np.flatnonzero(ended):
                 success = float(bool(np.asarray(succ)[i])) if succ is not None else float("nan")
-                self._episodes.append((float(self._ep_return[i]), int(self._ep_len[i]), success))
+                self.finished_episodes.append((float(self._ep_return[i]), int(self._ep_len[i]), success))
                 self._ep_return[i], self._ep_len[i] = 0.0, 0
             obs_raw = np.asarray(flatten_goal_obs(next_obs), dtype=np.float32).copy()
             if self.n_priv:
@@ -344,7 +345,7 @@ class PpoLearner:
         adv, ret = gae_numpy(s_rew, s_val, s_done, last_values, c.gamma, c.gae_lambda)
         s.advantages, s.returns = torch.from_numpy(adv), torch.from_numpy(ret)
 
-    def _update(self) -> None:
+    def update(self) -> None:
         """``n_epochs`` passes of minibatch gradient steps over the rollout in ``self.storage`` (KL early stop)."""
         c, s = self.cfg, self.storage
         if c.lr_schedule == "linear":
@@ -433,11 +434,11 @@ class PpoLearner:
         for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "learning_rate"):
             vals = self._stats.get(k, [])
             out[k] = float(np.mean(vals)) if vals else float("nan")
-        eps = self._episodes
+        eps = self.finished_episodes
         out["episodes"] = float(len(eps))
         out["train_return"] = float(np.mean([e[0] for e in eps])) if eps else float("nan")
         out["train_length"] = float(np.mean([e[1] for e in eps])) if eps else float("nan")
-        self._stats, self._episodes = {}, []
+        self._stats, self.finished_episodes = {}, []
         if self.ray_rollouts:  # batches, stale batches dropped, worker restarts: into metrics.csv
             out.update(self.env.pop_stats())
         if hasattr(self.env, "pop_train_stats"):  # e.g. reward terms, tracking errors and falls of legged tasks
@@ -459,7 +460,7 @@ class PpoLearner:
                 "priv_normalizer": self.priv_normalizer.state_dict(),
                 "opt": copy.deepcopy(self.opt.state_dict()), "env_steps": self.env_steps, "iteration": self.iteration,
                 "segment": self.segment, "stats": {k: list(v) for k, v in self._stats.items()},
-                "episodes": [list(e) for e in self._episodes]}
+                "episodes": [list(e) for e in self.finished_episodes]}
 
     def load_state_dict(self, s: dict) -> None:
         self.actor.load_state_dict(s["actor"])
@@ -471,7 +472,7 @@ class PpoLearner:
         load_adam_state(self.opt, s["opt"], self.flat)
         self.env_steps, self.iteration, self.segment = s["env_steps"], s["iteration"], s["segment"]
         self._stats = {k: list(v) for k, v in s["stats"].items()}
-        self._episodes = [tuple(e) for e in s["episodes"]]
+        self.finished_episodes = [tuple(e) for e in s["episodes"]]
 
     def close(self) -> None:
         self.env.close()

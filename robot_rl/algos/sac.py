@@ -200,10 +200,10 @@ class SacLearner:
         self.n_updates = 0
         self.updates_due = 0.0
         self.segment = 0
-        self._pending_obs: list[np.ndarray] = []
+        self.pending_obs: list[np.ndarray] = []
         self._stats = torch.zeros(5)  # critic_loss, actor_loss, alpha, entropy, q_mean (sums)
         self._stats_n = 0
-        self._episodes: list[tuple[float, int, float]] = []
+        self.finished_episodes: list[tuple[float, int, float]] = []
         self._obs: np.ndarray | None = None
 
     def _goal_replay(self, cfg: SacExperiment) -> GoalReplayBuffer:
@@ -282,12 +282,12 @@ class SacLearner:
                                 env.achieved_goal, terminated or truncated)
             else:
                 self.replay.add(obs, action, float(rew) * c.reward_scale, next_obs, bool(terminated))
-            self._pending_obs.append(obs)
+            self.pending_obs.append(obs)
             self._ep_return += float(rew)
             self._ep_len += 1
             self.env_steps += 1
             if terminated or truncated:
-                self._episodes.append((self._ep_return, self._ep_len, episode_success(info)))
+                self.finished_episodes.append((self._ep_return, self._ep_len, episode_success(info)))
                 obs2, _ = env.reset()
                 self._obs = np.asarray(obs2, dtype=np.float32)
                 self._ep_return, self._ep_len = 0.0, 0
@@ -300,13 +300,13 @@ class SacLearner:
                     self.update()
 
     def _fold_normalizer(self) -> None:
-        if self._pending_obs and isinstance(self.normalizer, RunningNormalizer):
-            self.normalizer.update(torch.from_numpy(np.stack(self._pending_obs)))
-        self._pending_obs.clear()
+        if self.pending_obs and isinstance(self.normalizer, RunningNormalizer):
+            self.normalizer.update(torch.from_numpy(np.stack(self.pending_obs)))
+        self.pending_obs.clear()
 
     def update(self) -> None:
         """One SAC gradient update (critics, actor, temperature in one step), then Polyak-averaged targets."""
-        if len(self._pending_obs) >= 16 or self.n_updates == 0:
+        if len(self.pending_obs) >= 16 or self.n_updates == 0:
             self._fold_normalizer()
         b = self.replay.sample()
         noise = torch.randn(2 * b.obs.shape[0], self.n_act)  # rows :B policy action at obs, B: target action
@@ -374,7 +374,7 @@ class SacLearner:
         vals = (self._stats / max(self._stats_n, 1)).tolist()
         for k, v in zip(names, vals):
             out[k] = v if self._stats_n else float("nan")
-        eps = self._episodes
+        eps = self.finished_episodes
         out["episodes"] = float(len(eps))
         out["train_return"] = float(np.mean([e[0] for e in eps])) if eps else float("nan")
         out["train_length"] = float(np.mean([e[1] for e in eps])) if eps else float("nan")
@@ -382,7 +382,7 @@ class SacLearner:
             out.update(self.source.pop_stats())
         self._stats.zero_()
         self._stats_n = 0
-        self._episodes = []
+        self.finished_episodes = []
         return out
 
     def policy_module(self) -> PolicyModule:
@@ -399,10 +399,10 @@ class SacLearner:
         return {"flat": self.flat.clone(), "target_flat": self.target_flat.clone(),
                 "normalizer": self.normalizer.state_dict(), "opt": copy.deepcopy(self.opt.state_dict()),
                 "replay": self.replay.state_dict(),
-                "pending_obs": torch.from_numpy(np.stack(self._pending_obs)) if self._pending_obs else None,
+                "pending_obs": torch.from_numpy(np.stack(self.pending_obs)) if self.pending_obs else None,
                 "env_steps": self.env_steps, "n_updates": self.n_updates, "updates_due": self.updates_due,
                 "segment": self.segment, "stats": self._stats.clone(), "stats_n": self._stats_n,
-                "episodes": [list(e) for e in self._episodes]}
+                "episodes": [list(e) for e in self.finished_episodes]}
 
     def load_state_dict(self, s: dict) -> None:
         if s["flat"].shape != self.flat.shape:
@@ -415,12 +415,12 @@ class SacLearner:
         load_adam_state(self.opt, s["opt"], self.flat)
         self.replay.load_state_dict(s["replay"])
         pending = s["pending_obs"]
-        self._pending_obs = [] if pending is None else list(pending.numpy())
+        self.pending_obs = [] if pending is None else list(pending.numpy())
         self.env_steps, self.n_updates, self.updates_due = s["env_steps"], s["n_updates"], s["updates_due"]
         self.segment = s["segment"]
         self._stats.copy_(s["stats"])
         self._stats_n = s["stats_n"]
-        self._episodes = [tuple(e) for e in s["episodes"]]
+        self.finished_episodes = [tuple(e) for e in s["episodes"]]
 
     def close(self) -> None:
         self.env.close()

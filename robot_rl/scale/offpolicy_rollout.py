@@ -34,8 +34,8 @@ def offpolicy_train_until(learner: OffPolicyLearner, source, target_step: int, b
             obs, act, rew, nxt, term = transitions(batch)
             for k in range(obs.shape[0]):
                 learner.replay.add(obs[k], act[k], float(rew[k]) * c.reward_scale, nxt[k], bool(term[k]))
-                learner._pending_obs.append(obs[k])
-            learner._episodes.extend(batch["episodes"])
+                learner.pending_obs.append(obs[k])
+            learner.finished_episodes.extend(batch["episodes"])
             before, learner.env_steps = learner.env_steps, learner.env_steps + obs.shape[0]
             # as the local loop: utd_ratio updates for every env step counted at or after learning_starts
             due_steps = learner.env_steps - max(before, c.learning_starts - 1)

@@ -36,7 +36,7 @@ def collect_ppo_rollout(learner: OnPolicyLearner, source) -> None:
     T, N, n_obs = obs_raw.shape
     if (T, N) != (c.n_steps, c.num_envs):
         raise ValueError(f"rollout source returned [{T}, {N}] steps x envs, PPO expects [{c.n_steps}, {c.num_envs}]")
-    obs = learner._normalize(obs_raw, update=False)
+    obs = learner.normalize(obs_raw, update=False)
     s.obs[:] = obs
     s.actions[:] = _stack(batches, "actions")
     s.log_probs[:] = _stack(batches, "log_probs")
@@ -52,22 +52,22 @@ def collect_ppo_rollout(learner: OnPolicyLearner, source) -> None:
             boot = trunc[t, offset + i] & ~term[t, offset + i]
             if boot.any():
                 sel = boot.numpy()
-                final = learner._normalize(torch.from_numpy(b["final_obs"][sel].copy()), update=False)
+                final = learner.normalize(torch.from_numpy(b["final_obs"][sel].copy()), update=False)
                 rew[t[sel], offset + i[sel]] += c.gamma * learner.critic(final).squeeze(-1)
         offset += n
     s.rewards[:] = rew
     s.dones[:] = term.float()
     last_obs = torch.from_numpy(np.concatenate([b["last_obs"] for b in batches]))
-    s.compute_returns(learner.critic(learner._normalize(last_obs, update=False)).squeeze(-1), c.gamma, c.gae_lambda)
-    learner._normalize(obs_raw.reshape(-1, n_obs), update=True)  # fold this batch into the running statistics
+    s.compute_returns(learner.critic(learner.normalize(last_obs, update=False)).squeeze(-1), c.gamma, c.gae_lambda)
+    learner.normalize(obs_raw.reshape(-1, n_obs), update=True)  # fold this batch into the running statistics
     for b in batches:
-        learner._episodes.extend(b["episodes"])
+        learner.finished_episodes.extend(b["episodes"])
     learner.env_steps += T * N
 
 
 def ppo_train_until(learner: OnPolicyLearner, source, target_step: int) -> None:
-    """Whole PPO iterations (source rollout + ``learner._update()``) until ``learner.env_steps >= target_step``."""
+    """Whole PPO iterations (source rollout + ``learner.update()``) until ``learner.env_steps >= target_step``."""
     while learner.env_steps < target_step:
         collect_ppo_rollout(learner, source)
-        learner._update()
+        learner.update()
         learner.iteration += 1

@@ -6,9 +6,9 @@ passes itself to the snapshot builders (``robot_rl.scale.worker``) and to the ro
 ``SacLearner`` and ``PpoLearner`` satisfy them (tests/scale/test_scale_protocol.py checks it), so renaming one of
 these members in a learner fails that test rather than a Ray run.
 
-The underscored members are learner state the rollout loops update in place exactly as the learner's own env loop
-does (pending observations for the normalizer, finished-episode statistics, the normalizer and update calls); they
-are listed here so that the coupling is written down in one place.
+The rollout loops update two pieces of learner state in place exactly as the learner's own env loop does:
+``pending_obs`` (raw observations for the normalizer) and ``finished_episodes`` (episode statistics); every member
+used is public and listed here, so the coupling is written down in one place.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ class OffPolicyLearner(SnapshotLearner, Protocol):
     """Fractional updates owed (``utd_ratio`` per env step after ``cfg.learning_starts``)."""
     replay: Any
     """``add(obs, act, rew, next_obs, done)`` (``robot_rl.data.replay.ReplayBuffer``)."""
-    _pending_obs: list[np.ndarray]
+    pending_obs: list[np.ndarray]
     """Raw observations not yet folded into the normalizer."""
-    _episodes: list[tuple[float, int, float]]
+    finished_episodes: list[tuple[float, int, float]]
     """Finished episodes ``(return, length, success)`` since the last ``pop_stats``."""
 
     def update(self) -> None: ...
@@ -68,8 +68,11 @@ class OnPolicyLearner(GaussianSnapshotLearner, Protocol):
     """``robot_rl.data.rollout.RolloutStorage`` of ``[cfg.n_steps, cfg.num_envs]``."""
     critic: Callable[[torch.Tensor], torch.Tensor]
     """Normalized obs ``[..., n_obs]`` -> value ``[..., 1]``."""
-    _episodes: list[tuple[float, int, float]]
+    finished_episodes: list[tuple[float, int, float]]
+    """Finished episodes ``(return, length, success)`` since the last ``pop_stats``."""
 
-    def _normalize(self, obs: torch.Tensor, update: bool) -> torch.Tensor: ...
+    def normalize(self, obs: torch.Tensor, update: bool) -> torch.Tensor:
+        """Normalized observations (``update``: fold them into the running statistics first)."""
 
-    def _update(self) -> None: ...
+    def update(self) -> None:
+        """One PPO update on the filled rollout storage."""

@@ -179,7 +179,7 @@ def test_update_matches_torch_adam_on_the_unpacked_networks():
     table = torch.cat([s.obs.reshape(n, -1), s.actions.reshape(n, -1), s.log_probs.reshape(n, 1),
                        s.values.reshape(n, 1), s.advantages.reshape(n, 1), s.returns.reshape(n, 1)], dim=1)
     gen_state = torch.get_rng_state()
-    learner._update()
+    learner.update()
     torch.set_rng_state(gen_state)
     k = learner.n_obs + learner.n_act
     lr = ref.param_groups[0]["lr"]
