@@ -126,8 +126,6 @@ class ReachExpert:
         d.qpos[self.qadr] = q
         mj.mj_kinematics(m, d)
         mj.mj_comPos(m, d)
-        mj.mj_crb(m, d)
-        mj.mj_fullM(m, d, self.M)
         mj.mj_jacSite(m, d, self.jac, None, self.sid)
         J = self.jac[:, self.dadr]
         v = self.k * (np.asarray(obs["desired_goal"], dtype=np.float64) - d.site_xpos[self.sid])
@@ -138,6 +136,8 @@ class ReachExpert:
         qd_des = Jp @ v + (np.eye(n) - Jp @ J) @ (self.kn * (self.home - q))
         if self.position_rate is not None:
             return np.clip(qd_des * self.position_rate, -1.0, 1.0)
+        mj.mj_crb(m, d)  # the mass matrix: only the torque law needs it
+        mj.mj_fullM(m, d, self.M)
         tau = self.M[np.ix_(self.dadr, self.dadr)] @ (self.kv * (qd_des - qd))
         return np.clip(tau / self.half, -1.0, 1.0)
 
