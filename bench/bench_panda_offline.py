@@ -60,8 +60,9 @@ def expert_policy():
     """The noise-free scripted expert as a ``(1, n_obs) tensor -> (1, n_act)`` policy on flat observations."""
     from robot_rl.envs import make
 
-    expert = ReachExpert(make(ENV_ID))
-    n_obs = 17
+    env = make(ENV_ID)
+    expert = ReachExpert(env)
+    n_obs = len(env.unwrapped.obs_names)
 
     def act(obs):
         o = obs[0].numpy().astype(np.float64)

@@ -58,14 +58,10 @@ class JointStateAPI:
         ``last_action``: the action of the step before, for tasks whose reward reads it (action-rate costs);
         None = zeros, as at an episode's first step.
         """
+        action = np.asarray(action, dtype=np.float64)
         if not self._tracks_last_action:
-            return float(self._evaluate(np.asarray(action, dtype=np.float64))[0])
-        kept = self._last_action.copy()  # (the env's own, for its next step)
-        self._last_action[:] = 0.0 if last_action is None else last_action
-        try:
-            return float(self._evaluate(np.asarray(action, dtype=np.float64))[0])
-        finally:
-            self._last_action[:] = kept
+            return float(self._evaluate(action)[0])
+        return float(self.terms.evaluate(action, np.zeros_like(action) if last_action is None else last_action)[0])
 
     def package_observation(self, flat_obs: np.ndarray):
         """Flat observation ``(n_obs,)`` -> what ``step`` returns: the array itself, or for goal-conditioned tasks

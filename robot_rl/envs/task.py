@@ -419,10 +419,12 @@ class BoundTask:
                 out[name] = env._goal
         return out
 
-    def evaluate(self, action: np.ndarray) -> tuple[float, bool, bool | None]:
-        """(reward, terminated, is_success or None) of the env's current state for the normalized ``action``."""
+    def evaluate(self, action: np.ndarray, last_action: np.ndarray | None = None) -> tuple[float, bool, bool | None]:
+        """(reward, terminated, is_success or None) of the env's current state for the normalized ``action``
+        (``last_action``: the previous step's, for ``last_action`` inputs; default the env's own).
+        """
         if self._eval is None:
-            return evaluate_terms(self.spec, self.input_values(action))
+            return evaluate_terms(self.spec, self.input_values(action, last_action))
         a = action
         if a.dtype != np.float64 or not (a.flags.c_contiguous and a.flags.writeable):
             a = np.array(a, dtype=np.float64)  # (the evaluator is compiled for this array type)
