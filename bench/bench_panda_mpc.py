@@ -1,5 +1,6 @@
 """Replan timing of mpc_node's planner on the Franka Panda (config/mpc_panda.yaml: iLQR, horizon 30, the exact
-model with 10 x 2 ms substeps per control period) while it reaches goals, and the finite-difference floor.
+model with 10 x 2 ms substeps per control period; or ``--config config/mpc_panda_sampling.yaml``: predictive
+sampling on the same model) while it reaches goals, and the finite-difference floor.
 
 * Planner: ``build_mpc(config/mpc_panda.yaml)``, the object mpc_node runs, replanned synchronously once per
   0.02 s control period from the measured state (``MPCController.replan``: warm-started from the previous plan,
@@ -13,6 +14,8 @@ model with 10 x 2 ms substeps per control period) while it reaches goals, and th
   the planning model at home, best of repeats.
 
     .venv/bin/python bench/bench_panda_mpc.py --goals 6 --out bench/results/panda_mpc.md
+    .venv/bin/python bench/bench_panda_mpc.py --goals 6 --config config/mpc_panda_sampling.yaml \
+        --out bench/results/panda_mpc_sampling.md
     .venv/bin/pytest -m bench bench/bench_panda_mpc.py      # short run with sanity checks
 """
 
@@ -60,12 +63,14 @@ def floor_ms(rt, repeats: int = 5) -> tuple[float, float]:
     return fd * 1e3, step * 1e6
 
 
-def run(goals: int, goal_s: float, seed: int, overrides=()) -> dict:
+def run(goals: int, goal_s: float, seed: int, overrides=(), config: str = CONFIG) -> dict:
     from robot_rl.control.factory import MpcConfig, build_mpc
     from robot_rl.core.config import load_config
 
-    cfg = load_config(MpcConfig, REPO / CONFIG, overrides=list(overrides))
+    cfg = load_config(MpcConfig, REPO / config, overrides=list(overrides))
     rt = build_mpc(cfg)
+    # iLQR runs on the calling thread; the sampling planner's rollouts on mujoco.rollout's threads
+    cpu_clock = time.thread_time if cfg.planner == "ilqr" else time.process_time
     p = rt.profile
     plant = p.load_model()  # the robot: contacts on, gravity on, compensated below like PandaReach-v0
     comp = p.load_model()
@@ -87,16 +92,18 @@ def run(goals: int, goal_s: float, seed: int, overrides=()) -> dict:
     prev, t = d.qpos.copy(), 0.0
     wall, cpu, phases, results = [], [], [], []
     n_per_goal = round(goal_s / dt)
+    every = max(1, round(cfg.mpc.replan_period_s / dt))
     for g in targets:
         rt.set_goal(g)
         reached_s = None
         for k in range(n_per_goal):
             x = np.concatenate([d.qpos, d.qvel])
-            w0, c0 = time.perf_counter(), time.thread_time()
-            sol = ctl.replan(x, t)
-            cpu.append(time.thread_time() - c0)
-            wall.append(time.perf_counter() - w0)
-            phases.append([sol.timings_s.get(key, 0.0) for key in ("derivatives", "backward", "forward")])
+            if k % every == 0:  # mpc_node's planner thread replans every mpc.replan_period_s
+                w0, c0 = time.perf_counter(), cpu_clock()
+                sol = ctl.replan(x, t)
+                cpu.append(cpu_clock() - c0)
+                wall.append(time.perf_counter() - w0)
+                phases.append([sol.timings_s.get(key, 0.0) for key in ("derivatives", "backward", "forward")])
             u = np.clip(rt.command_from_control(ctl.action(x, t)), prev - rate, prev + rate)
             prev = u
             d.ctrl[:] = u
@@ -115,9 +122,9 @@ def run(goals: int, goal_s: float, seed: int, overrides=()) -> dict:
     fd_ms, step_us = floor_ms(rt)
     stats = ctl.stats()
     wall_ms, cpu_ms = np.asarray(wall) * 1e3, np.asarray(cpu) * 1e3
-    return {"config": cfg, "wall_ms": wall_ms, "cpu_ms": cpu_ms, "phases_ms": np.asarray(phases) * 1e3,
-            "results": results, "floor_ms": fd_ms, "step_us": step_us, "warm_s": warm_s, "stats": stats,
-            "load": os.getloadavg()}
+    return {"config": cfg, "config_path": config, "wall_ms": wall_ms, "cpu_ms": cpu_ms,
+            "phases_ms": np.asarray(phases) * 1e3, "results": results, "floor_ms": fd_ms, "step_us": step_us,
+            "warm_s": warm_s, "stats": stats, "load": os.getloadavg()}
 
 
 def pct(a, q):
@@ -132,36 +139,60 @@ def report(r: dict, command: str) -> str:
     misses = int(np.sum(w > cfg.mpc.replan_budget_s * 1e3))
     load = r["load"]
     wall_ok, cpu_ok = pct(w, 99) <= TARGET_P99_MS, pct(c, 99) <= TARGET_P99_MS
+    ilqr = cfg.planner == "ilqr"
+    sm = cfg.sampling
+    busy = 1.5 if ilqr else 1.5 + cfg.nthread  # the load the bench itself makes, plus a margin
+    if ilqr:
+        what = (f"iLQR, horizon {T} ({T * cfg.mpc.control_period_s:.1f} s), {cfg.ilqr.max_iterations} iteration and "
+                f"{cfg.ilqr.line_search_steps} line-search trial per replan, exact planning model (10 x 2 ms substeps "
+                f"per control period; `{cfg.jacobian}` Jacobians;")
+    else:
+        what = (f"{cfg.planner} sampling, horizon {T} ({T * cfg.mpc.control_period_s:.1f} s), {sm.num_samples} "
+                f"samples x {sm.iterations} iteration per replan on {cfg.nthread or 1} rollout thread(s), noise "
+                f"{sm.noise_std} x half range at {sm.knots or T} knots, scales {list(sm.noise_scales)}, exact "
+                "planning model (10 x 2 ms substeps per control period;")
+    if ilqr:
+        rows = [
+            f"| replan CPU time of the planner thread [ms] | {pct(c, 50):.2f} | {pct(c, 99):.2f} | {c.max():.2f} |",
+            f"| - derivatives (FD Jacobians + cost expansion) [ms] | {pct(ph[:, 0], 50):.2f} | "
+            f"{pct(ph[:, 0], 99):.2f} | {ph[:, 0].max():.2f} |",
+            f"| - backward pass [ms] | {pct(ph[:, 1], 50):.2f} | {pct(ph[:, 1], 99):.2f} | {ph[:, 1].max():.2f} |",
+            f"| - forward pass (closed loop + cost) [ms] | {pct(ph[:, 2], 50):.2f} | {pct(ph[:, 2], 99):.2f} | "
+            f"{ph[:, 2].max():.2f} |"]
+        floor = (f"Floor: {T} x one `mjd_transitionFD` call on the planning model = **{r['floor_ms']:.2f} ms** "
+                 f"({r['floor_ms'] / T * 1e3:.0f} us per call; one `mj_step` {r['step_us']:.1f} us, so a 300-step "
+                 f"rollout of the horizon is ~{300 * r['step_us'] / 1e3:.1f} ms). Replan wall p50 = "
+                 f"{pct(w, 50) / r['floor_ms']:.1f}x floor (a replan = the warm start's closed-loop rollout, the "
+                 "Jacobians, the backward pass and one forward pass: two 300-step rollouts besides the floor).")
+    else:
+        threads = max(cfg.nthread, 1)
+        n_roll = sm.num_samples * sm.iterations + (cfg.planner != "predictive")  # CEM / MPPI also score the mean
+        roll_ms = n_roll * 300 * r["step_us"] / 1e3
+        rows = [f"| replan CPU time of the process (all rollout threads) [ms] | {pct(c, 50):.2f} | {pct(c, 99):.2f} "
+                f"| {c.max():.2f} |"]
+        floor = (f"Floor: {n_roll} rollouts of 300 `mj_step` calls at {r['step_us']:.1f} us = {roll_ms:.1f} ms of "
+                 "physics, "
+                 f"**{roll_ms / threads:.1f} ms** on {threads} thread(s). Replan wall p50 = "
+                 f"{pct(w, 50) / (roll_ms / threads):.1f}x floor.")
     lines = [
-        "# mpc_node's planner on the Franka Panda (iLQR, exact model)", "",
-        machine_header(), "",
+        f"# mpc_node's planner on the Franka Panda ({'iLQR' if ilqr else cfg.planner + ' sampling'}, exact model)",
+        "", machine_header(), "",
         f"Command: `{command}`", "",
-        f"Planner: `{CONFIG}` as mpc_node builds it (`build_mpc`): iLQR, horizon {T} "
-        f"({T * cfg.mpc.control_period_s:.1f} s), {cfg.ilqr.max_iterations} iteration and "
-        f"{cfg.ilqr.line_search_steps} line-search trial per replan, exact planning model (10 x 2 ms substeps per "
-        f"control period; `{cfg.jacobian}` Jacobians; gravity compensated; contacts off; servo force clamp off; "
-        "fusestatic), warm-started from the previous plan. Plant: the Panda MJCF with "
+        f"Planner: `{r['config_path']}` as mpc_node builds it (`build_mpc`): {what} gravity compensated; contacts "
+        "off; servo force clamp off; fusestatic), warm-started from the previous plan. Plant: the Panda MJCF with "
         "contacts and PandaReach-v0's nominal gravity compensation, command rate-limited like the safety filter "
         f"(1.5 rad/s). {len(r['results'])} goals uniform in the task's goal box, {len(w) // len(r['results'])} "
-        f"replans (one per 0.02 s period) each: {len(w)} replans. Cold warm start from home: {r['warm_s']:.2f} s "
-        f"({cfg.warmup_iterations} iterations).", "",
+        f"replans (one per {cfg.mpc.replan_period_s:g} s) each: {len(w)} replans. Cold warm start from home: "
+        f"{r['warm_s']:.2f} s ({cfg.warmup_iterations} iterations).", "",
         f"Load average during the run: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) on "
         f"{os.cpu_count()} cores" + (" -- HIGH: other jobs hold the cores, so wall times are inflated; the CPU "
-                                     "time column is what the replan costs the planner thread" if load[0] > 1.5
-                                     else "") + ".", "",
+                                     "time column is what the replan costs the planner thread" if load[0] > busy
+                                     else f" (the planner's {cfg.nthread} rollout threads and the loop count in it)"
+                                     if not ilqr else "") + ".", "",
         "| quantity | p50 | p99 | max |", "|---|---|---|---|",
         f"| replan wall time [ms] | {pct(w, 50):.2f} | {pct(w, 99):.2f} | {w.max():.2f} |",
-        f"| replan CPU time of the planner thread [ms] | {pct(c, 50):.2f} | {pct(c, 99):.2f} | {c.max():.2f} |",
-        f"| - derivatives (FD Jacobians + cost expansion) [ms] | {pct(ph[:, 0], 50):.2f} | {pct(ph[:, 0], 99):.2f} | "
-        f"{ph[:, 0].max():.2f} |",
-        f"| - backward pass [ms] | {pct(ph[:, 1], 50):.2f} | {pct(ph[:, 1], 99):.2f} | {ph[:, 1].max():.2f} |",
-        f"| - forward pass (closed loop + cost) [ms] | {pct(ph[:, 2], 50):.2f} | {pct(ph[:, 2], 99):.2f} | "
-        f"{ph[:, 2].max():.2f} |", "",
-        f"Floor: {T} x one `mjd_transitionFD` call on the planning model = **{r['floor_ms']:.2f} ms** "
-        f"({r['floor_ms'] / T * 1e3:.0f} us per call; one `mj_step` {r['step_us']:.1f} us, so a 300-step rollout of "
-        f"the horizon is ~{300 * r['step_us'] / 1e3:.1f} ms). Replan wall p50 = "
-        f"{pct(w, 50) / r['floor_ms']:.1f}x floor (a replan = the warm start's closed-loop rollout, the Jacobians, "
-        "the backward pass and one forward pass: two 300-step rollouts besides the floor).", "",
+        *rows, "",
+        floor, "",
         f"Deadline misses (wall > {cfg.mpc.replan_budget_s * 1e3:.0f} ms): {misses} of {len(w)} "
         f"({100 * misses / len(w):.1f} %). Goals reached within 0.02 m: {len(reached)} of {len(r['results'])}"
         + (f", in {min(reached):.2f}-{max(reached):.2f} s (median {np.median(reached):.2f} s)" if reached else "")
@@ -170,8 +201,10 @@ def report(r: dict, command: str) -> str:
         f"* Target: mpc_node replans at >= 50 Hz with p99 solve <= {TARGET_P99_MS:.0f} ms at horizon >= 30.",
         f"* Wall time p99 {pct(w, 99):.2f} ms: target **{'met' if wall_ok else 'missed'}** on this machine at this "
         f"load (sustainable replan rate at p99: {1e3 / pct(w, 99):.0f} Hz).",
-        f"* Planner-thread CPU time p99 {pct(c, 99):.2f} ms: **{'within' if cpu_ok else 'over'}** the target, i.e. "
-        f"on a core of its own the planner {'would' if cpu_ok else 'would not'} fit the period.",
+        (f"* Planner-thread CPU time p99 {pct(c, 99):.2f} ms: **{'within' if cpu_ok else 'over'}** the target, i.e. "
+         f"on a core of its own the planner {'would' if cpu_ok else 'would not'} fit the period." if ilqr else
+         f"* Process CPU time p99 {pct(c, 99):.2f} ms over {max(cfg.nthread, 1)} rollout thread(s): the cores the "
+         "planner needs to itself."),
     ]
     return "\n".join(lines) + "\n"
 
@@ -183,12 +216,13 @@ HAND_WRITTEN = "## Runs and reading"
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--goals", type=int, default=6)
-    ap.add_argument("--goal-s", type=float, default=2.0, help="seconds per goal (replans = 50 per second)")
+    ap.add_argument("--goal-s", type=float, default=2.0, help="seconds per goal")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", default=CONFIG, help="MPC config, relative to the repository (default %(default)s)")
     ap.add_argument("--set", action="append", default=[], help="MpcConfig override key=value (repeatable)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    r = run(a.goals, a.goal_s, a.seed, a.set)
+    r = run(a.goals, a.goal_s, a.seed, a.set, a.config)
     text = report(r, "python bench/bench_panda_mpc.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     if a.out:

@@ -16,7 +16,18 @@ ensemble particles): ``mean`` (expected cost) or ``max`` (worst case) — random
   scale-free.
 
 Noise is in the actuator's units: ``noise_std`` is a fraction of half the control range (or absolute for unlimited
-controls). All samples are clipped to the control limits before rollout.
+controls). All samples are clipped to the control limits before rollout. Two settings make a few samples enough on
+a many-joint robot (the Panda: 16 samples per replan, docs/control.md):
+
+* ``knots=K`` (``K >= 1``) draws the noise at K knots spread over the horizon and interpolates it linearly in between
+  (MJPC's spline parameterization; ``K = 1``: one constant offset): a smooth perturbation in ``K x nu`` numbers
+  instead of ``T x nu`` (white noise per step averages out through stiff servos). With ``K >= 2`` the first knot
+  (the current step) is not perturbed, so the command continues the warm-started plan without a jump at each
+  replan (on the Panda, jumps of a few centirad every 20 ms made its servos overshoot the datasheet's joint speed
+  between control steps, where the plan's cost cannot see it).
+* ``noise_scales=(1, 0.3, 0.1)``: sample ``i`` draws ``noise_std x noise_scales[i mod len]``, a search at several
+  scales at once: the coarse samples move the plan far, the fine ones settle it within millimetres (one scale
+  either stalls far from the goal or never settles).
 """
 
 from __future__ import annotations
@@ -50,6 +61,12 @@ class SamplingSettings:
     """CEM: weight of the old mean/std in the update (momentum)."""
     temperature: float = 0.3
     """MPPI: lambda as a multiple of the std of the sample costs."""
+    knots: int = field(default=0, metadata={"hash": "unless_default"})
+    """Noise drawn at this many knots over the horizon and interpolated linearly (module docstring); 0 = independent
+    noise at every step."""
+    noise_scales: tuple[float, ...] = field(default=(1.0,), metadata={"hash": "unless_default"})
+    """Per-sample multipliers of ``noise_std``, cycled over the samples (module docstring): several scales search far
+    and settle precisely at once."""
     scenario_aggregate: Literal["mean", "max"] = "mean"
     """How costs over the M scenarios combine: expected (mean) or worst case (max)."""
     time_budget_s: float = field(default=float("inf"), metadata={"allow_nonfinite": True})
@@ -62,6 +79,10 @@ class SamplingSettings:
             raise ValueError(f"num_elites must be in [1, num_samples={self.num_samples}], got {self.num_elites}")
         if not 0 <= self.smoothing < 1 or self.noise_std <= 0 or self.temperature <= 0:
             raise ValueError("need 0 <= smoothing < 1, noise_std > 0, temperature > 0")
+        if self.knots < 0:
+            raise ValueError(f"knots must be >= 0 (0 = independent noise per step), got {self.knots}")
+        if not self.noise_scales or not all(np.isfinite(v) and v > 0 for v in self.noise_scales):
+            raise ValueError(f"noise_scales must be positive numbers (at least one), got {list(self.noise_scales)}")
 
 
 def _scale(u_min: np.ndarray, u_max: np.ndarray) -> np.ndarray:
@@ -86,6 +107,23 @@ def initial_distribution(x0, U0, u_min: np.ndarray, u_max: np.ndarray, nx: int, 
     if prev_std is not None and prev_std.shape == (T, nu):
         std = np.maximum(prev_std, 0.5 * noise_std * scale)
     return x0, mean, std, scale
+
+
+def knot_matrix(T: int, knots: int) -> np.ndarray:
+    """``W [T, K]``: control step ``t`` as the linear interpolation of ``K`` knots at ``linspace(0, T-1, K)``
+    (``K = 1``: every step equals the one knot).
+    """
+    if knots < 1:
+        raise ValueError(f"knots must be >= 1 (0 = no knots: one free control per step), got {knots}")
+    if knots == 1:
+        return np.ones((T, 1))
+    at = np.linspace(0.0, T - 1, knots)
+    W = np.zeros((T, knots))
+    t = np.arange(T)
+    k = np.clip(np.searchsorted(at, t, side="right") - 1, 0, knots - 2)
+    frac = (t - at[k]) / (at[k + 1] - at[k])
+    W[t, k], W[t, k + 1] = 1.0 - frac, frac
+    return W
 
 
 def score(dynamics, cost, x0: np.ndarray, U: np.ndarray, aggregate: str = "mean") -> tuple[np.ndarray, np.ndarray]:
@@ -113,16 +151,31 @@ def solve(dynamics, cost, x0, U0, settings: SamplingSettings = SamplingSettings(
                                                 prev_std, "sampling.solve")
     T, nu = mean.shape
     n = settings.num_samples
-    best_U, best_c, history, it = mean, np.inf, [], 0
+    knots = settings.knots
+    if knots > T:
+        raise ValueError(f"sampling.solve: knots={knots} exceeds the horizon T={T}")
+    W = knot_matrix(T, knots) if knots else None
+    at = np.rint(np.linspace(0, T - 1, knots)).astype(int) if knots else None  # the knots' steps (their std)
+    scales = (np.resize(np.asarray(settings.noise_scales, float), n) if settings.noise_scales != (1.0,)
+              else None)
+    best_U, best_X, best_c, history, it = mean, None, np.inf, [], 0
     t_it, last = t_start, 0.0
     for it in range(1, settings.iterations + 1):  # noqa: B007 (reported)
-        eps = rng.standard_normal((n, T, nu)) * std
+        if W is None:
+            eps = rng.standard_normal((n, T, nu)) * std
+        else:
+            z = rng.standard_normal((n, knots, nu)) * std[at]
+            if knots > 1:
+                z[:, 0] = 0.0  # the current step's knot: the command continues the previous plan without a jump
+            eps = np.einsum("tk,nku->ntu", W, z)
+        if scales is not None:
+            eps *= scales[:, None, None]
         eps[0] = 0.0  # the current mean is always a candidate
         U = np.clip(mean[None] + eps, lo, hi)
-        c, _ = score(dynamics, cost, x0, U, settings.scenario_aggregate)
+        c, X = score(dynamics, cost, x0, U, settings.scenario_aggregate)
         i_best = int(np.argmin(c))
         if c[i_best] < best_c:
-            best_c, best_U = float(c[i_best]), U[i_best]
+            best_c, best_U, best_X = float(c[i_best]), U[i_best], X[0, i_best]
         history.append(best_c)
         if settings.method == "predictive":
             mean = best_U
@@ -151,12 +204,13 @@ def solve(dynamics, cost, x0, U0, settings: SamplingSettings = SamplingSettings(
     # the final mean may beat the best sample (CEM / MPPI average); score it once more when time allows
     # (one rollout: about 1 / num_samples of an iteration)
     if settings.method != "predictive" and time.perf_counter() + last / n < deadline:
-        c_mean, _ = score(dynamics, cost, x0, mean[None], settings.scenario_aggregate)
+        c_mean, X = score(dynamics, cost, x0, mean[None], settings.scenario_aggregate)
         if c_mean[0] < best_c:
-            best_c, best_U = float(c_mean[0]), mean
+            best_c, best_U, best_X = float(c_mean[0]), mean, X[0, 0]
     if state is not None:
         state["std"] = std
-    X = dynamics.rollout(x0, best_U[None])[0, 0]
+    # the chosen plan's trajectory under the first scenario, as rolled out above (no extra rollout)
+    X = dynamics.rollout(x0, best_U[None])[0, 0] if best_X is None else best_X
     return Solution(X=X, U=best_U, K=np.zeros((T, nu, dynamics.nx)), k=np.zeros((T, nu)), cost=best_c,
                     iterations=it, converged=False, reason="sampling budget", cost_history=history,
                     solve_time_s=time.perf_counter() - t_start)

@@ -352,11 +352,34 @@ def dump_yaml(obj: Any) -> str:
 
 
 def config_hash(obj: Any) -> str:
-    """Stable sha256 of a config's content (used in sidecars and run directories)."""
+    """Stable sha256 of a config's content (used in sidecars and run directories). A field declared with
+    ``metadata={"hash": "unless_default"}`` (an option added later whose default keeps the old behaviour) counts only
+    when set to another value, so adding it leaves the hashes of existing configs, and of the models trained from
+    them, unchanged.
+    """
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(to_dict(obj), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(_hashed(obj), sort_keys=True).encode()).hexdigest()
+
+
+def _hashed(obj: Any) -> Any:
+    """``to_dict`` without the fields that are at their default and marked ``hash: unless_default``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("hash") == "unless_default":
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                if value == default:
+                    continue
+            out[f.name] = _hashed(value)
+        return out
+    if isinstance(obj, (dict, types.MappingProxyType)):
+        return {k: _hashed(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_hashed(v) for v in obj]
+    return obj
 
 
 # --------------------------------------------------------------------------- field docs and flat parameters

@@ -133,10 +133,14 @@ class MpcNode(PolicyNode):
             ctl.set_state(x, now)
             return rt.command_from_control(ctl.action(x, now))
 
+        sm = cfg.sampling
+        search = (f"{cfg.jacobian} Jacobians" if cfg.planner == "ilqr" else
+                  f"{sm.num_samples} samples x {sm.iterations} iterations, noise at {sm.knots or 'every step'}"
+                  f"{' knots' if sm.knots else ''}")
         return builder, act, (f"{cfg.planner} MPC from {self.config_name} (parameter overrides: "
                               f"{_text(self.overrides)}; horizon {cfg.mpc.horizon}, budget {cfg.mpc.replan_budget_s} "
-                              f"s, {'coarse' if cfg.coarse_model else 'exact'} planning model with {cfg.jacobian} "
-                              f"Jacobians, cost {cfg.cost})")
+                              f"s, {'coarse' if cfg.coarse_model else 'exact'} planning model, {search}, cost "
+                              f"{cfg.cost})")
 
     def _warm_start_then_plan(self, x: np.ndarray, t_s: float) -> None:
         """Factory warm start from the first state (a long iLQR solve; the control loop meanwhile sends the fallback

@@ -1,6 +1,6 @@
 """MPC on the Franka Panda model (config/mpc_panda.yaml): the site_position / limit / servo_error cost terms against
 finite differences, the first-substep Jacobians, the planning model, goals, and a closed-loop reach on the exact
-model with the safety filter's rate limit."""
+model with the safety filter's rate limit, by iLQR and by predictive sampling (config/mpc_panda_sampling.yaml)."""
 
 from __future__ import annotations
 
@@ -123,13 +123,13 @@ def test_goal_errors_are_named(runtime):
         dataclasses.replace(cfg, env_id="")
 
 
-def test_closed_loop_reaches_two_goals_on_the_exact_model(runtime):
-    """Plant: the Panda MJCF with contacts, 10 x 2 ms per period, gravity exactly compensated, targets rate-limited
-    like the safety filter (1.5 rad/s); synchronous replans. The replan budget is 1 s: this tests control, not
-    timing (bench/bench_panda_mpc.py measures that), and a loaded test machine must not turn replans into deadline
-    misses and the arm into holding."""
-    rt = build_mpc(load_config(MpcConfig, "config/mpc_panda.yaml",
-                               overrides=["mpc.replan_budget_s=1.0", "mpc.replan_period_s=1.0"]))
+@pytest.mark.parametrize("config", ["config/mpc_panda.yaml", "config/mpc_panda_sampling.yaml"])
+def test_closed_loop_reaches_two_goals_on_the_exact_model(config):
+    """iLQR and predictive sampling. Plant: the Panda MJCF with contacts, 10 x 2 ms per period, gravity exactly
+    compensated, targets rate-limited like the safety filter (1.5 rad/s); synchronous replans. The replan budget is
+    1 s: this tests control, not timing (bench/bench_panda_mpc.py measures that), and a loaded test machine must not
+    turn replans into deadline misses and the arm into holding."""
+    rt = build_mpc(load_config(MpcConfig, config, overrides=["mpc.replan_budget_s=1.0", "mpc.replan_period_s=1.0"]))
     p = rt.profile
     plant = p.load_model()
     plant.opt.gravity[:] = 0.0

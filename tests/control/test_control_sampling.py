@@ -1,5 +1,7 @@
 """Sampling planners (predictive sampling, CEM, MPPI) on a linear model and randomization-robust scoring."""
 
+import dataclasses
+
 import mujoco
 import numpy as np
 import pytest
@@ -304,3 +306,62 @@ def test_sampling_stops_before_an_iteration_that_would_overrun_the_deadline(monk
     sol = sampling.solve(dyn, cost, np.array([1.0, 0.0]), np.zeros((20, 1)), s, rng=np.random.default_rng(0),
                          deadline=clock.now + 1.0)
     assert sol.iterations == 5
+
+
+def test_knot_matrix_interpolates_between_knots():
+    W = sampling.knot_matrix(30, 4)
+    assert W.shape == (30, 4) and np.allclose(W.sum(axis=1), 1.0) and np.all(W >= 0)
+    knots = np.array([1.0, -2.0, 3.0, 0.5])
+    at = np.linspace(0, 29, 4)
+    np.testing.assert_allclose(W @ knots, np.interp(np.arange(30), at, knots))
+    np.testing.assert_allclose(sampling.knot_matrix(5, 1), np.ones((5, 1)))
+    with pytest.raises(ValueError, match="knots must be >= 1"):
+        sampling.knot_matrix(5, 0)
+
+
+def test_knots_and_noise_scales_shape_the_samples():
+    """With K knots every sample is piecewise linear between the knots; noise_scales cycle over the samples."""
+    T, nu, n = 20, 2, 6
+    seen = []
+
+    class Recorder:
+        nx, nu, u_min, u_max = 1, 2, np.full(2, -np.inf), np.full(2, np.inf)
+
+        def rollout(self, x0, U):
+            seen.append(U.copy())
+            return np.zeros((1, U.shape[0], T + 1, 1))
+
+    class Zero:
+        def total(self, X, U):
+            return np.zeros(X.shape[:2])
+
+    s = sampling.SamplingSettings(method="predictive", num_samples=n, num_elites=2, iterations=1, noise_std=1.0,
+                                  knots=3, noise_scales=(1.0, 0.01))
+    sampling.solve(Recorder(), Zero(), np.zeros(1), np.zeros((T, nu)), s, rng=np.random.default_rng(0))
+    U = seen[0]
+    W = sampling.knot_matrix(T, 3)
+    flat = U.transpose(1, 0, 2).reshape(T, -1)  # [T, n * nu]
+    coef = np.linalg.lstsq(W, flat, rcond=None)[0]
+    np.testing.assert_allclose(W @ coef, flat, atol=1e-12)  # every sample lies in the span of the 3 knots
+    assert np.abs(np.diff(U, 2, axis=1)).max() > 1e-3  # ... and is not a constant or a single line
+    assert np.all(U[0] == 0.0)  # the mean is a candidate
+    small, large = np.abs(U[3::2]).max(), np.abs(U[2::2]).max()  # odd samples: scale 0.01
+    assert small < 0.1 * large, (small, large)
+    with pytest.raises(ValueError, match="exceeds the horizon"):
+        sampling.solve(Recorder(), Zero(), np.zeros(1), np.zeros((2, nu)), s)
+    with pytest.raises(ValueError, match="noise_scales must be positive"):
+        sampling.SamplingSettings(noise_scales=(1.0, 0.0))
+    with pytest.raises(ValueError, match="knots must be >= 0"):
+        sampling.SamplingSettings(knots=-1)
+
+
+def test_new_sampling_options_leave_config_hashes_alone():
+    """knots / noise_scales are marked hash: unless_default: at their defaults a config (and the PETS model trained
+    from it) keeps its hash; set, they change it."""
+    from robot_rl.core.config import config_hash
+
+    base = sampling.SamplingSettings()
+    assert config_hash(base) == config_hash(dataclasses.replace(base, knots=0, noise_scales=(1.0,)))
+    assert "knots" in __import__("robot_rl.core.config", fromlist=["x"]).to_dict(base)  # still dumped
+    assert config_hash(base) != config_hash(dataclasses.replace(base, knots=2))
+    assert config_hash(base) != config_hash(dataclasses.replace(base, noise_scales=(1.0, 0.1)))

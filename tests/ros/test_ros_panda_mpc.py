@@ -96,14 +96,17 @@ def test_panda_mpc_reaches_goals_over_ros_and_refuses_bad_ones(procs, probe, tmp
           f"{stats[-1].split('planner: ')[1]}; test wall {time.monotonic() - t_start:.1f} s")
 
 
-def test_shipped_sim_panda_mpc_launch_reaches_a_goal_and_records(tmp_path, ros_env, probe):
-    """launch/sim_panda_mpc.launch.yaml end to end with ``robot-rl launch``: a goal from the probe is reached."""
+@pytest.mark.parametrize("config", ["config/mpc_panda.yaml", "config/mpc_panda_sampling.yaml"])
+def test_shipped_sim_panda_mpc_launch_reaches_a_goal_and_records(tmp_path, ros_env, probe, config):
+    """launch/sim_panda_mpc.launch.yaml end to end with ``robot-rl launch``, with iLQR (its default) and with
+    predictive sampling (``config:=config/mpc_panda_sampling.yaml``): a goal from the probe is reached."""
     goal = (0.45, -0.2, 0.35)
-    out, _ = launch_with_goal(tmp_path, ros_env, probe, ["sim_panda_mpc.launch.yaml", "seed:=4",
+    out, _ = launch_with_goal(tmp_path, ros_env, probe, ["sim_panda_mpc.launch.yaml", "seed:=4", f"config:={config}",
                                                          f"replan_budget_s:={REPLAN_BUDGET_S}"], "mpc_node", goal,
                               lambda ee: np.linalg.norm(ee - goal) < 0.02, f"the end effector within 0.02 m of {goal}",
                               REACH_S)
     assert "goal [0.45, -0.2, 0.35] accepted" in out, out[-4000:]
+    assert f"{'ilqr' if config.endswith('mpc_panda.yaml') else 'predictive'} MPC from {config}" in out, out[-4000:]
     assert "Traceback" not in out and "planner thread failed" not in out, out[-4000:]
 
 
