@@ -241,7 +241,8 @@ class EnvReality:
     ``make(env_id, randomization=..., seed=...)`` already applied the episode's model parameters (masses, friction,
     damping, gains ...); this object adds what the env does per control step: interval re-sampling and pushes
     (``before_step`` every ``frame_skip`` physics steps), sensor bias and noise (``sense``), the task reward
-    from ``reward_for`` once per control step (the env's own reward, the applied command normalized to [-1, 1]),
+    from ``reward_for`` once per control step (the env's own reward, the applied command normalized to [-1, 1] by
+    the env's action map, delta targets relative to the joints at the start of the step),
     and, for arms whose env compensates gravity (``gravity_compensation``, e.g. ``PandaReach-v0``), the same
     nominal-model gravity torques as ``qfrc_applied`` before every physics step (the robot's controller does it
     at its servo rate; the env once per control step, to save time).
@@ -254,8 +255,19 @@ class EnvReality:
         self.randomizer = base.randomizer if base.randomization_enabled else None
         self.rng = rng
         self.frame_skip = int(base.frame_skip)
-        lo, hi = base.model.actuator_ctrlrange[:, 0], base.model.actuator_ctrlrange[:, 1]
-        self._mid, self._half = (hi + lo) / 2.0, (hi - lo) / 2.0
+        # the env's own action map (position envs): center + half_range x action, for delta targets added to the
+        # measured joints; else the actuators' ctrlrange. The delta reference here is the true joint positions at
+        # the start of the control step (the policy saw them through the sensor's noise and latency).
+        self._ref_qadr = None
+        if hasattr(base, "action_map"):
+            self._mid, self._half = (np.asarray(v, dtype=np.float64) for v in base.action_map())
+            if getattr(base, "action_reference", lambda: None)() is not None:
+                m = base.model
+                self._ref_qadr = np.array([m.jnt_qposadr[m.joint(j).id] for j in base.profile.command_joints])
+                self._q_ref = np.zeros(len(self._ref_qadr))
+        else:
+            lo, hi = base.model.actuator_ctrlrange[:, 0], base.model.actuator_ctrlrange[:, 1]
+            self._mid, self._half = (hi + lo) / 2.0, (hi - lo) / 2.0
         info = base.randomization_info
         self.sample = dict(info)
         """The sampled randomization values (flat dict, as in the env's ``info["randomization"]``)."""
@@ -268,6 +280,8 @@ class EnvReality:
         self.episode_return = 0.0
 
     def before_physics_step(self) -> None:
+        if self._substep == 0 and self._ref_qadr is not None:
+            np.take(self.base.data.qpos, self._ref_qadr, out=self._q_ref)
         if self._substep == 0 and self.randomizer is not None:
             self.sample = self.randomizer.before_step(self._t, self.rng, self.sample)
         if self._gravity is not None:
@@ -279,7 +293,8 @@ class EnvReality:
         if self._substep == self.frame_skip:
             self._substep = 0
             self._t += 1
-            action = np.clip((applied_command - self._mid) / self._half, -1.0, 1.0)
+            center = self._mid if self._ref_qadr is None else self._mid + self._q_ref
+            action = np.clip((applied_command - center) / self._half, -1.0, 1.0)
             self.reward = self.base.reward_for(action, self._last_action)
             self._last_action = action
             self.episode_return += self.reward

@@ -237,3 +237,35 @@ def test_goal_conditioned_input_is_observation_then_goal():
     assert not loop.set_goal([0.1, 0.2]) and not loop.set_goal([0.1, np.nan, 0.0]) and loop.goals_rejected == 2
     with pytest.raises(ValueError, match="needs an initial goal of 3 values"):
         PolicyLoop(SafetyFilter(base.profile), builder, lambda x: x, control_period_s=0.02)
+
+
+def test_env_reality_rewards_the_panda_delta_action_the_command_came_from():
+    """sim_robot's task reward for a delta-target arm: the applied joint targets mapped back through the env's
+    action map (offsets from the joints at the start of the step) give the action the command was made from, and
+    ``reward_for`` sees it with the previous one."""
+    from robot_rl.deploy.sim_plant import EnvReality
+    from robot_rl.envs import make
+
+    env = make("robot_rl/PandaReach-v0")
+    env.reset(seed=0)
+    base = env.unwrapped
+    reality = EnvReality(env, np.random.default_rng(0))
+    seen = []
+    reward_for = base.reward_for
+    base.reward_for = lambda a, last: seen.append((a.copy(), None if last is None else last.copy())) or \
+        reward_for(a, last)
+    p = SimPlant(base.profile, base.model, base.data, reality=reality)
+    center, half = base.action_map()
+    qadr = [base.model.jnt_qposadr[base.model.joint(j).id] for j in base.profile.command_joints]
+    rng = np.random.default_rng(1)
+    actions = rng.uniform(-0.8, 0.8, (5, len(qadr)))
+    dt = base.control_dt
+    p.advance(0.0)
+    for k, a in enumerate(actions):
+        t = k * dt
+        assert p.on_command(center + base.data.qpos[qadr] + half * a, t)
+        p.advance(t + dt - 1e-9)
+    assert len(seen) == 5
+    for k, (a, last) in enumerate(seen):
+        np.testing.assert_allclose(a, actions[k], atol=1e-9)
+        assert (last is None) if k == 0 else np.allclose(last, actions[k - 1])
