@@ -192,6 +192,7 @@ class MPCController:
                              f"planner dynamics' dt={dyn.dt} s")
         self.fallback = fallback if fallback is not None else zero_fallback(self.nu)
         self._release = getattr(self.fallback, "release", None)
+        self._XK_init: tuple[np.ndarray, np.ndarray] | None = None
         self._U_init = (np.zeros((settings.horizon, self.nu)) if U_init is None
                         else np.asarray(U_init, float).reshape(settings.horizon, self.nu))
         self._lock = threading.Lock()
@@ -220,13 +221,24 @@ class MPCController:
             raise FloatingPointError("MPC delay compensation: state prediction diverged")
         return x, t_s + self.settings.delay_steps * self.settings.control_period_s
 
-    def set_initial_guess(self, U: np.ndarray) -> None:
-        """Controls ``[T, nu]`` used as the warm start of the first plan (e.g. an offline iLQR solve)."""
+    def set_initial_guess(self, U: np.ndarray, X: np.ndarray | None = None, K: np.ndarray | None = None) -> None:
+        """Controls ``[T, nu]`` used as the warm start of the first plan (e.g. an offline iLQR solve), with that
+        solve's states ``X [T+1, nx]`` and gains ``K [T, nu, nx]`` if known: the first replan then rolls the guess
+        out in closed loop around ``X`` (``use_feedback``), as every later replan does around the previous plan. An
+        open-loop rollout of a plan that holds an unstable system (the cart-pole upright) falls over its horizon,
+        and iLQR from there can settle in a plan that lets it fall.
+        """
         U = np.asarray(U, float)
-        if U.shape != (self.settings.horizon, self.nu):
-            raise ValueError(f"initial guess must have shape ({self.settings.horizon}, {self.nu}), got {U.shape}")
+        T = self.settings.horizon
+        if U.shape != (T, self.nu):
+            raise ValueError(f"initial guess must have shape ({T}, {self.nu}), got {U.shape}")
+        bad_shape = X is not None and (np.shape(X)[0] != T + 1 or np.shape(K)[:2] != (T, self.nu))
+        if (X is None) != (K is None) or bad_shape:
+            raise ValueError(f"initial guess: X [{T + 1}, nx] and K [{T}, {self.nu}, nx] go together, got "
+                             f"{None if X is None else np.shape(X)} and {None if K is None else np.shape(K)}")
         with self._lock:
             self._U_init = U.copy()
+            self._XK_init = None if X is None else (np.array(X, float), np.array(K, float))
 
     # ---- planning
     def replan(self, x: np.ndarray, t_s: float) -> ilqr.Solution:
@@ -237,7 +249,9 @@ class MPCController:
         start = self.clock()
         deadline = time.perf_counter() + self.settings.replan_budget_s  # planners take perf_counter deadlines
         if plan is None:
-            sol = self.planner.optimize(x, self._U_init, deadline)
+            XK = self._XK_init if self.settings.use_feedback else None
+            sol = (self.planner.optimize(x, self._U_init, deadline) if XK is None else
+                   self.planner.optimize(x, self._U_init, deadline, X_ref=XK[0], K0=XK[1]))
         else:
             X_ref, U0, K0 = plan.shifted(t_s)
             sol = self.planner.optimize(x, U0, deadline, X_ref=X_ref, K0=K0 if self.settings.use_feedback else None)

@@ -78,3 +78,27 @@ def test_bad_config_names_the_key():
         load_config(MpcConfig, "config/mpc_cartpole.yaml", overrides=["planner=newton"])
     with pytest.raises(ValueError, match="control_period_s"):
         build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml", overrides=["mpc.control_period_s=0.05"]))
+
+
+def test_warm_start_and_first_replan_hold_a_pole_near_upright():
+    """From 0.016 rad off upright, the long iLQR solve from a small guess settles in a plan that lets the pole fall
+    and swing a full turn (cost ~90); the horizon-continuation solve holds it (cost < 1) and wins. The first replan
+    then rolls that plan out in closed loop around its states (the gains are passed with the guess), so it keeps
+    holding instead of drifting to the falling plan (an open-loop rollout of a holding plan falls over 2 s)."""
+    rt = build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml", overrides=["mpc.replan_budget_s=1.0"]))
+    x0 = np.array([0.027, -0.0157, 0.0064, 0.001])
+    sol = rt.warm_start(x0)
+    assert sol.cost < 1.0 and np.abs(sol.X[:, 1]).max() < 0.1, (sol.cost, sol.X[-1])
+    x1 = x0 + np.array([0.005, 0.003, -0.04, -0.05])  # the next, noisy measurement
+    first = rt.controller.replan(x1, 0.02)
+    assert first.cost < 1.0 and np.abs(first.X[:, 1]).max() < 0.2, (first.cost, first.X[-1])
+    with pytest.raises(ValueError, match="X .* and K .* go together"):
+        rt.controller.set_initial_guess(sol.U, sol.X, None)
+
+
+def test_cartpole_cost_keeps_the_cart_off_the_rail_ends():
+    """The swing-up cost's rail barrier: zero within +-1.5 m, steep beyond (the profile's limit is 1.8 m)."""
+    rt = build_mpc(load_config(MpcConfig, "config/mpc_cartpole.yaml"))
+    terms = lambda x: rt.cost.terms(np.array([[x, 0.0, 0.0, 0.0]] * 2), np.zeros((1, 1)))["rail"]  # noqa: E731
+    assert terms(1.4) == 0.0 and terms(-1.4) == 0.0
+    assert terms(1.7) > 10 * rt.cost.terms(np.array([[1.7, 0.0, 0.0, 0.0]] * 2), np.zeros((1, 1)))["centered"]
