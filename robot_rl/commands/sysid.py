@@ -57,7 +57,7 @@ def run(args) -> int:
     try:
         env = make(args.env)
     except (KeyError, ValueError) as exc:
-        return _fail(f"--env {args.env!r}: {exc}")
+        return _fail(f"--env {args.env!r}: {exc.args[0] if exc.args else exc}")
     base = None if args.base.lower() == "none" else args.base
     try:
         model, frame_skip, qadr, dadr = check_env(env)

@@ -25,7 +25,8 @@ def check_env(env) -> tuple:
     u = env.unwrapped
     model = u.model
     if not hasattr(u, "profile") or not hasattr(u, "joint_qpos_addresses"):
-        raise ValueError(f"{type(u).__name__}: sysid needs a robot_rl task env with a hardware profile")
+        raise ValueError(f"{type(u).__name__}: sysid needs a fixed-base robot_rl task env (a hardware profile and "
+                         "the joint-state API); legged and dm_control envs are not supported yet")
     names = list(u.profile.joint_names)
     bad = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f"joint{j}" for j in range(model.njnt)
            if int(model.jnt_type[j]) not in _ONE_DOF]

@@ -157,14 +157,15 @@ def validate_specs(model, specs: list[ParamSpec]) -> tuple[list[ResolvedParam], 
 
 
 def default_specs(model) -> list[ParamSpec]:
-    """A default parameter set for a fixed-base robot: the mass scale of every massive body not moved directly by
-    an actuated joint (an overall mass scale and the motor gain cannot be told apart, so the actuated bodies keep
+    """A default parameter set for a fixed-base robot: the mass scale of every massive, moving body not moved directly
+    by an actuated joint (an overall mass scale and the motor gain cannot be told apart, so the actuated bodies keep
     their nominal mass), the damping offset of every slide/hinge joint, every actuator's gain and the latency.
     """
     actuated = {int(model.jnt_bodyid[model.actuator_trnid[a, 0]]) for a in range(model.nu)
                 if int(model.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT)}
     specs = [ParamSpec(f"body_mass_scale/{mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b)}")
              for b in range(1, model.nbody) if model.body_mass[b] > 0 and b not in actuated
+             and int(model.body_weldid[b]) != 0  # welded to the world: its mass moves nothing
              and mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b)]
     specs += [ParamSpec(f"joint_damping_offset/{mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j)}")
               for j in range(model.njnt) if int(model.jnt_type[j]) in _ONE_DOF]
