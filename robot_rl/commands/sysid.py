@@ -2,8 +2,9 @@
 
     robot-rl sysid BAG --env robot_rl/CartpoleSwingup-v0 [--out sysid_out] [--params NAME[=LOW:HIGH] ...]
 
-Re-simulates the log window by window (``--window`` control steps from each logged state, with the logged
-commands) and fits the parameters by least squares; the action latency (whole control steps) is grid searched.
+Re-simulates the log window by window (``--window`` control steps from each window's start state, with the logged
+commands) and fits the parameters, and the start states, by least squares; the action latency (whole control
+steps) is grid searched.
 Parameter names are the keys of an env's randomization info: ``body_mass_scale/<body>``,
 ``joint_damping_offset/<joint>``, ``joint_damping_scale/<joint>``, ``armature_offset/<joint>``,
 ``frictionloss_offset/<joint>``, ``actuator_gain_scale/<actuator>``, ``action_latency_steps`` (e.g.
@@ -35,6 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("--base", default="default",
                    help="randomization profile whose spreads the re-centred profile keeps (name or YAML path, "
                         "'none' = only the fitted terms; default: default)")
+    p.add_argument("--no-fit-start", action="store_true",
+                   help="start every window from the (smoothed) logged state instead of fitting the start states "
+                        "too (faster; sensor noise in the start states then biases the estimates)")
     p.add_argument("--max-nfev", type=int, default=30,
                    help="least-squares iterations per latency value (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,7 +73,8 @@ def run(args) -> int:
               + (f", latency {latency[0]}..{latency[1]}" if latency else ""))
         t0 = time.perf_counter()
         result = identify(model, frame_skip, qadr, dadr, log, params, latency, window=args.window,
-                          smooth=args.smooth, max_nfev=args.max_nfev, progress=not args.no_progress)
+                          smooth=args.smooth, max_nfev=args.max_nfev, fit_start=not args.no_fit_start,
+                          progress=not args.no_progress)
         elapsed = time.perf_counter() - t0
         args.out.mkdir(parents=True, exist_ok=True)
         profile = recentred_profile(result, params, model, base)
