@@ -51,6 +51,7 @@ def _fail(msg: str) -> int:
 
 def run(args) -> int:
     from robot_rl.envs import make
+    from robot_rl.envs.randomization_config import load_randomization
     from robot_rl.sysid.fit import identify
     from robot_rl.sysid.logs import check_env, load_bag
     from robot_rl.sysid.params import default_specs, parse_param, validate_specs
@@ -67,6 +68,7 @@ def run(args) -> int:
         model, frame_skip, qadr, dadr = check_env(env)
         specs = [parse_param(t) for t in args.params] if args.params else default_specs(model)
         params, latency = validate_specs(model, specs)
+        load_randomization(base)  # a bad --base fails before the fit (ConfigError: one line from robot-rl)
         log, load_notes = load_bag(args.bag, env)
         print(f"{args.bag}: {len(log.segments)} segment(s), {log.steps} control steps "
               f"({log.steps * env.unwrapped.control_dt:.1f} s); fitting {[p.name for p in params]}"

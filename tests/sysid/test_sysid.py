@@ -172,3 +172,8 @@ def test_position_target_envs_are_refused():
     with pytest.raises(ValueError, match="position-target envs"):
         check_env(env)
     env.close()
+
+
+def test_bad_base_profile_fails_before_the_fit(tmp_path, capsys):
+    rc = main(["sysid", str(tmp_path), "--env", ENV_ID, "--base", "no_such_profile", "--no-progress"])
+    assert rc == 2 and "no_such_profile" in capsys.readouterr().err
