@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import mujoco
@@ -112,7 +113,7 @@ def write_profile(doc: dict, path: str | Path, model, header: str) -> Randomizat
     """
     path = Path(path)
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
-    path.write_text("".join(f"# {line}\n" for line in header.splitlines()) + body)
+    _write_text_atomic(path, "".join(f"# {line}\n" for line in header.splitlines()) + body)
     cfg = load_randomization(str(path))
     scratch = copy.copy(model)  # a Randomizer may re-flag bodies of the model it is built on
     Randomizer(cfg, scratch, mujoco.MjData(scratch))
@@ -126,4 +127,13 @@ def write_json(report: dict, path: str | Path) -> None:
         raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
     clean = json.loads(json.dumps(report, default=default), parse_constant=lambda c: None)
-    Path(path).write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n")
+    _write_text_atomic(Path(path), json.dumps(clean, indent=2, allow_nan=False) + "\n")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same directory and rename it over ``path``: a reader (or a crash)
+    never sees half a file.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
