@@ -150,9 +150,15 @@ class MpcNode(PolicyNode):
         rt = self.runtime
         try:
             if self.config.warmup_iterations:
-                U = rt.warm_start(x, np.random.default_rng(self.config.seed)).U
-                late = min(int((time.monotonic() - t_s) / self.period_s), len(U) - 1)
-                rt.controller.set_initial_guess(np.concatenate([U[late:], np.repeat(U[-1:], late, axis=0)]))
+                sol = rt.warm_start(x, np.random.default_rng(self.config.seed))
+                late = min(int((time.monotonic() - t_s) / self.period_s), len(sol.U) - 1)
+
+                def shifted(a):  # the plan from `late` periods on, its last entry repeated
+                    return np.concatenate([a[late:], np.repeat(a[-1:], late, axis=0)])
+
+                # with its states and gains: the first replan rolls it out in closed loop (open loop, a plan that
+                # holds an unstable system falls over the horizon and iLQR drifts to a plan that lets it fall)
+                rt.controller.set_initial_guess(shifted(sol.U), shifted(sol.X), shifted(sol.K))
         except Exception as exc:  # noqa: BLE001 - reported by check_health: the node stops with the safe command
             self._warm_error = f"{type(exc).__name__}: {exc}"
             return
