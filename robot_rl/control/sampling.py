@@ -17,7 +17,7 @@ ensemble particles): ``mean`` (expected cost) or ``max`` (worst case) — random
 
 Noise is in the actuator's units: ``noise_std`` is a fraction of half the control range (or absolute for unlimited
 controls). All samples are clipped to the control limits before rollout. Two settings make a few samples enough on
-a many-joint robot (the Panda: 16 samples per replan, docs/control.md):
+a many-joint robot (the Panda: 8 samples per replan, docs/control.md):
 
 * ``knots=K`` (``K >= 1``) draws the noise at K knots spread over the horizon and interpolates it linearly in between
   (MJPC's spline parameterization; ``K = 1``: one constant offset): a smooth perturbation in ``K x nu`` numbers
