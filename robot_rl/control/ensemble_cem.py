@@ -212,6 +212,10 @@ class RolloutCost:
     def __init__(self, cost: Cost):
         self.cost = cost
         self.terms = list(cost.config.terms)
+        unsupported = [t.name for t in self.terms if t.kind in ("site_position", "servo_error")]
+        if unsupported:
+            raise ValueError(f"cost {cost.config.name!r}: terms {unsupported} (site_position / servo_error) are not "
+                             "supported by the learned-model planner's rollout cost")
 
     def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
         T1, R, _ = X.shape
@@ -230,6 +234,10 @@ class RolloutCost:
                     sq = 1.0 - np.cos(X[..., t.indices[0]] - q0)  # = 1/2 |[cos q - cos q0, sin q - sin q0]|^2
                 elif t.kind == "state":
                     d = X[..., list(t.indices)] - (np.asarray(t.target, np.float32) if t.target else 0.0)
+                    sq = 0.5 * np.einsum("trm,trm->tr", d, d)
+                elif t.kind == "limit":  # the overshoot beyond [lower, upper], as Cost's limit residual
+                    z = X[..., list(t.indices)].astype(float)
+                    d = z - np.clip(z, np.asarray(t.lower, float), np.asarray(t.upper, float))
                     sq = 0.5 * np.einsum("trm,trm->tr", d, d)
                 else:
                     r, _ = _residual(t, X.astype(float), self.cost.nx)

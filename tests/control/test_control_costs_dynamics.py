@@ -70,7 +70,7 @@ def test_angle_residual_is_one_minus_cos_and_planar_reach_is_forward_kinematics(
 
 def test_cost_yaml_loads_and_errors_name_the_key():
     cost = Cost.from_yaml("config/costs/cartpole_swingup.yaml")
-    assert [t.name for t in cost.config.terms] == ["upright", "centered", "velocity", "control"]
+    assert [t.name for t in cost.config.terms] == ["upright", "centered", "rail", "velocity", "control"]
     raw = {"name": "c", "nx": 2, "nu": 1, "terms": [{"name": "a", "kind": "state", "indices": [0], "weight": 1.0,
                                                      "wieght": 2.0}]}
     with pytest.raises(ConfigError, match="wieght"):
