@@ -335,14 +335,24 @@ def load_config(cls: type[T], path: str | Path | None = None, *, overrides: typi
         return _build_dataclass(cls, merged, "", source)
 
 
-def to_dict(obj: Any) -> Any:
-    """Dataclass (possibly nested, with mapping proxies and tuples) -> plain YAML-able data."""
+def to_dict(obj: Any, *, for_hash: bool = False) -> Any:
+    """Dataclass (possibly nested, with mapping proxies and tuples) -> plain YAML-able data. ``for_hash``: leave out
+    the fields marked ``metadata={"hash": "unless_default"}`` that are at their default (``config_hash``).
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if for_hash and f.metadata.get("hash") == "unless_default":
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                if value == default:
+                    continue
+            out[f.name] = to_dict(value, for_hash=for_hash)
+        return out
     if isinstance(obj, (dict, types.MappingProxyType)):
-        return {k: to_dict(v) for k, v in obj.items()}
+        return {k: to_dict(v, for_hash=for_hash) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, for_hash=for_hash) for v in obj]
     return obj
 
 
@@ -360,26 +370,7 @@ def config_hash(obj: Any) -> str:
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(_hashed(obj), sort_keys=True).encode()).hexdigest()
-
-
-def _hashed(obj: Any) -> Any:
-    """``to_dict`` without the fields that are at their default and marked ``hash: unless_default``."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if f.metadata.get("hash") == "unless_default":
-                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                if value == default:
-                    continue
-            out[f.name] = _hashed(value)
-        return out
-    if isinstance(obj, (dict, types.MappingProxyType)):
-        return {k: _hashed(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_hashed(v) for v in obj]
-    return obj
+    return hashlib.sha256(json.dumps(to_dict(obj, for_hash=True), sort_keys=True).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- field docs and flat parameters
