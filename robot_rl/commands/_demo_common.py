@@ -1,14 +1,14 @@
 """What both demos (``robot_rl.commands.demo``: cart-pole, ``robot_rl.commands._demo_legged``: Go2) share: stage
-timing, the error type, metrics read back from the recorded bag, keeping the previous output.
+timing, the error type, keeping the previous output (metrics read back from the recorded bag:
+:func:`robot_rl.data.run_metrics.bag_metrics`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
-import numpy as np
+from robot_rl.data.run_metrics import bag_metrics  # noqa: F401 - the demos' import
 
 
 class DemoError(RuntimeError):
@@ -28,45 +28,6 @@ def _stage(name: str, settings):
             return False
 
     return _Timer()
-
-
-def bag_metrics(bag: Path, commands_topic: str = "/forward_effort_controller/commands") -> dict:
-    """Latency, safety events and command rate read back from the recorded bag."""
-    from robot_rl.data.bags import TYPESTORE, read_bag
-
-    raw = read_bag(bag)
-
-    def msgs(topic: str):
-        if topic not in raw.topics:
-            return []
-        msgtype, items = raw.topics[topic]
-        return [(t, TYPESTORE.deserialize_cdr(payload, msgtype)) for t, payload in items]
-
-    timing = np.array([m.data for _, m in msgs("/policy_node/timing")], dtype=np.float64).reshape(-1, 5)
-    latency = timing[:, 2][np.isfinite(timing[:, 2])] if len(timing) else np.empty(0)
-    safe_cmds = int(timing[:, 4].sum()) if len(timing) else 0
-    diagnostics = msgs("/diagnostics")
-    levels = [st.level for _, m in diagnostics for st in m.status]
-    # which trigger policy_node ran with (its diagnostics name it), so the latency numbers say what produced them
-    triggers = [kv.value for _, m in diagnostics for st in m.status for kv in st.values if kv.key == "trigger"]
-    to_int = [lv if isinstance(lv, int) else int.from_bytes(lv, "little") for lv in levels]
-    command_msgs = msgs(commands_topic)
-    commands = [np.asarray(m.data) for _, m in command_msgs]
-    nonfinite = sum(int(not np.isfinite(c).all()) for c in commands)
-    span_s = (command_msgs[-1][0] - command_msgs[0][0]) * 1e-9 if len(command_msgs) > 1 else 0.0
-    return {
-        "commands": len(commands),
-        "command_rate_hz": (len(commands) - 1) / span_s if span_s > 0 else math.nan,
-        "trigger": triggers[-1] if triggers else "unknown",
-        "latency_s": latency,
-        "latency_p50_ms": float(np.percentile(latency, 50) * 1e3) if len(latency) else math.nan,
-        "latency_p99_ms": float(np.percentile(latency, 99) * 1e3) if len(latency) else math.nan,
-        "latency_max_ms": float(latency.max() * 1e3) if len(latency) else math.nan,
-        "safe_commands": safe_cmds,
-        "diagnostics_errors": sum(1 for lv in to_int if lv >= 2),
-        "nonfinite_commands": nonfinite,
-        "damage": [d.describe() for d in raw.damage],
-    }
 
 
 def keep_previous(out_dir: Path) -> Path | None:

@@ -299,6 +299,11 @@ class EnvReality:
             self._last_action = action
             self.episode_return += self.reward
 
+    @property
+    def steps(self) -> int:
+        """Control steps since physics started (``episode_return`` sums their rewards)."""
+        return self._t
+
     def actuate(self, command: np.ndarray) -> np.ndarray:
         return command
 

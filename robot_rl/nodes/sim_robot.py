@@ -5,7 +5,9 @@ accepts ``/<controller>/commands`` (std_msgs/Float64MultiArray, ``command_joints
 controller, applies its own command timeout (no command for ``command_timeout_s`` -> safe command), and can apply a
 held-out randomization sample (``randomization`` + ``seed``, through the env of ``env_id``), command latency and
 sensor noise. Also publishes ``~/applied_command`` (what drives the actuators), ``~/reward``
-(Float64MultiArray ``[reward, return, timed_out, timeouts]``) and, with ``publish_clock``, ``/clock``.
+(Float64MultiArray ``[reward, return, timed_out, timeouts, steps]``: the task reward of the last control step, the
+return since the first command, ``steps`` control steps of the env, NaN without ``env_id``) and, with
+``publish_clock``, ``/clock``.
 
 Legged robots (a profile with ``imu_site`` on a floating base, e.g. ``go2`` with ``env_id:=robot_rl/Go2Joystick-v0``):
 the robot starts standing (standing pose, feet on the floor); ``/imu`` (sensor_msgs/Imu: base orientation, body-frame
@@ -27,6 +29,7 @@ Run: ``python -m robot_rl.nodes.sim_robot --ros-args -p robot:=cartpole -p initi
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from types import SimpleNamespace
@@ -253,7 +256,8 @@ class SimRobotNode(Node):
             self.pub_ee.publish(self._ee_msg)
         if self.pub_reward is not None:
             self.pub_reward.publish(Float64MultiArray(
-                data=[plant.reward, plant.episode_return, float(plant.timed_out), float(plant.timeouts)]))
+                data=[plant.reward, plant.episode_return, float(plant.timed_out), float(plant.timeouts),
+                      float(plant.reality.steps) if plant.reality is not None else math.nan]))
 
     def _publish_legged(self, stamp) -> None:
         quat, gyro, acc = self.plant.measure_imu()
