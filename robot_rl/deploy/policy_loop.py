@@ -3,7 +3,9 @@
 Every joint-state message goes through ``SafetyFilter.on_joint_state``; the observation is built only from the
 filter's last *accepted* state (profile joint order) with the env's ``ObservationBuilder``, so the robot sees the
 observation the policy was trained on. Every command goes through ``SafetyFilter.filter``. Times are steady-clock
-seconds passed in by the caller.
+seconds passed in by the caller. An optional dynamics monitor (``robot_rl.export.monitor.DynamicsMonitor``) scores
+every control period's transition; on its alarm the loop latches the e-stop (``monitor_action="estop"``) or only
+reports it (``"warn"``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class PolicyLoop:
         control_period_s: period of ``step`` calls [s]; latencies above it count as deadline misses.
         policy_errors: exception types of the policy that mean "no valid action this step" (e.g. the runtime's
             non-finite output error): the step outputs the safe command and counts it in ``policy_errors``.
+        monitor: ``update(q, qd, stamp_s, command) -> score`` / ``alarm`` / ``threshold`` (a ``DynamicsMonitor``),
+            fed the accepted joint state and the command of every step that used a new sample in normal mode.
+        monitor_action: ``"estop"`` (the alarm latches the e-stop: the safe command goes out from this step on) or
+            ``"warn"`` (the alarm is only reported, ``monitor_alarm``).
         hold_without_goal: a goal-conditioned policy may start without a goal (position robots): until
             ``set_goal`` accepts one, the policy does not run and the command holds the measured position of the
             first step (through the safety filter like any command); ``holding`` says so.
@@ -35,7 +41,8 @@ class PolicyLoop:
 
     def __init__(self, safety, obs_builder, policy: Callable[[np.ndarray], np.ndarray], *,
                  goal: Sequence[float] | None = None, control_period_s: float,
-                 policy_errors: tuple[type[BaseException], ...] = (), hold_without_goal: bool = False):
+                 policy_errors: tuple[type[BaseException], ...] = (), hold_without_goal: bool = False,
+                 monitor=None, monitor_action: str = "estop"):
         if tuple(obs_builder.joint_names) != tuple(safety.joint_names):
             raise ValueError(f"observation builder joints {list(obs_builder.joint_names)} differ from the robot "
                              f"profile's {list(safety.joint_names)}")
@@ -68,6 +75,12 @@ class PolicyLoop:
         self.policy_errors = 0
         self.last_policy_error = ""
         self.steps = 0
+        if monitor_action not in ("estop", "warn"):
+            raise ValueError(f"monitor_action must be estop or warn, got {monitor_action!r}")
+        self.monitor = monitor
+        self.monitor_action = monitor_action
+        self.monitor_alarm = ""
+        """Why the monitor raised its alarm (empty while it has not)."""
 
     def on_joint_state(self, names, positions, velocities, efforts, stamp_s: float, now_s: float,
                        clock_s: float | None = None) -> bool:
@@ -110,6 +123,15 @@ class PolicyLoop:
         command, status = safety.filter(action, now_s, out=self.command)
         fresh = self._fresh  # the command (policy or safe) follows a newly accepted sample
         self._fresh = False
+        if self.monitor is not None and fresh and status.mode == "normal":
+            score = self.monitor.update(safety.position, safety.velocity, self._stamp_s, command)
+            if self.monitor.alarm and not self.monitor_alarm:
+                self.monitor_alarm = (f"dynamics monitor: windowed surprise {score:.3g} above its threshold "
+                                      f"{self.monitor.threshold:.3g}: the robot does not behave like the simulator "
+                                      f"the policy was trained in")
+                if self.monitor_action == "estop":
+                    safety.estop(self.monitor_alarm)
+                    command, status = safety.filter(action, now_s, out=self.command)
         return command, status, fresh
 
     @property

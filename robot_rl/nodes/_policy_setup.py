@@ -21,20 +21,49 @@ def load_policy(model_dir: str, profile, obs_names):
 
     if not model_dir:
         raise StartupError("parameter 'model': a policy artifact directory (policy.onnx + policy.json) is required")
-    if not Path(model_dir).is_dir():  # also look in the package share (models/<name> of an install)
-        from robot_rl.core.assets import find_asset
-
-        try:
-            model_dir = str(find_asset(model_dir))
-        except FileNotFoundError:
-            raise StartupError(f"parameter 'model': {model_dir} does not exist (here or in the package share)") \
-                from None
-        if not Path(model_dir).is_dir():
-            raise StartupError(f"parameter 'model': {model_dir} is not a directory")
+    model_dir = _resolve_dir(model_dir, "model")
     try:
         return OnnxPolicy(model_dir, profile, obs_names=obs_names)
     except Exception as exc:  # noqa: BLE001 - every refusal of the runtime is a refused start
         raise StartupError(f"parameter 'model': refusing policy artifact {model_dir}: {exc}") from None
+
+
+def _resolve_dir(path: str, parameter: str) -> str:
+    """``path`` as given, or found in the package share (``models/<name>`` of an install); refusals name the
+    parameter.
+    """
+    if Path(path).is_dir():
+        return path
+    from robot_rl.core.assets import find_asset
+
+    try:
+        path = str(find_asset(path))
+    except FileNotFoundError:
+        raise StartupError(f"parameter {parameter!r}: {path} does not exist (here or in the package share)") from None
+    if not Path(path).is_dir():
+        raise StartupError(f"parameter {parameter!r}: {path} is not a directory")
+    return path
+
+
+def load_monitor(monitor_dir: str, profile, policy):
+    """The policy's ``DynamicsMonitor`` (``robot-rl monitor``), or None when ``monitor_dir`` is empty. Refused when
+    it was trained for another policy (its data is that policy's closed loop).
+    """
+    if not monitor_dir:
+        return None
+    from robot_rl.export.monitor import DynamicsMonitor
+
+    monitor_dir = _resolve_dir(monitor_dir, "monitor")
+    try:
+        mon = DynamicsMonitor(monitor_dir, profile)
+    except Exception as exc:  # noqa: BLE001 - every refusal of the runtime is a refused start
+        raise StartupError(f"parameter 'monitor': refusing dynamics monitor {monitor_dir}: {exc}") from None
+    trained_for = str((mon.config.get("policy") or {}).get("sha256", ""))
+    running = str(policy.sidecar["model"]["sha256"])
+    if trained_for != running:
+        raise StartupError(f"parameter 'monitor': {monitor_dir} was trained for policy {trained_for[:12]}, the model "
+                           f"is {running[:12]}; retrain it with robot-rl monitor <model>")
+    return mon
 
 
 def load_robot_profile(robot: str):

@@ -85,6 +85,8 @@ class PolicyNode(Node):
         builder, controller, described = self.make_controller(a, profile)
         self.safety = SafetyFilter(profile)
         if self.legged is not None:
+            if getattr(a, "monitor", "") not in ("", "none"):
+                raise StartupError("parameter 'monitor': the dynamics monitor does not cover legged tasks yet")
             builder = self._legged_loop(a, profile, controller)
         else:
             try:
@@ -92,7 +94,9 @@ class PolicyNode(Node):
                 self.loop = PolicyLoop(self.safety, builder, controller,
                                        goal=self.goals.goal if self.goals is not None else goal or None,
                                        control_period_s=self.period_s,
-                                       policy_errors=getattr(self, "policy_errors", ()), hold_without_goal=True)
+                                       policy_errors=getattr(self, "policy_errors", ()), hold_without_goal=True,
+                                       monitor=self._monitor(a, profile),
+                                       monitor_action=getattr(a, "monitor_action", "estop"))
             except ValueError as exc:
                 raise StartupError(f"parameter 'goal': {exc}") from None
         self.latch = EstopLatch(state_dir)
@@ -128,6 +132,7 @@ class PolicyNode(Node):
         if self.fault_injection:
             self.create_service(Trigger, "~/inject_fault", self._on_inject)
         self._inject = False
+        self._monitor_reported = False
         self._final_sent = False
         self._seq = 0
         self._last_mode = ""
@@ -179,7 +184,12 @@ class PolicyNode(Node):
                 "env_id": p.str("env_id", "auto", "env whose observation layout the policy was trained on; auto "
                                 "(or empty): the env_id recorded in the artifact's policy.json"),
                 "cmd_vel_timeout_s": p.float("cmd_vel_timeout_s", 0.5, "legged tasks: a /cmd_vel command older "
-                                             "than this [s] is replaced by zero velocity (stand)", min_value=1e-3)}
+                                             "than this [s] is replaced by zero velocity (stand)", min_value=1e-3),
+                "monitor": p.str("monitor", "", "dynamics monitor directory made by `robot-rl monitor MODEL` (e.g. "
+                                 "<model>/monitor); empty or none: no monitor"),
+                "monitor_action": p.str("monitor_action", "estop", "on the monitor's alarm: estop (latch the e-stop: "
+                                        "the safe command) or warn (report it on /diagnostics only)",
+                                        choices=("estop", "warn"))}
 
     def robot_and_period(self, a: SimpleNamespace):
         """(robot profile, control period [s]) from the parameter values ``a``."""
@@ -212,6 +222,14 @@ class PolicyNode(Node):
         self.policy_errors = (PolicyInputError, PolicyOutputError)
         self.policy = policy
         return builder, policy, f"model {model}"
+
+    def _monitor(self, a: SimpleNamespace, profile):
+        """The policy's dynamics monitor (parameter ``monitor``), None without one."""
+        from robot_rl.nodes._policy_setup import load_monitor
+
+        if getattr(a, "monitor", "") in ("", "none"):
+            return None
+        return load_monitor(a.monitor, profile, self.policy)
 
     def _legged_controller(self, model: str, env_id: str, spec, profile, policy):
         """make_controller for a legged task: the policy checked against the task's observation layout."""
@@ -356,6 +374,10 @@ class PolicyNode(Node):
         age = end - self.loop.last_rx_s if fresh else float("nan")
         self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start,
                                                         float(status.safe)]))
+        if getattr(self.loop, "monitor_alarm", "") and not self._monitor_reported:
+            self._monitor_reported = True
+            self.get_logger().error(f"{self.loop.monitor_alarm} ({self.loop.monitor_action})")
+            self._publish_diagnostics()
         if status.mode == "estop" and not self._latch_written:  # e.g. a fall: persists like the e-stop service
             self._latch_written = True
             self.latch.trip(status.message)
@@ -410,9 +432,24 @@ class PolicyNode(Node):
                        KeyValue(key="goals_refused", value=str(self.goals.refused))]
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: safety", message=d["message"],
                                   hardware_id=self.profile.name, values=values)
-        msg = DiagnosticArray(status=[status])
+        msg = DiagnosticArray(status=[status, *self._monitor_status()])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(msg)
+
+    def _monitor_status(self) -> list[DiagnosticStatus]:
+        mon = getattr(self.loop, "monitor", None)
+        if mon is None:
+            return []
+        alarm = self.loop.monitor_alarm
+        level = DiagnosticStatus.OK if not alarm else \
+            DiagnosticStatus.ERROR if self.loop.monitor_action == "estop" else DiagnosticStatus.WARN
+        values = [KeyValue(key=k, value=f"{v:.4g}") for k, v in (("score", mon.score), ("threshold", mon.threshold),
+                                                                  ("peak", mon.peak), ("last", mon.last))]
+        values += [KeyValue(key="alarm_periods", value=str(mon.alarms)),
+                   KeyValue(key="action", value=self.loop.monitor_action)]
+        return [DiagnosticStatus(level=level, name=f"{self.get_name()}: dynamics monitor",
+                                 message=alarm or "the robot behaves like the training simulator",
+                                 hardware_id=self.profile.name, values=values)]
 
     def fail_safe(self, clean: bool = False) -> None:
         """Publish the safe command (after an unhandled exception, before exiting non-zero; and on a clean stop)."""

@@ -1,0 +1,118 @@
+"""The dynamics monitor (robot_rl.export.monitor) with the shipped cart-pole policy and its monitor, on sim_robot's
+plant: quiet in distribution, an alarm well before the failure far outside it, and the policy loop's reaction.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.core.profile import load_profile
+from robot_rl.export.monitor import MONITOR_FILE, DynamicsMonitor
+from robot_rl.export.runtime import ArtifactError, OnnxPolicy
+from robot_rl.train.monitor_fit import plant_episode
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "cartpole_swingup_sac"
+MONITOR = MODEL / "monitor"
+ENV = "robot_rl/CartpoleSwingup-v0"
+LATENCY_5 = str(REPO / "bench" / "randomization" / "ood_latency_5.yaml")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    profile = load_profile("cartpole")
+    return profile, OnnxPolicy.load(MODEL, profile)
+
+
+def test_quiet_in_distribution(setup):
+    profile, policy = setup
+    for seed in (700_000_000, 700_000_001):  # never used for the monitor's training or calibration
+        mon = DynamicsMonitor(MONITOR, profile)
+        ep = plant_episode(policy, ENV, "default", seed, monitor=mon)
+        assert mon.alarms == 0 and mon.peak < mon.threshold
+        assert np.nanmedian(ep["score"]) < 2.0  # in distribution the windowed surprise sits near 1
+        assert ep["reward"].sum() > 380
+
+
+def test_alarm_before_the_failure_far_outside(setup):
+    """5-6 periods of latency (training: 0-1): the swing-up fails; the alarm comes seconds before the 5 s mark."""
+    profile, policy = setup
+    mon = DynamicsMonitor(MONITOR, profile)
+    ep = plant_episode(policy, ENV, LATENCY_5, 0, monitor=mon)
+    hinge = ep["q_true"][:, 1]
+    up = np.abs(np.arctan2(np.sin(hinge), np.cos(hinge))) < 0.8
+    assert up[:250].sum() < 100  # it does not swing up in 5 s (250 periods)
+    first = int(np.argmax(ep["score"] > mon.threshold))
+    assert mon.alarms > 0 and first < 200, first
+
+
+def test_transitions_across_a_gap_are_skipped(setup):
+    profile, _ = setup
+    mon = DynamicsMonitor(MONITOR, profile)
+    q, qd, u = np.array([0.0, np.pi]), np.zeros(2), np.zeros(1)
+    mon.update(q, qd, 0.0, u)
+    mon.update(q, qd, 0.04, u)  # two periods later: not a one-period transition
+    assert np.isnan(mon.last)
+    mon.update(q, qd, 0.06, u)
+    assert np.isfinite(mon.last)
+    mon.update(np.array([np.nan, 0.0]), qd, 0.08, u)  # non-finite: history dropped
+    mon.update(q, qd, 0.10, u)
+    assert np.isnan(mon.last)
+
+
+def test_refuses_a_monitor_for_another_robot_layout(setup, tmp_path):
+    profile, _ = setup
+    bad = tmp_path / "m"
+    shutil.copytree(MONITOR, bad)
+    cfg = json.loads((bad / MONITOR_FILE).read_text())
+    del cfg["threshold"]
+    (bad / MONITOR_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(ArtifactError, match="threshold"):
+        DynamicsMonitor(bad, profile)
+    with pytest.raises(ArtifactError):
+        DynamicsMonitor(MONITOR, load_profile("pendulum"))
+
+
+def test_policy_loop_latches_the_estop_on_the_alarm(setup):
+    """The node's control step with the monitor: on the alarm the e-stop latches and the safe command goes out."""
+    from robot_rl.deploy.policy_loop import PolicyLoop
+    from robot_rl.deploy.sim_plant import EnvReality, SimPlant
+    from robot_rl.envs import make
+    from robot_rl.safety import SafetyFilter
+
+    profile, policy = setup
+    results = {}
+    for action in ("estop", "warn"):
+        env = make(ENV, randomization=LATENCY_5, seed=0)
+        base = env.unwrapped
+        reality = EnvReality(env, base.np_random)
+        plant = SimPlant(profile, base.model, base.data, reality=reality, rng=np.random.default_rng(0))
+        plant.latency_s += reality.action_latency_s
+        safety = SafetyFilter(profile)
+        loop = PolicyLoop(safety, base.observation_builder, policy, control_period_s=0.02,
+                          monitor=DynamicsMonitor(MONITOR, profile), monitor_action=action)
+        t, modes = 0.0, []
+        for _ in range(300):
+            q, qd, eff = plant.measure()
+            loop.on_joint_state(list(profile.joint_names), q, qd, eff, stamp_s=t, now_s=t, clock_s=t)
+            cmd, status, _ = loop.step(t)
+            modes.append(status.mode)
+            plant.on_command(cmd, t)
+            plant.advance(t + 0.02 - 1e-9)
+            t += 0.02
+        env.close()
+        results[action] = (loop.monitor_alarm, modes, cmd.copy())
+    alarm, modes, cmd = results["estop"]
+    assert "dynamics monitor" in alarm and modes[-1] == "estop" and np.all(cmd == 0.0)
+    first = modes.index("estop")
+    assert first < 200 and all(m == "estop" for m in modes[first:])
+    alarm, modes, _ = results["warn"]
+    assert "dynamics monitor" in alarm and "estop" not in modes
+    with pytest.raises(ValueError, match="monitor_action"):
+        PolicyLoop(SafetyFilter(profile), make(ENV).unwrapped.observation_builder, policy, control_period_s=0.02,
+                   monitor_action="ignore")

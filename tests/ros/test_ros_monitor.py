@@ -1,0 +1,59 @@
+"""policy_node with its dynamics monitor over DDS (launch/sim_policy.launch.yaml: sim_robot, policy_node, recorder):
+far outside the training ranges the alarm latches the e-stop and /diagnostics says why; in distribution it stays
+quiet.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.data.bags import TYPESTORE, read_bag
+from robot_rl.deploy.launch_file import load_launch
+from robot_rl.deploy.launch_runner import run_launch
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "cartpole_swingup_sac"
+
+
+def _run(tmp_path: Path, randomization: str, seed: int, ros_env: dict) -> tuple[dict, list, str]:
+    bag = tmp_path / "bag"
+    args = {"model": str(MODEL), "monitor": str(MODEL / "monitor"), "env_id": "robot_rl/CartpoleSwingup-v0",
+            "randomization": randomization, "seed": str(seed), "bag": str(bag), "state_dir": str(tmp_path / "state")}
+    out = io.StringIO()
+    rc = run_launch(load_launch(REPO / "launch" / "sim_policy.launch.yaml", args), duration_s=9.0, env=ros_env,
+                    out=out)
+    assert rc == 0, out.getvalue()[-3000:]
+    raw = read_bag(bag)
+
+    def msgs(topic):
+        msgtype, items = raw.topics.get(topic, (None, []))
+        return [TYPESTORE.deserialize_cdr(p, msgtype) for _t, p in items]
+
+    monitor = [st for m in msgs("/diagnostics") for st in m.status if st.name.endswith("dynamics monitor")]
+    timing = np.array([m.data for m in msgs("/policy_node/timing")])
+    return {"levels": [st.level if isinstance(st.level, int) else int.from_bytes(st.level, "little")
+                       for st in monitor], "messages": [st.message for st in monitor]}, timing, out.getvalue()
+
+
+def test_alarm_latches_the_estop_far_outside_training(tmp_path, ros_env):
+    diag, timing, log = _run(tmp_path, str(REPO / "bench" / "randomization" / "ood_latency_5.yaml"), 0, ros_env)
+    assert 2 in diag["levels"], (diag, log[-3000:])
+    assert any("does not behave like the simulator" in m for m in diag["messages"])
+    safe = timing[:, 4] > 0
+    start = int(np.argmax(~safe))  # the first policy command (before it: waiting for joint states)
+    latched = int(np.flatnonzero(~safe)[-1]) + 1  # from here to the end only safe commands: the e-stop
+    assert latched - start > 25 and len(safe) - latched > 100, (start, latched, len(safe))
+    latch = list((tmp_path / "state").iterdir())
+    assert latch and "dynamics monitor" in latch[0].read_text()
+
+
+def test_quiet_in_distribution(tmp_path, ros_env):
+    diag, _timing, log = _run(tmp_path, "default", 700_000_000, ros_env)
+    assert diag["levels"] and set(diag["levels"]) == {0}, (diag, log[-3000:])
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())  # no e-stop latched

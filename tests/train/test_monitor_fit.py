@@ -1,0 +1,73 @@
+"""robot-rl monitor: train, export and calibrate a policy's dynamics monitor (small sizes), and its refusals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_rl.commands import monitor as monitor_command
+from robot_rl.core.profile import load_profile
+from robot_rl.export.monitor import MONITOR_FILE, DynamicsMonitor
+from robot_rl.train.monitor_fit import MonitorSettings, fit_monitor, transitions
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "cartpole_swingup_sac"
+
+
+def cli(*argv: str) -> int:
+    p = argparse.ArgumentParser()
+    monitor_command.add_arguments(p)
+    return monitor_command.run(p.parse_args(list(argv)))
+
+
+def test_fit_export_calibrate(tmp_path):
+    out = tmp_path / "mon"
+    meta = fit_monitor(MODEL, out, MonitorSettings(episodes=3, calibration=2, epochs=3, progress=False))
+    assert meta["training"]["transitions"] == 3 * 500 and meta["randomization"] == "default"
+    assert meta["threshold"] == pytest.approx(1.3 * meta["calibration"]["peak_max"])
+    assert meta["angle_indices"] == [1]  # the hinge (unlimited); the slider is not an angle
+    on_disk = json.loads((out / MONITOR_FILE).read_text())
+    assert on_disk["policy"]["sha256"] == json.loads((MODEL / "policy.json").read_text())["model"]["sha256"]
+    mon = DynamicsMonitor(out, load_profile("cartpole"))
+    assert mon.window == 25 and mon.threshold == meta["threshold"]
+
+
+def test_node_refuses_a_monitor_of_another_policy(tmp_path):
+    from robot_rl.export.runtime import OnnxPolicy
+    from robot_rl.nodes._common import StartupError
+    from robot_rl.nodes._policy_setup import load_monitor
+
+    profile = load_profile("cartpole")
+    policy = OnnxPolicy.load(MODEL, profile)
+    assert load_monitor("", profile, policy) is None
+    assert load_monitor(str(MODEL / "monitor"), profile, policy) is not None
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in (MODEL / "monitor").iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((other / MONITOR_FILE).read_text())
+    cfg["policy"]["sha256"] = "0" * 64
+    (other / MONITOR_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(StartupError, match="trained for policy 000000000000"):
+        load_monitor(str(other), profile, policy)
+    with pytest.raises(StartupError, match="parameter 'monitor'"):
+        load_monitor(str(tmp_path / "missing"), profile, policy)
+
+
+def test_angle_deltas_are_unwrapped():
+    ep = {"q": np.array([[0.0, 3.1], [0.0, -3.1]]), "qd": np.zeros((2, 2)), "command": np.zeros((1, 1))}
+    x, _u, xn = transitions([ep], [1])
+    assert xn[0, 1] - x[0, 1] == pytest.approx(2 * np.pi - 6.2)
+
+
+def test_cli_refusals(tmp_path, capsys):
+    assert cli(str(tmp_path)) == 2
+    assert "no policy.json" in capsys.readouterr().err
+    assert cli(str(MODEL), "--episodes", "1") == 2
+    assert "--episodes must be >= 2" in capsys.readouterr().err
+    assert cli(str(MODEL), "--margin", "0.5") == 2
+    assert "--margin" in capsys.readouterr().err
