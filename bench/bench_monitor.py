@@ -69,11 +69,18 @@ def run_condition(rz: str, seeds: list[int], monitor_dir: Path) -> list[dict]:
     for seed in seeds:
         mon = DynamicsMonitor(monitor_dir, profile)
         ep = plant_episode(policy, "robot_rl/CartpoleSwingup-v0", rz, seed, monitor=mon)
-        above = np.flatnonzero(ep["score"] > mon.threshold)
-        rows.append({"seed": seed, "return": float(ep["reward"].sum()), "peak": mon.peak,
-                     "alarm": int(above[0]) if above.size else None,
+        rows.append({"seed": seed, "return": float(ep["reward"].sum()), "peak": mon.peak, "score": ep["score"],
                      "fail": failure_step(ep["q_true"][:, hinge], ep["dt"]), "dt": ep["dt"]})
-    return rows
+    return with_alarms(rows, mon.threshold)
+
+
+def with_alarms(rows: list[dict], threshold: float) -> list[dict]:
+    """Rows with ``alarm``: the first control step whose windowed score is above ``threshold`` (None: never)."""
+    out = []
+    for r in rows:
+        above = np.flatnonzero(r["score"] > threshold)
+        out.append({**r, "alarm": int(above[0]) if above.size else None})
+    return out
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -101,6 +108,23 @@ def table(results: dict[str, dict], threshold: float) -> list[str]:
     return lines
 
 
+def sweep(traces: dict[str, list[dict]], cal: dict) -> list[str]:
+    """The same runs judged at other thresholds (margins over the calibration's largest windowed score)."""
+    lines = ["Other thresholds (`robot-rl monitor --margin M`: threshold = M x the calibration episodes' largest "
+             f"windowed score, {cal['peak_max']:.2f}), the same runs:", "",
+             "| margin | threshold | false alarms in distribution | failures detected in time (all conditions) | "
+             "alarms in out-of-distribution runs that did not fail |", "|---|---|---|---|---|"]
+    for margin in (1.3, 1.6, 2.0, 2.5, 3.0):
+        th = margin * cal["peak_max"]
+        s = {k: summarize(with_alarms(v, th)) for k, v in traces.items()}
+        ind = s[CONDITIONS[0][0]]
+        ood = [v for k, v in s.items() if k != CONDITIONS[0][0]]
+        lines.append(f"| {margin} | {th:.2f} | {ind['alarms']} of {ind['runs']} | {sum(v['detected'] for v in ood)} "
+                     f"of {sum(v['failed'] for v in ood)} | {sum(v['alarms_without_failure'] for v in ood)} of "
+                     f"{sum(v['ok'] for v in ood)} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=20, help="episodes per condition (in distribution: 2x)")
@@ -110,11 +134,13 @@ def main() -> None:
     import json
 
     threshold = json.loads((a.monitor / "monitor.json").read_text())["threshold"]
+    cal = json.loads((a.monitor / "monitor.json").read_text())["calibration"]
     t0 = time.perf_counter()
-    results = {}
+    results, traces = {}, {}
     for name, rz, base in CONDITIONS:
         n = 2 * a.episodes if rz == "default" else a.episodes
-        results[name] = summarize(run_condition(rz, [base + i for i in range(n)], a.monitor))
+        traces[name] = run_condition(rz, [base + i for i in range(n)], a.monitor)
+        results[name] = summarize(traces[name])
         print(name, results[name], flush=True)
     all_failed = sum(s["failed"] for k, s in results.items() if not k.startswith("in distribution"))
     all_detected = sum(s["detected"] for k, s in results.items() if not k.startswith("in distribution"))
@@ -124,7 +150,7 @@ def main() -> None:
              f"({time.perf_counter() - t0:.0f} s).", "", *table(results, threshold), "",
              f"Out of distribution: the alarm came before the failure in **{all_detected} of {all_failed}** failing "
              f"runs (target >= 80 %). In distribution, where every alarm is false: **{indist['alarms']} false alarms "
-             f"in {indist['runs']}** runs (target <= 5 %).", ""]
+             f"in {indist['runs']}** runs (target <= 5 %).", "", *sweep(traces, cal), ""]
     text = "\n".join(lines)
     if a.out:
         a.out.write_text(text)

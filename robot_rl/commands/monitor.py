@@ -9,7 +9,7 @@ fits a probabilistic dynamics ensemble to the measured joint-state transitions, 
 (``monitor.json``: ``--margin`` x the largest windowed score seen). policy_node loads it with
 ``monitor:=<dir>``: when the windowed one-step surprise exceeds the threshold (the robot no longer behaves like the
 simulator the policy was trained in), it latches the e-stop (the profile's safe command) and says so on /diagnostics.
-See docs/transfer.md ("Dynamics monitor") and bench/results/monitor.md. About 40 s for the cart-pole.
+See docs/transfer.md ("Dynamics monitor") and bench/results/monitor.md. About 1-2 min for the cart-pole.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--randomization", default=None,
                    help="randomization of both (default: the policy's training randomization; 'none' = off)")
     p.add_argument("--window", type=int, default=25, help="control periods averaged into the score (default 25)")
-    p.add_argument("--margin", type=float, default=1.3,
-                   help="threshold = margin x the largest calibration score (default 1.3)")
+    p.add_argument("--margin", type=float, default=2.0,
+                   help="threshold = margin x the largest calibration score (default 2.0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes and the fit (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

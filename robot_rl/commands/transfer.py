@@ -39,6 +39,9 @@ def add_arguments(p) -> None:
                    help="policy_node trigger (default sensor)")
     p.add_argument("--out", type=Path, default=Path("runs/transfer"),
                    help="report directory (default runs/transfer)")
+    p.add_argument("--monitor", action="store_true",
+                   help="run policy_node with each model's dynamics monitor (MODEL/monitor, robot-rl monitor): the "
+                        "alarm latches the e-stop as on the robot; alarms are counted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +52,7 @@ def run(args) -> int:
         settings = TransferSettings(models=tuple(args.models), labels=tuple(args.label), samples=args.samples,
                                     seed=args.seed, randomization=args.randomization, ros=not args.no_ros,
                                     duration_s=args.duration, trigger=args.trigger, out_dir=args.out,
-                                    progress=not args.no_progress, env_id=args.env)
+                                    progress=not args.no_progress, env_id=args.env, monitor=args.monitor)
         results = run_transfer(settings)
     except (TransferError, KeyError, FileNotFoundError) as exc:
         print(f"robot-rl transfer: {exc}", file=sys.stderr)

@@ -37,7 +37,7 @@ class MonitorSettings:
     """Randomization of both (default: the policy's training randomization from policy.json; 'none' = off)."""
     window: int = 25
     """Control periods averaged into the score (25 at 50 Hz: 0.5 s)."""
-    margin: float = 1.3
+    margin: float = 2.0
     """Threshold = margin x the largest windowed score of the calibration episodes."""
     members: int = 5
     hidden: tuple[int, ...] = (128, 128)

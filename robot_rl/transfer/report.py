@@ -47,7 +47,8 @@ def summarize(entry: dict) -> dict:
                              "with_safety_fallbacks": sum(r["safe_commands"] > 0 for r in ros),
                              "with_command_timeouts": sum(r["timeouts"] > 0 for r in ros),
                              "with_nonfinite_commands": sum(r["nonfinite_commands"] > 0 for r in ros),
-                             "with_diagnostics_errors": sum(r["diagnostics_errors"] > 0 for r in ros)},
+                             "with_diagnostics_errors": sum(r["diagnostics_errors"] > 0 for r in ros),
+                             "monitor_alarms": sum(bool(r.get("monitor_alarm")) for r in ros)},
             "latency_p50_ms_median": _stats([r["latency_p50_ms"] for r in ros])["median"],
             "latency_p99_ms_max": float(np.nanmax([r["latency_p99_ms"] for r in ros])) if ros else math.nan,
             "agreement_commands": sum(r["agreement_commands"] for r in ros),
@@ -89,6 +90,8 @@ def _summary_rows(summaries: list[dict], ros: bool) -> list[tuple[str, list[str]
                   [f"{s['ros_failures']['with_nonfinite_commands']} / {s['ros_failures']['with_diagnostics_errors']}"
                    f" / {s['ros_failures']['short_runs'] + s['ros_failures']['runs_without_result']}"
                    for s in summaries]),
+                 ("ROS runs: dynamics monitor alarms (with --monitor)",
+                  [str(s["ros_failures"]["monitor_alarms"]) for s in summaries]),
                  ("sensor -> command latency: median p50 / max p99 [ms]",
                   [f"{_fmt(s['latency_p50_ms_median'], '.2f')} / {_fmt(s['latency_p99_ms_max'], '.2f')}"
                    for s in summaries]),
@@ -172,7 +175,7 @@ def _plots(results: dict, out: Path) -> dict[str, str]:
 
 def _per_sample_csv(results: dict, path: Path) -> None:
     keys = sorted({k for e in results["models"] for r in e["python"] for k in r["sample"]})
-    ros_keys = ("return", "steps", "limit_hit", "safe_commands", "timeouts", "nonfinite_commands",
+    ros_keys = ("return", "steps", "limit_hit", "safe_commands", "timeouts", "nonfinite_commands", "monitor_alarm",
                 "latency_p50_ms", "latency_p99_ms", "agreement_commands", "agreement_max",
                 "safety_fallback_commands", "unmatched_commands", "error")
     with open(path, "w", newline="") as f:
@@ -228,6 +231,7 @@ def write_report(results: dict, out: Path) -> Path:
                 fail += [w for w, bad in (("limit (ROS)", r["limit_hit"]),
                                           (f"{r['safe_commands']} safety fallbacks", r["safe_commands"] > 0),
                                           (f"{r['timeouts']} command timeouts", r["timeouts"] > 0),
+                                          ("monitor alarm", bool(r.get("monitor_alarm"))),
                                           (f"short run ({r['steps']} steps)", r["short"])) if bad]
             lines.append(f"| {py['seed']} | {_fmt(nom['return'])} | {_fmt(py['return'])} | {ros_ret} | {gap} | "
                          f"{', '.join(fail) or '-'} |")

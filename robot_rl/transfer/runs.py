@@ -45,6 +45,9 @@ class TransferSettings:
     progress: bool = True
     env_id: str | None = None
     """Task env (default: the one each model was trained on, from its policy.json)."""
+    monitor: bool = False
+    """Run policy_node with each model's dynamics monitor (``<model>/monitor``, ``robot-rl monitor``) in the ROS
+    loop, acting as it would on the robot (the alarm latches the e-stop); alarms are counted."""
 
     def __post_init__(self):
         self.models = tuple(Path(m) for m in self.models)
@@ -152,7 +155,7 @@ def python_episode(m: ModelUnderTest, seed: int, randomization: str | None) -> d
 
 
 def ros_episode(m: ModelUnderTest, seed: int, randomization: str, steps: int, duration_s: float, out_dir: Path,
-                trigger: str) -> dict:
+                trigger: str, monitor: bool = False) -> dict:
     """The sample of ``seed`` through the ROS 2 loop for ``duration_s``; returns, failures, latency and agreement
     over the first ``steps`` control steps, read from the bag.
     """
@@ -167,7 +170,8 @@ def ros_episode(m: ModelUnderTest, seed: int, randomization: str, steps: int, du
     bag = run / "bag"
     args = {"model": str(m.model_dir.resolve()), "robot": m.profile.name, "env_id": m.env_id,
             "randomization": randomization, "seed": str(seed), "bag": str(bag.resolve()),
-            "state_dir": str((run / "state").resolve()), "trigger": trigger}
+            "state_dir": str((run / "state").resolve()), "trigger": trigger,
+            "monitor": str((m.model_dir / "monitor").resolve()) if monitor else "none"}
     desc = load_launch(find_asset("launch/sim_policy.launch.yaml"), args)
     with open(run / "launch.log", "w") as log:
         rc = run_launch(desc, duration_s=duration_s, out=log)
@@ -208,11 +212,15 @@ def read_ros_run(m: ModelUnderTest, bag: Path, steps: int) -> dict:
             q = np.array([pos.get(j, np.nan) for j in joints])
             limit_hit |= bool(np.any(q < lo) or np.any(q > hi))
     bm = bag_metrics(bag, m.profile.topics.commands)
+    monitor = [st for _t, msg in msgs(m.profile.topics.diagnostics) for st in msg.status
+               if st.name.endswith("dynamics monitor")]
+    levels = [st.level if isinstance(st.level, int) else int.from_bytes(st.level, "little") for st in monitor]
     return {"return": float(last[1]), "steps": int(last[4]), "short": int(last[4]) < steps,
             "timeouts": int(last[3]), "limit_hit": limit_hit, "safe_commands": bm["safe_commands"],
             "diagnostics_errors": bm["diagnostics_errors"], "nonfinite_commands": bm["nonfinite_commands"],
             "latency_p50_ms": bm["latency_p50_ms"], "latency_p99_ms": bm["latency_p99_ms"],
-            "command_rate_hz": bm["command_rate_hz"], "damage": bm["damage"], **_agreement(m, raw)}
+            "command_rate_hz": bm["command_rate_hz"], "damage": bm["damage"],
+            "monitor_alarm": bool(levels) and max(levels) > 0 if monitor else None, **_agreement(m, raw)}
 
 
 def _agreement(m: ModelUnderTest, raw) -> dict:
@@ -266,13 +274,18 @@ def run_transfer(s: TransferSettings) -> dict:
     from tqdm import tqdm
 
     models = [load_model(p, label, s.env_id) for p, label in zip(s.models, s.labels)]
+    if s.monitor and s.ros:
+        missing = [str(m.model_dir) for m in models if not (m.model_dir / "monitor" / "monitor.json").is_file()]
+        if missing:
+            raise TransferError(f"--monitor: no dynamics monitor in {missing} (make one: robot-rl monitor MODEL)")
     envs = {m.env_id for m in models}
     if len(envs) > 1:
         raise TransferError(f"the models were trained on different tasks {sorted(envs)}: give --env")
     seeds = [s.seed + i for i in range(s.samples)]
     s.out_dir.mkdir(parents=True, exist_ok=True)
     results = {"settings": {"samples": s.samples, "seeds": seeds, "randomization": s.randomization, "ros": s.ros,
-                            "trigger": s.trigger, "env_id": models[0].env_id, "profile": models[0].profile.name},
+                            "trigger": s.trigger, "env_id": models[0].env_id, "profile": models[0].profile.name,
+                            "monitor": s.monitor and s.ros},
                "models": []}
     per_sample = 2 + (1 if s.ros else 0)
     with tqdm(total=len(models) * len(seeds) * per_sample, desc="transfer", unit="run", disable=not s.progress,
@@ -292,7 +305,7 @@ def run_transfer(s: TransferSettings) -> dict:
                     bar.set_postfix_str(f"{m.label} seed {seed}: ROS 2 loop")
                     duration = s.duration_s or py["length"] * float(m.sidecar["control_period_s"]) + 5.0
                     entry["ros"].append(ros_episode(m, seed, s.randomization, py["length"], duration, s.out_dir,
-                                                    s.trigger))
+                                                    s.trigger, s.monitor))
                     bar.update()
             results["models"].append(entry)
     return results

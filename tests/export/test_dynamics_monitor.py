@@ -21,6 +21,7 @@ MODEL = REPO / "models" / "cartpole_swingup_sac"
 MONITOR = MODEL / "monitor"
 ENV = "robot_rl/CartpoleSwingup-v0"
 LATENCY_5 = str(REPO / "bench" / "randomization" / "ood_latency_5.yaml")
+DAMPING = str(REPO / "bench" / "randomization" / "ood_joint_damping.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_policy_loop_latches_the_estop_on_the_alarm(setup):
     profile, policy = setup
     results = {}
     for action in ("estop", "warn"):
-        env = make(ENV, randomization=LATENCY_5, seed=0)
+        env = make(ENV, randomization=DAMPING, seed=0)  # joint damping +0.1-0.2: the swing-up fails
         base = env.unwrapped
         reality = EnvReality(env, base.np_random)
         plant = SimPlant(profile, base.model, base.data, reality=reality, rng=np.random.default_rng(0))
