@@ -149,7 +149,7 @@ def measure(trigger: str, duration: float, rate: float, model_dir: Path, profile
     n = min(len(arrivals), len(timings))
     lat, warm_lat, safe_after_sample, first, t_first, miss_windows = [], [], 0, None, None, []
     for k in range(n):
-        seq, stamp_s, age_s, _compute, safe = timings[k]
+        seq, stamp_s, age_s, _compute, safe = timings[k][:5]
         if np.isfinite(age_s):  # the first command after a newly accepted sample
             t_first = stamp_s if t_first is None else t_first
             if stamp_s - t_first < warmup:  # first traffic: discovery, first allocations, page faults

@@ -23,7 +23,8 @@ def bag_metrics(bag: Path, commands_topic: str = "/forward_effort_controller/com
         msgtype, items = raw.topics[topic]
         return [(t, TYPESTORE.deserialize_cdr(payload, msgtype)) for t, payload in items]
 
-    timing = np.array([m.data for _, m in msgs("/policy_node/timing")], dtype=np.float64).reshape(-1, 5)
+    # [seq, stamp, sensor -> publish, compute, safe(, changed)]: the first five (bags of older nodes have only those)
+    timing = np.array([m.data[:5] for _, m in msgs("/policy_node/timing")], dtype=np.float64).reshape(-1, 5)
     latency = timing[:, 2][np.isfinite(timing[:, 2])] if len(timing) else np.empty(0)
     safe_cmds = int(timing[:, 4].sum()) if len(timing) else 0
     diagnostics = msgs("/diagnostics")

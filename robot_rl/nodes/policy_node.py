@@ -7,7 +7,9 @@ timer every period stays as the stale-sensor watchdog), or every ``control_perio
 sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
 ``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
 ``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
-(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe]``), e-stop services ``~/estop``
+(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe, changed]``: ``safe`` 1 when the
+safe command went out, ``changed`` 1 when the filter clamped or rate-limited the controller's command), e-stop
+services ``~/estop``
 and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it survives a restart and only
 ``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
 safe command and exits 1; a model that does not match the robot profile is refused (exit 2).
@@ -373,7 +375,8 @@ class PolicyNode(Node):
         self._seq += 1
         age = end - self.loop.last_rx_s if fresh else float("nan")
         self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start,
-                                                        float(status.safe)]))
+                                                        float(status.safe),
+                                                        float(status.clamped or status.rate_limited)]))
         if getattr(self.loop, "monitor_alarm", "") and not self._monitor_reported:
             self._monitor_reported = True
             self.get_logger().error(f"{self.loop.monitor_alarm} ({self.loop.monitor_action})")

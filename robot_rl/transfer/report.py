@@ -53,6 +53,7 @@ def summarize(entry: dict) -> dict:
             "latency_p99_ms_max": float(np.nanmax([r["latency_p99_ms"] for r in ros])) if ros else math.nan,
             "agreement_commands": sum(r["agreement_commands"] for r in ros),
             "safety_fallback_commands": sum(r["safety_fallback_commands"] for r in ros),
+            "safety_changed_commands": sum(r.get("safety_changed_commands", 0) for r in ros),
             "unmatched_commands": sum(r["unmatched_commands"] for r in ros),
             "agreement_max": float(np.nanmax([r["agreement_max"] for r in ros] + [-np.inf])) if ros else math.nan,
         })
@@ -96,9 +97,9 @@ def _summary_rows(summaries: list[dict], ros: bool) -> list[tuple[str, list[str]
                   [f"{_fmt(s['latency_p50_ms_median'], '.2f')} / {_fmt(s['latency_p99_ms_max'], '.2f')}"
                    for s in summaries]),
                  ("commands sent vs the ONNX policy on the logged joint states: compared, max \\|diff\\| / safety "
-                  "fallbacks / unmatched",
+                  "fallbacks / clamped or rate-limited / unmatched",
                   [f"{s['agreement_commands']}, {_fmt(s['agreement_max'], '.2g')} / {s['safety_fallback_commands']} / "
-                   f"{s['unmatched_commands']}" for s in summaries])]
+                   f"{s['safety_changed_commands']} / {s['unmatched_commands']}" for s in summaries])]
     rows.append(("export parity torch vs ONNX, max \\|diff\\| (policy.json)",
                  [_fmt(s["export_parity_max"], ".2g") for s in summaries]))
     return rows
@@ -177,7 +178,7 @@ def _per_sample_csv(results: dict, path: Path) -> None:
     keys = sorted({k for e in results["models"] for r in e["python"] for k in r["sample"]})
     ros_keys = ("return", "steps", "limit_hit", "safe_commands", "timeouts", "nonfinite_commands", "monitor_alarm",
                 "latency_p50_ms", "latency_p99_ms", "agreement_commands", "agreement_max",
-                "safety_fallback_commands", "unmatched_commands", "error")
+                "safety_fallback_commands", "safety_changed_commands", "unmatched_commands", "error")
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "seed", "nominal_return", "python_return", "python_length", "python_terminated",

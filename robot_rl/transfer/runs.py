@@ -227,8 +227,9 @@ def _agreement(m: ModelUnderTest, raw) -> dict:
     """Three-way parity on the recorded stream: every command policy_node sent is matched (through its ``~/timing``
     message: the header stamp of the joint state it was computed from) to that joint-state message, the observation
     is rebuilt with the task's builder and the ONNX policy run on it. Commands the safety filter passed must equal the
-    policy's output (``agreement_max``; torch vs ONNX is the export's parity check); the others (``safe`` set:
-    fallbacks) are counted. Commands without a matching joint state in the bag are counted as ``unmatched``.
+    policy's output (``agreement_max``; torch vs ONNX is the export's parity check); the others are counted:
+    fallbacks (``safe``) and commands the filter clamped or rate-limited (``changed``). Commands without a matching
+    joint state in the bag are counted as ``unmatched``.
     """
     from robot_rl.data.bags import TYPESTORE, decode_joint_states
     from robot_rl.data.checks import LoadReport
@@ -248,10 +249,13 @@ def _agreement(m: ModelUnderTest, raw) -> dict:
     commands = [np.asarray(c.data, dtype=np.float64) for c in msgs(m.profile.topics.commands)]
     timing = [np.asarray(t.data, dtype=np.float64) for t in msgs("/policy_node/timing")]
     builder = observation_builder(m.env_id)
-    passed, fallbacks, unmatched, worst = 0, 0, 0, 0.0
+    passed, fallbacks, changed, unmatched, worst = 0, 0, 0, 0, 0.0
     for cmd, tm in zip(commands, timing):
         if tm[4]:
             fallbacks += 1
+            continue
+        if len(tm) > 5 and tm[5]:  # clamped or rate-limited by the filter
+            changed += 1
             continue
         j = int(np.clip(np.searchsorted(stamps, tm[1]), 0, max(len(stamps) - 1, 0)))
         near = [k for k in (j - 1, j) if 0 <= k < len(stamps) and abs(stamps[k] - tm[1]) < 1e-6]
@@ -263,7 +267,8 @@ def _agreement(m: ModelUnderTest, raw) -> dict:
         worst = max(worst, float(np.abs(pred - cmd).max()))
         passed += 1
     return {"agreement_commands": passed, "agreement_max": worst if passed else math.nan,
-            "safety_fallback_commands": fallbacks, "unmatched_commands": unmatched + abs(len(commands) - len(timing))}
+            "safety_fallback_commands": fallbacks, "safety_changed_commands": changed,
+            "unmatched_commands": unmatched + abs(len(commands) - len(timing))}
 
 
 def run_transfer(s: TransferSettings) -> dict:

@@ -1,6 +1,6 @@
-"""policy_node with its dynamics monitor over DDS (launch/sim_policy.launch.yaml: sim_robot, policy_node, recorder):
-far outside the training ranges (joint damping +0.1-0.2) the alarm latches the e-stop and /diagnostics says why; in distribution it stays
-quiet.
+"""policy_node with its dynamics monitor over DDS (launch/sim_policy.launch.yaml: sim_robot, policy_node,
+recorder): far outside the training ranges (joint damping +0.1-0.2) the alarm latches the e-stop and /diagnostics
+says why; in distribution it stays quiet.
 """
 
 from __future__ import annotations
