@@ -4,7 +4,9 @@ The profile keeps a base profile's terms and spreads (``sim/randomization/defaul
 moves each fitted term's range onto the identified values: a scale range ``[a, b]`` becomes ``[c_min a, c_max b]``,
 an offset range ``[c_min + a, c_max + b]``, where ``c`` are the identified values of the term's elements (neutral,
 1 or 0, for matched elements not fitted), widened to cover each estimate +- 3 std. The schema holds one range per
-term, so elements fitted to different values widen that range. The latency range keeps its width around the fit.
+term, so elements fitted to different values widen that range. The latency range keeps its width around the fit
+and covers every latency the log cannot tell from it (a cost within ``LATENCY_TIE`` x the best: an actual delay
+between two whole control steps, e.g. one step plus the ROS transport, fits both about equally).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _TERM = {"body_mass_scale": ("body_mass", "scale"), "joint_damping_scale": ("joi
          "joint_damping_offset": ("joint_damping", "offset"), "armature_offset": ("armature", "offset"),
          "frictionloss_offset": ("frictionloss", "offset"), "actuator_gain_scale": ("actuator_gain", "scale")}
 
+
+LATENCY_TIE = 1.5
+"""Latencies whose re-simulation cost is within this factor of the best one stay in the re-centred range."""
 
 def result_dict(result: FitResult, params: list[ResolvedParam], **extra) -> dict:
     """The JSON report: per parameter estimate, std, model value and bounds; latency; errors before/after."""
@@ -93,8 +98,14 @@ def recentred_profile(result: FitResult, params: list[ResolvedParam], model, bas
         doc[term] = entry
     lat = doc.get("action_latency", {"steps": [0, 0]})["steps"]
     width = int(lat[1]) - int(lat[0])
-    first = max(0, result.latency - width // 2)
-    doc["action_latency"] = {"steps": [first, first + width]}
+    best = result.latency_costs.get(result.latency)
+    close = sorted(k for k, c in result.latency_costs.items() if best is not None and c <= LATENCY_TIE * best) \
+        or [result.latency]
+    lo, hi = close[0], close[-1]
+    if hi - lo < width:
+        lo = max(0, min(lo, result.latency - width // 2))
+        hi = max(hi, lo + width)
+    doc["action_latency"] = {"steps": [int(lo), int(hi)]}
     return doc
 
 

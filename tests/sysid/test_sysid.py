@@ -177,3 +177,20 @@ def test_position_target_envs_are_refused():
 def test_bad_base_profile_fails_before_the_fit(tmp_path, capsys):
     rc = main(["sysid", str(tmp_path), "--env", ENV_ID, "--base", "no_such_profile", "--no-progress"])
     assert rc == 2 and "no_such_profile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("costs, latency, expected", [
+    ({0: 0.0019, 1: 0.00025, 2: 0.0015, 3: 0.0052}, 1, [1, 2]),  # a clear minimum: the base width around it
+    ({0: 0.061, 1: 0.0129, 2: 0.0109, 3: 0.051}, 2, [1, 2]),  # 1 and 2 about equal (a log through ROS): both kept
+    ({0: 0.001, 1: 0.009, 2: 0.02, 3: 0.05}, 0, [0, 1]),
+])
+def test_recentred_latency_keeps_the_latencies_the_log_cannot_tell_apart(costs, latency, expected):
+    import numpy as np
+
+    from robot_rl.sysid.fit import FitResult
+    from robot_rl.sysid.report import recentred_profile
+
+    empty = np.zeros(0)
+    result = FitResult([], empty, empty, empty, empty, np.zeros((0, 0)), latency, costs, {}, {}, 1, 25)
+    doc = recentred_profile(result, [], None, base="default")  # default: latency steps [0, 1]
+    assert doc["action_latency"]["steps"] == expected
