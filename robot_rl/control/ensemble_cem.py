@@ -235,10 +235,9 @@ class RolloutCost:
                 elif t.kind == "state":
                     d = X[..., list(t.indices)] - (np.asarray(t.target, np.float32) if t.target else 0.0)
                     sq = 0.5 * np.einsum("trm,trm->tr", d, d)
-                elif t.kind == "limit":  # the overshoot beyond [lower, upper], as Cost's limit residual
-                    z = X[..., list(t.indices)].astype(float)
-                    d = z - np.clip(z, np.asarray(t.lower, float), np.asarray(t.upper, float))
-                    sq = 0.5 * np.einsum("trm,trm->tr", d, d)
+                elif t.kind == "limit":  # the overshoot beyond [lower, upper]: Cost's own residual
+                    r, _ = self.cost._extra_residual(t, X.astype(float), None, jacobian=False)
+                    sq = 0.5 * np.sum(r * r, axis=-1)
                 else:
                     r, _ = _residual(t, X.astype(float), self.cost.nx)
                     sq = 0.5 * np.sum(r * r, axis=-1)

@@ -11,27 +11,39 @@ from pathlib import Path
 import numpy as np
 
 
-def bag_metrics(bag: Path, commands_topic: str = "/forward_effort_controller/commands") -> dict:
-    """Latency, safety events and command rate read back from the recorded bag."""
-    from robot_rl.data.bags import TYPESTORE, read_bag
+def decoded(raw, topic: str) -> list:
+    """``[(log time ns, message)]`` of ``topic`` in a ``RawMessages`` (``read_bag``), empty when it was not recorded."""
+    from robot_rl.data.bags import TYPESTORE
 
-    raw = read_bag(bag)
+    if topic not in raw.topics:
+        return []
+    msgtype, items = raw.topics[topic]
+    return [(t, TYPESTORE.deserialize_cdr(payload, msgtype)) for t, payload in items]
+
+
+def level(status) -> int:
+    """A DiagnosticStatus level as an int (rosbags decodes the byte field as ``bytes`` or ``int``)."""
+    lv = status.level
+    return lv if isinstance(lv, int) else int.from_bytes(lv, "little")
+
+
+def bag_metrics(bag, commands_topic: str = "/forward_effort_controller/commands") -> dict:
+    """Latency, safety events and command rate read back from the recorded bag (a path, or its ``read_bag``)."""
+    from robot_rl.data.bags import read_bag
+
+    raw = read_bag(bag) if isinstance(bag, (str, Path)) else bag
 
     def msgs(topic: str):
-        if topic not in raw.topics:
-            return []
-        msgtype, items = raw.topics[topic]
-        return [(t, TYPESTORE.deserialize_cdr(payload, msgtype)) for t, payload in items]
+        return decoded(raw, topic)
 
     # [seq, stamp, sensor -> publish, compute, safe(, changed)]: the first five (bags of older nodes have only those)
     timing = np.array([m.data[:5] for _, m in msgs("/policy_node/timing")], dtype=np.float64).reshape(-1, 5)
     latency = timing[:, 2][np.isfinite(timing[:, 2])] if len(timing) else np.empty(0)
     safe_cmds = int(timing[:, 4].sum()) if len(timing) else 0
     diagnostics = msgs("/diagnostics")
-    levels = [st.level for _, m in diagnostics for st in m.status]
+    to_int = [level(st) for _, m in diagnostics for st in m.status]
     # which trigger policy_node ran with (its diagnostics name it), so the latency numbers say what produced them
     triggers = [kv.value for _, m in diagnostics for st in m.status for kv in st.values if kv.key == "trigger"]
-    to_int = [lv if isinstance(lv, int) else int.from_bytes(lv, "little") for lv in levels]
     command_msgs = msgs(commands_topic)
     commands = [np.asarray(m.data) for _, m in command_msgs]
     nonfinite = sum(int(not np.isfinite(c).all()) for c in commands)

@@ -66,6 +66,7 @@ class DynamicsMonitor:
         self._prev_stamp: float | None = None
         self._ring = np.zeros(self.window)
         self._count = 0
+        self._score = math.nan
         self.last = math.nan
         """The last transition's score."""
         self.peak = 0.0
@@ -78,16 +79,16 @@ class DynamicsMonitor:
         self._prev_stamp = None
         self._count = 0
         self._ring[:] = 0.0
-        self.last = math.nan
+        self._score = self.last = math.nan
 
     @property
     def score(self) -> float:
         """Mean score of the last ``window`` transitions (NaN until there are that many)."""
-        return float(self._ring.mean()) if self._count >= self.window else math.nan
+        return self._score
 
     @property
     def alarm(self) -> bool:
-        return self._count >= self.window and float(self._ring.mean()) > self.threshold
+        return self._score > self.threshold  # False while NaN
 
     def transition_score(self, prev, command, x) -> float:
         """Score of one transition ``prev --command--> x`` (state vectors in ``state_names`` order)."""
@@ -113,9 +114,9 @@ class DynamicsMonitor:
             self._ring[self._count % self.window] = self.last
             self._count += 1
             if self._count >= self.window:
-                s = float(self._ring.mean())
-                self.peak = max(self.peak, s)
-                self.alarms += s > self.threshold
+                self._score = float(self._ring.mean())
+                self.peak = max(self.peak, self._score)
+                self.alarms += self._score > self.threshold
         self._prev[:] = self._x
         self._prev_cmd[0] = command
         self._prev_stamp = stamp_s

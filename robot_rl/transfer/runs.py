@@ -184,16 +184,13 @@ def ros_episode(m: ModelUnderTest, seed: int, randomization: str, steps: int, du
 
 def read_ros_run(m: ModelUnderTest, bag: Path, steps: int) -> dict:
     """Return, failures, latency and ONNX agreement of a recorded sim_policy run over its first ``steps`` steps."""
-    from robot_rl.data.bags import TYPESTORE, read_bag
-    from robot_rl.data.run_metrics import bag_metrics
+    from robot_rl.data.bags import read_bag
+    from robot_rl.data.run_metrics import bag_metrics, decoded, level
 
     raw = read_bag(bag)
 
     def msgs(topic):
-        if topic not in raw.topics:
-            return []
-        msgtype, items = raw.topics[topic]
-        return [(t, TYPESTORE.deserialize_cdr(payload, msgtype)) for t, payload in items]
+        return decoded(raw, topic)
 
     rewards = [(t, np.asarray(msg.data, dtype=np.float64)) for t, msg in msgs("/sim_robot/reward")]
     rewards = [(t, d) for t, d in rewards if len(d) >= 5 and np.isfinite(d[4])]
@@ -211,10 +208,10 @@ def read_ros_run(m: ModelUnderTest, bag: Path, steps: int) -> dict:
             pos = dict(zip(js.name, js.position))
             q = np.array([pos.get(j, np.nan) for j in joints])
             limit_hit |= bool(np.any(q < lo) or np.any(q > hi))
-    bm = bag_metrics(bag, m.profile.topics.commands)
+    bm = bag_metrics(raw, m.profile.topics.commands)
     monitor = [st for _t, msg in msgs(m.profile.topics.diagnostics) for st in msg.status
                if st.name.endswith("dynamics monitor")]
-    levels = [st.level if isinstance(st.level, int) else int.from_bytes(st.level, "little") for st in monitor]
+    levels = [level(st) for st in monitor]
     return {"return": float(last[1]), "steps": int(last[4]), "short": int(last[4]) < steps,
             "timeouts": int(last[3]), "limit_hit": limit_hit, "safe_commands": bm["safe_commands"],
             "diagnostics_errors": bm["diagnostics_errors"], "nonfinite_commands": bm["nonfinite_commands"],
@@ -231,15 +228,13 @@ def _agreement(m: ModelUnderTest, raw) -> dict:
     fallbacks (``safe``) and commands the filter clamped or rate-limited (``changed``). Commands without a matching
     joint state in the bag are counted as ``unmatched``.
     """
-    from robot_rl.data.bags import TYPESTORE, decode_joint_states
+    from robot_rl.data.bags import decode_joint_states
     from robot_rl.data.checks import LoadReport
+    from robot_rl.data.run_metrics import decoded
     from robot_rl.envs import observation_builder
 
     def msgs(topic):
-        if topic not in raw.topics:
-            return []
-        msgtype, items = raw.topics[topic]
-        return [TYPESTORE.deserialize_cdr(payload, msgtype) for _t, payload in items]
+        return [msg for _t, msg in decoded(raw, topic)]
 
     names = list(m.profile.joint_names)
     _log, stamp_ns, q, qd, _eff = decode_joint_states(raw, m.profile.topics.joint_states, names, LoadReport("bag"), [])
