@@ -27,6 +27,23 @@ def add_arguments(p) -> None:
                    "checkpoint (only train.* may be overridden)")
 
 
+def env_problem(env_id: str, randomization) -> str | None:
+    """Why ``env_id`` cannot be trained on (unknown id, non-Box spaces, randomization on a plain Gymnasium env),
+    found by building it once before the run directory exists; None when it builds.
+    """
+    import gymnasium as gym
+
+    from robot_rl.scale.envs import make_env
+
+    try:
+        make_env(env_id, randomization=randomization, seed=0).close()
+    except KeyError as exc:
+        return str(exc.args[0]) if exc.args else repr(exc)
+    except (ValueError, ImportError, gym.error.Error) as exc:
+        return str(exc)
+    return None
+
+
 def run(args) -> int:
     from robot_rl.train.checkpoint import CheckpointError
     from robot_rl.train.config import load_experiment
@@ -47,6 +64,10 @@ def run(args) -> int:
             print("robot-rl train: give --config FILE (or --resume RUN_DIR)", file=sys.stderr)
             return 2
         cfg = load_experiment(args.config, args.overrides)
+        problem = env_problem(cfg.env.id, cfg.env.randomization)
+        if problem:
+            print(f"robot-rl train: env.id {cfg.env.id!r}: {problem}", file=sys.stderr)
+            return 2
         run_dir = args.run_dir or Path("runs") / f"{args.config.stem}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         info = train(cfg, run_dir, resume=args.resume is not None)

@@ -54,6 +54,22 @@ def obs_names_of(env: gym.Env, n_obs: int) -> list[str]:
     return names
 
 
+def check_box_spaces(env: gym.Env, env_id: str) -> None:
+    """Raise a ValueError naming ``env_id`` unless its actions are a bounded Box and its observations a Box (or a
+    goal dict): the learners output continuous actions in [-1, 1] and read flat observation vectors.
+    """
+    act, obs = env.action_space, env.observation_space
+    if not isinstance(act, gym.spaces.Box):
+        raise ValueError(f"env {env_id!r} has a {type(act).__name__} action space; robot_rl's learners need a "
+                         f"continuous Box action space")
+    if not (np.isfinite(act.low).all() and np.isfinite(act.high).all()):
+        raise ValueError(f"env {env_id!r}: its Box action space is unbounded (low {act.low}, high {act.high}); "
+                         f"actions are rescaled from [-1, 1] to the bounds, so they must be finite")
+    if not (isinstance(obs, gym.spaces.Box) or is_goal_space(obs)):
+        raise ValueError(f"env {env_id!r} has a {type(obs).__name__} observation space; robot_rl's learners need "
+                         f"a Box (or a goal dict with observation / desired_goal)")
+
+
 def make_env(env_id: str, *, randomization: str | None = None, seed: int | None = None) -> gym.Env:
     """One environment with [-1, 1] actions and flat float32 observations."""
     if env_id.startswith("robot_rl/"):
@@ -63,9 +79,11 @@ def make_env(env_id: str, *, randomization: str | None = None, seed: int | None 
     else:
         if randomization is not None:
             raise ValueError(f"env {env_id!r} is a plain gymnasium env: domain randomization {randomization!r} "
-                             f"is only available for robot_rl/ envs")
+                             f"is only available for robot_rl/ envs (set env.randomization: null)")
         env = gym.make(env_id)
-        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        check_box_spaces(env, env_id)
+        act = env.action_space
+        env = gym.wrappers.RescaleAction(env, np.full(act.shape, -1.0, act.dtype), np.full(act.shape, 1.0, act.dtype))
     if is_goal_space(env.observation_space):
         env = FlattenGoalObservation(env)
     return env
