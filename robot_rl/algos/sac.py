@@ -2,7 +2,8 @@
 
 Twin Q critics evaluated as one batched ensemble forward pass (``EnsembleMLP`` with 2 members) with Polyak-averaged
 targets, a tanh-squashed Gaussian actor, automatic entropy temperature, configurable update-to-data ratio, and
-running observation normalization (raw observations are stored in replay and normalized when sampled).
+optional running observation normalization (``normalize_obs``, off by default: raw observations are stored in
+replay and normalized when sampled).
 
 Hot-loop choices (see docs/training.md, "Speed"): critic, actor and temperature losses are summed and
 differentiated by one autograd backward pass (their gradients are independent), accumulated in place into one flat
@@ -65,8 +66,10 @@ class SacConfig:
     """Learn the temperature to hold the policy entropy at ``target_entropy`` (SAC v2)."""
     target_entropy: float | None = None
     """Target policy entropy [nats]; null = ``-n_act`` (the SAC paper's heuristic)."""
-    normalize_obs: bool = True
-    """Running mean/std observation normalization (also inside the exported policy)."""
+    normalize_obs: bool = False
+    """Running mean/std observation normalization (also inside the exported policy). Off by default, as in the SAC
+    references (softlearning, SB3): statistics that keep moving under a replay buffer and lagging target critics
+    cost 40 % of the return on dm_control cartpole-swingup (326 vs 581 over 8 seeds at 30k steps)."""
     reward_scale: float = 1.0
     """Multiplier applied to rewards before learning (logged returns are unscaled)."""
     her_ratio: float = 0.0

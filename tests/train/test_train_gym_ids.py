@@ -43,6 +43,7 @@ gym.register("PointMass-v0", entry_point=PointMass, max_episode_steps=50)
 
 def _config(tmp_path, env_id: str) -> str:
     raw = {**SAC_TINY, "env": {"id": env_id, "randomization": None}}
+    raw["sac"] = {k: v for k, v in SAC_TINY["sac"].items() if k != "normalize_obs"}  # SAC's default: off
     raw["train"] = {**SAC_TINY["train"], "total_steps": 300, "eval_every_steps": 150, "checkpoint_every_steps": 150}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))

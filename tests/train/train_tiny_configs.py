@@ -8,7 +8,7 @@ SAC_TINY = {
     "train": {"total_steps": 600, "log_every_steps": 100, "eval_every_steps": 300, "eval_episodes": 1,
               "checkpoint_every_steps": 300, "progress": False},
     "sac": {"batch_size": 32, "learning_starts": 100, "actor_hidden": [32, 32], "critic_hidden": [32, 32],
-            "buffer_size": 10000},
+            "buffer_size": 10000, "normalize_obs": True},  # the non-default path, exported inside the policy
 }
 
 SAC_HER_TINY = {  # hindsight relabeling on a goal task (episodes of 100 steps: segments cut one at 250)
