@@ -49,8 +49,8 @@ class Task:
     suite: tuple[str, str] | None = None  # dm_control (domain, task); None: a Gymnasium id (env_id)
 
     def command(self, seed: int) -> str:
-        sets = f" --set env.randomization=null --set train.total_steps={self.budget}"
-        return f"robot-rl train --config {self.config} --set env.id={self.env_id}{sets} --set seed={seed}"
+        sets = f"--set env.randomization=null --set train.total_steps={self.budget} --set seed={seed}"
+        return f"robot-rl train --config {self.config} {sets}"
 
 
 TASKS = {
@@ -58,9 +58,9 @@ TASKS = {
                                  ("cartpole", "swingup")),
     "dmc-cheetah-run": Task("robot_rl/dmc-cheetah-run-v0", "config/sac_dmc_cheetah_run.yaml", 100_000,
                             ("cheetah", "run")),
-    "dmc-walker-walk": Task("robot_rl/dmc-walker-walk-v0", "config/sac_dmc_cheetah_run.yaml", 100_000,
+    "dmc-walker-walk": Task("robot_rl/dmc-walker-walk-v0", "config/sac_dmc_walker_walk.yaml", 100_000,
                             ("walker", "walk")),
-    "Hopper-v5": Task("Hopper-v5", "config/sac_dmc_cheetah_run.yaml", 100_000),
+    "Hopper-v5": Task("Hopper-v5", "config/sac_hopper.yaml", 100_000),
 }
 
 
