@@ -10,7 +10,7 @@ from robot_rl.envs import is_batched
 from robot_rl.train.config import load_experiment
 from robot_rl.train.runner import make_learner
 
-EXTERNAL_BENCH = {"sac_dmc_cartpole_swingup", "sac_dmc_walker_walk", "sac_hopper"}
+EXTERNAL_BENCH = {"sac_dmc_cartpole_swingup", "sac_dmc_walker_walk", "sac_hopper", "ppo_halfcheetah"}
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "config").glob("[sp][ap][co]_*.yaml"))
 
 
