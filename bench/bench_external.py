@@ -32,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from _machine import machine_header
+from _machine import git_commit, machine_header
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -215,7 +215,7 @@ def run_one(name: str, lib: str, seed: int, budget: int | None = None, cache: Pa
         finally:
             os.chdir(cwd)
     res.update(task=name, lib=lib, seed=seed, budget=budget or task.budget, final=res["curve"][-1][1],
-               load=os.getloadavg()[0], finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+               load=os.getloadavg()[0], finished=time.strftime("%Y-%m-%d %H:%M:%S"), commit=git_commit())
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         (cache / f"{name}-{lib}-seed{seed}.json").write_text(json.dumps(res, indent=1))
@@ -274,7 +274,10 @@ def write_report(runs: list[dict]) -> Path:
     fig.tight_layout()
     fig.savefig(RESULTS / "external_curves.png", dpi=90)
     plt.close(fig)
-    lines += ["", "One line per seed.", "", "![curves](external_curves.png)", ""]
+    commits = sorted({r.get("commit", "not recorded") for r in runs})
+    finished = sorted(r["finished"] for r in runs)
+    lines += ["", f"Runs finished {finished[0]} to {finished[-1]}, at commits {', '.join(commits)}. One curve per "
+              "seed.", "", "![curves](external_curves.png)", ""]
     out = RESULTS / "external.md"
     out.write_text("\n".join(lines))
     return out
