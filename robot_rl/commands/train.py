@@ -64,9 +64,12 @@ def run(args) -> int:
             print("robot-rl train: give --config FILE (or --resume RUN_DIR)", file=sys.stderr)
             return 2
         cfg = load_experiment(args.config, args.overrides)
-        problem = env_problem(cfg.env.id, cfg.env.randomization)
+        env = getattr(cfg, "env", None)  # PETS names its env at the top level (env_id, randomization)
+        key, env_id, randomization = (("env.id", env.id, env.randomization) if env is not None else
+                                      ("env_id", getattr(cfg, "env_id", None), getattr(cfg, "randomization", None)))
+        problem = env_problem(env_id, randomization) if env_id else None
         if problem:
-            print(f"robot-rl train: env.id {cfg.env.id!r}: {problem}", file=sys.stderr)
+            print(f"robot-rl train: {key} {env_id!r}: {problem}", file=sys.stderr)
             return 2
         run_dir = args.run_dir or Path("runs") / f"{args.config.stem}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:

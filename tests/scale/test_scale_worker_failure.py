@@ -10,7 +10,8 @@ import pytest
 from robot_rl.scale.source import RayRolloutSource
 from robot_rl.scale.worker import uniform_snapshot
 
-LONG = 6000  # steps per env: a batch takes seconds, so the kill lands while it is in flight
+LONG = 60000  # steps per env: a batch takes >= 1 s even on a fast machine (6000 took < 0.5 s on a 2026 Xeon),
+KILL_AFTER_S = 0.2  # so the kill lands while it is in flight
 
 
 def _kill_later(pid: int, delay_s: float) -> threading.Timer:
@@ -28,7 +29,7 @@ def test_killed_worker_restarts_and_collection_continues(ray_cluster, caplog):
         first = src.collect(8)
         old_pid = first[1]["pid"]
         assert old_pid == src.pids[1] and first[1]["incarnation"] == 0
-        timer = _kill_later(old_pid, 0.5)
+        timer = _kill_later(old_pid, KILL_AFTER_S)
         batches = src.collect(LONG)
         timer.join()
         # worker 1's in-flight batch died with it; the batch we got is the restarted worker's first one
@@ -45,7 +46,7 @@ def test_killed_worker_restarts_and_collection_continues(ray_cluster, caplog):
         again = src.collect(8)
         assert again[1]["pid"] == b1["pid"] and again[1]["seq"] == 2
         # a death beyond rollout.max_restarts ends the run with an error naming the worker
-        timer = _kill_later(b1["pid"], 0.5)
+        timer = _kill_later(b1["pid"], KILL_AFTER_S)
         with pytest.raises(RuntimeError, match=r"rollout worker 1 .*died 2 times.*max_restarts=1"):
             src.collect(LONG)
         timer.join()

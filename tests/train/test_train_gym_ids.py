@@ -6,6 +6,7 @@ an env has no robot profile.
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -89,4 +90,14 @@ def test_bad_env_refused_before_run_dir(tmp_path, capsys, env_id, randomization,
     assert main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"env.id {env_id!r}" in err and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_pets_env_id_checked_too(tmp_path, capsys):
+    root = Path(__file__).resolve().parents[2]
+    args = ["train", "--config", str(root / "config" / "pets_cartpole_swingup.yaml"), "--run-dir",
+            str(tmp_path / "run"), "--set", "env_id=robot_rl/NoSuchTask-v0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "env_id 'robot_rl/NoSuchTask-v0': unknown env id" in err
     assert not (tmp_path / "run").exists()
