@@ -180,7 +180,7 @@ def train_sb3(task: Task, seed: int, budget: int) -> dict:
     c = _config(task, seed).sac
     if tuple(c.actor_hidden) != tuple(c.critic_hidden) or c.actor_lr != c.critic_lr or c.utd_ratio != 1.0:
         raise ValueError(f"{task.config}: SB3 takes one net_arch, one learning rate and 1 update per step")
-    env = suite_env(task, seed) if task.suite else gym.make(task.env_id)
+    env = suite_env(task, seed)
     model = SAC("MlpPolicy", env, learning_rate=c.actor_lr, buffer_size=c.buffer_size, batch_size=c.batch_size,
                 learning_starts=c.learning_starts, tau=c.tau, gamma=c.gamma, train_freq=1, gradient_steps=1,
                 ent_coef=f"auto_{c.init_alpha}" if c.autotune_alpha else c.init_alpha, seed=seed, device="cpu",
@@ -261,11 +261,9 @@ def write_report(runs: list[dict]) -> Path:
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(5.5 * max(1, len(names)), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
         for lib, color in (("robot_rl", "C0"), ("sb3", "C1")):
-            for r in (r for r in runs if r["task"] == name and r["lib"] == lib):
+            for i, r in enumerate(r for r in runs if r["task"] == name and r["lib"] == lib):
                 c = np.asarray(r["curve"])
-                ax.plot(c[:, 0], c[:, 1], "o-", color=color, alpha=0.6, lw=1,
-                        label=f"{lib}" if r["seed"] == min(x["seed"] for x in runs
-                                                           if x["task"] == name and x["lib"] == lib) else None)
+                ax.plot(c[:, 0], c[:, 1], "o-", color=color, alpha=0.6, lw=1, label=lib if i == 0 else None)
         ax.set_title(f"{TASKS[name].algo.upper()} {name}")
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return (suite env, 5 episodes)")
