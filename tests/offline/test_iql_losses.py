@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robot_rl.algos.gcbc import bc_loss
-from robot_rl.algos.iql import awr_actor_loss, awr_weights, expectile_loss, td_target
+from robot_rl.algos.iql import awr_actor_loss, awr_weights, ddpgbc_actor_loss, expectile_loss, td_target
 from robot_rl.nets import gaussian_log_prob
 
 
@@ -57,3 +57,14 @@ def test_awr_actor_loss_and_bc_loss():
     assert w.grad is None  # weights are constants
     mean, log_std, a = torch.zeros(1, 1), torch.zeros(1), torch.ones(1, 1)
     assert float(bc_loss(mean, log_std, a)) == pytest.approx(0.5 + 0.5 * math.log(2 * math.pi))
+
+
+def test_ddpgbc_actor_loss_is_q_scale_invariant_plus_weighted_bc():
+    q = torch.tensor([-10.0, -30.0], requires_grad=True)
+    lp = torch.tensor([-1.0, -2.0])
+    # -mean(q) / mean|q| = 20 / 20 = 1; BC: -0.5 * mean(lp) = 0.75
+    assert float(ddpgbc_actor_loss(q, lp, 0.5)) == pytest.approx(1.0 + 0.75, rel=1e-5)
+    ddpgbc_actor_loss(q, lp, 0.5).backward()
+    assert q.grad.tolist() == pytest.approx([-1 / 40, -1 / 40], rel=1e-4)  # -1/B / mean|q|, the scale is constant
+    q100 = (q.detach() * 100).requires_grad_()
+    assert float(ddpgbc_actor_loss(q100, lp, 0.0)) == pytest.approx(float(ddpgbc_actor_loss(q, lp, 0.0)), rel=1e-5)

@@ -50,6 +50,8 @@ def _experiments(arm_data, cartpole_data):
                         gciql=IqlConfig(**SMALL), train=tc),
         GcbcExperiment(algo="gcbc", env=EnvConfig("robot_rl/ArmReach-v0"), dataset=DatasetConfig(arm_data),
                        gcbc=GcbcConfig(**SMALL), train=tc),
+        GcIqlExperiment(algo="gciql", env=EnvConfig("robot_rl/ArmReach-v0"), dataset=DatasetConfig(arm_data),
+                        gciql=IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=0.003), train=tc),
     ]
 
 
@@ -68,6 +70,8 @@ def test_resume_at_segment_boundary_is_exact(arm_data, cartpole_data):
         a.train_until(20)
         stats = a.pop_stats()
         assert all(np.isfinite(v) for v in stats.values()), (cfg.algo, stats)
+        if getattr(cfg, "gciql", None) is not None and cfg.gciql.actor_loss == "ddpgbc":
+            assert "actor_q_mean" in stats and stats["actor_q_mean"] <= 0  # Q of -1 / 0 rewards
         b = cfg.make_learner()
         b.load_state_dict(state)
         b.begin_segment(b.segment)
@@ -107,3 +111,21 @@ def test_offline_run_through_the_training_loop(arm_data, cartpole_data, tmp_path
     loaded = load_policy(tmp_path / "run")
     assert loaded.algo == "gciql" and loaded.module(torch.zeros(1, 17)).shape == (1, 7)
     assert (tmp_path / "run" / "eval.csv").read_text().count("\n") == 2
+
+
+def test_ddpgbc_actor_step_moves_the_actor_only(arm_data, cartpole_data):
+    """The DDPG+BC actor loss climbs the critic without training it: the critic after one update does not depend on
+    the actor's loss (alpha 0.003 vs 1e6), and the critic's requires_grad is restored for its own next step."""
+    cfg = _experiments(arm_data, cartpole_data)[3]
+    a, b = cfg.make_learner(), cfg.make_learner()
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    a.begin_segment(0)
+    batch = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in a.sample(a.rng).items()
+             if k in ("observations", "actions", "rewards", "next_observations", "masks", "actor_observations")}
+    actor_before = _params(a).clone()
+    a.update(batch)
+    b.cfg = IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=1e6)  # the actor's loss differs wildly
+    b.update(batch)
+    for pa, pb in zip(a.critic.parameters(), b.critic.parameters()):
+        assert torch.equal(pa, pb) and pa.requires_grad
+    assert not torch.equal(_params(a), actor_before)
