@@ -67,6 +67,9 @@ class IqlConfig:
     data's action under a unit-std Gaussian around the mean)."""
     alpha: float = field(default=0.3, metadata={"hash": "unless_default"})
     """Behaviour-cloning weight of ``ddpgbc`` (OGBench: 0.3 by default, 0.003 on PointMaze)."""
+    value_layer_norm: bool = field(default=False, metadata={"hash": "unless_default"})
+    """Layer normalization after every hidden activation of the value and critic nets (OGBench's agents use it; it
+    keeps long-horizon values, tens of -1 steps, from drifting)."""
 
     def __post_init__(self):
         if self.alpha < 0:
@@ -163,11 +166,12 @@ class IqlLearner:
             self.normalizer.update(torch.from_numpy(self._normalizer_sample()))
         self.actor = mlp(self.n_obs, self.n_act, c.hidden, c.activation)
         self.log_std = nn.Parameter(torch.zeros(self.n_act))
-        self.critic = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.hidden, c.activation)
-        self.critic_target = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.hidden, c.activation)
+        ln = c.value_layer_norm
+        self.critic = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.hidden, c.activation, layer_norm=ln)
+        self.critic_target = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.hidden, c.activation, layer_norm=ln)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        self.value = mlp(self.n_obs, 1, c.hidden, c.activation)
+        self.value = mlp(self.n_obs, 1, c.hidden, c.activation, layer_norm=ln)
         self.actor_opt = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=c.lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.lr)

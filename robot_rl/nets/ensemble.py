@@ -59,13 +59,28 @@ class EnsembleLinear(nn.Module):
         return f"n_members={self.n_members}, n_in={self.n_in}, n_out={self.n_out}"
 
 
+class EnsembleLayerNorm(nn.Module):
+    """Layer normalization over the last dim with each member's own scale and shift: ``[E, B, W] -> [E, B, W]``."""
+
+    def __init__(self, n_members: int, width: int, eps: float = 1e-5):
+        super().__init__()
+        self.width, self.eps = width, eps
+        self.weight = nn.Parameter(torch.ones(n_members, 1, width))
+        self.bias = nn.Parameter(torch.zeros(n_members, 1, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (self.width,), eps=self.eps) * self.weight + self.bias
+
+
 class EnsembleMLP(nn.Module):
     """E independent MLPs ``n_in -> hidden... -> n_out``. Shape: ``[E, B, n_in]`` or ``[B, n_in]`` -> ``[E, B, n_out]``.
 
-    ``member(i)`` returns a plain ``nn.Sequential`` copy of member i (for export or checks).
+    ``layer_norm``: ``Linear -> act -> LayerNorm`` in every hidden layer, per member. ``member(i)`` returns a plain
+    ``nn.Sequential`` copy of member i (for export or checks).
     """
 
-    def __init__(self, n_members: int, n_in: int, n_out: int, hidden: Sequence[int], activation: str = "relu"):
+    def __init__(self, n_members: int, n_in: int, n_out: int, hidden: Sequence[int], activation: str = "relu",
+                 layer_norm: bool = False):
         super().__init__()
         self.n_members, self.n_in, self.n_out = n_members, n_in, n_out
         self.hidden = tuple(int(h) for h in hidden)
@@ -75,6 +90,8 @@ class EnsembleMLP(nn.Module):
         last = n_in
         for width in self.hidden:
             layers += [EnsembleLinear(n_members, last, width), act()]
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(n_members, width))
             last = width
         layers.append(EnsembleLinear(n_members, last, n_out))
         self.net = nn.Sequential(*layers)
@@ -91,6 +108,9 @@ class EnsembleMLP(nn.Module):
         for layer in self.net:
             if isinstance(layer, EnsembleLinear):
                 x = ensemble_affine(x, layer.weight.detach(), layer.bias.detach())
+            elif isinstance(layer, EnsembleLayerNorm):
+                x = torch.nn.functional.layer_norm(x, (layer.width,), eps=layer.eps) * layer.weight.detach() \
+                    + layer.bias.detach()
             else:
                 x = layer(x)
         return x
@@ -107,6 +127,12 @@ class EnsembleMLP(nn.Module):
                     lin.weight.copy_(layer.weight[i].T)
                     lin.bias.copy_(layer.bias[i, 0])
                 layers.append(lin)
+            elif isinstance(layer, EnsembleLayerNorm):
+                ln = nn.LayerNorm(layer.width, eps=layer.eps)
+                with torch.no_grad():
+                    ln.weight.copy_(layer.weight[i, 0])
+                    ln.bias.copy_(layer.bias[i, 0])
+                layers.append(ln)
             else:
                 layers.append(activation_class(self.activation)())
         return nn.Sequential(*layers)

@@ -19,17 +19,18 @@ def activation_class(name: str) -> type[nn.Module]:
 
 
 def mlp(n_in: int, n_out: int, hidden: Sequence[int], activation: str = "relu",
-        output_gain: float | None = None) -> nn.Sequential:
+        output_gain: float | None = None, layer_norm: bool = False) -> nn.Sequential:
     """``Linear -> act -> ... -> Linear``. Shape: ``[B, n_in] -> [B, n_out]``.
 
     ``output_gain`` (optional): re-initialize the last layer orthogonally with this gain and zero bias (PPO heads use
     0.01 for the policy mean and 1.0 for the value, after Andrychowicz et al. 2020, "What matters in on-policy RL").
+    ``layer_norm``: ``Linear -> act -> LayerNorm`` in every hidden layer (the value nets of OGBench's agents).
     """
     act = activation_class(activation)
     layers: list[nn.Module] = []
     last = n_in
     for width in hidden:
-        layers += [nn.Linear(last, width), act()]
+        layers += [nn.Linear(last, width), act()] + ([nn.LayerNorm(width)] if layer_norm else [])
         last = width
     out = nn.Linear(last, n_out)
     if output_gain is not None:

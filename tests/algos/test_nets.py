@@ -7,9 +7,13 @@ import torch
 from robot_rl.nets import EnsembleLinear, EnsembleMLP, PolicyModule, RunningNormalizer, mlp
 
 
-def test_ensemble_matches_member_networks():
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_ensemble_matches_member_networks(layer_norm):
     torch.manual_seed(0)
-    ens = EnsembleMLP(3, 4, 2, (8, 8), "tanh")
+    ens = EnsembleMLP(3, 4, 2, (8, 8), "tanh", layer_norm=layer_norm)
+    if layer_norm:  # per-member scale and shift, not the identity they start at
+        for p in ens.parameters():
+            p.data.add_(0.1 * torch.randn_like(p))
     x = torch.randn(3, 5, 4)
     y = ens(x)
     assert y.shape == (3, 5, 2)
@@ -32,14 +36,23 @@ def test_ensemble_members_are_independent():
     assert not torch.equal(ens.member(0)[0].weight, ens.member(1)[0].weight)  # own initialization
 
 
-def test_forward_frozen_same_output_no_weight_grads():
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_forward_frozen_same_output_no_weight_grads(layer_norm):
     torch.manual_seed(0)
-    ens = EnsembleMLP(2, 3, 1, (8,))
+    ens = EnsembleMLP(2, 3, 1, (8,), layer_norm=layer_norm)
     x = torch.randn(5, 3, requires_grad=True)
     torch.testing.assert_close(ens.forward_frozen(x), ens(x))
     ens.forward_frozen(x).sum().backward()
     assert x.grad is not None and x.grad.abs().max() > 0
     assert all(p.grad is None for p in ens.parameters())
+
+
+def test_mlp_layer_norm_after_each_hidden_activation():
+    net = mlp(3, 1, (8, 8), "gelu", layer_norm=True)
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == ["Linear", "GELU", "LayerNorm", "Linear", "GELU", "LayerNorm", "Linear"]
+    h = net[:3](torch.randn(16, 3))
+    torch.testing.assert_close(h.mean(-1), torch.zeros(16), atol=1e-5, rtol=0)
 
 
 def test_ensemble_rejects_bad_sizes():

@@ -51,7 +51,7 @@ def _experiments(arm_data, cartpole_data):
         GcbcExperiment(algo="gcbc", env=EnvConfig("robot_rl/ArmReach-v0"), dataset=DatasetConfig(arm_data),
                        gcbc=GcbcConfig(**SMALL), train=tc),
         GcIqlExperiment(algo="gciql", env=EnvConfig("robot_rl/ArmReach-v0"), dataset=DatasetConfig(arm_data),
-                        gciql=IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=0.003), train=tc),
+                        gciql=IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=0.003, value_layer_norm=True), train=tc),
     ]
 
 
@@ -124,7 +124,7 @@ def test_ddpgbc_actor_step_moves_the_actor_only(arm_data, cartpole_data):
              if k in ("observations", "actions", "rewards", "next_observations", "masks", "actor_observations")}
     actor_before = _params(a).clone()
     a.update(batch)
-    b.cfg = IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=1e6)  # the actor's loss differs wildly
+    b.cfg = IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=1e6, value_layer_norm=True)  # a very different actor loss
     b.update(batch)
     for pa, pb in zip(a.critic.parameters(), b.critic.parameters()):
         assert torch.equal(pa, pb) and pa.requires_grad
