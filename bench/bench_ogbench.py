@@ -7,13 +7,13 @@ GCBC beside the OGBench paper's published results.
 
 Data: ``bench/ogbench_pointmaze.py`` generates the dataset with OGBench's own environment and maze oracle at the
 documented size (1000 episodes x 1001 steps, action noise 0.5; OGBench's datasets themselves download at run time,
-which this machine cannot), cached under ``--data``. Learners: ``bench/configs/gciql_ogbench_pointmaze.yaml`` (OGBench's
-GCIQL settings for this dataset: DDPG+BC extraction with alpha 0.003, expectile 0.9) and
-``bench/configs/gcbc_ogbench_pointmaze.yaml``; ``gciql-awr`` is the same GC-IQL with AWR extraction (robot_rl's
-default, inverse temperature 10). Evaluation: OGBench's protocol, its 5 evaluation tasks x ``--episodes-per-task``
-episodes from OGBench's own reset, success = the point reaches its goal (within 1 m) in 1000 steps; every
-``steps / 4`` gradient steps. Each run is cached as JSON in bench/results/ogbench/; the report is
-bench/results/ogbench.md with ogbench_curves.png.
+which this machine cannot), cached under ``--data``. Learners: ``gciql`` = bench/configs/gciql_ogbench_pointmaze.yaml
+(OGBench's GCIQL settings for this dataset: DDPG+BC extraction with alpha 0.003, expectile 0.9), ``gcbc`` =
+bench/configs/gcbc_ogbench_pointmaze.yaml; ablations of the GC-IQL config: ``gciql-awr`` (AWR extraction, robot_rl's
+default, inverse temperature 10) and ``gciql-ln`` (OGBench's GELU and layer norm in the value nets). Evaluation:
+OGBench's protocol, its 5 evaluation tasks x ``--episodes-per-task`` episodes from OGBench's own reset, success = the
+point reaches its goal (within 1 m) in 1000 steps; every ``steps / 4`` gradient steps. Each run is cached as JSON in
+bench/results/ogbench/; the report is bench/results/ogbench.md with ogbench_curves.png.
 
 The paper's numbers (Park et al., "OGBench: Benchmarking Offline Goal-Conditioned RL", ICLR 2025, Table 2: success
 [%] on pointmaze-medium-navigate-v0, mean +- std over 8 seeds) come from 1M gradient steps with batch 1024 and 3 x 512
@@ -48,6 +48,8 @@ EVAL_SEED = 777  # numpy seed of OGBench's reset noise during evaluation
 ALGOS = {
     "gciql": ("bench/configs/gciql_ogbench_pointmaze.yaml", []),
     "gciql-awr": ("bench/configs/gciql_ogbench_pointmaze.yaml", ["gciql.actor_loss=awr", "gciql.beta=10.0"]),
+    "gciql-ln": ("bench/configs/gciql_ogbench_pointmaze.yaml",
+                 ["gciql.activation=gelu", "gciql.value_layer_norm=true"]),
     "gcbc": ("bench/configs/gcbc_ogbench_pointmaze.yaml", []),
 }
 PAPER = {"GCBC": (9, 6), "GCIVL": (63, 6), "GCIQL": (53, 8), "QRL": (82, 5), "CRL": (29, 7), "HIQL": (79, 5)}

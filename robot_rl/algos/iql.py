@@ -68,8 +68,8 @@ class IqlConfig:
     alpha: float = field(default=0.3, metadata={"hash": "unless_default"})
     """Behaviour-cloning weight of ``ddpgbc`` (OGBench: 0.3 by default, 0.003 on PointMaze)."""
     value_layer_norm: bool = field(default=False, metadata={"hash": "unless_default"})
-    """Layer normalization after every hidden activation of the value and critic nets (OGBench's agents use it; it
-    keeps long-horizon values, tens of -1 steps, from drifting)."""
+    """Layer normalization after every hidden activation of the value and critic nets, as in OGBench's agents (with
+    GELU). On OGBench's pointmaze at 256-wide nets it did not help (bench/bench_ogbench.py)."""
 
     def __post_init__(self):
         if self.alpha < 0:
