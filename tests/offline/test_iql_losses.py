@@ -63,7 +63,7 @@ def test_ddpgbc_actor_loss_is_q_scale_invariant_plus_weighted_bc():
     q = torch.tensor([-10.0, -30.0], requires_grad=True)
     lp = torch.tensor([-1.0, -2.0])
     # -mean(q) / mean|q| = 20 / 20 = 1; BC: -0.5 * mean(lp) = 0.75
-    assert float(ddpgbc_actor_loss(q, lp, 0.5)) == pytest.approx(1.0 + 0.75, rel=1e-5)
+    assert ddpgbc_actor_loss(q, lp, 0.5).item() == pytest.approx(1.0 + 0.75, rel=1e-5)
     ddpgbc_actor_loss(q, lp, 0.5).backward()
     assert q.grad.tolist() == pytest.approx([-1 / 40, -1 / 40], rel=1e-4)  # -1/B / mean|q|, the scale is constant
     q100 = (q.detach() * 100).requires_grad_()
