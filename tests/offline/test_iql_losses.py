@@ -67,4 +67,4 @@ def test_ddpgbc_actor_loss_is_q_scale_invariant_plus_weighted_bc():
     ddpgbc_actor_loss(q, lp, 0.5).backward()
     assert q.grad.tolist() == pytest.approx([-1 / 40, -1 / 40], rel=1e-4)  # -1/B / mean|q|, the scale is constant
     q100 = (q.detach() * 100).requires_grad_()
-    assert float(ddpgbc_actor_loss(q100, lp, 0.0)) == pytest.approx(float(ddpgbc_actor_loss(q, lp, 0.0)), rel=1e-5)
+    assert ddpgbc_actor_loss(q100, lp, 0.0).item() == pytest.approx(ddpgbc_actor_loss(q, lp, 0.0).item(), rel=1e-5)
