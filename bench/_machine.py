@@ -44,3 +44,23 @@ def machine_header() -> str:
     load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
     return (f"CPU: {cpu_model()}, {os.cpu_count()} logical cores, 1-min load average {load} at the end of the run\n\n"
             f"Commit: {git_commit()}")
+
+
+def cache_run(res: dict, cache: Path | None, name: str) -> dict:
+    """Stamp a finished run (1-min load, finish time, commit) and, unless ``cache`` is None, write it as
+    ``cache/name.json``, so runs of several invocations (one process per core) meet in one report."""
+    import json
+    import time
+
+    res.update(load=os.getloadavg()[0], finished=time.strftime("%Y-%m-%d %H:%M:%S"), commit=git_commit())
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / f"{name}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def load_runs(cache: Path) -> list[dict]:
+    """Every run cached by ``cache_run`` in ``cache``, in file-name order."""
+    import json
+
+    return [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]

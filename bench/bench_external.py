@@ -20,7 +20,6 @@ Needs ``pip install -r requirements-bench.txt`` (stable-baselines3); nothing in 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -32,7 +31,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from _machine import git_commit, machine_header
+from _machine import cache_run, machine_header
+from _machine import load_runs as _load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -214,16 +214,12 @@ def run_one(name: str, lib: str, seed: int, budget: int | None = None, cache: Pa
             res = (train_ours if lib == "robot_rl" else train_sb3)(task, seed, budget or task.budget)
         finally:
             os.chdir(cwd)
-    res.update(task=name, lib=lib, seed=seed, budget=budget or task.budget, final=res["curve"][-1][1],
-               load=os.getloadavg()[0], finished=time.strftime("%Y-%m-%d %H:%M:%S"), commit=git_commit())
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        (cache / f"{name}-{lib}-seed{seed}.json").write_text(json.dumps(res, indent=1))
-    return res
+    res.update(task=name, lib=lib, seed=seed, budget=budget or task.budget, final=res["curve"][-1][1])
+    return cache_run(res, cache, f"{name}-{lib}-seed{seed}")
 
 
 def load_runs(cache: Path = CACHE) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
+    return _load_runs(cache)
 
 
 def _mean_std(xs) -> str:

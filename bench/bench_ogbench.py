@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 import ogbench_pointmaze as pm  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from _machine import git_commit, machine_header  # noqa: E402
+from _machine import cache_run, machine_header  # noqa: E402
+from _machine import load_runs as _load_runs  # noqa: E402
 
 from robot_rl.train.config import load_experiment  # noqa: E402
 
@@ -100,16 +101,12 @@ def run_one(algo: str, seed: int, data: Path, *, steps: int | None = None, episo
               file=sys.stderr, flush=True)
     res = {"algo": algo, "seed": seed, "steps": total, "config": config, "overrides": sets, "curve": curve,
            "final": curve[-1][1], "tasks": curve[-1][2], "train_s": wall, "episodes_per_task": episodes_per_task,
-           "transitions": int(len(learner.dataset.episodes) and sum(len(e) for e in learner.dataset.episodes)),
-           "load": os.getloadavg()[0], "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": git_commit()}
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        (cache / f"{algo}-seed{seed}.json").write_text(json.dumps(res, indent=1))
-    return res
+           "transitions": learner.dataset.n_steps}
+    return cache_run(res, cache, f"{algo}-seed{seed}")
 
 
 def load_runs(cache: Path = CACHE) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
+    return _load_runs(cache)
 
 
 def write_report(runs: list[dict], out_dir: Path = RESULTS) -> Path:
