@@ -1,7 +1,7 @@
-"""Offline goal-conditioned RL on an external benchmark: OGBench's pointmaze-medium-navigate, robot_rl's GC-IQL and
-GCBC beside the OGBench paper's published results.
+"""Offline goal-conditioned RL on an external benchmark: OGBench's pointmaze-medium-navigate, robot_rl's HIQL, GC-IQL
+and GCBC beside the OGBench paper's published results.
 
-    python bench/bench_ogbench.py --algos gciql gcbc --seeds 0 1   # generates the data once, trains, caches, reports
+    python bench/bench_ogbench.py --algos hiql gciql gcbc --seeds 0 1   # generates the data once, trains, reports
     python bench/bench_ogbench.py --report                          # report from the cached runs
     pytest -m bench bench/bench_ogbench.py                          # a small run of the whole pipeline
 
@@ -9,8 +9,9 @@ Data: ``bench/ogbench_pointmaze.py`` generates the dataset with OGBench's own en
 documented size (1000 episodes x 1001 steps, action noise 0.5; OGBench's datasets themselves download at run time,
 which this machine cannot), cached under ``--data``. Learners: ``gciql`` = bench/configs/gciql_ogbench_pointmaze.yaml
 (OGBench's GCIQL settings for this dataset: DDPG+BC extraction with alpha 0.003, expectile 0.9), ``gcbc`` =
-bench/configs/gcbc_ogbench_pointmaze.yaml; ablations of the GC-IQL config: ``gciql-awr`` (AWR extraction, robot_rl's
-default, inverse temperature 10) and ``gciql-ln`` (OGBench's GELU and layer norm in the value nets). Evaluation:
+bench/configs/gcbc_ogbench_pointmaze.yaml, ``hiql`` = bench/configs/hiql_ogbench_pointmaze.yaml (OGBench's HIQL
+settings); ablations: ``gciql-awr`` (AWR extraction, robot_rl's default, inverse temperature 10), ``gciql-ln``
+(OGBench's GELU and layer norm in the value nets) and ``hiql-relu`` (HIQL without them). Evaluation:
 OGBench's protocol, its 5 evaluation tasks x ``--episodes-per-task`` episodes from OGBench's own reset, success = the
 point reaches its goal (within 1 m) in 1000 steps; every ``steps / 4`` gradient steps. Each run is cached as JSON in
 bench/results/ogbench/; the report is bench/results/ogbench.md with ogbench_curves.png.
@@ -52,6 +53,8 @@ ALGOS = {
     "gciql-ln": ("bench/configs/gciql_ogbench_pointmaze.yaml",
                  ["gciql.activation=gelu", "gciql.value_layer_norm=true"]),
     "gcbc": ("bench/configs/gcbc_ogbench_pointmaze.yaml", []),
+    "hiql": ("bench/configs/hiql_ogbench_pointmaze.yaml", []),
+    "hiql-relu": ("bench/configs/hiql_ogbench_pointmaze.yaml", ["hiql.activation=relu", "hiql.layer_norm=false"]),
 }
 PAPER = {"GCBC": (9, 6), "GCIVL": (63, 6), "GCIQL": (53, 8), "QRL": (82, 5), "CRL": (29, 7), "HIQL": (79, 5)}
 
@@ -125,7 +128,7 @@ def write_report(runs: list[dict], out_dir: Path = RESULTS) -> Path:
     for algo in algos:
         rs = sorted((r for r in runs if r["algo"] == algo), key=lambda r: r["seed"])
         cfg = load_experiment(ROOT / rs[0]["config"], [*rs[0]["overrides"], "dataset.path=unused"])
-        hp = getattr(cfg, "gciql", None) or cfg.gcbc
+        hp = getattr(cfg, "gciql", None) or getattr(cfg, "hiql", None) or cfg.gcbc
         finals = [100 * r["final"] for r in rs]
         tasks = np.mean([r["tasks"] for r in rs], axis=0) * 100
         lines.append(f"| {algo} | robot_rl | {rs[0]['steps'] // 1000}k | {hp.batch_size} | "
@@ -141,6 +144,7 @@ def write_report(runs: list[dict], out_dir: Path = RESULTS) -> Path:
             c = np.asarray([(k, s) for k, s, _ in r["curve"]])
             ax.plot(c[:, 0], 100 * c[:, 1], "o-", color=f"C{i}", alpha=0.7, label=algo if j == 0 else None)
     ax.axhline(PAPER["GCIQL"][0], color="k", ls="--", lw=1, label="OGBench paper GCIQL (1M steps)")
+    ax.axhline(PAPER["HIQL"][0], color="k", ls=":", lw=1, label="OGBench paper HIQL (1M steps)")
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("success on OGBench's 5 tasks [%]")
     ax.set_ylim(0, 100)
@@ -160,9 +164,9 @@ def write_report(runs: list[dict], out_dir: Path = RESULTS) -> Path:
 
 @pytest.mark.bench
 def test_pipeline_on_a_small_dataset(tmp_path):
-    """Data generation, GC-IQL and GCBC training and OGBench's evaluation end to end on 30 episodes."""
+    """Data generation, HIQL, GC-IQL and GCBC training and OGBench's evaluation end to end on 30 episodes."""
     data = dataset(tmp_path / "data", episodes=30)
-    for algo in ("gciql", "gcbc"):
+    for algo in ("hiql", "gciql", "gcbc"):
         r = run_one(algo, 0, data, steps=400, episodes_per_task=2, cache=tmp_path / "runs")
         assert len(r["curve"]) == 4 and 0.0 <= r["final"] <= 1.0 and len(r["tasks"]) == 5, r
     assert write_report(load_runs(tmp_path / "runs"), tmp_path).is_file()

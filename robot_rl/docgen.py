@@ -30,6 +30,7 @@ CONFIG_SCHEMAS: tuple[tuple[str, str], ...] = (
     ("MPC config (config/mpc_*.yaml) and mpc_node parameters", "robot_rl.control.factory:MpcConfig"),
     ("Offline: IQL (config/iql_*.yaml)", "robot_rl.algos.iql:IqlExperiment"),
     ("Offline: goal-conditioned IQL (config/gciql_*.yaml)", "robot_rl.algos.gciql:GcIqlExperiment"),
+    ("Offline: hierarchical IQL (HIQL)", "robot_rl.algos.hiql:HiqlExperiment"),
     ("Offline: GCBC", "robot_rl.algos.gcbc:GcbcExperiment"),
     ("PETS (config/pets_*.yaml)", "robot_rl.algos.pets:PetsConfig"),
 )

@@ -7,7 +7,7 @@ Run loops (``AlgoSpec.loop``):
 
 - ``off_policy``: env steps and updates interleaved (SAC); the runner's segment loop drives the learner.
 - ``on_policy``: whole rollout + update iterations (PPO); the runner's segment loop drives the learner.
-- ``offline``: gradient steps on a dataset, evaluated in the env (IQL, GC-IQL, GCBC); the runner's segment loop.
+- ``offline``: gradient steps on a dataset, evaluated in the env (IQL, GC-IQL, HIQL, GCBC); the runner's segment loop.
 - ``pets``: episodic model-based loop with its own run-directory writer (``robot_rl.train.pets_run``).
 
 Classes are named as ``"module:attribute"`` and imported when an algorithm is chosen, not when this table is
@@ -56,6 +56,7 @@ ALGOS: dict[str, AlgoSpec] = {spec.name: spec for spec in (
     AlgoSpec("ppo", "robot_rl.algos.ppo:PpoExperiment", "on_policy", "robot_rl.algos.ppo:PpoLearner"),
     AlgoSpec("iql", "robot_rl.algos.iql:IqlExperiment", "offline", "robot_rl.algos.iql:IqlLearner"),
     AlgoSpec("gciql", "robot_rl.algos.gciql:GcIqlExperiment", "offline", "robot_rl.algos.gciql:GcIqlLearner"),
+    AlgoSpec("hiql", "robot_rl.algos.hiql:HiqlExperiment", "offline", "robot_rl.algos.hiql:HiqlLearner"),
     AlgoSpec("gcbc", "robot_rl.algos.gcbc:GcbcExperiment", "offline", "robot_rl.algos.gcbc:GcbcLearner"),
     AlgoSpec("pets", "robot_rl.algos.pets:PetsConfig", "pets"),
 )}

@@ -8,18 +8,20 @@ with ``torch.optim.Adam`` over them (``pack_parameters``, ``flat_adam``) and ``E
 
 from robot_rl.nets.distributions import gaussian_log_prob, tanh_gaussian_deterministic, tanh_gaussian_sample
 from robot_rl.nets.ensemble import EnsembleLinear, EnsembleMLP
-from robot_rl.nets.mlp import PolicyModule, activation_class, mlp
+from robot_rl.nets.mlp import HierarchicalPolicyModule, PolicyModule, activation_class, length_normalize, mlp
 from robot_rl.nets.normalizer import RunningNormalizer
 from robot_rl.nets.optim import flat_adam, load_adam_state, pack_parameters
 
 __all__ = [
     "EnsembleLinear",
     "EnsembleMLP",
+    "HierarchicalPolicyModule",
     "PolicyModule",
     "RunningNormalizer",
     "activation_class",
     "flat_adam",
     "gaussian_log_prob",
+    "length_normalize",
     "load_adam_state",
     "mlp",
     "pack_parameters",

@@ -1,7 +1,8 @@
-"""Plain multi-layer perceptron."""
+"""Plain multi-layer perceptrons and the deployable policy modules built from them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -61,3 +62,28 @@ class PolicyModule(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         mean = self.net(self.normalizer(obs))[..., : self.n_act]
         return torch.tanh(mean) if self.squash == "tanh" else torch.clamp(mean, -1.0, 1.0)
+
+
+def length_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``x / |x| * sqrt(d)`` over the last dim (HIQL's goal representations live on this sphere)."""
+    return x * torch.rsqrt(x.square().sum(-1, keepdim=True) + eps) * math.sqrt(x.shape[-1])
+
+
+class HierarchicalPolicyModule(nn.Module):
+    """HIQL's deployable policy, one graph: raw ``concat(observation, goal)`` ``[B, n_obs + n_goal]`` -> action in
+    [-1, 1].
+
+    ``high(norm(s, g))`` proposes the representation of a subgoal (length-normalized), ``low(norm(s), rep)`` acts
+    towards it (``tanh`` mean). The input and output are those of a flat goal-conditioned ``PolicyModule``, so the
+    ONNX export, the nodes and the evaluation read it without knowing it is hierarchical.
+    """
+
+    def __init__(self, normalizer: nn.Module, high: nn.Module, low: nn.Module, n_state: int, n_act: int):
+        super().__init__()
+        self.normalizer, self.high, self.low = normalizer, high, low
+        self.n_state, self.n_act = int(n_state), int(n_act)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = self.normalizer(obs)
+        rep = length_normalize(self.high(z))
+        return torch.tanh(self.low(torch.cat([z[..., : self.n_state], rep], -1))[..., : self.n_act])

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from robot_rl.nets import PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets import HierarchicalPolicyModule, PolicyModule, RunningNormalizer, mlp
 from robot_rl.train.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -43,12 +43,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def build_policy(spec: dict[str, Any]) -> PolicyModule:
-    """Rebuild a ``PolicyModule`` from the ``policy`` entry of a checkpoint (see ``SacLearner.policy_spec``)."""
+def build_policy(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild the policy from the ``policy`` entry of a checkpoint: a ``PolicyModule`` (``SacLearner.policy_spec``),
+    or with ``kind: hierarchical`` a ``HierarchicalPolicyModule`` (``HiqlLearner.policy_spec``).
+    """
     n_obs, n_act = int(spec["n_obs"]), int(spec["n_act"])
     normalizer = RunningNormalizer(n_obs) if spec["normalize_obs"] else nn.Identity()
-    net = mlp(n_obs, int(spec["n_out"]), [int(h) for h in spec["hidden"]], spec["activation"])
-    module = PolicyModule(normalizer, net, n_act, spec["squash"])
+    hidden = [int(h) for h in spec["hidden"]]
+    if spec.get("kind", "flat") == "hierarchical":
+        n_state, rep_dim = int(spec["n_state"]), int(spec["rep_dim"])
+        module = HierarchicalPolicyModule(normalizer, mlp(n_obs, rep_dim, hidden, spec["activation"]),
+                                          mlp(n_state + rep_dim, n_act, hidden, spec["activation"]), n_state, n_act)
+    else:
+        module = PolicyModule(normalizer, mlp(n_obs, int(spec["n_out"]), hidden, spec["activation"]), n_act,
+                              spec["squash"])
     module.load_state_dict(spec["state_dict"])
     module.eval()
     module.requires_grad_(False)

@@ -68,3 +68,24 @@ def test_ddpgbc_actor_loss_is_q_scale_invariant_plus_weighted_bc():
     assert q.grad.tolist() == pytest.approx([-1 / 40, -1 / 40], rel=1e-4)  # -1/B / mean|q|, the scale is constant
     q100 = (q.detach() * 100).requires_grad_()
     assert ddpgbc_actor_loss(q100, lp, 0.0).item() == pytest.approx(ddpgbc_actor_loss(q, lp, 0.0).item(), rel=1e-5)
+
+
+def test_ivl_value_loss_takes_the_side_from_the_shared_advantage():
+    from robot_rl.algos.hiql import ivl_value_loss
+
+    # two heads, two samples; adv +1 weights tau = 0.7 for both heads, adv -1 weights 0.3, whatever each head's error
+    q = torch.tensor([[1.0, 0.0], [2.0, 0.0]])
+    v = torch.tensor([[0.0, 1.0], [0.0, -1.0]])
+    adv = torch.tensor([1.0, -1.0])
+    # head 0: (0.7 * 1 + 0.3 * 1) / 2 = 0.5; head 1: (0.7 * 4 + 0.3 * 1) / 2 = 1.55
+    assert float(ivl_value_loss(q, v, adv, 0.7)) == pytest.approx(2.05)
+
+
+def test_subgoal_rows_stop_at_the_episode_end_and_at_the_goal():
+    import numpy as np
+
+    from robot_rl.algos.hiql import subgoal_rows
+
+    t, last, goal = np.array([0, 90, 10]), np.array([100, 100, 100]), np.array([50, 95, 20])
+    low, target = subgoal_rows(t, last, goal, 25)
+    assert low.tolist() == [25, 100, 35] and target.tolist() == [25, 95, 20]

@@ -11,6 +11,7 @@ import torch
 
 from robot_rl.algos.gcbc import GcbcConfig, GcbcExperiment
 from robot_rl.algos.gciql import GcIqlExperiment
+from robot_rl.algos.hiql import HiqlConfig, HiqlExperiment
 from robot_rl.algos.iql import DatasetConfig, IqlConfig, IqlExperiment
 from robot_rl.core.experiment import EnvConfig, TrainConfig
 from robot_rl.data.dataset import DatasetWriter, record_episode
@@ -52,6 +53,8 @@ def _experiments(arm_data, cartpole_data):
                        gcbc=GcbcConfig(**SMALL), train=tc),
         GcIqlExperiment(algo="gciql", env=EnvConfig("robot_rl/ArmReach-v0"), dataset=DatasetConfig(arm_data),
                         gciql=IqlConfig(**SMALL, actor_loss="ddpgbc", alpha=0.003, value_layer_norm=True), train=tc),
+        HiqlExperiment(algo="hiql", env=EnvConfig("robot_rl/ArmReach-v0"), dataset=DatasetConfig(arm_data),
+                       hiql=HiqlConfig(**SMALL, subgoal_steps=5, rep_dim=4, layer_norm=True), train=tc),
     ]
 
 
