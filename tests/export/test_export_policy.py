@@ -212,3 +212,28 @@ def test_delta_actions_are_offsets_from_observed_values_clipped_to_limits(tmp_pa
     with pytest.raises(ValueError, match="action_reference needs an action_map"):
         export_policy(module, tmp_path / "x", profile=profile, obs_names=kit.obs_names, obs_units=kit.obs_units,
                       parity_obs=kit.sample(1000), action_reference=ref)
+
+
+def test_hierarchical_policy_exports_as_one_graph(tmp_path, profile, kit):
+    """HIQL's two policies (robot_rl.algos.hiql) chain into one graph: same input and output contract as a flat
+    policy, and the runtime matches torch (length normalization of the subgoal representation included)."""
+    from robot_rl.export.onnx import export_policy
+    from robot_rl.nets import HierarchicalPolicyModule, RunningNormalizer, mlp
+
+    torch.manual_seed(0)
+    n_obs, rep = len(kit.obs_names), 4
+    norm = RunningNormalizer(n_obs)
+    norm.update(torch.from_numpy(kit.sample(500, seed=1)))
+    # the "state" is the first 3 values, the "goal" the last 2 (a goal policy's concat(observation, goal))
+    module = HierarchicalPolicyModule(norm, mlp(n_obs, rep, (32, 32), "gelu"), mlp(3 + rep, 2, (32, 32), "gelu"), 3, 2)
+    module.eval()
+    out = tmp_path / "hiql"
+    export_policy(module, out, profile=profile, obs_names=kit.obs_names, obs_units=kit.obs_units,
+                  parity_obs=kit.sample(1000), env_id="test/Testbot-v0", algo="hiql", config={}, config_hash="h",
+                  metrics={}, parity_source="sample_obs")
+    pol = OnnxPolicy(out, profile, obs_names=kit.obs_names)
+    obs = kit.sample(200, seed=3)
+    with torch.no_grad():
+        a = module(torch.from_numpy(obs)).numpy().astype(np.float64)
+    lo, hi = np.array(profile.command_min), np.array(profile.command_max)
+    np.testing.assert_allclose(pol.predict_batch(obs), lo + (a + 1) / 2 * (hi - lo), atol=1e-4)
