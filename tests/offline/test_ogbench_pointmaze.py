@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import ogbench_pointmaze as pm  # noqa: E402 - bench/, needs ogbench (requirements-dev.txt)
 
-EPISODES, STEPS, EPISODES_PER_TASK = 100, 2500, 4
+EPISODES, STEPS, EPISODES_PER_TASK = 100, 2000, 4
 
 
 def _policy(module):
