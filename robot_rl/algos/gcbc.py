@@ -17,9 +17,9 @@ from torch import nn
 
 from robot_rl.algos.iql import DatasetConfig
 from robot_rl.core.experiment import EnvConfig, TrainConfig
-from robot_rl.data.dataset import load_dataset
+from robot_rl.data.dataset import load_training_dataset
 from robot_rl.data.relabel import GoalEpisodes, RelabelConfig
-from robot_rl.nets import PolicyModule, RunningNormalizer, gaussian_log_prob, mlp
+from robot_rl.nets import PolicyModule, gaussian_log_prob, make_normalizer, mlp
 
 
 @dataclass(frozen=True)
@@ -81,16 +81,12 @@ class GcbcLearner:
         self.exp, self.cfg, self.seed = cfg, cfg.gcbc, cfg.seed
         c = self.cfg
         torch.manual_seed(cfg.seed)
-        self.dataset = load_dataset(cfg.dataset.path)
-        if not self.dataset.episodes:
-            raise ValueError(f"dataset {cfg.dataset.path} has no usable episodes:\n{self.dataset.report.describe()}")
+        self.dataset = load_training_dataset(cfg.dataset.path)
         self.goals = g = GoalEpisodes(self.dataset.episodes)
         self.n_obs = g.obs.shape[1] + g.achieved.shape[1]
         self.n_act = g.actions.shape[1]
-        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
-        if c.normalize_obs:
-            rows = np.random.default_rng(self.seed).integers(0, len(g.obs), size=len(g.obs))
-            self.normalizer.update(torch.from_numpy(np.concatenate([g.obs, g.achieved[rows]], axis=1)))
+        fit = g.normalizer_sample(self.seed) if c.normalize_obs else None
+        self.normalizer = make_normalizer(self.n_obs, c.normalize_obs, fit)
         self.actor = mlp(self.n_obs, self.n_act, c.hidden, c.activation)
         self.log_std = nn.Parameter(torch.zeros(self.n_act))
         self.opt = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=c.lr)

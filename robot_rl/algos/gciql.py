@@ -64,9 +64,7 @@ class GcIqlLearner(IqlLearner):
         self.n_obs = self.goals.obs.shape[1] + self.goals.achieved.shape[1]
 
     def _normalizer_sample(self) -> np.ndarray:
-        rng = np.random.default_rng(self.seed)
-        rows = rng.integers(0, len(self.goals.obs), size=len(self.goals.obs))
-        return np.concatenate([self.goals.obs, self.goals.achieved[rows]], axis=1)
+        return self.goals.normalizer_sample(self.seed)
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         c, g = self.exp, self.goals

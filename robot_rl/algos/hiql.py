@@ -30,9 +30,9 @@ from torch import nn
 
 from robot_rl.algos.iql import DatasetConfig, awr_weights
 from robot_rl.core.experiment import EnvConfig, TrainConfig
-from robot_rl.data.dataset import load_dataset
+from robot_rl.data.dataset import load_training_dataset
 from robot_rl.data.relabel import GoalEpisodes, RelabelConfig, future_index
-from robot_rl.nets import EnsembleMLP, HierarchicalPolicyModule, RunningNormalizer, length_normalize, mlp
+from robot_rl.nets import EnsembleMLP, HierarchicalPolicyModule, length_normalize, make_normalizer, mlp
 
 
 @dataclass(frozen=True)
@@ -166,18 +166,12 @@ class HiqlLearner:
         self.exp, self.cfg, self.seed = cfg, cfg.hiql, cfg.seed
         c = self.cfg
         torch.manual_seed(cfg.seed)
-        self.dataset = load_dataset(cfg.dataset.path)
-        if self.dataset.report.n_dropped or self.dataset.report.damage:
-            print(self.dataset.report.describe())
-        if not self.dataset.episodes:
-            raise ValueError(f"dataset {cfg.dataset.path} has no usable episodes:\n{self.dataset.report.describe()}")
+        self.dataset = load_training_dataset(cfg.dataset.path)
         self.goals = g = GoalEpisodes(self.dataset.episodes)
         self.n_state, self.n_goal, self.n_act = g.obs.shape[1], g.achieved.shape[1], g.actions.shape[1]
         self.n_obs = self.n_state + self.n_goal
-        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
-        if c.normalize_obs:
-            rows = np.random.default_rng(self.seed).integers(0, len(g.obs), size=len(g.obs))
-            self.normalizer.update(torch.from_numpy(np.concatenate([g.obs, g.achieved[rows]], axis=1)))
+        fit = g.normalizer_sample(self.seed) if c.normalize_obs else None
+        self.normalizer = make_normalizer(self.n_obs, c.normalize_obs, fit)
         self.value = GoalValue(self.n_state, self.n_goal, c)
         self.value_target = GoalValue(self.n_state, self.n_goal, c)
         self.value_target.load_state_dict(self.value.state_dict())

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from robot_rl.core.experiment import EnvConfig, TrainConfig
-from robot_rl.data.dataset import load_dataset
+from robot_rl.data.dataset import load_training_dataset
 from robot_rl.data.relabel import Transitions
-from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, gaussian_log_prob, mlp
+from robot_rl.nets import EnsembleMLP, PolicyModule, gaussian_log_prob, make_normalizer, mlp
 
 
 @dataclass(frozen=True)
@@ -154,16 +154,11 @@ class IqlLearner:
         self.cfg = c = c if c is not None else cfg.iql
         self.seed = cfg.seed
         torch.manual_seed(cfg.seed)
-        self.dataset = load_dataset(cfg.dataset.path)
-        if self.dataset.report.n_dropped or self.dataset.report.damage:
-            print(self.dataset.report.describe())
-        if not self.dataset.episodes:
-            raise ValueError(f"dataset {cfg.dataset.path} has no usable episodes:\n{self.dataset.report.describe()}")
+        self.dataset = load_training_dataset(cfg.dataset.path)
         self._setup_data()
         self.n_act = int(np.prod(self.dataset.action_space.shape))
-        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
-        if c.normalize_obs:
-            self.normalizer.update(torch.from_numpy(self._normalizer_sample()))
+        fit = self._normalizer_sample() if c.normalize_obs else None
+        self.normalizer = make_normalizer(self.n_obs, c.normalize_obs, fit)
         self.actor = mlp(self.n_obs, self.n_act, c.hidden, c.activation)
         self.log_std = nn.Parameter(torch.zeros(self.n_act))
         ln = c.value_layer_norm

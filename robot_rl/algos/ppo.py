@@ -40,6 +40,7 @@ from robot_rl.nets import (
     flat_adam,
     gaussian_log_prob,
     load_adam_state,
+    make_normalizer,
     mlp,
     pack_parameters,
 )
@@ -171,12 +172,12 @@ class PpoLearner:
         self.n_obs = int(sum(np.prod(space[k].shape) for k in ("observation", "desired_goal"))
                          if hasattr(space, "spaces") else np.prod(space.shape))
         self.n_act = int(np.prod(self.env.single_action_space.shape))
-        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
+        self.normalizer = make_normalizer(self.n_obs, c.normalize_obs)
         # Asymmetric critic: an env with privileged observations (``privileged_size``, ``privileged()``, e.g. a
         # legged robot's base velocity, which the robot cannot measure) shows them to the critic only; the actor,
         # and so the exported policy, sees the observation alone.
         self.n_priv = 0 if self.ray_rollouts else int(getattr(self.env, "privileged_size", 0))
-        self.priv_normalizer = RunningNormalizer(self.n_priv) if self.n_priv and c.normalize_obs else nn.Identity()
+        self.priv_normalizer = make_normalizer(self.n_priv, bool(self.n_priv) and c.normalize_obs)
         self.actor = mlp(self.n_obs, self.n_act, c.actor_hidden, c.activation, output_gain=0.01)
         self.critic = mlp(self.n_obs + self.n_priv, 1, c.critic_hidden, c.activation, output_gain=1.0)
         self.log_std = nn.Parameter(torch.full((self.n_act,), float(c.init_log_std)))

@@ -26,7 +26,16 @@ from torch import nn
 
 from robot_rl.core.experiment import TRAIN_SEED_LIMIT, EnvConfig, TrainConfig
 from robot_rl.data.replay import Batch, GoalReplayBuffer, ReplayBuffer
-from robot_rl.nets import EnsembleMLP, PolicyModule, RunningNormalizer, flat_adam, load_adam_state, mlp, pack_parameters
+from robot_rl.nets import (
+    EnsembleMLP,
+    PolicyModule,
+    RunningNormalizer,
+    flat_adam,
+    load_adam_state,
+    make_normalizer,
+    mlp,
+    pack_parameters,
+)
 from robot_rl.nets.distributions import LOG_STD_MAX, LOG_STD_MIN, squash_log_std, tanh_gaussian_sample
 from robot_rl.scale.config import RayConfig, RolloutConfig
 from robot_rl.scale.envs import FlattenGoalObservation, episode_success, make_env
@@ -172,7 +181,7 @@ class SacLearner:
         self.n_act = int(np.prod(self.env.action_space.shape))
         self.target_entropy = float(-self.n_act if c.target_entropy is None else c.target_entropy)
 
-        self.normalizer = RunningNormalizer(self.n_obs) if c.normalize_obs else nn.Identity()
+        self.normalizer = make_normalizer(self.n_obs, c.normalize_obs)
         self.actor = mlp(self.n_obs, 2 * self.n_act, c.actor_hidden, c.activation)  # [mean, raw log-std]
         self.critic = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.critic_hidden, c.activation)
         self.critic_target = EnsembleMLP(2, self.n_obs + self.n_act, 1, c.critic_hidden, c.activation)

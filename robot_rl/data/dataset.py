@@ -400,6 +400,18 @@ def load_dataset(path: str | Path) -> EpisodeDataset:
 # --------------------------------------------------------------------------- recording from an env
 
 
+def load_training_dataset(path: str | Path) -> EpisodeDataset:
+    """``load_dataset`` for a learner: prints what was dropped (if anything) and raises ``ValueError`` naming the
+    path when no usable episode is left.
+    """
+    dataset = load_dataset(path)
+    if dataset.report.n_dropped or dataset.report.damage:
+        print(dataset.report.describe())
+    if not dataset.episodes:
+        raise ValueError(f"dataset {path} has no usable episodes:\n{dataset.report.describe()}")
+    return dataset
+
+
 def record_episode(env, act, *, seed: int | None = None, max_steps: int | None = None) -> Episode:
     """Run one episode of a robot_rl env and record it (with joint states for bag export).
 

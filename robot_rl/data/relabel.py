@@ -144,6 +144,13 @@ class GoalEpisodes:
     def __len__(self) -> int:
         return len(self.actions)
 
+    def normalizer_sample(self, seed: int) -> np.ndarray:
+        """``[M, n_obs + n_goal]``: every observation paired with the achieved goal of a random row, the inputs a
+        goal-conditioned network sees (observation statistics for its normalizer).
+        """
+        rows = np.random.default_rng(seed).integers(0, len(self.obs), size=len(self.obs))
+        return np.concatenate([self.obs, self.achieved[rows]], axis=1)
+
     def goal_rows(self, trans: np.ndarray, source: np.ndarray, u: np.ndarray, u_random: np.ndarray,
                   gamma: float) -> np.ndarray:
         """Row whose achieved goal becomes the goal, per transition; ``-1`` marks ``original``.

@@ -66,3 +66,13 @@ class RunningNormalizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp((x - self.mean_f32) * self.inv_std_f32, -self.clip, self.clip)
+
+
+def make_normalizer(n: int, enabled: bool, fit: np.ndarray | None = None) -> nn.Module:
+    """A ``RunningNormalizer(n)`` (fitted on ``fit`` ``[B, n]`` when given) if ``enabled``, else ``nn.Identity``."""
+    if not enabled:
+        return nn.Identity()
+    normalizer = RunningNormalizer(n)
+    if fit is not None:
+        normalizer.update(fit)
+    return normalizer

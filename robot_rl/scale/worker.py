@@ -27,9 +27,8 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
-from robot_rl.nets import RunningNormalizer, mlp
+from robot_rl.nets import make_normalizer, mlp
 from robot_rl.nets.distributions import gaussian_log_prob, squash_log_std, tanh_gaussian_sample
 from robot_rl.scale.envs import final_obs_rows, flatten_goal_obs, make_vec_env
 from robot_rl.scale.protocol import GaussianSnapshotLearner, SnapshotLearner
@@ -75,7 +74,7 @@ class _Actor:
         n_out = snap["n_act"] * (2 if self.kind == "tanh_gaussian" else 1)
         self.actor = mlp(snap["n_obs"], n_out, snap["hidden"], snap["activation"])
         self.actor.load_state_dict(snap["actor"])
-        self.normalizer = RunningNormalizer(snap["n_obs"]) if snap["normalize_obs"] else nn.Identity()
+        self.normalizer = make_normalizer(snap["n_obs"], snap["normalize_obs"])
         self.normalizer.load_state_dict(snap["normalizer"])
         self.log_std = snap.get("log_std")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from robot_rl.nets import HierarchicalPolicyModule, PolicyModule, RunningNormalizer, mlp
+from robot_rl.nets import HierarchicalPolicyModule, PolicyModule, make_normalizer, mlp
 from robot_rl.train.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -48,7 +48,7 @@ def build_policy(spec: dict[str, Any]) -> nn.Module:
     or with ``kind: hierarchical`` a ``HierarchicalPolicyModule`` (``HiqlLearner.policy_spec``).
     """
     n_obs, n_act = int(spec["n_obs"]), int(spec["n_act"])
-    normalizer = RunningNormalizer(n_obs) if spec["normalize_obs"] else nn.Identity()
+    normalizer = make_normalizer(n_obs, spec["normalize_obs"])
     hidden = [int(h) for h in spec["hidden"]]
     if spec.get("kind", "flat") == "hierarchical":
         n_state, rep_dim = int(spec["n_state"]), int(spec["rep_dim"])
