@@ -9,11 +9,14 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 100 )))
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
+PYTEST_MARK ?=
+MARK_AND := $(if $(PYTEST_MARK), and ($(PYTEST_MARK)),)
 
 .PHONY: venv test lint demo bench models colcon clean help
 
 help:
-	@echo "make test   - set up .venv, lint (ruff, import contracts), run the test suite (fast + learning + ROS tests)"
+	@echo "make test   - set up .venv, lint (ruff, import contracts), run the test suite (fast + learning on 2 workers, then ROS tests)"
 	@echo "make demo   - set up .venv and run the end-to-end workflow"
 	@echo "make bench  - set up .venv (+ bench-only peers) and run the benchmarks in bench/"
 	@echo "make models - rebuild the shipped models in models/ from their configs (see models/README.md)"
@@ -38,8 +41,16 @@ lint: venv
 	@# import contracts (.importlinter): layers without cycles, a torch-free robot side, rclpy only in nodes
 	$(VENV)/bin/lint-imports --no-cache
 
+# Two passes: everything but the ROS tests on PYTEST_WORKERS processes (pytest-xdist; whole files per worker, so
+# module fixtures are built once), then the ROS tests alone, one at a time (their latency and timing checks want
+# the CPU to themselves). PYTEST_MARK narrows both (e.g. "not slow"); PYTEST_ARGS goes to both (paths, -k, -x).
+# Both passes always run; exit status 5 (no test selected in a pass) is not a failure.
 test: venv lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@rc=0; \
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not ros$(MARK_AND)" $(PYTEST_ARGS) \
+	  || { e=$$?; [ $$e = 5 ] || rc=$$e; }; \
+	$(PY) -m pytest -q -m "ros$(MARK_AND)" $(PYTEST_ARGS) || { e=$$?; [ $$e = 5 ] || rc=$$e; }; \
+	exit $$rc
 
 demo: venv
 	$(VENV)/bin/robot-rl demo
