@@ -17,6 +17,7 @@ import gymnasium as gym
 # entry here (docs/tasks.md); every test that covers "all tasks" is parametrized over this table.
 TASKS: dict[str, tuple[str, dict, str | None]] = {
     "robot_rl/CartpoleSwingup-v0": ("robot_rl.envs.cartpole:task", {"swingup": True}, None),
+    "robot_rl/CartpoleSwingupRail-v0": ("robot_rl.envs.cartpole:task", {"swingup": True, "rail_limit": 1.7}, None),
     "robot_rl/CartpoleBalance-v0": ("robot_rl.envs.cartpole:task", {"swingup": False}, None),
     "robot_rl/PendulumSwingup-v0": ("robot_rl.envs.pendulum:task", {}, None),
     "robot_rl/Reacher2-v0": ("robot_rl.envs.reacher:task", {}, None),

@@ -12,7 +12,9 @@ Each factor is in [0, 1], so the return is at most 500.
 ``CartpoleSwingup-v0`` starts hanging down (angle pi + 0.01 N(0,1)); ``CartpoleBalance-v0`` starts near upright
 (angle U(-0.034, 0.034), cart U(-0.1, 0.1)) like dm_control, and -- unlike dm_control -- terminates when the pole
 falls past ``fall_angle`` (0.8 rad), which makes on-policy learning faster; pass ``fall_angle=None`` to run the
-full 500 steps like the suite.
+full 500 steps like the suite. ``CartpoleSwingupRail-v0`` is the swing-up that also ends when the cart passes
+``rail_limit`` (1.7 m; the end stops are at +-1.8 m): the suite lets a swing-up policy use the end stop as a bumper,
+which a real rail does not forgive (the safety filter cuts the commands there).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def fallen(angle, fall_angle):
     return np.abs(wrapped_angle(angle)) > fall_angle
 
 
+def off_rail(x, rail_limit):
+    """The cart is more than ``rail_limit`` [m] from the rail's centre."""
+    return np.abs(x) > rail_limit
+
+
 def _initial_state(env, rng):
     q, v = env.joint_qpos_addresses, env.joint_qvel_addresses
     if env.swingup:
@@ -68,21 +75,28 @@ def _initial_state(env, rng):
     return None
 
 
-def task(swingup: bool = True, fall_angle: float | None = 0.8) -> TaskSpec:
+def task(swingup: bool = True, fall_angle: float | None = 0.8, rail_limit: float | None = None) -> TaskSpec:
     """Swing-up (start hanging) or balance (start near upright; ends when the pole falls past ``fall_angle`` [rad],
-    None: never).
+    None: never). Either ends when the cart passes ``rail_limit`` [m] (None: never, like dm_control).
     """
     swingup = bool(swingup)
     fall_angle = None if swingup or fall_angle is None else float(fall_angle)
+    rail_limit = None if rail_limit is None else float(rail_limit)
+    if rail_limit is not None and not 0.0 < rail_limit:
+        raise ValueError(f"rail_limit must be > 0 m (or None), got {rail_limit}")
     inputs = {"x": qpos("slider"), "angle": qpos("hinge"), "omega": qvel("hinge"), "u": action(0)}
     terminations = ()
     if fall_angle is not None:
         inputs["fall_angle"] = param(fall_angle)
-        terminations = (Term("fallen", fallen),)
+        terminations += (Term("fallen", fallen),)
+    if rail_limit is not None:
+        inputs["rail_limit"] = param(rail_limit)
+        terminations += (Term("off_rail", off_rail),)
     return TaskSpec(
-        name="CartpoleSwingup" if swingup else "CartpoleBalance", robot="cartpole", frame_skip=2,
+        name=("CartpoleSwingup" if swingup else "CartpoleBalance") + ("Rail" if rail_limit is not None else ""),
+        robot="cartpole", frame_skip=2,
         max_episode_steps=500, observation=OBSERVATION, inputs=inputs, combine="product",
         reward=(Term("upright", upright), Term("centered", centered), Term("small_control", small_control),
                 Term("small_velocity", small_velocity)),
         terminations=terminations, initial_state=_initial_state,
-        options={"swingup": swingup, "fall_angle": fall_angle})
+        options={"swingup": swingup, "fall_angle": fall_angle, "rail_limit": rail_limit})

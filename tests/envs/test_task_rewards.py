@@ -137,6 +137,27 @@ def test_cartpole_swingup_needs_pumping_but_is_feasible():
     assert best < 0.5
 
 
+def test_cartpole_rail_variant_ends_when_the_cart_leaves_the_rail():
+    """CartpoleSwingupRail-v0 ends at |x| > 1.7 m (the end stops are at +-1.8 m); the suite's swing-up runs on."""
+    env = E.make("CartpoleSwingupRail-v0", seed=0)
+    env.reset(seed=0)
+    xs, terminated, truncated = [], False, False
+    while not (terminated or truncated):
+        obs, _, terminated, truncated, _ = env.step(np.ones(1, np.float32))
+        xs.append(float(obs[0]))
+    assert terminated and not truncated and len(xs) < 100
+    assert xs[-1] > 1.7 and max(xs[:-1]) <= 1.7
+    suite = E.make("CartpoleSwingup-v0", seed=0)
+    suite.reset(seed=0)
+    assert not any(suite.step(np.ones(1, np.float32))[2] for _ in range(200))
+    balance = E.make("CartpoleBalance-v0", seed=0, rail_limit=1.5)
+    balance.reset(seed=0)
+    balance.unwrapped.set_state(np.array([-1.49, 0.0, -1.0, 0.0]))
+    assert balance.step(np.zeros(1, np.float32))[2]
+    with pytest.raises(ValueError, match="rail_limit"):
+        E.make("CartpoleSwingup-v0", rail_limit=0.0)
+
+
 def test_elementwise_math_is_exact_and_nan_outside_the_domain():
     x = np.random.default_rng(0).normal(0, 50, 1000).tolist()
     assert [math.cos(v) for v in x] == elementwise(math.cos, x)

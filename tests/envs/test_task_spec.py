@@ -146,8 +146,11 @@ def test_a_new_registered_task_batches_like_single_envs():
 
 def test_registry_builds_specs_with_their_options():
     bal = E.task_spec("CartpoleBalance-v0", fall_angle=0.5)
-    assert bal.options == {"swingup": False, "fall_angle": 0.5} and [t.name for t in bal.terminations] == ["fallen"]
+    assert bal.options == {"swingup": False, "fall_angle": 0.5, "rail_limit": None}
+    assert [t.name for t in bal.terminations] == ["fallen"]
     assert task(swingup=True).terminations == ()
+    rail = E.task_spec("CartpoleSwingupRail-v0")
+    assert rail.options["rail_limit"] == 1.7 and [t.name for t in rail.terminations] == ["off_rail"]
     assert E.make("CartpoleBalance-v0", fall_angle=None).unwrapped.task.terminations == ()
     assert math.isclose(E.make("Reacher2-v0", success_distance=0.05).unwrapped.success_distance, 0.05)
 
