@@ -397,9 +397,6 @@ def load_dataset(path: str | Path) -> EpisodeDataset:
     return EpisodeDataset(root, episodes, obs_space, act_space, rr, report)
 
 
-# --------------------------------------------------------------------------- recording from an env
-
-
 def load_training_dataset(path: str | Path) -> EpisodeDataset:
     """``load_dataset`` for a learner: prints what was dropped (if anything) and raises ``ValueError`` naming the
     path when no usable episode is left.
@@ -410,6 +407,9 @@ def load_training_dataset(path: str | Path) -> EpisodeDataset:
     if not dataset.episodes:
         raise ValueError(f"dataset {path} has no usable episodes:\n{dataset.report.describe()}")
     return dataset
+
+
+# --------------------------------------------------------------------------- recording from an env
 
 
 def record_episode(env, act, *, seed: int | None = None, max_steps: int | None = None) -> Episode:
