@@ -4,6 +4,7 @@ run through the shared training loop (robot_rl.train.runner)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -114,6 +115,17 @@ def test_offline_run_through_the_training_loop(arm_data, cartpole_data, tmp_path
     loaded = load_policy(tmp_path / "run")
     assert loaded.algo == "gciql" and loaded.module(torch.zeros(1, 17)).shape == (1, 7)
     assert (tmp_path / "run" / "eval.csv").read_text().count("\n") == 2
+
+
+def test_every_offline_learner_refuses_a_dataset_without_episodes(arm_data, cartpole_data, tmp_path):
+    env = make("robot_rl/ArmReach-v0")
+    with DatasetWriter(tmp_path / "empty", dataset_id="robot_rl/t-v0", observation_space=env.observation_space,
+                       action_space=env.action_space, robot_rl_metadata={"env_id": "robot_rl/ArmReach-v0"}):
+        pass
+    for cfg in _experiments(arm_data, cartpole_data):
+        cfg = dataclasses.replace(cfg, dataset=DatasetConfig(str(tmp_path / "empty")))
+        with pytest.raises(ValueError, match=f"dataset {tmp_path / 'empty'} has no usable episodes"):
+            cfg.make_learner()
 
 
 def test_ddpgbc_actor_step_moves_the_actor_only(arm_data, cartpole_data):
