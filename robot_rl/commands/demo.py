@@ -4,7 +4,7 @@
     robot-rl demo --skip-train      # deploy the shipped model (models/cartpole_swingup_sac) instead: seconds
     robot-rl demo --robot go2       # the shipped Go2 walking policy on a reality sample (commands/_demo_legged.py)
 
-Stages: (1) SAC on robot_rl/CartpoleSwingup-v0 with config/sac_cartpole_swingup.yaml, (2) `robot-rl export` with
+Stages: (1) SAC on robot_rl/CartpoleSwingupRail-v0 with config/sac_cartpole_swingup.yaml, (2) `robot-rl export` with
 the ONNX checker and torch-vs-onnxruntime parity, (3) launch/sim_policy.launch.yaml: sim_robot with a held-out
 reality randomization sample, policy_node with the safety filter, recorder (MCAP), (4) replay of the bag: action
 agreement and the sim-to-real gap report, (5) a summary table and OUT/report.md with plots and a deployment video.
@@ -33,7 +33,7 @@ HELP = "end-to-end: train SAC on cart-pole, export ONNX, deploy over ROS 2, repl
 
 SHIPPED_MODEL = "models/cartpole_swingup_sac"
 DEMO_CONFIG = "config/sac_cartpole_swingup.yaml"
-DEPLOY_ENV = "robot_rl/CartpoleSwingup-v0"
+DEPLOY_ENV = "robot_rl/CartpoleSwingupRail-v0"  # the env of DEMO_CONFIG (sim_robot ignores its termination)
 
 
 @dataclass

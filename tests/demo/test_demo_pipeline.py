@@ -30,7 +30,7 @@ def test_reduced_demo_produces_every_artifact(tmp_path, ros_env, monkeypatch):
     # 2. export with its contract
     sidecar = json.loads((out / "model" / "policy.json").read_text())
     assert (out / "model" / "policy.onnx").is_file()
-    assert sidecar["robot"]["profile"] == "cartpole" and sidecar["env_id"] == "robot_rl/CartpoleSwingup-v0"
+    assert sidecar["robot"]["profile"] == "cartpole" and sidecar["env_id"] == "robot_rl/CartpoleSwingupRail-v0"
     assert sidecar["checks"]
     # 3. deployment bag and 4. replay reports
     assert any((out / "bag").glob("*.mcap"))

@@ -19,7 +19,7 @@ from robot_rl.train.monitor_fit import plant_episode
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "cartpole_swingup_sac"
 MONITOR = MODEL / "monitor"
-ENV = "robot_rl/CartpoleSwingup-v0"
+ENV = "robot_rl/CartpoleSwingupRail-v0"
 LATENCY_5 = str(REPO / "bench" / "randomization" / "ood_latency_5.yaml")
 DAMPING = str(REPO / "bench" / "randomization" / "ood_joint_damping.yaml")
 

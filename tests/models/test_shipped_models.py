@@ -26,7 +26,7 @@ sections, so a listed model whose files are missing fails (nothing is skipped). 
   samples: models/README.md).
 * ``cartpole_swingup_sac``: from the hanging start the pole is swung up and held (cos(hinge) > 0.95) for >= 90 % of
   the last 2 s of a 10 s episode, on each of ``SAC_EPISODES`` held-out seeds, in the nominal sim and with the
-  training's domain randomization (``default``).
+  training's domain randomization (the sidecar's, ``wide_latency``).
 
 ``test_performance_bar_rejects_doing_nothing`` shows the bars measure something: a zero command fails them.
 """
@@ -62,7 +62,7 @@ GO2_MIN_HEIGHT = 0.22  # [m] walking base height (standing pose 0.29 m; a crouch
 KNOWN = {
     "arm_reach_gciql": ("policy", "arm7", "robot_rl/ArmReach-v0"),
     "cartpole_pets_dynamics": ("dynamics", "cartpole", "robot_rl/CartpoleSwingup-v0"),
-    "cartpole_swingup_sac": ("policy", "cartpole", "robot_rl/CartpoleSwingup-v0"),
+    "cartpole_swingup_sac": ("policy", "cartpole", "robot_rl/CartpoleSwingupRail-v0"),
     "go2_joystick_ppo": ("policy", "go2", "robot_rl/Go2Joystick-v0"),
     "panda_reach_gciql": ("policy", "panda", "robot_rl/PandaReach-v0"),
     "panda_reach_sac": ("policy", "panda", "robot_rl/PandaReach-v0"),
@@ -291,7 +291,8 @@ def test_loads_and_performs(name):
         assert np.all(free < PETS_MAX_NRMSE), f"{name}: one-step nrmse {free} not all < {PETS_MAX_NRMSE}"
         assert np.all(everything < 1.0), f"{name}: no better than predicting no change: {everything}"
     elif name == "cartpole_swingup_sac":
-        for randomization in (None, "default"):  # nominal sim, and the training's domain randomization
+        trained_on = load_sidecar(name)["training"]["config"]["env"]["randomization"]
+        for randomization in (None, trained_on):  # nominal sim, and the training's domain randomization
             fractions = _sac_upright(name, randomization)
             print(f"{name}: upright fraction of the last 2 s per episode ({randomization or 'nominal'}): {fractions}")
             assert min(fractions) >= 0.9, f"{name}: pole not held up ({randomization or 'nominal'}): {fractions}"

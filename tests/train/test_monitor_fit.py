@@ -27,7 +27,8 @@ def cli(*argv: str) -> int:
 def test_fit_export_calibrate(tmp_path):
     out = tmp_path / "mon"
     meta = fit_monitor(MODEL, out, MonitorSettings(episodes=3, calibration=2, epochs=3, progress=False))
-    assert meta["training"]["transitions"] == 3 * 500 and meta["randomization"] == "default"
+    # the episodes run under the policy's own training randomization (policy.json)
+    assert meta["training"]["transitions"] == 3 * 500 and meta["randomization"] == "wide_latency"
     assert meta["threshold"] == pytest.approx(2.0 * meta["calibration"]["peak_max"])
     assert meta["angle_indices"] == [1]  # the hinge (unlimited); the slider is not an angle
     on_disk = json.loads((out / MONITOR_FILE).read_text())
