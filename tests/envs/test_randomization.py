@@ -261,3 +261,13 @@ def test_mass_and_inertia_terms_compose():
     env.reset(seed=1)
     assert np.allclose(u.model.body_mass[1:], 1.5 * nominal["body_mass"][1:])
     assert np.allclose(u.model.body_inertia[1:], 3.0 * nominal["body_inertia"][1:])  # density x extra factor
+
+
+def test_wide_latency_is_default_with_more_latency():
+    """sim/randomization/wide_latency.yaml repeats default.yaml (profiles have no inheritance): only the latency range
+    may differ, so a change to default must be made in both."""
+    import dataclasses
+
+    default, wide = load_randomization("default"), load_randomization("wide_latency")
+    assert default.action_latency.steps == (0, 1) and wide.action_latency.steps == (0, 2)
+    assert dataclasses.replace(wide, action_latency=default.action_latency) == default
