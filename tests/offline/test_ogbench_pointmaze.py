@@ -2,7 +2,7 @@
 
 The small version of bench/bench_ogbench.py (full size in bench/results/ogbench.md): EPISODES episodes of OGBench's
 navigate data, generated with OGBench 1.2.2's own maze env and BFS oracle (bench/ogbench_pointmaze.py), HIQL from
-its bench config with smaller nets for STEPS gradient steps, scored with OGBench's own evaluation (its five tasks from
+its bench config as it is (3 x 256) for STEPS gradient steps, scored with OGBench's own evaluation (its five tasks from
 its own reset; success = the point within 1 m of the goal in 1000 steps).
 
 Measured (100 episodes, 256-wide nets, 4 episodes per task): 1 task solved at 1000 steps, then 2-3 tasks (tasks 2 and 5
