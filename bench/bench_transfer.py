@@ -1,12 +1,13 @@
 """Does domain randomization pay on the cart-pole swing-up? The shipped recipe (config/sac_cartpole_swingup.yaml,
-randomization ``default``) against the same recipe without randomization, per training seed, through
+with the randomization profile it names) against the same recipe without randomization, per training seed, through
 ``robot-rl transfer`` on the same held-out reality samples.
 
 Per training seed and variant: ``robot-rl train --config config/sac_cartpole_swingup.yaml --set
-env.randomization=<default|null> --set seed=<s>`` then ``robot-rl export`` (skipped when ``--train-dir`` already
-holds the exported model ``abl_<variant>_s<seed>/model``). Then every model runs on ``--samples`` reality samples
-in the Python env, and the models of ``--ros-seeds`` also through the ROS 2 loop. Writes the transfer reports under
-``--train-dir``/report_* and a summary table to ``--out``.
+env.randomization=<profile|null> --set seed=<s>`` then ``robot-rl export`` (skipped when ``--train-dir`` already
+holds the exported model ``abl_<variant>_s<seed>/model``; ``--reuse-shipped`` takes models/cartpole_swingup_sac,
+which ``make models`` trains with exactly that recipe at the config's seed). Then every model runs on ``--samples``
+reality samples in the Python env, and the models of ``--ros-seeds`` also through the ROS 2 loop. Writes the
+transfer reports under ``--train-dir``/report_* and a summary table to ``--out``.
 
     .venv/bin/python bench/bench_transfer.py --seeds 0 1 2 --samples 20 --ros-seeds 0 \\
         --out bench/results/transfer_cartpole.md
@@ -23,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from _machine import machine_header
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "config/sac_cartpole_swingup.yaml"
-VARIANTS = ("default", "none")
+SHIPPED = REPO / "models" / "cartpole_swingup_sac"
+_RECIPE = yaml.safe_load((REPO / CONFIG).read_text())
+VARIANTS = (_RECIPE["env"]["randomization"], "none")
 
 
 def train_and_export(train_dir: Path, variant: str, seed: int) -> tuple[Path, float]:
@@ -96,10 +100,16 @@ def main() -> None:
                     help="training seeds whose models also run through the ROS 2 loop (default 0)")
     ap.add_argument("--train-dir", type=Path, default=REPO / "runs" / "bench_transfer")
     ap.add_argument("--out", type=Path, default=None, help="results markdown (default: print)")
+    ap.add_argument("--reuse-shipped", action="store_true",
+                    help=f"use {SHIPPED.relative_to(REPO)} as the recipe's own variant at seed {_RECIPE['seed']} "
+                         "instead of training it again")
     a = ap.parse_args()
     models, train_s = {}, {}
     for seed in a.seeds:
         for v in VARIANTS:
+            if a.reuse_shipped and v == VARIANTS[0] and seed == _RECIPE["seed"]:
+                models[f"{v}_s{seed}"], train_s[f"{v}_s{seed}"] = SHIPPED, float("nan")
+                continue
             models[f"{v}_s{seed}"], train_s[f"{v}_s{seed}"] = train_and_export(a.train_dir, v, seed)
     t0 = time.perf_counter()
     summaries = evaluate(models, a.samples, False, a.train_dir / "report_python")
@@ -110,7 +120,8 @@ def main() -> None:
     cmd = "python bench/bench_transfer.py " + " ".join(sys.argv[1:])
     lines = ["# Does domain randomization pay? Cart-pole swing-up, through `robot-rl transfer`", "",
              machine_header(), "", f"Command: `{cmd}` ({seconds / 60:.1f} min of transfer runs after training).", "",
-             f"SAC, {CONFIG} (30k env steps), trained with randomization `default` and without (`none`), seeds "
+             f"SAC, {CONFIG} ({_RECIPE['train']['total_steps'] // 1000}k env steps on {_RECIPE['env']['id']}), "
+             f"trained with randomization `{VARIANTS[0]}` and without (`none`), seeds "
              f"{a.seeds}; each model on {a.samples} `reality` samples (seeds 0..{a.samples - 1}); the ROS 2 loop "
              f"for training seeds {a.ros_seeds}. Training times [s]: " +
              ", ".join(f"{k} {v:.0f}" for k, v in train_s.items() if np.isfinite(v)) + ".", "", *table(
@@ -123,7 +134,7 @@ def main() -> None:
 
 @pytest.mark.bench
 def test_bench_transfer_smoke(tmp_path):
-    s = evaluate({"shipped": REPO / "models" / "cartpole_swingup_sac"}, 2, False, tmp_path)
+    s = evaluate({"shipped": SHIPPED}, 2, False, tmp_path)
     assert s["shipped"]["python_return"]["n"] == 2
 
 

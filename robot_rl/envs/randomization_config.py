@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from robot_rl.core.config import ConfigError, from_dict, load_config
+from robot_rl.core.config import ConfigError, from_dict, load_yaml
 
 
 def _check_range(name: str, rng: tuple, lo_min: float | None = None) -> None:
@@ -177,17 +177,60 @@ class RandomizationConfig:
 
 
 def load_randomization(spec) -> RandomizationConfig | None:
-    """None -> None; a ``RandomizationConfig`` as is; a dict; a name in ``sim/randomization/``; or a YAML path."""
-    from robot_rl.core.assets import find_asset
+    """None -> None; a ``RandomizationConfig`` as is; a dict; a name in ``sim/randomization/``; or a YAML path.
 
+    A profile file may start from another one with ``base: <name or path>``: the base's terms are loaded first (its
+    own ``base`` too), then each term the file names replaces the fields it gives, and ``term: null`` drops the term.
+    """
     if spec is None or isinstance(spec, RandomizationConfig):
         return spec
     if isinstance(spec, dict):
         return from_dict(RandomizationConfig, spec, source="<randomization>")
-    text = str(spec)
+    path = _profile_path(str(spec), None)
+    return from_dict(RandomizationConfig, _profile_raw(path, ()), source=str(path))
+
+
+MAX_BASE_DEPTH = 8
+"""Longest chain of ``base:`` profiles (a guard against runaway chains; cycles are reported as such)."""
+
+
+def _profile_path(text: str, referrer):
+    from robot_rl.core.assets import find_asset
+
     rel = text if text.endswith((".yaml", ".yml")) else f"sim/randomization/{text}.yaml"
     try:
-        path = find_asset(rel)
+        return find_asset(rel).resolve()
     except FileNotFoundError as exc:
-        raise ConfigError(str(exc), source=rel) from None
-    return load_config(RandomizationConfig, path)
+        where = f"{referrer}: base" if referrer is not None else rel
+        raise ConfigError(str(exc), source=where) from None
+
+
+def _profile_raw(path, chain: tuple) -> dict:
+    """The profile at ``path`` as a plain mapping with its ``base`` chain merged in."""
+    raw = load_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of terms, got {type(raw).__name__}", source=str(path))
+    if "base" not in raw:
+        return raw
+    raw = dict(raw)
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"base: expected a profile name or path, got {base!r}", source=str(path))
+    base_path = _profile_path(base, path)
+    chain = (*chain, path)
+    if base_path in chain:
+        loop = " -> ".join(p.name for p in (*chain, base_path))
+        raise ConfigError(f"base: profiles include each other ({loop})", source=str(path))
+    if len(chain) > MAX_BASE_DEPTH:
+        raise ConfigError(f"base: more than {MAX_BASE_DEPTH} profiles chained", source=str(path))
+    merged = _profile_raw(base_path, chain)
+    for term, value in raw.items():
+        if value is None:
+            merged.pop(term, None)
+        elif isinstance(value, dict) and isinstance(merged.get(term), dict):
+            merged[term] = {**merged[term], **value}
+        else:
+            merged[term] = value
+    return merged

@@ -264,10 +264,35 @@ def test_mass_and_inertia_terms_compose():
 
 
 def test_wide_latency_is_default_with_more_latency():
-    """sim/randomization/wide_latency.yaml repeats default.yaml (profiles have no inheritance): only the latency range
-    may differ, so a change to default must be made in both."""
+    """sim/randomization/wide_latency.yaml is ``base: default`` plus a wider latency range, nothing else."""
     import dataclasses
 
     default, wide = load_randomization("default"), load_randomization("wide_latency")
     assert default.action_latency.steps == (0, 1) and wide.action_latency.steps == (0, 2)
     assert dataclasses.replace(wide, action_latency=default.action_latency) == default
+
+
+def test_profile_base_merges_terms_and_drops_nulls(tmp_path):
+    (tmp_path / "parent.yaml").write_text("body_mass: {targets: all, scale: [0.8, 1.2]}\n"
+                                          "friction: {scale: [0.5, 1.5]}\naction_latency: {steps: [0, 1]}\n")
+    (tmp_path / "child.yaml").write_text(f"base: {tmp_path / 'parent.yaml'}\nbody_mass: {{scale: [0.9, 1.1]}}\n"
+                                         "friction: null\npush: {interval_steps: [10, 20], max_force_n: 5.0}\n")
+    (tmp_path / "grandchild.yaml").write_text(f"base: {tmp_path / 'child.yaml'}\naction_latency: {{steps: [1, 3]}}\n")
+    cfg = load_randomization(str(tmp_path / "grandchild.yaml"))
+    assert cfg.body_mass.scale == (0.9, 1.1) and cfg.body_mass.targets == "all"   # fields merged into the base's
+    assert cfg.friction is None                                                   # null drops the base's term
+    assert cfg.push is not None and cfg.action_latency.steps == (1, 3)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("base: no_such_profile\n", "no_such_profile"),
+    ("base: [default]\n", "base: expected a profile name or path"),
+    ("base: SELF\n", "profiles include each other"),
+    ("base: default\nfriction: {scale: [1.2, 0.8]}\n", "friction: scale: lower bound 1.2 > upper bound 0.8"),
+])
+def test_profile_base_errors_name_the_file(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace("SELF", str(path)))
+    with pytest.raises(ConfigError, match=match) as info:
+        load_randomization(str(path))
+    assert "bad.yaml" in str(info.value)
