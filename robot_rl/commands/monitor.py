@@ -28,8 +28,11 @@ def add_arguments(p) -> None:
     p.add_argument("--randomization", default=None,
                    help="randomization of both (default: the policy's training randomization; 'none' = off)")
     p.add_argument("--window", type=int, default=25, help="control periods averaged into the score (default 25)")
-    p.add_argument("--margin", type=float, default=2.0,
-                   help="threshold = margin x the largest calibration score (default 2.0)")
+    p.add_argument("--reduce", choices=("max", "mean"), default="max",
+                   help="a transition's per-joint-state scores -> one: the most surprised dimension (max, default) "
+                        "or their mean")
+    p.add_argument("--margin", type=float, default=1.3,
+                   help="threshold = margin x the largest calibration score (default 1.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes and the fit (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -50,7 +53,8 @@ def run(args) -> int:
         print(f"robot-rl monitor: {args.model}: no policy.json (export a run first)", file=sys.stderr)
         return 2
     settings = MonitorSettings(episodes=args.episodes, calibration=args.calibration, randomization=args.randomization,
-                               window=args.window, margin=args.margin, seed=args.seed, progress=not args.no_progress)
+                               window=args.window, reduce=args.reduce, margin=args.margin, seed=args.seed,
+                               progress=not args.no_progress)
     out = args.out or args.model / "monitor"
     try:
         meta = fit_monitor(args.model, out, settings)

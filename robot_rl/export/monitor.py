@@ -4,10 +4,11 @@ A probabilistic dynamics ensemble (``dynamics.onnx`` + ``dynamics.json``, traine
 under its training randomization by ``robot-rl monitor``) predicts each control period's change of the measured joint
 state from the previous state and the command sent. The score of a transition is the squared prediction error per
 state dimension divided by the ensemble's predictive variance (the members' mean aleatoric variance plus their
-disagreement: the spread of their means), averaged over dimensions; its mean over the last ``window`` transitions is
-compared with ``threshold``, calibrated on held-out in-distribution episodes (``monitor.json``). In distribution the
-windowed score stays near 1; unmodelled latency or dynamics push it up before the policy fails
-(bench/results/monitor.md).
+disagreement: the spread of their means), reduced over dimensions by ``reduce`` (``max``: the most surprised
+dimension, so a mismatch in one joint is not diluted by the others; ``mean``: the first monitors' statistic); its mean
+over the last ``window`` transitions is compared with ``threshold``, calibrated on held-out in-distribution episodes
+(``monitor.json``). In distribution the windowed score stays at a few units; unmodelled latency or dynamics push it up
+before the policy fails (bench/results/monitor.md).
 
 Torch-free, like the rest of the robot side: onnxruntime and numpy, one ensemble call per control period.
 """
@@ -23,6 +24,9 @@ from robot_rl.export.runtime import ArtifactError, OnnxEnsemble, read_sidecar
 
 MONITOR_FILE = "monitor.json"
 MONITOR_FORMAT = "robot_rl.monitor/1"
+REDUCTIONS = {"max": np.max, "mean": np.mean}
+"""How a transition's per-dimension scores become one number (``monitor.json`` ``reduce``; absent = ``mean``, as
+the monitors written before the key existed were calibrated)."""
 
 
 def state_names(joint_names) -> list[str]:
@@ -54,8 +58,13 @@ class DynamicsMonitor:
             self.window = int(cfg["window"])
             self.period_s = float(cfg["control_period_s"])
             self.angles = np.asarray(cfg["angle_indices"], dtype=np.intp)
+            self.reduce = str(cfg.get("reduce", "mean"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{monitor_dir / MONITOR_FILE}: lacks or mangles field {exc}") from None
+        if self.reduce not in REDUCTIONS:
+            raise ArtifactError(f"{monitor_dir / MONITOR_FILE}: reduce {self.reduce!r} is not one of "
+                                f"{sorted(REDUCTIONS)}")
+        self._reduce = REDUCTIONS[self.reduce]
         if not (self.threshold > 0 and self.window >= 1 and self.period_s > 0):
             raise ArtifactError(f"{monitor_dir / MONITOR_FILE}: threshold, window and control_period_s must be > 0")
         self.config = cfg
@@ -98,7 +107,7 @@ class DynamicsMonitor:
         var = np.exp(logvar[:, 0].astype(np.float64)).mean(axis=0) + mu.var(axis=0)
         d = np.asarray(x, dtype=np.float64).reshape(-1) - np.asarray(prev, dtype=np.float64).reshape(-1)
         d[self.angles] = np.arctan2(np.sin(d[self.angles]), np.cos(d[self.angles]))
-        return float(np.mean((d - mu.mean(axis=0)) ** 2 / var))
+        return float(self._reduce((d - mu.mean(axis=0)) ** 2 / var))
 
     def update(self, q, qd, stamp_s: float, command) -> float:
         """One control period: score the transition from the previous period (if one period apart), remember this

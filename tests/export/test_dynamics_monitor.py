@@ -36,12 +36,14 @@ def test_quiet_in_distribution(setup):
         mon = DynamicsMonitor(MONITOR, profile)
         ep = plant_episode(policy, ENV, "default", seed, monitor=mon)
         assert mon.alarms == 0 and mon.peak < mon.threshold
-        assert np.nanmedian(ep["score"]) < 2.0  # in distribution the windowed surprise sits near 1
+        # in distribution the windowed surprise sits at ~2 (the largest of four squared z-scores: 2.5 on average for
+        # N(0, 1) errors)
+        assert np.nanmedian(ep["score"]) < 3.0
         assert ep["reward"].sum() > 380
 
 
 def test_alarm_before_the_failure_far_outside(setup):
-    """5-6 periods of latency (training: 0-1): the swing-up fails; the alarm comes seconds before the 5 s mark."""
+    """5-6 periods of latency (training: 0-2): the swing-up fails; the alarm comes seconds before the 5 s mark."""
     profile, policy = setup
     mon = DynamicsMonitor(MONITOR, profile)
     ep = plant_episode(policy, ENV, LATENCY_5, 0, monitor=mon)

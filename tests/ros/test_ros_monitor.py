@@ -48,7 +48,7 @@ def test_alarm_latches_the_estop_far_outside_training(tmp_path, ros_env):
     safe = timing[:, 4] > 0
     start = int(np.argmax(~safe))  # the first policy command (before it: waiting for joint states)
     latched = int(np.flatnonzero(~safe)[-1]) + 1  # from here to the end only safe commands: the e-stop
-    assert latched - start > 25 and len(safe) - latched > 100, (start, latched, len(safe))
+    assert latched - start > 25 and len(safe) - latched > 50, (start, latched, len(safe))
     latch = list((tmp_path / "state").iterdir())
     assert latch and "dynamics monitor" in latch[0].read_text()
 

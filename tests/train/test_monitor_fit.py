@@ -24,12 +24,27 @@ def cli(*argv: str) -> int:
     return monitor_command.run(p.parse_args(list(argv)))
 
 
+def _monitor_copy(out: Path, **changes) -> Path:
+    out.mkdir(parents=True)
+    for f in (MODEL / "monitor").iterdir():
+        (out / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((out / MONITOR_FILE).read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    (out / MONITOR_FILE).write_text(json.dumps(cfg))
+    return out
+
+
 def test_fit_export_calibrate(tmp_path):
     out = tmp_path / "mon"
     meta = fit_monitor(MODEL, out, MonitorSettings(episodes=3, calibration=2, epochs=3, progress=False))
     # the episodes run under the policy's own training randomization (policy.json)
     assert meta["training"]["transitions"] == 3 * 500 and meta["randomization"] == "wide_latency"
-    assert meta["threshold"] == pytest.approx(2.0 * meta["calibration"]["peak_max"])
+    assert meta["threshold"] == pytest.approx(MonitorSettings().margin * meta["calibration"]["peak_max"])
+    assert meta["reduce"] == "max"
     assert meta["angle_indices"] == [1]  # the hinge (unlimited); the slider is not an angle
     on_disk = json.loads((out / MONITOR_FILE).read_text())
     assert on_disk["policy"]["sha256"] == json.loads((MODEL / "policy.json").read_text())["model"]["sha256"]
@@ -46,17 +61,31 @@ def test_node_refuses_a_monitor_of_another_policy(tmp_path):
     policy = OnnxPolicy.load(MODEL, profile)
     assert load_monitor("", profile, policy) is None
     assert load_monitor(str(MODEL / "monitor"), profile, policy) is not None
-    other = tmp_path / "other"
-    other.mkdir()
-    for f in (MODEL / "monitor").iterdir():
-        (other / f.name).write_bytes(f.read_bytes())
-    cfg = json.loads((other / MONITOR_FILE).read_text())
-    cfg["policy"]["sha256"] = "0" * 64
-    (other / MONITOR_FILE).write_text(json.dumps(cfg))
+    shipped = json.loads((MODEL / "monitor" / MONITOR_FILE).read_text())["policy"]
+    other = _monitor_copy(tmp_path / "other", policy={**shipped, "sha256": "0" * 64})
     with pytest.raises(StartupError, match="trained for policy 000000000000"):
         load_monitor(str(other), profile, policy)
     with pytest.raises(StartupError, match="parameter 'monitor'"):
         load_monitor(str(tmp_path / "missing"), profile, policy)
+
+
+def test_reduce_max_is_not_diluted_by_quiet_dimensions(tmp_path):
+    """One surprised state dimension among four: ``max`` scores it in full, ``mean`` divides it by four; a monitor.json
+    written before ``reduce`` existed is read as ``mean`` (what it was calibrated with); a wrong value is refused."""
+    from robot_rl.export.runtime import ArtifactError
+
+    profile = load_profile("cartpole")
+    mon_max = DynamicsMonitor(_monitor_copy(tmp_path / "a", reduce="max"), profile)
+    mon_mean = DynamicsMonitor(_monitor_copy(tmp_path / "b", reduce=None), profile)
+    assert mon_max.reduce == "max" and mon_mean.reduce == "mean"
+    prev, cmd = np.array([0.1, np.pi, 0.0, 0.0]), np.array([0.0])
+    mean, _ = mon_max.ensemble(prev.reshape(1, -1), cmd.reshape(1, -1))
+    x = prev + mean[:, 0].mean(axis=0)   # the predicted next state ...
+    x[2] += 0.5                          # ... but the cart 0.5 m/s faster than predicted
+    s_max, s_mean = mon_max.transition_score(prev, cmd, x), mon_mean.transition_score(prev, cmd, x)
+    assert s_max > 3.9 * s_mean and s_mean > 1.0
+    with pytest.raises(ArtifactError, match="reduce 'median' is not one of"):
+        DynamicsMonitor(_monitor_copy(tmp_path / "c", reduce="median"), profile)
 
 
 def test_angle_deltas_are_unwrapped():
