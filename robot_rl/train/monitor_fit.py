@@ -128,11 +128,13 @@ def fit_monitor(model_dir: str | Path, out_dir: str | Path, s: MonitorSettings) 
     from robot_rl.algos.pets_model import ProbabilisticEnsemble, fit_epochs
     from robot_rl.core.profile import load_profile
     from robot_rl.envs import make
-    from robot_rl.export.monitor import MONITOR_FILE, MONITOR_FORMAT, DynamicsMonitor, state_names
+    from robot_rl.export.monitor import MONITOR_FILE, MONITOR_FORMAT, REDUCTIONS, DynamicsMonitor, state_names
     from robot_rl.export.onnx import export_ensemble, write_atomic
     from robot_rl.export.runtime import OnnxPolicy, action_units, read_sidecar
     from robot_rl.train.pets_artifact import StateUnits
 
+    if s.reduce not in REDUCTIONS:
+        raise ValueError(f"reduce {s.reduce!r} is not one of {sorted(REDUCTIONS)}")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     sc = read_sidecar(model_dir / "policy.json", "robot_rl.policy/1")
     env_id = sc.get("env_id")
