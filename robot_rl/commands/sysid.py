@@ -36,6 +36,10 @@ def add_arguments(p) -> None:
     p.add_argument("--base", default="default",
                    help="randomization profile whose spreads the re-centred profile keeps (name or YAML path, "
                         "'none' = only the fitted terms; default: default)")
+    p.add_argument("--widen", action="store_true",
+                   help="keep --base's ranges and extend them to cover the identified values, instead of moving "
+                        "them onto the identified values (a policy trained on it keeps the robots it was trained "
+                        "for)")
     p.add_argument("--no-fit-start", action="store_true",
                    help="start every window from the (smoothed) logged state instead of fitting the start states "
                         "too (faster; sensor noise in the start states then biases the estimates)")
@@ -79,15 +83,16 @@ def run(args) -> int:
                           progress=not args.no_progress)
         elapsed = time.perf_counter() - t0
         args.out.mkdir(parents=True, exist_ok=True)
-        profile = recentred_profile(result, params, model, base)
+        profile = recentred_profile(result, params, model, base, widen=args.widen)
         write_profile(profile, args.out / "randomization.yaml", model,
                       f"Randomization re-centred by `robot-rl sysid` on {args.bag} ({args.env}); base profile: "
-                      f"{base or 'none'}.\nSee {args.out / 'sysid.json'} for the estimates and their std.")
+                      f"{base or 'none'}{', widened' if args.widen else ''}.\nSee {args.out / 'sysid.json'} for the "
+                      "estimates and their std.")
     except ValueError as exc:
         return _fail(str(exc))
     finally:
         env.close()
-    report = result_dict(result, params, source=str(args.bag), env_id=args.env, base_profile=base,
+    report = result_dict(result, params, source=str(args.bag), env_id=args.env, base_profile=base, widen=args.widen,
                          steps=log.steps, fit_seconds=round(elapsed, 3), load_notes=load_notes,
                          profile=str(args.out / "randomization.yaml"))
     write_json(report, args.out / "sysid.json")

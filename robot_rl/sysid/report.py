@@ -7,6 +7,10 @@ an offset range ``[c_min + a, c_max + b]``, where ``c`` are the identified value
 term, so elements fitted to different values widen that range. The latency range keeps its width around the fit
 and covers every latency the log cannot tell from it (a cost within ``LATENCY_TIE`` x the best: an actual delay
 between two whole control steps, e.g. one step plus the ROS transport, fits both about equally).
+
+``widen=True`` keeps the base's ranges and extends them to cover the re-centred ones (their hull): a policy trained
+on it still sees the robots it was trained for and, in addition, the identified one, instead of only a narrow band
+around an estimate that may be biased (the fit finds an equivalent robot, not the drawn parameters).
 """
 
 from __future__ import annotations
@@ -73,8 +77,10 @@ def _ranges(result: FitResult, params: list[ResolvedParam]) -> dict[tuple[str, s
     return out
 
 
-def recentred_profile(result: FitResult, params: list[ResolvedParam], model, base=None) -> dict:
-    """A randomization profile (plain dict, the YAML schema) re-centred on ``result``; see the module docstring."""
+def recentred_profile(result: FitResult, params: list[ResolvedParam], model, base=None, widen: bool = False) -> dict:
+    """A randomization profile (plain dict, the YAML schema) re-centred on ``result`` (``widen``: the hull of the
+    base's and the re-centred ranges); see the module docstring.
+    """
     cfg = load_randomization(base) if base is not None else None
     doc = {} if cfg is None else {k: _plain(v) for k, v in dataclasses.asdict(cfg).items() if v is not None}
     for (term, fld), fits in _ranges(result, params).items():
@@ -92,6 +98,8 @@ def recentred_profile(result: FitResult, params: list[ResolvedParam], model, bas
             lo, hi = min(centres) + a, max(centres) + b
         lo = min(lo, *(v - 3 * s for _, v, s in fits))
         hi = max(hi, *(v + 3 * s for _, v, s in fits))
+        if widen:
+            lo, hi = min(lo, a), max(hi, b)
         if fld == "scale":
             lo = max(lo, 0.0)
         entry[fld] = [float(f"{lo:.6g}"), float(f"{hi:.6g}")]
@@ -105,6 +113,8 @@ def recentred_profile(result: FitResult, params: list[ResolvedParam], model, bas
     if hi - lo < width:
         lo = max(0, min(lo, result.latency - width // 2))
         hi = max(hi, lo + width)
+    if widen:
+        lo, hi = min(lo, int(lat[0])), max(hi, int(lat[1]))
     doc["action_latency"] = {"steps": [int(lo), int(hi)]}
     return doc
 

@@ -194,3 +194,23 @@ def test_recentred_latency_keeps_the_latencies_the_log_cannot_tell_apart(costs, 
     result = FitResult([], empty, empty, empty, empty, np.zeros((0, 0)), latency, costs, {}, {}, 1, 25)
     doc = recentred_profile(result, [], None, base="default")  # default: latency steps [0, 1]
     assert doc["action_latency"]["steps"] == expected
+
+
+@pytest.mark.parametrize("widen, gain, latency", [(False, [0.63, 0.77], [2, 4]), (True, [0.63, 1.1], [0, 4])])
+def test_recentred_or_widened_profile(widen, gain, latency):
+    """A motor identified at x0.7 +- 0.0 (latency 3): re-centred, the base's gain range [0.9, 1.1] moves onto it;
+    widened, it is extended to cover it, and so is the latency range (base: wide_latency, [0, 2])."""
+    from robot_rl.sysid.fit import FitResult
+    from robot_rl.sysid.report import recentred_profile
+
+    env = make(ENV_ID)
+    model = env.unwrapped.model
+    params, _ = validate_specs(model, [ParamSpec("actuator_gain_scale/slide")])
+    env.close()
+    one = np.ones(1)
+    result = FitResult(["actuator_gain_scale/slide"], 0.7 * one, 0 * one, 0.7 * one, one, np.ones((1, 1)), 3,
+                       {3: 0.001, 2: 0.01}, {}, {}, 1, 25)
+    doc = recentred_profile(result, params, model, base="wide_latency", widen=widen)
+    assert doc["actuator_gain"]["scale"] == pytest.approx(gain)
+    assert doc["action_latency"]["steps"] == latency
+    assert doc["body_mass"]["scale"] == [0.8, 1.2]  # terms not fitted: the base's
