@@ -86,7 +86,8 @@ def main() -> None:
                     help="reality sample (default 4: the shipped recipe's weakest over 3 training seeds, "
                          "bench/results/transfer_cartpole.md)")
     ap.add_argument("--record-s", type=float, default=60.0, help="seconds of deployment log (default 60)")
-    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1], help="retraining seeds (default 0 1)")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2, 3],
+                    help="retraining seeds (default 0 1 2 3)")
     ap.add_argument("--widen", action="store_true", help="robot-rl sysid --widen: the base's ranges extended to "
                     "cover the identified values instead of moved onto them")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_sysid_transfer")
