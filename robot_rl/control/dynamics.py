@@ -302,6 +302,15 @@ class MujocoDynamics:
     def _clip(self, u: np.ndarray) -> np.ndarray:
         return np.clip(u, self.u_min, self.u_max)
 
+    def thread_copy(self) -> MujocoDynamics:
+        """A copy with its own ``MjData`` (same models and settings), for ``step`` calls
+        from another thread while the planner thread uses this one: two threads must never step one ``MjData``
+        (MuJoCo then crashes the process).
+        """
+        c = copy.copy(self)
+        c.data = mujoco.MjData(self.model)
+        return c
+
     # ---- protocol
     def step(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
         d, m = self.data, self.model

@@ -208,15 +208,20 @@ class MPCController:
         self.last_error: str | None = None
         self.last_solution: ilqr.Solution | None = None
         self._sent: deque[np.ndarray] = deque(maxlen=settings.delay_steps)  # commands not yet applied
+        # delay compensation steps the model in the planner thread (replan) and in the control thread (action): the
+        # control thread gets its own copy (two threads must never step one MjData)
         self._dynamics = dyn
+        self._act_dynamics = dyn.thread_copy() if settings.delay_steps and hasattr(dyn, "thread_copy") else dyn
 
-    def _predict(self, x: np.ndarray, t_s: float, sent: list[np.ndarray]) -> tuple[np.ndarray, float]:
-        """State and time after the commands already sent have been applied (delay compensation)."""
+    def _predict(self, x: np.ndarray, t_s: float, sent: list[np.ndarray], dynamics) -> tuple[np.ndarray, float]:
+        """State and time after the commands already sent have been applied (delay compensation), predicted with
+        ``dynamics`` (the calling thread's).
+        """
         if not self.settings.delay_steps:
             return x, t_s
         missing = self.settings.delay_steps - len(sent)
         for u in [np.zeros(self.nu)] * missing + sent:
-            x = self._dynamics.step(x, u)
+            x = dynamics.step(x, u)
         if not np.all(np.isfinite(x)):
             raise FloatingPointError("MPC delay compensation: state prediction diverged")
         return x, t_s + self.settings.delay_steps * self.settings.control_period_s
@@ -245,7 +250,7 @@ class MPCController:
         """One warm-started optimization from state ``x [nx]`` measured at ``t_s`` [s] (caller's thread)."""
         with self._lock:
             plan, sent = self._plan, list(self._sent)
-        x, t_s = self._predict(np.asarray(x, float), float(t_s), sent)
+        x, t_s = self._predict(np.asarray(x, float), float(t_s), sent, self._dynamics)
         start = self.clock()
         deadline = time.perf_counter() + self.settings.replan_budget_s  # planners take perf_counter deadlines
         if plan is None:
@@ -321,7 +326,7 @@ class MPCController:
         with self._lock:
             plan, misses, plan_wall, sent = self._plan, self._n["consecutive_misses"], self._plan_wall, list(self._sent)
         try:
-            x, t_s = self._predict(np.asarray(x, float), float(t_s), sent)
+            x, t_s = self._predict(np.asarray(x, float), float(t_s), sent, self._act_dynamics)
         except FloatingPointError:
             plan = None
         stale = self.clock() - plan_wall > (s.max_missed_deadlines + 1) * s.replan_period_s

@@ -165,6 +165,31 @@ def test_planner_thread_updates_plan_and_hung_planner_falls_back():
     assert mpc.stats()["last_error"] is None
 
 
+def test_delay_compensation_steps_its_own_model_copy_beside_the_planner_thread():
+    """Delay compensation predicts in both threads (replan in the planner's, action in the caller's): each on its
+    own MjData. When both stepped the planner's, mpc_node with ``mpc.delay_steps > 0`` died of a segmentation fault
+    within seconds."""
+    sim = envs.make("robot_rl/CartpoleSwingup-v0").unwrapped
+    dyn = MujocoDynamics(sim.model, sim.frame_skip)
+    settings = MPCSettings(horizon=50, control_period_s=sim.control_dt, replan_budget_s=0.02, replan_period_s=0.001,
+                           delay_steps=3)
+    mpc = MPCController(IlqrPlanner(dyn, Cost.from_yaml("config/costs/cartpole_swingup.yaml"),
+                                    ilqr.IlqrSettings(max_iterations=2)), settings)
+    assert mpc._act_dynamics.data is not dyn.data and mpc._act_dynamics.model is dyn.model
+    x = sim.get_state()
+    mpc.start()
+    try:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 1.0:  # the control thread predicts while the planner thread replans
+            t = time.perf_counter() - t0
+            mpc.set_state(x, t)
+            assert np.all(np.isfinite(mpc.action(x, t)))
+    finally:
+        mpc.stop()
+    stats = mpc.stats()
+    assert stats["last_error"] is None and stats["replans"] > 5, stats
+
+
 def test_planner_thread_exception_is_reported_and_falls_back():
     class Broken:
         dynamics = double_integrator_planner().dynamics
