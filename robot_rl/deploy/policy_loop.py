@@ -4,8 +4,10 @@ Every joint-state message goes through ``SafetyFilter.on_joint_state``; the obse
 filter's last *accepted* state (profile joint order) with the env's ``ObservationBuilder``, so the robot sees the
 observation the policy was trained on. Every command goes through ``SafetyFilter.filter``. Times are steady-clock
 seconds passed in by the caller. An optional dynamics monitor (``robot_rl.export.monitor.DynamicsMonitor``) scores
-every control period's transition; on its alarm the loop latches the e-stop (``monitor_action="estop"``) or only
-reports it (``"warn"``).
+every control period's transition; on its alarm the loop latches the e-stop (``monitor_action="estop"``), only
+reports it (``"warn"``), or hands the robot to a fallback controller (``"fallback"``: from then on the commands are
+another controller's, e.g. mpc_node's published on its own topic, fed in with ``set_fallback_command`` and passed
+through this loop's safety filter; a fallback that has sent nothing for ``fallback_timeout_s`` latches the e-stop).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from robot_rl.deploy.latency import LatencyStats
+
+MONITOR_ACTIONS = ("estop", "warn", "fallback")
 
 
 class PolicyLoop:
@@ -31,8 +35,11 @@ class PolicyLoop:
             non-finite output error): the step outputs the safe command and counts it in ``policy_errors``.
         monitor: ``update(q, qd, stamp_s, command) -> score`` / ``alarm`` / ``threshold`` (a ``DynamicsMonitor``),
             fed the accepted joint state and the command of every step that used a new sample in normal mode.
-        monitor_action: ``"estop"`` (the alarm latches the e-stop: the safe command goes out from this step on) or
-            ``"warn"`` (the alarm is only reported, ``monitor_alarm``).
+        monitor_action: ``"estop"`` (the alarm latches the e-stop: the safe command goes out from this step on),
+            ``"warn"`` (the alarm is only reported, ``monitor_alarm``) or ``"fallback"`` (from the next step on the
+            command is the fallback controller's latest, ``set_fallback_command``; none within
+            ``fallback_timeout_s`` of the step latches the e-stop).
+        fallback_timeout_s: after the hand-over, the oldest fallback command [s of steady time] still used.
         hold_without_goal: a goal-conditioned policy may start without a goal (position robots): until
             ``set_goal`` accepts one, the policy does not run and the command holds the measured position of the
             first step (through the safety filter like any command); ``holding`` says so.
@@ -42,7 +49,7 @@ class PolicyLoop:
     def __init__(self, safety, obs_builder, policy: Callable[[np.ndarray], np.ndarray], *,
                  goal: Sequence[float] | None = None, control_period_s: float,
                  policy_errors: tuple[type[BaseException], ...] = (), hold_without_goal: bool = False,
-                 monitor=None, monitor_action: str = "estop"):
+                 monitor=None, monitor_action: str = "estop", fallback_timeout_s: float = 0.06):
         if tuple(obs_builder.joint_names) != tuple(safety.joint_names):
             raise ValueError(f"observation builder joints {list(obs_builder.joint_names)} differ from the robot "
                              f"profile's {list(safety.joint_names)}")
@@ -75,12 +82,21 @@ class PolicyLoop:
         self.policy_errors = 0
         self.last_policy_error = ""
         self.steps = 0
-        if monitor_action not in ("estop", "warn"):
-            raise ValueError(f"monitor_action must be estop or warn, got {monitor_action!r}")
+        if monitor_action not in MONITOR_ACTIONS:
+            raise ValueError(f"monitor_action must be one of {', '.join(MONITOR_ACTIONS)}, got {monitor_action!r}")
+        if not fallback_timeout_s > 0:
+            raise ValueError(f"fallback_timeout_s must be > 0, got {fallback_timeout_s}")
         self.monitor = monitor
         self.monitor_action = monitor_action
         self.monitor_alarm = ""
         """Why the monitor raised its alarm (empty while it has not)."""
+        self.fallback_active = False
+        """True from the monitor's alarm on with ``monitor_action="fallback"``: the fallback controller commands."""
+        self.fallback_timeout_s = float(fallback_timeout_s)
+        self.fallback_commands = 0
+        self.fallback_rejected = 0
+        self._fallback = np.full(safety.n_cmd, np.nan)
+        self._fallback_rx_s = -math.inf
 
     def on_joint_state(self, names, positions, velocities, efforts, stamp_s: float, now_s: float,
                        clock_s: float | None = None) -> bool:
@@ -89,6 +105,18 @@ class PolicyLoop:
         if ok:
             self._rx_s, self._stamp_s, self._fresh = now_s, stamp_s, True
         return ok
+
+    def set_fallback_command(self, values: Sequence[float], now_s: float) -> bool:
+        """The fallback controller's latest command ``(n_cmd,)`` received at ``now_s``; refused (counted) when its
+        length is wrong or a value is non-finite. Kept before the hand-over too, so it is current at the alarm.
+        """
+        if len(values) != len(self._fallback) or not all(math.isfinite(v) for v in values):
+            self.fallback_rejected += 1
+            return False
+        self._fallback[:] = values
+        self._fallback_rx_s = now_s
+        self.fallback_commands += 1
+        return True
 
     def set_goal(self, values: Sequence[float]) -> bool:
         """New goal ``(goal_dim,)``; refused (counted, previous goal kept) if the length is wrong or non-finite."""
@@ -112,6 +140,8 @@ class PolicyLoop:
             if self._hold is None:  # latched: holding re-reading the sagging measurement would creep
                 self._hold = safety.safe_command(now_s)
             action = self._hold
+        elif safety.mode == "normal" and self.fallback_active:
+            action = self._fallback_action(now_s)
         elif safety.mode == "normal":
             obs = self.obs_builder.build(safety.position, safety.velocity, self.goal)
             try:
@@ -132,7 +162,19 @@ class PolicyLoop:
                 if self.monitor_action == "estop":
                     safety.estop(self.monitor_alarm)
                     command, status = safety.filter(action, now_s, out=self.command)
+                elif self.monitor_action == "fallback":  # from the next step on (this step's command is out)
+                    self.fallback_active = True
         return command, status, fresh
+
+    def _fallback_action(self, now_s: float) -> np.ndarray:
+        """The fallback controller's command for now; latches the e-stop when it is older than the timeout."""
+        age = now_s - self._fallback_rx_s
+        if age > self.fallback_timeout_s:
+            safety = self.safety
+            safety.estop("fallback controller silent: " + ("no command received" if math.isinf(age) else
+                                                           f"last command {age:.3f} s ago") +
+                         f" (timeout {self.fallback_timeout_s:g} s) after the dynamics monitor's hand-over")
+        return self._fallback
 
     @property
     def holding(self) -> bool:

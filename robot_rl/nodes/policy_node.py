@@ -14,6 +14,12 @@ and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it s
 ``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
 safe command and exits 1; a model that does not match the robot profile is refused (exit 2).
 
+Dynamics monitor (parameter ``monitor``): on its alarm the node latches the e-stop, only warns, or
+(``monitor_action: fallback``) hands the robot over to a fallback controller (e.g. mpc_node with ``commands_topic:
+/fallback/commands``, planning on the live state from the start): from then on each command arriving on
+``fallback_commands`` goes out through this node's safety filter at once, the policy no longer runs, and a fallback
+silent for ``fallback_timeout_s`` latches the e-stop.
+
 Goal-conditioned tasks (``robot_rl.deploy.goal_input``): the goal topic's type is the profile's ``topics.goal_type``:
 std_msgs/Float64MultiArray (``array``) or geometry_msgs/PoseStamped (``pose``: the position, ``header.frame_id`` must
 be the profile's ``base_frame``). A goal in another frame, non-finite, or outside the task's declared goal workspace
@@ -52,6 +58,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
+from robot_rl.deploy.policy_loop import MONITOR_ACTIONS
 from robot_rl.nodes._common import ParamReader, StartupError, run_node, stamp_to_s, steady_clock
 from robot_rl.nodes._policy_setup import action_map, legged_task, load_policy, load_robot_profile, observation_builder
 
@@ -98,7 +105,9 @@ class PolicyNode(Node):
                                        control_period_s=self.period_s,
                                        policy_errors=getattr(self, "policy_errors", ()), hold_without_goal=True,
                                        monitor=self._monitor(a, profile),
-                                       monitor_action=getattr(a, "monitor_action", "estop"))
+                                       monitor_action=getattr(a, "monitor_action", "estop"),
+                                       fallback_timeout_s=getattr(a, "fallback_timeout_s", 0.0)
+                                       or profile.safety.sensor_timeout_s)
             except ValueError as exc:
                 raise StartupError(f"parameter 'goal': {exc}") from None
         self.latch = EstopLatch(state_dir)
@@ -109,7 +118,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"e-stop latched ({latched}); call {self.get_name()}/reset to clear")
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         topics = profile.topics
-        self.pub_cmd = self.create_publisher(Float64MultiArray, topics.commands, qos)
+        self.commands_topic = a.commands_topic or topics.commands
+        self.pub_cmd = self.create_publisher(Float64MultiArray, self.commands_topic, qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.diagnostics, qos)
         self.pub_timing = self.create_publisher(Float64MultiArray, "~/timing", qos)
         self.create_subscription(JointState, topics.joint_states, self._on_joint_state, qos)
@@ -129,6 +139,15 @@ class PolicyNode(Node):
             v = self.loop.velocity
             described += (f"; legged task {self.legged[0].name}: imu on {topics.imu}, cmd_vel on {topics.cmd_vel} "
                           f"(range {v.low.tolist()} .. {v.high.tolist()}, stale after {v.timeout_s} s)")
+        self.fallback_topic = ""
+        if getattr(self.loop, "monitor_action", "") == "fallback":
+            if self.loop.monitor is None:
+                raise StartupError("parameter 'monitor_action': fallback needs a dynamics monitor (parameter "
+                                   "'monitor')")
+            self.fallback_topic = a.fallback_commands
+            self.create_subscription(Float64MultiArray, self.fallback_topic, self._on_fallback, qos)
+            described += (f"; on the monitor's alarm hands over to the fallback controller's commands on "
+                          f"{self.fallback_topic} (silent for {self.loop.fallback_timeout_s} s: e-stop)")
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
         if self.fault_injection:
@@ -145,7 +164,7 @@ class PolicyNode(Node):
         self.create_timer(self.period_s, self._on_timer, clock=steady_clock())
         self.get_logger().info(
             f"robot {profile.name}: {described}, inputs {list(builder.names)}, period {self.period_s} s "
-            f"(trigger {self.trigger}), commands on {topics.commands}, e-stop latch {self.latch.path}")
+            f"(trigger {self.trigger}), commands on {self.commands_topic}, e-stop latch {self.latch.path}")
         if self.goals is not None:
             self._publish_goal()
             if self.loop.holding:
@@ -169,6 +188,9 @@ class PolicyNode(Node):
                           "checked like a goal message); empty: hold position until a goal arrives"),
             allow_fault_injection=p.bool("allow_fault_injection", False, "testing only: offer ~/inject_fault, "
                                          "which makes the next control step raise"),
+            commands_topic=p.str("commands_topic", "", "topic of the commands; empty: the robot profile's "
+                                 "topics.commands (another topic, e.g. /fallback/commands, runs this node as "
+                                 "policy_node's fallback controller)"),
             **cls.controller_parameters(p),
         )
 
@@ -190,8 +212,16 @@ class PolicyNode(Node):
                 "monitor": p.str("monitor", "", "dynamics monitor directory made by `robot-rl monitor MODEL` (e.g. "
                                  "<model>/monitor); empty or none: no monitor"),
                 "monitor_action": p.str("monitor_action", "estop", "on the monitor's alarm: estop (latch the e-stop: "
-                                        "the safe command) or warn (report it on /diagnostics only)",
-                                        choices=("estop", "warn"))}
+                                        "the safe command), warn (report it on /diagnostics only) or fallback "
+                                        "(hand the robot to the controller publishing on fallback_commands, e.g. "
+                                        "mpc_node with commands_topic set; its commands pass this node's safety "
+                                        "filter)", choices=MONITOR_ACTIONS),
+                "fallback_commands": p.str("fallback_commands", "/fallback/commands", "monitor_action fallback: "
+                                           "topic of the fallback controller's commands (Float64MultiArray, robot "
+                                           "units)"),
+                "fallback_timeout_s": p.float("fallback_timeout_s", 0.0, "monitor_action fallback: after the "
+                                              "hand-over, a fallback silent for this long [s] latches the e-stop; 0: "
+                                              "the profile's safety.sensor_timeout_s", min_value=0.0)}
 
     def robot_and_period(self, a: SimpleNamespace):
         """(robot profile, control period [s]) from the parameter values ``a``."""
@@ -279,7 +309,17 @@ class PolicyNode(Node):
         clock_s = self.get_clock().now().nanoseconds * 1e-9
         self.loop.on_joint_state(msg.name, msg.position, msg.velocity, msg.effort, stamp_to_s(msg.header.stamp),
                                  now, clock_s=clock_s)
-        if self.trigger == "sensor" and self._gate.due(now):
+        if self.trigger == "sensor" and not self.loop.fallback_active and self._gate.due(now):
+            self._last_sensor_act_s = now
+            self._act(now)
+
+    def _on_fallback(self, msg: Float64MultiArray) -> None:
+        """A fallback controller's command: kept; after the monitor's hand-over each one is acted on at once."""
+        now = time.monotonic()
+        if not self.loop.set_fallback_command(msg.data, now):
+            self.get_logger().warning(f"refused fallback command {list(msg.data)} on {self.fallback_topic}: "
+                                      f"expected {self.safety.n_cmd} finite values", throttle_duration_sec=1.0)
+        elif self.loop.fallback_active:
             self._last_sensor_act_s = now
             self._act(now)
 
@@ -349,9 +389,11 @@ class PolicyNode(Node):
         if problem:
             self.fatal_error = problem  # run_node publishes the safe command and exits 1
             return
-        # sensor trigger: the timer acts (every period) only while messages have stopped: no message acted on for
-        # 1.5 periods; the filter's stale-sensor watchdog then sends the safe command within its bound
-        if self.trigger == "timer" or now - self._last_sensor_act_s > 1.5 * self.period_s:
+        # sensor trigger (and after a hand-over to the fallback, which acts on its commands): the timer acts (every
+        # period) only while messages have stopped: no message acted on for 1.5 periods; the filter's stale-sensor
+        # watchdog (the loop's fallback timeout) then sends the safe command within its bound
+        if (self.trigger == "timer" and not self.loop.fallback_active) or \
+                now - self._last_sensor_act_s > 1.5 * self.period_s:
             self._act(now)
         if now - self._last_diag_s >= 1.0:
             self._publish_diagnostics()
@@ -379,7 +421,9 @@ class PolicyNode(Node):
                                                         float(status.clamped or status.rate_limited)]))
         if getattr(self.loop, "monitor_alarm", "") and not self._monitor_reported:
             self._monitor_reported = True
-            self.get_logger().error(f"{self.loop.monitor_alarm} ({self.loop.monitor_action})")
+            handover = f": handed over to the fallback controller on {self.fallback_topic}" \
+                if self.loop.monitor_action == "fallback" else ""
+            self.get_logger().error(f"{self.loop.monitor_alarm} ({self.loop.monitor_action}{handover})")
             self._publish_diagnostics()
         if status.mode == "estop" and not self._latch_written:  # e.g. a fall: persists like the e-stop service
             self._latch_written = True
@@ -443,13 +487,18 @@ class PolicyNode(Node):
         mon = getattr(self.loop, "monitor", None)
         if mon is None:
             return []
-        alarm = self.loop.monitor_alarm
+        alarm, action = self.loop.monitor_alarm, self.loop.monitor_action
         level = DiagnosticStatus.OK if not alarm else \
-            DiagnosticStatus.ERROR if self.loop.monitor_action == "estop" else DiagnosticStatus.WARN
+            DiagnosticStatus.ERROR if action == "estop" or self.safety.estopped else DiagnosticStatus.WARN
+        if alarm and action == "fallback":
+            alarm += f"; handed over to the fallback controller on {self.fallback_topic}"
         values = [KeyValue(key=k, value=f"{v:.4g}") for k, v in (("score", mon.score), ("threshold", mon.threshold),
                                                                   ("peak", mon.peak), ("last", mon.last))]
-        values += [KeyValue(key="alarm_periods", value=str(mon.alarms)),
-                   KeyValue(key="action", value=self.loop.monitor_action)]
+        values += [KeyValue(key="alarm_periods", value=str(mon.alarms)), KeyValue(key="action", value=action)]
+        if action == "fallback":
+            values += [KeyValue(key="fallback_active", value=str(self.loop.fallback_active)),
+                       KeyValue(key="fallback_commands", value=str(self.loop.fallback_commands)),
+                       KeyValue(key="fallback_refused", value=str(self.loop.fallback_rejected))]
         return [DiagnosticStatus(level=level, name=f"{self.get_name()}: dynamics monitor",
                                  message=alarm or "the robot behaves like the training simulator",
                                  hardware_id=self.profile.name, values=values)]

@@ -81,41 +81,77 @@ def test_refuses_a_monitor_for_another_robot_layout(setup, tmp_path):
         DynamicsMonitor(MONITOR, load_profile("pendulum"))
 
 
-def test_policy_loop_latches_the_estop_on_the_alarm(setup):
-    """The node's control step with the monitor: on the alarm the e-stop latches and the safe command goes out."""
+def _damped_loop(profile, policy, action: str, fallback=None):
+    """300 control steps of the node's loop with the monitor on sim_robot's plant, joint damping +0.1-0.2 (the
+    swing-up fails); ``fallback(step) -> command or None`` feeds the fallback controller's topic. Returns (loop,
+    modes, commands, the safety filter's last status message).
+    """
     from robot_rl.deploy.policy_loop import PolicyLoop
     from robot_rl.deploy.sim_plant import EnvReality, SimPlant
     from robot_rl.envs import make
     from robot_rl.safety import SafetyFilter
 
+    env = make(ENV, randomization=DAMPING, seed=0)
+    base = env.unwrapped
+    reality = EnvReality(env, base.np_random)
+    plant = SimPlant(profile, base.model, base.data, reality=reality, rng=np.random.default_rng(0))
+    plant.latency_s += reality.action_latency_s
+    safety = SafetyFilter(profile)
+    loop = PolicyLoop(safety, base.observation_builder, policy, control_period_s=0.02,
+                      monitor=DynamicsMonitor(MONITOR, profile), monitor_action=action, fallback_timeout_s=0.06)
+    t, modes, commands, message = 0.0, [], [], ""
+    for i in range(300):
+        q, qd, eff = plant.measure()
+        loop.on_joint_state(list(profile.joint_names), q, qd, eff, stamp_s=t, now_s=t, clock_s=t)
+        f = fallback(i) if fallback is not None else None
+        if f is not None:
+            assert loop.set_fallback_command(f, t)
+        cmd, status, _ = loop.step(t)
+        modes.append(status.mode)
+        commands.append(cmd.copy())
+        message = status.message
+        plant.on_command(cmd, t)
+        plant.advance(t + 0.02 - 1e-9)
+        t += 0.02
+    env.close()
+    return loop, modes, np.array(commands), message
+
+
+def test_policy_loop_latches_the_estop_on_the_alarm(setup):
+    """The node's control step with the monitor: on the alarm the e-stop latches and the safe command goes out."""
+    from robot_rl.deploy.policy_loop import PolicyLoop
+    from robot_rl.envs import make
+    from robot_rl.safety import SafetyFilter
+
     profile, policy = setup
-    results = {}
-    for action in ("estop", "warn"):
-        env = make(ENV, randomization=DAMPING, seed=0)  # joint damping +0.1-0.2: the swing-up fails
-        base = env.unwrapped
-        reality = EnvReality(env, base.np_random)
-        plant = SimPlant(profile, base.model, base.data, reality=reality, rng=np.random.default_rng(0))
-        plant.latency_s += reality.action_latency_s
-        safety = SafetyFilter(profile)
-        loop = PolicyLoop(safety, base.observation_builder, policy, control_period_s=0.02,
-                          monitor=DynamicsMonitor(MONITOR, profile), monitor_action=action)
-        t, modes = 0.0, []
-        for _ in range(300):
-            q, qd, eff = plant.measure()
-            loop.on_joint_state(list(profile.joint_names), q, qd, eff, stamp_s=t, now_s=t, clock_s=t)
-            cmd, status, _ = loop.step(t)
-            modes.append(status.mode)
-            plant.on_command(cmd, t)
-            plant.advance(t + 0.02 - 1e-9)
-            t += 0.02
-        env.close()
-        results[action] = (loop.monitor_alarm, modes, cmd.copy())
-    alarm, modes, cmd = results["estop"]
-    assert "dynamics monitor" in alarm and modes[-1] == "estop" and np.all(cmd == 0.0)
+    loop, modes, cmds, _ = _damped_loop(profile, policy, "estop")
+    assert "dynamics monitor" in loop.monitor_alarm and modes[-1] == "estop" and np.all(cmds[-1] == 0.0)
     first = modes.index("estop")
     assert first < 200 and all(m == "estop" for m in modes[first:])
-    alarm, modes, _ = results["warn"]
-    assert "dynamics monitor" in alarm and "estop" not in modes
+    loop, modes, _, _ = _damped_loop(profile, policy, "warn")
+    assert "dynamics monitor" in loop.monitor_alarm and "estop" not in modes
     with pytest.raises(ValueError, match="monitor_action"):
         PolicyLoop(SafetyFilter(profile), make(ENV).unwrapped.observation_builder, policy, control_period_s=0.02,
                    monitor_action="ignore")
+
+
+def test_policy_loop_hands_over_to_the_fallback_then_stops_when_it_falls_silent(setup):
+    """monitor_action fallback: after the alarm the commands are the fallback controller's (through the safety
+    filter), and a fallback silent for longer than its timeout latches
+    the e-stop; refused fallback commands are counted and not used."""
+    profile, policy = setup
+    target = 3.0  # N, inside the cart's +-10 N
+    loop, modes, cmds, message = _damped_loop(profile, policy, "fallback",
+                                              fallback=lambda i: [target] if i < 250 else None)
+    assert loop.fallback_active and "dynamics monitor" in loop.monitor_alarm
+    on = int(np.argmax([np.allclose(c, target) for c in cmds]))  # the fallback's command reached
+    assert 0 < on < 250 and np.allclose(cmds[on:250], target), cmds[on - 5:on + 5]
+    assert modes[:253].count("estop") == 0 and modes[-1] == "estop"
+    assert "fallback controller silent" in message and np.all(cmds[-1] == 0.0)
+    assert loop.fallback_commands == 250
+    assert not loop.set_fallback_command([np.nan], 0.0) and not loop.set_fallback_command([1.0, 2.0], 0.0)
+    assert loop.fallback_rejected == 2
+    # no fallback controller at all: the hand-over finds nothing and latches the e-stop at the next step
+    loop, modes, _, message = _damped_loop(profile, policy, "fallback")
+    first = modes.index("estop")
+    assert first < 200 and "no command received" in message
