@@ -338,6 +338,10 @@ def solve(dynamics, cost, x0, U0, settings: IlqrSettings = IlqrSettings(), *, de
     Warm start with feedback: given ``X_ref [T+1, nx]`` and ``K0 [T, nu, nx]`` (a previous plan, time-shifted), the
     initial trajectory is the closed-loop rollout of ``u = U0[t] + K0[t] (x - X_ref[t])`` instead of the open-loop
     rollout of ``U0`` — on an unstable system (the balancing cart-pole) that keeps the warm start near the old plan.
+
+    One function on purpose: it is the MPC replan, run every control period against a deadline, and each branch of its
+    Levenberg-Marquardt schedule updates the iterate (X, U, K, k, J) and the regularization (mu, delta) together; as
+    helpers, those values would be passed in and returned again on every iteration.
     """
     t_start = time.perf_counter()
     if deadline is None:

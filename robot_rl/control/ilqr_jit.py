@@ -107,6 +107,9 @@ def _recursion_clamped(A, B, lx, lu, lxx, luu, lux, mu, K, k):  # pragma: no cov
     ``limits="clamp"``): ``Q_uu + mu I`` factored by a hand-written Cholesky (fails when not positive definite or
     not finite), ``[k | K] = -(Q_uu + mu I)^-1 [Q_u | Q_ux]``, value update of Tassa 2012 eq. 11. Shapes as
     ``_recursion`` with ``nu`` for 1; writes ``K [T,nu,nx]``, ``k [T,nu]``; returns ``(ok, dV1, dV2)``.
+
+    One function on purpose: the compiled kernel is the whole backward pass in one native call, its scratch arrays
+    allocated once before the loop over the horizon.
     """
     T, nx, nu = B.shape[0], B.shape[1], B.shape[2]
     Vxx = lxx[T].copy()

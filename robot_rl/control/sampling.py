@@ -140,6 +140,10 @@ def solve(dynamics, cost, x0, U0, settings: SamplingSettings = SamplingSettings(
     ``rng``: randomness source (default: a fresh seeded generator, seed 0). ``deadline``: absolute
     ``time.perf_counter()`` value. ``state``: optional dict carried between calls (CEM keeps its std there, for MPC
     warm starts).
+
+    One function on purpose: it is the MPC replan, run every control period against a deadline, and each iteration
+    updates the sampling distribution (mean, std) and the best plan so far together for all three methods; as helpers,
+    that state would be passed in and returned again on every iteration.
     """
     t_start = time.perf_counter()
     if deadline is None:

@@ -49,45 +49,126 @@ def walk_mcap(path: str | Path) -> RawMessages:
     frame) or cut by the end of the file, every record that still frames is kept (``_salvage``); the damage entries
     name the bytes that do not frame and the time range of the messages lost there. A compressed chunk that is
     damaged or cut, or a damaged chunk in which every record frames (the damaged bytes lie inside a message value
-    and cannot be located), is lost whole.
-
-    Long (about 150 lines) by choice: it is one pass over the file whose record loop and its local helpers share the
-    read position, the schemas and channels seen so far and the last good log time; split, that state would travel
-    through every call.
+    and cannot be located), is lost whole. The pass and its state (read position, schemas and channels seen so far,
+    last good log time, a damaged chunk waiting for its message index) live in ``_McapWalk``.
     """
     path = Path(path)
-    data = path.read_bytes()
-    buf = memoryview(data)
-    size = len(data)
-    out = RawMessages()
-    schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, int, str]] = {}
-    msgs: list[tuple[int, int, bytes]] = []
-    if bytes(buf[:8]) != MAGIC:
-        out.damage.append(Damage((0, min(8, size)), None, "missing MCAP magic", "nothing (reading on)"))
-    pos = 8
-    closed = False  # a data-end or footer record seen: the writer closed the file
-    last_good_ns: int | None = None
-    pending: dict | None = None  # a damaged chunk waiting for its message index
+    walk = _McapWalk(path.read_bytes())
+    walk.records()
+    return walk.result(path)
 
-    def keep(cid: int, log_ns: int, payload: bytes) -> None:
-        nonlocal last_good_ns
-        msgs.append((cid, log_ns, payload))
-        last_good_ns = log_ns if last_good_ns is None else max(last_good_ns, log_ns)
 
-    def finish_pending() -> None:
-        nonlocal pending
+class _McapWalk:
+    """One pass over the bytes of an MCAP file (``walk_mcap``): what it has found so far and what it has kept."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.buf = memoryview(data)
+        self.size = len(data)
+        self.out = RawMessages()
+        self.schemas: dict[int, str] = {}
+        self.channels: dict[int, tuple[str, int, str]] = {}
+        self.msgs: list[tuple[int, int, bytes]] = []
+        if bytes(self.buf[:8]) != MAGIC:
+            self.out.damage.append(Damage((0, min(8, self.size)), None, "missing MCAP magic", "nothing (reading on)"))
+        self.closed = False  # a data-end or footer record seen: the writer closed the file
+        self.last_good_ns: int | None = None
+        self.pending: dict | None = None  # a damaged chunk waiting for its message index
+
+    def keep(self, cid: int, log_ns: int, payload: bytes) -> None:
+        self.msgs.append((cid, log_ns, payload))
+        self.last_good_ns = log_ns if self.last_good_ns is None else max(self.last_good_ns, log_ns)
+
+    def records(self) -> None:
+        """Walk the records from the leading magic to the footer or the end of the file (damage on the way)."""
+        buf, size, out = self.buf, self.size, self.out
+        pos = 8
+        while pos < size:
+            if pos + 9 > size:
+                self.finish_pending()
+                out.damage.append(_damage((pos, size), self.last_good_ns, None, "file ends inside a record header",
+                                          "the rest of the recording (file truncated)"))
+                break
+            op, n = buf[pos], struct.unpack("<Q", buf[pos + 1:pos + 9])[0]
+            end = pos + 9 + n
+            nxt = self.resync(pos + 1) if op not in _KNOWN_OPS or end > size else size
+            if nxt < size:  # bad opcode or a length past the end, yet intact chunks follow: framing damage, not a cut
+                self.finish_pending()
+                out.damage.append(_damage((pos, nxt), self.last_good_ns, _chunk_start_ns(buf, nxt),
+                                          f"invalid record framing (opcode 0x{op:02x}, length {n})",
+                                          f"every message in bytes [{pos}, {nxt})"))
+                pos = nxt
+                continue
+            if op not in _KNOWN_OPS:
+                out.damage.append(_damage((pos, size), self.last_good_ns, None, f"invalid record framing (opcode "
+                                          f"0x{op:02x}) and no intact chunk after it", "the rest of the recording"))
+                break
+            if end > size:
+                self.finish_pending()
+                _cut_record(buf, pos, op, n, self.schemas, self.channels, self.keep, out, self.last_good_ns)
+                break
+            body = buf[pos + 9:end]
+            if op == 0x06:
+                nxt = self.chunk(pos, end, body)
+                if nxt is not None:
+                    pos = nxt
+                    continue
+            elif op == 0x07 and self.pending is not None:
+                _index_entries(body, self.pending["index"])
+            elif op in (0x03, 0x04):
+                try:
+                    _parse_records(buf[pos:end], self.schemas, self.channels, self.msgs)
+                except (_Framing, struct.error, UnicodeDecodeError) as exc:
+                    out.damage.append(Damage((pos, end), None, f"damaged schema/channel record: {exc}", "a channel"))
+            elif op == 0x0F:
+                self.finish_pending()
+                self.closed = True
+            elif op == 0x02:  # footer: only the closing magic follows
+                self.closed = True
+                if bytes(buf[end:end + 8]) != MAGIC:
+                    out.notes.append(f"no closing MCAP magic after the footer at byte {pos}")
+                break
+            pos = end
+        self.finish_pending()
+
+    def chunk(self, pos: int, end: int, body: memoryview) -> int | None:
+        """Keep the messages of the chunk record ``[pos, end)``; a damaged one waits for its message index. Returns
+        where to read on when the chunk's own length field is damaged (resynced), else None (at ``end``).
+        """
+        self.finish_pending()
+        head = None
+        try:
+            head = _chunk_head(pos + 9, body)
+            raw = _chunk(head)
+            chunk_msgs: list[tuple[int, int, bytes]] = []
+            _parse_records(memoryview(raw), self.schemas, self.channels, chunk_msgs)
+            for cid, log_ns, payload in chunk_msgs:
+                self.keep(cid, log_ns, payload)
+        except (_Framing, struct.error, UnicodeDecodeError) as exc:
+            self.pending = {"head": head, "index": {}, "range": (pos, end), "why": f"damaged chunk ({exc})"}
+            # A damaged length field would put the next record in the wrong place: check before trusting it.
+            if end + 9 <= self.size and self.buf[end] not in _KNOWN_OPS:
+                self.pending["head"] = None  # the chunk's own length is wrong: nothing inside can be placed
+                self.finish_pending()
+                nxt = self.resync(pos + 1)
+                self.out.damage[-1].byte_range = (pos, max(nxt, end))
+                return nxt
+        return None
+
+    def finish_pending(self) -> None:
+        """Settle the damaged chunk waiting for its message index: salvage what frames, else report it lost."""
+        pending, schemas, channels = self.pending, self.schemas, self.channels
         if pending is None:
             return
         head, index, byte_range, why = pending["head"], pending["index"], pending["range"], pending["why"]
-        pending = None
+        self.pending = None
         if head is not None and head.compression == "" and len(head.data) == head.compressed_size:
             sv = _salvage(head.data, head, schemas, channels, index or None, cut=False)
             if sv.bad:
                 for _off, cid, log_ns, payload in sv.msgs:
-                    keep(cid, log_ns, payload)
-                out.damage.extend(_damage_of_salvage(sv, head, byte_range, size, index or None, channels, why,
-                                                     cut=False))
+                    self.keep(cid, log_ns, payload)
+                self.out.damage.extend(_damage_of_salvage(sv, head, byte_range, self.size, index or None, channels,
+                                                          why, cut=False))
                 return
             if "CRC" in why:
                 why += " although every record frames: the damaged bytes lie inside a message and cannot be located"
@@ -99,13 +180,14 @@ def walk_mcap(path: str | Path) -> RawMessages:
         elif head is not None and head.start_ns <= head.end_ns:
             lo, hi = head.start_ns, head.end_ns
         else:
-            lo, hi = last_good_ns, None
+            lo, hi = self.last_good_ns, None
         by_topic = {channels.get(cid, (f"channel {cid}",))[0]: c for cid, c in sorted(counts.items())}
-        out.damage.append(_damage(byte_range, lo, hi, why,
-                                  _lost_text(counts, channels) or "the chunk's messages", lost_messages=by_topic))
+        self.out.damage.append(_damage(byte_range, lo, hi, why, _lost_text(counts, channels) or "the chunk's messages",
+                                       lost_messages=by_topic))
 
-    def resync(start: int) -> int:
+    def resync(self, start: int) -> int:
         """Next offset >= start where an intact chunk (or the data-end record) begins, else the file size."""
+        data, buf, size = self.data, self.buf, self.size
         q = start
         while True:
             q = data.find(b"\x06", q)
@@ -121,83 +203,23 @@ def walk_mcap(path: str | Path) -> RawMessages:
                     pass
             q += 1
 
-    while pos < size:
-        if pos + 9 > size:
-            finish_pending()
-            out.damage.append(_damage((pos, size), last_good_ns, None, "file ends inside a record header",
-                                      "the rest of the recording (file truncated)"))
-            break
-        op, n = buf[pos], struct.unpack("<Q", buf[pos + 1:pos + 9])[0]
-        end = pos + 9 + n
-        nxt = resync(pos + 1) if op not in _KNOWN_OPS or end > size else size
-        if nxt < size:  # bad opcode or a length past the end, yet intact chunks follow: framing damage, not a cut
-            finish_pending()
-            out.damage.append(_damage((pos, nxt), last_good_ns, _chunk_start_ns(buf, nxt),
-                                      f"invalid record framing (opcode 0x{op:02x}, length {n})",
-                                      f"every message in bytes [{pos}, {nxt})"))
-            pos = nxt
-            continue
-        if op not in _KNOWN_OPS:
-            out.damage.append(_damage((pos, size), last_good_ns, None, f"invalid record framing (opcode "
-                                      f"0x{op:02x}) and no intact chunk after it", "the rest of the recording"))
-            break
-        if end > size:
-            finish_pending()
-            _cut_record(buf, pos, op, n, schemas, channels, keep, out, last_good_ns)
-            break
-        body = buf[pos + 9:end]
-        if op == 0x06:
-            finish_pending()
-            head = None
-            try:
-                head = _chunk_head(pos + 9, body)
-                raw = _chunk(head)
-                chunk_msgs: list[tuple[int, int, bytes]] = []
-                _parse_records(memoryview(raw), schemas, channels, chunk_msgs)
-                for cid, log_ns, payload in chunk_msgs:
-                    keep(cid, log_ns, payload)
-            except (_Framing, struct.error, UnicodeDecodeError) as exc:
-                pending = {"head": head, "index": {}, "range": (pos, end), "why": f"damaged chunk ({exc})"}
-                # A damaged length field would put the next record in the wrong place: check before trusting it.
-                if end + 9 <= size and buf[end] not in _KNOWN_OPS:
-                    pending["head"] = None  # the chunk's own length is wrong: nothing inside can be placed
-                    finish_pending()
-                    nxt = resync(pos + 1)
-                    out.damage[-1].byte_range = (pos, max(nxt, end))
-                    pos = nxt
-                    continue
-        elif op == 0x07 and pending is not None:
-            _index_entries(body, pending["index"])
-        elif op in (0x03, 0x04):
-            try:
-                _parse_records(buf[pos:end], schemas, channels, msgs)
-            except (_Framing, struct.error, UnicodeDecodeError) as exc:
-                out.damage.append(Damage((pos, end), None, f"damaged schema/channel record: {exc}", "a channel"))
-        elif op == 0x0F:
-            finish_pending()
-            closed = True
-        elif op == 0x02:  # footer: only the closing magic follows
-            closed = True
-            if bytes(buf[end:end + 8]) != MAGIC:
-                out.notes.append(f"no closing MCAP magic after the footer at byte {pos}")
-            pos = size
-            break
-        pos = end
-    finish_pending()
-    if not closed and not any(d.byte_range[1] == size for d in out.damage):
-        out.damage.append(_damage((size, size), last_good_ns, None, "no data-end or footer record: the writer did "
-                                  "not close the file (killed?)", "the messages of the writer's open chunk (not "
-                                  "written before it stopped)"))
-    for d in out.damage:
-        d.file = str(path)
-    for cid, t_ns, payload in msgs:
-        if cid not in channels:
-            out.notes.append(f"message on unknown channel {cid} at t={t_ns / _NS:.6f} s dropped")
-            continue
-        topic, sid, _encoding = channels[cid]
-        entry = out.topics.setdefault(topic, (schemas.get(sid, ""), []))
-        entry[1].append((t_ns, payload))
-    return out
+    def result(self, path: Path) -> RawMessages:
+        """The messages by topic, with the damage found (an unclosed file is damage at its end)."""
+        out, size, channels = self.out, self.size, self.channels
+        if not self.closed and not any(d.byte_range[1] == size for d in out.damage):
+            out.damage.append(_damage((size, size), self.last_good_ns, None, "no data-end or footer record: the writer "
+                                      "did not close the file (killed?)", "the messages of the writer's open chunk "
+                                      "(not written before it stopped)"))
+        for d in out.damage:
+            d.file = str(path)
+        for cid, t_ns, payload in self.msgs:
+            if cid not in channels:
+                out.notes.append(f"message on unknown channel {cid} at t={t_ns / _NS:.6f} s dropped")
+                continue
+            topic, sid, _encoding = channels[cid]
+            entry = out.topics.setdefault(topic, (self.schemas.get(sid, ""), []))
+            entry[1].append((t_ns, payload))
+        return out
 
 
 def _cut_record(buf: memoryview, pos: int, op: int, n: int, schemas: dict, channels: dict, keep, out: RawMessages,

@@ -8,7 +8,8 @@ Topics (ros2_control forward-command convention, see docs/contracts.md):
   in use (``/policy_node/goal`` or ``/mpc_node/goal``) when recorded, else the goal messages it would accept.
 
 Reading: ``robot_rl.data.bag_reader`` (``read_bag`` / ``walk_mcap``: every intact MCAP chunk, CRCs checked, every
-record of a damaged uncompressed chunk that still frames, damage reported with its byte and time range).
+record of a damaged uncompressed chunk that still frames, damage reported with its byte and time range). Decoding
+(message types, ``decode_joint_states``, goals): ``robot_rl.data.bag_decode``, its names importable from here too.
 ``export_bag`` writes chunk CRCs (rosbags' own MCAP writer stores 0 = "no CRC") and small chunks, so damage costs
 little. Bags from other writers without CRCs are still checked structurally (framing, CDR decoding, finite values);
 a bit flip inside a float payload of such a bag cannot be detected.
@@ -30,17 +31,14 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import McapWriter
-from rosbags.typesys import Stores, get_typestore
 
+from robot_rl.data.bag_decode import F64_ARRAY, JOINT_STATE, POSE, TYPESTORE, _decode, _goals, decode_joint_states
+from robot_rl.data.bag_decode import GOAL_IN_USE_TOPICS as GOAL_IN_USE_TOPICS  # importable from here too
 from robot_rl.data.bag_raw import RawMessages
 from robot_rl.data.bag_reader import read_bag
 from robot_rl.data.checks import EpisodeReport, LoadReport, check_episode
 from robot_rl.data.dataset import Episode
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
-JOINT_STATE = "sensor_msgs/msg/JointState"
-F64_ARRAY = "std_msgs/msg/Float64MultiArray"
-POSE = "geometry_msgs/msg/PoseStamped"
 _NS = 1_000_000_000
 
 
@@ -233,103 +231,6 @@ class ImportSettings:
         return 3.0 * self.control_period_s if self.max_gap_s is None else self.max_gap_s
 
 
-def _decode(raw: RawMessages, topic: str, expected: tuple[str, ...], report: LoadReport,
-            undecodable: list[int]) -> list[tuple[int, object]]:
-    """Decoded messages of one topic; the log times [ns] of messages whose CDR does not decode go to
-    ``undecodable`` (they are dropped, counted in the report, and split episodes like lost messages).
-    """
-    if topic not in raw.topics:
-        return []
-    msgtype, items = raw.topics[topic]
-    if msgtype not in expected:
-        report.notes.append(f"{topic}: message type {msgtype!r} not supported (expected one of {list(expected)})")
-        return []
-    out, bad = [], 0
-    for t_ns, payload in items:
-        try:
-            out.append((t_ns, TYPESTORE.deserialize_cdr(payload, msgtype)))
-        except Exception:  # malformed CDR of a damaged message: counted and reported
-            bad += 1
-            undecodable.append(t_ns)
-    if bad:
-        report.notes.append(f"{topic}: {bad} message(s) could not be decoded and were dropped")
-    return out
-
-
-def decode_joint_states(raw: RawMessages, topic: str, names: list[str], report: LoadReport, undecodable: list[int],
-                        *, sort: bool = True):
-    """``(log ns, header stamp ns, q, qd, effort or None)`` of the JointState messages that carry every joint of
-    ``names`` (mapped by name, in that order) with finite values; ``effort`` when every kept message has one per
-    joint. ``sort``: in log-time order (else bag order). Dropped messages are counted in the report.
-    """
-    log, stamp, qs, qds, effs, dropped = [], [], [], [], [], 0
-    for t_ns, m in _decode(raw, topic, (JOINT_STATE,), report, undecodable):
-        idx = {n: i for i, n in enumerate(m.name)}
-        if any(n not in idx for n in names) or len(m.velocity) != len(m.name):
-            dropped += 1
-            continue
-        q = np.asarray([m.position[idx[n]] for n in names])
-        qd = np.asarray([m.velocity[idx[n]] for n in names])
-        if not (np.isfinite(q).all() and np.isfinite(qd).all()):
-            dropped += 1
-            continue
-        log.append(t_ns)
-        stamp.append(m.header.stamp.sec * _NS + m.header.stamp.nanosec)
-        qs.append(q)
-        qds.append(qd)
-        effs.append(np.asarray([m.effort[idx[n]] for n in names]) if len(m.effort) == len(m.name) else None)
-    if dropped:
-        report.notes.append(f"{topic}: {dropped} message(s) without all joints {names} or with non-finite values "
-                            "dropped")
-    order = np.argsort(log, kind="stable") if sort else np.arange(len(log))
-    n = len(names)
-    eff = (np.asarray(effs).reshape(-1, n)[order]
-           if effs and all(e is not None and np.isfinite(e).all() for e in effs) else None)
-    return (np.asarray(log, dtype=np.int64)[order], np.asarray(stamp, dtype=np.int64)[order],
-            np.asarray(qs).reshape(-1, n)[order], np.asarray(qds).reshape(-1, n)[order], eff)
-
-
-def _goal_vector(msg) -> np.ndarray:
-    if hasattr(msg, "data"):
-        return np.asarray(msg.data, dtype=np.float64)
-    p = msg.pose.position if hasattr(msg, "pose") else msg.point if hasattr(msg, "point") else msg
-    return np.array([p.x, p.y, p.z], dtype=np.float64)
-
-
-GOAL_IN_USE_TOPICS = ("/policy_node/goal", "/mpc_node/goal")
-"""The deployed node's goal in use (Float64MultiArray, empty while it holds): what the controller really chased."""
-
-
-def _goals(raw: RawMessages, topic: str, env, profile, report: LoadReport, undecodable: list[int]) -> list:
-    """``(log ns, goal)`` pairs: the node's goal in use when it was recorded (``GOAL_IN_USE_TOPICS``; refused
-    goals never show there), else the goal topic's messages, keeping only those the node would accept (frame =
-    the profile's ``base_frame`` for stamped messages, inside the task's ``goal_box`` when it declares one).
-    """
-    for in_use in GOAL_IN_USE_TOPICS:
-        got = [(t, _goal_vector(m)) for t, m in _decode(raw, in_use, (F64_ARRAY,), report, undecodable)]
-        if got:
-            return [(t, g) for t, g in got if len(g)]
-    msgs = _decode(raw, topic, (F64_ARRAY, POSE, "geometry_msgs/msg/PointStamped",
-                                "geometry_msgs/msg/Point"), report, undecodable)
-    task = getattr(env, "task", None)
-    box = getattr(task, "goal_box", None)
-    out, refused = [], 0
-    for t, m in msgs:
-        g = _goal_vector(m)
-        frame = m.header.frame_id if hasattr(m, "header") else None
-        ok = np.isfinite(g).all() and (frame is None or not profile.base_frame or frame == profile.base_frame)
-        if ok and box is not None and len(g) == len(box[0]):
-            ok = bool(np.all(g >= np.asarray(box[0]) - 1e-9) and np.all(g <= np.asarray(box[1]) + 1e-9))
-        if ok:
-            out.append((t, g))
-        else:
-            refused += 1
-    if refused:
-        report.notes.append(f"{topic}: {refused} goal message(s) the node refuses (frame other than "
-                            f"{profile.base_frame!r}, outside the goal box or non-finite) were not used")
-    return out
-
-
 class JointStateTask:
     """Observation packing and reward of the env's task from measured joint states (the env's public state API:
     ``set_joint_state``, ``package_observation``, ``reward_for``).
@@ -370,9 +271,50 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     raw = read_bag(path)
     report = LoadReport(str(path), damage=list(raw.damage), notes=list(raw.notes))
     task = JointStateTask(env)
+    lg = _logged(raw, task, profile, s, report)
+    if lg is None:
+        return [], report
+    # ---- segment at gaps, goal messages and lost data (log times: the clock of the damage ranges)
+    cuts = set((np.nonzero(np.diff(lg.t_js) > s.gap)[0] + 1).tolist())
+    if s.split == "goal":
+        cuts |= {int(i) for i in np.searchsorted(lg.t_js, lg.t_goal - s.lookahead) if 0 < i < len(lg.t_js)}
+    for lo, hi, _what in lg.lost:  # a joint state may have been lost strictly between samples i-1 and i
+        cuts |= set((np.nonzero((lg.log_js[1:] > lo) & (lg.log_js[:-1] < hi))[0] + 1).tolist())
+    bounds = [0, *sorted(cuts), len(lg.t_js)]
+    episodes: list[Episode] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        _segment_episodes(lg, a, b, task, profile, s, path, report, episodes)
+    return finish_report(episodes, report)
+
+
+@dataclass
+class _Logged:
+    """The streams ``import_bag`` resamples: times in seconds relative to the first joint state (``t_ref``, ns of the
+    bag clock), joint states sorted and without repeated times, commands and goals in log order.
+    """
+
+    t_ref: int
+    t_js: np.ndarray
+    """Joint-state times (``ImportSettings.stamp``: header stamps or log times)."""
+    log_js: np.ndarray
+    """Their log times (the clock of the damage ranges)."""
+    q_js: np.ndarray
+    qd_js: np.ndarray
+    t_cmd: np.ndarray
+    u_cmd: np.ndarray
+    t_goal: np.ndarray
+    goals: list
+    """``(log ns, goal)`` pairs (``_goals``)."""
+    lost: list
+    """``(lo, hi, what)`` of the data lost to damage (``_lost_ranges``)."""
+
+
+def _logged(raw: RawMessages, task: JointStateTask, profile, s: ImportSettings, report: LoadReport) -> _Logged | None:
+    """Decode the joint states, commands and goals of ``raw`` and put them on one clock; None (noted in the report)
+    when there are no usable joint states or commands.
+    """
     names = list(profile.joint_names)
     topics = profile.topics
-    # ---- decode
     undecodable: list[int] = []
     js_log_all, js_stamp, q_all, qd_all, _eff = decode_joint_states(raw, topics.joint_states, names, report,
                                                                     undecodable, sort=False)
@@ -384,7 +326,7 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     goals = _goals(raw, topics.goal, task.u, profile, report, undecodable)
     if not js_t or not cmds:
         report.notes.append(f"no usable {topics.joint_states} or {topics.commands} messages: no episodes")
-        return [], report
+        return None
     order = np.argsort(js_t, kind="stable")
     t_js = np.asarray(js_t, dtype=np.int64)[order]
     keep = np.r_[True, np.diff(t_js) > 0]
@@ -399,47 +341,46 @@ def import_bag(path: str | Path, env, settings: ImportSettings | None = None) ->
     goals.sort(key=lambda x: x[0])
     t_goal = np.asarray([g[0] - t_ref for g in goals], dtype=np.float64) / _NS
     lost = _lost_ranges(report, undecodable, t_ref)
-    # ---- segment at gaps, goal messages and lost data (log times: the clock of the damage ranges)
-    cuts = set((np.nonzero(np.diff(t_js) > s.gap)[0] + 1).tolist())
-    if s.split == "goal":
-        cuts |= {int(i) for i in np.searchsorted(t_js, t_goal - s.lookahead) if 0 < i < len(t_js)}
-    for lo, hi, _what in lost:  # a joint state may have been lost strictly between samples i-1 and i
-        cuts |= set((np.nonzero((log_js[1:] > lo) & (log_js[:-1] < hi))[0] + 1).tolist())
-    bounds = [0, *sorted(cuts), len(t_js)]
-    episodes: list[Episode] = []
+    return _Logged(t_ref, t_js, log_js, q_js, qd_js, t_cmd, u_cmd, t_goal, goals, lost)
+
+
+def _segment_episodes(lg: _Logged, a: int, b: int, task: JointStateTask, profile, s: ImportSettings, path,
+                      report: LoadReport, episodes: list[Episode]) -> None:
+    """Resample joint states ``[a, b)`` (one segment) to the control period and load each run of steps that hold a
+    fresh command as an episode (reported; appended to ``episodes`` when it passes ``check_episode``).
+    """
+    t_js, t_cmd, t_ref, lost = lg.t_js, lg.t_cmd, lg.t_ref, lg.lost
+    ta, tb = t_js[a], t_js[b - 1]
     dt = s.control_period_s
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        ta, tb = t_js[a], t_js[b - 1]
-        grid = ta + dt * np.arange(int(np.floor((tb - ta) / dt + 1e-6)) + 1)
-        # zero-order hold of commands: a step is fresh when it holds a command no older than the max gap and no
-        # lost data lies between that command and the step (a newer command may have been lost there)
-        j = np.searchsorted(t_cmd, grid[:-1] + s.lookahead, side="right") - 1
-        held = t_cmd[np.maximum(j, 0)]
-        fresh = (j >= 0) & (grid[:-1] + s.lookahead - held <= s.gap)
-        for lo, hi, _what in lost:
-            fresh &= ~((hi >= held) & (lo <= grid[:-1] + s.lookahead))
-        runs = _true_runs(fresh)
-        if not any(e - f >= s.min_steps for f, e in runs):
-            n = max((e - f for f, e in runs), default=0)
-            tr = ((t_ref + round(ta * _NS)) / _NS, (t_ref + round(tb * _NS)) / _NS)  # absolute bag time [s]
-            report.episodes.append(EpisodeReport(f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s", n, False, [
-                f"only {n} step(s) with a fresh command (min_steps {s.min_steps})"], tr))
+    grid = ta + dt * np.arange(int(np.floor((tb - ta) / dt + 1e-6)) + 1)
+    # zero-order hold of commands: a step is fresh when it holds a command no older than the max gap and no
+    # lost data lies between that command and the step (a newer command may have been lost there)
+    j = np.searchsorted(t_cmd, grid[:-1] + s.lookahead, side="right") - 1
+    held = t_cmd[np.maximum(j, 0)]
+    fresh = (j >= 0) & (grid[:-1] + s.lookahead - held <= s.gap)
+    for lo, hi, _what in lost:
+        fresh &= ~((hi >= held) & (lo <= grid[:-1] + s.lookahead))
+    runs = _true_runs(fresh)
+    if not any(e - f >= s.min_steps for f, e in runs):
+        n = max((e - f for f, e in runs), default=0)
+        tr = ((t_ref + round(ta * _NS)) / _NS, (t_ref + round(tb * _NS)) / _NS)  # absolute bag time [s]
+        report.episodes.append(EpisodeReport(f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s", n, False, [
+            f"only {n} step(s) with a fresh command (min_steps {s.min_steps})"], tr))
+        return
+    for first, stop in runs:
+        n = stop - first
+        tr = ((t_ref + round(grid[first] * _NS)) / _NS, (t_ref + round(grid[stop] * _NS)) / _NS)
+        name = f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s"
+        if n < s.min_steps:
+            report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) with a fresh command "
+                                                                  f"(min_steps {s.min_steps})"], tr))
             continue
-        for first, stop in runs:
-            n = stop - first
-            tr = ((t_ref + round(grid[first] * _NS)) / _NS, (t_ref + round(grid[stop] * _NS)) / _NS)
-            name = f"segment t=[{tr[0]:.3f}, {tr[1]:.3f}] s"
-            if n < s.min_steps:
-                report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) with a fresh command "
-                                                                      f"(min_steps {s.min_steps})"], tr))
-                continue
-            ep = _episode(task, profile, grid[first:stop + 1], a, b, t_js, q_js, qd_js, u_cmd[j[first:stop]],
-                          t_goal, goals, s, t_ref, path, tr)
-            if isinstance(ep, str):
-                report.episodes.append(EpisodeReport(name, n, False, [ep], tr))
-                continue
-            keep_checked(ep, name, tr, _truncation(grid[first], grid[stop], lost, s, t_ref), u, report, episodes)
-    return finish_report(episodes, report)
+        ep = _episode(task, profile, grid[first:stop + 1], a, b, t_js, lg.q_js, lg.qd_js, lg.u_cmd[j[first:stop]],
+                      lg.t_goal, lg.goals, s, t_ref, path, tr)
+        if isinstance(ep, str):
+            report.episodes.append(EpisodeReport(name, n, False, [ep], tr))
+            continue
+        keep_checked(ep, name, tr, _truncation(grid[first], grid[stop], lost, s, t_ref), task.u, report, episodes)
 
 
 def keep_checked(ep: Episode, name: str, tr, truncated: list[str], env, report: LoadReport,

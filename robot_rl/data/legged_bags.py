@@ -26,23 +26,15 @@ is not floored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from robot_rl.core.legged_obs import gravity_in_frame, locomotion_observation, moving
+from robot_rl.data.bag_decode import F64_ARRAY, _decode, decode_joint_states
 from robot_rl.data.bag_reader import read_bag
-from robot_rl.data.bags import (
-    F64_ARRAY,
-    ImportSettings,
-    _decode,
-    _lost_ranges,
-    _true_runs,
-    _truncation,
-    decode_joint_states,
-    finish_report,
-    keep_checked,
-)
+from robot_rl.data.bags import ImportSettings, _lost_ranges, _true_runs, _truncation, finish_report, keep_checked
 from robot_rl.data.checks import EpisodeReport, LoadReport
 from robot_rl.data.dataset import Episode
 
@@ -112,13 +104,7 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
     cidx = np.array([names.index(c) for c in profile.command_joints], dtype=np.intp)
     js_log, js_stamp, js_q, js_qd, js_eff = decode_joint_states(raw, topics.joint_states, names, report, undecodable)
     imu_log, imu_quat, imu_gyro = _imu(raw, topics.imu, report, undecodable)
-    t_cmd, cmds = _arrays(raw, topics.commands, len(cidx), report, undecodable)
-    usable = np.asarray([len(c) == len(cidx) and bool(np.isfinite(c).all()) for c in cmds], dtype=bool)
-    if (~usable).any():
-        report.notes.append(f"{topics.commands}: {int((~usable).sum())} command(s) of the wrong length or not finite "
-                            "dropped (episodes split there)")
-        undecodable += t_cmd[~usable].tolist()  # lost like an undecodable message: the next step's last action
-    t_cmd, cmds = t_cmd[usable], [c for c, ok in zip(cmds, usable) if ok]
+    t_cmd, cmds = _commands(raw, topics.commands, len(cidx), report, undecodable)
     t_tim, timing = _arrays(raw, f"/{node}/timing", 2, report, undecodable)
     t_vel, vel = _arrays(raw, f"/{node}/velocity_command", 4, report, undecodable)
     if len(js_log) == 0 or len(imu_log) == 0 or len(t_cmd) == 0:
@@ -126,61 +112,16 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
                             "episodes")
         return [], report
     u_cmd = np.asarray(cmds).reshape(-1, len(cidx))
-    # ---- one step per command; the node's timing message (same step) names the joint state it used
-    if len(t_tim):
-        it = _paired(t_cmd, t_tim, dt_ns // 2)
-        keep = it >= 0
-        if (~keep).any():
-            report.notes.append(f"{int((~keep).sum())} command(s) without a /{node}/timing message (e.g. the final "
-                                "safe command at shutdown) skipped")
-        t_cmd, u_cmd, it = t_cmd[keep], u_cmd[keep], it[keep]
-        stamps = np.round(np.asarray([timing[i][1] for i in it]) * _NS).astype(np.int64)
-        order = np.argsort(js_stamp, kind="stable")
-        j = np.clip(np.searchsorted(js_stamp[order], stamps), 1, len(order) - 1)
-        near = np.where(np.abs(js_stamp[order][j - 1] - stamps) <= np.abs(js_stamp[order][j] - stamps), j - 1, j)
-        ijs = order[near]
-        matched = np.abs(js_stamp[ijs] - stamps) <= _STAMP_MATCH_NS
-        by_log = np.searchsorted(js_log, t_cmd, side="right") - 1
-        ijs = np.where(matched, ijs, by_log)
-        if (~matched).any():
-            report.notes.append(f"{int((~matched).sum())} step(s): the joint state named by /{node}/timing is not in "
-                                "the bag; the last one logged before the command is used")
-    else:
-        report.notes.append(f"no /{node}/timing: each step uses the last joint state logged before its command")
-        ijs = np.searchsorted(js_log, t_cmd, side="right") - 1
+    t_cmd, u_cmd, ijs = _step_joint_states(t_cmd, u_cmd, t_tim, timing, js_log, js_stamp, dt_ns, node, report)
     if len(t_cmd) == 0:
         report.notes.append("no commands to import")
         return [], report
     iimu = np.searchsorted(imu_log, js_log[np.maximum(ijs, 0)], side="right") - 1
     valid = (ijs >= 0) & (iimu >= 0)
-    # ---- velocity command and gait phase the policy saw
-    phase_step = spec.gait_hz * s.control_period_s
-    steps_since_first = np.round((t_cmd - t_cmd[0]) / dt_ns)
-    phase = (steps_since_first * phase_step) % 1.0
-    command = np.zeros((len(t_cmd), 3))
-    if len(t_vel):
-        iv = _paired(t_cmd, t_vel, dt_ns // 2)
-        valid &= iv >= 0
-        for k in np.flatnonzero(iv >= 0):
-            row = vel[iv[k]]
-            command[k] = row[:3]
-            if len(row) >= 5:
-                phase[k] = row[4]
-        if any(len(r) < 5 for r in vel):
-            report.notes.append(f"/{node}/velocity_command without the gait phase (older node): the clock is "
-                                "counted from the first command")
-    else:
-        twists = sorted((t, np.array([m.linear.x, m.linear.y, m.angular.z]))
-                        for t, m in _decode(raw, topics.cmd_vel, (TWIST,), report, undecodable))
-        report.notes.append(f"no /{node}/velocity_command: the command is {topics.cmd_vel} held "
-                            f"{cmd_vel_timeout_s} s and the clock counted from the first command")
-        if twists:
-            tt = np.asarray([t for t, _ in twists], dtype=np.int64)
-            iw = np.searchsorted(tt, t_cmd, side="right") - 1
-            lo = np.array([spec.command_min_vx, -spec.command_max[1], -spec.command_max[2]])
-            fresh = (iw >= 0) & (t_cmd - tt[np.maximum(iw, 0)] <= cmd_vel_timeout_s * _NS)
-            vals = np.asarray([v for _, v in twists])[np.maximum(iw, 0)]
-            command = np.where(fresh[:, None], np.clip(vals, lo, np.asarray(spec.command_max)), 0.0)
+    command, phase, paired = _velocity_and_phase(raw, t_cmd, t_vel, vel, spec, s, dt_ns, node, topics.cmd_vel,
+                                                 cmd_vel_timeout_s, report, undecodable)
+    if paired is not None:
+        valid &= paired
     center, half = (np.asarray(x, dtype=np.float64) for x in u.action_map())
     actions = np.clip((u_cmd - center) / half, -1.0, 1.0)
     last = np.vstack([np.zeros((1, actions.shape[1])), actions[:-1]])
@@ -190,11 +131,130 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
     standing = np.asarray(profile.standing_pose, dtype=np.float64)
     obs = locomotion_observation(imu_gyro[iimu_c], grav, q_all[:, cidx] - standing, qd_all[:, cidx], last, command,
                                  phase)
-    fell = -grav[:, 2] < np.cos(spec.fall_tilt)
-    # ---- segments: contiguous valid steps without long gaps or lost data between them
     t_ref = int(t_cmd[0])
-    tc = (t_cmd - t_ref) / _NS
+    st = _Steps(t_cmd=t_cmd, tc=(t_cmd - t_ref) / _NS, t_ref=t_ref, cidx=cidx, standing=standing, obs=obs,
+                u_cmd=u_cmd, actions=actions, last=last, command=command, q=q_all, qd=qd_all,
+                eff=None if js_eff is None else js_eff[ijs_c], quat=imu_quat[iimu_c], gyro=imu_gyro[iimu_c],
+                grav=grav, fell=-grav[:, 2] < np.cos(spec.fall_tilt))
     lost = _lost_ranges(report, undecodable, t_ref)
+    episodes = _segment_episodes(st, _segments(st.tc, valid, lost, s), lost, s, u, path, report)
+    return finish_report(episodes, report)
+
+
+@dataclass
+class _Steps:
+    """One row per imported command of a legged log: the step's time, the policy's observation and action, and the
+    measurements the step used (joint state and IMU sample; joints in profile order).
+    """
+
+    t_cmd: np.ndarray
+    """The command's log time [ns]."""
+    tc: np.ndarray
+    """The same relative to ``t_ref`` [s]."""
+    t_ref: int
+    cidx: np.ndarray
+    """Joint index of each command joint."""
+    standing: np.ndarray
+    """The standing pose (command joints): joint positions in the observation are offsets from it."""
+    obs: np.ndarray
+    u_cmd: np.ndarray
+    """The joint targets commanded."""
+    actions: np.ndarray
+    """``u_cmd`` normalized with the task's action map, clipped to [-1, 1]."""
+    last: np.ndarray
+    """The previous row's action (zeros in the first row)."""
+    command: np.ndarray
+    """The velocity command the policy saw."""
+    q: np.ndarray
+    qd: np.ndarray
+    eff: np.ndarray | None
+    """Joint efforts, None when not every joint state logged them."""
+    quat: np.ndarray
+    gyro: np.ndarray
+    grav: np.ndarray
+    """Gravity direction in the IMU frame."""
+    fell: np.ndarray
+    """The IMU tilt is beyond the task's ``fall_tilt``."""
+
+
+def _commands(raw, topic, n_cmd, report, undecodable):
+    """(log ns, rows) of the commands with one finite value per command joint, in log order; the others are dropped
+    and count as undecodable (lost: the next step's last action is unknown).
+    """
+    t_cmd, cmds = _arrays(raw, topic, n_cmd, report, undecodable)
+    usable = np.asarray([len(c) == n_cmd and bool(np.isfinite(c).all()) for c in cmds], dtype=bool)
+    if (~usable).any():
+        report.notes.append(f"{topic}: {int((~usable).sum())} command(s) of the wrong length or not finite "
+                            "dropped (episodes split there)")
+        undecodable += t_cmd[~usable].tolist()  # lost like an undecodable message: the next step's last action
+    return t_cmd[usable], [c for c, ok in zip(cmds, usable) if ok]
+
+
+def _step_joint_states(t_cmd, u_cmd, t_tim, timing, js_log, js_stamp, dt_ns, node, report):
+    """One step per command: ``(t_cmd, u_cmd, joint-state index per step)``. The node's timing message of the same
+    step names the joint state it used (commands without one are skipped); without timing messages, the last joint
+    state logged before the command.
+    """
+    if not len(t_tim):
+        report.notes.append(f"no /{node}/timing: each step uses the last joint state logged before its command")
+        return t_cmd, u_cmd, np.searchsorted(js_log, t_cmd, side="right") - 1
+    it = _paired(t_cmd, t_tim, dt_ns // 2)
+    keep = it >= 0
+    if (~keep).any():
+        report.notes.append(f"{int((~keep).sum())} command(s) without a /{node}/timing message (e.g. the final "
+                            "safe command at shutdown) skipped")
+    t_cmd, u_cmd, it = t_cmd[keep], u_cmd[keep], it[keep]
+    stamps = np.round(np.asarray([timing[i][1] for i in it]) * _NS).astype(np.int64)
+    order = np.argsort(js_stamp, kind="stable")
+    j = np.clip(np.searchsorted(js_stamp[order], stamps), 1, len(order) - 1)
+    near = np.where(np.abs(js_stamp[order][j - 1] - stamps) <= np.abs(js_stamp[order][j] - stamps), j - 1, j)
+    ijs = order[near]
+    matched = np.abs(js_stamp[ijs] - stamps) <= _STAMP_MATCH_NS
+    by_log = np.searchsorted(js_log, t_cmd, side="right") - 1
+    ijs = np.where(matched, ijs, by_log)
+    if (~matched).any():
+        report.notes.append(f"{int((~matched).sum())} step(s): the joint state named by /{node}/timing is not in "
+                            "the bag; the last one logged before the command is used")
+    return t_cmd, u_cmd, ijs
+
+
+def _velocity_and_phase(raw, t_cmd, t_vel, vel, spec, s, dt_ns, node, cmd_vel_topic, cmd_vel_timeout_s, report,
+                        undecodable):
+    """``(command (T, 3), gait phase (T,), paired)``: the velocity command and clock phase the policy saw, from the
+    node's velocity_command messages (``paired``: the steps that have one), else ``/cmd_vel`` held as the node holds
+    it and the clock counted from the first command (``paired`` None).
+    """
+    phase_step = spec.gait_hz * s.control_period_s
+    steps_since_first = np.round((t_cmd - t_cmd[0]) / dt_ns)
+    phase = (steps_since_first * phase_step) % 1.0
+    command = np.zeros((len(t_cmd), 3))
+    if len(t_vel):
+        iv = _paired(t_cmd, t_vel, dt_ns // 2)
+        for k in np.flatnonzero(iv >= 0):
+            row = vel[iv[k]]
+            command[k] = row[:3]
+            if len(row) >= 5:
+                phase[k] = row[4]
+        if any(len(r) < 5 for r in vel):
+            report.notes.append(f"/{node}/velocity_command without the gait phase (older node): the clock is "
+                                "counted from the first command")
+        return command, phase, iv >= 0
+    twists = sorted((t, np.array([m.linear.x, m.linear.y, m.angular.z]))
+                    for t, m in _decode(raw, cmd_vel_topic, (TWIST,), report, undecodable))
+    report.notes.append(f"no /{node}/velocity_command: the command is {cmd_vel_topic} held "
+                        f"{cmd_vel_timeout_s} s and the clock counted from the first command")
+    if twists:
+        tt = np.asarray([t for t, _ in twists], dtype=np.int64)
+        iw = np.searchsorted(tt, t_cmd, side="right") - 1
+        lo = np.array([spec.command_min_vx, -spec.command_max[1], -spec.command_max[2]])
+        fresh = (iw >= 0) & (t_cmd - tt[np.maximum(iw, 0)] <= cmd_vel_timeout_s * _NS)
+        vals = np.asarray([v for _, v in twists])[np.maximum(iw, 0)]
+        command = np.where(fresh[:, None], np.clip(vals, lo, np.asarray(spec.command_max)), 0.0)
+    return command, phase, None
+
+
+def _segments(tc, valid, lost, s) -> list[tuple[int, int]]:
+    """``[(first, stop), ...]``: runs of valid steps without a gap longer than ``max_gap_s`` or lost data inside."""
     cut = np.r_[False, np.diff(tc) > s.gap]
     for lo_t, hi_t, _what in lost:
         cut[1:] |= (tc[1:] > lo_t) & (tc[:-1] < hi_t)
@@ -202,13 +262,22 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
     for f, e in _true_runs(valid):
         inner = [f, *(np.flatnonzero(cut[f + 1:e]) + f + 1).tolist(), e]
         segments += list(zip(inner[:-1], inner[1:]))
+    return segments
+
+
+def _segment_episodes(st: _Steps, segments, lost, s, u, path, report: LoadReport) -> list[Episode]:
+    """The episodes of the segments that pass ``check_episode``, each ended where the robot fell; every segment is
+    reported (kept or why not).
+    """
+    profile, spec = u.profile, u.task
     episodes: list[Episode] = []
-    lower = np.array([profile.joint(c).position_min for c in profile.command_joints]) - standing
-    upper = np.array([profile.joint(c).position_max for c in profile.command_joints]) - standing
+    lower = np.array([profile.joint(c).position_min for c in profile.command_joints]) - st.standing
+    upper = np.array([profile.joint(c).position_max for c in profile.command_joints]) - st.standing
     terms = [t for t in spec.reward if set(t.arguments) <= set(MEASURED_INPUTS)]
-    if js_eff is None:
+    if st.eff is None:
         terms = [t for t in terms if "torque" not in t.arguments]
     unmeasured = [t.name for t in spec.reward if t not in terms]
+    t_ref, tc, fell = st.t_ref, st.tc, st.fell
     for a0, b in segments:
         a = a0 + 1  # the segment's first command only serves as the next step's last action (the one before it
         if b - a < 2:  # is unknown: before the recording, or lost)
@@ -231,22 +300,32 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
             report.episodes.append(EpisodeReport(name, n, False, [f"only {n} step(s) (min_steps {s.min_steps})"],
                                                  tr))
             continue
-        k = np.arange(a, b)
-        inputs = {"ang_vel": imu_gyro[iimu_c[k[1:]]], "gravity": grav[k[1:]], "command": command[k[:-1]],
-                  "moving": moving(command[k[:-1]]).astype(np.float64), "joint_pos": q_all[k[1:]][:, cidx] - standing,
-                  "joint_vel": qd_all[k[1:]][:, cidx], "joint_lower": lower, "joint_upper": upper,
-                  "action": actions[k[:-1]], "last_action": last[k[:-1]], "fell": fell[k[1:]].astype(np.float64)}
-        if js_eff is not None:
-            inputs["torque"] = js_eff[ijs_c[k[1:]]][:, cidx]
-        rewards = np.zeros(n)
-        for t in terms:
-            rewards += t.weight * np.asarray(t.fn(**{x: inputs[x] for x in t.arguments}), dtype=np.float64)
-        ep = Episode(obs[k], actions[k[:-1]].astype(np.float32), rewards, np.r_[np.zeros(n - 1, bool), terminated],
-                     np.r_[np.zeros(n - 1, bool), not terminated], t_cmd[k] / _NS,
-                     {"joint_positions": q_all[k], "joint_velocities": qd_all[k],
-                      "imu_orientation": imu_quat[iimu_c[k]], "imu_angular_velocity": imu_gyro[iimu_c[k]],
-                      "velocity_command": command[k], "joint_targets": u_cmd[k]},
-                     {"source": str(path), "time_range_s": list(tr), "reward_terms": [t.name for t in terms],
-                      "reward_terms_unmeasured": unmeasured})
+        ep = _episode(st, a, b, terminated, terms, lower, upper,
+                      {"source": str(path), "time_range_s": list(tr), "reward_terms": [t.name for t in terms],
+                       "reward_terms_unmeasured": unmeasured})
         keep_checked(ep, name, tr, _truncation(tc[a], tc[b - 1], lost, s, t_ref), u, report, episodes)
-    return finish_report(episodes, report)
+    return episodes
+
+
+def _episode(st: _Steps, a: int, b: int, terminated: bool, terms, lower, upper, metadata: dict) -> Episode:
+    """The episode of rows ``[a, b)`` (``b - a - 1`` steps; row ``a``'s action is the first step's last action) with
+    the reward terms ``terms`` computed from the measured inputs.
+    """
+    n = b - a - 1
+    cidx, standing = st.cidx, st.standing
+    k = np.arange(a, b)
+    inputs = {"ang_vel": st.gyro[k[1:]], "gravity": st.grav[k[1:]], "command": st.command[k[:-1]],
+              "moving": moving(st.command[k[:-1]]).astype(np.float64), "joint_pos": st.q[k[1:]][:, cidx] - standing,
+              "joint_vel": st.qd[k[1:]][:, cidx], "joint_lower": lower, "joint_upper": upper,
+              "action": st.actions[k[:-1]], "last_action": st.last[k[:-1]], "fell": st.fell[k[1:]].astype(np.float64)}
+    if st.eff is not None:
+        inputs["torque"] = st.eff[k[1:]][:, cidx]
+    rewards = np.zeros(n)
+    for t in terms:
+        rewards += t.weight * np.asarray(t.fn(**{x: inputs[x] for x in t.arguments}), dtype=np.float64)
+    return Episode(st.obs[k], st.actions[k[:-1]].astype(np.float32), rewards,
+                   np.r_[np.zeros(n - 1, bool), terminated], np.r_[np.zeros(n - 1, bool), not terminated],
+                   st.t_cmd[k] / _NS,
+                   {"joint_positions": st.q[k], "joint_velocities": st.qd[k], "imu_orientation": st.quat[k],
+                    "imu_angular_velocity": st.gyro[k], "velocity_command": st.command[k],
+                    "joint_targets": st.u_cmd[k]}, metadata)

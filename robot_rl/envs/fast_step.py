@@ -131,6 +131,12 @@ def _pointer_casts():
 
 
 def _compile(lib, reward_factory):
+    """Compile the single env's step kernel ``env_step`` (see :func:`kernel`).
+
+    One function on purpose: ``env_step`` closes over this factory's locals (the C ``mj_step``, the task's compiled
+    reward, the pointer casts), which numba freezes into the kernel as compile-time constants, so kernel and factory
+    are written as one.
+    """
     import ctypes
 
     import numba
@@ -150,6 +156,12 @@ def _compile(lib, reward_factory):
 
     @numba.njit(nogil=True, cache=False)
     def env_step(a_in, t, goal, obs, tab):  # pragma: no cover - runs compiled
+        """One env step from the action to the reward (layout of ``tab`` below).
+
+        One function on purpose: the compiled kernel is the whole step in one native call from Python (numba's
+        dispatch costs per call and per argument, a sizeable part of a 10 us step), doing the Python step's operations
+        in the same order so the two stay bit-identical.
+        """
         # tab (int64, MujocoTaskEnv._k_tab): [the env's arrays (slots 0 .. TAB_RZ - 1: ctrl, qpos, qvel, the warning
         # counters (int32, stride tab[10]), fbuf (float64: ctrl half-range (nu), then the action the reward sees (nu),
         # written here), the task's reward parameters, last_warn (int32) addresses; nq, nv, n counters, stride, n
@@ -245,6 +257,13 @@ def _compile(lib, reward_factory):
 
 
 def _compile_batch(lib, reward_factory):
+    """Compile ``BatchedBlock``'s kernels: ``batch_range`` (envs ``lo .. hi - 1``), ``batch_step`` (all envs) and the
+    threaded ones of :func:`robot_rl.envs.fast_threads.compile_threaded`.
+
+    One function on purpose: the kernels close over this factory's locals (the C ``mj_step``, the task's compiled
+    reward, the pointer casts), which numba freezes into them as compile-time constants, so kernels and factory are
+    written as one.
+    """
     import ctypes
 
     import numba
@@ -263,6 +282,11 @@ def _compile_batch(lib, reward_factory):
     def batch_range(lo, hi, a, act_on, act_noise, off_a, lat_on, lat_buf, lat, ptrs, lay, half, noise, off_s, c,
                     sense, goals, rp, t, max_steps, returns, lengths, obs, rew, term, trunc, err, succ, final, ep_r,
                     ep_l, done, done2, last_warn):  # pragma: no cover - runs compiled
+        """Step envs ``lo .. hi - 1`` of the batch (arguments below).
+
+        One function on purpose: the compiled kernel steps a whole range of envs in one native call (the threaded
+        batch runs one range per thread, without the GIL), doing the single env step's operations in the same order.
+        """
         # Env e: a[e] the policy's action; act_noise [N, chunk, nu] each env's action-noise chunk, row
         # (c - off_a[e]) % chunk at global column c (envs with act_on[e]); lat_on: the latency shift register
         # lat_buf [N, R, nu] runs (slot p = the action of p steps ago; env e applies slot lat[e]), as

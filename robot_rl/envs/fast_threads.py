@@ -129,6 +129,9 @@ def compile_threaded(njit, batch_range):
     into the fresh outputs, waits for every DONE (spinning, yielding the core after a while) and copies the
     workers' rows over. The per-env state arrays (step counters, returns, noise positions, latency registers,
     warning baselines) are shared: each thread writes only its own envs' rows.
+
+    One function on purpose: the three kernels close over ``batch_range`` and the synchronization primitives, which
+    numba freezes into them as compile-time constants, and they implement the two sides of one protocol.
     """
     if threads_unavailable_reason() is not None:
         return None, None, None

@@ -206,6 +206,62 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
     out_dir = Path(out_dir)
     obs_names, obs_units = [str(n) for n in obs_names], [str(u) for u in obs_units]
     n_obs, n_act = len(obs_names), len(profile.command_joints)
+    x = _parity_observations(profile, obs_units, parity_obs, n_obs, min_parity)
+    low = np.asarray(profile.command_min, dtype=np.float64)
+    high = np.asarray(profile.command_max, dtype=np.float64)
+
+    module = module.eval().to("cpu", torch.float32)
+    with torch.no_grad():
+        shape = tuple(module(torch.from_numpy(x)).shape)
+    if shape != (len(x), n_act):
+        raise ExportCheckError(f"policy output shape {shape}, expected ({len(x)}, {n_act}) for command joints "
+                               f"{list(profile.command_joints)}")
+    center, half_range, reference, scaling = _command_map(action_map, action_reference, obs_names, n_act, low, high)
+    wrapper = ScaledPolicy(module, center, half_range, reference, low, high).eval()
+    with torch.no_grad():
+        ref = wrapper(torch.from_numpy(x)).numpy().astype(np.float64)
+    raw = _to_onnx_bytes(wrapper, (torch.from_numpy(x[:2]),), ["obs"], ["action"],
+                         {"obs": {0: "batch"}, "action": {0: "batch"}}, opset)
+    digest = profile_digest(profile)
+    data, model = _finalize_model(raw, {"robot_rl.format": POLICY_FORMAT, "robot_rl.profile": profile.name,
+                                        "robot_rl.profile_digest": digest})
+    got, checks = _policy_checks(data, x, ref, low, high, parity_bound, parity_source, out_dir)
+
+    sidecar = {
+        "format": POLICY_FORMAT,
+        "name": name or out_dir.name,
+        "created_utc": _now(),
+        "model": {"file": POLICY_FILES[0], "sha256": sha256_bytes(data), "bytes": len(data), "opset": opset,
+                  "ir_version": int(model.ir_version),
+                  "input": {"name": "obs", "dtype": "float32", "shape": ["batch", n_obs]},
+                  "output": {"name": "action", "dtype": "float32", "shape": ["batch", n_act]}},
+        "obs": {"n": n_obs, "names": obs_names, "units": obs_units},
+        "action": {"n": n_act, "joints": list(profile.command_joints), "units": action_units(profile),
+                   "interface": profile.command_interface, "min": low.tolist(), "max": high.tolist(),
+                   "scaling": scaling, "center": center.tolist(), "half_range": half_range.tolist(),
+                   "reference": None if reference is None else list(action_reference)},
+        "control_period_s": float(profile.control_period_s),
+        "robot": {"profile": profile.name, "digest": digest, "contract": profile_contract(profile)},
+        "env_id": env_id,
+        "algo": algo,
+        "training": {"config": _jsonable(config), "config_hash": config_hash},
+        "code": code_version(),
+        "metrics": _jsonable(metrics or {}),
+        "checks": checks,
+        "probe": {"obs": x[0].astype(np.float64).tolist(), "action": got[0].astype(np.float64).tolist()},
+        "versions": _versions(),
+    }
+    if extra:
+        sidecar["extra"] = _jsonable(extra)
+    write_atomic(out_dir / POLICY_FILES[0], data)
+    write_atomic(out_dir / POLICY_FILES[1], (json.dumps(sidecar, indent=2, allow_nan=False) + "\n").encode())
+    return sidecar
+
+
+def _parity_observations(profile, obs_units: list[str], parity_obs, n_obs: int, min_parity: int) -> np.ndarray:
+    """``parity_obs`` as float32 ``[N, n_obs]`` after checking the export's inputs (``ValueError`` /
+    ``ExportCheckError`` naming the first problem found).
+    """
     if len(obs_units) != n_obs:
         raise ValueError(f"obs_units has {len(obs_units)} entries for {n_obs} obs_names")
     if not profile.command_min or not profile.command_max:
@@ -217,15 +273,14 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
         raise ExportCheckError(f"parity needs >= {min_parity} observations, got {len(x)}")
     if not np.isfinite(x).all():
         raise ValueError("parity_obs contains non-finite values")
-    low = np.asarray(profile.command_min, dtype=np.float64)
-    high = np.asarray(profile.command_max, dtype=np.float64)
+    return x
 
-    module = module.eval().to("cpu", torch.float32)
-    with torch.no_grad():
-        shape = tuple(module(torch.from_numpy(x)).shape)
-    if shape != (len(x), n_act):
-        raise ExportCheckError(f"policy output shape {shape}, expected ({len(x)}, {n_act}) for command joints "
-                               f"{list(profile.command_joints)}")
+
+def _command_map(action_map, action_reference, obs_names: list[str], n_act: int, low: np.ndarray, high: np.ndarray):
+    """``(center, half_range, reference, scaling)`` of the normalized action -> robot command map: ``action_map``
+    (default: the command limits), with ``reference`` the observation column per command joint of
+    ``action_reference`` (delta actions) or None; ``scaling`` describes the map for the sidecar.
+    """
     if action_map is None:
         center, half_range = (high + low) / 2, (high - low) / 2
         scaling = "min + (clip(a, -1, 1) + 1) / 2 * (max - min), a = normalized policy action"
@@ -246,16 +301,15 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
         reference = [obs_names.index(n) for n in action_reference]
         scaling = ("clip(obs[reference] + center + half_range * clip(a, -1, 1), min, max), a = normalized policy "
                    "action, reference = the observed values the command is an offset from")
-    wrapper = ScaledPolicy(module, center, half_range, reference, low, high).eval()
-    with torch.no_grad():
-        ref = wrapper(torch.from_numpy(x)).numpy().astype(np.float64)
-    raw = _to_onnx_bytes(wrapper, (torch.from_numpy(x[:2]),), ["obs"], ["action"],
-                         {"obs": {0: "batch"}, "action": {0: "batch"}}, opset)
-    digest = profile_digest(profile)
-    data, model = _finalize_model(raw, {"robot_rl.format": POLICY_FORMAT, "robot_rl.profile": profile.name,
-                                        "robot_rl.profile_digest": digest})
+    return center, half_range, reference, scaling
 
-    # ---- checks on the final bytes, in onnxruntime (what the robot will run)
+
+def _policy_checks(data: bytes, x: np.ndarray, ref: np.ndarray, low: np.ndarray, high: np.ndarray,
+                   parity_bound: float, parity_source: str, out_dir: Path) -> tuple[np.ndarray, dict]:
+    """Run the exported bytes in onnxruntime (what the robot will run) on the parity observations ``x``: parity with
+    the torch outputs ``ref``, determinism, batch vs single rows, finite outputs inside the command limits. Returns
+    ``(outputs, the sidecar's checks)``; raises ``ExportCheckError`` naming every failed check.
+    """
     sess = _session(data)
     got = sess.run(["action"], {"obs": x})[0]
     again = sess.run(["action"], {"obs": x})[0]
@@ -288,36 +342,7 @@ def export_policy(module: nn.Module, out_dir: str | Path, *, profile, obs_names,
         failures.append("actions outside the command limits")
     if failures:
         raise ExportCheckError(f"export checks failed for {out_dir}: " + "; ".join(failures))
-
-    sidecar = {
-        "format": POLICY_FORMAT,
-        "name": name or out_dir.name,
-        "created_utc": _now(),
-        "model": {"file": POLICY_FILES[0], "sha256": sha256_bytes(data), "bytes": len(data), "opset": opset,
-                  "ir_version": int(model.ir_version),
-                  "input": {"name": "obs", "dtype": "float32", "shape": ["batch", n_obs]},
-                  "output": {"name": "action", "dtype": "float32", "shape": ["batch", n_act]}},
-        "obs": {"n": n_obs, "names": obs_names, "units": obs_units},
-        "action": {"n": n_act, "joints": list(profile.command_joints), "units": action_units(profile),
-                   "interface": profile.command_interface, "min": low.tolist(), "max": high.tolist(),
-                   "scaling": scaling, "center": center.tolist(), "half_range": half_range.tolist(),
-                   "reference": None if reference is None else list(action_reference)},
-        "control_period_s": float(profile.control_period_s),
-        "robot": {"profile": profile.name, "digest": digest, "contract": profile_contract(profile)},
-        "env_id": env_id,
-        "algo": algo,
-        "training": {"config": _jsonable(config), "config_hash": config_hash},
-        "code": code_version(),
-        "metrics": _jsonable(metrics or {}),
-        "checks": checks,
-        "probe": {"obs": x[0].astype(np.float64).tolist(), "action": got[0].astype(np.float64).tolist()},
-        "versions": _versions(),
-    }
-    if extra:
-        sidecar["extra"] = _jsonable(extra)
-    write_atomic(out_dir / POLICY_FILES[0], data)
-    write_atomic(out_dir / POLICY_FILES[1], (json.dumps(sidecar, indent=2, allow_nan=False) + "\n").encode())
-    return sidecar
+    return got, checks
 
 
 # --------------------------------------------------------------------------- dynamics ensemble
@@ -362,22 +387,7 @@ def export_ensemble(module: nn.Module, out_dir: str | Path, *, state_names, acti
     if profile is not None:
         meta["robot_rl.profile_digest"] = profile_digest(profile)
     data, model = _finalize_model(raw, meta)
-    sess = _session(data)
-    feeds = {"state": s, "action": a}
-    mean, logvar = sess.run(["mean", "logvar"], feeds)
-    mean2, logvar2 = sess.run(["mean", "logvar"], feeds)
-    parity = float(max(np.max(np.abs(mean - ref_mean)), np.max(np.abs(logvar - ref_logvar))))
-    deterministic = bool(np.array_equal(mean, mean2) and np.array_equal(logvar, logvar2))
-    finite = bool(np.isfinite(mean).all() and np.isfinite(logvar).all())
-    checks = {"onnx_checker_full": True, "deterministic": deterministic, "outputs_finite": finite,
-              "parity": {"n": int(len(s)), "max_abs_diff": parity, "bound": parity_bound,
-                         "passed": parity <= parity_bound}}
-    failures = [msg for bad, msg in (
-        (not finite, "non-finite outputs on the parity inputs"),
-        (not parity <= parity_bound, f"parity max abs diff {parity:.3g} > bound {parity_bound:.3g}"),
-        (not deterministic, "same input twice gave different outputs")) if bad]
-    if failures:
-        raise ExportCheckError(f"export checks failed for {out_dir}: " + "; ".join(failures))
+    mean, checks = _ensemble_checks(data, s, a, ref_mean, ref_logvar, parity_bound, out_dir)
     sidecar = {
         "format": ENSEMBLE_FORMAT,
         "name": name or out_dir.name,
@@ -408,3 +418,28 @@ def export_ensemble(module: nn.Module, out_dir: str | Path, *, state_names, acti
     write_atomic(out_dir / ENSEMBLE_FILES[0], data)
     write_atomic(out_dir / ENSEMBLE_FILES[1], (json.dumps(sidecar, indent=2, allow_nan=False) + "\n").encode())
     return sidecar
+
+
+def _ensemble_checks(data: bytes, s: np.ndarray, a: np.ndarray, ref_mean: np.ndarray, ref_logvar: np.ndarray,
+                     parity_bound: float, out_dir: Path) -> tuple[np.ndarray, dict]:
+    """Run the exported ensemble in onnxruntime on the parity inputs: parity of mean and logvar with the torch
+    outputs, determinism, finite outputs. Returns ``(mean, the sidecar's checks)``; raises ``ExportCheckError``
+    naming every failed check.
+    """
+    sess = _session(data)
+    feeds = {"state": s, "action": a}
+    mean, logvar = sess.run(["mean", "logvar"], feeds)
+    mean2, logvar2 = sess.run(["mean", "logvar"], feeds)
+    parity = float(max(np.max(np.abs(mean - ref_mean)), np.max(np.abs(logvar - ref_logvar))))
+    deterministic = bool(np.array_equal(mean, mean2) and np.array_equal(logvar, logvar2))
+    finite = bool(np.isfinite(mean).all() and np.isfinite(logvar).all())
+    checks = {"onnx_checker_full": True, "deterministic": deterministic, "outputs_finite": finite,
+              "parity": {"n": int(len(s)), "max_abs_diff": parity, "bound": parity_bound,
+                         "passed": parity <= parity_bound}}
+    failures = [msg for bad, msg in (
+        (not finite, "non-finite outputs on the parity inputs"),
+        (not parity <= parity_bound, f"parity max abs diff {parity:.3g} > bound {parity_bound:.3g}"),
+        (not deterministic, "same input twice gave different outputs")) if bad]
+    if failures:
+        raise ExportCheckError(f"export checks failed for {out_dir}: " + "; ".join(failures))
+    return mean, checks

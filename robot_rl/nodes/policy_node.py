@@ -74,7 +74,6 @@ class PolicyNode(Node):
 
     def __init__(self):
         super().__init__(self.NAME)
-        from robot_rl.deploy.estop_latch import EstopLatch
         from robot_rl.deploy.policy_loop import PolicyLoop, SensorGate
         from robot_rl.safety import SafetyFilter
 
@@ -86,9 +85,6 @@ class PolicyNode(Node):
         profile, self.period_s = self.robot_and_period(a)
         self.profile = profile
         self.trigger = a.trigger
-        state_dir = a.state_dir
-        if state_dir in ("", "auto"):
-            state_dir = os.path.join(os.path.expanduser("~/.local/state/robot_rl"), self.get_name())
         goal = a.goal
         self.fault_injection = a.allow_fault_injection
         builder, controller, described = self.make_controller(a, profile)
@@ -110,12 +106,7 @@ class PolicyNode(Node):
                                        or profile.safety.sensor_timeout_s)
             except ValueError as exc:
                 raise StartupError(f"parameter 'goal': {exc}") from None
-        self.latch = EstopLatch(state_dir)
-        latched = self.latch.tripped()
-        self._latch_written = bool(latched)
-        if latched:
-            self.safety.estop(f"latched before start: {latched}")
-            self.get_logger().error(f"e-stop latched ({latched}); call {self.get_name()}/reset to clear")
+        self._open_latch(a.state_dir)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         topics = profile.topics
         self.commands_topic = a.commands_topic or topics.commands
@@ -124,13 +115,7 @@ class PolicyNode(Node):
         self.pub_timing = self.create_publisher(Float64MultiArray, "~/timing", qos)
         self.create_subscription(JointState, topics.joint_states, self._on_joint_state, qos)
         if self.goals is not None:
-            if topics.goal_type == "pose":
-                self.create_subscription(PoseStamped, topics.goal, self._on_goal_pose, qos)
-            else:
-                self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
-            self.pub_goal = self.create_publisher(Float64MultiArray, "~/goal", qos)
-            described += (f"; goals ({topics.goal_type}) on {topics.goal} in frame {self.goals.frame_name!r}, "
-                          f"workspace {self.goals.workspace()}, goal in use on ~/goal")
+            described += self._goal_topics(topics, qos)
         if self.legged is not None:
             self.create_subscription(Imu, topics.imu, self._on_imu, qos)
             self.create_subscription(Twist, topics.cmd_vel, self._on_cmd_vel, qos)
@@ -152,14 +137,7 @@ class PolicyNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         if self.fault_injection:
             self.create_service(Trigger, "~/inject_fault", self._on_inject)
-        self._inject = False
-        self._monitor_reported = False
-        self._final_sent = False
-        self._seq = 0
-        self._last_mode = ""
-        self._last_diag_s = 0.0
-        self._cmd_msg = Float64MultiArray()
-        self._last_sensor_act_s = -np.inf  # steady time of the last action in a joint-state callback
+        self._init_step_state()
         self._gate = SensorGate(self.period_s, profile.sensor_period_s)
         self.create_timer(self.period_s, self._on_timer, clock=steady_clock())
         self.get_logger().info(
@@ -169,6 +147,44 @@ class PolicyNode(Node):
             self._publish_goal()
             if self.loop.holding:
                 self.get_logger().warning(f"no goal yet: holding position until a goal arrives on {topics.goal}")
+
+    def _open_latch(self, state_dir: str) -> None:
+        """Open the persistent e-stop latch in ``state_dir`` (``auto`` or empty: ~/.local/state/robot_rl/<node name>);
+        if it was tripped before this start, the node starts in e-stop.
+        """
+        from robot_rl.deploy.estop_latch import EstopLatch
+
+        if state_dir in ("", "auto"):
+            state_dir = os.path.join(os.path.expanduser("~/.local/state/robot_rl"), self.get_name())
+        self.latch = EstopLatch(state_dir)
+        latched = self.latch.tripped()
+        self._latch_written = bool(latched)
+        if latched:
+            self.safety.estop(f"latched before start: {latched}")
+            self.get_logger().error(f"e-stop latched ({latched}); call {self.get_name()}/reset to clear")
+
+    def _goal_topics(self, topics, qos) -> str:
+        """Subscribe the goal topic (of the profile's ``goal_type``) and advertise ``~/goal``; returns a description."""
+        if topics.goal_type == "pose":
+            self.create_subscription(PoseStamped, topics.goal, self._on_goal_pose, qos)
+        else:
+            self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
+        self.pub_goal = self.create_publisher(Float64MultiArray, "~/goal", qos)
+        return (f"; goals ({topics.goal_type}) on {topics.goal} in frame {self.goals.frame_name!r}, "
+                f"workspace {self.goals.workspace()}, goal in use on ~/goal")
+
+    def _init_step_state(self) -> None:
+        """The control steps' bookkeeping: fault injection, sequence number, last mode and diagnostics time, the
+        reused command message.
+        """
+        self._inject = False
+        self._monitor_reported = False
+        self._final_sent = False
+        self._seq = 0
+        self._last_mode = ""
+        self._last_diag_s = 0.0
+        self._cmd_msg = Float64MultiArray()
+        self._last_sensor_act_s = -np.inf  # steady time of the last action in a joint-state callback
 
     @classmethod
     def node_parameters(cls, p: ParamReader) -> SimpleNamespace:

@@ -124,8 +124,6 @@ def fit_monitor(model_dir: str | Path, out_dir: str | Path, s: MonitorSettings) 
     """Collect, train, export and calibrate (module docstring); returns the written ``monitor.json`` content."""
     from tqdm import tqdm
 
-    from robot_rl.algos.pets_config import PetsConfig
-    from robot_rl.algos.pets_model import ProbabilisticEnsemble, fit_epochs
     from robot_rl.core.profile import load_profile
     from robot_rl.envs import make
     from robot_rl.export.monitor import MONITOR_FILE, MONITOR_FORMAT, REDUCTIONS, DynamicsMonitor, state_names
@@ -142,10 +140,7 @@ def fit_monitor(model_dir: str | Path, out_dir: str | Path, s: MonitorSettings) 
         raise ValueError(f"{model_dir / 'policy.json'}: no env_id recorded")
     profile = load_profile(sc["robot"]["profile"])
     policy = OnnxPolicy.load(model_dir, profile)
-    rz = s.randomization
-    if rz is None:
-        rz = ((sc.get("training") or {}).get("config") or {}).get("env", {}).get("randomization")
-    rz = None if rz in (None, "none", "") else rz
+    rz = _randomization(s.randomization, sc)
     env = make(env_id)
     angles = angle_indices(env.unwrapped.model, profile)
     dt = float(profile.control_period_s)
@@ -160,18 +155,8 @@ def fit_monitor(model_dir: str | Path, out_dir: str | Path, s: MonitorSettings) 
             bar.update()
         x, u, x_next = transitions(episodes, angles)
         bar.set_postfix_str(f"fitting the ensemble on {len(x)} transitions")
-        cfg = PetsConfig(hidden=tuple(s.hidden), train_epochs=s.epochs, batch_size=256, n_members=s.members)
-        model = ProbabilisticEnsemble(x.shape[1], u.shape[1], angles, s.members, tuple(s.hidden), "silu")
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        X, U, Xn = (torch.as_tensor(v, dtype=torch.float32) for v in (x, u, x_next))
-        model.fit_normalizers(X, U, Xn)
-        fit_epochs(model, X, U, Xn, cfg, opt, torch.Generator().manual_seed(s.seed))
-        model.eval()
-        with torch.no_grad():
-            mean, _ = StateUnits(model)(X, U)
-        pred = mean.numpy().astype(np.float64).mean(axis=0)
+        model, nrmse = _fit_ensemble(x, u, x_next, angles, s)
         names = state_names(profile.joint_names)
-        nrmse = np.sqrt(np.mean((pred - (x_next - x)) ** 2, axis=0)) / np.sqrt(np.mean((x_next - x) ** 2, axis=0))
         n_par = min(len(x), 2000)
         export_ensemble(StateUnits(model), out_dir, state_names=names, action_names=list(profile.command_joints),
                         parity_inputs=(x[:n_par], u[:n_par]), target="delta",
@@ -201,3 +186,35 @@ def fit_monitor(model_dir: str | Path, out_dir: str | Path, s: MonitorSettings) 
                         "seed_start": TRAIN_SEED_START + s.seed * 10_000, "nrmse": dict(zip(names, nrmse.tolist()))}
     write_atomic(out_dir / MONITOR_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return meta
+
+
+def _randomization(setting: str | None, sidecar: dict) -> str | None:
+    """The randomization of the monitor's episodes: ``setting``, by default the policy's training randomization from
+    its sidecar; None for off (``none`` or empty).
+    """
+    rz = setting
+    if rz is None:
+        rz = ((sidecar.get("training") or {}).get("config") or {}).get("env", {}).get("randomization")
+    return None if rz in (None, "none", "") else rz
+
+
+def _fit_ensemble(x: np.ndarray, u: np.ndarray, x_next: np.ndarray, angles: list[int], s: MonitorSettings):
+    """``(model, nrmse)``: the ensemble fitted on the transitions (``StateUnits``: inputs and outputs in state units)
+    and the normalized RMSE of its mean predicted delta per state dimension on them.
+    """
+    from robot_rl.algos.pets_config import PetsConfig
+    from robot_rl.algos.pets_model import ProbabilisticEnsemble, fit_epochs
+    from robot_rl.train.pets_artifact import StateUnits
+
+    cfg = PetsConfig(hidden=tuple(s.hidden), train_epochs=s.epochs, batch_size=256, n_members=s.members)
+    model = ProbabilisticEnsemble(x.shape[1], u.shape[1], angles, s.members, tuple(s.hidden), "silu")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    X, U, Xn = (torch.as_tensor(v, dtype=torch.float32) for v in (x, u, x_next))
+    model.fit_normalizers(X, U, Xn)
+    fit_epochs(model, X, U, Xn, cfg, opt, torch.Generator().manual_seed(s.seed))
+    model.eval()
+    with torch.no_grad():
+        mean, _ = StateUnits(model)(X, U)
+    pred = mean.numpy().astype(np.float64).mean(axis=0)
+    nrmse = np.sqrt(np.mean((pred - (x_next - x)) ** 2, axis=0)) / np.sqrt(np.mean((x_next - x) ** 2, axis=0))
+    return model, nrmse

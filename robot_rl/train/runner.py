@@ -99,16 +99,7 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     tc = cfg.train
     configure_torch(tc.torch_threads, tc.deterministic)
     ckpt_dir = run_dir / "checkpoints"
-    payload = None
-    if resume:
-        payload = load_checkpoint(ckpt_dir / "latest.pt")
-        if payload.get("kind") != "resume":
-            raise CheckpointError(f"checkpoint {ckpt_dir / 'latest.pt'} is not a resumable training checkpoint")
-    else:
-        if (ckpt_dir / "latest.pt").exists():
-            raise FileExistsError(f"run directory {run_dir} already holds a training run; use --resume {run_dir} "
-                                  f"or choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+    payload = _open_run_dir(run_dir, ckpt_dir, resume)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     chash = config_hash(cfg)
 
@@ -116,16 +107,7 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     eval_env = make_env(cfg.env.id, randomization=cfg.env.randomization, seed=tc.eval_seed_start)
     obs_names = obs_names_of(eval_env, learner.n_obs)
     metrics_log, eval_log = CsvLog(run_dir / "metrics.csv"), CsvLog(run_dir / "eval.csv")
-    best_eval = -math.inf
-    elapsed_before = 0.0
-    last_eval: dict[str, float] = {}
-    if payload is not None:
-        learner.load_state_dict(payload["learner"])
-        restore_rng(payload["rng"])
-        best_eval, elapsed_before = payload["runner"]["best_eval"], payload["runner"]["elapsed_s"]
-        last_eval = dict(payload["meta"].get("metrics", {}))
-        metrics_log.truncate_after(learner.env_steps)
-        eval_log.truncate_after(learner.env_steps)
+    best_eval, elapsed_before, last_eval = _restore(learner, payload, metrics_log, eval_log)
     learner.begin_segment(learner.segment)
     bounds = _Boundaries(tc, learner.env_steps)
     tb = TensorBoard(run_dir / "tb")
@@ -134,15 +116,6 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     run_info = {**{k: meta[k] for k in ("env_id", "algo", "seed", "config_hash", "code_version")},
                 "run_dir": str(run_dir), "status": "running", "env_steps": learner.env_steps}
     write_json(run_dir / "run.json", run_info)
-
-    def meta_payload() -> dict:
-        return {**meta, "metrics": last_eval}
-
-    def save_resume() -> None:
-        save_atomic(ckpt_dir / "latest.pt", {
-            "format_version": FORMAT_VERSION, "kind": "resume", "meta": meta_payload(),
-            "policy": learner.policy_spec(), "learner": learner.state_dict(), "rng": capture_rng(),
-            "runner": {"best_eval": best_eval, "elapsed_s": elapsed_before + time.perf_counter() - t0}})
 
     from tqdm import tqdm
 
@@ -159,25 +132,20 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
             bar.update(step - before)
             done = step >= tc.total_steps
             if step >= bounds.log or done:
-                elapsed = time.perf_counter() - t0
-                row = {"step": step, **learner.pop_stats(), "time_s": elapsed_before + elapsed,
-                       "sps": (step - step_at_t0) / max(elapsed, 1e-9)}
-                metrics_log.write(row)
-                tb.scalars("train", row, step)
+                _log_train(learner, step, step - step_at_t0, elapsed_before, time.perf_counter() - t0, metrics_log, tb)
                 bounds.advance("log", step)
             if step >= bounds.eval or done:
-                last_eval = _evaluate(learner, eval_env, tc, step)
-                eval_log.write(last_eval)
-                tb.scalars("eval", last_eval, step)
-                bar.set_postfix(eval_return=f"{last_eval['return_mean']:.1f}")
+                last_eval = _evaluate_and_log(learner, eval_env, tc, step, eval_log, tb, bar)
                 if last_eval["return_mean"] > best_eval:
                     best_eval = last_eval["return_mean"]
                     save_atomic(ckpt_dir / "best.pt", {"format_version": FORMAT_VERSION, "kind": "policy",
-                                                       "meta": meta_payload(), "policy": learner.policy_spec()})
+                                                       "meta": {**meta, "metrics": last_eval},
+                                                       "policy": learner.policy_spec()})
                 bounds.advance("eval", step)
             if step >= bounds.ckpt or done:
                 learner.begin_segment(learner.segment + 1)
-                save_resume()
+                _save_resume(ckpt_dir / "latest.pt", {**meta, "metrics": last_eval}, learner, best_eval,
+                             lambda: elapsed_before + time.perf_counter() - t0)
                 plot_learning_curve(run_dir, f"{cfg.algo.upper()} {cfg.env.id} (seed {cfg.seed})")
                 bounds.advance("ckpt", step)
             if stop_after_steps is not None and step >= stop_after_steps and not done:
@@ -194,6 +162,62 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
                         if math.isfinite(best_eval) else None)
         write_json(run_dir / "run.json", run_info)
     return run_info
+
+
+def _open_run_dir(run_dir: Path, ckpt_dir: Path, resume: bool) -> dict | None:
+    """The resume checkpoint of ``run_dir`` (``resume``), else None after making sure no run is there yet."""
+    if resume:
+        payload = load_checkpoint(ckpt_dir / "latest.pt")
+        if payload.get("kind") != "resume":
+            raise CheckpointError(f"checkpoint {ckpt_dir / 'latest.pt'} is not a resumable training checkpoint")
+        return payload
+    if (ckpt_dir / "latest.pt").exists():
+        raise FileExistsError(f"run directory {run_dir} already holds a training run; use --resume {run_dir} "
+                              f"or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _restore(learner, payload: dict | None, metrics_log: CsvLog, eval_log: CsvLog) -> tuple[float, float, dict]:
+    """``(best eval return, elapsed s, last eval)`` of a resumed run, whose learner, RNGs and logs (rows after the
+    checkpoint dropped) are restored here; ``(-inf, 0, {})`` for a new run (``payload`` None).
+    """
+    if payload is None:
+        return -math.inf, 0.0, {}
+    learner.load_state_dict(payload["learner"])
+    restore_rng(payload["rng"])
+    best_eval, elapsed_before = payload["runner"]["best_eval"], payload["runner"]["elapsed_s"]
+    last_eval = dict(payload["meta"].get("metrics", {}))
+    metrics_log.truncate_after(learner.env_steps)
+    eval_log.truncate_after(learner.env_steps)
+    return best_eval, elapsed_before, last_eval
+
+
+def _log_train(learner, step: int, steps: int, elapsed_before: float, elapsed: float, metrics_log: CsvLog,
+               tb: TensorBoard) -> None:
+    """Log the learner's training statistics at ``step`` (metrics.csv, TensorBoard); ``steps`` were taken in the
+    ``elapsed`` s of this process (``elapsed_before``: the run's time before a resume).
+    """
+    row = {"step": step, **learner.pop_stats(), "time_s": elapsed_before + elapsed, "sps": steps / max(elapsed, 1e-9)}
+    metrics_log.write(row)
+    tb.scalars("train", row, step)
+
+
+def _save_resume(path: Path, meta: dict, learner, best_eval: float, elapsed_s) -> None:
+    """Write the resume checkpoint: learner state, RNGs and the runner's counters (``elapsed_s()``: the run's time)."""
+    save_atomic(path, {
+        "format_version": FORMAT_VERSION, "kind": "resume", "meta": meta,
+        "policy": learner.policy_spec(), "learner": learner.state_dict(), "rng": capture_rng(),
+        "runner": {"best_eval": best_eval, "elapsed_s": elapsed_s()}})
+
+
+def _evaluate_and_log(learner, eval_env, tc, step: int, eval_log: CsvLog, tb: TensorBoard, bar) -> dict[str, float]:
+    """Evaluate the policy at ``step`` and log the result (eval.csv, TensorBoard, the progress bar)."""
+    result = _evaluate(learner, eval_env, tc, step)
+    eval_log.write(result)
+    tb.scalars("eval", result, step)
+    bar.set_postfix(eval_return=f"{result['return_mean']:.1f}")
+    return result
 
 
 def _evaluate(learner, eval_env, tc, step: int) -> dict[str, float]:
