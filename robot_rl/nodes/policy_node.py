@@ -50,7 +50,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped, Twist
+from geometry_msgs.msg import Twist
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -60,12 +60,13 @@ from std_srvs.srv import Trigger
 
 from robot_rl.deploy.policy_loop import MONITOR_ACTIONS
 from robot_rl.nodes._common import ParamReader, StartupError, run_node, stamp_to_s, steady_clock
+from robot_rl.nodes._goal_topics import GoalTopics
 from robot_rl.nodes._policy_setup import action_map, legged_task, load_policy, load_robot_profile, observation_builder
 
 NAME = "policy_node"
 
 
-class PolicyNode(Node):
+class PolicyNode(GoalTopics, Node):
     """Policy node; ``mpc_node`` subclasses it and replaces the parameter hooks (``robot_parameters``,
     ``controller_parameters``), ``robot_and_period``, ``make_controller`` and ``check_health``.
     """
@@ -162,16 +163,6 @@ class PolicyNode(Node):
         if latched:
             self.safety.estop(f"latched before start: {latched}")
             self.get_logger().error(f"e-stop latched ({latched}); call {self.get_name()}/reset to clear")
-
-    def _goal_topics(self, topics, qos) -> str:
-        """Subscribe the goal topic (of the profile's ``goal_type``) and advertise ``~/goal``; returns a description."""
-        if topics.goal_type == "pose":
-            self.create_subscription(PoseStamped, topics.goal, self._on_goal_pose, qos)
-        else:
-            self.create_subscription(Float64MultiArray, topics.goal, self._on_goal, qos)
-        self.pub_goal = self.create_publisher(Float64MultiArray, "~/goal", qos)
-        return (f"; goals ({topics.goal_type}) on {topics.goal} in frame {self.goals.frame_name!r}, "
-                f"workspace {self.goals.workspace()}, goal in use on ~/goal")
 
     def _init_step_state(self) -> None:
         """The control steps' bookkeeping: fault injection, sequence number, last mode and diagnostics time, the
@@ -355,47 +346,6 @@ class PolicyNode(Node):
             self.get_logger().warning(
                 f"cmd_vel ({msg.linear.x:.3g}, {msg.linear.y:.3g}, {msg.angular.z:.3g}) outside the task's range "
                 f"{v.low.tolist()} .. {v.high.tolist()}: clipped to {v.value.tolist()}", throttle_duration_sec=1.0)
-
-    def _goal_gate(self, goal_dim: int, profile, goal):
-        """``GoalGate`` of a goal-conditioned task: frame = the profile's ``base_frame``, workspace = the task's
-        declared ``goal_box`` (none declared: any finite goal), initial goal = parameter ``goal`` (none: hold).
-        """
-        from robot_rl.deploy.goal_input import GoalGate
-        from robot_rl.envs import task_spec
-
-        try:
-            box = task_spec(self.env_id).goal_box if self.env_id else None
-        except (KeyError, TypeError):
-            box = None
-        low, high = box if box is not None else (None, None)
-        return GoalGate(goal_dim, frame=profile.base_frame, low=low, high=high, goal=goal or None)
-
-    def _on_goal(self, msg: Float64MultiArray) -> None:
-        self._take_goal(msg.data, None)
-
-    def _on_goal_pose(self, msg: PoseStamped) -> None:
-        p = msg.pose.position
-        self._take_goal((p.x, p.y, p.z), msg.header.frame_id)
-
-    def _take_goal(self, values, frame_id: str | None) -> None:
-        d = self.goals.check(values, frame_id)
-        if d.accepted:
-            self.loop.set_goal(d.goal)
-            self.get_logger().info(f"goal {d.goal.tolist()} accepted", throttle_duration_sec=1.0)
-        else:  # one throttled call site per kind: a stream of one kind does not hide a refusal of another
-            self.loop.goals_rejected += 1
-            if d.kind == "frame":
-                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
-            elif d.kind == "workspace":
-                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
-            else:
-                self.get_logger().warning(d.reason, throttle_duration_sec=1.0)
-        self._publish_goal()
-
-    def _publish_goal(self) -> None:
-        """``~/goal``: the goal in use after every goal message (empty while holding without one)."""
-        g = self.loop.goal
-        self.pub_goal.publish(Float64MultiArray(data=[] if g is None else [float(v) for v in g]))
 
     def _on_timer(self) -> None:
         now = time.monotonic()
