@@ -12,6 +12,9 @@ deploy, record, identify, retrain on the re-centred randomization, deploy again.
    same recipe and seeds on its own profile (for the recipe's seed that is the shipped policy itself), so that what
    the identification buys is told apart from what any retraining buys (a sample the shipped seed fails by chance
    is closed by another seed without any identification). Two trainings at a time, one per core; then export.
+   With ``--finetune-steps N`` every policy (re-centred and control, every seed) is instead fine-tuned for N steps
+   from the shipped policy's training checkpoint (``--checkpoint``, ``train.init_from``): the same start, the same
+   extra training, only the profile differs.
 4. ``robot-rl transfer`` of the shipped, the retrained and the control policies on the sample (Python env and ROS
    loop) and, Python env only, on the 20 reality samples (did the retrained policies only learn this robot?). Gap
    closed = (policy - shipped) / (nominal - shipped) on the sample, per training seed and for their mean.
@@ -90,6 +93,10 @@ def main() -> None:
                     help="retraining seeds (default 0 1 2 3)")
     ap.add_argument("--widen", action="store_true", help="robot-rl sysid --widen: the base's ranges extended to "
                     "cover the identified values instead of moved onto them")
+    ap.add_argument("--finetune-steps", type=int, default=0, help="fine-tune every policy for this many steps from "
+                    "--checkpoint instead of training from scratch (0: from scratch)")
+    ap.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "cartpole_swingup_sac_ship" / "checkpoints" /
+                    "latest.pt", help="the shipped policy's training checkpoint (`make models` writes it)")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bench_sysid_transfer")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
@@ -110,12 +117,19 @@ def main() -> None:
     t0 = time.perf_counter()
     recentred = a.work / "sysid" / "randomization.yaml"
     jobs = {f"retrained_s{s}": (a.work / f"retrained_s{s}", recentred, s) for s in a.train_seeds}
-    jobs |= {f"control_s{s}": (a.work / f"control_s{s}", TRAINING_RZ, s) for s in a.train_seeds if s != RECIPE_SEED}
+    finetune = a.finetune_steps > 0
+    if finetune and not a.checkpoint.is_file():
+        raise SystemExit(f"--checkpoint {a.checkpoint}: no such file (scripts/make_models.sh cartpole_swingup_sac "
+                         f"writes it)")
+    jobs |= {f"control_s{s}": (a.work / f"control_s{s}", TRAINING_RZ, s) for s in a.train_seeds
+             if finetune or s != RECIPE_SEED}
+    extra = ["--set", f"train.init_from={a.checkpoint}", "--set", f"train.total_steps={a.finetune_steps}"] \
+        if finetune else []
     todo = [(run, rz, s) for run, rz, s in jobs.values() if not (run / "model" / "policy.json").exists()]
     for i in range(0, len(todo), 2):  # two trainings at a time (torch_threads 1 each, 2 cores)
         procs = [(run, subprocess.Popen([*CLI, "train", "--config", RECIPE, "--set", f"env.randomization={rz}",
-                                         "--set", f"seed={s}", "--set", "train.progress=false", "--run-dir", str(run)],
-                                        cwd=REPO)) for run, rz, s in todo[i:i + 2]]
+                                         "--set", f"seed={s}", "--set", "train.progress=false", *extra,
+                                         "--run-dir", str(run)], cwd=REPO)) for run, rz, s in todo[i:i + 2]]
         for run, proc in procs:
             if proc.wait() != 0:
                 raise SystemExit(f"training into {run} failed (exit {proc.returncode})")
@@ -140,17 +154,20 @@ def main() -> None:
                      s20[label]["python_return"]["mean"], s20[label]["python_return"]["worst"]))
     by_label = {r[0]: r for r in rows}
     groups = {"re-centred profile (sysid)": [f"retrained_s{s}" for s in a.train_seeds],
-              f"control: `{TRAINING_RZ}` again": [f"control_s{s}" if s != RECIPE_SEED else "shipped"
+              f"control: `{TRAINING_RZ}` again": [f"control_s{s}" if finetune or s != RECIPE_SEED else "shipped"
                                                  for s in a.train_seeds]}
     closed = {}
     for group, labels in groups.items():
         for where, i in (("Python env", 2), ("ROS loop", 3)):
             per_seed = [(by_label[k][i] - rows[0][i]) / (nominal - rows[0][i]) for k in labels]
             closed[(group, where)] = per_seed + [sum(per_seed) / len(per_seed)]
+    ckpt_name = a.checkpoint.relative_to(REPO) if a.checkpoint.is_relative_to(REPO) else a.checkpoint
     lines = ["# System identification from a deployment log, then retraining: the gap on one reality sample", "",
              machine_header(), "", f"Command: `python bench/bench_sysid_transfer.py {' '.join(sys.argv[1:])}`; "
              "times [s]: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + ".", "",
-             f"Reality sample {a.seed}; {a.record_s:.0f} s of the shipped policy through the ROS 2 loop, recorded.", "",
+             f"Reality sample {a.seed}; {a.record_s:.0f} s of the shipped policy through the ROS 2 loop, recorded." +
+             (f" Every policy fine-tuned {a.finetune_steps} steps from {ckpt_name}." if finetune else ""),
+             "",
              "| parameter | drawn for the sample | identified +- std |", "|---|---|---|"]
     for p in fit["parameters"]:
         drawn = true.get(p["name"], float("nan"))

@@ -455,6 +455,9 @@ class PpoLearner:
                 # clones: the parameters are views of the flat vector, which torch.save would store whole
                 "state_dict": {k: v.clone() for k, v in self.policy_module().state_dict().items()}}
 
+    WEIGHT_KEYS = ("actor", "critic", "log_std", "normalizer", "priv_normalizer", "opt")
+    """The ``state_dict`` entries a fine-tuning run starts from (``train.init_from``)."""
+
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "log_std": self.log_std.detach().clone(), "normalizer": self.normalizer.state_dict(),

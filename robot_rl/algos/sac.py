@@ -407,6 +407,9 @@ class SacLearner:
                 "normalize_obs": self.cfg.normalize_obs,
                 "state_dict": {k: v.clone() for k, v in self.policy_module().state_dict().items()}}
 
+    WEIGHT_KEYS = ("flat", "target_flat", "normalizer", "opt")
+    """The ``state_dict`` entries a fine-tuning run starts from (``train.init_from``)."""
+
     def state_dict(self) -> dict:
         return {"flat": self.flat.clone(), "target_flat": self.target_flat.clone(),
                 "normalizer": self.normalizer.state_dict(), "opt": copy.deepcopy(self.opt.state_dict()),

@@ -6,7 +6,7 @@ they live below the algorithms; ``robot_rl.train.config.load_experiment`` loads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TRAIN_SEED_LIMIT = 1_000_000_000
 """Training episodes use env seeds below this; evaluation seeds start at or above it (held-out randomization)."""
@@ -47,6 +47,11 @@ class TrainConfig:
     ``torch._inductor``. Turn it on for accelerator runs."""
     progress: bool = True
     """Show a tqdm progress bar (steps/s, ETA) on stderr."""
+    init_from: str | None = field(default=None, metadata={"hash": "unless_default"})
+    """Fine-tuning: a training checkpoint (another run's ``checkpoints/latest.pt``, same algorithm and network sizes)
+    whose networks, input normalizer and optimizer state this run starts from; the replay buffer, step counters and
+    episode statistics start empty, and ``total_steps`` counts this run's steps. E.g. a trained policy on the
+    re-centred randomization profile ``robot-rl sysid`` writes. null = from scratch. (SAC and PPO.)"""
 
     def __post_init__(self):
         for name in ("total_steps", "log_every_steps", "eval_episodes", "checkpoint_every_steps", "torch_threads"):

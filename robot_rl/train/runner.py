@@ -95,10 +95,13 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     run_dir = Path(run_dir)
     loop = algo_spec(cfg.algo).loop
     if loop in OWN_LOOPS:
+        if getattr(cfg.train, "init_from", None):
+            raise ConfigError(f"train.init_from: {cfg.algo} runs cannot start from a checkpoint (SAC and PPO can)")
         return OWN_LOOPS[loop](cfg, run_dir, resume=resume)
     tc = cfg.train
     configure_torch(tc.torch_threads, tc.deterministic)
     ckpt_dir = run_dir / "checkpoints"
+    init = _init_checkpoint(tc.init_from, cfg.algo) if tc.init_from and not resume else None
     payload = _open_run_dir(run_dir, ckpt_dir, resume)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     chash = config_hash(cfg)
@@ -108,6 +111,8 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     obs_names = obs_names_of(eval_env, learner.n_obs)
     metrics_log, eval_log = CsvLog(run_dir / "metrics.csv"), CsvLog(run_dir / "eval.csv")
     best_eval, elapsed_before, last_eval = _restore(learner, payload, metrics_log, eval_log)
+    if init is not None:
+        _load_weights(learner, init, tc.init_from)
     learner.begin_segment(learner.segment)
     bounds = _Boundaries(tc, learner.env_steps)
     tb = TensorBoard(run_dir / "tb")
@@ -115,6 +120,8 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
             "obs_names": obs_names, "code_version": code_version()}
     run_info = {**{k: meta[k] for k in ("env_id", "algo", "seed", "config_hash", "code_version")},
                 "run_dir": str(run_dir), "status": "running", "env_steps": learner.env_steps}
+    if tc.init_from:
+        run_info["init_from"] = str(tc.init_from)
     write_json(run_dir / "run.json", run_info)
 
     from tqdm import tqdm
@@ -176,6 +183,33 @@ def _open_run_dir(run_dir: Path, ckpt_dir: Path, resume: bool) -> dict | None:
                               f"or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def _init_checkpoint(path: str, algo: str) -> dict:
+    """The checkpoint ``train.init_from`` names, checked to be a training checkpoint of ``algo``."""
+    payload = load_checkpoint(Path(path))
+    if payload.get("kind") != "resume":
+        raise CheckpointError(f"train.init_from: {path} is not a training checkpoint (a run's checkpoints/latest.pt; "
+                              f"best.pt holds the policy alone)")
+    if payload["meta"].get("algo") != algo:
+        raise ConfigError(f"train.init_from: {path} was trained with {payload['meta'].get('algo')!r}, this config "
+                          f"trains {algo!r}")
+    return payload
+
+
+def _load_weights(learner, payload: dict, path: str) -> None:
+    """Start ``learner`` from the networks, normalizer and optimizer state of ``payload`` (``WEIGHT_KEYS`` of its
+    state); everything else (replay, counters, statistics) stays as the new learner has it.
+    """
+    keys = getattr(learner, "WEIGHT_KEYS", None)
+    if keys is None:
+        raise ConfigError(f"train.init_from: {type(learner).__name__} cannot start from a checkpoint")
+    state = learner.state_dict()
+    state.update({k: payload["learner"][k] for k in keys})
+    try:
+        learner.load_state_dict(state)
+    except (ValueError, RuntimeError, KeyError) as exc:  # network sizes or observation layout differ
+        raise ConfigError(f"train.init_from: {path} does not fit this config's learner: {exc}") from None
 
 
 def _restore(learner, payload: dict | None, metrics_log: CsvLog, eval_log: CsvLog) -> tuple[float, float, dict]:
