@@ -24,8 +24,8 @@ INJECTOR = str(Path(__file__).with_name("joint_state_injector.py"))
 MPC = {"robot": "cartpole", "planner": "ilqr", "mpc.horizon": 25, "ilqr.max_iterations": 1}
 DEFAULT_CONFIG = "config/mpc_cartpole.yaml"
 # Parameters of the node that are not planner settings: the policy node's, run_node's and rclpy's own.
-NODE_OWN = {"config", "trigger", "state_dir", "goal", "allow_fault_injection", "executor", "realtime_priority",
-            "use_sim_time", "start_type_description_service"}
+NODE_OWN = {"config", "trigger", "state_dir", "goal", "allow_fault_injection", "commands_topic", "executor",
+            "realtime_priority", "use_sim_time", "start_type_description_service"}
 
 
 def leaf_fields(cls, prefix: str = "") -> dict[str, str]:
