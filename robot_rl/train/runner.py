@@ -95,8 +95,6 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     run_dir = Path(run_dir)
     loop = algo_spec(cfg.algo).loop
     if loop in OWN_LOOPS:
-        if getattr(cfg.train, "init_from", None):
-            raise ConfigError(f"train.init_from: {cfg.algo} runs cannot start from a checkpoint (SAC and PPO can)")
         return OWN_LOOPS[loop](cfg, run_dir, resume=resume)
     tc = cfg.train
     configure_torch(tc.torch_threads, tc.deterministic)
