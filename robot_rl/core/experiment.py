@@ -49,9 +49,10 @@ class TrainConfig:
     """Show a tqdm progress bar (steps/s, ETA) on stderr."""
     init_from: str | None = field(default=None, metadata={"hash": "unless_default"})
     """Fine-tuning: a training checkpoint (another run's ``checkpoints/latest.pt``, same algorithm and network sizes)
-    whose networks, input normalizer and optimizer state this run starts from; the replay buffer, step counters and
-    episode statistics start empty, and ``total_steps`` counts this run's steps. E.g. a trained policy on the
-    re-centred randomization profile ``robot-rl sysid`` writes. null = from scratch. (SAC and PPO.)"""
+    whose networks, input normalizer and optimizer state (SAC: and replay buffer, which new transitions then
+    replace first-in first-out) this run starts from; step counters and episode statistics start at zero, and
+    ``total_steps`` counts this run's steps. E.g. a trained policy on the re-centred randomization profile
+    ``robot-rl sysid`` writes. null = from scratch. (SAC and PPO.)"""
 
     def __post_init__(self):
         for name in ("total_steps", "log_every_steps", "eval_episodes", "checkpoint_every_steps", "torch_threads"):

@@ -1,5 +1,5 @@
-"""Fine-tuning (``train.init_from``): a run starts from another run's networks, normalizer and optimizer state, with
-its own replay, counters and randomization; a checkpoint that does not fit is refused naming the key."""
+"""Fine-tuning (``train.init_from``): a run starts from another run's networks, normalizer, optimizer state (and SAC's
+replay), with its own counters and randomization; a checkpoint that does not fit is refused naming the key."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ from robot_rl.train.checkpoint import CheckpointError, load_checkpoint
 from robot_rl.train.runner import train
 
 
-def test_sac_starts_from_the_checkpoints_weights_with_its_own_replay_and_counters(tmp_path):
+def test_sac_starts_from_the_checkpoints_weights_and_replay_with_its_own_counters(tmp_path):
     src = train(tiny(SAC_TINY), tmp_path / "src")
     ckpt = tmp_path / "src" / "checkpoints" / "latest.pt"
     before = load_checkpoint(ckpt)["learner"]
@@ -22,7 +22,7 @@ def test_sac_starts_from_the_checkpoints_weights_with_its_own_replay_and_counter
     after = load_checkpoint(tmp_path / "ft" / "checkpoints" / "latest.pt")["learner"]
     assert torch.equal(after["flat"], before["flat"]) and torch.equal(after["target_flat"], before["target_flat"])
     assert after["env_steps"] == 200 and after["n_updates"] == 0 and src["env_steps"] == 600
-    assert after["replay"]["size"] == 200  # its own transitions only
+    assert after["replay"]["size"] == before["replay"]["size"] + 200  # the source's transitions, then its own
     # a from-scratch run of the same config has other weights
     scratch = tiny(SAC_TINY, "train.total_steps=200", "train.checkpoint_every_steps=200", "train.eval_every_steps=0",
                    "sac.learning_starts=300")
