@@ -224,9 +224,14 @@ def test_malformed_model_is_refused_with_expected_vs_got(procs, tmp_path, lqr_mo
     (other / "policy.json").write_text(json.dumps(sidecar))
     for key, model in (("bad_width", bad), ("other_profile", other), ("missing", tmp_path / "nope")):
         procs.node("policy_node", key=key, params=policy_params(model, tmp_path / "state"))
+    # a hand-over to a fallback with no monitor to raise the alarm is a configuration mistake, not a silent no-op
+    procs.node("policy_node", key="fallback", params={**policy_params(lqr_model, tmp_path / "state"),
+                                                      "monitor_action": "fallback"})
     for key in ("bad_width", "other_profile", "missing"):
         assert procs.wait(key, 40.0) == 2, procs.log(key)
         assert "refusing to start: parameter 'model'" in procs.log(key)
+    assert procs.wait("fallback", 40.0) == 2, procs.log("fallback")
+    assert "parameter 'monitor_action': fallback needs a dynamics monitor" in procs.log("fallback")
     assert "expected" in procs.log("bad_width") and "got" in procs.log("bad_width"), procs.log("bad_width")
     assert "control_period_s does not match robot profile 'cartpole': expected 0.02, got 0.01" in \
         procs.log("other_profile")
