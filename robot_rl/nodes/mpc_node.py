@@ -9,7 +9,9 @@ the file's value; setting one overrides the file. Names, descriptions and checks
 On the first measured state the factory's warm start (``warmup_iterations`` of iLQR) runs in its own thread and
 then the planner thread starts; it replans from the newest state within ``mpc.replan_budget_s`` while the control
 loop runs every ``mpc.control_period_s`` of steady time (the robot profile's period) and applies
-``u = U[i] + K[i] (x - X[i])`` from the latest plan (the zero fallback until the first plan). Everything else
+``u = U[i] + K[i] (x - X[i])`` from the latest plan. Until the first plan it sends nothing (``wait_for_plan``, the
+default: the robot keeps its start-up state; sim_robot with ``hold_until_first_command`` stays paused) or the
+fallback (zero effort, or hold position). Everything else
 (topics, safety filter, e-stop latch and services, diagnostics, timing, exit codes) is the policy node's. A
 planner-thread exception stops the node: final safe command, exit 1 (``allow_fault_injection`` +
 ``~/inject_fault`` makes the next replan raise). Planner statistics (solve time p50/p99/max, deadline misses,
@@ -69,8 +71,13 @@ class MpcNode(PolicyNode):
 
     @classmethod
     def controller_parameters(cls, p: ParamReader) -> dict:
-        """None besides the ``MpcConfig`` fields."""
-        return {}
+        """``wait_for_plan`` besides the ``MpcConfig`` fields."""
+        return {"wait_for_plan": p.bool("wait_for_plan", True, "send no command before the first plan while none "
+                                        "was sent yet (the warm start: ~0.1-0.7 s), so the robot keeps its start-up "
+                                        "state (sim_robot with hold_until_first_command stays paused; an effort "
+                                        "robot gets no force either way); false: send the fallback command (zero "
+                                        "effort, or hold position) from the first state on. Safe commands always go "
+                                        "out")}
 
     def robot_and_period(self, a: SimpleNamespace):
         """The robot and period are the config's (checked against the robot profile)."""
@@ -105,6 +112,7 @@ class MpcNode(PolicyNode):
             raise StartupError(f"parameter 'robot': {exc}") from None
         nx = builder.nx
         self.runtime, ctl = rt, rt.controller
+        self._waiting_for_plan = a.wait_for_plan
         self._planner_fault = False
         self._warm_thread: threading.Thread | None = None
         self._warm_error: str | None = None
@@ -142,10 +150,22 @@ class MpcNode(PolicyNode):
                               f"s, {'coarse' if cfg.coarse_model else 'exact'} planning model, {search}, cost "
                               f"{cfg.cost})")
 
+    def withhold(self, status) -> bool:
+        """Until the first plan, while no command was sent yet (``wait_for_plan``): publish nothing while the safety
+        filter waits for the first joint states or the warm start runs. A fault or e-stop's safe command goes out,
+        and a goal config holding without a goal sends its hold commands (its warm start waits for the goal).
+        """
+        if self._waiting_for_plan:
+            warming = status.mode == "normal" and self._warm_thread is not None and self.runtime.controller.plan is None
+            if status.mode == "waiting" or warming:
+                return True
+            self._waiting_for_plan = False
+        return False
+
     def _warm_start_then_plan(self, x: np.ndarray, t_s: float) -> None:
-        """Factory warm start from the first state (a long iLQR solve; the control loop meanwhile sends the fallback
-        command), shifted by the periods it took and installed as the first plan's initial guess; then the planner
-        thread.
+        """Factory warm start from the first state (a long iLQR solve; the control loop meanwhile sends nothing, or
+        the fallback command without ``wait_for_plan``), shifted by the periods it took and installed as the first
+        plan's initial guess; then the planner thread.
         """
         rt = self.runtime
         try:

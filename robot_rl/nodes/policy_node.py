@@ -306,6 +306,12 @@ class PolicyNode(GoalTopics, Node):
                                    policy_errors=self.policy_errors)
         return inputs
 
+    def withhold(self, status) -> bool:
+        """True when this step's command is not to be published (mpc_node before its first plan); never for a safe
+        command.
+        """
+        return False
+
     def check_health(self) -> str | None:
         """A fault that must stop the node (returned as text), checked every control period; None when healthy."""
         return None
@@ -371,6 +377,8 @@ class PolicyNode(GoalTopics, Node):
         if self.loop.policy_errors != errors:
             self.get_logger().error(f"policy failed ({self.loop.policy_errors} times), safe command sent: "
                                     f"{self.loop.last_policy_error}", throttle_duration_sec=1.0)
+        if self.withhold(status):
+            return
         self._cmd_msg.data = command.tolist()
         self.pub_cmd.publish(self._cmd_msg)
         end = time.monotonic()

@@ -24,8 +24,8 @@ INJECTOR = str(Path(__file__).with_name("joint_state_injector.py"))
 MPC = {"robot": "cartpole", "planner": "ilqr", "mpc.horizon": 25, "ilqr.max_iterations": 1}
 DEFAULT_CONFIG = "config/mpc_cartpole.yaml"
 # Parameters of the node that are not planner settings: the policy node's, run_node's and rclpy's own.
-NODE_OWN = {"config", "trigger", "state_dir", "goal", "allow_fault_injection", "commands_topic", "executor",
-            "realtime_priority", "use_sim_time", "start_type_description_service"}
+NODE_OWN = {"config", "trigger", "state_dir", "goal", "allow_fault_injection", "commands_topic", "wait_for_plan",
+            "executor", "realtime_priority", "use_sim_time", "start_type_description_service"}
 
 
 def leaf_fields(cls, prefix: str = "") -> dict[str, str]:
@@ -136,6 +136,7 @@ def test_mpc_balances_the_simulated_robot(procs, probe, tmp_path):
     t0 = time.monotonic()
     time.sleep(5.0)
     with probe.lock:
+        first = cmds[0][1].data[0]
         angles = np.array([m.position[1] for t, m in states if t > t0])
         every = np.array([m.position[1] for _, m in states])  # from the start (physics waits for a command)
     assert angles.size > 250
@@ -144,6 +145,8 @@ def test_mpc_balances_the_simulated_robot(procs, probe, tmp_path):
     # held throughout, not dropped and swung up again (the node's warm-started first plan once let it fall)
     assert np.max(np.abs(every)) < 0.8, f"the pole fell: max |angle| {np.max(np.abs(every)):.2f}" + procs.log(
         "mpc_node")
+    # wait_for_plan: no zero command while the warm start runs (the paused physics waits for the first plan)
+    assert first != 0.0, "a zero fallback command went out before the first plan"
     assert procs.stop("mpc_node") == 0
     log = procs.log("mpc_node")
     assert f"ilqr MPC from {DEFAULT_CONFIG} (parameter overrides: none" in log and "planner: replans=" in log
