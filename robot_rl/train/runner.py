@@ -117,9 +117,8 @@ def train(cfg, run_dir: str | Path, *, resume: bool = False, stop_after_steps: i
     meta = {"env_id": cfg.env.id, "algo": cfg.algo, "seed": cfg.seed, "config": to_dict(cfg), "config_hash": chash,
             "obs_names": obs_names, "code_version": code_version()}
     run_info = {**{k: meta[k] for k in ("env_id", "algo", "seed", "config_hash", "code_version")},
-                "run_dir": str(run_dir), "status": "running", "env_steps": learner.env_steps}
-    if tc.init_from:
-        run_info["init_from"] = str(tc.init_from)
+                "run_dir": str(run_dir), "status": "running", "env_steps": learner.env_steps,
+                **({"init_from": str(tc.init_from)} if tc.init_from else {})}
     write_json(run_dir / "run.json", run_info)
 
     from tqdm import tqdm
