@@ -21,18 +21,18 @@ from robot_rl.envs.task import Term
 
 FEET = ("FL_foot", "FR_foot", "RL_foot", "RR_foot")
 FOOT_RADIUS = {"go2": 0.022, "go1": 0.023}  # the foot spheres of Unitree's MJCF
-TRACKING_SIGMA = 0.25
+TRACKING_SIGMA = 0.1  # 0.25 (legged_gym's) kept 93 % of the reward at 0.13 m/s: the robot walked 12 % slow
 SWING_HEIGHT = 0.08
 POSE_WEIGHTS = np.array([1.0, 1.0, 0.1] * 4)  # hip, thigh, calf per leg: keep the hips in, let the knees work
 
 
 def track_lin_vel(lin_vel, command):
-    """exp(-|v_xy - command_xy|^2 / 0.25): 1 on the commanded planar velocity."""
+    """exp(-|v_xy - command_xy|^2 / 0.1): 1 on the commanded planar velocity."""
     return np.exp(-np.sum((lin_vel[:, :2] - command[:, :2]) ** 2, axis=1) / TRACKING_SIGMA)
 
 
 def track_yaw_rate(ang_vel, command):
-    """exp(-(yaw rate - commanded)^2 / 0.25)."""
+    """exp(-(yaw rate - commanded)^2 / 0.1)."""
     return np.exp(-((ang_vel[:, 2] - command[:, 2]) ** 2) / TRACKING_SIGMA)
 
 
@@ -104,8 +104,8 @@ def termination(fell):
 
 
 REWARD = (
-    Term("track_lin_vel", track_lin_vel, 1.5),
-    Term("track_yaw_rate", track_yaw_rate, 1.0),
+    Term("track_lin_vel", track_lin_vel, 2.0),
+    Term("track_yaw_rate", track_yaw_rate, 1.5),
     Term("gait", gait, 2.0),
     Term("feet_air_time", feet_air_time, 0.5),
     Term("pose", pose, 0.5),

@@ -120,7 +120,7 @@ class LocomotionRandomization:
     calibration: float = 0.02
     """Joint encoder zero offset U(-x, x) per joint [rad]: the robot measures q + offset and tracks targets in
     measured coordinates."""
-    latency_probability: float = 0.3
+    latency_probability: float = 0.5
     """Chance per episode that actions take effect one control period late."""
     gyro_noise: float = 0.1
     gyro_bias: float = 0.03
@@ -128,7 +128,7 @@ class LocomotionRandomization:
     joint_pos_noise: float = 0.01
     joint_vel_noise: float = 0.5
     push_interval_s: float = 4.0
-    push_velocity: float = 0.5
+    push_velocity: float = 0.6
     """Every ``push_interval_s`` the base gets a horizontal velocity kick of up to this [m/s] (0: no pushes)."""
 
     @classmethod
