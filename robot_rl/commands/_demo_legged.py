@@ -150,6 +150,7 @@ def replay_stage(s: LeggedDemoSettings, bag: Path, model_dir: Path, qpos_out: li
     _, *stats = legged_gap(env, episodes, policy, out, f"deployment bag {bag.name}", qpos_out)
     env.close()
     return {"episodes": episodes, "import_report": report.describe(), "agreement_within_0.01": agreement["within"],
+            "agreement_filter_changed": agreement["filter_changed"],
             "agreement_max": float(max(np.abs(p - a).max() for p, a in agreement["per_episode"])),
             "gap": {k: v for k, v in stats[0].items() if k != "target_rms_per_joint"},
             "gap_sim": {k: v for k, v in stats[1].items() if k != "target_rms_per_joint"}}

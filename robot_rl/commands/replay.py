@@ -110,18 +110,25 @@ def action_agreement(policy, episodes, tolerance: float) -> dict:
     """Per-step policy actions on logged observations vs logged actions (normalized units).
 
     ``policy``: ``(B, n_obs) float32 -> (B, n_act)`` (``torch_policy`` / ``onnx_policy``). Returns ``{"rmse":
-    (n_act,), "mae": (n_act,), "within": share of steps with max |diff| <= tolerance, "per_episode": [(policy actions
-    (T, n_act), logged actions (T, n_act))]}``.
+    (n_act,), "mae": (n_act,), "within": share of steps with max |diff| <= tolerance, "filter_changed": steps left
+    out, "per_episode": [(policy actions (T, n_act), logged actions (T, n_act))]}``. Steps whose logged action (or the
+    last action the policy saw) the safety filter changed (a legged import's ``filter_changed`` info) are left out of
+    the statistics: there the logged action is not the policy's by design.
     """
     from robot_rl.data.relabel import flat_observations
 
-    pairs = []
+    pairs, diffs, skipped = [], [], 0
     for ep in episodes:
         obs = flat_observations(ep.observations)[:-1]
-        pairs.append((np.asarray(policy(obs), dtype=np.float64), np.asarray(ep.actions, dtype=np.float64)))
-    diff = np.concatenate([p - a for p, a in pairs])
+        pair = (np.asarray(policy(obs), dtype=np.float64), np.asarray(ep.actions, dtype=np.float64))
+        pairs.append(pair)
+        keep = ~np.asarray(ep.infos.get("filter_changed", np.zeros(len(obs) + 1, bool)), dtype=bool)[:-1]
+        skipped += int((~keep).sum())
+        diffs.append((pair[0] - pair[1])[keep])
+    diff = np.concatenate(diffs)
     return {"rmse": np.sqrt((diff ** 2).mean(0)), "mae": np.abs(diff).mean(0),
-            "within": float((np.abs(diff).max(1) <= tolerance).mean()), "per_episode": pairs}
+            "within": float((np.abs(diff).max(1) <= tolerance).mean()), "filter_changed": skipped,
+            "per_episode": pairs}
 
 
 # --------------------------------------------------------------------------- re-simulation
@@ -240,7 +247,9 @@ def agreement_report(result: dict, out: Path, title: str, tolerance: float) -> s
     plt.close(fig)
     lines = [f"# Action agreement: {title}", "",
              f"{len(result['per_episode'])} episode(s); steps with every |policy - logged| <= {tolerance}: "
-             f"{100 * result['within']:.1f} %", "", "| action | RMSE | MAE |", "|---|---|---|"]
+             f"{100 * result['within']:.1f} %" + (f" ({result['filter_changed']} step(s) whose command the safety "
+                                                   "filter changed left out)" if result.get("filter_changed") else ""),
+             "", "| action | RMSE | MAE |", "|---|---|---|"]
     lines += [f"| a[{i}] | {r:.3g} | {m:.3g} |" for i, (r, m) in enumerate(zip(result["rmse"], result["mae"]))]
     lines += ["", "![agreement](agreement.png)", ""]
     text = "\n".join(lines)

@@ -9,7 +9,9 @@ command the policy node published, from the topics the recorder records:
   target normalized with the task's action map, ``(target - center) / half_range`` clipped to [-1, 1];
 * ``/<node>/timing`` (``[seq, sensor_stamp_s, ...]``): the header stamp of the joint state the step used, so the step
   gets exactly that ``/joint_states`` sample (without timing: the last joint state logged before the command);
-* ``/imu``: the last sample logged before that joint state (the node steps when a joint state arrives);
+* ``/imu``: the sample whose header stamp the timing message names (its 7th value; bags from nodes that did not
+  log it, or a stamp not in the bag: the last sample logged before that joint state, which is the wrong one when
+  the node received the two in another order than the recorder);
 * ``/<node>/velocity_command`` (``[vx, vy, yaw_rate, stale, gait_phase]``): the command and clock phase the policy saw
   (without it: ``/cmd_vel`` held as the node holds it, clipped to the task's range, zero after
   ``cmd_vel_timeout_s``, and the clock counted from the first command at the control period);
@@ -41,7 +43,8 @@ from robot_rl.data.dataset import Episode
 IMU = "sensor_msgs/msg/Imu"
 TWIST = "geometry_msgs/msg/Twist"
 _NS = 1_000_000_000
-_STAMP_MATCH_NS = 100_000  # a timing message's float sensor stamp matches a joint-state header within 0.1 ms
+_STAMP_MATCH_NS = 100_000  # a timing message's float sensor stamp matches a message header within 0.1 ms
+_TIMING_CHANGED, _TIMING_IMU_STAMP = 5, 6  # in a policy node's timing message: filter changed it, IMU header stamp
 MEASURED_INPUTS = ("ang_vel", "gravity", "command", "moving", "joint_pos", "joint_vel", "joint_lower", "joint_upper",
                    "action", "last_action", "torque", "fell")
 """Locomotion reward inputs a robot measures (the rest, e.g. base velocity and foot forces, it does not)."""
@@ -54,8 +57,8 @@ def is_legged(env) -> bool:
 
 
 def _imu(raw, topic, report, undecodable):
-    """(log ns, quaternion wxyz, angular velocity) of the finite IMU samples, in log order."""
-    t, quat, gyro, bad = [], [], [], 0
+    """(log ns, header stamp ns, quaternion wxyz, angular velocity) of the finite IMU samples, in log order."""
+    t, stamp, quat, gyro, bad = [], [], [], [], 0
     for t_ns, m in _decode(raw, topic, (IMU,), report, undecodable):
         o, w = m.orientation, m.angular_velocity
         q = np.array([o.w, o.x, o.y, o.z])
@@ -64,13 +67,14 @@ def _imu(raw, topic, report, undecodable):
             bad += 1
             continue
         t.append(t_ns)
+        stamp.append(m.header.stamp.sec * _NS + m.header.stamp.nanosec)
         quat.append(q)
         gyro.append(g)
     if bad:
         report.notes.append(f"{topic}: {bad} sample(s) non-finite or without an orientation dropped")
     order = np.argsort(t, kind="stable")
-    return (np.asarray(t, dtype=np.int64)[order], np.asarray(quat).reshape(-1, 4)[order],
-            np.asarray(gyro).reshape(-1, 3)[order])
+    return (np.asarray(t, dtype=np.int64)[order], np.asarray(stamp, dtype=np.int64)[order],
+            np.asarray(quat).reshape(-1, 4)[order], np.asarray(gyro).reshape(-1, 3)[order])
 
 
 def _arrays(raw, topic, min_len, report, undecodable):
@@ -103,7 +107,7 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
     names = list(profile.joint_names)
     cidx = np.array([names.index(c) for c in profile.command_joints], dtype=np.intp)
     js_log, js_stamp, js_q, js_qd, js_eff = decode_joint_states(raw, topics.joint_states, names, report, undecodable)
-    imu_log, imu_quat, imu_gyro = _imu(raw, topics.imu, report, undecodable)
+    imu_log, imu_stamp, imu_quat, imu_gyro = _imu(raw, topics.imu, report, undecodable)
     t_cmd, cmds = _commands(raw, topics.commands, len(cidx), report, undecodable)
     t_tim, timing = _arrays(raw, f"/{node}/timing", 2, report, undecodable)
     t_vel, vel = _arrays(raw, f"/{node}/velocity_command", 4, report, undecodable)
@@ -112,11 +116,18 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
                             "episodes")
         return [], report
     u_cmd = np.asarray(cmds).reshape(-1, len(cidx))
-    t_cmd, u_cmd, ijs = _step_joint_states(t_cmd, u_cmd, t_tim, timing, js_log, js_stamp, dt_ns, node, report)
+    t_cmd, u_cmd, ijs, imu_named, changed = _step_joint_states(t_cmd, u_cmd, t_tim, timing, js_log, js_stamp, dt_ns,
+                                                               node, report)
     if len(t_cmd) == 0:
         report.notes.append("no commands to import")
         return [], report
     iimu = np.searchsorted(imu_log, js_log[np.maximum(ijs, 0)], side="right") - 1
+    named = np.isfinite(imu_named)
+    if named.any():
+        iimu[named], found = _by_stamp(imu_stamp, np.round(imu_named[named] * _NS).astype(np.int64), iimu[named])
+        if not found.all():
+            report.notes.append(f"{int((~found).sum())} step(s): the IMU sample named by /{node}/timing is not in "
+                                "the bag; the last one logged before the joint state is used")
     valid = (ijs >= 0) & (iimu >= 0)
     command, phase, paired = _velocity_and_phase(raw, t_cmd, t_vel, vel, spec, s, dt_ns, node, topics.cmd_vel,
                                                  cmd_vel_timeout_s, report, undecodable)
@@ -135,7 +146,7 @@ def import_legged_bag(path: str | Path, env, settings: ImportSettings | None = N
     st = _Steps(t_cmd=t_cmd, tc=(t_cmd - t_ref) / _NS, t_ref=t_ref, cidx=cidx, standing=standing, obs=obs,
                 u_cmd=u_cmd, actions=actions, last=last, command=command, q=q_all, qd=qd_all,
                 eff=None if js_eff is None else js_eff[ijs_c], quat=imu_quat[iimu_c], gyro=imu_gyro[iimu_c],
-                grav=grav, fell=-grav[:, 2] < np.cos(spec.fall_tilt))
+                grav=grav, fell=-grav[:, 2] < np.cos(spec.fall_tilt), changed=changed | np.r_[False, changed[:-1]])
     lost = _lost_ranges(report, undecodable, t_ref)
     episodes = _segment_episodes(st, _segments(st.tc, valid, lost, s), lost, s, u, path, report)
     return finish_report(episodes, report)
@@ -175,6 +186,10 @@ class _Steps:
     """Gravity direction in the IMU frame."""
     fell: np.ndarray
     """The IMU tilt is beyond the task's ``fall_tilt``."""
+    changed: np.ndarray
+    """The safety filter clamped or rate-limited this row's command or the previous one (the node's timing): the
+    logged action, or the last action in the observation, is then not the policy's own (the node feeds the policy's
+    unfiltered action back)."""
 
 
 def _commands(raw, topic, n_cmd, report, undecodable):
@@ -190,14 +205,29 @@ def _commands(raw, topic, n_cmd, report, undecodable):
     return t_cmd[usable], [c for c, ok in zip(cmds, usable) if ok]
 
 
+def _by_stamp(header_ns: np.ndarray, stamps: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, found)``: per stamp the message whose header stamp is within ``_STAMP_MATCH_NS`` of it (the nearest),
+    else ``fallback``'s index (``found`` False).
+    """
+    order = np.argsort(header_ns, kind="stable")
+    if len(order) < 2:
+        return fallback.copy(), np.zeros(len(stamps), dtype=bool)
+    j = np.clip(np.searchsorted(header_ns[order], stamps), 1, len(order) - 1)
+    near = order[np.where(np.abs(header_ns[order][j - 1] - stamps) <= np.abs(header_ns[order][j] - stamps), j - 1, j)]
+    found = np.abs(header_ns[near] - stamps) <= _STAMP_MATCH_NS
+    return np.where(found, near, fallback), found
+
+
 def _step_joint_states(t_cmd, u_cmd, t_tim, timing, js_log, js_stamp, dt_ns, node, report):
-    """One step per command: ``(t_cmd, u_cmd, joint-state index per step)``. The node's timing message of the same
-    step names the joint state it used (commands without one are skipped); without timing messages, the last joint
-    state logged before the command.
+    """One step per command: ``(t_cmd, u_cmd, joint-state index, IMU header stamp [s], filter changed)`` per step.
+    The node's timing message of the same step names the joint state it used (commands without one are skipped),
+    whether the safety filter changed the command and, from a legged node, the IMU sample (NaN where not named);
+    without timing messages, the last joint state logged before the command.
     """
     if not len(t_tim):
         report.notes.append(f"no /{node}/timing: each step uses the last joint state logged before its command")
-        return t_cmd, u_cmd, np.searchsorted(js_log, t_cmd, side="right") - 1
+        return (t_cmd, u_cmd, np.searchsorted(js_log, t_cmd, side="right") - 1, np.full(len(t_cmd), np.nan),
+                np.zeros(len(t_cmd), dtype=bool))
     it = _paired(t_cmd, t_tim, dt_ns // 2)
     keep = it >= 0
     if (~keep).any():
@@ -205,17 +235,14 @@ def _step_joint_states(t_cmd, u_cmd, t_tim, timing, js_log, js_stamp, dt_ns, nod
                             "safe command at shutdown) skipped")
     t_cmd, u_cmd, it = t_cmd[keep], u_cmd[keep], it[keep]
     stamps = np.round(np.asarray([timing[i][1] for i in it]) * _NS).astype(np.int64)
-    order = np.argsort(js_stamp, kind="stable")
-    j = np.clip(np.searchsorted(js_stamp[order], stamps), 1, len(order) - 1)
-    near = np.where(np.abs(js_stamp[order][j - 1] - stamps) <= np.abs(js_stamp[order][j] - stamps), j - 1, j)
-    ijs = order[near]
-    matched = np.abs(js_stamp[ijs] - stamps) <= _STAMP_MATCH_NS
-    by_log = np.searchsorted(js_log, t_cmd, side="right") - 1
-    ijs = np.where(matched, ijs, by_log)
+    ijs, matched = _by_stamp(js_stamp, stamps, np.searchsorted(js_log, t_cmd, side="right") - 1)
     if (~matched).any():
         report.notes.append(f"{int((~matched).sum())} step(s): the joint state named by /{node}/timing is not in "
                             "the bag; the last one logged before the command is used")
-    return t_cmd, u_cmd, ijs
+    imu_named = np.asarray([timing[i][_TIMING_IMU_STAMP] if len(timing[i]) > _TIMING_IMU_STAMP else np.nan
+                            for i in it], dtype=np.float64)
+    changed = np.asarray([len(timing[i]) > _TIMING_CHANGED and timing[i][_TIMING_CHANGED] > 0 for i in it], dtype=bool)
+    return t_cmd, u_cmd, ijs, imu_named, changed
 
 
 def _velocity_and_phase(raw, t_cmd, t_vel, vel, spec, s, dt_ns, node, cmd_vel_topic, cmd_vel_timeout_s, report,
@@ -328,4 +355,4 @@ def _episode(st: _Steps, a: int, b: int, terminated: bool, terms, lower, upper, 
                    st.t_cmd[k] / _NS,
                    {"joint_positions": st.q[k], "joint_velocities": st.qd[k], "imu_orientation": st.quat[k],
                     "imu_angular_velocity": st.gyro[k], "velocity_command": st.command[k],
-                    "joint_targets": st.u_cmd[k]}, metadata)
+                    "joint_targets": st.u_cmd[k], "filter_changed": st.changed[k]}, metadata)

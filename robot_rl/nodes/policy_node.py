@@ -7,8 +7,9 @@ timer every period stays as the stale-sensor watchdog), or every ``control_perio
 sample (``trigger: timer``: up to one period of phase waiting), builds the observation with the env's
 ``ObservationBuilder``, runs ``OnnxPolicy``, filters the action with ``SafetyFilter`` and publishes
 ``/<controller>/commands``. Also: ``/diagnostics`` (1 Hz and on every mode change), ``~/timing``
-(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe, changed]``: ``safe`` 1 when the
-safe command went out, ``changed`` 1 when the filter clamped or rate-limited the controller's command), e-stop
+(Float64MultiArray ``[command_seq, sensor_stamp_s, sensor_to_publish_s, compute_s, safe, changed, imu_stamp_s]``:
+``safe`` 1 when the safe command went out, ``changed`` 1 when the filter clamped or rate-limited the controller's
+command, ``imu_stamp_s`` the header stamp of the IMU sample used, NaN without one), e-stop
 services ``~/estop``
 and ``~/reset`` (std_srvs/Trigger; the latch is a file in ``state_dir``, so it survives a restart and only
 ``~/reset`` clears it). Latency statistics are logged at exit. An unhandled exception in a callback publishes a final
@@ -172,6 +173,7 @@ class PolicyNode(GoalTopics, Node):
         self._monitor_reported = False
         self._final_sent = False
         self._seq = 0
+        self._imu_stamp_s = float("nan")  # header stamp of the last accepted IMU sample (~/timing names it)
         self._last_mode = ""
         self._last_diag_s = 0.0
         self._cmd_msg = Float64MultiArray()
@@ -341,6 +343,8 @@ class PolicyNode(GoalTopics, Node):
         if not self.safety.on_imu((o.w, o.x, o.y, o.z), (g.x, g.y, g.z), time.monotonic()):
             self.get_logger().warning(f"rejected IMU sample: {self.safety.last_rejection}",
                                       throttle_duration_sec=1.0)
+        else:
+            self._imu_stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         v = self.loop.velocity
@@ -392,7 +396,8 @@ class PolicyNode(GoalTopics, Node):
         age = end - self.loop.last_rx_s if fresh else float("nan")
         self.pub_timing.publish(Float64MultiArray(data=[float(self._seq), self.loop.last_stamp_s, age, end - start,
                                                         float(status.safe),
-                                                        float(status.clamped or status.rate_limited)]))
+                                                        float(status.clamped or status.rate_limited),
+                                                        self._imu_stamp_s]))
         if getattr(self.loop, "monitor_alarm", "") and not self._monitor_reported:
             self._monitor_reported = True
             handover = f": handed over to the fallback controller on {self.fallback_topic}" \

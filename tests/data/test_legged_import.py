@@ -52,10 +52,13 @@ def run():
 
 
 def _write(path, env, observations, targets, *, timing=True, velocity=True, cmd_vel=False, hole=None,
-           tilt_from=None, nan_command_at=None):
+           tilt_from=None, nan_command_at=None, imu_late_every=None, imu_stamp=False):
     """The bag of ``run``: per step k (t_k = 1000 s + 20 ms k) joint states and IMU (previous physics step: the
     node steps on the joint state, before the IMU of the same stamp arrives), command k, timing, velocity command.
     ``hole``: (first, stop) steps whose messages are missing; ``tilt_from``: the IMU says "fallen" from this step.
+    ``imu_late_every``: every so many steps the recorder logs the IMU sample after the joint state (the node had it
+    before: DDS delivered the two topics in different orders); ``imu_stamp``: timing names the IMU sample's stamp
+    (7th value, as policy_node logs it).
     """
     u = env.unwrapped
     p = u.profile
@@ -93,12 +96,14 @@ def _write(path, env, observations, targets, *, timing=True, velocity=True, cmd_
                                                                                          _quat_from_gravity(g)[0]]),
                       orientation_covariance=cov, angular_velocity=Vec3(*o[0:3]), angular_velocity_covariance=cov,
                       linear_acceleration=Vec3(0.0, 0.0, 9.81), linear_acceleration_covariance=cov)
-            w.write(c["imu"], t - 100_000, store.serialize_cdr(imu, Imu.__msgtype__))
+            late = imu_late_every is not None and k % imu_late_every == 0
+            w.write(c["imu"], t + (100_000 if late else -100_000), store.serialize_cdr(imu, Imu.__msgtype__))
             w.write(c["js"], t, store.serialize_cdr(js, JointState.__msgtype__))
             target = np.full(n, np.nan) if k == nan_command_at else targets[min(k, len(targets) - 1)]
             w.write(c["cmd"], t + 600_000, store.serialize_cdr(arr(target), F64.__msgtype__))
             if timing:
-                w.write(c["tim"], t + 700_000, store.serialize_cdr(arr([k, t / ns, 6e-4, 6e-4, 0.0]), F64.__msgtype__))
+                row = [k, t / ns, 6e-4, 6e-4, 0.0] + ([0.0, t / ns] if imu_stamp else [])
+                w.write(c["tim"], t + 700_000, store.serialize_cdr(arr(row), F64.__msgtype__))
             if velocity:
                 phase = np.arctan2(o[-2], o[-1]) / (2 * np.pi) % 1.0
                 w.write(c["vel"], t + 650_000, store.serialize_cdr(arr([*o[-5:-2], 0.0, phase]), F64.__msgtype__))
@@ -137,6 +142,22 @@ def test_import_rebuilds_the_observation_actions_and_measured_reward(run, tmp_pa
     lim = terms["joint_limits"]
     assert lim.name in ep.metadata["reward_terms"] and "termination" in ep.metadata["reward_terms"]
     np.testing.assert_allclose(ep.rewards, want, atol=1e-4)  # joint limits and falls: 0 in this run
+
+
+def test_timing_names_the_imu_sample_the_node_used(run, tmp_path):
+    """The recorder may log a step's IMU sample after its joint state although the node had it first: the IMU stamp
+    in the node's timing message picks the right sample; without it the import takes the one logged before.
+    """
+    env, observations, actions, targets = run
+    eps, report = import_legged_bag(_write(tmp_path / "named", env, observations, targets, imu_late_every=3,
+                                           imu_stamp=True), env)
+    assert report.ok and len(eps) == 1 and "IMU sample named" not in report.describe(), report.describe()
+    np.testing.assert_allclose(eps[0].observations, observations[1:STEPS], atol=2e-6)
+    eps, _ = import_legged_bag(_write(tmp_path / "unnamed", env, observations, targets, imu_late_every=3), env)
+    first = STEPS - len(eps[0].observations)  # step 0 has no IMU sample logged before it: the episode starts later
+    gyro_error = np.abs(eps[0].observations[:, 0:3] - observations[first:STEPS, 0:3]).max(axis=1)
+    late = (np.arange(first, STEPS) % 3) == 0
+    assert (gyro_error[late] > 1e-5).all() and (gyro_error[~late] < 2e-6).all()  # the late steps took the previous one
 
 
 def test_without_the_node_topics_cmd_vel_is_held_and_the_clock_counted(run, tmp_path):

@@ -228,11 +228,12 @@ def test_shipped_sim_go2_launch_walks_and_records_imu_and_cmd_vel(tmp_path, ros_
     steps = sum(len(e) for e in episodes)
     agreement = action_agreement(onnx_policy(Path(MODEL), env), episodes, 0.01)
     print(f"imported {len(episodes)} episode(s), {steps} steps; policy on the rebuilt observations within 0.01 of "
-          f"the logged action on {100 * agreement['within']:.1f} % of steps")
+          f"the logged action on {100 * agreement['within']:.1f} % of steps ({agreement['filter_changed']} steps "
+          "the safety filter changed left out)")
     assert steps > 200, report.describe()  # >= 4 s of walking (the sim runs slower than real time under load)
-    # 95.5-99.6 % measured; the rest are steps where the IMU sample reached the node and the recorder in different
-    # orders around a joint state (taking the wrong one of the two agrees on ~20 % of steps)
-    assert agreement["within"] >= 0.9, report.describe()
+    # the node names the IMU sample it used in ~/timing, and steps whose command the safety filter changed (the
+    # policy's own action is not logged there) are left out: what remains is the policy on the same observation
+    assert agreement["within"] >= 0.97 and agreement["filter_changed"] < 0.3 * steps, report.describe()
 
 
 def test_go2_policy_refused_for_another_robot(procs):
