@@ -205,3 +205,39 @@ def test_update_matches_torch_adam_on_the_unpacked_networks():
     expect = torch.cat([p.detach().reshape(-1) for p in params])
     torch.testing.assert_close(learner.flat, expect, atol=1e-5, rtol=1e-4)
     assert learner.lr == pytest.approx(lr)
+
+
+def test_update_threads_apply_to_the_update_only():
+    """``ppo.update_threads`` runs the gradient update on that many torch threads and gives the rollout back its own
+    count; the update itself is the same computation (equal within float reordering)."""
+    from robot_rl.algos.ppo import PpoLearner
+    from robot_rl.train.config import load_experiment
+
+    raw = {"algo": "ppo", "env": {"id": "robot_rl/CartpoleBalance-v0"},
+           "ppo": {"num_envs": 4, "n_steps": 16, "n_minibatches": 2, "n_epochs": 2}}
+    with pytest.raises(ValueError, match="ppo.update_threads must be >= 0"):
+        load_experiment(raw={**raw, "ppo": {**raw["ppo"], "update_threads": -1}})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    seen, flats = {0: [], 2: []}, []
+    try:
+        for threads in (0, 2):
+            torch.manual_seed(0)
+            learner = PpoLearner(load_experiment(raw={**raw, "ppo": {**raw["ppo"], "update_threads": threads}}))
+            learner.begin_segment(0)
+            learner._rollout()
+            step = learner.opt.step
+
+            def spy(*a, _step=step, _seen=seen[threads], **k):
+                _seen.append(torch.get_num_threads())
+                return _step(*a, **k)
+
+            learner.opt.step = spy
+            learner.update()
+            assert torch.get_num_threads() == 1, "the rollout's thread count is restored after the update"
+            flats.append(learner.flat.detach().clone())
+            learner.close()
+    finally:
+        torch.set_num_threads(before)
+    assert set(seen[0]) == {1} and set(seen[2]) == {2}
+    torch.testing.assert_close(flats[0], flats[1], rtol=1e-4, atol=1e-5)
