@@ -102,8 +102,8 @@ class PpoConfig:
     """Initial log standard deviation of the action distribution."""
     update_threads: int = field(default=0, metadata={"hash": "unless_default"})
     """Torch threads for the gradient update only (0: ``train.torch_threads`` throughout). The rollout keeps
-    ``train.torch_threads``, so an env stepped on MuJoCo's thread pool has the cores while it runs: with 1024 Go2
-    envs on 2 cores, 2 here cut an iteration from 1.81 to 1.58 s (2 threads throughout: 1.69 s)."""
+    ``train.torch_threads``, so an env stepped on MuJoCo's thread pool has the cores while it runs (the Go2 recipe
+    on 2 cores: 13 % less time per iteration, bench/results/go2.md)."""
 
     def __post_init__(self):
         if self.update_threads < 0:
