@@ -25,6 +25,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 from _machine import machine_header
+from bench_go2 import _env_rate, _raw_rate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "go2_peer_gym_quadruped.md"
 
@@ -69,10 +70,10 @@ def peer_rates(seconds: float) -> dict:
 
 
 def our_rates(seconds: float) -> dict:
-    """robot_rl's Go2 env: one env and the batched trainer's env (1024 envs, 1 thread), zero actions (standing PD
-    targets), and raw ``mj_step`` of one env's model [physics steps/s]."""
+    """robot_rl's Go2 env: one env and the batched trainer's env (1024 envs, 1 thread, bench_go2.py's runner), zero
+    actions (standing PD targets), and raw ``mj_step`` of one env's model (bench_go2.py's) [physics steps/s]."""
     import robot_rl.envs as E
-    from robot_rl.envs.locomotion import LocomotionVecEnv
+    from robot_rl.core.profile import load_profile
 
     env = E.make("robot_rl/Go2Joystick-v0", randomization="train", seed=0)
     env.reset(seed=0)
@@ -86,34 +87,12 @@ def our_rates(seconds: float) -> dict:
             env.reset()
         return fs
 
-    from robot_rl.core.profile import load_profile
-
     model = u.episode_sample()["model"]
-    d = mujoco.MjData(model)  # standing, the PD holding the standing pose (as bench_go2.py's raw rate)
-    stand = np.asarray(load_profile("go2").standing_pose)
-    d.qpos[2] = 0.30
-    d.qpos[[model.jnt_qposadr[i] for i in range(1, model.njnt)]] = stand
-    d.ctrl[:] = stand
-    mujoco.mj_step(model, d, 100)
-
-    def raw_step() -> int:
-        mujoco.mj_step(model, d, fs)
-        return fs
-
     env_step()
-    out = {"ours_env": _timed(env_step, seconds), "ours_raw": _timed(raw_step, seconds), "ours_dt": model.opt.timestep}
+    out = {"ours_env": _timed(env_step, seconds), "ours_dt": model.opt.timestep,
+           "ours_raw": _raw_rate(model, np.asarray(load_profile("go2").standing_pose), seconds),
+           "ours_vec": _env_rate(1, 1024, seconds)}
     env.close()
-    vec = LocomotionVecEnv(E.task_spec("Go2Joystick-v0"), 1024, seed=0, randomization="train", num_threads=1)
-    vec.reset(seed=0)
-    za = np.zeros((1024, 12))
-    vec.step(za)
-
-    def vec_step() -> int:
-        vec.step(za)
-        return 1024 * fs
-
-    out["ours_vec"] = _timed(vec_step, seconds)
-    vec.close()
     return out
 
 
